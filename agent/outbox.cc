@@ -1,0 +1,406 @@
+#include "agent/outbox.h"
+
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/strings.h"
+#include "common/files.h"
+#include "common/log.h"
+
+namespace setdiag::agent {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS outbox(
+  seq INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  severity INTEGER NOT NULL,
+  detected_at_ms INTEGER NOT NULL,
+  enqueued_at_ms INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_by_eviction_order ON outbox(severity, seq);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, ivalue INTEGER, tvalue TEXT);
+INSERT OR IGNORE INTO meta(key, ivalue) VALUES ('next_seq', 1), ('bytes', 0), ('gaps_total', 0),
+  ('fresh', 1);
+)sql";
+
+// Per-row overhead counted towards the byte limit besides kind and payload.
+constexpr int64_t kRowOverhead = 64;
+
+int64_t RowSize(const NewEvent& e) {
+  return static_cast<int64_t>(e.kind.size() + e.payload.size()) + kRowOverhead;
+}
+
+absl::Status MoveAside(const std::string& path, const std::string& suffix) {
+  for (const char* ext : {"", "-wal", "-shm"}) {
+    std::string from = path + ext;
+    std::string to = path + suffix + ext;
+    if (std::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+      return absl::UnavailableError(Cat("cannot move ", from, " aside"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// [[a,b],...] ranges of consecutive sequences.
+nlohmann::json Ranges(const std::vector<uint64_t>& seqs, size_t max_ranges, bool* truncated) {
+  nlohmann::json out = nlohmann::json::array();
+  *truncated = false;
+  size_t i = 0;
+  while (i < seqs.size()) {
+    size_t j = i;
+    while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
+    if (out.size() == max_ranges) {
+      *truncated = true;
+      break;
+    }
+    out.push_back({seqs[i], seqs[j]});
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Outbox::Outbox(sql::Db db, OutboxLimits limits, Clock& clock, bool in_memory)
+    : db_(std::move(db)), limits_(limits), clock_(clock), in_memory_(in_memory) {}
+
+std::unique_ptr<Outbox> Outbox::Open(const std::string& path, OutboxLimits limits, Clock& clock) {
+  auto try_open = [&](const std::string& p) -> absl::StatusOr<std::unique_ptr<Outbox>> {
+    auto db = sql::Db::Open(p);
+    if (!db.ok()) return db.status();
+    auto check = db->QueryText("PRAGMA quick_check");
+    if (!check.ok()) return check.status();
+    if (*check != "ok") return absl::DataLossError(Cat("integrity check failed: ", *check));
+    std::unique_ptr<Outbox> box(new Outbox(std::move(*db), limits, clock, p == ":memory:"));
+    if (auto st = box->InitSchema(); !st.ok()) return st;
+    return box;
+  };
+
+  auto box = try_open(path);
+  if (box.ok()) return std::move(*box);
+  std::string reason;
+  if (box.status().code() == absl::StatusCode::kDataLoss) {
+    std::string suffix = Cat(".corrupt-", clock.NowMs());
+    reason = Cat("outbox ", path, " was unreadable (", box.status().message(),
+                          "); moved aside to ", path, suffix, " and started a fresh one");
+    if (MoveAside(path, suffix).ok()) {
+      auto fresh = try_open(path);
+      if (fresh.ok()) {
+        (*fresh)->reset_reason_ = reason;
+        log::Error("outbox", reason);
+        return std::move(*fresh);
+      }
+      reason = Cat(reason, "; the fresh one failed too: ", fresh.status().message());
+    }
+  } else {
+    reason = Cat("cannot open outbox ", path, ": ", box.status().message());
+  }
+  reason += "; running with an in-memory outbox (events survive only while the agent runs)";
+  log::Error("outbox", reason);
+  auto mem = try_open(":memory:");
+  if (!mem.ok()) std::abort();  // SQLite in memory failing means no heap left
+  (*mem)->reset_reason_ = reason;
+  return std::move(*mem);
+}
+
+absl::Status Outbox::InitSchema() {
+  if (auto st = db_.Exec("PRAGMA synchronous=NORMAL"); !st.ok()) return st;
+  if (auto st = db_.Exec(kSchema); !st.ok()) return st;
+  auto id = db_.QueryText("SELECT tvalue FROM meta WHERE key='outbox_id'");
+  if (!id.ok()) return id.status();
+  if (id->empty()) {
+    std::string fresh_id = RandomHex(16);
+    auto stmt = db_.Prepare("INSERT OR IGNORE INTO meta(key, tvalue) VALUES ('outbox_id', ?)");
+    if (!stmt.ok()) return stmt.status();
+    if (auto st = stmt->Bind(1, fresh_id).Run(); !st.ok()) return st;
+    id = db_.QueryText("SELECT tvalue FROM meta WHERE key='outbox_id'");
+    if (!id.ok()) return id.status();
+  }
+  outbox_id_ = *id;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Outbox::Meta(sql::Db& db, const char* key) {
+  auto stmt = db.Prepare("SELECT ivalue FROM meta WHERE key=?");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, std::string_view(key));
+  auto row = stmt->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::DataLossError(Cat("outbox meta key ", key, " missing"));
+  return stmt->Int(0);
+}
+
+absl::Status Outbox::SetMeta(const char* key, int64_t value) {
+  auto stmt = db_.Prepare("UPDATE meta SET ivalue=? WHERE key=?");
+  if (!stmt.ok()) return stmt.status();
+  return stmt->Bind(1, value).Bind(2, std::string_view(key)).Run();
+}
+
+absl::StatusOr<uint64_t> Outbox::InsertLocked(const NewEvent& event, int64_t now_ms) {
+  auto next = Meta(db_, "next_seq");
+  if (!next.ok()) return next.status();
+  auto bytes = Meta(db_, "bytes");
+  if (!bytes.ok()) return bytes.status();
+  int64_t size = RowSize(event);
+  auto stmt = db_.Prepare(
+      "INSERT INTO outbox(seq, kind, severity, detected_at_ms, enqueued_at_ms, payload, size) "
+      "VALUES (?,?,?,?,?,?,?)");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, *next)
+      .Bind(2, event.kind)
+      .Bind(3, static_cast<int64_t>(event.severity))
+      .Bind(4, event.detected_at_ms)
+      .Bind(5, now_ms)
+      .BindBlob(6, event.payload)
+      .Bind(7, size);
+  if (auto st = stmt->Run(); !st.ok()) return st;
+  if (auto st = SetMeta("next_seq", *next + 1); !st.ok()) return st;
+  if (auto st = SetMeta("bytes", *bytes + size); !st.ok()) return st;
+  return static_cast<uint64_t>(*next);
+}
+
+absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, const char* reason) {
+  if (sequences.empty()) return absl::OkStatus();
+  std::map<std::string, int64_t> by_severity;
+  std::map<std::string, int64_t> by_kind;
+  int64_t freed = 0, oldest = INT64_MAX, newest = 0;
+  auto sel = db_.Prepare("SELECT severity, size, detected_at_ms, kind FROM outbox WHERE seq=?");
+  auto del = db_.Prepare("DELETE FROM outbox WHERE seq=?");
+  if (!sel.ok()) return sel.status();
+  if (!del.ok()) return del.status();
+  for (uint64_t seq : sequences) {
+    sel->Reset();
+    sel->Bind(1, static_cast<int64_t>(seq));
+    auto row = sel->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) continue;
+    by_severity[SeverityName(static_cast<Severity>(sel->Int(0)))]++;
+    freed += sel->Int(1);
+    oldest = std::min(oldest, sel->Int(2));
+    newest = std::max(newest, sel->Int(2));
+    by_kind[sel->Text(3)]++;
+    sel->Reset();
+    del->Reset();
+    if (auto st = del->Bind(1, static_cast<int64_t>(seq)).Run(); !st.ok()) return st;
+  }
+  auto bytes = Meta(db_, "bytes");
+  if (!bytes.ok()) return bytes.status();
+  auto gaps = Meta(db_, "gaps_total");
+  if (!gaps.ok()) return gaps.status();
+  if (auto st = SetMeta("bytes", *bytes - freed); !st.ok()) return st;
+  auto count = static_cast<int64_t>(sequences.size());
+  if (auto st = SetMeta("gaps_total", *gaps + count); !st.ok()) return st;
+
+  bool truncated = false;
+  nlohmann::json payload = {
+      {"reason", reason},
+      {"count", count},
+      {"bytes", freed},
+      {"sequences", Ranges(sequences, 500, &truncated)},
+      {"sequences_truncated", truncated},
+      {"by_severity", by_severity},
+      {"by_kind", by_kind},
+      {"oldest_detected_ms", oldest == INT64_MAX ? 0 : oldest},
+      {"newest_detected_ms", newest},
+  };
+  NewEvent gap{kGapKind, Severity::kImportant, clock_.NowMs(), payload.dump()};
+  auto seq = InsertLocked(gap, clock_.NowMs());
+  if (!seq.ok()) return seq.status();
+  log::Warn("outbox", Cat("evicted ", count, " events (", reason, "); gap record ", *seq,
+                                   " will tell the collector"));
+  return absl::OkStatus();
+}
+
+absl::Status Outbox::MakeRoom(int64_t incoming) {
+  auto bytes = Meta(db_, "bytes");
+  if (!bytes.ok()) return bytes.status();
+  if (*bytes + incoming <= limits_.max_bytes) return absl::OkStatus();
+  // Leave room for the gap record itself as well.
+  auto target = static_cast<int64_t>(static_cast<double>(limits_.max_bytes) * limits_.low_watermark) -
+                incoming - 4096;
+  auto stmt = db_.Prepare("SELECT seq, size FROM outbox ORDER BY severity ASC, seq ASC");
+  if (!stmt.ok()) return stmt.status();
+  std::vector<uint64_t> victims;
+  int64_t remaining = *bytes;
+  while (remaining > target) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    victims.push_back(static_cast<uint64_t>(stmt->Int(0)));
+    remaining -= stmt->Int(1);
+  }
+  stmt->Reset();
+  std::sort(victims.begin(), victims.end());
+  return EvictAndRecord(victims, "outbox_full");
+}
+
+absl::StatusOr<uint64_t> Outbox::Append(const NewEvent& event) {
+  int64_t size = RowSize(event);
+  if (size > limits_.max_event_bytes) {
+    return absl::InvalidArgumentError(Cat("event ", event.kind, " is ", size,
+                                                   " bytes; the limit is ", limits_.max_event_bytes));
+  }
+  std::lock_guard lock(mu_);
+  const bool critical = event.severity == Severity::kCritical;
+  if (critical) {
+    if (auto st = db_.Exec("PRAGMA synchronous=FULL"); !st.ok()) return st;
+  }
+  absl::StatusOr<uint64_t> result = [&]() -> absl::StatusOr<uint64_t> {
+    auto txn = sql::Transaction::Begin(db_);
+    if (!txn.ok()) return txn.status();
+    if (auto st = MakeRoom(size); !st.ok()) return st;
+    auto seq = InsertLocked(event, clock_.NowMs());
+    if (!seq.ok()) return seq.status();
+    if (auto st = txn->Commit(); !st.ok()) return st;
+    return seq;
+  }();
+  if (critical) (void)db_.Exec("PRAGMA synchronous=NORMAL");
+  return result;
+}
+
+absl::StatusOr<std::vector<StoredEvent>> Outbox::ReadAfter(uint64_t after, size_t max_events,
+                                                           size_t max_bytes) {
+  std::lock_guard lock(mu_);
+  auto stmt = db_.Prepare(
+      "SELECT seq, kind, severity, detected_at_ms, payload FROM outbox WHERE seq > ? "
+      "ORDER BY seq LIMIT ?");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, static_cast<int64_t>(after)).Bind(2, static_cast<int64_t>(max_events));
+  std::vector<StoredEvent> out;
+  size_t bytes = 0;
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    StoredEvent e;
+    e.sequence = static_cast<uint64_t>(stmt->Int(0));
+    e.kind = stmt->Text(1);
+    e.severity = static_cast<Severity>(stmt->Int(2));
+    e.detected_at_ms = stmt->Int(3);
+    e.payload = stmt->Text(4);
+    bytes += e.kind.size() + e.payload.size();
+    out.push_back(std::move(e));
+    if (bytes >= max_bytes) break;
+  }
+  return out;
+}
+
+absl::Status Outbox::AckUpTo(uint64_t sequence) {
+  std::lock_guard lock(mu_);
+  auto txn = sql::Transaction::Begin(db_);
+  if (!txn.ok()) return txn.status();
+  auto sum = db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq <= ?");
+  if (!sum.ok()) return sum.status();
+  sum->Bind(1, static_cast<int64_t>(sequence));
+  auto row = sum->Step();
+  if (!row.ok()) return row.status();
+  int64_t freed = sum->Int(0);
+  sum->Reset();
+  if (freed == 0) return absl::OkStatus();
+  auto del = db_.Prepare("DELETE FROM outbox WHERE seq <= ?");
+  if (!del.ok()) return del.status();
+  if (auto st = del->Bind(1, static_cast<int64_t>(sequence)).Run(); !st.ok()) return st;
+  auto bytes = Meta(db_, "bytes");
+  if (!bytes.ok()) return bytes.status();
+  if (auto st = SetMeta("bytes", *bytes - freed); !st.ok()) return st;
+  return txn->Commit();
+}
+
+absl::Status Outbox::ExpireOld() {
+  std::lock_guard lock(mu_);
+  auto txn = sql::Transaction::Begin(db_);
+  if (!txn.ok()) return txn.status();
+  auto stmt = db_.Prepare("SELECT seq FROM outbox WHERE enqueued_at_ms < ? ORDER BY seq");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, clock_.NowMs() - limits_.max_age_ms);
+  std::vector<uint64_t> victims;
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    victims.push_back(static_cast<uint64_t>(stmt->Int(0)));
+  }
+  stmt->Reset();
+  if (victims.empty()) return absl::OkStatus();
+  if (auto st = EvictAndRecord(victims, "expired"); !st.ok()) return st;
+  return txn->Commit();
+}
+
+absl::Status Outbox::Renumber(uint64_t from) {
+  std::lock_guard lock(mu_);
+  auto txn = sql::Transaction::Begin(db_);
+  if (!txn.ok()) return txn.status();
+  auto first = db_.QueryInt("SELECT COALESCE(MIN(seq), 0) FROM outbox");
+  if (!first.ok()) return first.status();
+  auto next = Meta(db_, "next_seq");
+  if (!next.ok()) return next.status();
+  int64_t base = *first != 0 ? *first : *next;
+  auto delta = static_cast<int64_t>(from) - base;
+  if (delta <= 0) return absl::OkStatus();
+  // Two passes through negative numbers keep the primary key unique.
+  if (auto st = db_.Exec(Cat("UPDATE outbox SET seq = -(seq + ", delta, ")")); !st.ok()) {
+    return st;
+  }
+  if (auto st = db_.Exec("UPDATE outbox SET seq = -seq"); !st.ok()) return st;
+  if (auto st = SetMeta("next_seq", *next + delta); !st.ok()) return st;
+  // Gap records name sequences: shift them with the events they describe.
+  auto gaps = db_.Prepare("SELECT seq, payload FROM outbox WHERE kind = ?");
+  if (!gaps.ok()) return gaps.status();
+  gaps->Bind(1, std::string_view(kGapKind));
+  std::vector<std::pair<int64_t, std::string>> rewritten;
+  while (true) {
+    auto row = gaps->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    auto json = nlohmann::json::parse(gaps->Text(1), nullptr, false);
+    if (json.is_discarded() || !json.contains("sequences")) continue;
+    for (auto& range : json["sequences"]) {
+      range[0] = range[0].get<int64_t>() + delta;
+      range[1] = range[1].get<int64_t>() + delta;
+    }
+    rewritten.emplace_back(gaps->Int(0), json.dump());
+  }
+  gaps->Reset();
+  for (const auto& [seq, payload] : rewritten) {
+    auto upd = db_.Prepare("UPDATE outbox SET payload=? WHERE seq=?");
+    if (!upd.ok()) return upd.status();
+    if (auto st = upd->BindBlob(1, payload).Bind(2, seq).Run(); !st.ok()) return st;
+  }
+  log::Info("outbox", Cat("fresh outbox renumbered to start at ", from));
+  return txn->Commit();
+}
+
+bool Outbox::fresh() {
+  std::lock_guard lock(mu_);
+  auto v = Meta(db_, "fresh");
+  return v.ok() && *v != 0;
+}
+
+absl::Status Outbox::MarkSynced() {
+  std::lock_guard lock(mu_);
+  return SetMeta("fresh", 0);
+}
+
+uint64_t Outbox::FirstUnacked() {
+  std::lock_guard lock(mu_);
+  auto v = db_.QueryInt("SELECT COALESCE(MIN(seq), 0) FROM outbox");
+  return v.ok() ? static_cast<uint64_t>(*v) : 0;
+}
+
+OutboxStats Outbox::Stats() {
+  std::lock_guard lock(mu_);
+  OutboxStats s;
+  if (auto v = db_.QueryInt("SELECT COUNT(*) FROM outbox"); v.ok()) s.depth = static_cast<uint64_t>(*v);
+  if (auto v = Meta(db_, "bytes"); v.ok()) s.bytes = *v;
+  if (auto v = db_.QueryInt("SELECT COALESCE(MIN(enqueued_at_ms), 0) FROM outbox"); v.ok()) {
+    s.oldest_enqueued_ms = *v;
+  }
+  if (auto v = Meta(db_, "gaps_total"); v.ok()) s.gaps_total = static_cast<uint64_t>(*v);
+  if (auto v = Meta(db_, "next_seq"); v.ok()) s.next_sequence = static_cast<uint64_t>(*v);
+  return s;
+}
+
+}  // namespace setdiag::agent

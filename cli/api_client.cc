@@ -1,0 +1,71 @@
+#include "cli/api_client.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "common/strings.h"
+
+namespace setdiag::cli {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+std::string UrlEncode(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+ApiClient::ApiClient(std::string base_url, std::string token) : token_(std::move(token)) {
+  std::string_view u = base_url;
+  if (!u.starts_with("http://")) {
+    config_error_ = absl::InvalidArgumentError(
+        Cat("collector URL '", base_url, "' must start with http:// (the admin API listens on loopback)"));
+    return;
+  }
+  u.remove_prefix(7);
+  if (auto slash = u.find('/'); slash != std::string_view::npos) u = u.substr(0, slash);
+  auto colon = u.rfind(':');
+  host_ = std::string(colon == std::string_view::npos ? u : u.substr(0, colon));
+  port_ = colon == std::string_view::npos ? "80" : std::string(u.substr(colon + 1));
+}
+
+absl::StatusOr<ApiResponse> ApiClient::Get(const std::string& path_and_query) {
+  if (!config_error_.ok()) return config_error_;
+  try {
+    asio::io_context io;
+    asio::ip::tcp::resolver resolver(io);
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(30));
+    stream.connect(resolver.resolve(host_, port_));
+    http::request<http::empty_body> req{http::verb::get, path_and_query, 11};
+    req.set(http::field::host, host_);
+    req.set(http::field::user_agent, "setdiag-cli");
+    if (!token_.empty()) req.set(http::field::authorization, Cat("Bearer ", token_));
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256 * 1024 * 1024);
+    http::read(stream, buffer, parser);
+    beast::error_code ec;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    return ApiResponse{static_cast<int>(parser.get().result_int()), parser.get().body()};
+  } catch (const beast::system_error& e) {
+    return absl::UnavailableError(
+        Cat("cannot reach the collector at ", host_, ":", port_, ": ", e.code().message()));
+  }
+}
+
+}  // namespace setdiag::cli

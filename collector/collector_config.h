@@ -1,0 +1,28 @@
+#pragma once
+// The collector's configuration file (TOML), documented in docs/config.md.
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "collector/link_service.h"
+
+namespace setdiag::collector {
+
+struct CollectorConfig {
+  std::string data_dir = "/var/lib/setdiag-collector";
+  std::string log_level = "info";
+  std::string grpc_listen = "0.0.0.0:7443";
+  std::string tls_cert_file, tls_key_file;
+  bool allow_insecure = false;
+  int64_t max_message_bytes = 4 * 1024 * 1024;
+  std::string http_listen = "127.0.0.1:8088";
+  size_t max_pending_events = 200'000;
+  IngestLimits limits;
+
+  std::string DatabasePath() const { return data_dir + "/collector.db"; }
+  bool tls() const { return !tls_cert_file.empty(); }
+};
+
+absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path);
+
+}  // namespace setdiag::collector

@@ -1,0 +1,88 @@
+#include "collector/commit_queue.h"
+
+#include "common/strings.h"
+#include "common/log.h"
+
+namespace setdiag::collector {
+
+CommitQueue::CommitQueue(sql::Db db, size_t max_pending_events, size_t max_jobs_per_commit)
+    : db_(std::move(db)), max_pending_(max_pending_events), max_jobs_(max_jobs_per_commit) {}
+
+CommitQueue::~CommitQueue() { Stop(); }
+
+void CommitQueue::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void CommitQueue::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool CommitQueue::Submit(Work work, Done done, size_t weight) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    if (weight > 0 && weight_ + weight > max_pending_) return false;
+    weight_ += weight;
+    jobs_.push_back({std::move(work), std::move(done), weight});
+  }
+  cv_.notify_one();
+  return true;
+}
+
+size_t CommitQueue::pending_weight() {
+  std::lock_guard lock(mu_);
+  return weight_;
+}
+
+void CommitQueue::Loop() {
+  while (true) {
+    std::deque<Job> group;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty() && stopping_) return;
+      while (!jobs_.empty() && group.size() < max_jobs_) {
+        group.push_back(std::move(jobs_.front()));
+        jobs_.pop_front();
+      }
+    }
+    RunGroup(group);
+    size_t done_weight = 0;
+    for (const auto& j : group) done_weight += j.weight;
+    std::lock_guard lock(mu_);
+    weight_ -= done_weight;
+  }
+}
+
+void CommitQueue::RunGroup(std::deque<Job>& group) {
+  std::vector<absl::Status> results(group.size());
+  absl::Status begin = db_.Exec("BEGIN IMMEDIATE");
+  if (begin.ok()) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      (void)db_.Exec("SAVEPOINT job");
+      results[i] = group[i].work(db_);
+      if (!results[i].ok()) (void)db_.Exec("ROLLBACK TO job");
+      (void)db_.Exec("RELEASE job");
+    }
+    absl::Status commit = db_.Exec("COMMIT");
+    if (!commit.ok()) {
+      (void)db_.Exec("ROLLBACK");
+      log::Error("store", Cat("commit failed, nothing acknowledged: ", commit.ToString()));
+      for (auto& r : results) r = commit;
+    } else {
+      ++commits_;
+    }
+  } else {
+    log::Error("store", Cat("cannot begin a transaction: ", begin.ToString()));
+    for (auto& r : results) r = begin;
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (group[i].done) group[i].done(results[i]);
+  }
+}
+
+}  // namespace setdiag::collector

@@ -1,0 +1,145 @@
+#include "collector/http_server.h"
+
+#include <optional>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "common/strings.h"
+#include "common/log.h"
+
+namespace setdiag::collector {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, const HttpServer::Handler& handler, size_t max_body)
+      : stream_(std::move(socket)), handler_(handler), max_body_(max_body) {}
+
+  void Start() { Read(); }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->body_limit(max_body_);
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    if (ec) {
+      if (ec == http::error::body_limit) Reply(413, R"({"error":"request body too large"})", false);
+      else if (ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+               ec != asio::error::connection_reset) {
+        Reply(400, R"({"error":"malformed HTTP request"})", false);
+      }
+      return;
+    }
+    auto& req = parser_->get();
+    HttpRequest in;
+    in.method = std::string(req.method_string());
+    in.target = std::string(req.target());
+    in.authorization = std::string(req[http::field::authorization]);
+    in.body = std::move(req.body());
+    HttpResponse out;
+    try {
+      out = handler_(in);
+    } catch (const std::exception& e) {
+      log::Error("http", Cat(in.method, " ", in.target, ": ", e.what()));
+      out = {500, R"({"error":"internal error"})"};
+    }
+    Reply(out.status, std::move(out.body), req.keep_alive());
+  }
+
+  void Reply(int status, std::string body, bool keep_alive) {
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(11);
+    res->result(static_cast<http::status>(status));
+    res->set(http::field::server, "setdiag-collector");
+    res->set(http::field::content_type, "application/json; charset=utf-8");
+    res->set(http::field::cache_control, "no-store");
+    res->keep_alive(keep_alive);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+      if (!ec && keep_alive) self->Read();
+    });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  const HttpServer::Handler& handler_;
+  size_t max_body_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  Handler handler;
+  size_t max_body;
+  std::thread thread;
+
+  void Accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) std::make_shared<Connection>(std::move(socket), handler, max_body)->Start();
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(Handler handler, size_t max_body_bytes) : impl_(std::make_unique<Impl>()) {
+  impl_->handler = std::move(handler);
+  impl_->max_body = max_body_bytes;
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::Start(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return absl::InvalidArgumentError(Cat("listen address '", listen, "' needs host:port"));
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return absl::InvalidArgumentError(Cat("listen address '", listen, "': ", ec.message()));
+  int port_num = std::atoi(listen.c_str() + colon + 1);
+  tcp::endpoint ep(addr, static_cast<uint16_t>(port_num));
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError(Cat("cannot listen on ", listen, ": ", ec.message()));
+  port_ = impl_->acceptor.local_endpoint().port();
+  impl_->Accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  if (!impl_->thread.joinable()) return;
+  asio::post(impl_->io, [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+  });
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+}  // namespace setdiag::collector

@@ -1,0 +1,44 @@
+#pragma once
+// A small HTTP/1.1 server (Boost.Beast) for the admin JSON API. One I/O
+// thread; handlers run on it and must be quick (indexed SQLite reads).
+// Bodies are capped; every response is JSON.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+
+namespace setdiag::collector {
+
+struct HttpRequest {
+  std::string method;
+  std::string target;         // path and query
+  std::string authorization;  // the Authorization header, if any
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;  // JSON
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  HttpServer(Handler handler, size_t max_body_bytes = 1024 * 1024);
+  ~HttpServer();
+  // Binds "host:port" (port 0 picks one) and starts serving.
+  absl::Status Start(const std::string& listen);
+  void Stop();
+  uint16_t port() const { return port_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace setdiag::collector

@@ -1,0 +1,59 @@
+#pragma once
+// The collector's side of the agent link: the gRPC callback (asynchronous)
+// implementation of setdiag.v1.AgentLink. No thread per stream: reactors run
+// on gRPC's threads, never block, and hand all storage work to the
+// CommitQueue; acknowledgements are written only after the commit.
+//
+// Every frame is validated (docs/protocol.md lists the rules); a bad frame
+// ends that stream with a clear status and everyone else keeps streaming.
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "collector/commit_queue.h"
+#include "common/clock.h"
+#include "setdiag/v1/link.grpc.pb.h"
+
+namespace setdiag::collector {
+
+struct IngestLimits {
+  size_t max_events_per_batch = 1000;
+  size_t max_payload_bytes = 64 * 1024;
+  size_t max_kind_bytes = 128;
+  size_t max_id_bytes = 128;
+  int64_t max_future_skew_ms = 24 * 3'600'000;  // detection times ahead of us
+  int64_t min_detected_at_ms = 1'577'836'800'000;  // 2020-01-01: older is a broken clock
+  size_t max_batches_in_flight = 16;  // per stream, before we stop reading
+  uint32_t status_interval_s = 30;
+  uint32_t overload_retry_after_ms = 15'000;
+};
+
+struct IngestCounters {
+  std::atomic<uint64_t> streams_open{0};
+  std::atomic<uint64_t> events_stored{0};
+  std::atomic<uint64_t> events_duplicate{0};
+  std::atomic<uint64_t> frames_rejected{0};
+  std::atomic<uint64_t> auth_failures{0};
+};
+
+class LinkService final : public setdiag::v1::AgentLink::CallbackService {
+ public:
+  LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits);
+  grpc::ServerBidiReactor<setdiag::v1::AgentMessage, setdiag::v1::CollectorMessage>* Connect(
+      grpc::CallbackServerContext* context) override;
+  const IngestCounters& counters() const { return counters_; }
+
+ private:
+  CommitQueue& queue_;
+  Clock& clock_;
+  IngestLimits limits_;
+  IngestCounters counters_;
+};
+
+// Pure frame validation, exposed for unit tests. Empty string: valid.
+std::string ValidateHello(const setdiag::v1::Hello& hello, const IngestLimits& limits);
+std::string ValidateBatch(const setdiag::v1::EventBatch& batch, const IngestLimits& limits,
+                          int64_t now_ms);
+
+}  // namespace setdiag::collector

@@ -1,0 +1,219 @@
+// setdiag-collector: the composition root of the support-side collector.
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "common/strings.h"
+#include "collector/admin_api.h"
+#include "collector/collector_config.h"
+#include "collector/commit_queue.h"
+#include "collector/http_server.h"
+#include "collector/link_service.h"
+#include "collector/storage.h"
+#include "common/clock.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/version.h"
+
+namespace setdiag::collector {
+namespace {
+
+absl::StatusOr<sql::Db> OpenDatabase(const CollectorConfig& cfg) {
+  if (::mkdir(cfg.data_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(Cat("cannot create ", cfg.data_dir, ": ", std::strerror(errno)));
+  }
+  auto db = sql::Db::Open(cfg.DatabasePath());
+  if (!db.ok()) return db.status();
+  // Acknowledged means on disk: FULL fsyncs each (group) commit.
+  if (auto st = db->Exec("PRAGMA synchronous=FULL"); !st.ok()) return st;
+  if (auto st = InitSchema(*db); !st.ok()) return st;
+  return db;
+}
+
+int Serve(const CollectorConfig& cfg) {
+  log::Level level;
+  log::ParseLevel(cfg.log_level, &level);
+  log::SetLevel(level);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  SystemClock clock;
+  auto writer_db = OpenDatabase(cfg);
+  if (!writer_db.ok()) {
+    log::Error("collector", writer_db.status().ToString());
+    return 1;
+  }
+  auto reader_db = sql::Db::Open(cfg.DatabasePath());
+  if (!reader_db.ok()) {
+    log::Error("collector", reader_db.status().ToString());
+    return 1;
+  }
+  CommitQueue queue(std::move(*writer_db), cfg.max_pending_events);
+  queue.Start();
+  LinkService link(queue, clock, cfg.limits);
+
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (cfg.tls()) {
+    auto cert = ReadWholeFile(cfg.tls_cert_file);
+    auto key = ReadWholeFile(cfg.tls_key_file);
+    if (!cert.ok() || !key.ok()) {
+      log::Error("collector", !cert.ok() ? cert.status().ToString() : key.status().ToString());
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    creds = grpc::InsecureServerCredentials();
+  }
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(cfg.grpc_listen, creds, &grpc_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(cfg.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(cfg.max_message_bytes));
+  // Agents keep idle links alive with pings every 30 s; allow that.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.RegisterService(&link);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) {
+    log::Error("collector", Cat("cannot listen on ", cfg.grpc_listen));
+    return 1;
+  }
+
+  AdminApi api(std::move(*reader_db), clock);
+  HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); });
+  if (auto st = http.Start(cfg.http_listen); !st.ok()) {
+    log::Error("collector", st.ToString());
+    server->Shutdown();
+    return 1;
+  }
+  log::Info("collector", Cat("setdiag-collector ", kVersion, ": agents on ", cfg.grpc_listen,
+                                      cfg.tls() ? " (TLS)" : " (plaintext)", ", admin API on http://",
+                                      cfg.http_listen, ", database ", cfg.DatabasePath()));
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::Info("collector", "stopping");
+  http.Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  queue.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace setdiag::collector
+
+int main(int argc, char** argv) {
+  using namespace setdiag;
+  using namespace setdiag::collector;
+  CLI::App app{"setdiag-collector: receives diagnostics from setdiag agents in SET Retail 10 stores.\n"
+               "Without a subcommand it serves (same as 'serve')."};
+  app.set_version_flag("--version", std::string("setdiag-collector ") + kVersion);
+  std::string config_path = "/etc/setdiag/collector.toml";
+  app.add_option("-c,--config", config_path, "Configuration file (TOML)")->capture_default_str();
+  auto* serve = app.add_subcommand("serve", "Accept agents and serve the admin API (the default)");
+  (void)serve;
+
+  auto* token = app.add_subcommand("token", "Store tokens that agents authenticate with");
+  token->require_subcommand(1);
+  std::string store, partner, token_id;
+  auto* token_create = token->add_subcommand("create", "Create a token for a store; printed once");
+  token_create->add_option("--store", store, "Store id (as in the agent's agent.store_id)")->required();
+  token_create->add_option("--partner", partner, "Partner that looks after the store")->required();
+  auto* token_revoke = token->add_subcommand("revoke", "Revoke a token (effective at the next connect)");
+  token_revoke->add_option("--id", token_id, "Token id from 'token list'");
+  token_revoke->add_option("--store", store, "Revoke every token of this store");
+  auto* token_list = token->add_subcommand("list", "List tokens (ids only, never secrets)");
+
+  auto* user = app.add_subcommand("user", "People who use the admin API and the setdiag CLI");
+  user->require_subcommand(1);
+  std::string name, role = "support";
+  auto* user_create = user->add_subcommand("create", "Create a user; prints an API token once");
+  user_create->add_option("--name", name, "User name")->required();
+  user_create->add_option("--role", role, "support (sees all stores) or partner")
+      ->check(CLI::IsMember({"support", "partner"}))->capture_default_str();
+  user_create->add_option("--partner", partner, "Partner, for role partner");
+  app.require_subcommand(0, 1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  auto cfg = LoadCollectorConfig(config_path);
+  if (!cfg.ok()) {
+    std::cerr << "setdiag-collector: bad config: " << cfg.status().message() << "\n";
+    return 2;
+  }
+  if (!token->parsed() && !user->parsed()) return Serve(*cfg);
+
+  auto db = OpenDatabase(*cfg);
+  if (!db.ok()) {
+    std::cerr << "setdiag-collector: " << db.status().message() << "\n";
+    return 1;
+  }
+  SystemClock clock;
+  if (token_create->parsed()) {
+    auto t = CreateStoreToken(*db, store, partner, clock.NowMs());
+    if (!t.ok()) {
+      std::cerr << "setdiag-collector: " << t.status().message() << "\n";
+      return 1;
+    }
+    std::cerr << "Token " << t->id << " for store " << store << " (partner " << partner
+              << "). It is shown only this once; put it in the agent's token file.\n";
+    std::cout << t->secret << "\n";
+    return 0;
+  }
+  if (token_revoke->parsed()) {
+    if (token_id.empty() == store.empty()) {
+      std::cerr << "setdiag-collector token revoke: give exactly one of --id or --store\n";
+      return 2;
+    }
+    auto n = RevokeStoreTokens(*db, token_id, store, clock.NowMs());
+    if (!n.ok()) {
+      std::cerr << "setdiag-collector: " << n.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "revoked " << *n << " token(s)\n";
+    return *n > 0 ? 0 : 1;
+  }
+  if (token_list->parsed()) {
+    auto rows = ListStoreTokens(*db);
+    if (!rows.ok()) {
+      std::cerr << "setdiag-collector: " << rows.status().message() << "\n";
+      return 1;
+    }
+    std::printf("%-10s %-12s %-16s %s\n", "ID", "STORE", "PARTNER", "STATE");
+    for (const auto& r : *rows) {
+      std::printf("%-10s %-12s %-16s %s\n", r.id.c_str(), r.store_id.c_str(), r.partner.c_str(),
+                  r.revoked_at_ms ? "revoked" : "active");
+    }
+    return 0;
+  }
+  if (user_create->parsed()) {
+    Role r = role == "support" ? Role::kSupport : Role::kPartner;
+    if (r == Role::kPartner && partner.empty()) {
+      std::cerr << "setdiag-collector user create: --partner is required for role partner\n";
+      return 2;
+    }
+    auto t = CreateUser(*db, name, r, partner, clock.NowMs());
+    if (!t.ok()) {
+      std::cerr << "setdiag-collector: " << t.status().message() << "\n";
+      return 1;
+    }
+    std::cerr << "User " << name << " (" << role << "). The API token is shown only this once.\n";
+    std::cout << t->secret << "\n";
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,106 @@
+#pragma once
+// The collector's database: schema and the statements the rest of the
+// collector runs. Functions take the sql::Db of the caller's thread (the
+// CommitQueue's for writes, a reader's own connection for queries).
+// Secrets are stored only as SHA-256 hashes; see docs/security.md.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/sqlite.h"
+
+namespace setdiag::collector {
+
+absl::Status InitSchema(sql::Db& db);
+
+// ---- store tokens (agents) ----
+struct StoreGrant {
+  std::string token_id;
+  std::string store_id;
+  std::string partner;
+};
+struct IssuedToken {
+  std::string id;
+  std::string secret;  // shown once, never stored
+};
+absl::StatusOr<IssuedToken> CreateStoreToken(sql::Db& db, const std::string& store_id,
+                                             const std::string& partner, int64_t now_ms);
+// Revokes one token by id, or all tokens of a store. Returns how many.
+absl::StatusOr<int64_t> RevokeStoreTokens(sql::Db& db, const std::string& token_id,
+                                          const std::string& store_id, int64_t now_ms);
+absl::StatusOr<std::optional<StoreGrant>> LookupStoreToken(sql::Db& db, std::string_view secret);
+struct TokenRow {
+  std::string id, store_id, partner;
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> revoked_at_ms;
+};
+absl::StatusOr<std::vector<TokenRow>> ListStoreTokens(sql::Db& db);
+
+// ---- people (admin API) ----
+enum class Role { kSupport, kPartner };
+struct User {
+  std::string id, name;
+  Role role = Role::kPartner;
+  std::string partner;  // for kPartner
+};
+absl::StatusOr<IssuedToken> CreateUser(sql::Db& db, const std::string& name, Role role,
+                                       const std::string& partner, int64_t now_ms);
+absl::StatusOr<std::optional<User>> LookupUser(sql::Db& db, std::string_view secret);
+// Whether `user` may see `store_id` (support sees all; a partner its own).
+absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::string& store_id);
+
+// ---- agents and events ----
+struct AgentHello {
+  std::string agent_id, store_id, version, outbox_id;
+};
+// Registers the connection; PermissionDenied if the agent id belongs to
+// another store. Returns the highest committed sequence of the agent.
+absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t now_ms);
+absl::Status RecordDisconnect(sql::Db& db, const std::string& agent_id, int64_t now_ms);
+absl::Status RecordStatus(sql::Db& db, const std::string& agent_id, const std::string& status_json,
+                          int64_t now_ms);
+
+struct IncomingEvent {
+  uint64_t sequence = 0;
+  std::string kind;
+  int severity = 0;
+  int64_t detected_at_ms = 0;
+  std::string payload;
+};
+// Idempotent by (agent, sequence). Returns how many were new.
+absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
+                                     const std::string& store_id,
+                                     const std::vector<IncomingEvent>& events, int64_t now_ms);
+
+struct EventRow {
+  int64_t id = 0;
+  std::string store_id, agent_id, kind;
+  uint64_t sequence = 0;
+  int severity = 0;
+  int64_t detected_at_ms = 0, received_at_ms = 0;
+  std::string payload;
+};
+struct EventQuery {
+  std::string store_id;  // empty: all stores the user may see
+  std::string kind;      // empty: all kinds
+  int64_t after_id = 0;
+  int64_t limit = 100;
+};
+absl::StatusOr<std::vector<EventRow>> ListEvents(sql::Db& db, const User& user, const EventQuery& q);
+
+struct AgentRow {
+  std::string agent_id, store_id, partner, version, status_json;
+  uint64_t last_committed_seq = 0;
+  int64_t first_seen_ms = 0, last_seen_ms = 0;
+  bool connected = false;
+};
+absl::StatusOr<std::vector<AgentRow>> ListAgents(sql::Db& db, const User& user,
+                                                 const std::string& store_id);
+
+const char* SeverityText(int severity);
+
+}  // namespace setdiag::collector

@@ -1,0 +1,52 @@
+#include "common/backoff.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace setdiag {
+
+Backoff::Backoff(BackoffPolicy policy, Clock& clock, uint64_t seed)
+    : policy_(policy), clock_(clock), rng_(seed) {}
+
+int64_t Backoff::Schedule(int64_t base_delay_ms) {
+  base_delay_ms = std::clamp<int64_t>(base_delay_ms, 0, policy_.max_ms);
+  std::uniform_real_distribution<double> dist(1.0 - policy_.jitter, 1.0);
+  auto delay = static_cast<int64_t>(static_cast<double>(base_delay_ms) * dist(rng_));
+  next_attempt_ms_ = clock_.MonotonicMs() + delay;
+  return delay;
+}
+
+int64_t Backoff::Failed() {
+  double exp = std::pow(policy_.multiplier, std::min(attempts_, 62));
+  double base = static_cast<double>(policy_.initial_ms) * exp;
+  ++attempts_;
+  return Schedule(base >= static_cast<double>(policy_.max_ms) ? policy_.max_ms
+                                                               : static_cast<int64_t>(base));
+}
+
+int64_t Backoff::Overloaded(int64_t retry_after_ms) {
+  attempts_ += 2;
+  double exp = std::pow(policy_.multiplier, std::min(attempts_, 62));
+  double grown = static_cast<double>(policy_.initial_ms) * exp;
+  int64_t base = grown >= static_cast<double>(policy_.max_ms) ? policy_.max_ms
+                                                             : static_cast<int64_t>(grown);
+  base = std::max({base, policy_.overloaded_min_ms, retry_after_ms});
+  // The jitter must not undercut the server's explicit retry-after.
+  int64_t delay = Schedule(base);
+  if (delay < retry_after_ms) {
+    next_attempt_ms_ = clock_.MonotonicMs() + retry_after_ms;
+    delay = retry_after_ms;
+  }
+  return delay;
+}
+
+void Backoff::Succeeded() {
+  attempts_ = 0;
+  next_attempt_ms_ = 0;
+}
+
+int64_t Backoff::MsUntilReady() const {
+  return std::max<int64_t>(0, next_attempt_ms_ - clock_.MonotonicMs());
+}
+
+}  // namespace setdiag

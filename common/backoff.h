@@ -1,0 +1,50 @@
+#pragma once
+// Reconnect pacing: exponential backoff with jitter and a cap, and a harder
+// back-off when the server says it is overloaded. Pure logic over a Clock, so
+// tests drive it with a FakeClock. Not thread-safe; owned by one loop.
+
+#include <cstdint>
+#include <random>
+
+#include "common/clock.h"
+
+namespace setdiag {
+
+struct BackoffPolicy {
+  int64_t initial_ms = 500;
+  int64_t max_ms = 60'000;
+  double multiplier = 2.0;
+  // Each delay is drawn uniformly from [d * (1 - jitter), d]: spreads the
+  // reconnects of thousands of stores after a collector restart.
+  double jitter = 0.3;
+  // After "overloaded" the next delay is at least this (and at least the
+  // server's retry-after), and the exponent jumps two steps.
+  int64_t overloaded_min_ms = 15'000;
+};
+
+class Backoff {
+ public:
+  Backoff(BackoffPolicy policy, Clock& clock, uint64_t seed);
+
+  // A connection attempt failed: schedules the next one. Returns the delay.
+  int64_t Failed();
+  // The server asked us to go away for a while.
+  int64_t Overloaded(int64_t retry_after_ms);
+  // A session went well (handshake done): the next failure starts small again.
+  void Succeeded();
+
+  bool ReadyNow() const { return clock_.MonotonicMs() >= next_attempt_ms_; }
+  int64_t MsUntilReady() const;
+  int attempts() const { return attempts_; }
+
+ private:
+  int64_t Schedule(int64_t base_delay_ms);
+
+  BackoffPolicy policy_;
+  Clock& clock_;
+  std::mt19937_64 rng_;
+  int attempts_ = 0;
+  int64_t next_attempt_ms_ = 0;
+};
+
+}  // namespace setdiag

@@ -1,0 +1,211 @@
+#include "common/config.h"
+
+#include <charconv>
+#include <toml++/toml.h>
+
+#include "common/strings.h"
+
+namespace setdiag {
+namespace {
+
+std::string Where(const std::string& origin, const toml::node* node) {
+  if (node == nullptr) return origin;
+  return Cat(origin, ":", node->source().begin.line);
+}
+
+std::optional<int64_t> ParseNumberWithUnit(std::string_view text,
+                                           std::initializer_list<std::pair<std::string_view, int64_t>> units) {
+  size_t i = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+  if (i == 0) return std::nullopt;
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + i, n);
+  if (ec != std::errc()) return std::nullopt;
+  std::string_view unit = text.substr(i);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  for (const auto& [name, mult] : units) {
+    if (unit == name) {
+      if (n > INT64_MAX / mult) return std::nullopt;
+      return n * mult;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ConfigReader::ConfigReader(std::string origin, std::unique_ptr<toml::table> table)
+    : origin_(std::move(origin)), table_(std::move(table)) {}
+ConfigReader::~ConfigReader() = default;
+
+absl::Status ConfigReader::Parse(std::string_view text, const std::string& origin,
+                                 std::unique_ptr<ConfigReader>* out) {
+  try {
+    auto tbl = std::make_unique<toml::table>(toml::parse(text, origin));
+    out->reset(new ConfigReader(origin, std::move(tbl)));
+    return absl::OkStatus();
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(
+        Cat(origin, ":", e.source().begin.line, ": ", e.description()));
+  }
+}
+
+absl::Status ConfigReader::Load(const std::string& path, std::unique_ptr<ConfigReader>* out) {
+  try {
+    auto tbl = std::make_unique<toml::table>(toml::parse_file(path));
+    out->reset(new ConfigReader(path, std::move(tbl)));
+    return absl::OkStatus();
+  } catch (const toml::parse_error& e) {
+    if (e.source().begin.line == 0) {
+      return absl::NotFoundError(Cat(path, ": ", e.description()));
+    }
+    return absl::InvalidArgumentError(
+        Cat(path, ":", e.source().begin.line, ": ", e.description()));
+  }
+}
+
+const void* ConfigReader::Find(std::string_view key) {
+  known_.insert(std::string(key));
+  // Every parent table counts as known too.
+  for (size_t pos = key.find('.'); pos != std::string_view::npos; pos = key.find('.', pos + 1)) {
+    known_.insert(std::string(key.substr(0, pos)));
+  }
+  return table_->at_path(key).node();
+}
+
+void ConfigReader::Fail(std::string_view key, std::string_view what) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  errors_.push_back(Cat(Where(origin_, node), ": key '", key, "': ", what));
+}
+
+std::string ConfigReader::String(std::string_view key, std::string def) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) return def;
+  if (auto v = node->value<std::string>(); v && node->is_string()) return *v;
+  Fail(key, "expected a string");
+  return def;
+}
+
+std::optional<std::string> ConfigReader::OptionalString(std::string_view key) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) return std::nullopt;
+  if (node->is_string()) return *node->value<std::string>();
+  Fail(key, "expected a string");
+  return std::nullopt;
+}
+
+std::string ConfigReader::RequireString(std::string_view key) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) {
+    errors_.push_back(Cat(origin_, ": key '", key, "' is required but missing"));
+    return {};
+  }
+  if (!node->is_string() || node->value<std::string>()->empty()) {
+    Fail(key, "expected a non-empty string");
+    return {};
+  }
+  return *node->value<std::string>();
+}
+
+int64_t ConfigReader::Int(std::string_view key, int64_t def, int64_t min, int64_t max) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) return def;
+  if (!node->is_integer()) {
+    Fail(key, "expected an integer");
+    return def;
+  }
+  int64_t v = *node->value<int64_t>();
+  if (v < min || v > max) {
+    Fail(key, Cat("must be between ", min, " and ", max, ", got ", v));
+    return def;
+  }
+  return v;
+}
+
+bool ConfigReader::Bool(std::string_view key, bool def) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) return def;
+  if (!node->is_boolean()) {
+    Fail(key, "expected true or false");
+    return def;
+  }
+  return *node->value<bool>();
+}
+
+std::optional<int64_t> ConfigReader::ParseDurationMs(std::string_view text) {
+  return ParseNumberWithUnit(text, {{"ms", 1},
+                                    {"s", 1000},
+                                    {"m", 60'000},
+                                    {"min", 60'000},
+                                    {"h", 3'600'000},
+                                    {"d", 86'400'000}});
+}
+
+std::optional<int64_t> ConfigReader::ParseBytes(std::string_view text) {
+  return ParseNumberWithUnit(text, {{"", 1},
+                                    {"B", 1},
+                                    {"KiB", 1024},
+                                    {"MiB", 1024 * 1024},
+                                    {"GiB", int64_t{1024} * 1024 * 1024}});
+}
+
+int64_t ConfigReader::DurationMs(std::string_view key, int64_t def_ms, int64_t min_ms) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) return def_ms;
+  std::optional<int64_t> v;
+  if (node->is_integer()) {
+    v = *node->value<int64_t>() * 1000;
+  } else if (node->is_string()) {
+    v = ParseDurationMs(*node->value<std::string>());
+  }
+  if (!v) {
+    Fail(key, "expected a duration such as 30s, 10m, 2h or 7d");
+    return def_ms;
+  }
+  if (*v < min_ms) {
+    Fail(key, Cat("must be at least ", min_ms, " ms"));
+    return def_ms;
+  }
+  return *v;
+}
+
+int64_t ConfigReader::Bytes(std::string_view key, int64_t def, int64_t min) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  if (node == nullptr) return def;
+  std::optional<int64_t> v;
+  if (node->is_integer()) {
+    v = *node->value<int64_t>();
+  } else if (node->is_string()) {
+    v = ParseBytes(*node->value<std::string>());
+  }
+  if (!v) {
+    Fail(key, "expected a size such as 64KiB, 256MiB or 1GiB");
+    return def;
+  }
+  if (*v < min) {
+    Fail(key, Cat("must be at least ", min, " bytes"));
+    return def;
+  }
+  return *v;
+}
+
+absl::Status ConfigReader::Finish() {
+  // Unknown keys: walk every leaf and parent table.
+  std::vector<std::string> unknown;
+  auto walk = [&](auto&& self, const toml::table& tbl, const std::string& prefix) -> void {
+    for (const auto& [k, v] : tbl) {
+      std::string full = prefix.empty() ? std::string(k.str()) : Cat(prefix, ".", k.str());
+      if (!known_.contains(full)) {
+        unknown.push_back(Cat(Where(origin_, &v), ": unknown key '", full, "'"));
+        continue;
+      }
+      if (const auto* sub = v.as_table()) self(self, *sub, full);
+    }
+  };
+  walk(walk, *table_, "");
+  if (!errors_.empty()) return absl::InvalidArgumentError(errors_.front());
+  if (!unknown.empty()) return absl::InvalidArgumentError(unknown.front());
+  return absl::OkStatus();
+}
+
+}  // namespace setdiag

@@ -1,0 +1,53 @@
+#include "common/log.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <string>
+
+namespace setdiag::log {
+namespace {
+std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::mutex g_mu;
+
+const char* Name(Level level) {
+  switch (level) {
+    case Level::kDebug: return "DEBUG";
+    case Level::kInfo: return "INFO";
+    case Level::kWarn: return "WARN";
+    case Level::kError: return "ERROR";
+  }
+  return "?";
+}
+}  // namespace
+
+void SetLevel(Level level) { g_level = static_cast<int>(level); }
+
+bool ParseLevel(std::string_view text, Level* out) {
+  if (text == "debug") *out = Level::kDebug;
+  else if (text == "info") *out = Level::kInfo;
+  else if (text == "warn") *out = Level::kWarn;
+  else if (text == "error") *out = Level::kError;
+  else return false;
+  return true;
+}
+
+void Write(Level level, std::string_view component, std::string_view message) {
+  if (static_cast<int>(level) < g_level.load()) return;
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::lock_guard lock(g_mu);
+  std::fprintf(stderr, "%s.%03dZ %-5s %.*s: %.*s\n", stamp, static_cast<int>(ms % 1000), Name(level),
+               static_cast<int>(component.size()), component.data(),
+               static_cast<int>(message.size()), message.data());
+  std::fflush(stderr);
+}
+
+}  // namespace setdiag::log
