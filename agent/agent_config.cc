@@ -1,5 +1,7 @@
 #include "agent/agent_config.h"
 
+#include <arpa/inet.h>
+
 #include "common/strings.h"
 #include "common/config.h"
 #include "common/files.h"
@@ -10,7 +12,12 @@ bool IsLoopbackTarget(const std::string& host_port) {
   std::string_view host = host_port;
   if (auto colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
   if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
+  if (host == "localhost" || host == "::1") return true;
+  // Only a literal address in 127.0.0.0/8; a name such as 127.example.com is
+  // resolved elsewhere and is not loopback.
+  in_addr addr{};
+  std::string h(host);
+  return inet_pton(AF_INET, h.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {

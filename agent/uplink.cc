@@ -13,6 +13,31 @@ namespace setdiag::agent {
 
 namespace v1 = ::setdiag::v1;
 
+namespace {
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "?";
+  }
+}
+}  // namespace
+
 struct Uplink::SessionResult {
   bool handshake_done = false;
   int64_t overloaded_retry_after_ms = -1;  // >= 0 when the collector said so
@@ -25,6 +50,10 @@ Uplink::Uplink(UplinkOptions options, Outbox& outbox, Clock& clock)
       clock_(clock),
       backoff_(options_.backoff, clock, std::random_device{}()),
       started_ms_(clock.MonotonicMs()) {
+  channel_ = MakeChannel();
+}
+
+std::shared_ptr<grpc::Channel> Uplink::MakeChannel() const {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   grpc::ChannelArguments args;
   if (options_.ca_pem.empty()) {
@@ -47,7 +76,11 @@ Uplink::Uplink(UplinkOptions options, Outbox& outbox, Clock& clock)
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetMaxSendMessageSize(4 * 1024 * 1024);
   args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, Cat("setdiag-agent/", kVersion));
-  channel_ = grpc::CreateCustomChannel(options_.target, creds, args);
+  // A private subchannel per channel: a fresh channel after a failed attempt
+  // then really starts over instead of waiting out gRPC's own backoff, which
+  // would otherwise stack on top of ours.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(options_.target, creds, args);
 }
 
 Uplink::~Uplink() { Stop(); }
@@ -88,16 +121,26 @@ void Uplink::Run() {
       std::lock_guard lock(mu_);
       if (stopping_) return;
     }
-    if (r.handshake_done) backoff_.Succeeded();
+    if (r.handshake_done) {
+      backoff_.Succeeded();
+    } else {
+      channel_ = MakeChannel();
+    }
     int64_t delay;
     if (r.overloaded_retry_after_ms >= 0 ||
         r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       delay = backoff_.Overloaded(std::max<int64_t>(0, r.overloaded_retry_after_ms));
       log::Warn("uplink", Cat("collector is overloaded; reconnecting in ", delay, " ms"));
+    } else if (r.status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+               r.status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      delay = backoff_.Overloaded(0);
+      log::Error("uplink", Cat("the collector refused this agent: ", CodeName(r.status.error_code()),
+                               " ", r.status.error_message(), "; check collector.token_file and "
+                               "agent.store_id; retrying in ", delay, " ms"));
     } else {
       delay = backoff_.Failed();
       log::Warn("uplink", Cat("link to ", options_.target, " ended: ",
-                                       static_cast<int>(r.status.error_code()), " ",
+                                       CodeName(r.status.error_code()), " ",
                                        r.status.error_message(), "; reconnecting in ", delay,
                                        " ms"));
     }
@@ -136,7 +179,8 @@ Uplink::SessionResult Uplink::RunSession() {
   if (!stream->Write(hello_msg)) return finish(result);
 
   v1::CollectorMessage in;
-  if (!stream->Read(&in) || !in.has_welcome()) {
+  if (!stream->Read(&in)) return finish(result);  // the collector ended it: Finish says why
+  if (!in.has_welcome()) {
     if (in.has_overloaded()) result.overloaded_retry_after_ms = in.overloaded().retry_after_ms();
     ctx.TryCancel();
     return finish(result);

@@ -59,6 +59,7 @@ class Uplink {
   struct SessionResult;
   void Run();
   SessionResult RunSession();
+  std::shared_ptr<grpc::Channel> MakeChannel() const;
 
   UplinkOptions options_;
   Outbox& outbox_;

@@ -100,7 +100,7 @@ namespace {
 // it, because gRPC may run reactions inline on the calling thread. Finish is
 // deferred while a write is outstanding or another thread is about to call
 // the API, so nothing touches the reactor after OnDone.
-class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage> {
+class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   struct Shared {
     std::mutex mu;
@@ -176,7 +176,7 @@ class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
   // What to call on the reactor once the lock is released.
   struct Actions {
     bool read = false;
-    v1::CollectorMessage* write = nullptr;
+    grpc::ByteBuffer* write = nullptr;
     bool finish = false;
     grpc::Status status;
   };
@@ -204,7 +204,7 @@ class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       s->Finish(a.status);  // the last touch: OnDone may follow at once
       return;
     }
-    if (a.read) s->StartRead(&s->in_);
+    if (a.read) s->StartRead(&s->in_buf_);
     if (a.write) s->StartWrite(a.write);
     Actions after;
     {
@@ -240,9 +240,14 @@ class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
     RequestFinish(grpc::Status(code, why), a);
   }
 
-  void Send(v1::CollectorMessage msg, Actions& a) {
+  void Send(const v1::CollectorMessage& msg, Actions& a) {
     if (finish_requested_) return;
-    out_.push_back(std::move(msg));
+    grpc::ByteBuffer buf;
+    bool own = false;
+    if (!grpc::SerializationTraits<v1::CollectorMessage>::Serialize(msg, &buf, &own).ok()) {
+      return RequestFinish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot encode a reply"), a);
+    }
+    out_.push_back(std::move(buf));
     PumpWrites(a);
   }
 
@@ -284,6 +289,12 @@ class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       read_closed_ = true;
       if (batches_in_flight_ == 0) RequestFinish(grpc::Status::OK, a);
       return;
+    }
+    in_.Clear();
+    grpc::Status parsed = grpc::SerializationTraits<v1::AgentMessage>::Deserialize(&in_buf_, &in_);
+    if (!parsed.ok()) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "malformed frame: not a setdiag.v1.AgentMessage (" + parsed.error_message() + ")", a);
     }
     switch (in_.body_case()) {
       case v1::AgentMessage::kHello: return HandleHello(a);
@@ -434,8 +445,9 @@ class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
   std::shared_ptr<Shared> shared_;
   std::string peer_;
 
+  grpc::ByteBuffer in_buf_;
   v1::AgentMessage in_;
-  std::deque<v1::CollectorMessage> out_;
+  std::deque<grpc::ByteBuffer> out_;
   StoreGrant grant_;
   std::string agent_id_, store_id_;
   bool hello_seen_ = false;
@@ -454,7 +466,7 @@ class LinkSession final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
 LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits)
     : queue_(queue), clock_(clock), limits_(limits) {}
 
-grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage>* LinkService::Connect(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
   return new LinkSession(context, queue_, clock_, limits_, counters_);
 }

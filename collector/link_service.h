@@ -37,10 +37,14 @@ struct IngestCounters {
   std::atomic<uint64_t> auth_failures{0};
 };
 
-class LinkService final : public setdiag::v1::AgentLink::CallbackService {
+// The method is registered "raw" (ByteBuffer in and out) so that a frame
+// that is not a valid AgentMessage gets INVALID_ARGUMENT from us instead of
+// a silently dropped read inside gRPC.
+class LinkService final
+    : public setdiag::v1::AgentLink::WithRawCallbackMethod_Connect<setdiag::v1::AgentLink::Service> {
  public:
   LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits);
-  grpc::ServerBidiReactor<setdiag::v1::AgentMessage, setdiag::v1::CollectorMessage>* Connect(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
   const IngestCounters& counters() const { return counters_; }
 

@@ -30,12 +30,14 @@ int64_t Backoff::Overloaded(int64_t retry_after_ms) {
   double grown = static_cast<double>(policy_.initial_ms) * exp;
   int64_t base = grown >= static_cast<double>(policy_.max_ms) ? policy_.max_ms
                                                              : static_cast<int64_t>(grown);
-  base = std::max({base, policy_.overloaded_min_ms, retry_after_ms});
-  // The jitter must not undercut the server's explicit retry-after.
+  const int64_t floor = std::max(policy_.overloaded_min_ms, retry_after_ms);
+  base = std::max(base, floor);
+  // Jitter spreads the herd above the floor; it must never undercut the
+  // server's retry-after or our own overloaded minimum.
   int64_t delay = Schedule(base);
-  if (delay < retry_after_ms) {
-    next_attempt_ms_ = clock_.MonotonicMs() + retry_after_ms;
-    delay = retry_after_ms;
+  if (delay < floor) {
+    next_attempt_ms_ = clock_.MonotonicMs() + floor;
+    delay = floor;
   }
   return delay;
 }

@@ -66,9 +66,10 @@ absl::Status ConfigReader::Load(const std::string& path, std::unique_ptr<ConfigR
 
 const void* ConfigReader::Find(std::string_view key) {
   known_.insert(std::string(key));
-  // Every parent table counts as known too.
+  // Every parent table counts as known too, and must be a table.
   for (size_t pos = key.find('.'); pos != std::string_view::npos; pos = key.find('.', pos + 1)) {
     known_.insert(std::string(key.substr(0, pos)));
+    tables_.insert(std::string(key.substr(0, pos)));
   }
   return table_->at_path(key).node();
 }
@@ -154,7 +155,8 @@ int64_t ConfigReader::DurationMs(std::string_view key, int64_t def_ms, int64_t m
   if (node == nullptr) return def_ms;
   std::optional<int64_t> v;
   if (node->is_integer()) {
-    v = *node->value<int64_t>() * 1000;
+    int64_t secs = *node->value<int64_t>();
+    if (secs >= 0 && secs <= INT64_MAX / 1000) v = secs * 1000;
   } else if (node->is_string()) {
     v = ParseDurationMs(*node->value<std::string>());
   }
@@ -197,6 +199,10 @@ absl::Status ConfigReader::Finish() {
       std::string full = prefix.empty() ? std::string(k.str()) : Cat(prefix, ".", k.str());
       if (!known_.contains(full)) {
         unknown.push_back(Cat(Where(origin_, &v), ": unknown key '", full, "'"));
+        continue;
+      }
+      if (tables_.contains(full) && !v.is_table()) {
+        errors_.push_back(Cat(Where(origin_, &v), ": key '", full, "' must be a table ([", full, "])"));
         continue;
       }
       if (const auto* sub = v.as_table()) self(self, *sub, full);

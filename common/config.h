@@ -59,6 +59,7 @@ class ConfigReader {
   std::string origin_;
   std::unique_ptr<toml::table> table_;
   std::set<std::string, std::less<>> known_;
+  std::set<std::string, std::less<>> tables_;  // keys that are parents of others
   std::vector<std::string> errors_;
 };
 

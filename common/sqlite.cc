@@ -1,5 +1,8 @@
 #include "common/sqlite.h"
 
+#include <chrono>
+#include <thread>
+
 #include "common/strings.h"
 
 namespace setdiag::sql {
@@ -116,9 +119,16 @@ absl::StatusOr<Db> Db::Open(const std::string& path, int busy_timeout_ms) {
   Db db(raw);
   sqlite3_busy_timeout(raw, busy_timeout_ms);
   sqlite3_extended_result_codes(raw, 1);
-  if (auto st = db.Exec("PRAGMA journal_mode=WAL"); !st.ok()) {
-    return absl::Status(st.code(), Cat(path, ": ", st.message()));
+  // Switching to WAL needs a moment of exclusive access; another process
+  // creating the same file at once (agent and 'emit') makes it busy, and the
+  // busy handler does not cover this step. Retry for the busy timeout.
+  absl::Status st;
+  for (int waited = 0;; waited += 20) {
+    st = db.Exec("PRAGMA journal_mode=WAL");
+    if (st.code() != absl::StatusCode::kUnavailable || waited >= busy_timeout_ms) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  if (!st.ok()) return absl::Status(st.code(), Cat(path, ": ", st.message()));
   return db;
 }
 

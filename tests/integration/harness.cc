@@ -1,0 +1,257 @@
+#include "tests/integration/harness.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace setdiag::testing {
+
+namespace {
+std::vector<char*> Argv(const std::vector<std::string>& argv) {
+  std::vector<char*> out;
+  for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+}  // namespace
+
+CommandResult RunCommand(const std::vector<std::string>& argv) {
+  std::string dir = MakeTempDir("cmd");
+  std::string out_path = dir + "/out", err_path = dir + "/err";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(err, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    auto args = Argv(argv);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = ReadFile(out_path);
+  r.err = ReadFile(err_path);
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    dup2(log, 1);
+    dup2(log, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    auto args = Argv(argv);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (!reaped_) Kill();
+}
+
+void Process::Signal(int sig) {
+  if (!reaped_) ::kill(pid_, sig);
+}
+
+void Process::Kill() {
+  if (reaped_) return;
+  ::kill(pid_, SIGKILL);
+  waitpid(pid_, &status_, 0);
+  reaped_ = true;
+}
+
+int Process::Stop() {
+  if (!reaped_) {
+    ::kill(pid_, SIGTERM);
+    waitpid(pid_, &status_, 0);
+    reaped_ = true;
+  }
+  return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+}
+
+bool Process::Running() {
+  if (reaped_) return false;
+  pid_t r = waitpid(pid_, &status_, WNOHANG);
+  if (r == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+std::string Process::Log() const { return ReadFile(log_path_); }
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+std::string MakeTempDir(const std::string& name) {
+  std::string templ = "/tmp/setdiag-it-" + name + "-XXXXXX";
+  if (!mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+  return templ;
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds every) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(every);
+  }
+  return pred();
+}
+
+Deployment::Deployment(const std::string& name, std::string extra_collector_config)
+    : dir_(MakeTempDir(name)), grpc_port_(FreePort()), http_port_(FreePort()) {
+  std::ostringstream cfg;
+  cfg << "[collector]\ndata_dir = \"" << dir_ << "/collector\"\nlog_level = \"debug\"\n"
+      << "[grpc]\nlisten = \"127.0.0.1:" << grpc_port_ << "\"\n" << extra_collector_config << "\n"
+      << "[http]\nlisten = \"127.0.0.1:" << http_port_ << "\"\n"
+      << "[ingest]\nstatus_interval = \"1s\"\n";
+  WriteFile(collector_config(), cfg.str());
+  support_token_ = CreateUser("support-desk", "support");
+}
+
+Deployment::~Deployment() {
+  for (auto& a : agents_) a->process.reset();
+  collector_.reset();
+  if (std::getenv("SETDIAG_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
+}
+
+void Deployment::StartCollector() {
+  collector_ = std::make_unique<Process>(
+      std::vector<std::string>{SETDIAG_COLLECTOR_BIN, "--config", collector_config()},
+      dir_ + "/collector.log");
+  if (!WaitFor([&] { return CollectorHealthy(); }, std::chrono::seconds(20))) {
+    throw std::runtime_error("collector did not become healthy: " + collector_->Log());
+  }
+}
+
+void Deployment::KillCollector() {
+  if (collector_) collector_->Kill();
+}
+
+void Deployment::StopCollector() {
+  if (collector_) collector_->Stop();
+}
+
+bool Deployment::CollectorHealthy() {
+  auto r = Cli({"agents", "list"});
+  return r.exit_code == 0;
+}
+
+std::string Deployment::CreateStoreToken(const std::string& store, const std::string& partner) {
+  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", collector_config(), "token", "create", "--store", store,
+                "--partner", partner});
+  if (r.exit_code != 0) throw std::runtime_error("token create failed: " + r.err);
+  while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+  return r.out;
+}
+
+std::string Deployment::CreateUser(const std::string& name, const std::string& role, const std::string& partner) {
+  std::vector<std::string> args{SETDIAG_COLLECTOR_BIN, "--config", collector_config(), "user", "create",
+                                "--name", name, "--role", role};
+  if (!partner.empty()) {
+    args.push_back("--partner");
+    args.push_back(partner);
+  }
+  auto r = RunCommand(args);
+  if (r.exit_code != 0) throw std::runtime_error("user create failed: " + r.err);
+  while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+  return r.out;
+}
+
+AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& token, const std::string& extra,
+                                 std::optional<std::string> claimed_store) {
+  auto a = std::make_unique<AgentSetup>();
+  std::string n = std::to_string(agents_.size());
+  a->store_id = store;
+  a->state_dir = dir_ + "/agent" + n;
+  a->config_path = dir_ + "/agent" + n + ".toml";
+  a->log_path = dir_ + "/agent" + n + ".log";
+  std::string token_path = dir_ + "/agent" + n + ".token";
+  WriteFile(token_path, token + "\n");
+  std::ostringstream cfg;
+  cfg << "[agent]\nstore_id = \"" << claimed_store.value_or(store) << "\"\nstate_dir = \"" << a->state_dir
+      << "\"\nlog_level = \"debug\"\nstatus_interval = \"1s\"\n"
+      << "[collector]\naddress = \"127.0.0.1:" << grpc_port_ << "\"\ntoken_file = \"" << token_path << "\"\n"
+      << "[backoff]\ninitial = \"100ms\"\nmax = \"500ms\"\noverloaded_min = \"200ms\"\n"
+      << extra << "\n";
+  WriteFile(a->config_path, cfg.str());
+  agents_.push_back(std::move(a));
+  return *agents_.back();
+}
+
+void Deployment::StartAgent(AgentSetup& a) {
+  a.process = std::make_unique<Process>(std::vector<std::string>{SETDIAG_AGENT_BIN, "--config", a.config_path},
+                                        a.log_path);
+}
+
+void Deployment::Emit(AgentSetup& a, const std::string& kind, const std::string& severity, int count,
+                      const std::string& payload) {
+  auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "emit", "--kind", kind, "--severity", severity,
+                "--count", std::to_string(count), "--payload", payload});
+  if (r.exit_code != 0) throw std::runtime_error("emit failed: " + r.err);
+}
+
+nlohmann::json Deployment::AgentStatus(AgentSetup& a) {
+  auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "status"});
+  if (r.exit_code != 0) throw std::runtime_error("agent status failed: " + r.err);
+  return nlohmann::json::parse(r.out);
+}
+
+CommandResult Deployment::Cli(std::vector<std::string> args, const std::string& token) {
+  std::vector<std::string> argv{SETDIAG_CLI_BIN, "--collector", "http://127.0.0.1:" + std::to_string(http_port_),
+                                "--token", token.empty() ? support_token_ : token};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+nlohmann::json Deployment::Events(const std::string& store, const std::string& token) {
+  auto r = Cli({"--json", "events", "list", "--all", "--limit", "10000", "--store", store}, token);
+  if (r.exit_code != 0) throw std::runtime_error("setdiag events list failed: " + r.err);
+  return nlohmann::json::parse(r.out)["events"];
+}
+
+size_t Deployment::EventCount(const std::string& store) { return Events(store).size(); }
+
+}  // namespace setdiag::testing

@@ -1,0 +1,405 @@
+// The agent-collector link with real processes on loopback: nothing detected
+// is ever lost, nothing is stored twice, and bad peers are turned away while
+// everyone else keeps streaming.
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "setdiag/v1/link.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace setdiag::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace v1 = ::setdiag::v1;
+using json = nlohmann::json;
+
+// Highest sequence the collector committed for the agents of a store.
+uint64_t Committed(Deployment& d, const std::string& store) {
+  auto r = d.Cli({"--json", "agents", "list", "--store", store});
+  if (r.exit_code != 0) {
+    std::cerr << "setdiag agents list failed (" << r.exit_code << "): " << r.err << "\n";
+    return 0;
+  }
+  uint64_t best = 0;
+  if (std::getenv("SETDIAG_DEBUG")) std::cerr << r.out << "\n";
+  json body = json::parse(r.out);
+  for (const auto& a : body["agents"]) {
+    best = std::max(best, a["last_committed_sequence"].get<uint64_t>());
+  }
+  return best;
+}
+
+// Asserts the store's events are exactly sequences 1..n of `kind`, each once,
+// in arrival order.
+void ExpectExactlyOnceInOrder(const json& events, const std::string& kind, uint64_t n) {
+  std::vector<uint64_t> seqs;
+  for (const auto& e : events) {
+    if (e["kind"] == kind) seqs.push_back(e["sequence"].get<uint64_t>());
+  }
+  ASSERT_EQ(seqs.size(), n);
+  std::set<uint64_t> unique(seqs.begin(), seqs.end());
+  EXPECT_EQ(unique.size(), n) << "an event was stored twice";
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(seqs[i], i + 1) << "arrival order broken at position " << i;
+  }
+}
+
+TEST(Link, CollectorDownWhileAgentRecordsTenThousandEvents) {
+  Deployment d("down");
+  auto& agent = d.AddAgent("1001", d.CreateStoreToken("1001", "acme"));
+  d.StartAgent(agent);  // collector is not running: the agent keeps retrying
+  d.Emit(agent, "test.offline", "normal", 10'000, R"({"note":"recorded while the collector was down"})");
+  EXPECT_EQ(d.AgentStatus(agent)["depth"], 10'000);
+  d.StartCollector();
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1001") >= 10'000; }, 120s)) << agent.process->Log();
+  ExpectExactlyOnceInOrder(d.Events("1001"), "test.offline", 10'000);
+  // Acknowledged events leave the outbox.
+  EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, 20s));
+}
+
+TEST(Link, AgentKilledDuringSendingLosesNothingAndSendsNothingTwice) {
+  Deployment d("killagent");
+  auto& agent = d.AddAgent("1002", d.CreateStoreToken("1002", "acme"));
+  d.Emit(agent, "test.burst", "normal", 20'000);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1002") > 0; }, 60s, 5ms)) << agent.process->Log();
+  agent.process->Kill();
+  uint64_t at_kill = Committed(d, "1002");
+  EXPECT_LT(at_kill, 20'000u) << "the agent finished before it could be killed mid-stream";
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1002") >= 20'000; }, 120s)) << agent.process->Log();
+  ExpectExactlyOnceInOrder(d.Events("1002"), "test.burst", 20'000);
+  EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, 20s));
+}
+
+TEST(Link, CollectorKilledDuringIngestLosesNothingAndStoresNothingTwice) {
+  Deployment d("killcollector");
+  auto& agent = d.AddAgent("1003", d.CreateStoreToken("1003", "acme"));
+  d.Emit(agent, "test.burst", "normal", 20'000);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") > 0; }, 60s, 5ms));
+  d.KillCollector();
+  d.StartCollector();
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") >= 20'000; }, 120s)) << agent.process->Log();
+  ExpectExactlyOnceInOrder(d.Events("1003"), "test.burst", 20'000);
+  EXPECT_NE(d.collector().Log().find("resume after"), std::string::npos);
+}
+
+// A raw client for frames no well-behaved agent would send.
+class RawLink {
+ public:
+  RawLink(int port, const std::string& token)
+      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials())),
+        stub_(v1::AgentLink::NewStub(channel_)) {
+    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
+    stream_ = stub_->Connect(&ctx_);
+  }
+  bool Write(const v1::AgentMessage& m) { return stream_->Write(m); }
+  bool Read(v1::CollectorMessage* m) { return stream_->Read(m); }
+  grpc::Status Finish() {
+    stream_->WritesDone();
+    v1::CollectorMessage ignored;
+    while (stream_->Read(&ignored)) {
+    }
+    return stream_->Finish();
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentLink::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CollectorMessage>> stream_;
+};
+
+v1::AgentMessage Hello(const std::string& store, const std::string& agent) {
+  v1::AgentMessage m;
+  auto* h = m.mutable_hello();
+  h->set_protocol_version(1);
+  h->set_store_id(store);
+  h->set_agent_id(agent);
+  h->set_agent_version("test");
+  h->set_next_sequence(1);
+  return m;
+}
+
+v1::AgentMessage Batch(uint64_t seq, v1::Severity severity, std::string payload = "{}") {
+  v1::AgentMessage m;
+  auto* e = m.mutable_batch()->add_events();
+  e->set_sequence(seq);
+  e->set_kind("test.raw");
+  e->set_severity(severity);
+  e->set_detected_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count());
+  e->set_payload(std::move(payload));
+  return m;
+}
+
+TEST(Link, WrongTokenAndStoreMismatchAreRejectedWhileOthersKeepWorking) {
+  Deployment d("auth");
+  std::string token_a = d.CreateStoreToken("2001", "acme");
+  d.CreateStoreToken("2002", "acme");
+  d.StartCollector();
+  auto& good = d.AddAgent("2001", token_a);
+  d.StartAgent(good);
+
+  {  // unknown token
+    RawLink link(d.grpc_port(), "sdst_not-a-real-token");
+    link.Write(Hello("2001", "intruder"));
+    auto st = link.Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  }
+  {  // no token at all
+    RawLink link(d.grpc_port(), "");
+    link.Write(Hello("2001", "anonymous"));
+    EXPECT_EQ(link.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {  // a real token of store 2001 claiming to be store 2002
+    RawLink link(d.grpc_port(), token_a);
+    link.Write(Hello("2002", "impostor"));
+    auto st = link.Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  }
+  // The same through a real agent process configured for the wrong store.
+  auto& impostor = d.AddAgent("2001", token_a, "", std::string("2002"));
+  d.StartAgent(impostor);
+  d.Emit(good, "test.good", "normal", 50);
+  d.Emit(impostor, "test.impostor", "critical", 5);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "2001") >= 50; }, 30s)) << good.process->Log();
+  ASSERT_TRUE(WaitFor([&] { return impostor.process->Log().find("PERMISSION_DENIED") != std::string::npos; }, 30s))
+      << impostor.process->Log();
+  EXPECT_EQ(d.EventCount("2002"), 0u);
+  std::string log = d.collector().Log();
+  EXPECT_NE(log.find("claiming store 2002"), std::string::npos) << log;
+  EXPECT_EQ(log.find(token_a), std::string::npos) << "a token leaked into the collector log";
+  EXPECT_EQ(good.process->Log().find(token_a), std::string::npos) << "a token leaked into the agent log";
+
+  // Revocation takes effect at the next connect.
+  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", d.collector_config(), "token", "revoke", "--store", "2001"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  RawLink after(d.grpc_port(), token_a);
+  after.Write(Hello("2001", "after-revoke"));
+  EXPECT_EQ(after.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST(Link, MalformedAndOversizedFramesGetAClearStatus) {
+  Deployment d("frames");
+  std::string token = d.CreateStoreToken("3001", "acme");
+  d.StartCollector();
+  {  // events before Hello
+    RawLink link(d.grpc_port(), token);
+    link.Write(Batch(1, v1::SEVERITY_NORMAL));
+    auto st = link.Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(st.error_message().find("Hello"), std::string::npos) << st.error_message();
+  }
+  {  // severity missing
+    RawLink link(d.grpc_port(), token);
+    link.Write(Hello("3001", "raw-1"));
+    link.Write(Batch(1, v1::SEVERITY_UNSPECIFIED));
+    auto st = link.Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("severity"), std::string::npos) << st.error_message();
+  }
+  {  // payload that is not JSON
+    RawLink link(d.grpc_port(), token);
+    link.Write(Hello("3001", "raw-2"));
+    link.Write(Batch(1, v1::SEVERITY_NORMAL, "\x01\x02 not json"));
+    auto st = link.Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("JSON"), std::string::npos) << st.error_message();
+  }
+  {  // a frame over the 4 MiB limit
+    RawLink link(d.grpc_port(), token);
+    link.Write(Hello("3001", "raw-3"));
+    link.Write(Batch(1, v1::SEVERITY_NORMAL, "{\"x\":\"" + std::string(5 * 1024 * 1024, 'a') + "\"}"));
+    auto st = link.Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  }
+  {  // bytes that are not a protobuf message at all
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d.grpc_port()),
+                                       grpc::InsecureChannelCredentials());
+    grpc::GenericStub generic(channel);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    grpc::CompletionQueue cq;
+    auto call = generic.PrepareCall(&ctx, "/setdiag.v1.AgentLink/Connect", &cq);
+    void* tag = nullptr;
+    bool ok = false;
+    call->StartCall(reinterpret_cast<void*>(1));
+    cq.Next(&tag, &ok);
+    grpc::Slice garbage(std::string("\xff\xff\xff\xff garbage \x07\x08", 15));
+    grpc::ByteBuffer buf(&garbage, 1);
+    call->Write(buf, reinterpret_cast<void*>(2));
+    cq.Next(&tag, &ok);
+    call->WritesDone(reinterpret_cast<void*>(3));
+    cq.Next(&tag, &ok);
+    grpc::Status st;
+    call->Finish(&st, reinterpret_cast<void*>(4));
+    while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(4)) {
+    }
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.error_code(), grpc::StatusCode::UNAVAILABLE) << "the collector must not crash";
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+  // After all of that the collector still serves a real agent.
+  auto& agent = d.AddAgent("3001", token);
+  d.Emit(agent, "test.after-garbage", "normal", 10);
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "3001") >= 10; }, 30s)) << agent.process->Log();
+  EXPECT_TRUE(d.collector().Running());
+}
+
+TEST(Link, FullOutboxEvictsOrdinaryEventsFirstAndTheGapRecordArrives) {
+  Deployment d("full");
+  auto& agent = d.AddAgent("4001", d.CreateStoreToken("4001", "acme"), "[outbox]\nmax_bytes = \"64KiB\"\n");
+  std::string filler = R"({"filler":")" + std::string(500, 'x') + R"("})";
+  d.Emit(agent, "test.critical", "critical", 40, filler);
+  d.Emit(agent, "test.ordinary", "normal", 300, filler);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] {
+    auto s = d.AgentStatus(agent);
+    return s["depth"] == 0 && Committed(d, "4001") > 0;
+  }, 60s)) << agent.process->Log();
+
+  json events = d.Events("4001");
+  std::set<uint64_t> present;
+  size_t critical = 0;
+  std::set<uint64_t> reported_lost;
+  int64_t gap_count = 0;
+  for (const auto& e : events) {
+    present.insert(e["sequence"].get<uint64_t>());
+    if (e["kind"] == "test.critical") ++critical;
+    if (e["kind"] == "setdiag.gap") {
+      EXPECT_EQ(e["payload"]["reason"], "outbox_full");
+      EXPECT_EQ(e["payload"]["by_severity"].value("critical", 0), 0) << "a critical event was evicted";
+      gap_count += e["payload"]["count"].get<int64_t>();
+      for (const auto& range : e["payload"]["sequences"]) {
+        for (uint64_t s = range[0].get<uint64_t>(); s <= range[1].get<uint64_t>(); ++s) reported_lost.insert(s);
+      }
+    }
+  }
+  EXPECT_EQ(critical, 40u) << "every critical event must survive";
+  ASSERT_GT(gap_count, 0) << "nothing was evicted: the test did not fill the outbox";
+  // Every sequence the agent ever assigned is either stored or named in a gap.
+  uint64_t max_seq = *present.rbegin();
+  for (uint64_t s = 1; s <= max_seq; ++s) {
+    EXPECT_TRUE(present.contains(s) != reported_lost.contains(s)) << "sequence " << s;
+  }
+  EXPECT_EQ(static_cast<size_t>(gap_count), reported_lost.size());
+}
+
+TEST(Link, CorruptOutboxIsMovedAsideAndReported) {
+  Deployment d("corrupt");
+  auto& agent = d.AddAgent("5001", d.CreateStoreToken("5001", "acme"));
+  std::filesystem::create_directories(agent.state_dir);
+  WriteFile(agent.state_dir + "/outbox.db", std::string(8192, '\x5a'));
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& e : d.Events("5001")) {
+      if (e["kind"] == "agent.outbox_reset") return true;
+    }
+    return false;
+  }, 30s)) << agent.process->Log();
+  bool moved = false;
+  for (const auto& f : std::filesystem::directory_iterator(agent.state_dir)) {
+    if (f.path().filename().string().starts_with("outbox.db.corrupt-")) moved = true;
+  }
+  EXPECT_TRUE(moved);
+  EXPECT_TRUE(agent.process->Running());
+}
+
+TEST(Link, FreshOutboxIsRenumberedAboveWhatTheCollectorHas) {
+  Deployment d("renumber");
+  auto& agent = d.AddAgent("6001", d.CreateStoreToken("6001", "acme"));
+  d.Emit(agent, "test.before", "normal", 100);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "6001") >= 100; }, 30s));
+  agent.process->Stop();
+  // The outbox is lost (disk replaced); the agent keeps its id and starts over.
+  std::filesystem::remove(agent.state_dir + "/outbox.db");
+  std::filesystem::remove(agent.state_dir + "/outbox.db-wal");
+  std::filesystem::remove(agent.state_dir + "/outbox.db-shm");
+  d.Emit(agent, "test.after", "normal", 30);
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "6001") >= 130; }, 30s)) << agent.process->Log();
+  size_t after = 0;
+  for (const auto& e : d.Events("6001")) after += e["kind"] == "test.after";
+  EXPECT_EQ(after, 30u) << "new events were mistaken for duplicates";
+}
+
+TEST(Link, TlsLinkWithServerCertificate) {
+  std::string pki = MakeTempDir("pki");
+  auto ok = [](const CommandResult& r) { return r.exit_code == 0; };
+  ASSERT_TRUE(ok(RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                      "-subj", "/CN=setdiag test CA", "-keyout", pki + "/ca.key", "-out", pki + "/ca.pem"})));
+  ASSERT_TRUE(ok(RunCommand({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                      "/CN=collector.test", "-keyout", pki + "/server.key", "-out", pki + "/server.csr"})));
+  WriteFile(pki + "/ext.cnf", "subjectAltName=DNS:collector.test\n");
+  ASSERT_TRUE(ok(RunCommand({"/usr/bin/openssl", "x509", "-req", "-in", pki + "/server.csr", "-CA", pki + "/ca.pem",
+                      "-CAkey", pki + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", pki + "/ext.cnf",
+                      "-out", pki + "/server.pem"})));
+  Deployment d("tls", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki + "/server.key\"\n");
+  auto& agent = d.AddAgent("7001", d.CreateStoreToken("7001", "acme"),
+                           "");
+  // Point the agent at the CA and the certificate's name.
+  std::string cfg = ReadFile(agent.config_path);
+  cfg.replace(cfg.find("[backoff]"), 0,
+              "ca_file = \"" + pki + "/ca.pem\"\nserver_name = \"collector.test\"\n");
+  WriteFile(agent.config_path, cfg);
+  d.StartCollector();
+  d.Emit(agent, "test.tls", "normal", 20);
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "7001") >= 20; }, 30s)) << agent.process->Log();
+  EXPECT_NE(agent.process->Log().find("(TLS)"), std::string::npos);
+  {  // plaintext against the TLS port fails
+    RawLink link(d.grpc_port(), "x");
+    link.Write(Hello("7001", "plain"));
+    EXPECT_EQ(link.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  std::filesystem::remove_all(pki);
+}
+
+TEST(Link, BadConfigNamesKeyAndLineAndExitsTwo) {
+  std::string dir = MakeTempDir("badcfg");
+  WriteFile(dir + "/agent.toml", "[agent]\nstore_id = \"1\"\nstatus_interval = \"soon\"\n[collector]\naddress = \"127.0.0.1:1\"\ntoken = \"t\"\n");
+  auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", dir + "/agent.toml", "status"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("agent.toml:3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agent.status_interval"), std::string::npos) << r.err;
+
+  WriteFile(dir + "/collector.toml", "[grpc]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 5\n");
+  r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", dir + "/collector.toml"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("collector.toml:3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("grpc.listen_typo"), std::string::npos) << r.err;
+
+  WriteFile(dir + "/remote.toml", "[grpc]\nlisten = \"0.0.0.0:7443\"\n");
+  r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", dir + "/remote.toml"});
+  EXPECT_EQ(r.exit_code, 2) << "plaintext on a public address must be refused";
+  EXPECT_NE(r.err.find("tls_cert_file"), std::string::npos) << r.err;
+
+  for (const char* bin : {SETDIAG_AGENT_BIN, SETDIAG_COLLECTOR_BIN, SETDIAG_CLI_BIN}) {
+    EXPECT_EQ(RunCommand({bin, "--version"}).exit_code, 0) << bin;
+    auto help = RunCommand({bin, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << bin;
+    EXPECT_NE(help.out.find("Usage"), std::string::npos) << bin;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace setdiag::testing

@@ -1,0 +1,146 @@
+#include "agent/agent_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/strings.h"
+#include "temp_dir.h"
+
+namespace setdiag::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+class AgentConfigTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<AgentConfig> LoadText(const std::string& text) {
+    testutil::WriteBytes(path_, text);
+    return LoadAgentConfig(path_);
+  }
+  std::string Err(const std::string& text) {
+    auto c = LoadText(text);
+    EXPECT_FALSE(c.ok()) << "expected an error for:\n" << text;
+    return c.ok() ? std::string() : std::string(c.status().message());
+  }
+
+  testutil::TempDir dir_;
+  std::string path_ = dir_.File("agent.toml");
+};
+
+constexpr const char* kMinimal =
+    "[agent]\n"
+    "store_id = \"store-1\"\n"
+    "[collector]\n"
+    "address = \"127.0.0.1:7443\"\n"
+    "token = \"sdst_abc\"\n";
+
+TEST_F(AgentConfigTest, MinimalLoopbackConfigLoadsWithDefaults) {
+  auto c = LoadText(kMinimal);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store_id, "store-1");
+  EXPECT_EQ(c->collector_address, "127.0.0.1:7443");
+  EXPECT_EQ(c->token, "sdst_abc");
+  EXPECT_EQ(c->state_dir, "/var/lib/setdiag-agent");
+  EXPECT_EQ(c->OutboxPath(), "/var/lib/setdiag-agent/outbox.db");
+  EXPECT_EQ(c->outbox.max_bytes, int64_t{256} * 1024 * 1024);
+  EXPECT_EQ(c->status_interval_ms, 30'000);
+}
+
+TEST_F(AgentConfigTest, UnitsAreAppliedToOutboxAndBackoff) {
+  auto c = LoadText(Cat(kMinimal,
+                        "[outbox]\n"
+                        "max_bytes = \"64MiB\"\n"
+                        "max_age = \"7d\"\n"
+                        "[backoff]\n"
+                        "initial = \"250ms\"\n"
+                        "max = \"2m\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->outbox.max_bytes, int64_t{64} * 1024 * 1024);
+  EXPECT_EQ(c->outbox.max_age_ms, int64_t{7} * 86'400'000);
+  EXPECT_EQ(c->backoff.initial_ms, 250);
+  EXPECT_EQ(c->backoff.max_ms, 120'000);
+}
+
+TEST_F(AgentConfigTest, TokenFileIsReadAndTrimmed) {
+  std::string token_path = dir_.File("token");
+  testutil::WriteBytes(token_path, "  sdst_from_file\n");
+  auto c = LoadText(Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
+                        "token_file = \"", token_path, "\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->token, "sdst_from_file");
+}
+
+TEST_F(AgentConfigTest, UnreadableTokenFileIsAnError) {
+  std::string err = Err(Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
+                            "token_file = \"", dir_.File("missing"), "\"\n"));
+  EXPECT_THAT(err, HasSubstr("collector.token_file"));
+}
+
+TEST_F(AgentConfigTest, MissingTokenIsAnError) {
+  std::string err = Err("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n");
+  EXPECT_THAT(err, HasSubstr("collector.token"));
+}
+
+TEST_F(AgentConfigTest, MissingStoreIdIsAnErrorNamingTheKey) {
+  std::string err = Err("[collector]\naddress = \"localhost:7443\"\ntoken = \"t\"\n");
+  EXPECT_THAT(err, HasSubstr("agent.store_id"));
+  EXPECT_THAT(err, HasSubstr(path_));
+}
+
+TEST_F(AgentConfigTest, PlaintextToARemoteCollectorNeedsExplicitConsent) {
+  std::string remote =
+      "[agent]\nstore_id = \"s\"\n[collector]\naddress = \"10.1.2.3:7443\"\ntoken = \"t\"\n";
+  EXPECT_THAT(Err(remote), HasSubstr("collector.ca_file"));
+  auto ok = LoadText(remote + "allow_insecure = true\n");
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+  auto tls = LoadText(remote + "ca_file = \"/etc/ssl/ca.pem\"\n");
+  EXPECT_TRUE(tls.ok()) << tls.status().ToString();
+}
+
+TEST_F(AgentConfigTest, OutboxBelowMinimumNamesLineAndKey) {
+  std::string err = Err(Cat(kMinimal, "[outbox]\nmax_bytes = \"1KiB\"\n"));
+  EXPECT_THAT(err, HasSubstr(Cat(path_, ":7")));
+  EXPECT_THAT(err, HasSubstr("outbox.max_bytes"));
+}
+
+TEST_F(AgentConfigTest, UnknownKeyNamesLine) {
+  std::string err = Err(Cat(kMinimal, "[outbox]\nmax_bites = 100000\n"));
+  EXPECT_THAT(err, HasSubstr(Cat(path_, ":7")));
+  EXPECT_THAT(err, HasSubstr("outbox.max_bites"));
+}
+
+TEST_F(AgentConfigTest, BadLogLevelIsAnError) {
+  std::string text = kMinimal;
+  text.insert(text.find("[collector]"), "log_level = \"loud\"\n");
+  EXPECT_THAT(Err(text), HasSubstr("agent.log_level"));
+}
+
+TEST(IsLoopbackTargetTest, RecognisesLoopbackAddresses) {
+  EXPECT_TRUE(IsLoopbackTarget("localhost:7443"));
+  EXPECT_TRUE(IsLoopbackTarget("127.0.0.1:7443"));
+  EXPECT_TRUE(IsLoopbackTarget("127.0.0.53:1"));
+  EXPECT_TRUE(IsLoopbackTarget("[::1]:7443"));
+  EXPECT_FALSE(IsLoopbackTarget("10.0.0.1:7443"));
+  EXPECT_FALSE(IsLoopbackTarget("collector.example.com:7443"));
+  EXPECT_FALSE(IsLoopbackTarget("localhost.example.com:7443"));
+  EXPECT_FALSE(IsLoopbackTarget("[2001:db8::1]:7443"));
+}
+
+// Regression test (fixed): a host name starting with "127." is not loopback.
+TEST(IsLoopbackTargetTest, HostnameStartingWith127IsNotLoopback) {
+  EXPECT_FALSE(IsLoopbackTarget("127.collector.example.com:7443"));
+  EXPECT_FALSE(IsLoopbackTarget("127.attacker.example:443"));
+  // The consequence: plaintext to a remote host is accepted without consent.
+  testutil::TempDir dir;
+  std::string path = dir.File("agent.toml");
+  testutil::WriteBytes(path,
+                       "[agent]\nstore_id = \"s\"\n[collector]\n"
+                       "address = \"127.collector.example.com:7443\"\ntoken = \"t\"\n");
+  auto c = LoadAgentConfig(path);
+  EXPECT_FALSE(c.ok()) << "plaintext to 127.collector.example.com was accepted";
+}
+
+}  // namespace
+}  // namespace setdiag::agent

@@ -1,0 +1,198 @@
+#include "common/backoff.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace setdiag {
+namespace {
+
+using std::chrono::milliseconds;
+
+BackoffPolicy NoJitter() {
+  BackoffPolicy p;
+  p.initial_ms = 500;
+  p.max_ms = 60'000;
+  p.multiplier = 2.0;
+  p.jitter = 0.0;
+  p.overloaded_min_ms = 15'000;
+  return p;
+}
+
+// Lower bound of the jitter window for a base delay d (the delay is an integer
+// number of ms, so the bound is rounded down).
+int64_t JitterFloor(int64_t d, double jitter) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(d) * (1.0 - jitter)));
+}
+
+TEST(BackoffTest, WithoutJitterDelaysDoubleFromInitialUntilTheCap) {
+  FakeClock clock;
+  Backoff b(NoJitter(), clock, 1);
+  std::vector<int64_t> got;
+  for (int i = 0; i < 10; ++i) got.push_back(b.Failed());
+  std::vector<int64_t> want = {500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(b.attempts(), 10);
+}
+
+TEST(BackoffTest, StaysAtTheCapAfterVeryManyFailures) {
+  FakeClock clock;
+  Backoff b(NoJitter(), clock, 1);
+  int64_t last = 0;
+  for (int i = 0; i < 200; ++i) last = b.Failed();  // exponent well beyond 2^62
+  EXPECT_EQ(last, 60'000);
+}
+
+TEST(BackoffTest, JitterKeepsEachDelayWithinItsWindow) {
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    int64_t base = p.initial_ms;
+    for (int i = 0; i < 12; ++i) {
+      int64_t d = b.Failed();
+      EXPECT_LE(d, base) << "seed " << seed << " attempt " << i;
+      EXPECT_GE(d, JitterFloor(base, p.jitter)) << "seed " << seed << " attempt " << i;
+      base = std::min(base * 2, p.max_ms);
+    }
+  }
+}
+
+TEST(BackoffTest, JitterActuallySpreadsDelays) {
+  // Many agents with different seeds must not all pick the same delay.
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  std::vector<int64_t> delays;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    for (int i = 0; i < 7; ++i) (void)b.Failed();
+    delays.push_back(b.Failed());  // base 64000 -> capped 60000
+  }
+  std::sort(delays.begin(), delays.end());
+  EXPECT_LT(delays.front(), delays.back());
+  EXPECT_GE(delays.front(), 42'000);
+  EXPECT_LE(delays.back(), 60'000);
+}
+
+TEST(BackoffTest, NotReadyUntilTheClockAdvancesByTheDelay) {
+  FakeClock clock;
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  Backoff b(p, clock, 7);
+  EXPECT_TRUE(b.ReadyNow()) << "a fresh backoff lets the first attempt go at once";
+  int64_t d = b.Failed();
+  ASSERT_GT(d, 0);
+  EXPECT_FALSE(b.ReadyNow());
+  EXPECT_EQ(b.MsUntilReady(), d);
+  clock.Advance(milliseconds(d - 1));
+  EXPECT_FALSE(b.ReadyNow());
+  EXPECT_EQ(b.MsUntilReady(), 1);
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(b.ReadyNow());
+  EXPECT_EQ(b.MsUntilReady(), 0);
+  clock.Advance(milliseconds(10'000));
+  EXPECT_TRUE(b.ReadyNow());
+  EXPECT_EQ(b.MsUntilReady(), 0);
+}
+
+TEST(BackoffTest, SucceededResetsToSmallDelays) {
+  FakeClock clock;
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  Backoff b(p, clock, 3);
+  int64_t big = 0;
+  for (int i = 0; i < 9; ++i) big = b.Failed();
+  EXPECT_GE(big, 42'000);
+  EXPECT_FALSE(b.ReadyNow());
+  b.Succeeded();
+  EXPECT_EQ(b.attempts(), 0);
+  EXPECT_TRUE(b.ReadyNow()) << "after a good session we may reconnect at once";
+  int64_t next = b.Failed();
+  EXPECT_LE(next, p.initial_ms);
+  EXPECT_GE(next, JitterFloor(p.initial_ms, p.jitter));
+}
+
+// Regression test (fixed): the overloaded wait never undercuts overloaded_min.
+TEST(BackoffTest, OverloadedWaitsAtLeastTheOverloadedMinimum) {
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  int64_t shortest = INT64_MAX, shortest_wait = INT64_MAX;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    shortest = std::min(shortest, b.Overloaded(/*retry_after_ms=*/0));
+    shortest_wait = std::min(shortest_wait, b.MsUntilReady());
+  }
+  EXPECT_GE(shortest, p.overloaded_min_ms) << "shortest delay over 20 seeds";
+  EXPECT_GE(shortest_wait, p.overloaded_min_ms) << "shortest wait over 20 seeds";
+}
+
+TEST(BackoffTest, OverloadedWithoutJitterWaitsAtLeastTheOverloadedMinimum) {
+  FakeClock clock;
+  Backoff b(NoJitter(), clock, 1);
+  EXPECT_EQ(b.Overloaded(0), 15'000);
+  EXPECT_FALSE(b.ReadyNow());
+  clock.Advance(milliseconds(14'999));
+  EXPECT_FALSE(b.ReadyNow());
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(b.ReadyNow());
+}
+
+TEST(BackoffTest, OverloadedHonoursALongerRetryAfterDespiteJitter) {
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    int64_t d = b.Overloaded(/*retry_after_ms=*/40'000);
+    EXPECT_GE(d, 40'000) << "seed " << seed;
+    EXPECT_LE(d, 60'000) << "seed " << seed;
+    clock.Advance(milliseconds(39'999));
+    EXPECT_FALSE(b.ReadyNow()) << "seed " << seed;
+  }
+}
+
+TEST(BackoffTest, OverloadedRetryAfterBeyondTheCapIsStillHonoured) {
+  FakeClock clock;
+  BackoffPolicy p = NoJitter();
+  p.jitter = 0.3;
+  Backoff b(p, clock, 5);
+  int64_t d = b.Overloaded(/*retry_after_ms=*/120'000);
+  EXPECT_EQ(d, 120'000);
+  clock.Advance(milliseconds(119'999));
+  EXPECT_FALSE(b.ReadyNow());
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(b.ReadyNow());
+}
+
+TEST(BackoffTest, OverloadedGrowsHarderThanFailed) {
+  BackoffPolicy p = NoJitter();
+  p.overloaded_min_ms = 0;  // isolate the exponent from the floor
+  FakeClock c1, c2;
+  Backoff failed(p, c1, 1), overloaded(p, c2, 1);
+  // The exponent jumps two steps per "overloaded" instead of one.
+  EXPECT_EQ(failed.Failed(), 500);
+  EXPECT_EQ(overloaded.Overloaded(0), 2000);
+  EXPECT_EQ(failed.Failed(), 1000);
+  EXPECT_EQ(overloaded.Overloaded(0), 8000);
+  EXPECT_EQ(failed.Failed(), 2000);
+  EXPECT_EQ(overloaded.Overloaded(0), 32000);
+  EXPECT_EQ(overloaded.Overloaded(0), 60000);  // still capped
+  // And a plain failure after being told "overloaded" stays large.
+  FakeClock c3, c4;
+  Backoff a(p, c3, 1), b(p, c4, 1);
+  (void)a.Failed();
+  (void)b.Overloaded(0);
+  EXPECT_GT(b.Failed(), a.Failed());
+}
+
+}  // namespace
+}  // namespace setdiag
