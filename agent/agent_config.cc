@@ -39,13 +39,30 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
 
   c.outbox.max_bytes = r->Bytes("outbox.max_bytes", c.outbox.max_bytes, 64 * 1024);
   c.outbox.max_age_ms = r->DurationMs("outbox.max_age", c.outbox.max_age_ms, 60'000);
-  c.outbox.max_event_bytes = r->Bytes("outbox.max_event_bytes", c.outbox.max_event_bytes, 1024);
+  // Unset: the default, but never more than a quarter of a small outbox.
+  c.outbox.max_event_bytes = r->Bytes("outbox.max_event_bytes", -1, 1024);
+  bool event_limit_given = c.outbox.max_event_bytes != -1;
+  if (!event_limit_given) {
+    c.outbox.max_event_bytes = std::min(OutboxLimits{}.max_event_bytes, c.outbox.max_bytes / 4);
+  }
 
   c.backoff.initial_ms = r->DurationMs("backoff.initial", c.backoff.initial_ms, 10);
   c.backoff.max_ms = r->DurationMs("backoff.max", c.backoff.max_ms, 10);
   c.backoff.overloaded_min_ms = r->DurationMs("backoff.overloaded_min", c.backoff.overloaded_min_ms, 0);
   if (auto st = r->Finish(); !st.ok()) return st;
 
+  if (!c.store_id.empty() && !IsValidIdentifier(c.store_id)) {
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'agent.store_id': must be 1..128 characters of [A-Za-z0-9._-]"));
+  }
+  if (!c.agent_id.empty() && !IsValidIdentifier(c.agent_id)) {
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'agent.agent_id': must be 1..128 characters of [A-Za-z0-9._-]"));
+  }
+  if (event_limit_given && c.outbox.max_event_bytes * 4 > c.outbox.max_bytes) {
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'outbox.max_event_bytes': must be at most a quarter of outbox.max_bytes"));
+  }
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
       c.log_level != "error") {
     return absl::InvalidArgumentError(

@@ -44,8 +44,6 @@ std::string ResolveAgentId(const AgentConfig& cfg) {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     if (!s.empty()) return s;
   }
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
   std::string id = Cat("store-", cfg.store_id, "-", RandomHex(6));
   if (auto st = WriteFileAtomically(path, id + "\n", 0640); !st.ok()) {
     log::Warn("agent", Cat("cannot keep agent id: ", st.message()));
@@ -119,19 +117,22 @@ int Emit(const AgentConfig& cfg, const std::string& kind, const std::string& sev
     std::cerr << "setdiag-agent emit: --severity must be info, normal, important or critical\n";
     return kExitConfig;
   }
-  if (!nlohmann::json::accept(payload) || !nlohmann::json::parse(payload).is_object()) {
-    std::cerr << "setdiag-agent emit: --payload must be a JSON object\n";
-    return kExitConfig;
-  }
   if (auto st = EnsureDir(cfg.state_dir); !st.ok()) {
     std::cerr << st.message() << "\n";
     return 1;
   }
   SystemClock clock;
-  auto outbox = Outbox::Open(cfg.OutboxPath(), cfg.outbox, clock);
-  if (outbox->in_memory()) {
-    std::cerr << "setdiag-agent emit: " << outbox->reset_reason() << "\n";
+  auto opened = Outbox::OpenWithoutRepair(cfg.OutboxPath(), cfg.outbox, clock);
+  if (!opened.ok()) {
+    std::cerr << "setdiag-agent emit: cannot open the outbox: " << opened.status().message()
+              << " (the running agent repairs it and reports it)\n";
     return 1;
+  }
+  auto& outbox = *opened;
+  NewEvent probe{kind, severity, clock.NowMs(), payload};
+  if (auto st = ValidateNewEvent(probe, cfg.outbox.max_event_bytes); !st.ok()) {
+    std::cerr << "setdiag-agent emit: " << st.message() << "\n";
+    return kExitConfig;
   }
   uint64_t first = 0, last = 0;
   for (int i = 0; i < count; ++i) {
@@ -149,8 +150,12 @@ int Emit(const AgentConfig& cfg, const std::string& kind, const std::string& sev
 
 int Status(const AgentConfig& cfg) {
   SystemClock clock;
-  auto outbox = Outbox::Open(cfg.OutboxPath(), cfg.outbox, clock);
-  OutboxStats s = outbox->Stats();
+  auto outbox = Outbox::OpenWithoutRepair(cfg.OutboxPath(), cfg.outbox, clock);
+  if (!outbox.ok()) {
+    std::cerr << "setdiag-agent status: cannot open the outbox: " << outbox.status().message() << "\n";
+    return 1;
+  }
+  OutboxStats s = (*outbox)->Stats();
   nlohmann::json out = {
       {"store_id", cfg.store_id},
       {"outbox", cfg.OutboxPath()},

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace setdiag::agent {
 namespace {
@@ -28,6 +29,9 @@ INSERT OR IGNORE INTO meta(key, ivalue) VALUES ('next_seq', 1), ('bytes', 0), ('
 
 // Per-row overhead counted towards the byte limit besides kind and payload.
 constexpr int64_t kRowOverhead = 64;
+// Room kept for the gap record an eviction writes (its ranges list is capped).
+constexpr int64_t kGapReserve = 4096;
+constexpr size_t kMaxGapRanges = 64;
 
 int64_t RowSize(const NewEvent& e) {
   return static_cast<int64_t>(e.kind.size() + e.payload.size()) + kRowOverhead;
@@ -67,17 +71,20 @@ nlohmann::json Ranges(const std::vector<uint64_t>& seqs, size_t max_ranges, bool
 Outbox::Outbox(sql::Db db, OutboxLimits limits, Clock& clock, bool in_memory)
     : db_(std::move(db)), limits_(limits), clock_(clock), in_memory_(in_memory) {}
 
+absl::StatusOr<std::unique_ptr<Outbox>> Outbox::OpenWithoutRepair(const std::string& path,
+                                                                  OutboxLimits limits, Clock& clock) {
+  auto db = sql::Db::Open(path);
+  if (!db.ok()) return db.status();
+  auto check = db->QueryText("PRAGMA quick_check");
+  if (!check.ok()) return check.status();
+  if (*check != "ok") return absl::DataLossError(Cat("integrity check failed: ", *check));
+  std::unique_ptr<Outbox> box(new Outbox(std::move(*db), limits, clock, path == ":memory:"));
+  if (auto st = box->InitSchema(); !st.ok()) return st;
+  return box;
+}
+
 std::unique_ptr<Outbox> Outbox::Open(const std::string& path, OutboxLimits limits, Clock& clock) {
-  auto try_open = [&](const std::string& p) -> absl::StatusOr<std::unique_ptr<Outbox>> {
-    auto db = sql::Db::Open(p);
-    if (!db.ok()) return db.status();
-    auto check = db->QueryText("PRAGMA quick_check");
-    if (!check.ok()) return check.status();
-    if (*check != "ok") return absl::DataLossError(Cat("integrity check failed: ", *check));
-    std::unique_ptr<Outbox> box(new Outbox(std::move(*db), limits, clock, p == ":memory:"));
-    if (auto st = box->InitSchema(); !st.ok()) return st;
-    return box;
-  };
+  auto try_open = [&](const std::string& p) { return OpenWithoutRepair(p, limits, clock); };
 
   auto box = try_open(path);
   if (box.ok()) return std::move(*box);
@@ -199,7 +206,7 @@ absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, cons
       {"reason", reason},
       {"count", count},
       {"bytes", freed},
-      {"sequences", Ranges(sequences, 500, &truncated)},
+      {"sequences", Ranges(sequences, kMaxGapRanges, &truncated)},
       {"sequences_truncated", truncated},
       {"by_severity", by_severity},
       {"by_kind", by_kind},
@@ -214,35 +221,115 @@ absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, cons
   return absl::OkStatus();
 }
 
-absl::Status Outbox::MakeRoom(int64_t incoming) {
+absl::StatusOr<bool> Outbox::MakeRoom(int64_t incoming, Severity severity) {
   auto bytes = Meta(db_, "bytes");
   if (!bytes.ok()) return bytes.status();
-  if (*bytes + incoming <= limits_.max_bytes) return absl::OkStatus();
-  // Leave room for the gap record itself as well.
-  auto target = static_cast<int64_t>(static_cast<double>(limits_.max_bytes) * limits_.low_watermark) -
-                incoming - 4096;
-  auto stmt = db_.Prepare("SELECT seq, size FROM outbox ORDER BY severity ASC, seq ASC");
+  if (*bytes + incoming <= limits_.max_bytes) return true;
+  // Only events no more important than the newcomer may make room for it:
+  // a full outbox of critical events never loses one to an info event.
+  auto stmt = db_.Prepare("SELECT seq, size FROM outbox WHERE severity <= ? ORDER BY severity ASC, seq ASC");
   if (!stmt.ok()) return stmt.status();
-  std::vector<uint64_t> victims;
-  int64_t remaining = *bytes;
-  while (remaining > target) {
+  stmt->Bind(1, static_cast<int64_t>(severity));
+  std::vector<std::pair<uint64_t, int64_t>> candidates;
+  while (true) {
     auto row = stmt->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    victims.push_back(static_cast<uint64_t>(stmt->Int(0)));
-    remaining -= stmt->Int(1);
+    candidates.emplace_back(static_cast<uint64_t>(stmt->Int(0)), stmt->Int(1));
   }
   stmt->Reset();
+  int64_t evictable = 0;
+  for (const auto& c : candidates) evictable += c.second;
+  if (*bytes - evictable + incoming + kGapReserve > limits_.max_bytes) return false;
+  // Free down to the low watermark (room for the gap record included), so a
+  // full outbox does not evict and report a gap on every append.
+  auto target = static_cast<int64_t>(static_cast<double>(limits_.max_bytes) * limits_.low_watermark) -
+                incoming - kGapReserve;
+  std::vector<uint64_t> victims;
+  int64_t remaining = *bytes;
+  for (const auto& [seq, size] : candidates) {
+    if (remaining <= target) break;
+    victims.push_back(seq);
+    remaining -= size;
+  }
   std::sort(victims.begin(), victims.end());
-  return EvictAndRecord(victims, "outbox_full");
+  if (auto st = EvictAndRecord(victims, "outbox_full"); !st.ok()) return st;
+  return true;
+}
+
+absl::Status Outbox::RecordDroppedArrival(const NewEvent& event) {
+  // Counted, not stored: a gap record per dropped event could itself fill
+  // the outbox. The count reaches the collector in every status report
+  // (gaps_total) and as one gap record when there is room (FlushDropped).
+  auto stmt = db_.Prepare("SELECT tvalue FROM meta WHERE key='dropped'");
+  if (!stmt.ok()) return stmt.status();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.status();
+  auto dropped = nlohmann::json::parse(*row ? stmt->Text(0) : std::string("{}"), nullptr, false);
+  stmt->Reset();
+  if (!dropped.is_object()) dropped = nlohmann::json::object();
+  if (!dropped["by_kind"].is_object()) dropped["by_kind"] = nlohmann::json::object();
+  if (!dropped["by_severity"].is_object()) dropped["by_severity"] = nlohmann::json::object();
+  dropped["count"] = dropped.value("count", 0) + 1;
+  dropped["by_kind"][event.kind] = dropped["by_kind"].value(event.kind, 0) + 1;
+  std::string sev = SeverityName(event.severity);
+  dropped["by_severity"][sev] = dropped["by_severity"].value(sev, 0) + 1;
+  if (!dropped.contains("oldest_detected_ms")) dropped["oldest_detected_ms"] = event.detected_at_ms;
+  dropped["newest_detected_ms"] = event.detected_at_ms;
+  auto up = db_.Prepare("INSERT INTO meta(key, tvalue) VALUES ('dropped', ?1) "
+                        "ON CONFLICT(key) DO UPDATE SET tvalue=?1");
+  if (!up.ok()) return up.status();
+  if (auto st = up->Bind(1, dropped.dump()).Run(); !st.ok()) return st;
+  auto gaps = Meta(db_, "gaps_total");
+  if (!gaps.ok()) return gaps.status();
+  return SetMeta("gaps_total", *gaps + 1);
+}
+
+absl::Status Outbox::FlushDroppedLocked() {
+  auto text = db_.QueryText("SELECT tvalue FROM meta WHERE key='dropped'");
+  if (!text.ok()) return text.status();
+  if (text->empty()) return absl::OkStatus();
+  auto dropped = nlohmann::json::parse(*text, nullptr, false);
+  if (dropped.is_discarded() || dropped.value("count", 0) == 0) return absl::OkStatus();
+  nlohmann::json payload = dropped;
+  payload["reason"] = "outbox_full_dropped_on_arrival";
+  payload["sequences"] = nlohmann::json::array();  // never got sequences
+  payload["sequences_truncated"] = false;
+  NewEvent gap{kGapKind, Severity::kImportant, clock_.NowMs(), payload.dump()};
+  auto fits = MakeRoom(RowSize(gap), gap.severity);
+  if (!fits.ok()) return fits.status();
+  if (!*fits) return absl::OkStatus();  // still full of critical events; try later
+  auto seq = InsertLocked(gap, clock_.NowMs());
+  if (!seq.ok()) return seq.status();
+  log::Warn("outbox", Cat("reported ", dropped.value("count", 0),
+                          " events dropped on arrival while the outbox was full; gap record ", *seq));
+  return db_.Exec("DELETE FROM meta WHERE key='dropped'");
+}
+
+absl::Status ValidateNewEvent(const NewEvent& event, int64_t max_event_bytes) {
+  if (!IsValidIdentifier(event.kind)) {
+    return absl::InvalidArgumentError(Cat("event kind '", event.kind,
+                                          "' must be 1..128 characters of [A-Za-z0-9._-]"));
+  }
+  if (event.severity < Severity::kInfo || event.severity > Severity::kCritical) {
+    return absl::InvalidArgumentError("event severity must be info, normal, important or critical");
+  }
+  if (RowSize(event) > max_event_bytes) {
+    return absl::InvalidArgumentError(Cat("event ", event.kind, " is ", RowSize(event),
+                                          " bytes; the limit is ", max_event_bytes));
+  }
+  auto json = nlohmann::json::parse(event.payload, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::InvalidArgumentError(Cat("event ", event.kind, ": payload must be a JSON object"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> Outbox::Append(const NewEvent& event) {
+  // The collector enforces the same rules; an event it would reject must not
+  // enter the outbox, or it would block the stream until it expires.
+  if (auto st = ValidateNewEvent(event, limits_.max_event_bytes); !st.ok()) return st;
   int64_t size = RowSize(event);
-  if (size > limits_.max_event_bytes) {
-    return absl::InvalidArgumentError(Cat("event ", event.kind, " is ", size,
-                                                   " bytes; the limit is ", limits_.max_event_bytes));
-  }
   std::lock_guard lock(mu_);
   const bool critical = event.severity == Severity::kCritical;
   if (critical) {
@@ -251,7 +338,14 @@ absl::StatusOr<uint64_t> Outbox::Append(const NewEvent& event) {
   absl::StatusOr<uint64_t> result = [&]() -> absl::StatusOr<uint64_t> {
     auto txn = sql::Transaction::Begin(db_);
     if (!txn.ok()) return txn.status();
-    if (auto st = MakeRoom(size); !st.ok()) return st;
+    auto fits = MakeRoom(size, event.severity);
+    if (!fits.ok()) return fits.status();
+    if (!*fits) {
+      if (auto st = RecordDroppedArrival(event); !st.ok()) return st;
+      if (auto st = txn->Commit(); !st.ok()) return st;
+      return absl::ResourceExhaustedError(
+          Cat("outbox is full of more important events; dropped this ", event.kind, " event"));
+    }
     auto seq = InsertLocked(event, clock_.NowMs());
     if (!seq.ok()) return seq.status();
     if (auto st = txn->Commit(); !st.ok()) return st;
@@ -324,8 +418,10 @@ absl::Status Outbox::ExpireOld() {
     victims.push_back(static_cast<uint64_t>(stmt->Int(0)));
   }
   stmt->Reset();
-  if (victims.empty()) return absl::OkStatus();
-  if (auto st = EvictAndRecord(victims, "expired"); !st.ok()) return st;
+  if (!victims.empty()) {
+    if (auto st = EvictAndRecord(victims, "expired"); !st.ok()) return st;
+  }
+  if (auto st = FlushDroppedLocked(); !st.ok()) return st;
   return txn->Commit();
 }
 

@@ -30,7 +30,8 @@ namespace setdiag::agent {
 struct OutboxLimits {
   int64_t max_bytes = int64_t{256} * 1024 * 1024;
   int64_t max_age_ms = int64_t{30} * 86'400'000;
-  int64_t max_event_bytes = 256 * 1024;
+  // Matches the collector's default payload limit (64 KiB) plus the kind.
+  int64_t max_event_bytes = 64 * 1024 + 256;
   // Eviction frees space down to this fraction of max_bytes, so that a full
   // outbox does not evict (and report a gap) on every single append.
   double low_watermark = 0.9;
@@ -44,25 +45,37 @@ struct OutboxStats {
   uint64_t next_sequence = 1;
 };
 
+// The rules every event must meet before it enters the outbox (the same the
+// collector applies): kind [A-Za-z0-9._-]{1,128}, a known severity, a JSON
+// object payload, at most max_event_bytes.
+absl::Status ValidateNewEvent(const NewEvent& event, int64_t max_event_bytes);
+
 class Outbox {
  public:
   // Opens or creates the outbox at `path` (":memory:" for a volatile one).
   static std::unique_ptr<Outbox> Open(const std::string& path, OutboxLimits limits, Clock& clock);
+  // For tools beside a running agent ('emit', 'status'): never moves a file
+  // aside (that is the daemon's job, and it reports it); fails instead.
+  static absl::StatusOr<std::unique_ptr<Outbox>> OpenWithoutRepair(const std::string& path,
+                                                                    OutboxLimits limits, Clock& clock);
 
   // Non-empty when the file on disk was unusable and a fresh one was started.
   const std::string& reset_reason() const { return reset_reason_; }
   const std::string& outbox_id() const { return outbox_id_; }
   bool in_memory() const { return in_memory_; }
 
-  // Commits the event, evicting older ones first if the outbox is full.
-  // Returns its sequence number.
+  // Commits the event, evicting older, less important ones first if the
+  // outbox is full. Returns its sequence number; InvalidArgument for an event
+  // the collector would reject; ResourceExhausted when the outbox is full of
+  // more important events (the event is dropped and a gap record says so).
   absl::StatusOr<uint64_t> Append(const NewEvent& event);
   // Events with sequence > after, ascending, at most max_events / ~max_bytes.
   absl::StatusOr<std::vector<StoredEvent>> ReadAfter(uint64_t after, size_t max_events,
                                                      size_t max_bytes);
   // The collector durably stored everything up to `sequence`.
   absl::Status AckUpTo(uint64_t sequence);
-  // Drops events older than max_age, recording a gap. Call periodically.
+  // Drops events older than max_age, recording a gap, and reports events
+  // that were dropped on arrival while the outbox was full. Call periodically.
   absl::Status ExpireOld();
   // A fresh outbox learns it must not reuse sequences the collector already
   // has: shifts waiting events so the first one becomes `from`.
@@ -79,9 +92,12 @@ class Outbox {
   absl::Status InitSchema();
   absl::StatusOr<int64_t> Meta(sql::Db& db, const char* key);
   absl::Status SetMeta(const char* key, int64_t value);
-  // Inside a transaction: evicts until `incoming` more bytes fit, appends the
-  // gap record. Returns bytes now used.
-  absl::Status MakeRoom(int64_t incoming);
+  // Inside a transaction: evicts events no more important than the newcomer
+  // until `incoming` bytes fit, and appends the gap record. False when even
+  // that would not make room (the newcomer must be dropped).
+  absl::StatusOr<bool> MakeRoom(int64_t incoming, Severity severity);
+  absl::Status RecordDroppedArrival(const NewEvent& event);
+  absl::Status FlushDroppedLocked();
   absl::StatusOr<uint64_t> InsertLocked(const NewEvent& event, int64_t now_ms);
   absl::Status EvictAndRecord(const std::vector<uint64_t>& sequences, const char* reason);
 

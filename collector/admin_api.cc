@@ -130,6 +130,11 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
   }
   if (t.path == "/api/v1/agents" && request.method == "GET") {
     std::string store = t.query["store"];
+    if (!store.empty()) {
+      auto may = UserMaySeeStore(db_, who, store);
+      if (!may.ok()) return Error(503, "storage unavailable");
+      if (!*may) return Error(404, Cat("no store ", store, " visible to you"));
+    }
     auto rows = ListAgents(db_, who, store);
     if (!rows.ok()) return Error(503, "storage unavailable");
     json agents = json::array();

@@ -25,4 +25,12 @@ struct CollectorConfig {
 
 absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path);
 
+struct ListenAddress {
+  std::string host;  // IP literal ("localhost" becomes 127.0.0.1)
+  uint16_t port = 0;
+  bool loopback = false;
+};
+// Parses "host:port" / "[v6]:port" of a listening socket.
+absl::StatusOr<ListenAddress> ParseListen(const std::string& listen);
+
 }  // namespace setdiag::collector

@@ -62,15 +62,29 @@ void CommitQueue::RunGroup(std::deque<Job>& group) {
   std::vector<absl::Status> results(group.size());
   absl::Status begin = db_.Exec("BEGIN IMMEDIATE");
   if (begin.ok()) {
+    absl::Status group_failure;
     for (size_t i = 0; i < group.size(); ++i) {
-      (void)db_.Exec("SAVEPOINT job");
-      results[i] = group[i].work(db_);
-      if (!results[i].ok()) (void)db_.Exec("ROLLBACK TO job");
+      if (!group_failure.ok()) {
+        results[i] = group_failure;
+        continue;
+      }
+      results[i] = db_.Exec("SAVEPOINT job");
+      if (results[i].ok()) results[i] = group[i].work(db_);
+      if (!results[i].ok()) {
+        // Some errors (disk full, I/O) make SQLite roll back the whole
+        // transaction: then nothing in this group may be reported as stored.
+        if (sqlite3_get_autocommit(db_.raw()) != 0) {
+          group_failure = results[i];
+          for (size_t j = 0; j < i; ++j) results[j] = group_failure;
+          continue;
+        }
+        (void)db_.Exec("ROLLBACK TO job");
+      }
       (void)db_.Exec("RELEASE job");
     }
-    absl::Status commit = db_.Exec("COMMIT");
+    absl::Status commit = group_failure.ok() ? db_.Exec("COMMIT") : group_failure;
     if (!commit.ok()) {
-      (void)db_.Exec("ROLLBACK");
+      if (sqlite3_get_autocommit(db_.raw()) == 0) (void)db_.Exec("ROLLBACK");
       log::Error("store", Cat("commit failed, nothing acknowledged: ", commit.ToString()));
       for (auto& r : results) r = commit;
     } else {

@@ -111,16 +111,12 @@ HttpServer::HttpServer(Handler handler, size_t max_body_bytes) : impl_(std::make
 
 HttpServer::~HttpServer() { Stop(); }
 
-absl::Status HttpServer::Start(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return absl::InvalidArgumentError(Cat("listen address '", listen, "' needs host:port"));
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+absl::Status HttpServer::Start(const std::string& host, uint16_t port) {
   beast::error_code ec;
   auto addr = asio::ip::make_address(host, ec);
-  if (ec) return absl::InvalidArgumentError(Cat("listen address '", listen, "': ", ec.message()));
-  int port_num = std::atoi(listen.c_str() + colon + 1);
-  tcp::endpoint ep(addr, static_cast<uint16_t>(port_num));
+  if (ec) return absl::InvalidArgumentError(Cat("listen address '", host, "': ", ec.message()));
+  tcp::endpoint ep(addr, port);
+  std::string listen = Cat(host, ":", port);
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);

@@ -30,8 +30,8 @@ class HttpServer {
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
   HttpServer(Handler handler, size_t max_body_bytes = 1024 * 1024);
   ~HttpServer();
-  // Binds "host:port" (port 0 picks one) and starts serving.
-  absl::Status Start(const std::string& listen);
+  // Binds an IP literal and port (0 picks one) and starts serving.
+  absl::Status Start(const std::string& host, uint16_t port);
   void Stop();
   uint16_t port() const { return port_; }
 

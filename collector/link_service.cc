@@ -16,17 +16,11 @@ namespace v1 = ::setdiag::v1;
 
 namespace {
 
-bool IsIdChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_' || c == '.';
-}
 
 std::string CheckId(std::string_view what, std::string_view id, size_t max) {
   if (id.empty()) return Cat(what, " is required");
   if (id.size() > max) return Cat(what, " is longer than ", max, " bytes");
-  for (char c : id) {
-    if (!IsIdChar(c)) return Cat(what, " may contain only letters, digits, '-', '_' and '.'");
-  }
+  if (!IsValidIdentifier(id, max)) return Cat(what, " may contain only letters, digits, '-', '_' and '.'");
   return {};
 }
 
@@ -64,11 +58,8 @@ std::string ValidateBatch(const v1::EventBatch& batch, const IngestLimits& limit
     if (e.sequence() == 0) return Cat(where, "sequence is required");
     if (e.sequence() <= prev) return Cat(where, "sequences must strictly increase");
     prev = e.sequence();
-    if (e.kind().empty() || e.kind().size() > limits.max_kind_bytes) {
-      return Cat(where, "kind must be 1..", limits.max_kind_bytes, " bytes");
-    }
-    for (char c : e.kind()) {
-      if (!IsIdChar(c)) return Cat(where, "kind may contain only [A-Za-z0-9._-]");
+    if (!IsValidIdentifier(e.kind(), limits.max_kind_bytes)) {
+      return Cat(where, "kind must be 1..", limits.max_kind_bytes, " characters of [A-Za-z0-9._-]");
     }
     if (e.severity() < v1::SEVERITY_INFO || e.severity() > v1::SEVERITY_CRITICAL) {
       return Cat(where, "severity must be INFO..CRITICAL");
@@ -108,9 +99,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   };
 
   LinkSession(grpc::CallbackServerContext* ctx, CommitQueue& queue, Clock& clock,
-              const IngestLimits& limits, IngestCounters& counters)
+              const IngestLimits& limits, IngestCounters& counters, int64_t connection)
       : queue_(queue), clock_(clock), limits_(limits), counters_(counters),
-        shared_(std::make_shared<Shared>()), peer_(ctx->peer()) {
+        shared_(std::make_shared<Shared>()), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
     std::string token = BearerToken(ctx);
@@ -132,10 +123,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         },
         [shared = shared_, grant](absl::Status st) {
           WithSession(shared, [&](LinkSession& s, Actions& a) { s.OnAuthenticated(st, *grant, a); });
-        });
+        },
+        /*weight=*/1);  // bounded like events: a flood of bad connects cannot grow the queue
     if (!queued) {
       finished_ = true;
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector is shutting down"));
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded or stopping, retry later"));
     }
   }
 
@@ -165,8 +157,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     counters_.streams_open--;
     if (!agent_id.empty()) {
       Clock& clock = clock_;
-      queue_.Submit([agent_id, &clock](sql::Db& db) { return RecordDisconnect(db, agent_id, clock.NowMs()); },
-                    nullptr);
+      queue_.Submit([agent_id, &clock, connection = connection_](sql::Db& db) {
+        return RecordDisconnect(db, agent_id, connection, clock.NowMs());
+      }, nullptr);
       log::Info("link", Cat("agent ", agent_id, " (store ", store_id_, ") disconnected"));
     }
     delete this;
@@ -236,7 +229,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     counters_.frames_rejected++;
     log::Warn("link", Cat(peer_, agent_id_.empty() ? "" : Cat(" agent ", agent_id_),
                                    ": rejected: ", why));
-    // Drop queued acks: the stream ends with the error.
+    // Acks already queued still go out (they are true); nothing after them.
     RequestFinish(grpc::Status(code, why), a);
   }
 
@@ -328,9 +321,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     const uint32_t version = std::min<uint32_t>(h.protocol_version(), kProtocolVersion);
     auto last = std::make_shared<uint64_t>(0);
     Clock& clock = clock_;
-    queue_.Submit(
-        [hello, last, &clock](sql::Db& db) -> absl::Status {
-          auto l = RecordHello(db, hello, clock.NowMs());
+    bool queued = queue_.Submit(
+        [hello, last, &clock, connection = connection_](sql::Db& db) -> absl::Status {
+          auto l = RecordHello(db, hello, connection, clock.NowMs());
           if (!l.ok()) return l.status();
           *last = *l;
           return absl::OkStatus();
@@ -358,7 +351,18 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
             s.Send(std::move(m), act);
             s.MaybeRead(act);
           });
-        });
+        },
+        /*weight=*/1);
+    if (!queued) RejectOverloaded(a);
+  }
+
+  void RejectOverloaded(Actions& a) {
+    v1::CollectorMessage m;
+    m.mutable_overloaded()->set_retry_after_ms(limits_.overload_retry_after_ms);
+    m.mutable_overloaded()->set_reason("ingest queue full");
+    Send(m, a);
+    log::Warn("link", Cat(peer_, " agent ", agent_id_, ": ingest queue full; asked it to back off"));
+    RequestFinish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later"), a);
   }
 
   void HandleBatch(Actions& a) {
@@ -379,15 +383,20 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     Clock& clock = clock_;
     IngestCounters& counters = counters_;
     bool queued = queue_.Submit(
-        [agent = agent_id_, store = store_id_, events = std::move(events), &clock, &counters,
-         n](sql::Db& db) -> absl::Status {
+        [agent = agent_id_, store = store_id_, events = std::move(events), &clock, &counters, n,
+         failed = failed_](sql::Db& db) -> absl::Status {
+          // Once a batch of this stream failed, later ones must not commit:
+          // the agent's resume point would skip the failed batch.
+          if (failed->load()) return absl::AbortedError("an earlier batch on this stream failed");
           auto added = InsertEvents(db, agent, store, events, clock.NowMs());
+          if (!added.ok()) failed->store(true);
           if (!added.ok()) return added.status();
           counters.events_stored += static_cast<uint64_t>(*added);
           counters.events_duplicate += n - static_cast<uint64_t>(*added);
           return absl::OkStatus();
         },
-        [shared = shared_, last_seq](absl::Status st) {
+        [shared = shared_, last_seq, failed = failed_](absl::Status st) {
+          if (!st.ok()) failed->store(true);  // e.g. the group's COMMIT failed
           WithSession(shared, [&](LinkSession& s, Actions& act) {
             s.batches_in_flight_--;
             if (!st.ok()) {
@@ -406,15 +415,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           });
         },
         n);
-    if (!queued) {
-      v1::CollectorMessage m;
-      m.mutable_overloaded()->set_retry_after_ms(limits_.overload_retry_after_ms);
-      m.mutable_overloaded()->set_reason("ingest queue full");
-      Send(std::move(m), a);
-      log::Warn("link", Cat("agent ", agent_id_, ": ingest queue full; asked it to back off"));
-      RequestFinish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later"), a);
-      return;
-    }
+    if (!queued) return RejectOverloaded(a);
     batches_in_flight_++;
     MaybeRead(a);
   }
@@ -444,6 +445,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   IngestCounters& counters_;
   std::shared_ptr<Shared> shared_;
   std::string peer_;
+  const int64_t connection_;
+  // Set on the commit thread when a batch of this stream failed to commit.
+  std::shared_ptr<std::atomic<bool>> failed_ = std::make_shared<std::atomic<bool>>(false);
 
   grpc::ByteBuffer in_buf_;
   v1::AgentMessage in_;
@@ -468,7 +472,7 @@ LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits)
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
-  return new LinkSession(context, queue_, clock_, limits_, counters_);
+  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++);
 }
 
 }  // namespace setdiag::collector

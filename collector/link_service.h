@@ -53,6 +53,7 @@ class LinkService final
   Clock& clock_;
   IngestLimits limits_;
   IngestCounters counters_;
+  std::atomic<int64_t> next_connection_{1};
 };
 
 // Pure frame validation, exposed for unit tests. Empty string: valid.

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/version.h"
 
 namespace setdiag::collector {
@@ -51,9 +52,13 @@ int Serve(const CollectorConfig& cfg) {
     log::Error("collector", writer_db.status().ToString());
     return 1;
   }
+  if (auto st = ResetConnections(*writer_db); !st.ok()) {
+    log::Error("collector", st.ToString());
+    return 1;
+  }
   auto reader_db = sql::Db::Open(cfg.DatabasePath());
-  if (!reader_db.ok()) {
-    log::Error("collector", reader_db.status().ToString());
+  if (!reader_db.ok() || !reader_db->Exec("PRAGMA query_only=ON").ok()) {
+    log::Error("collector", reader_db.ok() ? "cannot make the API connection read-only" : reader_db.status().ToString());
     return 1;
   }
   CommitQueue queue(std::move(*writer_db), cfg.max_pending_events);
@@ -92,7 +97,12 @@ int Serve(const CollectorConfig& cfg) {
 
   AdminApi api(std::move(*reader_db), clock);
   HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); });
-  if (auto st = http.Start(cfg.http_listen); !st.ok()) {
+  auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
+  if (!http_addr->loopback) {
+    log::Warn("collector", Cat("the admin API listens on ", cfg.http_listen,
+                               " without TLS; keep it on loopback or behind a TLS proxy"));
+  }
+  if (auto st = http.Start(http_addr->host, http_addr->port); !st.ok()) {
     log::Error("collector", st.ToString());
     server->Shutdown();
     return 1;
@@ -164,6 +174,11 @@ int main(int argc, char** argv) {
   }
   SystemClock clock;
   if (token_create->parsed()) {
+    if (!IsValidIdentifier(store) || !IsValidIdentifier(partner)) {
+      std::cerr << "setdiag-collector token create: --store and --partner must be 1..128 characters of "
+                   "[A-Za-z0-9._-] (the agent's agent.store_id follows the same rule)\n";
+      return 2;
+    }
     auto t = CreateStoreToken(*db, store, partner, clock.NowMs());
     if (!t.ok()) {
       std::cerr << "setdiag-collector: " << t.status().message() << "\n";

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS agents(
   first_seen_ms INTEGER NOT NULL,
   last_seen_ms INTEGER NOT NULL,
   connected INTEGER NOT NULL DEFAULT 0,
+  connection INTEGER NOT NULL DEFAULT 0,
   status_json TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS events(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -181,7 +182,8 @@ absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::s
   return stmt->Step();
 }
 
-absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t now_ms) {
+absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t connection,
+                                     int64_t now_ms) {
   auto sel = db.Prepare("SELECT store_id, last_committed_seq FROM agents WHERE agent_id=?");
   if (!sel.ok()) return sel.status();
   sel->Bind(1, hello.agent_id);
@@ -198,21 +200,24 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
   sel->Reset();
   auto up = db.Prepare(
       "INSERT INTO agents(agent_id, store_id, agent_version, outbox_id, first_seen_ms, last_seen_ms, "
-      "connected) VALUES (?,?,?,?,?,?,1) ON CONFLICT(agent_id) DO UPDATE SET "
+      "connected, connection) VALUES (?,?,?,?,?,?,1,?) ON CONFLICT(agent_id) DO UPDATE SET "
       "agent_version=excluded.agent_version, outbox_id=excluded.outbox_id, "
-      "last_seen_ms=excluded.last_seen_ms, connected=1");
+      "last_seen_ms=excluded.last_seen_ms, connected=1, connection=excluded.connection");
   if (!up.ok()) return up.status();
   up->Bind(1, hello.agent_id).Bind(2, hello.store_id).Bind(3, hello.version).Bind(4, hello.outbox_id);
-  up->Bind(5, now_ms).Bind(6, now_ms);
+  up->Bind(5, now_ms).Bind(6, now_ms).Bind(7, connection);
   if (auto st = up->Run(); !st.ok()) return st;
   return last;
 }
 
-absl::Status RecordDisconnect(sql::Db& db, const std::string& agent_id, int64_t now_ms) {
-  auto up = db.Prepare("UPDATE agents SET connected=0, last_seen_ms=? WHERE agent_id=?");
+absl::Status RecordDisconnect(sql::Db& db, const std::string& agent_id, int64_t connection,
+                              int64_t now_ms) {
+  auto up = db.Prepare("UPDATE agents SET connected=0, last_seen_ms=? WHERE agent_id=? AND connection=?");
   if (!up.ok()) return up.status();
-  return up->Bind(1, now_ms).Bind(2, agent_id).Run();
+  return up->Bind(1, now_ms).Bind(2, agent_id).Bind(3, connection).Run();
 }
+
+absl::Status ResetConnections(sql::Db& db) { return db.Exec("UPDATE agents SET connected=0"); }
 
 absl::Status RecordStatus(sql::Db& db, const std::string& agent_id, const std::string& status_json,
                           int64_t now_ms) {

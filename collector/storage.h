@@ -59,8 +59,14 @@ struct AgentHello {
 };
 // Registers the connection; PermissionDenied if the agent id belongs to
 // another store. Returns the highest committed sequence of the agent.
-absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t now_ms);
-absl::Status RecordDisconnect(sql::Db& db, const std::string& agent_id, int64_t now_ms);
+// `connection` identifies this stream so that a stale stream ending late
+// does not mark a reconnected agent offline.
+absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t connection,
+                                     int64_t now_ms);
+absl::Status RecordDisconnect(sql::Db& db, const std::string& agent_id, int64_t connection,
+                              int64_t now_ms);
+// At start-up no agent is connected, whatever a crash left behind.
+absl::Status ResetConnections(sql::Db& db);
 absl::Status RecordStatus(sql::Db& db, const std::string& agent_id, const std::string& status_json,
                           int64_t now_ms);
 

@@ -2,6 +2,16 @@
 
 namespace setdiag {
 
+bool IsValidIdentifier(std::string_view id, size_t max_bytes) {
+  if (id.empty() || id.size() > max_bytes) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 std::vector<std::string_view> Split(std::string_view s, char sep, bool skip_empty) {
   std::vector<std::string_view> out;
   size_t start = 0;

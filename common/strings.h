@@ -47,6 +47,10 @@ void Append(std::string* out, const Args&... args) {
   (internal::Append(*out, args), ...);
 }
 
+// Identifiers on the wire (store, agent and event kind names): 1..max bytes of
+// [A-Za-z0-9._-]. The agent, the collector and the token tools share the rule.
+bool IsValidIdentifier(std::string_view id, size_t max_bytes = 128);
+
 std::vector<std::string_view> Split(std::string_view s, char sep, bool skip_empty = true);
 std::string_view Trim(std::string_view s);
 

@@ -243,10 +243,20 @@ TEST_F(OutboxTest, WhenFullEvictsInfoAndNormalBeforeCriticalAndRecordsExactGaps)
 
   std::set<uint64_t> critical, normal, info;
   std::map<uint64_t, int64_t> size_of;  // every event we appended, by sequence
+  uint64_t dropped_on_arrival = 0;
   for (int i = 0; i < 200; ++i) {
     Severity sev = i % 8 == 0 ? Severity::kCritical : (i % 2 == 1 ? Severity::kNormal : Severity::kInfo);
     NewEvent e = Ev(Cat("load.", SeverityName(sev)), sev, 1000);
-    uint64_t seq = MustAppend(*box, e);
+    auto appended = box->Append(e);
+    if (!appended.ok()) {
+      // Only an info event may be turned away, when nothing of its own rank
+      // is left to make room: it never displaces a more important event.
+      ASSERT_EQ(appended.status().code(), absl::StatusCode::kResourceExhausted) << appended.status();
+      ASSERT_EQ(sev, Severity::kInfo);
+      ++dropped_on_arrival;
+      continue;
+    }
+    uint64_t seq = *appended;
     ASSERT_NE(seq, 0u);
     size_of[seq] = RowSize(e.kind, e.payload);
     (sev == Severity::kCritical ? critical : sev == Severity::kNormal ? normal : info).insert(seq);
@@ -316,7 +326,53 @@ TEST_F(OutboxTest, WhenFullEvictsInfoAndNormalBeforeCriticalAndRecordsExactGaps)
   EXPECT_EQ(counted, static_cast<int64_t>(missing.size()));
   EXPECT_EQ(std::set<uint64_t>(covered.begin(), covered.end()), missing);
   EXPECT_EQ(covered.size(), missing.size()) << "no sequence is reported twice";
-  EXPECT_EQ(stats.gaps_total, missing.size());
+  EXPECT_EQ(stats.gaps_total, missing.size() + dropped_on_arrival);
+}
+
+TEST_F(OutboxTest, FullOfCriticalEventsTurnsAwayLesserOnesAndReportsThemLater) {
+  OutboxLimits limits;
+  limits.max_bytes = 64 * 1024;
+  auto box = OpenBox(limits);
+  std::vector<uint64_t> critical;
+  for (int i = 0; i < 80; ++i) critical.push_back(MustAppend(*box, Ev("c.crit", Severity::kCritical, 1000)));
+  // Full of critical events: a normal one is refused, no critical goes.
+  // A normal event bigger than the free space left.
+  size_t free_bytes = static_cast<size_t>(limits.max_bytes - box->Stats().bytes);
+  const uint64_t gaps_before = box->Stats().gaps_total;  // older criticals made room for newer ones
+  auto refused = box->Append(Ev("n.normal", Severity::kNormal, free_bytes + 100));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(box->Stats().gaps_total, gaps_before + 1);
+  auto all = ReadAll(*box);
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back().sequence, critical.back()) << "the newest critical event is kept";
+  for (const auto& e : all) EXPECT_TRUE(e.kind == "c.crit" || e.kind == kGapKind) << e.kind;
+  // Once the collector acknowledged some, housekeeping reports the loss.
+  ASSERT_TRUE(box->AckUpTo(critical[50]).ok());
+  ASSERT_TRUE(box->ExpireOld().ok());
+  auto after = ReadAll(*box);
+  ASSERT_FALSE(after.empty());
+  const StoredEvent& gap = after.back();
+  ASSERT_EQ(gap.kind, kGapKind);
+  auto j = nlohmann::json::parse(gap.payload);
+  EXPECT_EQ(j["reason"], "outbox_full_dropped_on_arrival");
+  EXPECT_EQ(j["count"], 1);
+  EXPECT_EQ(j["by_kind"]["n.normal"], 1);
+  EXPECT_TRUE(j["sequences"].empty());
+  // Reported once, not again at the next sweep.
+  ASSERT_TRUE(box->ExpireOld().ok());
+  EXPECT_EQ(ReadAll(*box).size(), after.size());
+}
+
+TEST_F(OutboxTest, RejectsEventsTheCollectorWouldReject) {
+  auto box = OpenBox(OutboxLimits{});
+  EXPECT_EQ(box->Append(Ev("bad kind!", Severity::kNormal)).status().code(), absl::StatusCode::kInvalidArgument);
+  NewEvent not_json = Ev("ok.kind", Severity::kNormal);
+  not_json.payload = "not json";
+  EXPECT_EQ(box->Append(not_json).status().code(), absl::StatusCode::kInvalidArgument);
+  NewEvent array = Ev("ok.kind", Severity::kNormal);
+  array.payload = "[1,2]";
+  EXPECT_EQ(box->Append(array).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(box->Stats().depth, 0u);
 }
 
 TEST_F(OutboxTest, ExpireOldRemovesOnlyEventsPastMaxAgeAndRecordsAGap) {

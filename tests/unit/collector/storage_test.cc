@@ -65,7 +65,7 @@ class StorageTest : public ::testing::Test {
   }
 
   void MustHello(const std::string& agent, const std::string& store) {
-    auto r = RecordHello(db_, AgentHello{agent, store, "0.1.0", "ob-" + agent}, kNow);
+    auto r = RecordHello(db_, AgentHello{agent, store, "0.1.0", "ob-" + agent}, 1, kNow);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
 
@@ -218,7 +218,7 @@ TEST_F(StorageTest, UsersLookUpByTokenAndNamesAreUnique) {
 
 TEST_F(StorageTest, InsertEventsIsIdempotentAndAdvancesLastCommitted) {
   MustCreateToken("store-1", "partner-a");
-  auto first = RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, kNow);
+  auto first = RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, 1, kNow);
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(*first, 0u) << "a new agent has nothing committed";
 
@@ -238,7 +238,7 @@ TEST_F(StorageTest, InsertEventsIsIdempotentAndAdvancesLastCommitted) {
   EXPECT_EQ(*overlap, 2);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM events"), 5);
 
-  auto resumed = RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.1", "ob1"}, kNow + 7);
+  auto resumed = RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.1", "ob1"}, 1, kNow + 7);
   ASSERT_TRUE(resumed.ok());
   EXPECT_EQ(*resumed, 5u) << "the agent resumes after its highest committed sequence";
 
@@ -247,7 +247,7 @@ TEST_F(StorageTest, InsertEventsIsIdempotentAndAdvancesLastCommitted) {
   auto other = InsertEvents(db_, "agent-2", "store-1", Events(1, 3), kNow);
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(*other, 3);
-  auto resumed2 = RecordHello(db_, AgentHello{"agent-2", "store-1", "0.1.0", "ob2"}, kNow);
+  auto resumed2 = RecordHello(db_, AgentHello{"agent-2", "store-1", "0.1.0", "ob2"}, 1, kNow);
   ASSERT_TRUE(resumed2.ok());
   EXPECT_EQ(*resumed2, 3u);
 }
@@ -257,7 +257,7 @@ TEST_F(StorageTest, LastCommittedNeverGoesBackwards) {
   MustHello("agent-1", "store-1");
   MustInsert("agent-1", "store-1", Events(10, 12));
   MustInsert("agent-1", "store-1", Events(1, 2));  // a late duplicate of older data
-  auto r = RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, kNow);
+  auto r = RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, 1, kNow);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, 12u);
 }
@@ -266,7 +266,7 @@ TEST_F(StorageTest, RecordHelloForAnAgentOfAnotherStoreIsDenied) {
   MustCreateToken("store-1", "partner-a");
   MustCreateToken("store-2", "partner-a");
   MustHello("agent-1", "store-1");
-  auto r = RecordHello(db_, AgentHello{"agent-1", "store-2", "0.1.0", "ob"}, kNow);
+  auto r = RecordHello(db_, AgentHello{"agent-1", "store-2", "0.1.0", "ob"}, 1, kNow);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   auto store = db_.QueryText("SELECT store_id FROM agents WHERE agent_id='agent-1'");
@@ -276,9 +276,9 @@ TEST_F(StorageTest, RecordHelloForAnAgentOfAnotherStoreIsDenied) {
 
 TEST_F(StorageTest, RecordHelloUpdatesVersionAndConnectionState) {
   MustCreateToken("store-1", "partner-a");
-  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, kNow).ok());
-  ASSERT_TRUE(RecordDisconnect(db_, "agent-1", kNow + 10).ok());
-  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, kNow + 20).ok());
+  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, 1, kNow).ok());
+  ASSERT_TRUE(RecordDisconnect(db_, "agent-1", 1, kNow + 10).ok());
+  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, 2, kNow + 20).ok());
   User support{"u", "support", Role::kSupport, ""};
   auto agents = ListAgents(db_, support, "");
   ASSERT_TRUE(agents.ok());
@@ -287,7 +287,18 @@ TEST_F(StorageTest, RecordHelloUpdatesVersionAndConnectionState) {
   EXPECT_TRUE((*agents)[0].connected);
   EXPECT_EQ((*agents)[0].first_seen_ms, kNow);
   EXPECT_EQ((*agents)[0].last_seen_ms, kNow + 20);
-  ASSERT_TRUE(RecordDisconnect(db_, "agent-1", kNow + 30).ok());
+  // The old stream (connection 1) ending late does not mark the agent offline.
+  ASSERT_TRUE(RecordDisconnect(db_, "agent-1", 1, kNow + 25).ok());
+  agents = ListAgents(db_, support, "");
+  ASSERT_TRUE(agents.ok());
+  EXPECT_TRUE((*agents)[0].connected);
+  ASSERT_TRUE(RecordDisconnect(db_, "agent-1", 2, kNow + 30).ok());
+  agents = ListAgents(db_, support, "");
+  ASSERT_TRUE(agents.ok());
+  EXPECT_FALSE((*agents)[0].connected);
+  // After a collector restart nobody is connected until they say hello.
+  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, 3, kNow + 40).ok());
+  ASSERT_TRUE(ResetConnections(db_).ok());
   agents = ListAgents(db_, support, "");
   ASSERT_TRUE(agents.ok());
   EXPECT_FALSE((*agents)[0].connected);
