@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 
+#include <charconv>
+#include <set>
+
 #include "common/strings.h"
 #include "common/config.h"
 #include "common/files.h"
@@ -19,6 +22,118 @@ bool IsLoopbackTarget(const std::string& host_port) {
   std::string h(host);
   return inet_pton(AF_INET, h.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }
+
+bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* port) {
+  auto colon = host_port.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = host_port.substr(0, colon);
+  int p = 0;
+  auto [ptr, ec] = std::from_chars(host_port.data() + colon + 1, host_port.data() + host_port.size(), p);
+  if (ec != std::errc() || ptr != host_port.data() + host_port.size() || p < 0 || p > 65535) return false;
+  in_addr addr{};
+  if (inet_pton(AF_INET, host->c_str(), &addr) != 1) return false;
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
+namespace {
+
+void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
+  TillWatchOptions& t = c->tills;
+  // On unless there is nothing to watch; explicitly on without a roster is
+  // an error (below).
+  const bool tills_explicit = r.Bool("tills.enabled", false) || !r.Bool("tills.enabled", true);
+  c->tills_enabled = r.Bool("tills.enabled", true);
+  t.poll_interval_ms = r.DurationMs("tills.poll_interval", t.poll_interval_ms, 100);
+  t.policy.heartbeat_timeout_ms = r.DurationMs("tills.heartbeat_timeout", t.policy.heartbeat_timeout_ms, 100);
+  t.policy.confirm_ms = r.DurationMs("tills.confirm_window", t.policy.confirm_ms, 0);
+  t.policy.clear_ms = r.DurationMs("tills.clear_window", t.policy.clear_ms, 0);
+  t.policy.single_till_ms = r.DurationMs("tills.single_till_threshold", t.policy.single_till_ms, 1000);
+  t.policy.unreachable_confirm_ms =
+      r.DurationMs("tills.unreachable_confirm", t.policy.unreachable_confirm_ms, 0);
+  t.probe_port = static_cast<uint16_t>(r.Int("tills.probe_port", t.probe_port, 1, 65535));
+  t.probe_timeout_ms = static_cast<int>(r.DurationMs("tills.probe_timeout", t.probe_timeout_ms, 10));
+  t.probe_every_ms = r.DurationMs("tills.probe_every", t.probe_every_ms, 1000);
+  std::set<int64_t> mothballed;
+  for (int64_t n : r.IntList("tills.mothballed", 1, 99'999)) mothballed.insert(n);
+  for (const std::string& key : r.TableKeys("tills.roster")) {
+    int number = 0;
+    auto [p, ec] = std::from_chars(key.data(), key.data() + key.size(), number);
+    std::string full = Cat("tills.roster.", key);
+    if (ec != std::errc() || p != key.data() + key.size() || number < 1) {
+      r.Invalid(full, "roster keys are till numbers, e.g. 7 = \"10.0.0.17\"");
+      continue;
+    }
+    t.roster.push_back({number, r.String(full, ""), mothballed.contains(number)});
+  }
+
+  if (r.Bool("set_db.enabled", false)) {
+    SetDbConfig db;
+    db.host = r.String("set_db.host", db.host);
+    db.port = static_cast<int>(r.Int("set_db.port", db.port, 1, 65535));
+    db.user = r.String("set_db.user", db.user);
+    db.password = r.String("set_db.password", "");
+    if (auto file = r.OptionalString("set_db.password_file")) {
+      auto pw = ReadWholeFile(*file);
+      if (!pw.ok()) r.Invalid("set_db.password_file", std::string(pw.status().message()));
+      else db.password = std::string(Trim(*pw));
+    }
+    db.database_set = r.String("set_db.database_set", db.database_set);
+    db.database_operday = r.String("set_db.database_operday", db.database_operday);
+    db.connect_timeout_ms = r.DurationMs("set_db.connect_timeout", db.connect_timeout_ms, 1000);
+    db.query_timeout_ms = r.DurationMs("set_db.query_timeout", db.query_timeout_ms, 100);
+    int64_t shop = r.Int("set_db.shop_number", -1, -1, INT32_MAX);
+    if (shop >= 0) db.shop_number = static_cast<int>(shop);
+    db.roster_query = r.String("set_db.roster_query", "");
+    db.activity_query = r.String("set_db.activity_query", "");
+    t.set_db = db;
+  } else {
+    // Keys of a disabled section still count as known (and are checked).
+    for (const char* k : {"set_db.host", "set_db.user", "set_db.password", "set_db.password_file",
+                          "set_db.database_set", "set_db.database_operday", "set_db.roster_query",
+                          "set_db.activity_query"}) {
+      (void)r.OptionalString(k);
+    }
+    (void)r.Int("set_db.port", 5432, 1, 65535);
+    (void)r.Int("set_db.shop_number", -1, -1, INT32_MAX);
+    (void)r.DurationMs("set_db.connect_timeout", 0, 0);
+    (void)r.DurationMs("set_db.query_timeout", 0, 0);
+  }
+  for (const char* key : {"tills.mothballed"}) {
+    for (int64_t n : r.IntList(key, 1, 99'999)) {
+      bool listed = false;
+      for (const auto& till : t.roster) listed = listed || till.number == n;
+      if (!listed && !t.set_db) t.roster.push_back({static_cast<int>(n), "", true});
+    }
+  }
+  c->push_udp_listen = r.String("push.udp_listen", "");
+  c->push_http_listen = r.String("push.http_listen", "");
+  std::string host;
+  uint16_t port = 0;
+  if (!c->push_udp_listen.empty() && !SplitHostPort(c->push_udp_listen, &host, &port)) {
+    r.Invalid("push.udp_listen", "expected an IPv4 address and port, e.g. \"0.0.0.0:7555\"");
+  }
+  if (!c->push_http_listen.empty() && !SplitHostPort(c->push_http_listen, &host, &port)) {
+    r.Invalid("push.http_listen", "expected an IPv4 address and port, e.g. \"0.0.0.0:7556\"");
+  }
+  ServerCheckConfig& sc = t.server;
+  sc.enabled = r.Bool("server.check", sc.enabled);
+  sc.host = r.String("server.host", sc.host);
+  sc.port_soap = static_cast<uint16_t>(r.Int("server.port_soap", sc.port_soap, 1, 65535));
+  sc.port_transport = static_cast<uint16_t>(r.Int("server.port_transport", sc.port_transport, 1, 65535));
+  sc.port_db = static_cast<uint16_t>(r.Int("server.port_db", sc.port_db, 1, 65535));
+  sc.deployed_marker = r.String("server.deployed_marker", sc.deployed_marker);
+  sc.failed_marker = r.String("server.failed_marker", sc.failed_marker);
+  if (c->tills_enabled && !t.set_db && t.roster.empty()) {
+    if (tills_explicit) {
+      r.Invalid("tills.enabled", "the till watch needs a roster: enable [set_db] or list tills under [tills.roster]");
+    } else {
+      c->tills_enabled = false;  // nothing configured to watch
+    }
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   std::unique_ptr<ConfigReader> r;
@@ -49,7 +164,11 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   c.backoff.initial_ms = r->DurationMs("backoff.initial", c.backoff.initial_ms, 10);
   c.backoff.max_ms = r->DurationMs("backoff.max", c.backoff.max_ms, 10);
   c.backoff.overloaded_min_ms = r->DurationMs("backoff.overloaded_min", c.backoff.overloaded_min_ms, 0);
+  ReadTillWatch(*r, &c);
+  auto calendar = StoreCalendar::FromConfig(*r);
   if (auto st = r->Finish(); !st.ok()) return st;
+  if (!calendar.ok()) return calendar.status();
+  c.calendar = std::make_shared<const StoreCalendar>(std::move(*calendar));
 
   if (!c.store_id.empty() && !IsValidIdentifier(c.store_id)) {
     return absl::InvalidArgumentError(

@@ -4,7 +4,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "agent/calendar.h"
 #include "agent/outbox.h"
+#include "agent/till_watch.h"
 #include "common/backoff.h"
 
 namespace setdiag::agent {
@@ -25,11 +27,23 @@ struct AgentConfig {
   OutboxLimits outbox;
   BackoffPolicy backoff;
 
+  // Opening hours, closed and special dates; open 24/7 in UTC if absent.
+  std::shared_ptr<const StoreCalendar> calendar;
+
+  bool tills_enabled = true;
+  TillWatchOptions tills;
+  std::string push_udp_listen;   // "host:port"; empty: no UDP heartbeats
+  std::string push_http_listen;  // "host:port"; empty: no HTTP heartbeats
+
   std::string OutboxPath() const { return state_dir + "/outbox.db"; }
+  // Maintenance windows and other local state that is not the outbox.
+  std::string StatePath() const { return state_dir + "/state.db"; }
 };
 
 // Reads and validates the file. Errors name the file, line and key.
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
+// Splits "host:port" (IPv4 literal host); false if it is not one.
+bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* port);
 // True when host:port names this machine (plaintext is allowed there).
 bool IsLoopbackTarget(const std::string& host_port);
 

@@ -11,9 +11,13 @@
 
 #include "common/strings.h"
 #include "agent/agent_config.h"
+#include "agent/maintenance.h"
 #include "agent/outbox.h"
+#include "agent/push_receiver.h"
+#include "agent/till_watch.h"
 #include "agent/uplink.h"
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -49,6 +53,100 @@ std::string ResolveAgentId(const AgentConfig& cfg) {
     log::Warn("agent", Cat("cannot keep agent id: ", st.message()));
   }
   return id;
+}
+
+std::string FormatLocal(int64_t ms);
+
+// Tills are expected when the store calendar says open and no maintenance
+// window is active. A maintenance table that cannot be read counts as no
+// maintenance: better a false alarm than a missed one.
+ExpectationFn MakeExpectation(const AgentConfig& cfg, MaintenanceStore* maintenance) {
+  return [calendar = cfg.calendar, maintenance](int64_t now_ms) {
+    std::vector<MaintenanceWindow> windows;
+    if (maintenance) {
+      auto active = maintenance->ActiveAt(now_ms);
+      if (active.ok()) windows = std::move(*active);
+      else log::Warn("maintenance", active.status().ToString());
+    }
+    auto e = calendar->ExpectedAt(now_ms, windows);
+    return std::make_pair(e.expected, e.reason);
+  };
+}
+
+int64_t ParseDurationArg(const std::string& text) {
+  auto ms = ConfigReader::ParseDurationMs(text);
+  return ms ? *ms : -1;
+}
+
+int Maintenance(const AgentConfig& cfg, const std::string& action, const std::string& duration,
+                const std::string& reason, const std::string& by, int64_t id, bool as_json) {
+  if (auto st = EnsureDir(cfg.state_dir); !st.ok()) {
+    std::cerr << st.message() << "\n";
+    return 1;
+  }
+  auto store = MaintenanceStore::Open(cfg.StatePath());
+  if (!store.ok()) {
+    std::cerr << "setdiag-agent maintenance: " << store.status().message() << "\n";
+    return 1;
+  }
+  SystemClock clock;
+  auto print = [&](const std::vector<MaintenanceWindow>& windows) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& w : windows) {
+      out.push_back({{"id", w.id}, {"start_ms", w.start_ms}, {"end_ms", w.EffectiveEndMs()},
+                     {"reason", w.reason}, {"opened_by", w.opened_by}, {"active", w.ActiveAt(clock.NowMs())}});
+    }
+    if (as_json) {
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    if (windows.empty()) std::cout << "no maintenance windows\n";
+    for (const auto& w : out) {
+      std::cout << "#" << w["id"] << (w["active"].get<bool>() ? " ACTIVE " : " planned ")
+                << "until " << FormatLocal(w["end_ms"].get<int64_t>()) << " by " << w["opened_by"].get<std::string>()
+                << ": " << w["reason"].get<std::string>() << "\n";
+    }
+  };
+  if (action == "list") {
+    auto list = store->List(clock.NowMs());
+    if (!list.ok()) {
+      std::cerr << "setdiag-agent maintenance list: " << list.status().message() << "\n";
+      return 1;
+    }
+    print(*list);
+    return 0;
+  }
+  if (action == "cancel") {
+    auto w = store->Cancel(id, clock.NowMs());
+    if (!w.ok()) {
+      std::cerr << "setdiag-agent maintenance cancel: " << w.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "maintenance #" << id << " cancelled; tills are expected again per the calendar\n";
+    return 0;
+  }
+  int64_t ms = ParseDurationArg(duration);
+  if (ms <= 0) {
+    std::cerr << "setdiag-agent maintenance: --for needs a duration such as 30m or 2h\n";
+    return kExitConfig;
+  }
+  auto w = store->Add(clock.NowMs(), ms, reason, by);
+  if (!w.ok()) {
+    std::cerr << "setdiag-agent maintenance: " << w.status().message() << "\n";
+    return kExitConfig;
+  }
+  std::cout << "maintenance #" << w->id << " open until " << FormatLocal(w->EffectiveEndMs())
+            << ": no till condition is raised meanwhile\n";
+  return 0;
+}
+
+std::string FormatLocal(int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  localtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
+  return buf;
 }
 
 int Run(const AgentConfig& cfg) {
@@ -94,6 +192,35 @@ int Run(const AgentConfig& cfg) {
   uo.status_interval_ms = cfg.status_interval_ms;
   Uplink uplink(uo, *outbox, clock);
   uplink.Start();
+
+  HeartbeatBoard board;
+  PushReceiver push(cfg.store_id, board, clock);
+  std::string host;
+  uint16_t port = 0;
+  if (SplitHostPort(cfg.push_udp_listen, &host, &port)) {
+    if (auto st = push.StartUdp(host, port); !st.ok()) log::Error("push", st.ToString());
+    else log::Info("push", Cat("heartbeats accepted on udp ", host, ":", push.udp_port()));
+  }
+  if (SplitHostPort(cfg.push_http_listen, &host, &port)) {
+    if (auto st = push.StartHttp(host, port); !st.ok()) log::Error("push", st.ToString());
+    else log::Info("push", Cat("heartbeats accepted on http://", host, ":", push.http_port(), "/v1/heartbeat"));
+  }
+  std::unique_ptr<TillWatch> tills;
+  std::optional<MaintenanceStore> maintenance;
+  if (auto m = MaintenanceStore::Open(cfg.StatePath()); m.ok()) {
+    maintenance = std::move(*m);
+  } else {
+    log::Error("maintenance", Cat("maintenance windows unavailable: ", m.status().ToString()));
+  }
+  if (cfg.tills_enabled) {
+    tills = std::make_unique<TillWatch>(cfg.tills, uo.agent_id,
+                                        MakeExpectation(cfg, maintenance ? &*maintenance : nullptr), board, *outbox,
+                                        [&uplink] { uplink.Wake(); }, clock);
+    tills->Start();
+    log::Info("tills", Cat("watching tills: ", cfg.tills.set_db ? "SET database" : "configured roster",
+                           ", heartbeat timeout ", cfg.tills.policy.heartbeat_timeout_ms, " ms, confirm window ",
+                           cfg.tills.policy.confirm_ms, " ms"));
+  }
   log::Info("agent", Cat("setdiag-agent ", kVersion, " for store ", cfg.store_id,
                                   " (agent ", uo.agent_id, ") sending to ", cfg.collector_address,
                                   ca_pem.empty() ? " (plaintext)" : " (TLS)"));
@@ -106,6 +233,11 @@ int Run(const AgentConfig& cfg) {
     if (auto st = outbox->ExpireOld(); !st.ok()) log::Error("outbox", st.ToString());
   }
   log::Info("agent", "stopping");
+  if (tills) tills->Stop();
+  push.Stop();
+  log::Info("push", Cat("heartbeats accepted ", push.counters().accepted.load(), ", malformed ",
+                        push.counters().malformed.load(), ", oversized ", push.counters().oversized.load(),
+                        ", other store ", push.counters().wrong_store.load()));
   uplink.Stop();
   return 0;
 }
@@ -189,6 +321,20 @@ int main(int argc, char** argv) {
   emit->add_option("--payload", payload, "JSON object")->capture_default_str();
   emit->add_option("--count", count, "How many copies")->check(CLI::Range(1, 10'000'000));
   auto* status = app.add_subcommand("status", "Print the outbox state as JSON");
+  auto* maint = app.add_subcommand(
+      "maintenance", "Open a maintenance window on site (no till condition meanwhile), or list/cancel them");
+  std::string duration, reason, by;
+  int64_t maint_id = 0;
+  bool maint_json = false;
+  const char* user = std::getenv("SUDO_USER") ? std::getenv("SUDO_USER") : std::getenv("USER");
+  by = user ? user : "engineer";
+  maint->add_option("--for", duration, "How long, e.g. 30m or 2h");
+  maint->add_option("--reason", reason, "What is being done (shown to support)");
+  maint->add_option("--by", by, "Who opens it")->capture_default_str();
+  maint->add_flag("--json", maint_json, "JSON output");
+  auto* maint_list = maint->add_subcommand("list", "Active and planned windows");
+  auto* maint_cancel = maint->add_subcommand("cancel", "End a window now");
+  maint_cancel->add_option("id", maint_id, "Window number from 'list'")->required();
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -201,5 +347,13 @@ int main(int argc, char** argv) {
   if (!cfg.ok()) return 2;
   if (emit->parsed()) return Emit(*cfg, kind, severity, payload, count);
   if (status->parsed()) return Status(*cfg);
+  if (maint->parsed()) {
+    std::string action = maint_list->parsed() ? "list" : maint_cancel->parsed() ? "cancel" : "open";
+    if (action == "open" && (duration.empty() || reason.empty())) {
+      std::cerr << "setdiag-agent maintenance: give --for DURATION and --reason TEXT, or 'list' / 'cancel ID'\n";
+      return 2;
+    }
+    return Maintenance(*cfg, action, duration, reason, by, maint_id, maint_json);
+  }
   return Run(*cfg);
 }

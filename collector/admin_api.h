@@ -6,7 +6,7 @@
 #include <mutex>
 #include <string>
 
-#include "collector/http_server.h"
+#include "common/http_server.h"
 #include "common/clock.h"
 #include "common/sqlite.h"
 

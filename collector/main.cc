@@ -12,7 +12,7 @@
 #include "collector/admin_api.h"
 #include "collector/collector_config.h"
 #include "collector/commit_queue.h"
-#include "collector/http_server.h"
+#include "common/http_server.h"
 #include "collector/link_service.h"
 #include "collector/storage.h"
 #include "common/clock.h"

@@ -108,6 +108,60 @@ std::string ConfigReader::RequireString(std::string_view key) {
   return *node->value<std::string>();
 }
 
+std::vector<std::string> ConfigReader::TableKeys(std::string_view key) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  std::vector<std::string> out;
+  if (node == nullptr) return out;
+  const auto* tbl = node->as_table();
+  if (tbl == nullptr) {
+    Fail(key, "expected a table");
+    return out;
+  }
+  for (const auto& [k, v] : *tbl) {
+    out.emplace_back(k.str());
+    known_.insert(Cat(key, ".", k.str()));
+  }
+  return out;
+}
+
+std::vector<int64_t> ConfigReader::IntList(std::string_view key, int64_t min, int64_t max) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  std::vector<int64_t> out;
+  if (node == nullptr) return out;
+  const auto* arr = node->as_array();
+  if (arr == nullptr) {
+    Fail(key, "expected an array of integers");
+    return out;
+  }
+  for (const auto& v : *arr) {
+    if (!v.is_integer() || *v.value<int64_t>() < min || *v.value<int64_t>() > max) {
+      Fail(key, Cat("every element must be an integer from ", min, " to ", max));
+      return {};
+    }
+    out.push_back(*v.value<int64_t>());
+  }
+  return out;
+}
+
+std::vector<std::string> ConfigReader::StringList(std::string_view key) {
+  const auto* node = static_cast<const toml::node*>(Find(key));
+  std::vector<std::string> out;
+  if (node == nullptr) return out;
+  const auto* arr = node->as_array();
+  if (arr == nullptr) {
+    Fail(key, "expected an array of strings, e.g. [\"a\", \"b\"]");
+    return out;
+  }
+  for (const auto& v : *arr) {
+    if (!v.is_string()) {
+      Fail(key, "every element must be a string");
+      return {};
+    }
+    out.push_back(*v.value<std::string>());
+  }
+  return out;
+}
+
 int64_t ConfigReader::Int(std::string_view key, int64_t def, int64_t min, int64_t max) {
   const auto* node = static_cast<const toml::node*>(Find(key));
   if (node == nullptr) return def;

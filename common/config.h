@@ -43,6 +43,15 @@ class ConfigReader {
   // A size: integer bytes or "64KiB", "256MiB", "1GiB".
   int64_t Bytes(std::string_view key, int64_t def, int64_t min);
   std::string RequireString(std::string_view key);
+  // The keys of a table such as [tills.roster] whose keys are data (till
+  // numbers); each counts as known. Empty if the table is absent.
+  std::vector<std::string> TableKeys(std::string_view key);
+  // An array of integers, each within [min, max].
+  std::vector<int64_t> IntList(std::string_view key, int64_t min, int64_t max);
+  // An array of strings, e.g. ["2026-01-01", "2026-01-07"]. Empty if absent.
+  std::vector<std::string> StringList(std::string_view key);
+  // Records an error for a key found invalid by the caller.
+  void Invalid(std::string_view key, std::string_view what) { Fail(key, what); }
 
   // First error recorded, or unknown keys; OK if the file is good.
   absl::Status Finish();

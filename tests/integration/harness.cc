@@ -216,6 +216,8 @@ AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& to
       << "[collector]\naddress = \"127.0.0.1:" << grpc_port_ << "\"\ntoken_file = \"" << token_path << "\"\n"
       << "[backoff]\ninitial = \"100ms\"\nmax = \"500ms\"\noverloaded_min = \"200ms\"\n"
       << extra << "\n";
+  // These tests are about the link: no till watch unless the test asks.
+  if (extra.find("[tills]") == std::string::npos) cfg << "[tills]\nenabled = false\n";
   WriteFile(a->config_path, cfg.str());
   agents_.push_back(std::move(a));
   return *agents_.back();

@@ -1,4 +1,4 @@
-#include "collector/http_server.h"
+#include "common/http_server.h"
 
 #include <optional>
 
@@ -9,7 +9,7 @@
 #include "common/strings.h"
 #include "common/log.h"
 
-namespace setdiag::collector {
+namespace setdiag {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -138,4 +138,4 @@ void HttpServer::Stop() {
   impl_->thread.join();
 }
 
-}  // namespace setdiag::collector
+}  // namespace setdiag

@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 
-namespace setdiag::collector {
+namespace setdiag {
 
 struct HttpRequest {
   std::string method;
@@ -41,4 +41,4 @@ class HttpServer {
   uint16_t port_ = 0;
 };
 
-}  // namespace setdiag::collector
+}  // namespace setdiag

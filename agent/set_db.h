@@ -1,0 +1,68 @@
+#pragma once
+// Read-only access to SET Retail 10's PostgreSQL databases through libpq:
+// the till roster (set.cash_cash) and each till's last activity
+// (set_operday.od_cash_status). Every query can be replaced in the config
+// because column names differ between SET versions; the defaults are in
+// docs/till-watch.md. Sessions are opened read-only with a statement timeout.
+// libpq errors become absl::Unavailable here and nowhere else.
+// Not thread-safe: owned by the till watch loop.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+struct pg_conn;
+
+namespace setdiag::agent {
+
+struct SetDbConfig {
+  std::string host = "127.0.0.1";
+  int port = 5432;
+  std::string user = "postgres";
+  std::string password;  // never logged
+  std::string database_set = "set";
+  std::string database_operday = "set_operday";
+  int64_t connect_timeout_ms = 3000;
+  int64_t query_timeout_ms = 5000;
+  std::optional<int> shop_number;  // filter when one database serves several shops
+  std::string roster_query;        // empty: DefaultRosterQuery
+  std::string activity_query;      // empty: DefaultActivityQuery
+};
+
+// Columns: number, status, address.
+std::string DefaultRosterQuery(std::optional<int> shop_number);
+// Columns: till number, last activity as Unix milliseconds.
+std::string DefaultActivityQuery(std::optional<int> shop_number);
+
+struct RosterRow {
+  int number = 0;
+  std::string status;
+  std::string address;
+};
+
+class SetDatabase {
+ public:
+  explicit SetDatabase(SetDbConfig config);
+  ~SetDatabase();
+  SetDatabase(const SetDatabase&) = delete;
+  SetDatabase& operator=(const SetDatabase&) = delete;
+
+  absl::StatusOr<std::vector<RosterRow>> ReadRoster();
+  absl::StatusOr<std::map<int, int64_t>> ReadActivity();
+
+ private:
+  absl::StatusOr<pg_conn*> Connection(const std::string& database, pg_conn** slot);
+  absl::StatusOr<std::vector<std::vector<std::string>>> Query(const std::string& database, pg_conn** slot,
+                                                               const std::string& sql, int columns);
+
+  SetDbConfig config_;
+  pg_conn* set_conn_ = nullptr;
+  pg_conn* operday_conn_ = nullptr;
+};
+
+}  // namespace setdiag::agent

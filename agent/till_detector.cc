@@ -1,0 +1,340 @@
+#include "agent/till_detector.h"
+
+#include <algorithm>
+
+#include "common/strings.h"
+
+namespace setdiag::agent {
+
+using json = nlohmann::json;
+
+const char* ProbeResultName(ProbeResult p) {
+  switch (p) {
+    case ProbeResult::kNotProbed: return "not_probed";
+    case ProbeResult::kAnswers: return "answers";
+    case ProbeResult::kRefused: return "refused";
+    case ProbeResult::kNoAnswer: return "no_answer";
+  }
+  return "unknown";
+}
+
+const char* TillStateName(TillState s) {
+  switch (s) {
+    case TillState::kUp: return "up";
+    case TillState::kStopped: return "stopped";
+    case TillState::kMothballed: return "mothballed";
+    case TillState::kNotExpected: return "not_expected";
+    case TillState::kUnknown: return "unknown";
+  }
+  return "unknown";
+}
+
+RosterStatus ParseRosterStatus(std::string_view status) {
+  std::string_view s = Trim(status);
+  if (s == "CLOSED_DOWN") return RosterStatus::kMothballed;
+  if (s == "DELETED") return RosterStatus::kDeleted;
+  return RosterStatus::kActive;
+}
+
+namespace {
+
+json CauseJson(const char* code, const char* en, const char* ru) {
+  return json{{"code", code}, {"en", en}, {"ru", ru}};
+}
+
+json LikelyCause(const ServerState& server, const std::vector<const TillView*>& stopped) {
+  if (server.known && (!server.deployed || server.deploy_failed || !server.port_8090)) {
+    return CauseJson("server",
+                     "The SET server application is not serving (Set10.ear not deployed or port 8090 "
+                     "closed): the tills cannot reach it.",
+                     "Приложение SET на сервере магазина не работает (Set10.ear не развёрнут или порт "
+                     "8090 закрыт): кассы не могут к нему обратиться.");
+  }
+  size_t probed = 0, silent = 0;
+  for (const TillView* t : stopped) {
+    if (t->probe == ProbeResult::kNotProbed) continue;
+    ++probed;
+    if (t->probe != ProbeResult::kAnswers) ++silent;
+  }
+  if (probed == 0) {
+    return CauseJson("unknown", "Cause unknown: the stopped tills were not probed on the network.",
+                     "Причина не установлена: остановленные кассы не проверялись по сети.");
+  }
+  if (silent * 2 > probed) {
+    return CauseJson("network_or_power",
+                     "Most stopped tills do not answer on the network: power or network failure at the "
+                     "store.",
+                     "Большинство остановленных касс не отвечают по сети: нет питания или сбой сети в "
+                     "магазине.");
+  }
+  return CauseJson("tills",
+                   "The stopped tills answer on the network but their SET software has stopped sending "
+                   "heartbeats.",
+                   "Остановленные кассы отвечают по сети, но программа SET на них перестала выходить на "
+                   "связь.");
+}
+
+}  // namespace
+
+TillDetector::TillDetector(TillWatchPolicy policy, std::string episode_prefix)
+    : policy_(policy), prefix_(std::move(episode_prefix)) {}
+
+std::string TillDetector::EnsureEpisode(int64_t now_ms) {
+  if (episode_.empty()) episode_ = Cat(prefix_, "-tills-", now_ms);
+  return episode_;
+}
+
+void TillDetector::MaybeEndEpisode() {
+  if (majority_active_) return;
+  for (const auto& [n, m] : memory_) {
+    if (m.normal_raised) return;
+  }
+  episode_.clear();
+}
+
+json TillDetector::Evidence(const TillSnapshot& s, const std::vector<const TillView*>& stopped) const {
+  int expected = 0, up = 0, mothballed = 0, unknown = 0;
+  for (const auto& v : views_) {
+    if (v.state == TillState::kMothballed) ++mothballed;
+    else if (v.state != TillState::kNotExpected) ++expected;
+    if (v.state == TillState::kUp) ++up;
+    if (v.state == TillState::kUnknown) ++unknown;
+  }
+  json tills = json::array();
+  for (const TillView* t : stopped) {
+    json j = {{"number", t->number},
+              {"address", t->address},
+              {"probe", ProbeResultName(t->probe)},
+              {"stopped_since_ms", t->stopped_since_ms.value_or(0)},
+              {"stopped_for_s", t->stopped_since_ms ? (s.now_ms - *t->stopped_since_ms) / 1000 : 0}};
+    j["last_heartbeat_ms"] = t->last_heartbeat_ms ? json(*t->last_heartbeat_ms) : json(nullptr);
+    tills.push_back(std::move(j));
+  }
+  json evidence = json{
+      {"expected", expected},
+      {"stopped", static_cast<int>(stopped.size())},
+      {"up", up},
+      {"mothballed", mothballed},
+      {"unknown", unknown},
+      {"stopped_tills", tills},
+      {"server",
+       {{"known", s.server.known},
+        {"port_8090", s.server.port_8090},
+        {"port_8091", s.server.port_8091},
+        {"port_5432", s.server.port_5432},
+        {"set10_deployed", s.server.deployed},
+        {"set10_failed", s.server.deploy_failed}}},
+      {"summary_en", Cat(stopped.size(), " of ", expected, " tills stopped")},
+      {"summary_ru", Cat("Остановлено касс: ", stopped.size(), " из ", expected)},
+  };
+  if (!stopped.empty()) evidence["likely_cause"] = LikelyCause(s.server, stopped);
+  return evidence;
+}
+
+std::vector<Finding> TillDetector::Unexpected(const TillSnapshot& s) {
+  std::vector<Finding> out;
+  expected_since_.reset();
+  was_unexpected_ = true;
+  clear_pending_since_.reset();
+  views_.clear();
+  for (const auto& t : s.tills) {
+    if (t.roster == RosterStatus::kDeleted) continue;
+    views_.push_back({t.number,
+                      t.roster == RosterStatus::kMothballed ? TillState::kMothballed : TillState::kNotExpected,
+                      t.last_heartbeat_ms, std::nullopt, t.address, t.probe});
+  }
+  if (majority_active_) {
+    out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms,
+                   json{{"state", "cleared"}, {"episode", episode_}, {"onset_ms", majority_onset_ms_},
+                        {"reason", s.expected_reason}}});
+    majority_active_ = false;
+  }
+  for (auto& [number, m] : memory_) {
+    if (!m.normal_raised) continue;
+    out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
+                   json{{"state", "cleared"}, {"episode", episode_}, {"till", number},
+                        {"reason", s.expected_reason}}});
+    m.normal_raised = false;
+  }
+  MaybeEndEpisode();
+  return out;
+}
+
+void TillDetector::SourceDown(const TillSnapshot& s, std::vector<Finding>& out) {
+  if (!source_down_since_) source_down_since_ = s.now_ms;
+  clear_pending_since_.reset();  // clearing needs continuous evidence
+  for (auto& v : views_) v.state = TillState::kUnknown;
+  if (!db_active_) {
+    int64_t due = *source_down_since_ + policy_.unreachable_confirm_ms;
+    if (s.now_ms >= due) {
+      db_active_ = true;
+      out.push_back({"set.db_unreachable", Severity::kImportant, s.now_ms,
+                     json{{"state", "raised"},
+                          {"since_ms", *source_down_since_},
+                          {"error", s.source_error},
+                          {"summary_en", "SET database unreachable: till states are unknown"},
+                          {"summary_ru", "База данных SET недоступна: состояние касс неизвестно"}}});
+    } else {
+      pending_deadlines_.push_back(due);
+    }
+  }
+}
+
+std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
+  pending_deadlines_.clear();
+  std::vector<Finding> out;
+  if (!s.source_ok) {
+    // Unknown is not stopped: nothing about the tills is decided now.
+    SourceDown(s, out);
+    return out;
+  }
+  if (source_down_since_) {
+    if (db_active_) {
+      out.push_back({"set.db_unreachable", Severity::kImportant, s.now_ms,
+                     json{{"state", "cleared"}, {"since_ms", *source_down_since_},
+                          {"duration_s", (s.now_ms - *source_down_since_) / 1000}}});
+      db_active_ = false;
+    }
+    source_down_since_.reset();
+  }
+  if (!s.expected) {
+    auto cleared = Unexpected(s);
+    out.insert(out.end(), cleared.begin(), cleared.end());
+    return out;
+  }
+  if (!expected_since_) {
+    // A real opening (or end of maintenance) seen by this agent gives the
+    // tills one heartbeat timeout of grace; an agent starting in an open
+    // store judges by the heartbeats' own times.
+    if (was_unexpected_) opened_at_ = s.now_ms;
+    expected_since_ = s.now_ms;
+  }
+  was_unexpected_ = false;
+
+  // Per-till state. A till that never reported gets one heartbeat timeout of
+  // grace after it first appears, and every till gets one after an opening,
+  // so tills switched on at opening time are not "stopped".
+  views_.clear();
+  std::vector<int> seen;
+  for (const auto& t : s.tills) {
+    if (t.roster == RosterStatus::kDeleted) continue;
+    auto& mem = memory_[t.number];
+    if (mem.first_seen_ms == 0) mem.first_seen_ms = s.now_ms;
+    seen.push_back(t.number);
+    TillView v{t.number, TillState::kUp, t.last_heartbeat_ms, std::nullopt, t.address, t.probe};
+    if (t.roster == RosterStatus::kMothballed) {
+      v.state = TillState::kMothballed;
+    } else {
+      int64_t overdue_at = (t.last_heartbeat_ms ? *t.last_heartbeat_ms : mem.first_seen_ms) +
+                           policy_.heartbeat_timeout_ms;
+      int64_t stopped_since =
+          opened_at_ ? std::max(overdue_at, *opened_at_ + policy_.heartbeat_timeout_ms) : overdue_at;
+      // Overdue means strictly more than the timeout since the heartbeat.
+      if (s.now_ms > stopped_since) {
+        v.state = TillState::kStopped;
+        v.stopped_since_ms = stopped_since;
+      } else {
+        if (!t.last_heartbeat_ms) v.state = TillState::kUnknown;  // not heard of yet, in its grace period
+        pending_deadlines_.push_back(stopped_since + 1);
+      }
+    }
+    views_.push_back(v);
+  }
+  // Tills that left the roster are no longer watched.
+  for (auto it = memory_.begin(); it != memory_.end();) {
+    if (std::find(seen.begin(), seen.end(), it->first) == seen.end()) {
+      if (it->second.normal_raised) {
+        out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
+                       json{{"state", "cleared"}, {"episode", episode_}, {"till", it->first},
+                            {"reason", "removed from the roster"}}});
+      }
+      it = memory_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+
+  std::vector<const TillView*> stopped;
+  int expected = 0;
+  for (const auto& v : views_) {
+    if (v.state == TillState::kMothballed) continue;
+    ++expected;
+    if (v.state == TillState::kStopped) stopped.push_back(&v);
+  }
+  std::sort(stopped.begin(), stopped.end(),
+            [](const TillView* a, const TillView* b) { return *a->stopped_since_ms < *b->stopped_since_ms; });
+  const size_t need = static_cast<size_t>(expected / 2 + 1);  // strictly more than half
+  const bool majority_now = expected > 0 && stopped.size() >= need;
+
+  if (!majority_active_) {
+    if (majority_now) {
+      int64_t onset = *stopped[need - 1]->stopped_since_ms;
+      if (s.now_ms - onset >= policy_.confirm_ms) {
+        majority_active_ = true;
+        majority_onset_ms_ = onset;
+        clear_pending_since_.reset();
+        json payload = Evidence(s, stopped);
+        payload["state"] = episode_.empty() ? "raised" : "escalated";
+        payload["episode"] = EnsureEpisode(onset);
+        payload["onset_ms"] = onset;
+        out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
+      } else {
+        pending_deadlines_.push_back(onset + policy_.confirm_ms);
+      }
+    }
+  } else if (majority_now) {
+    clear_pending_since_.reset();
+  } else {
+    if (!clear_pending_since_) clear_pending_since_ = s.now_ms;
+    if (s.now_ms - *clear_pending_since_ >= policy_.clear_ms) {
+      json payload = Evidence(s, stopped);
+      payload["state"] = "cleared";
+      payload["episode"] = episode_;
+      payload["onset_ms"] = majority_onset_ms_;
+      payload["duration_s"] = (s.now_ms - majority_onset_ms_) / 1000;
+      out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
+      majority_active_ = false;
+      clear_pending_since_.reset();
+    } else {
+      pending_deadlines_.push_back(*clear_pending_since_ + policy_.clear_ms);
+    }
+  }
+
+  // Single tills: raised only while no majority condition covers them.
+  for (const auto& v : views_) {
+    auto& mem = memory_[v.number];
+    if (v.state == TillState::kStopped) {
+      if (majority_active_ || mem.normal_raised) continue;
+      int64_t due = *v.stopped_since_ms + policy_.single_till_ms;
+      if (s.now_ms >= due) {
+        mem.normal_raised = true;
+        json payload = Evidence(s, {&v});
+        payload["state"] = "raised";
+        payload["episode"] = EnsureEpisode(*v.stopped_since_ms);
+        payload["till"] = v.number;
+        payload["summary_en"] = Cat("Till ", v.number, " stopped");
+        payload["summary_ru"] = Cat("Касса ", v.number, " остановлена");
+        out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms, std::move(payload)});
+      } else {
+        pending_deadlines_.push_back(due);
+      }
+    } else if (mem.normal_raised && (v.state == TillState::kUp || v.state == TillState::kMothballed)) {
+      mem.normal_raised = false;
+      out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
+                     json{{"state", "cleared"}, {"episode", episode_}, {"till", v.number},
+                          {"reason", v.state == TillState::kUp ? "heartbeats resumed" : "mothballed"}}});
+    }
+  }
+  MaybeEndEpisode();
+  return out;
+}
+
+std::optional<int64_t> TillDetector::NextDeadline(int64_t now_ms) const {
+  std::optional<int64_t> best;
+  for (int64_t d : pending_deadlines_) {
+    if (d > now_ms && (!best || d < *best)) best = d;
+  }
+  return best;
+}
+
+}  // namespace setdiag::agent

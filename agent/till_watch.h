@@ -1,0 +1,103 @@
+#pragma once
+// The till watch: gathers observations (SET's database, pushed heartbeats,
+// the configured roster, network probes, the server's own state), asks the
+// TillDetector, and commits each finding to the outbox before waking the
+// uplink.
+//
+// Threads: one loop thread evaluates at every poll and, between polls,
+// exactly when the detector's next deadline falls (a heartbeat becoming
+// overdue, a window closing), so push-based detection is not limited by
+// the poll interval. One prober thread keeps network probe results and the
+// server state fresh without ever delaying an evaluation.
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/net_probe.h"
+#include "agent/outbox.h"
+#include "agent/push_receiver.h"
+#include "agent/set_db.h"
+#include "agent/till_detector.h"
+#include "common/clock.h"
+
+namespace setdiag::agent {
+
+struct ConfiguredTill {
+  int number = 0;
+  std::string address;
+  bool mothballed = false;
+};
+
+struct TillWatchOptions {
+  TillWatchPolicy policy;
+  int64_t poll_interval_ms = 1000;
+  std::optional<SetDbConfig> set_db;     // absent: roster from config, heartbeats pushed
+  std::vector<ConfiguredTill> roster;    // used when set_db is absent, or adds addresses
+  uint16_t probe_port = 22;
+  int probe_timeout_ms = 1000;
+  int64_t probe_every_ms = 10'000;
+  ServerCheckConfig server;
+};
+
+// Whether tills are expected now, and why not (calendar + maintenance).
+using ExpectationFn = std::function<std::pair<bool, std::string>(int64_t now_ms)>;
+
+struct TillWatchStats {
+  uint64_t evaluations = 0;
+  uint64_t findings = 0;
+  std::string last_source_error;
+};
+
+class TillWatch {
+ public:
+  TillWatch(TillWatchOptions options, std::string agent_id, ExpectationFn expectation, HeartbeatBoard& board,
+            Outbox& outbox, std::function<void()> on_committed, Clock& clock);
+  ~TillWatch();
+  void Start();
+  void Stop();
+  TillWatchStats stats() const;
+  std::vector<TillView> tills() const;
+
+ private:
+  void Loop();
+  void ProbeLoop();
+  TillSnapshot Gather(int64_t now_ms, bool poll_source);
+  void Publish(const std::vector<Finding>& findings);
+
+  TillWatchOptions options_;
+  ExpectationFn expectation_;
+  HeartbeatBoard& board_;
+  Outbox& outbox_;
+  std::function<void()> on_committed_;
+  Clock& clock_;
+  TillDetector detector_;
+  std::unique_ptr<SetDatabase> db_;
+
+  // Last source read (loop thread only).
+  bool source_ok_ = true;
+  std::string source_error_;
+  std::vector<RosterRow> roster_;
+  std::map<int, int64_t> db_activity_;
+
+  mutable std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::map<std::string, ProbeResult> probes_;  // by address
+  std::vector<std::string> to_probe_;
+  ServerState server_;
+  TillWatchStats stats_;
+  std::vector<TillView> views_;
+
+  std::thread loop_thread_;
+  std::thread probe_thread_;
+};
+
+}  // namespace setdiag::agent

@@ -1,0 +1,169 @@
+#include "tools/store_sim/control_server.h"
+
+#include <optional>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace setdiag::store_sim {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+ControlResponse JsonError(int status, const std::string& message) {
+  return {status, nlohmann::json{{"error", message}}.dump()};
+}
+
+std::string UrlDecode(std::string_view s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, const ControlServer& server) : stream_(std::move(socket)), server_(server) {}
+  void Start() { Read(); }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->body_limit(64 * 1024);
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    if (ec) {
+      if (ec == http::error::body_limit) Reply(JsonError(413, "request body too large"), false);
+      else if (ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+               ec != asio::error::connection_reset) {
+        Reply(JsonError(400, "malformed HTTP request"), false);
+      }
+      return;
+    }
+    auto& req = parser_->get();
+    ControlResponse out;
+    try {
+      out = server_.Dispatch(std::string(req.method_string()), std::string(req.target()), std::move(req.body()));
+    } catch (const std::exception& e) {
+      log::Error("control", Cat(std::string(req.method_string()), " ", std::string(req.target()), ": ", e.what()));
+      out = JsonError(500, "internal error");
+    }
+    Reply(std::move(out), req.keep_alive());
+  }
+
+  void Reply(ControlResponse out, bool keep_alive) {
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(11);
+    res->result(static_cast<http::status>(out.status));
+    res->set(http::field::server, "setdiag-store-sim");
+    res->set(http::field::content_type, "application/json; charset=utf-8");
+    res->keep_alive(keep_alive);
+    res->body() = std::move(out.body);
+    res->body() += '\n';
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+      if (!ec && keep_alive) self->Read();
+    });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  const ControlServer& server_;
+};
+
+}  // namespace
+
+ControlServer::~ControlServer() { Close(); }
+
+void ControlServer::Route(const std::string& method, const std::string& path, Handler handler) {
+  routes_[{method, path}] = std::move(handler);
+}
+
+ControlResponse ControlServer::Dispatch(const std::string& method, const std::string& target,
+                                        std::string body) const {
+  ControlRequest req;
+  req.method = method;
+  req.body = std::move(body);
+  std::string_view t = target;
+  auto q = t.find('?');
+  req.path = std::string(t.substr(0, q));
+  if (q != std::string_view::npos) {
+    for (std::string_view kv : Split(t.substr(q + 1), '&')) {
+      auto eq = kv.find('=');
+      std::string key = UrlDecode(kv.substr(0, eq));
+      req.query[key] = eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1));
+    }
+  }
+  auto it = routes_.find({req.method, req.path});
+  if (it != routes_.end()) return it->second(req);
+  for (const auto& [key, handler] : routes_) {
+    if (key.second == req.path) return JsonError(405, Cat("use ", key.first, " for ", req.path));
+  }
+  return JsonError(404, Cat("no such endpoint: ", req.path));
+}
+
+absl::Status ControlServer::Listen(const HostPort& at) {
+  beast::error_code ec;
+  tcp::resolver resolver(io_);
+  auto results = resolver.resolve(at.host, std::to_string(at.port), ec);
+  if (ec || results.empty()) return absl::InvalidArgumentError(Cat("control address ", at.ToString(), ": ", ec.message()));
+  tcp::endpoint ep = results.begin()->endpoint();
+  acceptor_ = std::make_unique<tcp::acceptor>(io_);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError(Cat("cannot listen on ", at.ToString(), ": ", ec.message()));
+  port_ = acceptor_->local_endpoint().port();
+  Accept();
+  return absl::OkStatus();
+}
+
+void ControlServer::Accept() {
+  acceptor_->async_accept([this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
+    if (!ec) std::make_shared<Connection>(std::move(socket), *this)->Start();
+    Accept();
+  });
+}
+
+void ControlServer::Close() {
+  if (!acceptor_) return;
+  beast::error_code ignored;
+  acceptor_->close(ignored);
+}
+
+}  // namespace setdiag::store_sim

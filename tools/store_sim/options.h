@@ -1,0 +1,51 @@
+#pragma once
+// What `setdiag-store-sim run` is told on its command line, validated.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace setdiag::store_sim {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const;
+};
+
+struct HttpUrl {
+  std::string host;
+  uint16_t port = 80;
+  std::string target = "/";  // path and query
+  std::string ToString() const;
+};
+
+struct SimOptions {
+  std::string pg_conninfo;  // libpq key=value string or URI, without a database
+  int store = 0;            // shop_number
+  int tills = 0;            // tills 1..tills
+  int64_t interval_ms = 1000;
+  HostPort control;
+  std::optional<HostPort> push_udp;
+  std::optional<HttpUrl> push_http;
+  std::string till_ip_base;  // "127.0.1." -> till n at 127.0.1.(10+n)
+  uint16_t probe_port = 2222;  // 0: no probe listeners
+  std::vector<int> mothballed;
+
+  std::string StoreId() const { return std::to_string(store); }
+  std::string TillIp(int number) const { return till_ip_base + std::to_string(10 + number); }
+};
+
+// "127.0.0.1:8090" (an IPv4 literal or a host name, then a port 1..65535).
+absl::StatusOr<HostPort> ParseHostPort(const std::string& text, bool allow_port_zero = false);
+// "http://host[:port]/path". Only plain http: the simulator talks to loopback.
+absl::StatusOr<HttpUrl> ParseHttpUrl(const std::string& text);
+// Largest till count an IP base allows: the last octet is 10 + n <= 254.
+inline constexpr int kMaxTills = 244;
+// "127.0.1." (three octets and a dot).
+absl::Status ValidateIpBase(const std::string& base);
+
+}  // namespace setdiag::store_sim

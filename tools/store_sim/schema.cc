@@ -1,0 +1,92 @@
+#include "tools/store_sim/schema.h"
+
+#include "common/strings.h"
+
+namespace setdiag::store_sim {
+
+absl::Status EnsureDatabases(const std::string& conninfo) {
+  auto admin = PgConn::Connect(conninfo, "postgres");
+  if (!admin.ok()) return admin.status();
+  for (const char* db : {kSetDb, kOperdayDb}) {
+    auto r = admin->Query("SELECT 1 FROM pg_database WHERE datname = $1", {std::string(db)});
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) > 0) continue;
+    // Identifiers cannot be parameters; these two are constants.
+    absl::Status st = admin->Exec(Cat("CREATE DATABASE ", db));
+    if (!st.ok() && SqlState(st) != "42P04") return st;  // 42P04: created meanwhile
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EnsureSetTables(PgConn& set_db) {
+  absl::Status st = set_db.Exec(
+      "CREATE TABLE IF NOT EXISTS cash_cash ("
+      " id bigserial PRIMARY KEY,"
+      " number integer NOT NULL,"
+      " shop_number integer NOT NULL,"
+      " status varchar(32) NOT NULL,"
+      " cash_ip varchar(64),"
+      " fwversion varchar(64),"
+      " hardwarename varchar(128),"
+      " UNIQUE (shop_number, number))");
+  // 23505/42P07: a concurrent creator won the race (two simulators at once).
+  if (!st.ok() && SqlState(st) != "23505" && SqlState(st) != "42P07") return st;
+  return absl::OkStatus();
+}
+
+absl::Status EnsureOperdayTables(PgConn& operday_db) {
+  absl::Status st = operday_db.Exec(
+      "CREATE TABLE IF NOT EXISTS od_cash_status ("
+      " cashnum integer NOT NULL,"
+      " shopnum integer NOT NULL,"
+      " lastactivity timestamp,"
+      " cashiername varchar(128),"
+      " cashamount numeric(14,2),"
+      " PRIMARY KEY (shopnum, cashnum))");
+  if (!st.ok() && SqlState(st) != "23505" && SqlState(st) != "42P07") return st;
+  return absl::OkStatus();
+}
+
+absl::Status UpsertRoster(PgConn& set_db, int store, const std::vector<Till>& tills) {
+  std::vector<int> numbers;
+  std::vector<std::string> status, ip, fw, hw;
+  for (const Till& t : tills) {
+    numbers.push_back(t.number);
+    status.push_back(t.status);
+    ip.push_back(t.cash_ip);
+    fw.push_back(t.fwversion);
+    hw.push_back(t.hardwarename);
+  }
+  return set_db.Exec(
+      "INSERT INTO cash_cash (number, shop_number, status, cash_ip, fwversion, hardwarename) "
+      "SELECT n, $2::integer, s, ip, fw, hw "
+      "FROM unnest($1::integer[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[]) AS t(n, s, ip, fw, hw) "
+      "ON CONFLICT (shop_number, number) DO UPDATE SET status = EXCLUDED.status, cash_ip = EXCLUDED.cash_ip, "
+      "fwversion = EXCLUDED.fwversion, hardwarename = EXCLUDED.hardwarename",
+      {PgArray(numbers), std::to_string(store), PgArray(status), PgArray(ip), PgArray(fw), PgArray(hw)});
+}
+
+absl::Status EnsureStatusRows(PgConn& operday_db, int store, const std::vector<Till>& tills) {
+  std::vector<int> numbers;
+  std::vector<std::string> cashiers;
+  for (const Till& t : tills) {
+    numbers.push_back(t.number);
+    cashiers.push_back(t.cashier);
+  }
+  return operday_db.Exec(
+      "INSERT INTO od_cash_status (cashnum, shopnum, lastactivity, cashiername, cashamount) "
+      "SELECT n, $2::integer, NULL, c, 0 FROM unnest($1::integer[], $3::varchar[]) AS t(n, c) "
+      "ON CONFLICT (shopnum, cashnum) DO NOTHING",
+      {PgArray(numbers), std::to_string(store), PgArray(cashiers)});
+}
+
+absl::Status TouchLastActivity(PgConn& operday_db, int store, const std::vector<int>& numbers) {
+  if (numbers.empty()) return absl::OkStatus();
+  return operday_db.Exec(
+      "INSERT INTO od_cash_status (cashnum, shopnum, lastactivity, cashamount) "
+      "SELECT n, $2::integer, now()::timestamp, 0 FROM unnest($1::integer[]) AS n "
+      "ON CONFLICT (shopnum, cashnum) DO UPDATE SET lastactivity = EXCLUDED.lastactivity",
+      {PgArray(numbers), std::to_string(store)});
+}
+
+}  // namespace setdiag::store_sim
