@@ -150,10 +150,12 @@ TEST(PushHeartbeats, GarbageIsCountedAndIgnoredWhileRealHeartbeatsCount) {
   Deployment d("push");
   d.StartCollector();
   int udp_port = FreePort();
+  int http_port = FreePort();
   std::string extra =
       "[tills]\npoll_interval = \"500ms\"\nheartbeat_timeout = \"2s\"\nconfirm_window = \"1s\"\n"
       "clear_window = \"1s\"\n[tills.roster]\n1 = \"127.0.0.1\"\n2 = \"127.0.0.1\"\n3 = \"127.0.0.1\"\n"
-      "[push]\nudp_listen = \"127.0.0.1:" + std::to_string(udp_port) + "\"\n[server]\ncheck = false\n";
+      "[push]\nudp_listen = \"127.0.0.1:" + std::to_string(udp_port) + "\"\nhttp_listen = \"127.0.0.1:" +
+      std::to_string(http_port) + "\"\n[server]\ncheck = false\n";
   auto& agent = d.AddAgent("2042", d.CreateStoreToken("2042", "acme"), extra);
   d.StartAgent(agent);
 
@@ -184,6 +186,16 @@ TEST(PushHeartbeats, GarbageIsCountedAndIgnoredWhileRealHeartbeatsCount) {
     std::this_thread::sleep_for(500ms);
   }
   close(fd);
+  // The same over HTTP: garbage gets 400 and counts; nothing breaks.
+  std::string http = "127.0.0.1:" + std::to_string(http_port);
+  auto post = [&](const std::string& body) {
+    return RunCommand({"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+                       "Content-Type: application/json", "--data-binary", body, "http://" + http + "/v1/heartbeat"});
+  };
+  EXPECT_EQ(post("not json").out, "400");
+  EXPECT_EQ(post(R"({"store":"2042","till":"x"})").out, "400");
+  EXPECT_EQ(post(std::string(5000, 'x')).out, "413");
+  EXPECT_EQ(post(R"({"store":"2042","till":1})").out, "200");
   // The real heartbeats kept the tills up: no condition so far.
   EXPECT_TRUE(Find(d.Events("2042"), "tills.majority_stopped", "raised").empty()) << agent.process->Log();
   EXPECT_TRUE(agent.process->Running());
