@@ -133,6 +133,55 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   }
 }
 
+void ReadLoadingWatch(ConfigReader& r, AgentConfig* c) {
+  LoadingWatchOptions& l = c->loading;
+  l.set_db = c->tills.set_db;
+  if (l.set_db) {
+    l.set_db->packages_query = r.String("set_db.packages_query", "");
+    l.set_db->transport_query = r.String("set_db.transport_query", "");
+    c->tills.set_db->packages_query = l.set_db->packages_query;
+    c->tills.set_db->transport_query = l.set_db->transport_query;
+  } else {
+    (void)r.OptionalString("set_db.packages_query");
+    (void)r.OptionalString("set_db.transport_query");
+  }
+  l.inboxes = r.StringList("loading.inboxes");
+  const bool has_source = l.set_db.has_value() || !l.inboxes.empty();
+  c->loading_enabled = r.Bool("loading.enabled", has_source);
+  if (c->loading_enabled && !has_source) {
+    r.Invalid("loading.enabled", "the loading watch needs [set_db] or loading.inboxes");
+  }
+  l.poll_interval_ms = r.DurationMs("loading.poll_interval", l.poll_interval_ms, 100);
+  l.policy.stuck_ms = r.DurationMs("loading.stuck_threshold", l.policy.stuck_ms, 1000);
+  l.policy.inbox_age_ms = r.DurationMs("loading.inbox_threshold", l.policy.inbox_age_ms, 1000);
+  l.policy.transport_lag_ms = r.DurationMs("loading.transport_threshold", l.policy.transport_lag_ms, 1000);
+  l.watch_transport = r.Bool("loading.transport", l.watch_transport);
+  l.policy.erp_every_ms = r.DurationMs("loading.erp_every", 0, 0);
+  std::string window = r.String("loading.erp_window", "00:00-24:00");
+  if (!ParseDailyWindow(window, &l.erp_window_start_min, &l.erp_window_end_min)) {
+    r.Invalid("loading.erp_window", "expected a daily window such as \"06:00-23:00\" (store time zone)");
+  }
+  l.policy.server_confirm_ms = r.DurationMs("loading.server_confirm", l.policy.server_confirm_ms, 0);
+  l.policy.clear_ms = r.DurationMs("loading.clear_window", l.policy.clear_ms, 0);
+  l.inbox_pattern = r.String("loading.inbox_pattern", l.inbox_pattern);
+  l.server = c->tills.server;
+  std::vector<std::string> def_urls;
+  if (l.server.enabled) {
+    for (const char* svc : {"WSGoodsCatalogImport", "FeedbackWS"}) {
+      def_urls.push_back(Cat("http://", l.server.host, ":", l.server.port_soap, "/SET-ERPIntegration/SET/", svc, "?wsdl"));
+    }
+  }
+  auto urls = r.StringList("loading.import_services");
+  l.service_urls = urls.empty() ? def_urls : urls;
+  l.service_every_ms = r.DurationMs("loading.service_every", l.service_every_ms, 1000);
+  l.disks = r.StringList("loading.disks");
+  if (l.disks.empty() && l.server.enabled) l.disks = {"/"};
+  l.policy.disk_min_free_fraction =
+      static_cast<double>(r.Int("loading.disk_min_free_percent", 5, 0, 99)) / 100.0;
+  l.policy.disk_min_free_bytes =
+      static_cast<uint64_t>(r.Bytes("loading.disk_min_free", static_cast<int64_t>(l.policy.disk_min_free_bytes), 0));
+}
+
 }  // namespace
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
@@ -165,6 +214,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   c.backoff.max_ms = r->DurationMs("backoff.max", c.backoff.max_ms, 10);
   c.backoff.overloaded_min_ms = r->DurationMs("backoff.overloaded_min", c.backoff.overloaded_min_ms, 0);
   ReadTillWatch(*r, &c);
+  ReadLoadingWatch(*r, &c);
   auto calendar = StoreCalendar::FromConfig(*r);
   if (auto st = r->Finish(); !st.ok()) return st;
   if (!calendar.ok()) return calendar.status();
@@ -202,6 +252,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
         path, ": key 'collector.token_file' (or 'collector.token') is required: the store token "
               "printed by 'setdiag-collector token create'"));
   }
+  c.loading.time_zone = c.calendar->time_zone_name();
   if (c.ca_file.empty() && !c.allow_insecure && !IsLoopbackTarget(c.collector_address)) {
     return absl::InvalidArgumentError(Cat(
         path, ": key 'collector.ca_file': required for a non-loopback collector (",

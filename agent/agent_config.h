@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/calendar.h"
+#include "agent/loading_watch.h"
 #include "agent/outbox.h"
 #include "agent/till_watch.h"
 #include "common/backoff.h"
@@ -32,6 +33,9 @@ struct AgentConfig {
 
   bool tills_enabled = true;
   TillWatchOptions tills;
+  bool loading_enabled = false;
+  LoadingWatchOptions loading;
+
   std::string push_udp_listen;   // "host:port"; empty: no UDP heartbeats
   std::string push_http_listen;  // "host:port"; empty: no HTTP heartbeats
 

@@ -11,6 +11,7 @@
 
 #include "common/strings.h"
 #include "agent/agent_config.h"
+#include "agent/loading_watch.h"
 #include "agent/maintenance.h"
 #include "agent/outbox.h"
 #include "agent/push_receiver.h"
@@ -225,6 +226,15 @@ int Run(const AgentConfig& cfg) {
                                   " (agent ", uo.agent_id, ") sending to ", cfg.collector_address,
                                   ca_pem.empty() ? " (plaintext)" : " (TLS)"));
 
+  std::unique_ptr<LoadingWatch> loading;
+  if (cfg.loading_enabled) {
+    loading = std::make_unique<LoadingWatch>(cfg.loading, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); }, clock);
+    loading->Start();
+    log::Info("loading", Cat("watching goods and prices loading: ", cfg.loading.set_db ? "SET database" : "no database",
+                             ", ", cfg.loading.inboxes.size(), " inbox folder(s), ", cfg.loading.service_urls.size(),
+                             " import service URL(s)"));
+  }
+
   // Housekeeping on the main thread between signals.
   while (true) {
     timespec timeout{60, 0};
@@ -233,6 +243,7 @@ int Run(const AgentConfig& cfg) {
     if (auto st = outbox->ExpireOld(); !st.ok()) log::Error("outbox", st.ToString());
   }
   log::Info("agent", "stopping");
+  if (loading) loading->Stop();
   if (tills) tills->Stop();
   push.Stop();
   log::Info("push", Cat("heartbeats accepted ", push.counters().accepted.load(), ", malformed ",

@@ -44,7 +44,24 @@ std::string DefaultActivityQuery(std::optional<int> shop) {
   return q;
 }
 
+std::string DefaultPackagesQuery() {
+  return "SELECT ti, (EXTRACT(EPOCH FROM timedate::timestamptz) * 1000)::bigint, statusid, "
+         "COALESCE(statusname, ''), COALESCE(importtype, ''), COALESCE(message, '') "
+         "FROM erp_transport_package WHERE timedate > now() - interval '2 days' "
+         "ORDER BY timedate DESC LIMIT 1000";
+}
+
+std::string DefaultTransportQuery(std::optional<int> shop) {
+  std::string q =
+      "SELECT cashnum, (EXTRACT(EPOCH FROM lastproductsloaddate::timestamptz) * 1000)::bigint, "
+      "notloadedproductscount FROM cash_activity";
+  if (shop) Append(&q, " WHERE shopnum = ", *shop);
+  return q;
+}
+
 SetDatabase::SetDatabase(SetDbConfig config) : config_(std::move(config)) {
+  if (config_.packages_query.empty()) config_.packages_query = DefaultPackagesQuery();
+  if (config_.transport_query.empty()) config_.transport_query = DefaultTransportQuery(config_.shop_number);
   if (config_.roster_query.empty()) config_.roster_query = DefaultRosterQuery(config_.shop_number);
   if (config_.activity_query.empty()) config_.activity_query = DefaultActivityQuery(config_.shop_number);
 }
@@ -122,6 +139,14 @@ absl::StatusOr<std::vector<RosterRow>> SetDatabase::ReadRoster() {
     out.push_back({number, r[1], r[2]});
   }
   return out;
+}
+
+absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::ReadPackages() {
+  return Query(config_.database_set, &set_conn_, config_.packages_query, 6);
+}
+
+absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::ReadTransport() {
+  return Query(config_.database_set, &set_conn_, config_.transport_query, 3);
 }
 
 absl::StatusOr<std::map<int, int64_t>> SetDatabase::ReadActivity() {

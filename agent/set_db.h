@@ -32,7 +32,14 @@ struct SetDbConfig {
   std::optional<int> shop_number;  // filter when one database serves several shops
   std::string roster_query;        // empty: DefaultRosterQuery
   std::string activity_query;      // empty: DefaultActivityQuery
+  std::string packages_query;      // empty: DefaultPackagesQuery
+  std::string transport_query;     // empty: DefaultTransportQuery
 };
+
+// Columns: ti, arrival as Unix ms, status id, status name, import type, message.
+std::string DefaultPackagesQuery();
+// Columns: till number, last products load as Unix ms (or NULL), not loaded count.
+std::string DefaultTransportQuery(std::optional<int> shop_number);
 
 // Columns: number, status, address.
 std::string DefaultRosterQuery(std::optional<int> shop_number);
@@ -54,6 +61,9 @@ class SetDatabase {
 
   absl::StatusOr<std::vector<RosterRow>> ReadRoster();
   absl::StatusOr<std::map<int, int64_t>> ReadActivity();
+  // Rows of the packages / transport queries, as text (NULL -> "").
+  absl::StatusOr<std::vector<std::vector<std::string>>> ReadPackages();
+  absl::StatusOr<std::vector<std::vector<std::string>>> ReadTransport();
 
  private:
   absl::StatusOr<pg_conn*> Connection(const std::string& database, pg_conn** slot);

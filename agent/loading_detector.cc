@@ -1,0 +1,243 @@
+#include "agent/loading_detector.h"
+
+#include <algorithm>
+
+#include "common/strings.h"
+
+namespace setdiag::agent {
+
+using json = nlohmann::json;
+
+namespace {
+constexpr int kInProcess = 2;
+constexpr int kCorrect = 3;
+bool IsFailure(int status) { return status == 1 || status == 4 || status == 5; }
+
+std::string Percent(uint64_t part, uint64_t whole) {
+  if (whole == 0) return "0";
+  return std::to_string(part * 100 / whole);
+}
+}  // namespace
+
+LoadingDetector::LoadingDetector(LoadingPolicy policy, std::string episode_prefix)
+    : policy_(policy), prefix_(std::move(episode_prefix)) {}
+
+void LoadingDetector::Step(Condition& c, const char* kind, Severity severity, bool holds, int64_t confirm_ms,
+                           const LoadingSnapshot& s, const json& evidence, std::vector<Finding>& out) {
+  if (holds) {
+    c.clear_since.reset();
+    if (c.active) return;
+    if (!c.pending_since) c.pending_since = s.now_ms;
+    if (s.now_ms - *c.pending_since < confirm_ms) {
+      deadlines_.push_back(*c.pending_since + confirm_ms);
+      return;
+    }
+    c.active = true;
+    c.since_ms = s.now_ms;
+    c.episode = Cat(prefix_, "-", kind, "-", s.now_ms);
+    c.pending_since.reset();
+    json payload = evidence;
+    payload["state"] = "raised";
+    payload["episode"] = c.episode;
+    out.push_back({kind, severity, s.now_ms, std::move(payload)});
+    return;
+  }
+  c.pending_since.reset();
+  if (!c.active) return;
+  if (!c.clear_since) c.clear_since = s.now_ms;
+  if (s.now_ms - *c.clear_since < policy_.clear_ms) {
+    deadlines_.push_back(*c.clear_since + policy_.clear_ms);
+    return;
+  }
+  json payload = evidence;
+  payload["state"] = "cleared";
+  payload["episode"] = c.episode;
+  payload["duration_s"] = (s.now_ms - c.since_ms) / 1000;
+  out.push_back({kind, severity, s.now_ms, std::move(payload)});
+  c.active = false;
+  c.clear_since.reset();
+}
+
+std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
+  deadlines_.clear();
+  std::vector<Finding> out;
+  const int64_t now = s.now_ms;
+
+  // The server itself: files and ports, independent of SET's database.
+  {
+    json reasons = json::array();
+    if (s.server.known) {
+      if (!s.server.deployed) reasons.push_back("Set10.ear is not deployed");
+      if (s.server.deploy_failed) reasons.push_back("Set10.ear failed to deploy");
+      if (!s.server.port_8090) reasons.push_back("port 8090 (web services, tills) is closed");
+      if (!s.server.port_8091) reasons.push_back("port 8091 (file transport) is closed");
+    }
+    json disks = json::array();
+    for (const auto& d : s.disks) {
+      uint64_t need = std::max<uint64_t>(
+          static_cast<uint64_t>(static_cast<double>(d.total_bytes) * policy_.disk_min_free_fraction),
+          std::min(policy_.disk_min_free_bytes, d.total_bytes / 2));
+      bool low = d.total_bytes > 0 && d.free_bytes < need;
+      disks.push_back({{"path", d.path}, {"free_bytes", d.free_bytes}, {"total_bytes", d.total_bytes}, {"low", low}});
+      if (low) reasons.push_back(Cat("volume ", d.path, " nearly full: ", Percent(d.free_bytes, d.total_bytes), "% free"));
+    }
+    json evidence = {{"reasons", reasons},
+                     {"server",
+                      {{"set10_deployed", s.server.deployed},
+                       {"set10_failed", s.server.deploy_failed},
+                       {"port_8090", s.server.port_8090},
+                       {"port_8091", s.server.port_8091},
+                       {"port_5432", s.server.port_5432}}},
+                     {"disks", disks},
+                     {"summary_en", reasons.empty() ? "SET server healthy" : "SET server down"},
+                     {"summary_ru", reasons.empty() ? "Сервер SET работает" : "Сервер SET не работает"}};
+    Step(server_, "set.server_down", Severity::kImportant, !reasons.empty(), policy_.server_confirm_ms, s, evidence,
+         out);
+  }
+
+  if (!s.db_ok) return out;  // unknown is not halted: nothing else changes
+
+  const PackageObservation* last_ok = nullptr;
+  const PackageObservation* newest = nullptr;
+  for (const auto& p : s.packages) {
+    if (!newest || p.arrived_ms > newest->arrived_ms) newest = &p;
+    if (p.status == kCorrect && (!last_ok || p.arrived_ms > last_ok->arrived_ms)) last_ok = &p;
+  }
+  json last_import = last_ok ? json{{"ti", last_ok->ti}, {"arrived_ms", last_ok->arrived_ms}} : json(nullptr);
+
+  // Loading halted.
+  {
+    json reasons = json::array();
+    json stuck = json::array();
+    bool waiting = false;
+    for (const auto& p : s.packages) {
+      if (p.status != kInProcess) continue;
+      waiting = true;
+      int64_t due = p.arrived_ms + policy_.stuck_ms;
+      if (now > due) {
+        stuck.push_back({{"ti", p.ti}, {"since_ms", p.arrived_ms}, {"stuck_for_s", (now - p.arrived_ms) / 1000},
+                         {"import_type", p.import_type}});
+      } else {
+        deadlines_.push_back(due + 1);
+      }
+    }
+    if (!stuck.empty()) reasons.push_back(Cat(stuck.size(), " import package(s) stuck \"in process\""));
+    json oldest_file = nullptr;
+    for (const auto& in : s.inboxes) {
+      if (in.files > 0) waiting = true;
+      if (!in.oldest_mtime_ms) continue;
+      int64_t due = *in.oldest_mtime_ms + policy_.inbox_age_ms;
+      if (now > due) {
+        reasons.push_back(Cat("file ", in.oldest_name, " waits in ", in.path, " for ",
+                              (now - *in.oldest_mtime_ms) / 60'000, " min"));
+      } else {
+        deadlines_.push_back(due + 1);
+      }
+      if (oldest_file.is_null() || *in.oldest_mtime_ms < oldest_file["mtime_ms"].get<int64_t>()) {
+        oldest_file = {{"path", in.path}, {"name", in.oldest_name}, {"mtime_ms", *in.oldest_mtime_ms},
+                       {"age_s", (now - *in.oldest_mtime_ms) / 1000}, {"files", in.files}};
+      }
+    }
+    bool service_dead = s.import_service_ok.has_value() && !*s.import_service_ok;
+    if (service_dead && waiting) reasons.push_back("the import web service does not answer while imports wait");
+    json evidence = {{"reasons", reasons},
+                     {"stuck_packages", stuck},
+                     {"oldest_waiting_file", oldest_file},
+                     {"import_service",
+                      {{"checked", s.import_service_ok.has_value()},
+                       {"ok", s.import_service_ok.value_or(false)},
+                       {"error", s.import_service_error}}},
+                     {"last_successful_import", last_import},
+                     {"summary_en", "Goods and prices loading halted"},
+                     {"summary_ru", "Остановлена загрузка товаров и цен"}};
+    Step(halted_, "loading.halted", Severity::kCritical, !reasons.empty(), 0, s, evidence, out);
+  }
+
+  // Transport to the tills.
+  if (!s.transport.empty()) {
+    int expected = 0;
+    json lagging = json::array();
+    for (const auto& t : s.transport) {
+      if (!t.expected) continue;
+      ++expected;
+      if (t.not_loaded <= 0) continue;
+      int64_t due = t.last_load_ms ? *t.last_load_ms + policy_.transport_lag_ms : INT64_MIN;
+      if (now > due) {
+        lagging.push_back({{"till", t.till},
+                           {"last_load_ms", t.last_load_ms ? json(*t.last_load_ms) : json(nullptr)},
+                           {"not_loaded", t.not_loaded}});
+      } else {
+        deadlines_.push_back(due + 1);
+      }
+    }
+    bool holds = expected > 0 && static_cast<int>(lagging.size()) * 2 > expected;
+    json evidence = {{"expected", expected},
+                     {"lagging", static_cast<int>(lagging.size())},
+                     {"lagging_tills", lagging},
+                     {"last_successful_import", last_import},
+                     {"summary_en", Cat("Goods not delivered to ", lagging.size(), " of ", expected, " tills")},
+                     {"summary_ru", Cat("Товары не доставлены на ", lagging.size(), " из ", expected, " касс")}};
+    Step(transport_, "loading.transport_halted", Severity::kCritical, holds, 0, s, evidence, out);
+  }
+
+  // The ERP's cadence, inside its sending window only.
+  if (policy_.erp_every_ms > 0) {
+    bool holds = false;
+    int64_t silent_since = std::max(newest ? newest->arrived_ms : 0, s.erp_window_opened_ms);
+    if (s.erp_window_open) {
+      int64_t due = silent_since + policy_.erp_every_ms;
+      holds = now > due;
+      if (!holds) deadlines_.push_back(due + 1);
+    }
+    json evidence = {{"silent_since_ms", silent_since},
+                     {"expected_every_s", policy_.erp_every_ms / 1000},
+                     {"window_open", s.erp_window_open},
+                     {"last_package", newest ? json{{"ti", newest->ti}, {"arrived_ms", newest->arrived_ms}} : json(nullptr)},
+                     {"summary_en", "No import packages from the ERP"},
+                     {"summary_ru", "Учётная система не присылает пакеты загрузки"}};
+    Step(erp_, "loading.erp_silent", Severity::kImportant, holds, 0, s, evidence, out);
+  }
+
+  // Import errors: each failed package reported once.
+  {
+    json fresh = json::array();
+    int64_t newest_failure = 0;
+    for (const auto& p : s.packages) {
+      if (!IsFailure(p.status)) continue;
+      newest_failure = std::max(newest_failure, p.arrived_ms);
+      if (reported_failures_.insert(p.ti).second) {
+        fresh.push_back({{"ti", p.ti}, {"arrived_ms", p.arrived_ms}, {"status", p.status},
+                         {"status_name", p.status_name}, {"import_type", p.import_type}, {"message", p.message}});
+      }
+    }
+    if (!fresh.empty()) {
+      json payload = {{"state", errors_.active ? "updated" : "raised"},
+                      {"failed_packages", fresh},
+                      {"summary_en", Cat(fresh.size(), " import package(s) rejected")},
+                      {"summary_ru", Cat("Отклонено пакетов загрузки: ", fresh.size())}};
+      if (!errors_.active) {
+        errors_.active = true;
+        errors_.since_ms = now;
+        errors_.episode = Cat(prefix_, "-loading.import_errors-", now);
+      }
+      payload["episode"] = errors_.episode;
+      out.push_back({"loading.import_errors", Severity::kNormal, now, std::move(payload)});
+    } else if (errors_.active && last_ok && last_ok->arrived_ms > newest_failure) {
+      out.push_back({"loading.import_errors", Severity::kNormal, now,
+                     json{{"state", "cleared"}, {"episode", errors_.episode},
+                          {"reason", Cat("package ", last_ok->ti, " imported correctly")}}});
+      errors_.active = false;
+    }
+  }
+  return out;
+}
+
+std::optional<int64_t> LoadingDetector::NextDeadline(int64_t now_ms) const {
+  std::optional<int64_t> best;
+  for (int64_t d : deadlines_) {
+    if (d > now_ms && (!best || d < *best)) best = d;
+  }
+  return best;
+}
+
+}  // namespace setdiag::agent

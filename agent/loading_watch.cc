@@ -1,0 +1,247 @@
+#include "agent/loading_watch.h"
+
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <filesystem>
+
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace setdiag::agent {
+
+namespace fs = std::filesystem;
+
+bool ParseDailyWindow(std::string_view text, int* start_min, int* end_min) {
+  auto parse = [](std::string_view hhmm, int* out) {
+    if (hhmm.size() != 5 || hhmm[2] != ':') return false;
+    int h = 0, m = 0;
+    if (std::from_chars(hhmm.data(), hhmm.data() + 2, h).ec != std::errc() ||
+        std::from_chars(hhmm.data() + 3, hhmm.data() + 5, m).ec != std::errc() || h > 24 || m > 59 ||
+        (h == 24 && m != 0)) {
+      return false;
+    }
+    *out = h * 60 + m;
+    return true;
+  };
+  auto dash = text.find('-');
+  if (dash == std::string_view::npos) return false;
+  return parse(Trim(text.substr(0, dash)), start_min) && parse(Trim(text.substr(dash + 1)), end_min) &&
+         *start_min < *end_min;
+}
+
+absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  std::string_view u = url;
+  if (!u.starts_with("http://")) return absl::InvalidArgumentError(Cat(url, ": only http:// is supported"));
+  u.remove_prefix(7);
+  auto slash = u.find('/');
+  std::string_view hostport = u.substr(0, slash);
+  std::string target = slash == std::string_view::npos ? "/" : std::string(u.substr(slash));
+  auto colon = hostport.rfind(':');
+  std::string host(hostport.substr(0, colon));
+  std::string port = colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
+  try {
+    asio::io_context io;
+    asio::ip::tcp::resolver resolver(io);
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::milliseconds(timeout_ms));
+    stream.connect(resolver.resolve(host, port));
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, host);
+    req.set(http::field::user_agent, "setdiag-agent");
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(4 * 1024 * 1024);
+    http::read(stream, buffer, parser);
+    int code = static_cast<int>(parser.get().result_int());
+    if (code != 200) return absl::UnavailableError(Cat(url, " answered HTTP ", code));
+    if (parser.get().body().find("definitions") == std::string::npos) {
+      return absl::UnavailableError(Cat(url, " answered 200 but not with a WSDL"));
+    }
+    return absl::OkStatus();
+  } catch (const beast::system_error& e) {
+    return absl::UnavailableError(Cat(url, ": ", e.code().message()));
+  }
+}
+
+InboxObservation LoadingWatch::ListInbox(const std::string& path, const std::string& pattern) {
+  InboxObservation in;
+  in.path = path;
+  std::error_code ec;
+  fs::directory_iterator it(path, ec);
+  if (ec) {
+    in.readable = false;
+    in.error = ec.message();
+    return in;
+  }
+  for (const auto& entry : it) {
+    std::error_code e2;
+    if (!entry.is_regular_file(e2)) continue;
+    std::string name = entry.path().filename().string();
+    if (fnmatch(pattern.c_str(), name.c_str(), 0) != 0) continue;
+    struct stat st{};
+    if (::stat(entry.path().c_str(), &st) != 0) continue;  // consumed meanwhile
+    int64_t ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+    ++in.files;
+    if (!in.oldest_mtime_ms || ms < *in.oldest_mtime_ms) {
+      in.oldest_mtime_ms = ms;
+      in.oldest_name = name;
+    }
+  }
+  return in;
+}
+
+std::pair<bool, int64_t> LoadingWatch::ErpWindow(int64_t now_ms, const std::string& tz_name, int start_min,
+                                                 int end_min) {
+  absl::TimeZone tz;
+  if (!absl::LoadTimeZone(tz_name, &tz)) tz = absl::UTCTimeZone();
+  absl::Time now = absl::FromUnixMillis(now_ms);
+  absl::CivilSecond cs = absl::ToCivilSecond(now, tz);
+  int minute = cs.hour() * 60 + cs.minute();
+  absl::CivilDay day(cs);
+  absl::CivilSecond opened = absl::CivilSecond(day) + start_min * 60;
+  int64_t opened_ms = absl::ToUnixMillis(absl::FromCivil(opened, tz));
+  return {minute >= start_min && minute < end_min, opened_ms};
+}
+
+LoadingWatch::LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
+                           std::function<void()> on_committed, Clock& clock)
+    : options_(std::move(options)),
+      outbox_(outbox),
+      on_committed_(std::move(on_committed)),
+      clock_(clock),
+      detector_(options_.policy, std::move(agent_id)) {
+  if (options_.set_db) db_ = std::make_unique<SetDatabase>(*options_.set_db);
+}
+
+LoadingWatch::~LoadingWatch() { Stop(); }
+
+void LoadingWatch::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void LoadingWatch::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
+  LoadingSnapshot s;
+  s.now_ms = now_ms;
+  if (db_) {
+    auto packages = db_->ReadPackages();
+    auto roster = packages.ok() && options_.watch_transport ? db_->ReadRoster()
+                                                            : absl::StatusOr<std::vector<RosterRow>>();
+    auto transport = packages.ok() && options_.watch_transport ? db_->ReadTransport()
+                                                               : absl::StatusOr<std::vector<std::vector<std::string>>>();
+    absl::Status st = !packages.ok() ? packages.status()
+                      : (options_.watch_transport && !roster.ok()) ? roster.status()
+                      : (options_.watch_transport && !transport.ok()) ? transport.status()
+                                                                       : absl::OkStatus();
+    if (!st.ok()) {
+      s.db_ok = false;
+      s.db_error = std::string(st.message());
+      if (s.db_error != last_db_error_) log::Warn("loading", Cat("cannot read SET's database: ", s.db_error));
+      last_db_error_ = s.db_error;
+    } else {
+      last_db_error_.clear();
+      for (const auto& r : *packages) {
+        PackageObservation p;
+        p.ti = r[0];
+        if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), p.arrived_ms).ec != std::errc()) continue;
+        std::from_chars(r[2].data(), r[2].data() + r[2].size(), p.status);
+        p.status_name = r[3];
+        p.import_type = r[4];
+        p.message = r[5];
+        s.packages.push_back(std::move(p));
+      }
+      if (options_.watch_transport) {
+        std::map<int, bool> expected;
+        for (const auto& r : *roster) {
+          RosterStatus rs = ParseRosterStatus(r.status);
+          if (rs != RosterStatus::kDeleted) expected[r.number] = rs == RosterStatus::kActive;
+        }
+        for (const auto& r : *transport) {
+          TransportObservation t;
+          if (std::from_chars(r[0].data(), r[0].data() + r[0].size(), t.till).ec != std::errc()) continue;
+          auto e = expected.find(t.till);
+          if (e == expected.end()) continue;  // not in the roster
+          t.expected = e->second;
+          int64_t ms = 0;
+          if (!r[1].empty() && std::from_chars(r[1].data(), r[1].data() + r[1].size(), ms).ec == std::errc()) {
+            t.last_load_ms = ms;
+          }
+          std::from_chars(r[2].data(), r[2].data() + r[2].size(), t.not_loaded);
+          s.transport.push_back(t);
+        }
+      }
+    }
+  }
+  for (const auto& path : options_.inboxes) s.inboxes.push_back(ListInbox(path, options_.inbox_pattern));
+  if (!options_.service_urls.empty()) {
+    if (now_ms >= next_service_check_ms_) {
+      service_ok_ = true;
+      service_error_.clear();
+      for (const auto& url : options_.service_urls) {
+        if (auto st = CheckWsdl(url, options_.service_timeout_ms); !st.ok()) {
+          service_ok_ = false;
+          service_error_ = std::string(st.message());
+          break;
+        }
+      }
+      next_service_check_ms_ = now_ms + options_.service_every_ms;
+    }
+    s.import_service_ok = service_ok_;
+    s.import_service_error = service_error_;
+  }
+  s.server = CheckServer(options_.server, 1000);
+  for (const auto& d : options_.disks) {
+    struct statvfs v{};
+    if (statvfs(d.c_str(), &v) != 0) continue;
+    s.disks.push_back({d, static_cast<uint64_t>(v.f_bavail) * v.f_frsize, static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
+  }
+  auto [open, opened_ms] =
+      ErpWindow(now_ms, options_.time_zone, options_.erp_window_start_min, options_.erp_window_end_min);
+  s.erp_window_open = open;
+  s.erp_window_opened_ms = opened_ms;
+  return s;
+}
+
+void LoadingWatch::Loop() {
+  int64_t next_poll = 0;
+  while (true) {
+    int64_t now = clock_.NowMs();
+    if (now >= next_poll) next_poll = now + options_.poll_interval_ms;
+    auto findings = detector_.Evaluate(Gather(now));
+    for (const auto& f : findings) {
+      auto seq = outbox_.Append({f.kind, f.severity, f.detected_at_ms, f.payload.dump()});
+      if (!seq.ok()) {
+        log::Error("loading", Cat("cannot record ", f.kind, ": ", seq.status().ToString()));
+        continue;
+      }
+      log::Info("loading", Cat(f.kind, " ", f.payload.value("state", ""), " (", SeverityName(f.severity), "): ",
+                               f.payload.value("summary_en", ""), " -> outbox #", *seq));
+    }
+    if (!findings.empty() && on_committed_) on_committed_();
+    int64_t wake = next_poll;
+    if (auto d = detector_.NextDeadline(now)) wake = std::min(wake, *d);
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, wake - clock_.NowMs())),
+                 [&] { return stopping_; });
+    if (stopping_) return;
+  }
+}
+
+}  // namespace setdiag::agent

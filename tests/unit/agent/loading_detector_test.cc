@@ -1,0 +1,226 @@
+// The loading watch's decisions as tables on explicit timestamps.
+
+#include "agent/loading_detector.h"
+
+#include <gtest/gtest.h>
+
+namespace setdiag::agent {
+namespace {
+
+constexpr int64_t kT0 = 1'795'000'000'000;
+constexpr int64_t kSec = 1000;
+constexpr int64_t kMin = 60 * kSec;
+
+LoadingPolicy Policy() {
+  LoadingPolicy p;
+  p.stuck_ms = 15 * kMin;
+  p.inbox_age_ms = 15 * kMin;
+  p.transport_lag_ms = 30 * kMin;
+  p.erp_every_ms = 15 * kMin;
+  p.server_confirm_ms = 30 * kSec;
+  p.clear_ms = 60 * kSec;
+  return p;
+}
+
+LoadingSnapshot Healthy(int64_t now) {
+  LoadingSnapshot s;
+  s.now_ms = now;
+  s.server = {true, true, true, true, true, false};
+  s.import_service_ok = true;
+  s.erp_window_open = true;
+  s.erp_window_opened_ms = now - 3600 * kSec;
+  // A package imported correctly a minute ago keeps the ERP condition quiet.
+  s.packages.push_back({"TI-ok", now - kMin, 3, "correct", "GOODS", ""});
+  return s;
+}
+
+std::vector<std::string> Kinds(const std::vector<Finding>& f) {
+  std::vector<std::string> out;
+  for (const auto& x : f) out.push_back(x.kind + ":" + x.payload.value("state", ""));
+  return out;
+}
+
+TEST(LoadingDetector, StuckPackageRaisesOnlyAfterTheThreshold) {
+  LoadingDetector d(Policy(), "a");
+  auto at = [&](int64_t now, int status) {
+    LoadingSnapshot s = Healthy(now);
+    s.packages.push_back({"TI-1", kT0, status, "in process", "GOODS", ""});
+    return d.Evaluate(s);
+  };
+  EXPECT_TRUE(at(kT0 + 5 * kMin, 2).empty());
+  EXPECT_EQ(d.NextDeadline(kT0 + 5 * kMin), kT0 + 15 * kMin + 1);
+  EXPECT_TRUE(at(kT0 + 15 * kMin, 2).empty()) << "exactly at the threshold is not yet stuck";
+  auto f = at(kT0 + 15 * kMin + 1, 2);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.halted:raised"});
+  EXPECT_EQ(f[0].severity, Severity::kCritical);
+  EXPECT_EQ(f[0].payload["stuck_packages"][0]["ti"], "TI-1");
+  EXPECT_EQ(f[0].payload["stuck_packages"][0]["since_ms"], kT0);
+  EXPECT_EQ(f[0].payload["last_successful_import"]["ti"], "TI-ok");
+  // Processed: cleared after the clear window.
+  EXPECT_TRUE(at(kT0 + 16 * kMin, 3).empty());
+  auto c = at(kT0 + 17 * kMin, 3);
+  ASSERT_EQ(Kinds(c), std::vector<std::string>{"loading.halted:cleared"});
+  EXPECT_EQ(c[0].payload["episode"], f[0].payload["episode"]);
+}
+
+TEST(LoadingDetector, APackageFinishingOneSecondBeforeTheThresholdRaisesNothing) {
+  LoadingDetector d(Policy(), "a");
+  std::vector<Finding> all;
+  for (int64_t t = kT0; t <= kT0 + 20 * kMin; t += 10 * kSec) {
+    LoadingSnapshot s = Healthy(t);
+    int status = t < kT0 + 15 * kMin - kSec ? 2 : 3;
+    s.packages.push_back({"TI-1", kT0, status, "", "GOODS", ""});
+    auto f = d.Evaluate(s);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  EXPECT_TRUE(all.empty()) << Kinds(all).front();
+}
+
+TEST(LoadingDetector, OldInboxFileAndDeadServiceWhileWaiting) {
+  struct Case {
+    int64_t file_age_ms;  // -1: no file
+    bool service_ok;
+    bool package_waiting;
+    bool halted;
+  };
+  const Case cases[] = {
+      {-1, true, false, false},
+      {10 * kMin, true, false, false},
+      {16 * kMin, true, false, true},   // the server is not consuming files
+      {-1, false, false, false},        // service dead, nothing waits: not loading halted
+      {-1, false, true, true},          // service dead while a package waits
+      {kMin, false, false, true},       // service dead while a file waits
+  };
+  for (const auto& c : cases) {
+    LoadingDetector d(Policy(), "a");
+    LoadingSnapshot s = Healthy(kT0);
+    s.import_service_ok = c.service_ok;
+    if (c.file_age_ms >= 0) {
+      s.inboxes.push_back({"/var/lib/jboss/products/source", true, "", 1, kT0 - c.file_age_ms, "catalog-goods_1.xml"});
+    }
+    if (c.package_waiting) s.packages.push_back({"TI-w", kT0 - kMin, 2, "", "GOODS", ""});
+    auto f = d.Evaluate(s);
+    EXPECT_EQ(!f.empty(), c.halted) << c.file_age_ms << " " << c.service_ok << " " << c.package_waiting;
+    if (c.halted) {
+      EXPECT_EQ(f[0].kind, "loading.halted");
+      EXPECT_FALSE(f[0].payload["reasons"].empty());
+    }
+  }
+}
+
+TEST(LoadingDetector, TheErpIsAllowedToBeQuietOutsideItsWindow) {
+  LoadingDetector d(Policy(), "a");
+  // Last package at kT0; the window closed at kT0 + 1 min and reopens at
+  // kT0 + 8 h. No alarm overnight; the cadence counts from the opening.
+  std::vector<Finding> all;
+  const int64_t opens = kT0 + 8 * 3600 * kSec;
+  for (int64_t t = kT0 + 2 * kMin; t < opens; t += 5 * kMin) {
+    LoadingSnapshot s = Healthy(t);
+    s.packages = {{"TI-last", kT0, 3, "", "GOODS", ""}};
+    s.erp_window_open = false;
+    auto f = d.Evaluate(s);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  EXPECT_TRUE(all.empty());
+  for (int64_t t = opens; t <= opens + 15 * kMin; t += kMin) {
+    LoadingSnapshot s = Healthy(t);
+    s.packages = {{"TI-last", kT0, 3, "", "GOODS", ""}};
+    s.erp_window_opened_ms = opens;
+    EXPECT_TRUE(d.Evaluate(s).empty()) << (t - opens) / kMin;
+  }
+  LoadingSnapshot s = Healthy(opens + 15 * kMin + 1);
+  s.packages = {{"TI-last", kT0, 3, "", "GOODS", ""}};
+  s.erp_window_opened_ms = opens;
+  auto f = d.Evaluate(s);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.erp_silent:raised"});
+  EXPECT_EQ(f[0].severity, Severity::kImportant);
+}
+
+TEST(LoadingDetector, UnreadableDatabaseIsUnknownNotHalted) {
+  LoadingDetector d(Policy(), "a");
+  std::vector<Finding> all;
+  for (int64_t t = kT0; t <= kT0 + 60 * kMin; t += kMin) {
+    LoadingSnapshot s = Healthy(t);
+    s.db_ok = false;
+    s.packages.clear();  // nothing could be read
+    s.transport.clear();
+    auto f = d.Evaluate(s);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  EXPECT_TRUE(all.empty()) << Kinds(all).front();
+}
+
+TEST(LoadingDetector, TransportHaltedWhenMostTillsLag) {
+  struct Case {
+    int lagging;
+    int mothballed;
+    bool halted;
+  };
+  const Case cases[] = {{10, 0, false}, {11, 0, true}, {6, 10, true}, {5, 10, false}};
+  for (const auto& c : cases) {
+    LoadingDetector d(Policy(), "a");
+    LoadingSnapshot s = Healthy(kT0);
+    for (int till = 1; till <= 20; ++till) {
+      TransportObservation t;
+      t.till = till;
+      t.expected = till > c.mothballed;
+      bool lag = till > c.mothballed && till <= c.mothballed + c.lagging;
+      t.last_load_ms = lag ? kT0 - 31 * kMin : kT0 - kMin;
+      t.not_loaded = lag ? 3 : 0;
+      if (!t.expected) t.not_loaded = 5;  // mothballed tills never load: not counted
+      s.transport.push_back(t);
+    }
+    auto f = d.Evaluate(s);
+    EXPECT_EQ(!f.empty(), c.halted) << c.lagging << "/" << c.mothballed;
+    if (c.halted) {
+      EXPECT_EQ(f[0].kind, "loading.transport_halted");
+      EXPECT_EQ(f[0].payload["lagging"], c.lagging);
+      EXPECT_EQ(f[0].payload["expected"], 20 - c.mothballed);
+    }
+  }
+}
+
+TEST(LoadingDetector, ServerDownAfterTheConfirmWindow) {
+  LoadingDetector d(Policy(), "a");
+  auto down = [&](int64_t now) {
+    LoadingSnapshot s = Healthy(now);
+    s.server.port_8090 = false;
+    return d.Evaluate(s);
+  };
+  EXPECT_TRUE(down(kT0).empty());
+  EXPECT_TRUE(down(kT0 + 29 * kSec).empty());
+  auto f = down(kT0 + 30 * kSec);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"set.server_down:raised"});
+  EXPECT_EQ(f[0].severity, Severity::kImportant);
+  // A full disk is a reason too.
+  LoadingDetector d2(Policy(), "a");
+  LoadingSnapshot s = Healthy(kT0);
+  s.disks.push_back({"/", 100 * 1024 * 1024, uint64_t{100} * 1024 * 1024 * 1024});
+  d2.Evaluate(s);
+  s.now_ms += 31 * kSec;
+  auto g = d2.Evaluate(s);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_NE(g[0].payload["reasons"][0].get<std::string>().find("nearly full"), std::string::npos);
+}
+
+TEST(LoadingDetector, ImportErrorsAreReportedOnceWithMessagesAndClearedByASuccess) {
+  LoadingDetector d(Policy(), "a");
+  LoadingSnapshot s = Healthy(kT0);
+  s.packages.push_back({"TI-bad1", kT0 - 10 * kSec, 4, "invalid item", "GOODS", "item 4711: price is negative"});
+  auto f = d.Evaluate(s);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.import_errors:raised"});
+  EXPECT_EQ(f[0].severity, Severity::kNormal);
+  EXPECT_EQ(f[0].payload["failed_packages"][0]["message"], "item 4711: price is negative");
+  s.now_ms += kMin;
+  EXPECT_TRUE(d.Evaluate(s).empty()) << "the same failure is not reported twice";
+  s.packages.push_back({"TI-bad2", kT0 + 30 * kSec, 5, "internal error", "GOODS", "NullPointerException"});
+  auto g = d.Evaluate(s);
+  ASSERT_EQ(Kinds(g), std::vector<std::string>{"loading.import_errors:updated"});
+  s.packages.push_back({"TI-good", kT0 + 2 * kMin, 3, "correct", "GOODS", ""});
+  s.now_ms = kT0 + 3 * kMin;
+  auto h = d.Evaluate(s);
+  ASSERT_EQ(Kinds(h), std::vector<std::string>{"loading.import_errors:cleared"});
+}
+
+}  // namespace
+}  // namespace setdiag::agent
