@@ -103,7 +103,8 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
     for (int64_t n : r.IntList(key, 1, 99'999)) {
       bool listed = false;
       for (const auto& till : t.roster) listed = listed || till.number == n;
-      if (!listed && !t.set_db) t.roster.push_back({static_cast<int>(n), "", true});
+      // With [set_db] this marks a database till mothballed; without, it adds one.
+      if (!listed) t.roster.push_back({static_cast<int>(n), "", true});
     }
   }
   c->push_udp_listen = r.String("push.udp_listen", "");

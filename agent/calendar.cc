@@ -65,9 +65,6 @@ std::optional<absl::CivilDay> ParseDate(std::string_view s) {
   return day;
 }
 
-// Interim syntax: ConfigReader cannot read arrays of strings yet, so a list
-// is one string of comma-separated items; empty for a missing key. Becomes
-// r.StringList(key) once ConfigReader has it.
 }  // namespace
 
 StoreCalendar::StoreCalendar() : zone_(absl::UTCTimeZone()), zone_name_("UTC") {
@@ -156,7 +153,7 @@ absl::StatusOr<StoreCalendar> StoreCalendar::FromConfig(ConfigReader& r) {
     if (!day) {
       return reject(
           "calendar.closed_dates",
-          Cat("bad date '", item, "': expected YYYY-MM-DD, e.g. \"2026-01-01, 2026-01-07\""));
+          Cat("bad date '", item, "': expected YYYY-MM-DD, e.g. [\"2026-01-01\", \"2026-01-07\"]"));
     }
     cal.closed_dates_.insert(*day);
   }

@@ -134,7 +134,7 @@ int Maintenance(const AgentConfig& cfg, const std::string& action, const std::st
   auto w = store->Add(clock.NowMs(), ms, reason, by);
   if (!w.ok()) {
     std::cerr << "setdiag-agent maintenance: " << w.status().message() << "\n";
-    return kExitConfig;
+    return w.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfig : 1;
   }
   std::cout << "maintenance #" << w->id << " open until " << FormatLocal(w->EffectiveEndMs())
             << ": no till condition is raised meanwhile\n";

@@ -2,10 +2,11 @@
 // The agent's durable outbox: every event is committed to SQLite before it is
 // sent and deleted only when the collector acknowledged a durable commit.
 //
-// Bounded by bytes and by age. When full, events are evicted by severity
-// (info, then normal, then important, critical last) and oldest first; every
-// eviction appends a "setdiag.gap" event that tells the collector exactly
-// which sequences were lost and why. Critical events are committed with
+// Bounded by bytes and by age. When full, only events no more important than
+// the newcomer are evicted, least important and oldest first; every eviction
+// appends a "setdiag.gap" event that tells the collector exactly which
+// sequences were lost and why. If only more important events are left, the
+// newcomer is refused, counted, and reported by one gap record later. Critical events are committed with
 // synchronous=FULL (survive power loss); others with NORMAL (survive a crash).
 //
 // A corrupt file is moved aside and a fresh outbox started (reset_reason()
@@ -30,8 +31,9 @@ namespace setdiag::agent {
 struct OutboxLimits {
   int64_t max_bytes = int64_t{256} * 1024 * 1024;
   int64_t max_age_ms = int64_t{30} * 86'400'000;
-  // Matches the collector's default payload limit (64 KiB) plus the kind.
-  int64_t max_event_bytes = 64 * 1024 + 256;
+  // Kind plus payload at most 64 KiB (the collector's default payload limit),
+  // plus the per-row overhead counted here.
+  int64_t max_event_bytes = 64 * 1024 + 64;
   // Eviction frees space down to this fraction of max_bytes, so that a full
   // outbox does not evict (and report a gap) on every single append.
   double low_watermark = 0.9;
