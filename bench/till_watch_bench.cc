@@ -8,6 +8,8 @@
 //   poll-latency  the store simulator on a real PostgreSQL, the agent polling
 //                 SET's database every second; time from the majority's
 //                 heartbeats being overdue to the event (decided, stored).
+//   stall-latency a stalled import server: the stuck package crossing its
+//                 threshold to the loading.halted event.
 //   footprint     200 tills polled every second: agent CPU and RSS.
 
 #include <arpa/inet.h>
@@ -20,6 +22,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -222,6 +225,81 @@ int PollLatency(int runs) {
   return 0;
 }
 
+// A stalled import server: the first package stuck "in process" crosses the
+// 3 s threshold; time to the loading.halted event.
+int StallLatency(int runs) {
+  auto pg = PgServer::Start();
+  Deployment d("bench-stall");
+  int control = FreePort();
+  auto sim = std::make_unique<Process>(
+      std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store", "1042",
+                               "--tills", "5", "--interval", "1s", "--control",
+                               "127.0.0.1:" + std::to_string(control), "--probe-port", "0", "--erp-every", "1s",
+                               "--process-delay", "200ms"},
+      d.dir() + "/sim.log");
+  auto sim_ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control", "127.0.0.1:" + std::to_string(control)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  };
+  if (!WaitFor([&] { return sim_ctl({"status"}).exit_code == 0; }, 30s)) {
+    std::fprintf(stderr, "simulator did not start: %s\n", sim->Log().c_str());
+    return 1;
+  }
+  d.StartCollector();
+  std::string extra = "[tills]\nenabled = false\n[loading]\npoll_interval = \"1s\"\nstuck_threshold = \"3s\"\n"
+                      "clear_window = \"1s\"\ntransport = false\n[set_db]\nenabled = true\nport = " +
+                      std::to_string(pg->port()) + "\n[server]\ncheck = false\n";
+  auto& agent = d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), extra);
+  d.StartAgent(agent);
+  std::this_thread::sleep_for(3s);
+  std::vector<double> decided, stored;
+  int64_t after_id = 0;
+  auto events = [&](int64_t after) {
+    auto r = d.Cli({"--json", "events", "list", "--store", "1042", "--kind", "loading.halted", "--after",
+                    std::to_string(after)});
+    std::vector<json> out;
+    if (r.exit_code == 0) {
+      json body = json::parse(r.out);
+      for (const auto& e : body["events"]) out.push_back(e);
+    }
+    return out;
+  };
+  for (int run = 0; run < runs; ++run) {
+    sim_ctl({"server", "stall"});
+    std::optional<json> raised;
+    WaitFor([&] {
+      for (auto& e : events(after_id)) {
+        if (e["payload"]["state"] == "raised") raised = e;
+      }
+      return raised.has_value();
+    }, 60s, 50ms);
+    if (!raised) {
+      std::fprintf(stderr, "run %d: no loading.halted\n%s\n", run, agent.process->Log().c_str());
+      return 1;
+    }
+    int64_t since = (*raised)["payload"]["stuck_packages"][0]["since_ms"];
+    int64_t crossing = since + 3000;
+    decided.push_back(static_cast<double>((*raised)["detected_at_ms"].get<int64_t>() - crossing));
+    stored.push_back(static_cast<double>((*raised)["received_at_ms"].get<int64_t>() - crossing));
+    sim_ctl({"server", "resume"});
+    int64_t raised_id = (*raised)["id"];
+    WaitFor([&] {
+      for (auto& e : events(raised_id)) {
+        if (e["payload"]["state"] == "cleared") {
+          after_id = e["id"];
+          return true;
+        }
+      }
+      return false;
+    }, 60s, 100ms);
+    std::this_thread::sleep_for(1s);
+  }
+  Report("stall: threshold crossed -> decided (outbox), ms", decided);
+  Report("stall: threshold crossed -> stored at collector, ms", stored);
+  return 0;
+}
+
 struct ProcSample {
   double cpu_s = 0;
   long rss_kib = 0;
@@ -289,6 +367,8 @@ int main(int argc, char** argv) {
   push->add_option("--runs", runs)->capture_default_str();
   auto* poll = app.add_subcommand("poll-latency", "SET database polled every second");
   poll->add_option("--runs", runs)->capture_default_str();
+  auto* stall = app.add_subcommand("stall-latency", "a stalled import server, 3 s stuck threshold");
+  stall->add_option("--runs", runs)->capture_default_str();
   auto* foot = app.add_subcommand("footprint", "agent CPU and RSS");
   foot->add_option("--tills", tills)->capture_default_str();
   foot->add_option("--seconds", seconds)->capture_default_str();
@@ -297,6 +377,7 @@ int main(int argc, char** argv) {
   try {
     if (push->parsed()) return PushLatency(runs);
     if (poll->parsed()) return PollLatency(runs);
+    if (stall->parsed()) return StallLatency(runs);
     return Footprint(tills, seconds);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "benchmark failed: %s\n", e.what());
