@@ -128,8 +128,9 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (!in.oldest_mtime_ms) continue;
       int64_t due = *in.oldest_mtime_ms + policy_.inbox_age_ms;
       if (now > due) {
+        int64_t age_s = (now - *in.oldest_mtime_ms) / 1000;
         reasons.push_back(Cat("file ", in.oldest_name, " waits in ", in.path, " for ",
-                              (now - *in.oldest_mtime_ms) / 60'000, " min"));
+                              age_s < 120 ? Cat(age_s, " s") : Cat(age_s / 60, " min")));
       } else {
         deadlines_.push_back(due + 1);
       }
@@ -161,10 +162,13 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (!t.expected) continue;
       ++expected;
       if (t.not_loaded <= 0) continue;
-      int64_t due = t.last_load_ms ? *t.last_load_ms + policy_.transport_lag_ms : INT64_MIN;
+      std::optional<int64_t> waiting_since = t.oldest_pending_ms ? t.oldest_pending_ms : t.last_load_ms;
+      if (!waiting_since) continue;  // no time to measure from: unknown, not late
+      int64_t due = *waiting_since + policy_.transport_lag_ms;
       if (now > due) {
         lagging.push_back({{"till", t.till},
                            {"last_load_ms", t.last_load_ms ? json(*t.last_load_ms) : json(nullptr)},
+                           {"waiting_since_ms", *waiting_since},
                            {"not_loaded", t.not_loaded}});
       } else {
         deadlines_.push_back(due + 1);

@@ -9,7 +9,8 @@
 //    older than inbox_age_ms, or the import web service dead while packages
 //    or files wait.
 //  - "loading.transport_halted" (critical): more than half of the expected
-//    tills have products waiting and have not loaded for transport_lag_ms.
+//    tills have had products waiting for longer than transport_lag_ms
+//    (measured from the oldest waiting product file, else the last load).
 //  - "loading.erp_silent" (important): inside the ERP's sending window no
 //    package arrived for erp_every_ms. Quiet outside the window is normal.
 //  - "set.server_down" (important): Set10.ear not deployed or failed, port
@@ -55,6 +56,7 @@ struct TransportObservation {
   bool expected = true;  // false for mothballed tills
   std::optional<int64_t> last_load_ms;
   int64_t not_loaded = 0;
+  std::optional<int64_t> oldest_pending_ms;  // oldest product file not yet loaded
 };
 
 struct DiskObservation {

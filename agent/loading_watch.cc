@@ -184,6 +184,9 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
             t.last_load_ms = ms;
           }
           std::from_chars(r[2].data(), r[2].data() + r[2].size(), t.not_loaded);
+          if (!r[3].empty() && std::from_chars(r[3].data(), r[3].data() + r[3].size(), ms).ec == std::errc()) {
+            t.oldest_pending_ms = ms;
+          }
           s.transport.push_back(t);
         }
       }

@@ -52,10 +52,17 @@ std::string DefaultPackagesQuery() {
 }
 
 std::string DefaultTransportQuery(std::optional<int> shop) {
+  // The fourth column, when the oldest product file the till has not taken
+  // was produced, is what lag is measured from: a till that simply had
+  // nothing to load for hours is not late the moment a new file appears.
   std::string q =
-      "SELECT cashnum, (EXTRACT(EPOCH FROM lastproductsloaddate::timestamptz) * 1000)::bigint, "
-      "notloadedproductscount FROM cash_activity";
-  if (shop) Append(&q, " WHERE shopnum = ", *shop);
+      "SELECT a.cashnum, (EXTRACT(EPOCH FROM a.lastproductsloaddate::timestamptz) * 1000)::bigint, "
+      "a.notloadedproductscount, "
+      "(SELECT (EXTRACT(EPOCH FROM MIN(f.created)::timestamptz) * 1000)::bigint "
+      "FROM un_cg_product_file_for_cashes f "
+      "WHERE f.cashnum = a.cashnum AND f.shopnum = a.shopnum AND f.id > a.lastprocessedid) "
+      "FROM cash_activity a";
+  if (shop) Append(&q, " WHERE a.shopnum = ", *shop);
   return q;
 }
 
@@ -146,7 +153,7 @@ absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::ReadPackages(
 }
 
 absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::ReadTransport() {
-  return Query(config_.database_set, &set_conn_, config_.transport_query, 3);
+  return Query(config_.database_set, &set_conn_, config_.transport_query, 4);
 }
 
 absl::StatusOr<std::map<int, int64_t>> SetDatabase::ReadActivity() {

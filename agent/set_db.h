@@ -38,7 +38,8 @@ struct SetDbConfig {
 
 // Columns: ti, arrival as Unix ms, status id, status name, import type, message.
 std::string DefaultPackagesQuery();
-// Columns: till number, last products load as Unix ms (or NULL), not loaded count.
+// Columns: till number, last products load as Unix ms (or NULL), not loaded
+// count, creation of the oldest product file not yet loaded (or NULL).
 std::string DefaultTransportQuery(std::optional<int> shop_number);
 
 // Columns: number, status, address.

@@ -30,33 +30,63 @@ std::string UrlEncode(std::string_view s) {
   return out;
 }
 
+int BadCtl(const std::string& message) {
+  std::cerr << "setdiag-store-sim ctl: " << message << "\n";
+  return 2;
+}
+
+constexpr const char* kUsage =
+    "use status; start, stop, mothball or unplug TILLS; erp start [EVERY]; erp stop; server stall; "
+    "server resume; server fail [STATUS [MESSAGE]]; soap stop; soap start; transport stall TILLS; "
+    "transport resume TILLS";
+
 }  // namespace
 
-int RunCtl(const HostPort& control, const std::string& action, const std::string& tills) {
-  std::string method, target;
-  if (action == "status") {
-    if (!tills.empty()) {
-      std::cerr << "setdiag-store-sim ctl: status takes no till selection\n";
-      return 2;
+int RunCtl(const HostPort& control, const std::vector<std::string>& words) {
+  if (words.empty()) return BadCtl(kUsage);
+  const std::string& cmd = words[0];
+  const std::string sub = words.size() > 1 ? words[1] : "";
+  auto arity = [&](size_t min, size_t max) { return words.size() >= min && words.size() <= max; };
+  // A till selection: syntax only here; the simulator knows how many tills it has.
+  auto selection = [&](const std::string& tills, std::string* error) {
+    if (tills.empty()) {
+      *error = Cat(cmd, " needs a till selection, e.g. 1-11, 1,3,5 or all");
+      return false;
     }
+    if (auto parsed = ParseTillSet(tills, 1'000'000); !parsed.ok()) {
+      *error = std::string(SV(parsed.status().message()));
+      return false;
+    }
+    return true;
+  };
+  std::string method = "POST", target, error;
+  if (cmd == "status") {
+    if (words.size() != 1) return BadCtl("status takes no arguments");
     method = "GET";
     target = "/status";
-  } else if (ParseTillAction(action)) {
-    if (tills.empty()) {
-      std::cerr << "setdiag-store-sim ctl: " << action << " needs a till selection, e.g. 1-11, 1,3,5 or all\n";
-      return 2;
-    }
-    // Syntax only here; the simulator knows how many tills it has.
-    if (auto parsed = ParseTillSet(tills, 1'000'000); !parsed.ok()) {
-      std::cerr << "setdiag-store-sim ctl: " << parsed.status().message() << "\n";
-      return 2;
-    }
-    method = "POST";
-    target = Cat("/tills/", action, "?tills=", UrlEncode(tills));
+  } else if (ParseTillAction(cmd)) {
+    if (words.size() > 2) return BadCtl(Cat(cmd, " takes one till selection"));
+    if (!selection(sub, &error)) return BadCtl(error);
+    target = Cat("/tills/", cmd, "?tills=", UrlEncode(sub));
+  } else if (cmd == "erp" && sub == "start" && arity(2, 3)) {
+    target = words.size() == 3 ? Cat("/erp/start?every=", UrlEncode(words[2])) : std::string("/erp/start");
+  } else if (cmd == "erp" && sub == "stop" && arity(2, 2)) {
+    target = "/erp/stop";
+  } else if (cmd == "server" && (sub == "stall" || sub == "resume") && arity(2, 2)) {
+    target = Cat("/server/", sub);
+  } else if (cmd == "server" && sub == "fail" && arity(2, 4)) {
+    target = "/server/fail";
+    if (words.size() >= 3) Append(&target, "?status=", UrlEncode(words[2]));
+    if (words.size() == 4) Append(&target, "&message=", UrlEncode(words[3]));
+  } else if (cmd == "soap" && (sub == "stop" || sub == "start") && arity(2, 2)) {
+    target = Cat("/soap/", sub);
+  } else if (cmd == "transport" && (sub == "stall" || sub == "resume") && arity(2, 3)) {
+    if (!selection(words.size() == 3 ? words[2] : "", &error)) return BadCtl(error);
+    target = Cat("/transport/", sub, "?tills=", UrlEncode(words[2]));
   } else {
-    std::cerr << "setdiag-store-sim ctl: unknown command '" << action
-              << "' (use start, stop, mothball, unplug or status)\n";
-    return 2;
+    std::string all;
+    for (const auto& w : words) Append(&all, all.empty() ? "" : " ", w);
+    return BadCtl(Cat("unknown command '", all, "' (", kUsage, ")"));
   }
   HttpClient client(control.host, control.port, std::chrono::seconds(10));
   auto reply = client.Request(method, target);

@@ -4,12 +4,15 @@
 // arguments (including a selection the simulator rejects).
 
 #include <string>
+#include <vector>
 
 #include "tools/store_sim/options.h"
 
 namespace setdiag::store_sim {
 
-// action: start, stop, mothball, unplug (with `tills`) or status.
-int RunCtl(const HostPort& control, const std::string& action, const std::string& tills);
+// words: the command and its arguments, e.g. {"stop", "1-11"}, {"status"},
+// {"erp", "start", "15s"}, {"server", "fail", "5", "message"},
+// {"transport", "stall", "1-11"} (docs/simulator.md lists them all).
+int RunCtl(const HostPort& control, const std::vector<std::string>& words);
 
 }  // namespace setdiag::store_sim

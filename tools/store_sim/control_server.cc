@@ -42,12 +42,15 @@ std::string UrlDecode(std::string_view s) {
   return out;
 }
 
-namespace {
-
-class Connection : public std::enable_shared_from_this<Connection> {
+class ControlServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, const ControlServer& server) : stream_(std::move(socket)), server_(server) {}
   void Start() { Read(); }
+  void Cancel() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+  }
 
  private:
   void Read() {
@@ -88,7 +91,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res->version(11);
     res->result(static_cast<http::status>(out.status));
     res->set(http::field::server, "setdiag-store-sim");
-    res->set(http::field::content_type, "application/json; charset=utf-8");
+    res->set(http::field::content_type, out.content_type);
     res->keep_alive(keep_alive);
     res->body() = std::move(out.body);
     res->body() += '\n';
@@ -103,8 +106,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<http::request_parser<http::string_body>> parser_;
   const ControlServer& server_;
 };
-
-}  // namespace
 
 ControlServer::~ControlServer() { Close(); }
 
@@ -129,6 +130,7 @@ ControlResponse ControlServer::Dispatch(const std::string& method, const std::st
   }
   auto it = routes_.find({req.method, req.path});
   if (it != routes_.end()) return it->second(req);
+  if (fallback_) return fallback_(req);
   for (const auto& [key, handler] : routes_) {
     if (key.second == req.path) return JsonError(405, Cat("use ", key.first, " for ", req.path));
   }
@@ -155,12 +157,21 @@ absl::Status ControlServer::Listen(const HostPort& at) {
 void ControlServer::Accept() {
   acceptor_->async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
-    if (!ec) std::make_shared<Connection>(std::move(socket), *this)->Start();
+    if (!ec) {
+      auto conn = std::make_shared<Connection>(std::move(socket), *this);
+      std::erase_if(connections_, [](const std::weak_ptr<Connection>& w) { return w.expired(); });
+      connections_.push_back(conn);
+      conn->Start();
+    }
     Accept();
   });
 }
 
 void ControlServer::Close() {
+  for (const auto& w : connections_) {
+    if (auto conn = w.lock()) conn->Cancel();
+  }
+  connections_.clear();
   if (!acceptor_) return;
   beast::error_code ignored;
   acceptor_->close(ignored);

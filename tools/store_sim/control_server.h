@@ -2,6 +2,10 @@
 // The simulator's control API over HTTP/1.1 (Boost.Beast), on the shared I/O
 // thread: a table of routes, each answering JSON. Handlers run on the I/O
 // thread and must be quick. See docs/simulator.md for the routes.
+// The same small server also plays the store server's SOAP port
+// (soap_stub.cc): routes may answer another content type, a fallback handler
+// may replace the JSON 404/405, and Close() drops open connections too, so
+// a closed port stops answering at once.
 
 #include <cstdint>
 #include <functional>
@@ -9,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -27,7 +32,8 @@ struct ControlRequest {
 
 struct ControlResponse {
   int status = 200;
-  std::string body;  // JSON
+  std::string body;  // JSON unless content_type says otherwise
+  std::string content_type = "application/json; charset=utf-8";
 };
 
 ControlResponse JsonError(int status, const std::string& message);
@@ -41,19 +47,26 @@ class ControlServer {
 
   // Routes are matched on method and exact path.
   void Route(const std::string& method, const std::string& path, Handler handler);
+  // Answers requests no route matches (instead of a JSON 404/405).
+  void Fallback(Handler handler) { fallback_ = std::move(handler); }
   absl::Status Listen(const HostPort& at);
+  // Stops listening and closes the open connections. Listen() may follow.
   void Close();
+  bool listening() const { return acceptor_ && acceptor_->is_open(); }
   uint16_t port() const { return port_; }
 
   // Exposed for the connection code: dispatches one request.
   ControlResponse Dispatch(const std::string& method, const std::string& target, std::string body) const;
 
  private:
+  class Connection;
   void Accept();
 
   boost::asio::io_context& io_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::map<std::pair<std::string, std::string>, Handler> routes_;
+  Handler fallback_;
+  std::vector<std::weak_ptr<Connection>> connections_;
   uint16_t port_ = 0;
 };
 

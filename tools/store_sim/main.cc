@@ -1,10 +1,12 @@
 // setdiag-store-sim: a SET Retail 10-like store on this machine for tests, the
 // demo and benchmarks: a real PostgreSQL with SET's till tables, tills that
 // ping, answer network probes and push heartbeats, and a control API to stop,
-// mothball or unplug them. See docs/simulator.md.
+// mothball or unplug them; an ERP, the server's goods import and the tills'
+// product loading, with knobs to stall or break each. See docs/simulator.md.
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <tuple>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -37,6 +39,12 @@ struct RunArgs {
   int probe_port = 2222;
   std::string mothballed;
   std::string log_level = "info";
+  std::string erp_every;
+  std::string erp_type = "GOODS";
+  std::string process_delay = "1s";
+  std::string load_delay = "1s";
+  std::string inbox;
+  std::string soap;
 };
 
 // Validates everything before anything is opened: bad input exits 2.
@@ -78,6 +86,27 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
     if (!m.ok()) return absl::InvalidArgumentError(Cat("--mothballed: ", m.status().message()));
     o.mothballed = *m;
   }
+  if (!a.erp_every.empty()) {
+    auto every = ConfigReader::ParseDurationMs(a.erp_every);
+    if (!every || *every < 100) {
+      return absl::InvalidArgumentError(Cat("--erp-every '", a.erp_every, "': expected a duration of at least 100ms, e.g. 15s"));
+    }
+    o.erp_every_ms = *every;
+  }
+  if (a.erp_type.empty() || a.erp_type.size() > 64) return absl::InvalidArgumentError("--erp-type must be 1-64 characters");
+  o.erp_type = a.erp_type;
+  for (auto [flag, text, out] : {std::tuple{"--process-delay", &a.process_delay, &o.process_delay_ms},
+                                 std::tuple{"--load-delay", &a.load_delay, &o.load_delay_ms}}) {
+    auto d = ConfigReader::ParseDurationMs(*text);
+    if (!d) return absl::InvalidArgumentError(Cat(flag, " '", *text, "': expected a duration, e.g. 1s, 500ms or 0s"));
+    *out = *d;
+  }
+  o.inbox = a.inbox;
+  if (!a.soap.empty()) {
+    auto soap = ParseHostPort(a.soap, /*allow_port_zero=*/true);
+    if (!soap.ok()) return absl::InvalidArgumentError(Cat("--soap: ", soap.status().message()));
+    o.soap = *soap;
+  }
   return o;
 }
 
@@ -86,7 +115,7 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
 int main(int argc, char** argv) {
   CLI::App app{
       "setdiag-store-sim: a SET Retail 10-like store on this machine, for tests, the demo and benchmarks.\n"
-      "'run' plays a store against a real PostgreSQL; 'ctl' changes its tills while it runs.\n"
+      "'run' plays a store against a real PostgreSQL (tills, goods import and loading); 'ctl' changes it while it runs.\n"
       "See docs/simulator.md."};
   app.set_version_flag("--version", std::string("setdiag-store-sim ") + kVersion);
   app.require_subcommand(1);
@@ -107,12 +136,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_option("--mothballed", r.mothballed, "tills that start CLOSED_DOWN, e.g. 19,20");
   run->add_option("--log-level", r.log_level, "debug, info, warn or error")->capture_default_str();
+  run->add_option("--erp-every", r.erp_every, "ERP import package cadence, e.g. 15s (default: the ERP starts stopped)");
+  run->add_option("--erp-type", r.erp_type, "importtype of the packages")->capture_default_str();
+  run->add_option("--process-delay", r.process_delay, "package arrival -> processed by the server")
+      ->capture_default_str();
+  run->add_option("--load-delay", r.load_delay, "product file produced -> loaded by a running till")
+      ->capture_default_str();
+  run->add_option("--inbox", r.inbox, "file exchange folder: the ERP drops catalog-goods_<n>.xml there");
+  run->add_option("--soap", r.soap, "HOST:PORT where the import web services' WSDL answers, e.g. 127.0.0.1:18095");
 
-  std::string ctl_control, ctl_action, ctl_tills;
-  auto* ctl = app.add_subcommand("ctl", "Change a running simulator's tills, or show them");
+  std::string ctl_control;
+  std::vector<std::string> ctl_words;
+  auto* ctl = app.add_subcommand("ctl", "Change a running simulator's tills and goods side, or show them");
   ctl->add_option("--control", ctl_control, "HOST:PORT of the simulator's control API")->required();
-  ctl->add_option("command", ctl_action, "start, stop, mothball, unplug or status")->required();
-  ctl->add_option("tills", ctl_tills, "till selection: 1-11, 1,3,5 or all");
+  ctl->add_option("command", ctl_words,
+                  "status | start|stop|mothball|unplug TILLS | erp start [EVERY] | erp stop | "
+                  "server stall|resume | server fail [STATUS [MESSAGE]] | soap stop|start | "
+                  "transport stall|resume TILLS")
+      ->required();
+  std::string ctl_status, ctl_message;
+  auto* ctl_status_opt = ctl->add_option("--status", ctl_status, "with 'server fail': the failure status, 1, 4 or 5");
+  auto* ctl_message_opt = ctl->add_option("--message", ctl_message, "with 'server fail': the failure message");
 
   try {
     app.parse(argc, argv);
@@ -124,7 +168,15 @@ int main(int argc, char** argv) {
   if (ctl->parsed()) {
     auto control = ParseHostPort(ctl_control);
     if (!control.ok()) return BadArgs(Cat("--control: ", control.status().message()));
-    return RunCtl(*control, ctl_action, ctl_tills);
+    // `server fail --status S --message M` is `server fail S M`.
+    if (ctl_status_opt->count() > 0 || ctl_message_opt->count() > 0) {
+      if (ctl_words != std::vector<std::string>{"server", "fail"}) {
+        return BadArgs("ctl: --status and --message go with 'server fail' (or give them as its arguments)");
+      }
+      ctl_words.push_back(ctl_status_opt->count() > 0 ? ctl_status : "5");
+      if (ctl_message_opt->count() > 0) ctl_words.push_back(ctl_message);
+    }
+    return RunCtl(*control, ctl_words);
   }
 
   log::Level level;

@@ -35,6 +35,14 @@ struct SimOptions {
   uint16_t probe_port = 2222;  // 0: no probe listeners
   std::vector<int> mothballed;
 
+  // Goods and prices (docs/simulator.md, "Goods and prices").
+  int64_t erp_every_ms = 0;       // ERP package cadence; 0: the ERP starts stopped
+  std::string erp_type = "GOODS";  // erp_transport_package.importtype
+  int64_t process_delay_ms = 1000;  // arrival -> processed by the server
+  int64_t load_delay_ms = 1000;     // product file produced -> loaded by a till
+  std::string inbox;                // file exchange folder; "" = none
+  std::optional<HostPort> soap;     // where the import web services' WSDL answers
+
   std::string StoreId() const { return std::to_string(store); }
   std::string TillIp(int number) const { return till_ip_base + std::to_string(10 + number); }
 };

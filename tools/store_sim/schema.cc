@@ -13,7 +13,9 @@ absl::Status EnsureDatabases(const std::string& conninfo) {
     if (PQntuples(r->get()) > 0) continue;
     // Identifiers cannot be parameters; these two are constants.
     absl::Status st = admin->Exec(Cat("CREATE DATABASE ", db));
-    if (!st.ok() && SqlState(st) != "42P04") return st;  // 42P04: created meanwhile
+    // Created meanwhile (the goods loop's connection, another simulator):
+    // 42P04 if it was committed first, 23505 if both ran at once.
+    if (!st.ok() && SqlState(st) != "42P04" && SqlState(st) != "23505") return st;
   }
   return absl::OkStatus();
 }
@@ -32,6 +34,49 @@ absl::Status EnsureSetTables(PgConn& set_db) {
   // 23505/42P07: a concurrent creator won the race (two simulators at once).
   if (!st.ok() && SqlState(st) != "23505" && SqlState(st) != "42P07") return st;
   return absl::OkStatus();
+}
+
+namespace {
+// 23505/42P07: a concurrent creator won the race (two simulators at once).
+bool Raced(const absl::Status& st) { return SqlState(st) == "23505" || SqlState(st) == "42P07"; }
+}  // namespace
+
+absl::Status EnsureGoodsTables(PgConn& set_db) {
+  const char* tables[] = {
+      "CREATE TABLE IF NOT EXISTS erp_transport_package ("
+      " id bigserial PRIMARY KEY,"
+      " ti varchar(64) NOT NULL UNIQUE,"
+      " timedate timestamp NOT NULL,"
+      " statusid integer NOT NULL,"
+      " statusname varchar(64),"
+      " importtype varchar(64),"
+      " message text)",
+      "CREATE TABLE IF NOT EXISTS cash_activity ("
+      " cashnum integer NOT NULL,"
+      " shopnum integer NOT NULL,"
+      " lastproductsloaddate timestamp,"
+      " notloadedproductscount integer NOT NULL DEFAULT 0,"
+      " lastprocessedid bigint NOT NULL DEFAULT 0,"
+      " PRIMARY KEY (shopnum, cashnum))",
+      "CREATE TABLE IF NOT EXISTS un_cg_product_file_for_cashes ("
+      " id bigserial PRIMARY KEY,"
+      " cashnum integer NOT NULL,"
+      " shopnum integer NOT NULL,"
+      " created timestamp NOT NULL)",
+  };
+  for (const char* sql : tables) {
+    absl::Status st = set_db.Exec(sql);
+    if (!st.ok() && !Raced(st)) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EnsureActivityRows(PgConn& set_db, int store, int tills) {
+  return set_db.Exec(
+      "INSERT INTO cash_activity (cashnum, shopnum, lastproductsloaddate, notloadedproductscount, lastprocessedid) "
+      "SELECT n, $1::integer, NULL, 0, 0 FROM generate_series(1, $2::integer) AS n "
+      "ON CONFLICT (shopnum, cashnum) DO NOTHING",
+      {std::to_string(store), std::to_string(tills)});
 }
 
 absl::Status EnsureOperdayTables(PgConn& operday_db) {

@@ -1,7 +1,8 @@
 #pragma once
 // The slice of SET Retail 10's PostgreSQL schema the simulator plays: the
-// till registry set.cash_cash and the last-activity table
-// set_operday.od_cash_status (docs/simulator.md, docs/domain facts). Tables
+// till registry set.cash_cash, the last-activity table
+// set_operday.od_cash_status and the goods tables in `set`
+// (docs/simulator.md, docs/domain facts). Tables
 // are created only if missing, so a richer schema already present is used
 // as it is.
 
@@ -22,6 +23,14 @@ inline constexpr const char* kOperdayDb = "set_operday";
 absl::Status EnsureDatabases(const std::string& conninfo);
 // CREATE TABLE IF NOT EXISTS cash_cash in `set`.
 absl::Status EnsureSetTables(PgConn& set_db);
+// CREATE TABLE IF NOT EXISTS, in `set`, the goods and prices tables:
+// erp_transport_package (import packages and their status), cash_activity
+// (per-till product loading) and un_cg_product_file_for_cashes (product
+// files produced for tills).
+absl::Status EnsureGoodsTables(PgConn& set_db);
+// Gives every till a cash_activity row (never loaded, nothing pending);
+// leaves existing rows alone.
+absl::Status EnsureActivityRows(PgConn& set_db, int store, int tills);
 // CREATE TABLE IF NOT EXISTS od_cash_status in `set_operday`.
 absl::Status EnsureOperdayTables(PgConn& operday_db);
 

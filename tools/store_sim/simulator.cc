@@ -28,7 +28,8 @@ Simulator::Simulator(SimOptions options)
       control_(io_),
       signals_(io_),
       db_(opt_.pg_conninfo, opt_.store),
-      pusher_(opt_.StoreId(), opt_.push_udp, opt_.push_http) {}
+      pusher_(opt_.StoreId(), opt_.push_udp, opt_.push_http),
+      goods_(opt_, board_, io_) {}
 
 Simulator::~Simulator() { Shutdown(); }
 
@@ -39,6 +40,7 @@ absl::Status Simulator::Start() {
   }
   RegisterRoutes();
   if (absl::Status st = control_.Listen(opt_.control); !st.ok()) return st;
+  if (absl::Status st = goods_.Start(); !st.ok()) return st;
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
@@ -67,6 +69,7 @@ void Simulator::RegisterRoutes() {
     control_.Route("POST", Cat("/tills/", TillActionName(a)),
                    [this, a](const ControlRequest& req) { return HandleAction(a, req); });
   }
+  goods_.RegisterRoutes(control_, [this] { return StatusJson(); });
 }
 
 ControlResponse Simulator::HandleAction(TillAction action, const ControlRequest& req) {
@@ -127,11 +130,13 @@ json Simulator::StatusJson() {
     if (t.last_activity_ms) j["last_activity_ms"] = *t.last_activity_ms;
     tills.push_back(std::move(j));
   }
-  return {{"store", opt_.StoreId()},
-          {"db", db_connected_ ? "connected" : "down"},
-          {"interval_ms", opt_.interval_ms},
-          {"probe_port", opt_.probe_port},
-          {"tills", std::move(tills)}};
+  json out = {{"store", opt_.StoreId()},
+              {"db", db_connected_ ? "connected" : "down"},
+              {"interval_ms", opt_.interval_ms},
+              {"probe_port", opt_.probe_port},
+              {"tills", std::move(tills)}};
+  goods_.AddStatus(out);
+  return out;
 }
 
 void Simulator::Wake() {
@@ -141,6 +146,7 @@ void Simulator::Wake() {
 }
 
 void Simulator::RequestStop() {
+  goods_.RequestStop();
   std::lock_guard lock(mu_);
   stop_ = true;
   cv_.notify_all();
@@ -181,11 +187,14 @@ void Simulator::Run() {
 }
 
 void Simulator::Shutdown() {
+  goods_.RequestStop();
+  goods_.Join();
   if (!io_thread_.joinable()) return;
   asio::post(io_, [this] {
     boost::system::error_code ignored;
     signals_.cancel(ignored);
     control_.Close();
+    goods_.CloseSoap();
     probes_.CloseAll();
     io_.stop();  // open control connections are dropped with the context
   });

@@ -1,7 +1,10 @@
 #pragma once
 // `setdiag-store-sim run`: one store. Threads:
 //   - the I/O thread serves the control API, the probe listeners and signals;
-//   - the caller's thread runs the tick loop: database writes and pushes.
+//   - the caller's thread runs the tick loop: database writes and pushes;
+//   - the goods loop (goods.h) plays the ERP, the server's import and the
+//     tills' product loading on its own thread and connection; its SOAP
+//     port and control routes are on the I/O thread.
 // State changes from the control API take effect at once (probe listeners,
 // pushes from the next tick on); the registry is written right away and
 // last activity on the next tick.
@@ -19,6 +22,7 @@
 #include "absl/status/status.h"
 #include "tools/store_sim/control_server.h"
 #include "tools/store_sim/db_player.h"
+#include "tools/store_sim/goods.h"
 #include "tools/store_sim/heartbeat.h"
 #include "tools/store_sim/options.h"
 #include "tools/store_sim/probe.h"
@@ -54,6 +58,7 @@ class Simulator {
   std::thread io_thread_;
   DbPlayer db_;
   HeartbeatPusher pusher_;
+  GoodsSim goods_;
   std::atomic<bool> db_connected_{false};
 
   std::mutex mu_;

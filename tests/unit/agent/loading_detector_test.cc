@@ -180,6 +180,28 @@ TEST(LoadingDetector, TransportHaltedWhenMostTillsLag) {
   }
 }
 
+TEST(LoadingDetector, LagCountsFromTheOldestWaitingFileNotTheLastLoad) {
+  LoadingPolicy p = Policy();
+  p.erp_every_ms = 0;  // only transport here
+  LoadingDetector d(p, "a");
+  LoadingSnapshot s = Healthy(kT0);
+  // Nothing to load for hours, then a new file a second ago: not late.
+  for (int till = 1; till <= 20; ++till) {
+    TransportObservation t;
+    t.till = till;
+    t.last_load_ms = kT0 - 5 * 3600 * kSec;
+    t.not_loaded = 1;
+    t.oldest_pending_ms = kT0 - kSec;
+    s.transport.push_back(t);
+  }
+  EXPECT_TRUE(d.Evaluate(s).empty());
+  EXPECT_EQ(d.NextDeadline(kT0), kT0 - kSec + 30 * kMin + 1);
+  s.now_ms = kT0 - kSec + 30 * kMin + 1;
+  auto f = d.Evaluate(s);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].payload["lagging"], 20);
+}
+
 TEST(LoadingDetector, ServerDownAfterTheConfirmWindow) {
   LoadingDetector d(Policy(), "a");
   auto down = [&](int64_t now) {
