@@ -158,11 +158,15 @@ void ReadLoadingWatch(ConfigReader& r, AgentConfig* c) {
   l.policy.transport_lag_ms = r.DurationMs("loading.transport_threshold", l.policy.transport_lag_ms, 1000);
   l.watch_transport = r.Bool("loading.transport", l.watch_transport);
   l.policy.erp_every_ms = r.DurationMs("loading.erp_every", 0, 0);
+  if (l.policy.erp_every_ms > 0 && !l.set_db) {
+    r.Invalid("loading.erp_every", "watching the ERP's cadence needs [set_db] (packages are read there)");
+  }
   std::string window = r.String("loading.erp_window", "00:00-24:00");
   if (!ParseDailyWindow(window, &l.erp_window_start_min, &l.erp_window_end_min)) {
     r.Invalid("loading.erp_window", "expected a daily window such as \"06:00-23:00\" (store time zone)");
   }
   l.policy.server_confirm_ms = r.DurationMs("loading.server_confirm", l.policy.server_confirm_ms, 0);
+  l.policy.service_confirm_ms = r.DurationMs("loading.service_confirm", l.policy.service_confirm_ms, 0);
   l.policy.clear_ms = r.DurationMs("loading.clear_window", l.policy.clear_ms, 0);
   l.inbox_pattern = r.String("loading.inbox_pattern", l.inbox_pattern);
   l.server = c->tills.server;

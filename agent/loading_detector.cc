@@ -23,7 +23,9 @@ LoadingDetector::LoadingDetector(LoadingPolicy policy, std::string episode_prefi
     : policy_(policy), prefix_(std::move(episode_prefix)) {}
 
 void LoadingDetector::Step(Condition& c, const char* kind, Severity severity, bool holds, int64_t confirm_ms,
-                           const LoadingSnapshot& s, const json& evidence, std::vector<Finding>& out) {
+                           const LoadingSnapshot& s, const json& evidence, std::vector<Finding>& out,
+                           bool can_clear) {
+  if (s.maintenance) holds = false;
   if (holds) {
     c.clear_since.reset();
     if (c.active) return;
@@ -44,6 +46,10 @@ void LoadingDetector::Step(Condition& c, const char* kind, Severity severity, bo
   }
   c.pending_since.reset();
   if (!c.active) return;
+  if (!can_clear && !s.maintenance) {
+    c.clear_since.reset();
+    return;
+  }
   if (!c.clear_since) c.clear_since = s.now_ms;
   if (s.now_ms - *c.clear_since < policy_.clear_ms) {
     deadlines_.push_back(*c.clear_since + policy_.clear_ms);
@@ -71,6 +77,7 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (s.server.deploy_failed) reasons.push_back("Set10.ear failed to deploy");
       if (!s.server.port_8090) reasons.push_back("port 8090 (web services, tills) is closed");
       if (!s.server.port_8091) reasons.push_back("port 8091 (file transport) is closed");
+      if (!s.server.port_5432) reasons.push_back("port 5432 (PostgreSQL) is closed");
     }
     json disks = json::array();
     for (const auto& d : s.disks) {
@@ -83,7 +90,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
     }
     json evidence = {{"reasons", reasons},
                      {"server",
-                      {{"set10_deployed", s.server.deployed},
+                      {{"known", s.server.known},
+                       {"set10_deployed", s.server.deployed},
                        {"set10_failed", s.server.deploy_failed},
                        {"port_8090", s.server.port_8090},
                        {"port_8091", s.server.port_8091},
@@ -95,7 +103,14 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
          out);
   }
 
-  if (!s.db_ok) return out;  // unknown is not halted: nothing else changes
+  // The import web service counts as dead only after failing for a while.
+  if (s.import_service_ok.has_value() && !*s.import_service_ok) {
+    if (!service_down_since_) service_down_since_ = now;
+  } else {
+    service_down_since_.reset();
+  }
+  const bool service_dead = service_down_since_ && now - *service_down_since_ >= policy_.service_confirm_ms;
+  if (service_down_since_ && !service_dead) deadlines_.push_back(*service_down_since_ + policy_.service_confirm_ms);
 
   const PackageObservation* last_ok = nullptr;
   const PackageObservation* newest = nullptr;
@@ -105,7 +120,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
   }
   json last_import = last_ok ? json{{"ti", last_ok->ti}, {"arrived_ms", last_ok->arrived_ms}} : json(nullptr);
 
-  // Loading halted.
+  // Loading halted. Inbox files and the web service do not need SET's
+  // database; packages do. Without the database nothing clears.
   {
     json reasons = json::array();
     json stuck = json::array();
@@ -139,7 +155,6 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
                        {"age_s", (now - *in.oldest_mtime_ms) / 1000}, {"files", in.files}};
       }
     }
-    bool service_dead = s.import_service_ok.has_value() && !*s.import_service_ok;
     if (service_dead && waiting) reasons.push_back("the import web service does not answer while imports wait");
     json evidence = {{"reasons", reasons},
                      {"stuck_packages", stuck},
@@ -151,8 +166,10 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
                      {"last_successful_import", last_import},
                      {"summary_en", "Goods and prices loading halted"},
                      {"summary_ru", "Остановлена загрузка товаров и цен"}};
-    Step(halted_, "loading.halted", Severity::kCritical, !reasons.empty(), 0, s, evidence, out);
+    Step(halted_, "loading.halted", Severity::kCritical, !reasons.empty(), 0, s, evidence, out, s.db_ok);
   }
+
+  if (!s.db_ok) return out;  // unknown is not halted: nothing else changes
 
   // Transport to the tills.
   if (!s.transport.empty()) {

@@ -18,7 +18,8 @@
 //  - "loading.import_errors" (normal): packages that failed (1, 4, 5), with
 //    their messages; cleared by a later correct package.
 // If SET's database cannot be read, nothing that depends on it is raised or
-// cleared: unknown is not halted.
+// cleared: unknown is not halted. In a maintenance window nothing is raised
+// and active conditions clear, as for the tills.
 // Not thread-safe: owned by the loading watch loop.
 
 #include <cstdint>
@@ -78,6 +79,7 @@ struct LoadingSnapshot {
   std::vector<DiskObservation> disks;
   bool erp_window_open = true;
   int64_t erp_window_opened_ms = 0;  // when the current window opened
+  bool maintenance = false;          // an engineer is working on site: raise nothing
 };
 
 struct LoadingPolicy {
@@ -86,6 +88,8 @@ struct LoadingPolicy {
   int64_t transport_lag_ms = 30 * 60'000;
   int64_t erp_every_ms = 0;  // 0: the ERP's cadence is not watched
   int64_t server_confirm_ms = 30'000;
+  // The import web service must fail this long before it counts.
+  int64_t service_confirm_ms = 120'000;
   int64_t clear_ms = 60'000;
   double disk_min_free_fraction = 0.05;
   uint64_t disk_min_free_bytes = uint64_t{1} << 30;
@@ -107,13 +111,17 @@ class LoadingDetector {
     std::optional<int64_t> clear_since;    // condition false while active
   };
   // Applies one evaluation of a condition; appends raised/cleared findings.
+  // `can_clear` is false when the observations that would clear it are
+  // unknown (SET's database unreadable): then an active condition stays.
   void Step(Condition& c, const char* kind, Severity severity, bool holds, int64_t confirm_ms,
-            const LoadingSnapshot& s, const nlohmann::json& evidence, std::vector<Finding>& out);
+            const LoadingSnapshot& s, const nlohmann::json& evidence, std::vector<Finding>& out,
+            bool can_clear = true);
 
   LoadingPolicy policy_;
   std::string prefix_;
   Condition halted_, transport_, erp_, server_, errors_;
   std::set<std::string> reported_failures_;
+  std::optional<int64_t> service_down_since_;
   std::vector<int64_t> deadlines_;
 };
 

@@ -115,10 +115,12 @@ std::pair<bool, int64_t> LoadingWatch::ErpWindow(int64_t now_ms, const std::stri
 }
 
 LoadingWatch::LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
-                           std::function<void()> on_committed, Clock& clock)
+                           std::function<void()> on_committed, std::function<bool(int64_t)> in_maintenance,
+                           Clock& clock)
     : options_(std::move(options)),
       outbox_(outbox),
       on_committed_(std::move(on_committed)),
+      in_maintenance_(std::move(in_maintenance)),
       clock_(clock),
       detector_(options_.policy, std::move(agent_id)) {
   if (options_.set_db) db_ = std::make_unique<SetDatabase>(*options_.set_db);
@@ -192,7 +194,16 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
       }
     }
   }
-  for (const auto& path : options_.inboxes) s.inboxes.push_back(ListInbox(path, options_.inbox_pattern));
+  for (const auto& path : options_.inboxes) {
+    s.inboxes.push_back(ListInbox(path, options_.inbox_pattern));
+    const auto& in = s.inboxes.back();
+    if (!in.readable && unreadable_inboxes_.insert(path).second) {
+      log::Warn("loading", Cat("cannot list inbox ", path, ": ", in.error, "; its files are not watched"));
+    } else if (in.readable) {
+      unreadable_inboxes_.erase(path);
+    }
+  }
+  s.maintenance = in_maintenance_ && in_maintenance_(now_ms);
   if (!options_.service_urls.empty()) {
     if (now_ms >= next_service_check_ms_) {
       service_ok_ = true;
@@ -212,7 +223,10 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   s.server = CheckServer(options_.server, 1000);
   for (const auto& d : options_.disks) {
     struct statvfs v{};
-    if (statvfs(d.c_str(), &v) != 0) continue;
+    if (statvfs(d.c_str(), &v) != 0) {
+      if (unreadable_inboxes_.insert("disk:" + d).second) log::Warn("loading", Cat("cannot stat volume ", d));
+      continue;
+    }
     s.disks.push_back({d, static_cast<uint64_t>(v.f_bavail) * v.f_frsize, static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
   }
   auto [open, opened_ms] =

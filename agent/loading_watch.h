@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,8 +44,9 @@ struct LoadingWatchOptions {
 
 class LoadingWatch {
  public:
+  // `in_maintenance` tells whether an engineer's maintenance window is open.
   LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
-               std::function<void()> on_committed, Clock& clock);
+               std::function<void()> on_committed, std::function<bool(int64_t)> in_maintenance, Clock& clock);
   ~LoadingWatch();
   void Start();
   void Stop();
@@ -61,7 +63,9 @@ class LoadingWatch {
   LoadingWatchOptions options_;
   Outbox& outbox_;
   std::function<void()> on_committed_;
+  std::function<bool(int64_t)> in_maintenance_;
   Clock& clock_;
+  std::set<std::string> unreadable_inboxes_;  // logged once each
   LoadingDetector detector_;
   std::unique_ptr<SetDatabase> db_;
   std::optional<bool> service_ok_;

@@ -228,7 +228,17 @@ int Run(const AgentConfig& cfg) {
 
   std::unique_ptr<LoadingWatch> loading;
   if (cfg.loading_enabled) {
-    loading = std::make_unique<LoadingWatch>(cfg.loading, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); }, clock);
+    // Its own connection to the maintenance table: the till watch uses the other.
+    auto own = MaintenanceStore::Open(cfg.StatePath());
+    std::shared_ptr<MaintenanceStore> windows =
+        own.ok() ? std::make_shared<MaintenanceStore>(std::move(*own)) : nullptr;
+    auto in_maintenance = [windows](int64_t now_ms) {
+      if (!windows) return false;
+      auto active = windows->ActiveAt(now_ms);
+      return active.ok() && !active->empty();
+    };
+    loading = std::make_unique<LoadingWatch>(cfg.loading, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); },
+                                             in_maintenance, clock);
     loading->Start();
     log::Info("loading", Cat("watching goods and prices loading: ", cfg.loading.set_db ? "SET database" : "no database",
                              ", ", cfg.loading.inboxes.size(), " inbox folder(s), ", cfg.loading.service_urls.size(),

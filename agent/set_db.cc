@@ -47,7 +47,7 @@ std::string DefaultActivityQuery(std::optional<int> shop) {
 std::string DefaultPackagesQuery() {
   return "SELECT ti, (EXTRACT(EPOCH FROM timedate::timestamptz) * 1000)::bigint, statusid, "
          "COALESCE(statusname, ''), COALESCE(importtype, ''), COALESCE(message, '') "
-         "FROM erp_transport_package WHERE timedate > now() - interval '2 days' "
+         "FROM erp_transport_package WHERE timedate > now() - interval '2 days' OR statusid = 2 "
          "ORDER BY timedate DESC LIMIT 1000";
 }
 

@@ -91,8 +91,10 @@ TEST(LoadingDetector, OldInboxFileAndDeadServiceWhileWaiting) {
       {-1, false, true, true},          // service dead while a package waits
       {kMin, false, false, true},       // service dead while a file waits
   };
+  LoadingPolicy p = Policy();
+  p.service_confirm_ms = 0;  // its own test below
   for (const auto& c : cases) {
-    LoadingDetector d(Policy(), "a");
+    LoadingDetector d(p, "a");
     LoadingSnapshot s = Healthy(kT0);
     s.import_service_ok = c.service_ok;
     if (c.file_age_ms >= 0) {
@@ -223,6 +225,58 @@ TEST(LoadingDetector, ServerDownAfterTheConfirmWindow) {
   auto g = d2.Evaluate(s);
   ASSERT_EQ(g.size(), 1u);
   EXPECT_NE(g[0].payload["reasons"][0].get<std::string>().find("nearly full"), std::string::npos);
+}
+
+TEST(LoadingDetector, TheImportServiceCountsAsDeadOnlyAfterItsConfirmWindow) {
+  LoadingPolicy p = Policy();
+  p.service_confirm_ms = 2 * kMin;
+  LoadingDetector d(p, "a");
+  auto at = [&](int64_t now) {
+    LoadingSnapshot s = Healthy(now);
+    s.import_service_ok = false;
+    s.packages.push_back({"TI-w", now - kSec, 2, "", "GOODS", ""});  // always a fresh one waiting
+    return d.Evaluate(s);
+  };
+  EXPECT_TRUE(at(kT0).empty()) << "one failed check is not an outage";
+  EXPECT_TRUE(at(kT0 + kMin).empty());
+  auto f = at(kT0 + 2 * kMin);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.halted:raised"});
+}
+
+TEST(LoadingDetector, FilesPilingUpCountEvenWithoutTheDatabaseWhichNeverClears) {
+  LoadingDetector d(Policy(), "a");
+  LoadingSnapshot s = Healthy(kT0);
+  s.db_ok = false;
+  s.packages.clear();
+  s.inboxes.push_back({"/in", true, "", 3, kT0 - 16 * kMin, "catalog-goods_1.xml"});
+  ASSERT_EQ(Kinds(d.Evaluate(s)), std::vector<std::string>{"loading.halted:raised"});
+  // Files gone, database still unreadable: packages may still be stuck.
+  s.inboxes.clear();
+  for (int64_t t = kT0 + kMin; t <= kT0 + 10 * kMin; t += kMin) {
+    s.now_ms = t;
+    EXPECT_TRUE(d.Evaluate(s).empty());
+  }
+  s.db_ok = true;
+  s.packages = {{"TI-ok", kT0 + 9 * kMin, 3, "", "GOODS", ""}};
+  d.Evaluate(s);
+  s.now_ms += 2 * kMin;
+  ASSERT_EQ(Kinds(d.Evaluate(s)), std::vector<std::string>{"loading.halted:cleared"});
+}
+
+TEST(LoadingDetector, MaintenanceRaisesNothingAndClearsWhatIsActive) {
+  LoadingDetector d(Policy(), "a");
+  LoadingSnapshot s = Healthy(kT0);
+  s.server.port_8090 = false;  // JBoss being restarted by the engineer
+  s.maintenance = true;
+  for (int64_t t = kT0; t <= kT0 + 10 * kMin; t += 10 * kSec) {
+    s.now_ms = t;
+    EXPECT_TRUE(d.Evaluate(s).empty());
+  }
+  s.maintenance = false;
+  s.now_ms += kMin;
+  d.Evaluate(s);
+  s.now_ms += kMin;
+  ASSERT_EQ(Kinds(d.Evaluate(s)), std::vector<std::string>{"set.server_down:raised"});
 }
 
 TEST(LoadingDetector, ImportErrorsAreReportedOnceWithMessagesAndClearedByASuccess) {
