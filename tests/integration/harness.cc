@@ -98,6 +98,15 @@ bool Process::Running() {
 
 std::string Process::Log() const { return ReadFile(log_path_); }
 
+std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::string& kind,
+                                       const std::string& state) {
+  std::vector<nlohmann::json> out;
+  for (const auto& e : events) {
+    if (e["kind"] == kind && e["payload"].value("state", "") == state) out.push_back(e);
+  }
+  return out;
+}
+
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

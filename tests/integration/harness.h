@@ -47,6 +47,9 @@ class Process {
 };
 
 int FreePort();
+// Events of `kind` whose payload "state" is `state` (raised, cleared, ...).
+std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::string& kind,
+                                       const std::string& state);
 std::string MakeTempDir(const std::string& name);
 void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);

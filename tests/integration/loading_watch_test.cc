@@ -17,11 +17,7 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 std::vector<json> Find(const json& events, const std::string& kind, const std::string& state) {
-  std::vector<json> out;
-  for (const auto& e : events) {
-    if (e["kind"] == kind && e["payload"].value("state", "") == state) out.push_back(e);
-  }
-  return out;
+  return FindEvents(events, kind, state);
 }
 
 class LoadingFixture : public ::testing::Test {
