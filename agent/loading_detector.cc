@@ -226,7 +226,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
     for (const auto& p : s.packages) {
       if (!IsFailure(p.status)) continue;
       newest_failure = std::max(newest_failure, p.arrived_ms);
-      if (reported_failures_.insert(p.ti).second) {
+      // In maintenance failures are noted, not reported: the engineer is at work.
+      if (reported_failures_.insert(p.ti).second && !s.maintenance) {
         fresh.push_back({{"ti", p.ti}, {"arrived_ms", p.arrived_ms}, {"status", p.status},
                          {"status_name", p.status_name}, {"import_type", p.import_type}, {"message", p.message}});
       }

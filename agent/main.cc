@@ -137,7 +137,7 @@ int Maintenance(const AgentConfig& cfg, const std::string& action, const std::st
     return w.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfig : 1;
   }
   std::cout << "maintenance #" << w->id << " open until " << FormatLocal(w->EffectiveEndMs())
-            << ": no till condition is raised meanwhile\n";
+            << ": no till or loading condition is raised meanwhile\n";
   return 0;
 }
 
