@@ -171,7 +171,14 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
 
   if (!s.db_ok) return out;  // unknown is not halted: nothing else changes
 
-  // Transport to the tills.
+  // Transport to the tills: only while the store expects its tills to work;
+  // after an opening, waiting is counted from the opening.
+  if (!s.tills_expected) {
+    tills_were_unexpected_ = true;
+  } else if (tills_were_unexpected_) {
+    tills_were_unexpected_ = false;
+    tills_opened_at_ = now;
+  }
   if (!s.transport.empty()) {
     int expected = 0;
     json lagging = json::array();
@@ -181,6 +188,7 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (t.not_loaded <= 0) continue;
       std::optional<int64_t> waiting_since = t.oldest_pending_ms ? t.oldest_pending_ms : t.last_load_ms;
       if (!waiting_since) continue;  // no time to measure from: unknown, not late
+      if (tills_opened_at_) waiting_since = std::max(*waiting_since, *tills_opened_at_);
       int64_t due = *waiting_since + policy_.transport_lag_ms;
       if (now > due) {
         lagging.push_back({{"till", t.till},
@@ -191,7 +199,7 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
         deadlines_.push_back(due + 1);
       }
     }
-    bool holds = expected > 0 && static_cast<int>(lagging.size()) * 2 > expected;
+    bool holds = s.tills_expected && expected > 0 && static_cast<int>(lagging.size()) * 2 > expected;
     json evidence = {{"expected", expected},
                      {"lagging", static_cast<int>(lagging.size())},
                      {"lagging_tills", lagging},

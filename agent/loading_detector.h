@@ -80,6 +80,7 @@ struct LoadingSnapshot {
   bool erp_window_open = true;
   int64_t erp_window_opened_ms = 0;  // when the current window opened
   bool maintenance = false;          // an engineer is working on site: raise nothing
+  bool tills_expected = true;        // store calendar: closed stores' tills take no goods
 };
 
 struct LoadingPolicy {
@@ -122,6 +123,8 @@ class LoadingDetector {
   Condition halted_, transport_, erp_, server_, errors_;
   std::set<std::string> reported_failures_;
   std::optional<int64_t> service_down_since_;
+  bool tills_were_unexpected_ = false;
+  std::optional<int64_t> tills_opened_at_;  // lag counts from no earlier than the opening
   std::vector<int64_t> deadlines_;
 };
 

@@ -49,29 +49,42 @@ absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
   auto colon = hostport.rfind(':');
   std::string host(hostport.substr(0, colon));
   std::string port = colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
-  try {
-    asio::io_context io;
-    asio::ip::tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::milliseconds(timeout_ms));
-    stream.connect(resolver.resolve(host, port));
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, host);
-    req.set(http::field::user_agent, "setdiag-agent");
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(4 * 1024 * 1024);
-    http::read(stream, buffer, parser);
-    int code = static_cast<int>(parser.get().result_int());
-    if (code != 200) return absl::UnavailableError(Cat(url, " answered HTTP ", code));
-    if (parser.get().body().find("definitions") == std::string::npos) {
-      return absl::UnavailableError(Cat(url, " answered 200 but not with a WSDL"));
+  // Asynchronous operations on a tcp_stream honour its expiry; a server that
+  // accepts and never answers is cut at the timeout.
+  asio::io_context io;
+  beast::error_code ec;
+  auto endpoints = asio::ip::tcp::resolver(io).resolve(host, port, ec);
+  if (ec) return absl::UnavailableError(Cat(url, ": ", ec.message()));
+  beast::tcp_stream stream(io);
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, host);
+  req.set(http::field::user_agent, "setdiag-agent");
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(4 * 1024 * 1024);
+  beast::error_code result = asio::error::timed_out;
+  stream.expires_after(std::chrono::milliseconds(timeout_ms));
+  stream.async_connect(endpoints, [&](beast::error_code e, const asio::ip::tcp::endpoint&) {
+    if (e) {
+      result = e;
+      return;
     }
-    return absl::OkStatus();
-  } catch (const beast::system_error& e) {
-    return absl::UnavailableError(Cat(url, ": ", e.code().message()));
+    http::async_write(stream, req, [&](beast::error_code e2, size_t) {
+      if (e2) {
+        result = e2;
+        return;
+      }
+      http::async_read(stream, buffer, parser, [&](beast::error_code e3, size_t) { result = e3; });
+    });
+  });
+  io.run();
+  if (result) return absl::UnavailableError(Cat(url, ": ", result == beast::error::timeout ? "timed out" : result.message()));
+  int code = static_cast<int>(parser.get().result_int());
+  if (code != 200) return absl::UnavailableError(Cat(url, " answered HTTP ", code));
+  if (parser.get().body().find("definitions") == std::string::npos) {
+    return absl::UnavailableError(Cat(url, " answered 200 but not with a WSDL"));
   }
+  return absl::OkStatus();
 }
 
 InboxObservation LoadingWatch::ListInbox(const std::string& path, const std::string& pattern) {
@@ -84,7 +97,13 @@ InboxObservation LoadingWatch::ListInbox(const std::string& path, const std::str
     in.error = ec.message();
     return in;
   }
-  for (const auto& entry : it) {
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) {  // the share dropped or permissions changed mid-listing
+      in.readable = false;
+      in.error = ec.message();
+      return in;
+    }
+    const auto& entry = *it;
     std::error_code e2;
     if (!entry.is_regular_file(e2)) continue;
     std::string name = entry.path().filename().string();
@@ -115,12 +134,12 @@ std::pair<bool, int64_t> LoadingWatch::ErpWindow(int64_t now_ms, const std::stri
 }
 
 LoadingWatch::LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
-                           std::function<void()> on_committed, std::function<bool(int64_t)> in_maintenance,
+                           std::function<void()> on_committed, std::function<LoadingContext(int64_t)> context,
                            Clock& clock)
     : options_(std::move(options)),
       outbox_(outbox),
       on_committed_(std::move(on_committed)),
-      in_maintenance_(std::move(in_maintenance)),
+      context_(std::move(context)),
       clock_(clock),
       detector_(options_.policy, std::move(agent_id)) {
   if (options_.set_db) db_ = std::make_unique<SetDatabase>(*options_.set_db);
@@ -203,9 +222,13 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
       unreadable_inboxes_.erase(path);
     }
   }
-  s.maintenance = in_maintenance_ && in_maintenance_(now_ms);
+  if (context_) {
+    LoadingContext c = context_(now_ms);
+    s.maintenance = c.maintenance;
+    s.tills_expected = c.tills_expected;
+  }
   if (!options_.service_urls.empty()) {
-    if (now_ms >= next_service_check_ms_) {
+    if (clock_.MonotonicMs() >= next_service_check_ms_) {
       service_ok_ = true;
       service_error_.clear();
       for (const auto& url : options_.service_urls) {
@@ -215,7 +238,7 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
           break;
         }
       }
-      next_service_check_ms_ = now_ms + options_.service_every_ms;
+      next_service_check_ms_ = clock_.MonotonicMs() + options_.service_every_ms;
     }
     s.import_service_ok = service_ok_;
     s.import_service_error = service_error_;
@@ -237,10 +260,10 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
 }
 
 void LoadingWatch::Loop() {
-  int64_t next_poll = 0;
+  int64_t next_poll_mono = 0;  // monotonic: wall clock steps must not stall it
   while (true) {
     int64_t now = clock_.NowMs();
-    if (now >= next_poll) next_poll = now + options_.poll_interval_ms;
+    if (clock_.MonotonicMs() >= next_poll_mono) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     auto findings = detector_.Evaluate(Gather(now));
     for (const auto& f : findings) {
       auto seq = outbox_.Append({f.kind, f.severity, f.detected_at_ms, f.payload.dump()});
@@ -252,11 +275,11 @@ void LoadingWatch::Loop() {
                                f.payload.value("summary_en", ""), " -> outbox #", *seq));
     }
     if (!findings.empty() && on_committed_) on_committed_();
-    int64_t wake = next_poll;
-    if (auto d = detector_.NextDeadline(now)) wake = std::min(wake, *d);
+    int64_t wait_ms = next_poll_mono - clock_.MonotonicMs();
+    if (auto d = detector_.NextDeadline(now)) wait_ms = std::min(wait_ms, *d - clock_.NowMs());
+    wait_ms = std::clamp<int64_t>(wait_ms, 1, options_.poll_interval_ms);
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, wake - clock_.NowMs())),
-                 [&] { return stopping_; });
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
     if (stopping_) return;
   }
 }

@@ -42,11 +42,16 @@ struct LoadingWatchOptions {
   int erp_window_end_min = 24 * 60;
 };
 
+// What the store's own schedule says at an instant.
+struct LoadingContext {
+  bool maintenance = false;    // an engineer's maintenance window is open
+  bool tills_expected = true;  // the store calendar says open
+};
+
 class LoadingWatch {
  public:
-  // `in_maintenance` tells whether an engineer's maintenance window is open.
   LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
-               std::function<void()> on_committed, std::function<bool(int64_t)> in_maintenance, Clock& clock);
+               std::function<void()> on_committed, std::function<LoadingContext(int64_t)> context, Clock& clock);
   ~LoadingWatch();
   void Start();
   void Stop();
@@ -63,7 +68,7 @@ class LoadingWatch {
   LoadingWatchOptions options_;
   Outbox& outbox_;
   std::function<void()> on_committed_;
-  std::function<bool(int64_t)> in_maintenance_;
+  std::function<LoadingContext(int64_t)> context_;
   Clock& clock_;
   std::set<std::string> unreadable_inboxes_;  // logged once each
   LoadingDetector detector_;

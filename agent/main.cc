@@ -232,13 +232,17 @@ int Run(const AgentConfig& cfg) {
     auto own = MaintenanceStore::Open(cfg.StatePath());
     std::shared_ptr<MaintenanceStore> windows =
         own.ok() ? std::make_shared<MaintenanceStore>(std::move(*own)) : nullptr;
-    auto in_maintenance = [windows](int64_t now_ms) {
-      if (!windows) return false;
-      auto active = windows->ActiveAt(now_ms);
-      return active.ok() && !active->empty();
+    auto context = [windows, calendar = cfg.calendar](int64_t now_ms) {
+      LoadingContext c;
+      if (windows) {
+        auto active = windows->ActiveAt(now_ms);
+        c.maintenance = active.ok() && !active->empty();
+      }
+      c.tills_expected = calendar->IsOpenAt(now_ms);
+      return c;
     };
     loading = std::make_unique<LoadingWatch>(cfg.loading, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); },
-                                             in_maintenance, clock);
+                                             context, clock);
     loading->Start();
     log::Info("loading", Cat("watching goods and prices loading: ", cfg.loading.set_db ? "SET database" : "no database",
                              ", ", cfg.loading.inboxes.size(), " inbox folder(s), ", cfg.loading.service_urls.size(),

@@ -21,9 +21,16 @@ std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
-    if (inet_pton(AF_INET, hosts[i].c_str(), &addr.sin_addr) != 1) continue;
+    // Not an address, or no socket to try with: we do not know.
+    if (inet_pton(AF_INET, hosts[i].c_str(), &addr.sin_addr) != 1) {
+      out[i] = ProbeResult::kNotProbed;
+      continue;
+    }
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      out[i] = ProbeResult::kNotProbed;
+      continue;
+    }
     int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     if (rc == 0) {
       out[i] = ProbeResult::kAnswers;

@@ -16,9 +16,9 @@
 namespace setdiag::agent {
 
 void HeartbeatBoard::Record(int till, int64_t at_ms) {
+  // The newest arrival wins, even if the clock stepped back meanwhile.
   std::lock_guard lock(mu_);
-  auto& slot = last_[till];
-  slot = std::max(slot, at_ms);
+  last_[till] = at_ms;
 }
 
 std::map<int, int64_t> HeartbeatBoard::Snapshot() const {

@@ -24,7 +24,7 @@
 
 namespace setdiag::agent {
 
-// Last pushed heartbeat per till. Thread-safe.
+// Last pushed heartbeat per till (its arrival time). Thread-safe.
 class HeartbeatBoard {
  public:
   void Record(int till, int64_t at_ms);

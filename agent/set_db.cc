@@ -88,6 +88,10 @@ absl::StatusOr<pg_conn*> SetDatabase::Connection(const std::string& database, pg
                              " dbname=", Quote(database), " connect_timeout=",
                              std::max<int64_t>(1, config_.connect_timeout_ms / 1000),
                              " application_name='setdiag-agent'",
+                             // A server that stops answering mid-query must not
+                             // block the watch: the kernel gives up on the socket.
+                             " keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
+                             " tcp_user_timeout=", config_.query_timeout_ms + 5000,
                              " options='-c default_transaction_read_only=on -c statement_timeout=",
                              config_.query_timeout_ms, "'");
   if (!config_.password.empty()) Append(&conninfo, " password=", Quote(config_.password));

@@ -135,6 +135,8 @@ std::vector<Finding> TillDetector::Unexpected(const TillSnapshot& s) {
   std::vector<Finding> out;
   expected_since_.reset();
   was_unexpected_ = true;
+  majority_seen_since_.reset();
+  for (auto& [n, m] : memory_) m.stopped_seen_ms.reset();
   clear_pending_since_.reset();
   views_.clear();
   for (const auto& t : s.tills) {
@@ -163,6 +165,7 @@ std::vector<Finding> TillDetector::Unexpected(const TillSnapshot& s) {
 void TillDetector::SourceDown(const TillSnapshot& s, std::vector<Finding>& out) {
   if (!source_down_since_) source_down_since_ = s.now_ms;
   clear_pending_since_.reset();  // clearing needs continuous evidence
+  majority_seen_since_.reset();  // and so does confirming
   for (auto& v : views_) v.state = TillState::kUnknown;
   if (!db_active_) {
     int64_t due = *source_down_since_ + policy_.unreachable_confirm_ms;
@@ -266,10 +269,13 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
   const size_t need = static_cast<size_t>(expected / 2 + 1);  // strictly more than half
   const bool majority_now = expected > 0 && stopped.size() >= need;
 
+  if (!majority_now) majority_seen_since_.reset();
   if (!majority_active_) {
     if (majority_now) {
       int64_t onset = *stopped[need - 1]->stopped_since_ms;
-      if (s.now_ms - onset >= policy_.confirm_ms) {
+      if (!majority_seen_since_) majority_seen_since_ = s.now_ms;
+      int64_t confirm_from = std::max(onset, *majority_seen_since_);
+      if (s.now_ms - confirm_from >= policy_.confirm_ms) {
         majority_active_ = true;
         majority_onset_ms_ = onset;
         clear_pending_since_.reset();
@@ -279,7 +285,7 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
         payload["onset_ms"] = onset;
         out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
       } else {
-        pending_deadlines_.push_back(onset + policy_.confirm_ms);
+        pending_deadlines_.push_back(confirm_from + policy_.confirm_ms);
       }
     }
   } else if (majority_now) {
@@ -304,8 +310,9 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
   for (const auto& v : views_) {
     auto& mem = memory_[v.number];
     if (v.state == TillState::kStopped) {
+      if (!mem.stopped_seen_ms) mem.stopped_seen_ms = s.now_ms;
       if (majority_active_ || mem.normal_raised) continue;
-      int64_t due = *v.stopped_since_ms + policy_.single_till_ms;
+      int64_t due = std::max(*v.stopped_since_ms, *mem.stopped_seen_ms) + policy_.single_till_ms;
       if (s.now_ms >= due) {
         mem.normal_raised = true;
         json payload = Evidence(s, {&v});
@@ -318,11 +325,15 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
       } else {
         pending_deadlines_.push_back(due);
       }
-    } else if (mem.normal_raised && (v.state == TillState::kUp || v.state == TillState::kMothballed)) {
-      mem.normal_raised = false;
-      out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
-                     json{{"state", "cleared"}, {"episode", episode_}, {"till", v.number},
-                          {"reason", v.state == TillState::kUp ? "heartbeats resumed" : "mothballed"}}});
+    } else {
+      mem.stopped_seen_ms.reset();
+      if (mem.normal_raised && (v.state == TillState::kUp || v.state == TillState::kMothballed)) {
+        mem.normal_raised = false;
+        out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
+                       json{{"state", "cleared"}, {"episode", episode_}, {"till", v.number},
+                            {"reason", v.state == TillState::kUp ? "heartbeats resumed" : "mothballed"}}});
+
+      }
     }
   }
   MaybeEndEpisode();

@@ -111,6 +111,7 @@ class TillDetector {
  private:
   struct TillMemory {
     int64_t first_seen_ms = 0;
+    std::optional<int64_t> stopped_seen_ms;  // when this agent first saw it stopped
     bool normal_raised = false;
   };
   std::vector<Finding> Unexpected(const TillSnapshot& s);
@@ -128,6 +129,10 @@ class TillDetector {
   bool was_unexpected_ = false;
   bool majority_active_ = false;
   int64_t majority_onset_ms_ = 0;
+  // When this agent first saw the (unconfirmed) majority. Windows count from
+  // the later of this and the onset, so heartbeats that all look old at once
+  // (a forward clock step, one stale read) are still confirmed, not believed.
+  std::optional<int64_t> majority_seen_since_;
   std::optional<int64_t> clear_pending_since_;
   std::string episode_;
   std::optional<int64_t> source_down_since_;

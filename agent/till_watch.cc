@@ -123,11 +123,13 @@ void TillWatch::Publish(const std::vector<Finding>& findings) {
 }
 
 void TillWatch::Loop() {
-  int64_t next_poll = 0;
+  // Polls are scheduled on the monotonic clock: a step of the wall clock
+  // (NTP) must neither stop the polling nor make the loop sleep for hours.
+  int64_t next_poll_mono = 0;
   while (true) {
     int64_t now = clock_.NowMs();
-    bool poll = now >= next_poll;
-    if (poll) next_poll = now + options_.poll_interval_ms;
+    bool poll = clock_.MonotonicMs() >= next_poll_mono;
+    if (poll) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     TillSnapshot snapshot = Gather(now, poll);
     std::vector<Finding> findings = detector_.Evaluate(snapshot);
     Publish(findings);
@@ -135,8 +137,9 @@ void TillWatch::Loop() {
     for (const auto& v : detector_.tills()) {
       if (v.state == TillState::kStopped && !v.address.empty()) stopped_addresses.push_back(v.address);
     }
-    int64_t wake = next_poll;
-    if (auto d = detector_.NextDeadline(now)) wake = std::min(wake, *d);
+    int64_t wait_ms = next_poll_mono - clock_.MonotonicMs();
+    if (auto d = detector_.NextDeadline(now)) wait_ms = std::min(wait_ms, *d - clock_.NowMs());
+    wait_ms = std::clamp<int64_t>(wait_ms, 1, options_.poll_interval_ms);
     std::unique_lock lock(mu_);
     stats_.evaluations++;
     stats_.findings += findings.size();
@@ -148,8 +151,7 @@ void TillWatch::Loop() {
     }
     to_probe_ = std::move(stopped_addresses);
     if (new_stopped) cv_.notify_all();  // the prober looks at new ones at once
-    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, wake - clock_.NowMs())),
-                 [&] { return stopping_; });
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
     if (stopping_) return;
   }
 }
@@ -163,8 +165,7 @@ void TillWatch::ProbeLoop() {
       if (stopping_) return;
       addresses = to_probe_;
     }
-    int64_t now = clock_.NowMs();
-    bool full = now >= next_full;
+    bool full = clock_.MonotonicMs() >= next_full;
     std::vector<std::string> targets;
     {
       std::lock_guard lock(mu_);
@@ -184,7 +185,7 @@ void TillWatch::ProbeLoop() {
       }
       if (full) {
         server_ = server;
-        next_full = clock_.NowMs() + options_.probe_every_ms;
+        next_full = clock_.MonotonicMs() + options_.probe_every_ms;
       }
       cv_.wait_for(lock, std::chrono::milliseconds(500), [&] {
         if (stopping_) return true;

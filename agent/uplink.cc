@@ -261,13 +261,15 @@ Uplink::SessionResult Uplink::RunSession() {
       st->set_agent_version(kVersion);
       st->set_outbox_depth(s.depth);
       st->set_outbox_bytes(static_cast<uint64_t>(s.bytes));
-      st->set_oldest_unsent_age_s(s.oldest_enqueued_ms ? (clock_.NowMs() - s.oldest_enqueued_ms) / 1000 : 0);
+      st->set_oldest_unsent_age_s(
+          s.oldest_enqueued_ms ? std::max<int64_t>(0, (clock_.NowMs() - s.oldest_enqueued_ms) / 1000) : 0);
       st->set_gaps_total(s.gaps_total);
       st->set_sent_at_ms(clock_.NowMs());
       if (!stream->Write(m)) write_failed = true;
       next_status_ms = clock_.MonotonicMs() + status_interval_ms;
     }
     bool sent_any = false;
+    last_sent = std::max(last_sent, acked_now);  // an ack never goes past what was sent
     if (last_sent - acked_now < options_.max_inflight) {
       auto events = outbox_.ReadAfter(last_sent, options_.batch_max_events, options_.batch_max_bytes);
       if (!events.ok()) {

@@ -204,6 +204,34 @@ TEST(LoadingDetector, LagCountsFromTheOldestWaitingFileNotTheLastLoad) {
   EXPECT_EQ(f[0].payload["lagging"], 20);
 }
 
+TEST(LoadingDetector, ANightlyPriceFileIsNotLateWhileTheStoreIsClosed) {
+  LoadingPolicy p = Policy();
+  p.erp_every_ms = 0;
+  LoadingDetector d(p, "a");
+  auto snapshot = [&](int64_t now, bool open) {
+    LoadingSnapshot s = Healthy(now);
+    s.tills_expected = open;
+    for (int till = 1; till <= 20; ++till) {
+      TransportObservation t;
+      t.till = till;
+      t.last_load_ms = kT0 - 3600 * kSec;
+      t.not_loaded = 1;
+      t.oldest_pending_ms = kT0;  // a price file at night, tills switched off
+      s.transport.push_back(t);
+    }
+    return s;
+  };
+  for (int64_t t = kT0; t <= kT0 + 8 * 3600 * kSec; t += 10 * kMin) {
+    EXPECT_TRUE(d.Evaluate(snapshot(t, false)).empty());
+  }
+  // Morning: the tills get the transport threshold from the opening.
+  const int64_t open = kT0 + 8 * 3600 * kSec + kMin;
+  EXPECT_TRUE(d.Evaluate(snapshot(open, true)).empty());
+  EXPECT_TRUE(d.Evaluate(snapshot(open + 30 * kMin, true)).empty());
+  auto f = d.Evaluate(snapshot(open + 30 * kMin + 1, true));
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.transport_halted:raised"});
+}
+
 TEST(LoadingDetector, ServerDownAfterTheConfirmWindow) {
   LoadingDetector d(Policy(), "a");
   auto down = [&](int64_t now) {
@@ -299,6 +327,54 @@ TEST(LoadingDetector, ImportErrorsAreReportedOnceWithMessagesAndClearedByASucces
   s.now_ms = kT0 + 3 * kMin;
   auto h = d.Evaluate(s);
   ASSERT_EQ(Kinds(h), std::vector<std::string>{"loading.import_errors:cleared"});
+}
+
+}  // namespace
+}  // namespace setdiag::agent
+
+// Sources of the loading watch that need no SET server.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent/loading_watch.h"
+
+namespace setdiag::agent {
+namespace {
+
+TEST(LoadingSources, AServiceThatAcceptsAndNeverAnswersIsCutByTheTimeout) {
+  // A listening socket nobody reads: the TCP handshake completes, no answer.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x?wsdl";
+  auto st = CheckWsdl(url, 200);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_NE(std::string(st.message()).find("timed out"), std::string::npos) << st;
+  close(fd);
+}
+
+TEST(LoadingSources, DailyWindowParsing) {
+  int a = 0, b = 0;
+  EXPECT_TRUE(ParseDailyWindow("06:00-23:00", &a, &b));
+  EXPECT_EQ(a, 360);
+  EXPECT_EQ(b, 1380);
+  EXPECT_TRUE(ParseDailyWindow("00:00-24:00", &a, &b));
+  for (const char* bad : {"", "6-23", "23:00-06:00", "06:00", "25:00-26:00", "06:60-07:00"}) {
+    EXPECT_FALSE(ParseDailyWindow(bad, &a, &b)) << bad;
+  }
+}
+
+TEST(LoadingSources, AnInboxThatCannotBeListedIsReportedNotFatal) {
+  InboxObservation in = LoadingWatch::ListInbox("/nonexistent/setdiag/inbox", "*.xml");
+  EXPECT_FALSE(in.readable);
+  EXPECT_FALSE(in.error.empty());
+  EXPECT_EQ(in.files, 0);
 }
 
 }  // namespace

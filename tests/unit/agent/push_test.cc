@@ -28,13 +28,13 @@ TEST(PushHeartbeat, RejectsGarbageWithAReason) {
   EXPECT_EQ(ParseHeartbeat(huge, "1042").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(PushHeartbeat, BoardKeepsTheNewestPerTill) {
+TEST(PushHeartbeat, BoardKeepsTheLatestArrivalPerTill) {
   HeartbeatBoard board;
   board.Record(1, 100);
-  board.Record(1, 50);
+  board.Record(1, 50);  // the clock stepped back: this arrival is still the latest
   board.Record(2, 70);
   auto snap = board.Snapshot();
-  EXPECT_EQ(snap[1], 100);
+  EXPECT_EQ(snap[1], 50);
   EXPECT_EQ(snap[2], 70);
 }
 

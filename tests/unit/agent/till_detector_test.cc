@@ -112,7 +112,9 @@ TEST(TillDetector, ElevenOfTwentyAfterTheConfirmWindowIsCritical) {
   EXPECT_EQ(c.severity, Severity::kCritical);
   EXPECT_EQ(c.payload["state"], "raised");
   EXPECT_EQ(c.payload["onset_ms"], onset);
-  EXPECT_EQ(raised_at, onset + 30 * kSec);
+  // Confirmed 30 s after the agent first saw the majority: the first
+  // evaluation after the onset, at +10.5 s.
+  EXPECT_EQ(raised_at, onset + 500 + 30 * kSec);
   EXPECT_EQ(c.detected_at_ms, raised_at);
   EXPECT_EQ(c.payload["stopped"], 11);
   EXPECT_EQ(c.payload["expected"], 20);
@@ -153,14 +155,14 @@ TEST(TillDetector, FlappingInsideTheConfirmWindowRaisesNothing) {
     found.insert(found.end(), f.begin(), f.end());
   }
   EXPECT_TRUE(found.empty()) << Kinds(found).front();
-  // Left alone, the majority is confirmed 30 s after till 11 fell overdue
-  // again (+60 s): at +90 s.
-  for (int64_t t = kT0 + 76 * kSec; t <= kT0 + 89 * kSec; t += kSec) {
+  // Left alone, the majority is confirmed 30 s after it was seen again (till
+  // 11 overdue from +60 s, seen at +61 s): at +91 s.
+  for (int64_t t = kT0 + 76 * kSec; t <= kT0 + 90 * kSec; t += kSec) {
     store.BeatRange(12, 20, t);
     EXPECT_TRUE(d.Evaluate(store.At(t)).empty());
   }
-  store.BeatRange(12, 20, kT0 + 90 * kSec);
-  auto f = d.Evaluate(store.At(kT0 + 90 * kSec));
+  store.BeatRange(12, 20, kT0 + 91 * kSec);
+  auto f = d.Evaluate(store.At(kT0 + 91 * kSec));
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].payload["onset_ms"], kT0 + 60 * kSec);
 }
@@ -220,7 +222,7 @@ TEST(TillDetector, ClosedHoursAndMaintenanceExpectNothing) {
   }
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].payload["onset_ms"], open + 10 * kSec);
-  EXPECT_EQ(raised_at, open + 40 * kSec);
+  EXPECT_EQ(raised_at, open + 41 * kSec);  // seen at +11 s, confirmed 30 s later
   // Maintenance opened by an engineer clears the condition and silences it.
   auto f = d.Evaluate(store.At(open + 61 * kSec, /*expected=*/false));
   ASSERT_EQ(f.size(), 1u);
@@ -290,7 +292,7 @@ TEST(TillDetector, ASingleStoppedTillIsNormalAndEscalatesInTheSameEpisode) {
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].kind, "tills.till_stopped");
   EXPECT_EQ(found[0].severity, Severity::kNormal);
-  EXPECT_EQ(found[0].detected_at_ms, kT0 + 610 * kSec);
+  EXPECT_EQ(found[0].detected_at_ms, kT0 + 611 * kSec);  // seen stopped at +11 s, 10 min later
   EXPECT_EQ(found[0].payload["till"], 1);
   std::string episode = found[0].payload["episode"];
   // Ten more stop: the same episode escalates to critical.
@@ -304,6 +306,21 @@ TEST(TillDetector, ASingleStoppedTillIsNormalAndEscalatesInTheSameEpisode) {
   EXPECT_EQ(found[0].kind, "tills.majority_stopped");
   EXPECT_EQ(found[0].payload["state"], "escalated");
   EXPECT_EQ(found[0].payload["episode"], episode);
+}
+
+TEST(TillDetector, HeartbeatsThatAllLookOldAtOnceAreConfirmedNotBelieved) {
+  // A forward step of the clock (or one stale read) makes every heartbeat
+  // look an hour old in a single evaluation: no instant critical.
+  TillDetector d(Policy(), "a");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  EXPECT_TRUE(d.Evaluate(store.At(kT0 + kSec)).empty());
+  EXPECT_TRUE(d.Evaluate(store.At(kT0 + 3600 * kSec)).empty());
+  // The tills keep beating on the new clock: nothing is ever raised.
+  for (int64_t t = kT0 + 3601 * kSec; t <= kT0 + 3700 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    EXPECT_TRUE(d.Evaluate(store.At(t)).empty());
+  }
 }
 
 TEST(TillDetector, NeverReportingTillsCountAsStoppedAfterTheirGrace) {
