@@ -42,7 +42,7 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   TillWatchOptions& t = c->tills;
   // On unless there is nothing to watch; explicitly on without a roster is
   // an error (below).
-  const bool tills_explicit = r.Bool("tills.enabled", false) || !r.Bool("tills.enabled", true);
+  const bool tills_explicit = r.Has("tills.enabled");
   c->tills_enabled = r.Bool("tills.enabled", true);
   t.poll_interval_ms = r.DurationMs("tills.poll_interval", t.poll_interval_ms, 100);
   t.policy.heartbeat_timeout_ms = r.DurationMs("tills.heartbeat_timeout", t.policy.heartbeat_timeout_ms, 100);
@@ -64,8 +64,11 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
       r.Invalid(full, "roster keys are till numbers, e.g. 7 = \"10.0.0.17\"");
       continue;
     }
-    t.roster.push_back({number, r.String(full, ""), mothballed.contains(number)});
+    t.roster.push_back({number, r.String(full, ""), mothballed.erase(number) > 0});
   }
+  // Mothballed tills not listed with an address: with [set_db] this marks a
+  // database till mothballed; without, it adds one to the roster.
+  for (int64_t n : mothballed) t.roster.push_back({static_cast<int>(n), "", true});
 
   if (r.Bool("set_db.enabled", false)) {
     SetDbConfig db;
@@ -98,14 +101,6 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
     (void)r.Int("set_db.shop_number", -1, -1, INT32_MAX);
     (void)r.DurationMs("set_db.connect_timeout", 0, 0);
     (void)r.DurationMs("set_db.query_timeout", 0, 0);
-  }
-  for (const char* key : {"tills.mothballed"}) {
-    for (int64_t n : r.IntList(key, 1, 99'999)) {
-      bool listed = false;
-      for (const auto& till : t.roster) listed = listed || till.number == n;
-      // With [set_db] this marks a database till mothballed; without, it adds one.
-      if (!listed) t.roster.push_back({static_cast<int>(n), "", true});
-    }
   }
   c->push_udp_listen = r.String("push.udp_listen", "");
   c->push_http_listen = r.String("push.http_listen", "");

@@ -265,19 +265,9 @@ void LoadingWatch::Loop() {
     int64_t now = clock_.NowMs();
     if (clock_.MonotonicMs() >= next_poll_mono) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     auto findings = detector_.Evaluate(Gather(now));
-    for (const auto& f : findings) {
-      auto seq = outbox_.Append({f.kind, f.severity, f.detected_at_ms, f.payload.dump()});
-      if (!seq.ok()) {
-        log::Error("loading", Cat("cannot record ", f.kind, ": ", seq.status().ToString()));
-        continue;
-      }
-      log::Info("loading", Cat(f.kind, " ", f.payload.value("state", ""), " (", SeverityName(f.severity), "): ",
-                               f.payload.value("summary_en", ""), " -> outbox #", *seq));
-    }
-    if (!findings.empty() && on_committed_) on_committed_();
-    int64_t wait_ms = next_poll_mono - clock_.MonotonicMs();
-    if (auto d = detector_.NextDeadline(now)) wait_ms = std::min(wait_ms, *d - clock_.NowMs());
-    wait_ms = std::clamp<int64_t>(wait_ms, 1, options_.poll_interval_ms);
+    if (CommitFindings(outbox_, findings, "loading") > 0 && on_committed_) on_committed_();
+    int64_t wait_ms =
+        WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
     if (stopping_) return;

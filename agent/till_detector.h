@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "agent/event.h"
+#include "agent/finding.h"
 
 namespace setdiag::agent {
 
@@ -73,13 +74,6 @@ struct TillWatchPolicy {
   int64_t clear_ms = 30'000;
   int64_t single_till_ms = 600'000;
   int64_t unreachable_confirm_ms = 15'000;
-};
-
-struct Finding {
-  std::string kind;
-  Severity severity = Severity::kNormal;
-  int64_t detected_at_ms = 0;
-  nlohmann::json payload;
 };
 
 struct TillView {

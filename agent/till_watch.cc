@@ -109,19 +109,6 @@ TillSnapshot TillWatch::Gather(int64_t now_ms, bool poll_source) {
   return s;
 }
 
-void TillWatch::Publish(const std::vector<Finding>& findings) {
-  for (const auto& f : findings) {
-    auto seq = outbox_.Append({f.kind, f.severity, f.detected_at_ms, f.payload.dump()});
-    if (!seq.ok()) {
-      log::Error("tills", Cat("cannot record ", f.kind, ": ", seq.status().ToString()));
-      continue;
-    }
-    log::Info("tills", Cat(f.kind, " ", f.payload.value("state", ""), " (", SeverityName(f.severity),
-                           "): ", f.payload.value("summary_en", ""), " -> outbox #", *seq));
-  }
-  if (!findings.empty() && on_committed_) on_committed_();
-}
-
 void TillWatch::Loop() {
   // Polls are scheduled on the monotonic clock: a step of the wall clock
   // (NTP) must neither stop the polling nor make the loop sleep for hours.
@@ -132,14 +119,13 @@ void TillWatch::Loop() {
     if (poll) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     TillSnapshot snapshot = Gather(now, poll);
     std::vector<Finding> findings = detector_.Evaluate(snapshot);
-    Publish(findings);
+    if (CommitFindings(outbox_, findings, "tills") > 0 && on_committed_) on_committed_();
     std::vector<std::string> stopped_addresses;
     for (const auto& v : detector_.tills()) {
       if (v.state == TillState::kStopped && !v.address.empty()) stopped_addresses.push_back(v.address);
     }
-    int64_t wait_ms = next_poll_mono - clock_.MonotonicMs();
-    if (auto d = detector_.NextDeadline(now)) wait_ms = std::min(wait_ms, *d - clock_.NowMs());
-    wait_ms = std::clamp<int64_t>(wait_ms, 1, options_.poll_interval_ms);
+    int64_t wait_ms =
+        WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
     std::unique_lock lock(mu_);
     stats_.evaluations++;
     stats_.findings += findings.size();

@@ -70,7 +70,6 @@ class TillWatch {
   void Loop();
   void ProbeLoop();
   TillSnapshot Gather(int64_t now_ms, bool poll_source);
-  void Publish(const std::vector<Finding>& findings);
 
   TillWatchOptions options_;
   ExpectationFn expectation_;

@@ -161,10 +161,7 @@ std::unique_ptr<Process> StartSim(PgServer& pg, Deployment& d, int tills, int co
                                "127.0.0.1:" + std::to_string(control_port), "--probe-port",
                                std::to_string(probe_port)},
       d.dir() + "/sim.log");
-  auto ok = WaitFor([&] {
-    return RunCommand({SETDIAG_STORE_SIM_BIN, "ctl", "--control", "127.0.0.1:" + std::to_string(control_port),
-                       "status"}).exit_code == 0;
-  }, 30s);
+  auto ok = WaitFor([&] { return SimCtl(control_port, {"status"}).exit_code == 0; }, 30s);
   if (!ok) throw std::runtime_error("simulator did not start: " + sim->Log());
   return sim;
 }
@@ -183,10 +180,7 @@ int PollLatency(int runs) {
   d.StartCollector();
   auto& agent = d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), DbAgentConfig(*pg, probe, "5s"));
   d.StartAgent(agent);
-  auto ctl = [&](const char* verb) {
-    return RunCommand({SETDIAG_STORE_SIM_BIN, "ctl", "--control", "127.0.0.1:" + std::to_string(control), verb,
-                       "1-11"});
-  };
+  auto ctl = [&](const char* verb) { return SimCtl(control, {verb, "1-11"}); };
   std::vector<double> decided, stored;
   int64_t after_id = 0;
   std::this_thread::sleep_for(4s);
@@ -237,11 +231,7 @@ int StallLatency(int runs) {
                                "127.0.0.1:" + std::to_string(control), "--probe-port", "0", "--erp-every", "1s",
                                "--process-delay", "200ms"},
       d.dir() + "/sim.log");
-  auto sim_ctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control", "127.0.0.1:" + std::to_string(control)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  };
+  auto sim_ctl = [&](const std::vector<std::string>& args) { return SimCtl(control, args); };
   if (!WaitFor([&] { return sim_ctl({"status"}).exit_code == 0; }, 30s)) {
     std::fprintf(stderr, "simulator did not start: %s\n", sim->Log().c_str());
     return 1;

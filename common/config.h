@@ -50,6 +50,8 @@ class ConfigReader {
   std::vector<int64_t> IntList(std::string_view key, int64_t min, int64_t max);
   // An array of strings, e.g. ["2026-01-01", "2026-01-07"]. Empty if absent.
   std::vector<std::string> StringList(std::string_view key);
+  // Whether the file sets `key` (it then counts as known).
+  bool Has(std::string_view key) { return Find(key) != nullptr; }
   // Records an error for a key found invalid by the caller.
   void Invalid(std::string_view key, std::string_view what) { Fail(key, what); }
 

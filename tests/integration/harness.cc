@@ -24,15 +24,16 @@ std::vector<char*> Argv(const std::vector<std::string>& argv) {
   out.push_back(nullptr);
   return out;
 }
-}  // namespace
 
-CommandResult RunCommand(const std::vector<std::string>& argv) {
-  std::string dir = MakeTempDir("cmd");
-  std::string out_path = dir + "/out", err_path = dir + "/err";
+// fork + exec with stdin from /dev/null and stdout/stderr to files (the same
+// file for both when the paths are equal).
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& err_path,
+            bool append) {
   pid_t pid = fork();
   if (pid == 0) {
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int flags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+    int out = open(out_path.c_str(), flags, 0600);
+    int err = err_path == out_path ? out : open(err_path.c_str(), flags, 0600);
     dup2(out, 1);
     dup2(err, 2);
     int devnull = open("/dev/null", O_RDONLY);
@@ -41,6 +42,14 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
     execv(args[0], args.data());
     _exit(127);
   }
+  return pid;
+}
+}  // namespace
+
+CommandResult RunCommand(const std::vector<std::string>& argv) {
+  std::string dir = MakeTempDir("cmd");
+  std::string out_path = dir + "/out", err_path = dir + "/err";
+  pid_t pid = Spawn(argv, out_path, err_path, /*append=*/false);
   int status = 0;
   waitpid(pid, &status, 0);
   CommandResult r;
@@ -52,17 +61,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
 }
 
 Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
-  pid_ = fork();
-  if (pid_ == 0) {
-    int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    dup2(log, 1);
-    dup2(log, 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
-    auto args = Argv(argv);
-    execv(args[0], args.data());
-    _exit(127);
-  }
+  pid_ = Spawn(argv, log_path_, log_path_, /*append=*/true);
 }
 
 Process::~Process() {
@@ -105,6 +104,12 @@ std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::
     if (e["kind"] == kind && e["payload"].value("state", "") == state) out.push_back(e);
   }
   return out;
+}
+
+CommandResult SimCtl(int control_port, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control", "127.0.0.1:" + std::to_string(control_port)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
 }
 
 int FreePort() {

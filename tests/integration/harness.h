@@ -47,6 +47,8 @@ class Process {
 };
 
 int FreePort();
+// `setdiag-store-sim ctl --control 127.0.0.1:PORT args...`
+CommandResult SimCtl(int control_port, const std::vector<std::string>& args);
 // Events of `kind` whose payload "state" is `state` (raised, cleared, ...).
 std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::string& kind,
                                        const std::string& state);

@@ -16,9 +16,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-std::vector<json> Find(const json& events, const std::string& kind, const std::string& state) {
-  return FindEvents(events, kind, state);
-}
 
 class LoadingFixture : public ::testing::Test {
  protected:
@@ -58,15 +55,10 @@ class LoadingFixture : public ::testing::Test {
     std::this_thread::sleep_for(6s);  // a healthy store first
   }
 
-  CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control",
-                                  "127.0.0.1:" + std::to_string(control_port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
+  CommandResult Ctl(const std::vector<std::string>& args) { return SimCtl(control_port_, args); }
 
   bool WaitForEvent(const std::string& kind, const std::string& state, std::chrono::seconds timeout) {
-    return WaitFor([&] { return !Find(d_->Events("1042"), kind, state).empty(); }, timeout, 200ms);
+    return WaitFor([&] { return !FindEvents(d_->Events("1042"), kind, state).empty(); }, timeout, 200ms);
   }
 
   void ExpectNothingRaised() {
@@ -88,7 +80,7 @@ TEST_F(LoadingFixture, AStalledServerHaltsLoadingAndResumes) {
   ExpectNothingRaised();
   ASSERT_EQ(Ctl({"server", "stall"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("loading.halted", "raised", 30s)) << agent_->process->Log();
-  json e = Find(d_->Events("1042"), "loading.halted", "raised")[0];
+  json e = FindEvents(d_->Events("1042"), "loading.halted", "raised")[0];
   EXPECT_EQ(e["severity"], "critical");
   EXPECT_FALSE(e["payload"]["stuck_packages"].empty()) << e.dump(2);
   EXPECT_FALSE(e["payload"]["oldest_waiting_file"].is_null()) << e.dump(2);
@@ -100,7 +92,7 @@ TEST_F(LoadingFixture, AStalledServerHaltsLoadingAndResumes) {
 TEST_F(LoadingFixture, FailedPackagesAreImportErrorsWithTheirMessages) {
   ASSERT_EQ(Ctl({"server", "fail", "--status", "4", "--message", "item 4711: negative price"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("loading.import_errors", "raised", 30s)) << agent_->process->Log();
-  json e = Find(d_->Events("1042"), "loading.import_errors", "raised")[0];
+  json e = FindEvents(d_->Events("1042"), "loading.import_errors", "raised")[0];
   EXPECT_EQ(e["severity"], "normal");
   EXPECT_EQ(e["payload"]["failed_packages"][0]["message"], "item 4711: negative price") << e.dump(2);
   ASSERT_EQ(Ctl({"server", "resume"}).exit_code, 0);
@@ -115,7 +107,7 @@ TEST_F(LoadingFixture, AQuietErpAndStalledTransport) {
 
   ASSERT_EQ(Ctl({"transport", "stall", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("loading.transport_halted", "raised", 30s)) << agent_->process->Log();
-  json e = Find(d_->Events("1042"), "loading.transport_halted", "raised")[0];
+  json e = FindEvents(d_->Events("1042"), "loading.transport_halted", "raised")[0];
   EXPECT_EQ(e["payload"]["lagging"], 11) << e.dump(2);
   ASSERT_EQ(Ctl({"transport", "resume", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("loading.transport_halted", "cleared", 30s)) << agent_->process->Log();
@@ -124,7 +116,7 @@ TEST_F(LoadingFixture, AQuietErpAndStalledTransport) {
 TEST_F(LoadingFixture, ServerDownAndAnUnreadableDatabase) {
   std::filesystem::remove(marker_);
   ASSERT_TRUE(WaitForEvent("set.server_down", "raised", 30s)) << agent_->process->Log();
-  json e = Find(d_->Events("1042"), "set.server_down", "raised")[0];
+  json e = FindEvents(d_->Events("1042"), "set.server_down", "raised")[0];
   EXPECT_EQ(e["severity"], "important");
   EXPECT_NE(e["payload"]["reasons"].dump().find("not deployed"), std::string::npos) << e.dump(2);
   WriteFile(marker_, "Set10.ear");
@@ -134,11 +126,11 @@ TEST_F(LoadingFixture, ServerDownAndAnUnreadableDatabase) {
   // files the server can no longer consume may still, rightly, count.)
   pg_->Stop();
   std::this_thread::sleep_for(10s);  // past every threshold
-  for (const auto& h : Find(d_->Events("1042"), "loading.halted", "raised")) {
+  for (const auto& h : FindEvents(d_->Events("1042"), "loading.halted", "raised")) {
     EXPECT_TRUE(h["payload"]["stuck_packages"].empty()) << h.dump(2);
   }
-  EXPECT_TRUE(Find(d_->Events("1042"), "loading.erp_silent", "raised").empty());
-  EXPECT_TRUE(Find(d_->Events("1042"), "loading.transport_halted", "raised").empty());
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "loading.erp_silent", "raised").empty());
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "loading.transport_halted", "raised").empty());
 }
 
 }  // namespace

@@ -18,9 +18,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-std::vector<json> Find(const json& events, const std::string& kind, const std::string& state) {
-  return FindEvents(events, kind, state);
-}
 
 class StoreFixture : public ::testing::Test {
  protected:
@@ -49,15 +46,10 @@ class StoreFixture : public ::testing::Test {
     d_->StartAgent(*agent_);
   }
 
-  CommandResult Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control",
-                                  "127.0.0.1:" + std::to_string(control_port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
+  CommandResult Ctl(const std::vector<std::string>& args) { return SimCtl(control_port_, args); }
 
   bool WaitForEvent(const std::string& kind, const std::string& state, std::chrono::seconds timeout) {
-    return WaitFor([&] { return !Find(d_->Events("1042"), kind, state).empty(); }, timeout, 200ms);
+    return WaitFor([&] { return !FindEvents(d_->Events("1042"), kind, state).empty(); }, timeout, 200ms);
   }
 
   std::unique_ptr<PgServer> pg_;
@@ -71,11 +63,11 @@ class StoreFixture : public ::testing::Test {
 TEST_F(StoreFixture, ElevenOfTwentyStopRaisesCriticalWithEvidenceAndClears) {
   // A healthy store first: nothing is raised.
   std::this_thread::sleep_for(5s);
-  EXPECT_TRUE(Find(d_->Events("1042"), "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
 
   ASSERT_EQ(Ctl({"stop", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "raised", 30s)) << agent_->process->Log();
-  json critical = Find(d_->Events("1042"), "tills.majority_stopped", "raised")[0];
+  json critical = FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised")[0];
   EXPECT_EQ(critical["severity"], "critical");
   const json& p = critical["payload"];
   EXPECT_EQ(p["stopped"], 11);
@@ -92,14 +84,14 @@ TEST_F(StoreFixture, ElevenOfTwentyStopRaisesCriticalWithEvidenceAndClears) {
 
   ASSERT_EQ(Ctl({"start", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "cleared", 30s)) << agent_->process->Log();
-  json cleared = Find(d_->Events("1042"), "tills.majority_stopped", "cleared")[0];
+  json cleared = FindEvents(d_->Events("1042"), "tills.majority_stopped", "cleared")[0];
   EXPECT_EQ(cleared["payload"]["episode"], p["episode"]);
 }
 
 TEST_F(StoreFixture, UnpluggedTillsPointAtNetworkOrPower) {
   ASSERT_EQ(Ctl({"unplug", "1-15"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "raised", 30s)) << agent_->process->Log();
-  json critical = Find(d_->Events("1042"), "tills.majority_stopped", "raised")[0];
+  json critical = FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised")[0];
   EXPECT_EQ(critical["payload"]["likely_cause"]["code"], "network_or_power") << critical.dump(2);
 }
 
@@ -110,19 +102,19 @@ TEST_F(StoreFixture, DatabaseDownIsUnreachableNeverCritical) {
   // Heartbeats can no longer be read; wait past timeout + confirm window.
   std::this_thread::sleep_for(8s);
   json events = d_->Events("1042");
-  EXPECT_TRUE(Find(events, "tills.majority_stopped", "raised").empty()) << "unknown is not stopped";
-  EXPECT_EQ(Find(events, "set.db_unreachable", "raised")[0]["severity"], "important");
+  EXPECT_TRUE(FindEvents(events, "tills.majority_stopped", "raised").empty()) << "unknown is not stopped";
+  EXPECT_EQ(FindEvents(events, "set.db_unreachable", "raised")[0]["severity"], "important");
   pg_->StartAgain();
   ASSERT_TRUE(WaitForEvent("set.db_unreachable", "cleared", 30s)) << agent_->process->Log();
-  EXPECT_TRUE(Find(d_->Events("1042"), "tills.majority_stopped", "raised").empty());
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty());
 }
 
 TEST_F(StoreFixture, AMothballedMajorityRaisesNothing) {
   ASSERT_EQ(Ctl({"mothball", "1-11"}).exit_code, 0);
   std::this_thread::sleep_for(12s);  // timeout 3 s + confirm 3 s, twice over
   json events = d_->Events("1042");
-  EXPECT_TRUE(Find(events, "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
-  EXPECT_TRUE(Find(events, "tills.till_stopped", "raised").empty());
+  EXPECT_TRUE(FindEvents(events, "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
+  EXPECT_TRUE(FindEvents(events, "tills.till_stopped", "raised").empty());
 }
 
 TEST_F(StoreFixture, MaintenanceOpenedOnSiteSilencesTheTillWatch) {
@@ -133,7 +125,7 @@ TEST_F(StoreFixture, MaintenanceOpenedOnSiteSilencesTheTillWatch) {
   EXPECT_NE(list.out.find("replacing the store switch"), std::string::npos) << list.out;
   ASSERT_EQ(Ctl({"stop", "1-15"}).exit_code, 0);
   std::this_thread::sleep_for(10s);  // timeout 3 s + confirm 3 s, with room
-  EXPECT_TRUE(Find(d_->Events("1042"), "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
   // Maintenance over: the same outage is now a critical condition.
   auto cancel = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "cancel", "1"});
   ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
@@ -192,10 +184,10 @@ TEST(PushHeartbeats, GarbageIsCountedAndIgnoredWhileRealHeartbeatsCount) {
   EXPECT_EQ(post(std::string(5000, 'x')).out, "413");
   EXPECT_EQ(post(R"({"store":"2042","till":1})").out, "200");
   // The real heartbeats kept the tills up: no condition so far.
-  EXPECT_TRUE(Find(d.Events("2042"), "tills.majority_stopped", "raised").empty()) << agent.process->Log();
+  EXPECT_TRUE(FindEvents(d.Events("2042"), "tills.majority_stopped", "raised").empty()) << agent.process->Log();
   EXPECT_TRUE(agent.process->Running());
   // Silence: now the agent must notice, proving it still works.
-  ASSERT_TRUE(WaitFor([&] { return !Find(d.Events("2042"), "tills.majority_stopped", "raised").empty(); },
+  ASSERT_TRUE(WaitFor([&] { return !FindEvents(d.Events("2042"), "tills.majority_stopped", "raised").empty(); },
                       20s, 200ms))
       << agent.process->Log();
   agent.process->Stop();

@@ -1,0 +1,32 @@
+#include "agent/finding.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace setdiag::agent {
+
+size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component) {
+  size_t committed = 0;
+  for (const auto& f : findings) {
+    auto seq = outbox.Append({f.kind, f.severity, f.detected_at_ms, f.payload.dump()});
+    if (!seq.ok()) {
+      log::Error(component, Cat("cannot record ", f.kind, ": ", seq.status().ToString()));
+      continue;
+    }
+    ++committed;
+    log::Info(component, Cat(f.kind, " ", f.payload.value("state", ""), " (", SeverityName(f.severity),
+                             "): ", f.payload.value("summary_en", ""), " -> outbox #", *seq));
+  }
+  return committed;
+}
+
+int64_t WaitBeforeNextEvaluation(Clock& clock, int64_t next_poll_mono_ms, std::optional<int64_t> deadline_ms,
+                                 int64_t poll_interval_ms) {
+  int64_t wait_ms = next_poll_mono_ms - clock.MonotonicMs();
+  if (deadline_ms) wait_ms = std::min(wait_ms, *deadline_ms - clock.NowMs());
+  return std::clamp<int64_t>(wait_ms, 1, poll_interval_ms);
+}
+
+}  // namespace setdiag::agent

@@ -1,0 +1,36 @@
+#pragma once
+// What a detector decides, and the two steps every watch loop shares:
+// committing findings to the outbox, and how long to sleep until the next
+// evaluation.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/event.h"
+#include "agent/outbox.h"
+#include "common/clock.h"
+
+namespace setdiag::agent {
+
+struct Finding {
+  std::string kind;
+  Severity severity = Severity::kNormal;
+  int64_t detected_at_ms = 0;
+  nlohmann::json payload;
+};
+
+// Appends each finding to the outbox and logs it under `component`. Returns
+// how many were committed.
+size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component);
+
+// Milliseconds to sleep: until the next poll (monotonic) or the detector's
+// next deadline (wall clock), whichever is first, within [1, poll_interval].
+// Capping at the poll interval keeps a wall-clock step from stalling a loop.
+int64_t WaitBeforeNextEvaluation(Clock& clock, int64_t next_poll_mono_ms, std::optional<int64_t> deadline_ms,
+                                 int64_t poll_interval_ms);
+
+}  // namespace setdiag::agent
