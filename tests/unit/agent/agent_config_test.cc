@@ -144,3 +144,42 @@ TEST(IsLoopbackTargetTest, HostnameStartingWith127IsNotLoopback) {
 
 }  // namespace
 }  // namespace setdiag::agent
+
+namespace setdiag::agent {
+namespace {
+
+class TillWatchConfigTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<AgentConfig> Load(const std::string& extra) {
+    testutil::WriteBytes(path_, std::string(kMinimal) + extra);
+    return LoadAgentConfig(path_);
+  }
+  testutil::TempDir dir_;
+  std::string path_ = dir_.File("agent.toml");
+};
+
+TEST_F(TillWatchConfigTest, NothingToWatchTurnsTheWatchOffUnlessAskedFor) {
+  auto quiet = Load("");
+  ASSERT_TRUE(quiet.ok()) << quiet.status();
+  EXPECT_FALSE(quiet->tills_enabled);
+  auto asked = Load("[tills]\nenabled = true\n");
+  ASSERT_FALSE(asked.ok());
+  EXPECT_NE(std::string(asked.status().message()).find("tills.enabled"), std::string::npos) << asked.status();
+}
+
+TEST_F(TillWatchConfigTest, MothballedTillsJoinTheRosterOnce) {
+  auto c = Load("[tills]\nmothballed = [2, 9]\n[tills.roster]\n1 = \"10.0.0.11\"\n2 = \"10.0.0.12\"\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->tills.roster.size(), 3u);
+  int mothballed = 0;
+  for (const auto& t : c->tills.roster) {
+    mothballed += t.mothballed;
+    if (t.number == 2) {
+      EXPECT_EQ(t.address, "10.0.0.12");
+    }
+  }
+  EXPECT_EQ(mothballed, 2);
+}
+
+}  // namespace
+}  // namespace setdiag::agent
