@@ -43,6 +43,14 @@ ApiClient::ApiClient(std::string base_url, std::string token) : token_(std::move
 }
 
 absl::StatusOr<ApiResponse> ApiClient::Get(const std::string& path_and_query) {
+  return Send(false, path_and_query, "");
+}
+
+absl::StatusOr<ApiResponse> ApiClient::Post(const std::string& path, const std::string& json_body) {
+  return Send(true, path, json_body);
+}
+
+absl::StatusOr<ApiResponse> ApiClient::Send(bool post, const std::string& target, const std::string& body) {
   if (!config_error_.ok()) return config_error_;
   try {
     asio::io_context io;
@@ -50,10 +58,15 @@ absl::StatusOr<ApiResponse> ApiClient::Get(const std::string& path_and_query) {
     beast::tcp_stream stream(io);
     stream.expires_after(std::chrono::seconds(30));
     stream.connect(resolver.resolve(host_, port_));
-    http::request<http::empty_body> req{http::verb::get, path_and_query, 11};
+    http::request<http::string_body> req{post ? http::verb::post : http::verb::get, target, 11};
     req.set(http::field::host, host_);
     req.set(http::field::user_agent, "setdiag-cli");
     if (!token_.empty()) req.set(http::field::authorization, Cat("Bearer ", token_));
+    if (post) {
+      req.set(http::field::content_type, "application/json; charset=utf-8");
+      req.body() = body;
+    }
+    req.prepare_payload();
     http::write(stream, req);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;

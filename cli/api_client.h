@@ -16,9 +16,16 @@ class ApiClient {
  public:
   // `base_url` like "http://127.0.0.1:8088".
   ApiClient(std::string base_url, std::string token);
+  // One request each (a fresh connection). Unavailable if the collector
+  // cannot be reached; any HTTP answer, error or not, is an ApiResponse.
   absl::StatusOr<ApiResponse> Get(const std::string& path_and_query);
+  // POSTs `json_body` (already serialised JSON) with Content-Type
+  // application/json.
+  absl::StatusOr<ApiResponse> Post(const std::string& path, const std::string& json_body);
 
  private:
+  absl::StatusOr<ApiResponse> Send(bool post, const std::string& target, const std::string& body);
+
   std::string host_, port_, token_;
   absl::Status config_error_;
 };

@@ -1,20 +1,32 @@
 #include "collector/admin_api.h"
 
 #include <charconv>
+#include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
+#include <vector>
 
-#include "common/strings.h"
 #include "collector/storage.h"
+#include "collector/tickets.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace setdiag::collector {
 namespace {
 
 using json = nlohmann::json;
 
+// Messages may quote what the client sent; replace invalid UTF-8 rather than
+// throw.
 HttpResponse Error(int status, std::string_view message) {
-  return {status, json{{"error", message}}.dump()};
+  return {status, json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
+HttpResponse StorageError(const absl::Status& st) {
+  log::Warn("admin-api", Cat("database read failed: ", st.ToString()));
+  return Error(503, "storage unavailable");
 }
 
 std::string UrlDecode(std::string_view s) {
@@ -73,32 +85,182 @@ bool ParseInt(const std::map<std::string, std::string>& q, const char* key, int6
   return true;
 }
 
+// A ticket id in a path: a positive decimal integer that fits int64.
+std::optional<int64_t> ParseTicketId(std::string_view s) {
+  if (s.empty() || s.front() < '0' || s.front() > '9') return std::nullopt;
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v <= 0) return std::nullopt;
+  return v;
+}
+
+HttpResponse BadTicketId(std::string_view s) {
+  return Error(400, Cat("ticket id '", s, "' must be a positive integer"));
+}
+
+HttpResponse NoTicket(int64_t id) { return Error(404, Cat("no ticket ", id, " visible to you")); }
+HttpResponse NoStore(std::string_view id) { return Error(404, Cat("no store ", id, " visible to you")); }
+
+bool CheckIdentifier(std::string_view what, std::string_view value, std::string* err) {
+  if (IsValidIdentifier(value)) return true;
+  *err = Cat(what, " '", value, "' is not valid: use 1 to 128 characters of A-Z a-z 0-9 . _ -");
+  return false;
+}
+
+std::string IsoUtc(int64_t ms) {
+  if (ms <= 0) return "";
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 json PayloadJson(const std::string& payload) {
   auto j = json::parse(payload, nullptr, false);
   return j.is_discarded() ? json(payload) : j;
 }
 
+size_t CodePoints(std::string_view s) {
+  size_t n = 0;
+  for (char c : s) {
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
+  }
+  return n;
+}
+
+// The body of a POST on a ticket: {} or {"text": "..."}. An empty body counts
+// as {} so that `curl -X POST` works for actions whose text is optional.
+bool ParseActionBody(const std::string& body, bool text_required, std::string* text, std::string* err) {
+  text->clear();
+  if (Trim(body).empty()) {
+    if (!text_required) return true;
+    *err = R"(missing field 'text': send a JSON object like {"text": "..."})";
+    return false;
+  }
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    *err = R"(request body must be a JSON object like {"text": "..."})";
+    return false;
+  }
+  for (const auto& [key, value] : j.items()) {
+    if (key != "text") {
+      *err = Cat("unknown field '", key, "' in the request body (only 'text' is accepted)");
+      return false;
+    }
+  }
+  if (!j.contains("text") || j["text"].is_null()) {
+    if (!text_required) return true;
+    *err = R"(missing field 'text': send a JSON object like {"text": "..."})";
+    return false;
+  }
+  if (!j["text"].is_string()) {
+    *err = "field 'text' must be a string";
+    return false;
+  }
+  *text = std::string(Trim(j["text"].get_ref<const std::string&>()));
+  if (text_required && text->empty()) {
+    *err = "field 'text' must not be empty";
+    return false;
+  }
+  if (size_t n = CodePoints(*text); n > AdminApi::kMaxTextChars) {
+    *err = Cat("field 'text' is ", n, " characters long; at most ", AdminApi::kMaxTextChars, " are accepted");
+    return false;
+  }
+  return true;
+}
+
+struct ActionRoute {
+  const char* segment;
+  TicketAction action;
+  bool text_required;
+};
+constexpr ActionRoute kActionRoutes[] = {
+    {"ack", TicketAction::kAcknowledge, false},   {"notes", TicketAction::kNote, true},
+    {"error", TicketAction::kRegisterError, true}, {"workaround", TicketAction::kWorkaround, true},
+    {"resolve", TicketAction::kResolve, false},
+};
+
+const ActionRoute* FindActionRoute(std::string_view segment) {
+  for (const auto& r : kActionRoutes) {
+    if (segment == r.segment) return &r;
+  }
+  return nullptr;
+}
+
+json StoreJson(const StoreRow& s, int64_t now_ms) {
+  json conditions = json::array();
+  for (const auto& t : s.open_tickets) {
+    conditions.push_back({{"condition", t.condition},
+                          {"priority", PriorityName(t.priority)},
+                          {"ticket_id", t.id},
+                          {"state", TicketStateName(t.state)},
+                          {"active", t.condition_active},
+                          {"title_en", t.title_en},
+                          {"title_ru", t.title_ru},
+                          {"detected_at_ms", t.detected_at_ms},
+                          {"detected_at", IsoUtc(t.detected_at_ms)}});
+  }
+  json out = {{"store_id", s.store_id},
+              {"partner", s.partner},
+              {"tariff", s.tariff},
+              {"online", s.online},
+              {"last_seen_ms", s.last_seen_ms},
+              {"last_seen", IsoUtc(s.last_seen_ms)},
+              {"agent_version", s.agent_version},
+              {"agents", s.agent_ids},
+              {"conditions", conditions}};
+  if (s.last_seen_ms > 0) out["seconds_since_seen"] = (now_ms - s.last_seen_ms) / 1000;
+  return out;
+}
+
+HttpResponse MethodNotAllowed(std::string_view method, std::string_view path, std::string_view allowed) {
+  return Error(405, Cat("method ", method, " is not allowed on ", path, " (use ", allowed, ")"));
+}
+
 }  // namespace
 
-AdminApi::AdminApi(sql::Db db, Clock& clock) : db_(std::move(db)), clock_(clock) {}
+AdminApi::AdminApi(sql::Db read_db, Clock& clock, ActFn act)
+    : db_(std::move(read_db)), clock_(clock), act_(std::move(act)) {}
 
 HttpResponse AdminApi::Handle(const HttpRequest& request) {
   Target t = ParseTarget(request.target);
   if (t.path == "/healthz") return {200, R"({"status":"ok"})"};
-  if (!t.path.starts_with("/api/v1/")) return Error(404, "no such endpoint");
+  constexpr std::string_view kPrefix = "/api/v1/";
+  if (!t.path.starts_with(kPrefix)) return Error(404, "no such endpoint");
 
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   constexpr std::string_view kBearer = "Bearer ";
   if (!std::string_view(request.authorization).starts_with(kBearer)) {
     return Error(401, "missing 'Authorization: Bearer <token>' (create one with 'setdiag-collector user create')");
   }
   auto user = LookupUser(db_, std::string_view(request.authorization).substr(kBearer.size()));
-  if (!user.ok()) return Error(503, "storage unavailable");
+  if (!user.ok()) return StorageError(user.status());
   if (!*user) return Error(401, "unknown or revoked token");
-  const User& who = **user;
+  const User who = **user;
 
+  std::vector<std::string_view> seg = Split(std::string_view(t.path).substr(kPrefix.size()), '/', false);
+  const std::string& method = request.method;
   std::string err;
-  if (t.path == "/api/v1/events" && request.method == "GET") {
+  for (std::string_view s : seg) {
+    if (s.empty()) return Error(404, Cat("no endpoint ", method, " ", t.path));
+  }
+
+  // Checks `store=` of a list: malformed is 400; one the user may not see
+  // (for a partner also one that does not exist) is 404.
+  auto check_store_param = [&](const std::string& store) -> std::optional<HttpResponse> {
+    if (store.empty()) return std::nullopt;
+    if (!CheckIdentifier("store", store, &err)) return Error(400, err);
+    auto may = UserMaySeeStore(db_, who, store);
+    if (!may.ok()) return StorageError(may.status());
+    if (!*may) return NoStore(store);
+    return std::nullopt;
+  };
+
+  // ---- GET /api/v1/events ----
+  if (seg.size() == 1 && seg[0] == "events") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
     EventQuery q;
     q.store_id = t.query["store"];
     q.kind = t.query["kind"];
@@ -106,13 +268,9 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
         !ParseInt(t.query, "limit", 100, 1, 10'000, &q.limit, &err)) {
       return Error(400, err);
     }
-    if (!q.store_id.empty()) {
-      auto may = UserMaySeeStore(db_, who, q.store_id);
-      if (!may.ok()) return Error(503, "storage unavailable");
-      if (!*may) return Error(404, Cat("no store ", q.store_id, " visible to you"));
-    }
+    if (auto bad = check_store_param(q.store_id)) return *bad;
     auto rows = ListEvents(db_, who, q);
-    if (!rows.ok()) return Error(503, "storage unavailable");
+    if (!rows.ok()) return StorageError(rows.status());
     json events = json::array();
     for (const auto& r : *rows) {
       events.push_back({{"id", r.id},
@@ -128,15 +286,14 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     json out = {{"events", events}, {"next_after", rows->empty() ? q.after_id : rows->back().id}};
     return {200, out.dump()};
   }
-  if (t.path == "/api/v1/agents" && request.method == "GET") {
+
+  // ---- GET /api/v1/agents ----
+  if (seg.size() == 1 && seg[0] == "agents") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
     std::string store = t.query["store"];
-    if (!store.empty()) {
-      auto may = UserMaySeeStore(db_, who, store);
-      if (!may.ok()) return Error(503, "storage unavailable");
-      if (!*may) return Error(404, Cat("no store ", store, " visible to you"));
-    }
+    if (auto bad = check_store_param(store)) return *bad;
     auto rows = ListAgents(db_, who, store);
-    if (!rows.ok()) return Error(503, "storage unavailable");
+    if (!rows.ok()) return StorageError(rows.status());
     json agents = json::array();
     int64_t now = clock_.NowMs();
     for (const auto& r : *rows) {
@@ -153,7 +310,113 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     }
     return {200, json{{"agents", agents}}.dump()};
   }
-  return Error(404, Cat("no endpoint ", request.method, " ", t.path));
+
+  // ---- GET /api/v1/tickets ----
+  if (seg.size() == 1 && seg[0] == "tickets") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
+    TicketQuery q;
+    q.store_id = t.query["store"];
+    q.state = t.query["state"];
+    q.priority = t.query["priority"];
+    q.condition = t.query["condition"];
+    if (q.state == "all") q.state.clear();
+    if (!q.state.empty() && q.state != "active" && !ParseTicketState(q.state)) {
+      return Error(400, Cat("query parameter 'state' must be one of open, acknowledged, resolved, active, all; not '",
+                            q.state, "'"));
+    }
+    if (!q.priority.empty() && q.priority != "normal" && q.priority != "important" && q.priority != "critical") {
+      return Error(400, Cat("query parameter 'priority' must be one of normal, important, critical; not '",
+                            q.priority, "'"));
+    }
+    if (!q.condition.empty() && !CheckIdentifier("condition", q.condition, &err)) return Error(400, err);
+    if (!ParseInt(t.query, "after", 0, 0, INT64_MAX, &q.after_id, &err) ||
+        !ParseInt(t.query, "limit", 100, 1, 1'000, &q.limit, &err)) {
+      return Error(400, err);
+    }
+    if (auto bad = check_store_param(q.store_id)) return *bad;
+    auto rows = ListTickets(db_, who, q);
+    if (!rows.ok()) return StorageError(rows.status());
+    json tickets = json::array();
+    for (const auto& tk : *rows) tickets.push_back(TicketJson(tk));
+    json out = {{"tickets", tickets}, {"next_after", rows->empty() ? q.after_id : rows->back().id}};
+    return {200, out.dump()};
+  }
+
+  // ---- GET /api/v1/tickets/{id} ----
+  if (seg.size() == 2 && seg[0] == "tickets") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
+    std::string raw = UrlDecode(seg[1]);
+    auto id = ParseTicketId(raw);
+    if (!id) return BadTicketId(raw);
+    auto ticket = GetTicket(db_, who, *id);
+    if (!ticket.ok()) return StorageError(ticket.status());
+    if (!*ticket) return NoTicket(*id);
+    auto timeline = GetTimeline(db_, *id);
+    if (!timeline.ok()) return StorageError(timeline.status());
+    json entries = json::array();
+    for (const auto& e : *timeline) entries.push_back(TimelineJson(e));
+    return {200, json{{"ticket", TicketJson(**ticket)}, {"timeline", entries}}.dump()};
+  }
+
+  // ---- POST /api/v1/tickets/{id}/{ack,notes,error,workaround,resolve} ----
+  if (seg.size() == 3 && seg[0] == "tickets") {
+    const ActionRoute* route = FindActionRoute(seg[2]);
+    if (route == nullptr) return Error(404, Cat("no endpoint ", method, " ", t.path));
+    if (method != "POST") return MethodNotAllowed(method, t.path, "POST");
+    std::string raw = UrlDecode(seg[1]);
+    auto id = ParseTicketId(raw);
+    if (!id) return BadTicketId(raw);
+    ActionRequest req;
+    req.ticket_id = *id;
+    req.action = route->action;
+    if (!ParseActionBody(request.body, route->text_required, &req.text, &err)) return Error(400, err);
+    if (!act_) return Error(503, "this collector does not accept ticket changes (the API is read-only)");
+    // The action waits for the writer thread; reads need not wait for it.
+    lock.unlock();
+    auto ticket = act_(who, req);
+    if (!ticket.ok()) {
+      const absl::Status& st = ticket.status();
+      std::string msg(st.message());
+      switch (st.code()) {
+        case absl::StatusCode::kNotFound:
+          // The same words whether the ticket is absent or another partner's.
+          return NoTicket(*id);
+        case absl::StatusCode::kFailedPrecondition:
+          return Error(409, msg);
+        case absl::StatusCode::kInvalidArgument:
+          return Error(400, msg);
+        default:
+          log::Warn("admin-api", Cat(method, " ", t.path, " by ", who.name, ": ", st.ToString()));
+          return Error(503, Cat("the change was not recorded (", msg, "); try again"));
+      }
+    }
+    return {200, json{{"ticket", TicketJson(*ticket)}}.dump()};
+  }
+
+  // ---- GET /api/v1/stores, GET /api/v1/stores/{id} ----
+  if ((seg.size() == 1 || seg.size() == 2) && seg[0] == "stores") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
+    int64_t now = clock_.NowMs();
+    if (seg.size() == 1) {
+      std::string store = t.query["store"];
+      if (auto bad = check_store_param(store)) return *bad;
+      auto rows = ListStores(db_, who, store);
+      if (!rows.ok()) return StorageError(rows.status());
+      json stores = json::array();
+      for (const auto& s : *rows) stores.push_back(StoreJson(s, now));
+      return {200, json{{"stores", stores}}.dump()};
+    }
+    std::string store = UrlDecode(seg[1]);
+    if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
+    auto rows = ListStores(db_, who, store);
+    if (!rows.ok()) return StorageError(rows.status());
+    for (const auto& s : *rows) {
+      if (s.store_id == store) return {200, json{{"store", StoreJson(s, now)}}.dump()};
+    }
+    return NoStore(store);
+  }
+
+  return Error(404, Cat("no endpoint ", method, " ", t.path));
 }
 
 }  // namespace setdiag::collector

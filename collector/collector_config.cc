@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 #include "common/strings.h"
 #include "common/config.h"
+#include "common/files.h"
 
 namespace setdiag::collector {
 namespace {
@@ -42,6 +45,141 @@ absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
   return out;
 }
 
+namespace {
+
+// "HH:MM" -> minutes since midnight, or -1.
+int ParseClockTime(const std::string& s) {
+  int h = 0, m = 0;
+  if (s.size() != 5 || s[2] != ':' || std::sscanf(s.c_str(), "%2d:%2d", &h, &m) != 2 || h > 24 || m > 59) {
+    return -1;
+  }
+  return h * 60 + m;
+}
+
+SlaSpan ReadSpan(ConfigReader& r, const std::string& key, SlaSpan def) {
+  SlaSpan s = def;
+  s.duration_ms = r.DurationMs(key, def.duration_ms, 60'000);
+  s.business = r.Bool(key + "_business", def.business);
+  return s;
+}
+
+std::string ReadSecretFile(ConfigReader& r, const std::string& key) {
+  auto path = r.OptionalString(key);
+  if (!path) return {};
+  auto text = ReadWholeFile(*path);
+  if (!text.ok()) {
+    r.Invalid(key, Cat("cannot read '", *path, "': ", std::string(text.status().message())));
+    return {};
+  }
+  return std::string(Trim(*text));
+}
+
+void ReadFilters(ConfigReader& r, const std::string& prefix, NotificationTarget* t) {
+  t->partners = r.StringList(prefix + ".partners");
+  t->events = r.StringList(prefix + ".events");
+  static const std::vector<std::string> kTypes = {"opened",       "reopened", "escalated", "sla_warning",
+                                                  "sla_breached", "cleared",  "resolved"};
+  for (const auto& e : t->events) {
+    if (std::find(kTypes.begin(), kTypes.end(), e) == kTypes.end()) {
+      r.Invalid(prefix + ".events", Cat("unknown event '", e,
+                                        "' (opened, reopened, escalated, sla_warning, sla_breached, cleared, "
+                                        "resolved)"));
+    }
+  }
+  std::string min = r.String(prefix + ".min_priority", "normal");
+  if (min == "normal") t->min_priority = 1;
+  else if (min == "important") t->min_priority = 2;
+  else if (min == "critical") t->min_priority = 3;
+  else r.Invalid(prefix + ".min_priority", "expected normal, important or critical");
+}
+
+void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
+  TicketPolicy& p = c->tickets;
+  p.auto_resolve_after_ms = r.DurationMs("tickets.auto_resolve_after", p.auto_resolve_after_ms, 0);
+  p.reopen_within_ms = r.DurationMs("tickets.reopen_within", p.reopen_within_ms, 0);
+  p.unreachable_after_ms = r.DurationMs("tickets.unreachable_after", p.unreachable_after_ms, 1000);
+  p.late_after_ms = r.DurationMs("tickets.late_after", p.late_after_ms, 1000);
+  p.late_settle_ms = r.DurationMs("tickets.late_settle", p.late_settle_ms, 0);
+  p.default_tariff = r.String("tickets.default_tariff", p.default_tariff);
+  c->tick_interval_ms = r.DurationMs("tickets.tick_interval", c->tick_interval_ms, 100);
+
+  c->calendar_dir = r.String("sla.calendar_dir", c->calendar_dir);
+  c->business_zone = r.String("sla.time_zone", c->business_zone);
+  std::string start = r.String("sla.business_start", "10:00"), end = r.String("sla.business_end", "19:00");
+  c->business_start_minute = ParseClockTime(start);
+  c->business_end_minute = ParseClockTime(end);
+  if (c->business_start_minute < 0) r.Invalid("sla.business_start", "expected HH:MM");
+  if (c->business_end_minute < 0) r.Invalid("sla.business_end", "expected HH:MM");
+  if (c->business_start_minute >= 0 && c->business_end_minute >= 0 &&
+      c->business_end_minute <= c->business_start_minute + 60) {
+    r.Invalid("sla.business_end", "must be more than an hour after sla.business_start");
+  }
+
+  p.tariffs["expert"] = ExpertPolicy();
+  p.tariffs["free"] = FreePolicy();
+  for (const auto& name : r.TableKeys("tariffs")) {
+    if (!IsValidIdentifier(name)) {
+      r.Invalid(Cat("tariffs.", name), "a tariff name is 1..128 characters of [A-Za-z0-9._-]");
+      continue;
+    }
+    const std::string k = Cat("tariffs.", name, ".");
+    SlaPolicy def = p.tariffs.contains(name) ? p.tariffs[name] : ExpertPolicy();
+    SlaPolicy s = def;
+    s.tariff = name;
+    s.registration = ReadSpan(r, k + "registration", def.registration);
+    s.first_response_critical = ReadSpan(r, k + "first_response_critical", def.first_response_critical);
+    s.first_response = ReadSpan(r, k + "first_response", def.first_response);
+    s.workaround_working_days =
+        static_cast<int>(r.Int(k + "workaround_working_days", def.workaround_working_days, 0, 365));
+    s.warn_fraction =
+        static_cast<double>(r.Int(k + "warn_at_percent", static_cast<int64_t>(def.warn_fraction * 100), 1, 99)) /
+        100.0;
+    p.tariffs[name] = s;
+  }
+  if (!p.tariffs.contains(p.default_tariff)) {
+    r.Invalid("tickets.default_tariff", Cat("no tariff '", p.default_tariff, "' (expert, free, or a [tariffs.<name>] table)"));
+  }
+
+  NotifyConfig& n = c->notify;
+  n.timeout_ms = r.DurationMs("notify.timeout", n.timeout_ms, 100);
+  n.initial_backoff_ms = r.DurationMs("notify.initial_backoff", n.initial_backoff_ms, 10);
+  n.max_backoff_ms = r.DurationMs("notify.max_backoff", n.max_backoff_ms, 10);
+  n.give_up_after_ms = r.DurationMs("notify.give_up_after", n.give_up_after_ms, 1000);
+  for (const auto& name : r.TableKeys("notify.webhook")) {
+    const std::string k = Cat("notify.webhook.", name);
+    NotificationTarget t;
+    t.name = Cat("webhook:", name);
+    t.kind = NotificationTarget::Kind::kWebhook;
+    t.url = r.RequireString(k + ".url");
+    if (!t.url.empty() && !t.url.starts_with("http://") && !t.url.starts_with("https://")) {
+      r.Invalid(k + ".url", "expected an http:// or https:// URL");
+    }
+    t.secret = ReadSecretFile(r, k + ".secret_file");
+    if (t.secret.empty()) r.Invalid(k + ".secret_file", "a webhook needs a signing secret (a file holding it)");
+    ReadFilters(r, k, &t);
+    n.targets.push_back(std::move(t));
+  }
+  for (const auto& name : r.TableKeys("notify.email")) {
+    const std::string k = Cat("notify.email.", name);
+    NotificationTarget t;
+    t.name = Cat("email:", name);
+    t.kind = NotificationTarget::Kind::kEmail;
+    t.smtp_url = r.RequireString(k + ".smtp_url");
+    if (!t.smtp_url.empty() && !t.smtp_url.starts_with("smtp://") && !t.smtp_url.starts_with("smtps://")) {
+      r.Invalid(k + ".smtp_url", "expected smtp://host:port or smtps://host:port");
+    }
+    t.smtp_user = r.String(k + ".user", "");
+    t.smtp_password = ReadSecretFile(r, k + ".password_file");
+    t.from = r.RequireString(k + ".from");
+    t.to = r.StringList(k + ".to");
+    if (t.to.empty()) r.Invalid(k + ".to", "at least one recipient");
+    ReadFilters(r, k, &t);
+    n.targets.push_back(std::move(t));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
   std::unique_ptr<ConfigReader> r;
   if (auto st = ConfigReader::Load(path, &r); !st.ok()) return st;
@@ -62,6 +200,7 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
       r->Bytes("ingest.max_payload_bytes", static_cast<int64_t>(c.limits.max_payload_bytes), 1024));
   c.limits.status_interval_s = static_cast<uint32_t>(
       r->DurationMs("ingest.status_interval", int64_t{c.limits.status_interval_s} * 1000, 1000) / 1000);
+  LoadTicketSections(*r, &c);
   if (auto st = r->Finish(); !st.ok()) return st;
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
     return absl::InvalidArgumentError(

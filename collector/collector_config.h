@@ -5,6 +5,8 @@
 
 #include "absl/status/statusor.h"
 #include "collector/link_service.h"
+#include "collector/notifications.h"
+#include "collector/tickets.h"
 
 namespace setdiag::collector {
 
@@ -18,6 +20,13 @@ struct CollectorConfig {
   std::string http_listen = "127.0.0.1:8088";
   size_t max_pending_events = 200'000;
   IngestLimits limits;
+  TicketPolicy tickets;
+  // Production calendar files (docs/sla.md); business hours in `zone`.
+  std::string calendar_dir = "/usr/share/setdiag/calendars";
+  std::string business_zone = "Europe/Moscow";
+  int business_start_minute = 10 * 60, business_end_minute = 19 * 60;
+  int64_t tick_interval_ms = 1000;
+  NotifyConfig notify;
 
   std::string DatabasePath() const { return data_dir + "/collector.db"; }
   bool tls() const { return !tls_cert_file.empty(); }

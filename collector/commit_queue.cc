@@ -89,6 +89,7 @@ void CommitQueue::RunGroup(std::deque<Job>& group) {
       for (auto& r : results) r = commit;
     } else {
       ++commits_;
+      if (after_commit_) after_commit_();
     }
   } else {
     log::Error("store", Cat("cannot begin a transaction: ", begin.ToString()));

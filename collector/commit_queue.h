@@ -37,6 +37,9 @@ class CommitQueue {
   bool Submit(Work work, Done done, size_t weight = 0);
   size_t pending_weight();
   uint64_t commits() const { return commits_; }
+  // Called on the writer thread after every successful COMMIT, before the
+  // jobs' Done callbacks (e.g. to wake the notifier). Set before Start().
+  void SetAfterCommit(std::function<void()> after_commit) { after_commit_ = std::move(after_commit); }
 
  private:
   struct Job {
@@ -56,6 +59,7 @@ class CommitQueue {
   size_t weight_ = 0;
   bool stopping_ = false;
   uint64_t commits_ = 0;
+  std::function<void()> after_commit_;
   std::thread thread_;
 };
 

@@ -99,8 +99,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   };
 
   LinkSession(grpc::CallbackServerContext* ctx, CommitQueue& queue, Clock& clock,
-              const IngestLimits& limits, IngestCounters& counters, int64_t connection)
-      : queue_(queue), clock_(clock), limits_(limits), counters_(counters),
+              const IngestLimits& limits, IngestCounters& counters, int64_t connection,
+              const LinkService::EventSink& sink)
+      : queue_(queue), clock_(clock), limits_(limits), sink_(sink), counters_(counters),
         shared_(std::make_shared<Shared>()), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
@@ -384,13 +385,21 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     IngestCounters& counters = counters_;
     bool queued = queue_.Submit(
         [agent = agent_id_, store = store_id_, events = std::move(events), &clock, &counters, n,
-         failed = failed_](sql::Db& db) -> absl::Status {
+         failed = failed_, &sink = sink_](sql::Db& db) -> absl::Status {
           // Once a batch of this stream failed, later ones must not commit:
           // the agent's resume point would skip the failed batch.
           if (failed->load()) return absl::AbortedError("an earlier batch on this stream failed");
-          auto added = InsertEvents(db, agent, store, events, clock.NowMs());
+          std::vector<EventRow> inserted;
+          const int64_t now = clock.NowMs();
+          auto added = InsertEvents(db, agent, store, events, now, sink ? &inserted : nullptr);
           if (!added.ok()) failed->store(true);
           if (!added.ok()) return added.status();
+          if (sink && !inserted.empty()) {
+            if (auto st = sink(db, agent, store, inserted); !st.ok()) {
+              failed->store(true);
+              return st;
+            }
+          }
           counters.events_stored += static_cast<uint64_t>(*added);
           counters.events_duplicate += n - static_cast<uint64_t>(*added);
           return absl::OkStatus();
@@ -442,6 +451,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   CommitQueue& queue_;
   Clock& clock_;
   const IngestLimits& limits_;
+  const LinkService::EventSink& sink_;
   IngestCounters& counters_;
   std::shared_ptr<Shared> shared_;
   std::string peer_;
@@ -467,12 +477,12 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
 }  // namespace
 
-LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits)
-    : queue_(queue), clock_(clock), limits_(limits) {}
+LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink)
+    : queue_(queue), clock_(clock), limits_(limits), sink_(std::move(sink)) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
-  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++);
+  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_);
 }
 
 }  // namespace setdiag::collector

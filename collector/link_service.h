@@ -12,6 +12,7 @@
 #include <string>
 
 #include "collector/commit_queue.h"
+#include "collector/storage.h"
 #include "common/clock.h"
 #include "setdiag/v1/link.grpc.pb.h"
 
@@ -43,7 +44,11 @@ struct IngestCounters {
 class LinkService final
     : public setdiag::v1::AgentLink::WithRawCallbackMethod_Connect<setdiag::v1::AgentLink::Service> {
  public:
-  LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits);
+  // Runs on the writer thread, in the transaction that stored a batch, with
+  // the events that were new (the ticket engine).
+  using EventSink = std::function<absl::Status(sql::Db& db, const std::string& agent_id,
+                                               const std::string& store_id, const std::vector<EventRow>& added)>;
+  LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink = nullptr);
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
   const IngestCounters& counters() const { return counters_; }
@@ -52,6 +57,7 @@ class LinkService final
   CommitQueue& queue_;
   Clock& clock_;
   IngestLimits limits_;
+  EventSink sink_;
   IngestCounters counters_;
   std::atomic<int64_t> next_connection_{1};
 };

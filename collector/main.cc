@@ -5,8 +5,12 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <condition_variable>
 #include <cstring>
+#include <future>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "common/strings.h"
 #include "collector/admin_api.h"
@@ -15,6 +19,8 @@
 #include "common/http_server.h"
 #include "collector/link_service.h"
 #include "collector/storage.h"
+#include "collector/tickets.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -33,7 +39,87 @@ absl::StatusOr<sql::Db> OpenDatabase(const CollectorConfig& cfg) {
   // Acknowledged means on disk: FULL fsyncs each (group) commit.
   if (auto st = db->Exec("PRAGMA synchronous=FULL"); !st.ok()) return st;
   if (auto st = InitSchema(*db); !st.ok()) return st;
+  if (auto st = InitTicketSchema(*db); !st.ok()) return st;
+  if (auto st = InitNotificationSchema(*db); !st.ok()) return st;
   return db;
+}
+
+// Calls `fn` every `interval_ms` on its own thread until stopped or destroyed.
+class Ticker {
+ public:
+  Ticker(int64_t interval_ms, std::function<void()> fn)
+      : interval_ms_(interval_ms), fn_(std::move(fn)), thread_([this] { Loop(); }) {}
+  ~Ticker() { Stop(); }
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; })) {
+      lock.unlock();
+      fn_();
+      lock.lock();
+    }
+  }
+  const int64_t interval_ms_;
+  std::function<void()> fn_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// The production calendar: sla.calendar_dir, or when that is the default and
+// absent, the copy in the source tree (a build that was not installed).
+absl::StatusOr<BusinessClock> LoadBusinessClock(const CollectorConfig& cfg) {
+  std::string dir = cfg.calendar_dir;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 && dir == CollectorConfig{}.calendar_dir) dir = SETDIAG_SOURCE_CALENDAR_DIR;
+  auto calendar = ProductionCalendar::LoadDirectory(dir);
+  if (!calendar.ok()) return calendar.status();
+  BusinessHours hours;
+  hours.start_minute = cfg.business_start_minute;
+  hours.end_minute = cfg.business_end_minute;
+  if (!absl::LoadTimeZone(cfg.business_zone, &hours.zone)) {
+    return absl::InvalidArgumentError(Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"));
+  }
+  std::string years;
+  for (int64_t y : calendar->Years()) Append(&years, years.empty() ? "" : ", ", y);
+  log::Info("collector", Cat("production calendar from ", dir, ": ", years.empty() ? "no years" : years));
+  const int64_t this_year = absl::ToCivilYear(absl::Now(), hours.zone).year();
+  for (int64_t y : {this_year, this_year + 1}) {
+    if (!calendar->Covers(y)) {
+      log::Warn("collector", Cat("no production calendar for ", y, " in ", dir,
+                                 ": business hours that year follow the plain week (no holidays); "
+                                 "add ru-", y, ".txt (docs/sla.md)"));
+    }
+  }
+  return BusinessClock(std::move(*calendar), hours);
+}
+
+// Runs the ticket engine on a batch's new events inside its own savepoint: a
+// ticket that cannot be worked out is logged and the events are still
+// stored and acknowledged (they are on record and the next event retries),
+// unless storage itself failed, in which case the batch fails and the agent
+// resends it.
+absl::Status ApplyToTickets(TicketEngine& engine, sql::Db& db, const std::string& agent,
+                            const std::string& store, const std::vector<EventRow>& added, int64_t now) {
+  if (auto st = db.Exec("SAVEPOINT tickets"); !st.ok()) return st;
+  absl::Status st = engine.OnEvents(db, agent, store, added, now);
+  if (!st.ok()) {
+    if (absl::IsUnavailable(st) || absl::IsResourceExhausted(st) || absl::IsDataLoss(st)) return st;
+    log::Error("tickets", Cat("store ", store, ": events ", added.front().id, "..", added.back().id,
+                              " stored, but tickets were not updated: ", st.ToString()));
+    (void)db.Exec("ROLLBACK TO tickets");
+  }
+  return db.Exec("RELEASE tickets");
 }
 
 int Serve(const CollectorConfig& cfg) {
@@ -61,9 +147,39 @@ int Serve(const CollectorConfig& cfg) {
     log::Error("collector", reader_db.ok() ? "cannot make the API connection read-only" : reader_db.status().ToString());
     return 1;
   }
+  auto business = LoadBusinessClock(cfg);
+  if (!business.ok()) {
+    log::Error("collector", business.status().ToString());
+    return 2;
+  }
+  TicketEngine engine(cfg.tickets, *business, cfg.notify);
   CommitQueue queue(std::move(*writer_db), cfg.max_pending_events);
+  Notifier notifier(cfg.DatabasePath(), queue, cfg.notify, clock);
+  // On every way out, the writer finishes its queued work while the engine
+  // and the notifier it calls still exist.
+  struct StopQueueFirst {
+    CommitQueue& queue;
+    ~StopQueueFirst() { queue.Stop(); }
+  } stop_queue_first{queue};
+  queue.SetAfterCommit([&notifier, &engine] {
+    // Only the writer thread touches the engine; a commit with new notices wakes the notifier.
+    if (engine.TakeNoticesEnqueued() > 0) notifier.Wake();
+  });
   queue.Start();
-  LinkService link(queue, clock, cfg.limits);
+  notifier.Start();
+  LinkService link(queue, clock, cfg.limits,
+                   [&engine, &clock](sql::Db& db, const std::string& agent, const std::string& store,
+                                     const std::vector<EventRow>& added) {
+                     return ApplyToTickets(engine, db, agent, store, added, clock.NowMs());
+                   });
+  // Time-driven ticket work (SLA warnings and breaches, automatic
+  // resolution, silent stores) runs on the writer thread too.
+  Ticker ticker(cfg.tick_interval_ms, [&queue, &engine, &clock] {
+    queue.Submit([&engine, &clock](sql::Db& db) { return engine.Tick(db, clock.NowMs()); },
+                 [](absl::Status st) {
+                   if (!st.ok()) log::Error("tickets", Cat("periodic ticket work failed: ", st.ToString()));
+                 });
+  });
 
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (cfg.tls()) {
@@ -95,7 +211,22 @@ int Serve(const CollectorConfig& cfg) {
     return 1;
   }
 
-  AdminApi api(std::move(*reader_db), clock);
+  AdminApi api(std::move(*reader_db), clock,
+               [&queue, &engine, &clock](const User& user, const ActionRequest& request) -> absl::StatusOr<Ticket> {
+                 auto result = std::make_shared<std::promise<absl::StatusOr<Ticket>>>();
+                 auto answer = std::make_shared<absl::StatusOr<Ticket>>(absl::UnavailableError("not run"));
+                 bool queued = queue.Submit(
+                     [&engine, &clock, user, request, answer](sql::Db& db) {
+                       *answer = engine.Act(db, user, request, clock.NowMs());
+                       return answer->status();
+                     },
+                     [result, answer](absl::Status st) {
+                       if (!st.ok()) *answer = st;  // e.g. the commit failed
+                       result->set_value(*answer);
+                     });
+                 if (!queued) return absl::UnavailableError("the collector is overloaded; try again");
+                 return result->get_future().get();
+               });
   HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); });
   auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
   if (!http_addr->loopback) {
@@ -115,7 +246,9 @@ int Serve(const CollectorConfig& cfg) {
   log::Info("collector", "stopping");
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  ticker.Stop();
   queue.Stop();
+  notifier.Stop();
   return 0;
 }
 
@@ -152,6 +285,13 @@ int main(int argc, char** argv) {
   user_create->add_option("--role", role, "support (sees all stores) or partner")
       ->check(CLI::IsMember({"support", "partner"}))->capture_default_str();
   user_create->add_option("--partner", partner, "Partner, for role partner");
+  auto* partner_cmd = app.add_subcommand("partner", "Partners and their support tariff (SLA policy)");
+  partner_cmd->require_subcommand(1);
+  std::string tariff;
+  auto* partner_set = partner_cmd->add_subcommand("set", "Set a partner's tariff (applies to tickets opened from now on)");
+  partner_set->add_option("--name", partner, "Partner (as given to 'token create --partner')")->required();
+  partner_set->add_option("--tariff", tariff, "expert, free, or a [tariffs.<name>] of the config")->required();
+  auto* partner_list = partner_cmd->add_subcommand("list", "List partners, their tariff and stores");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -165,7 +305,7 @@ int main(int argc, char** argv) {
     std::cerr << "setdiag-collector: bad config: " << cfg.status().message() << "\n";
     return 2;
   }
-  if (!token->parsed() && !user->parsed()) return Serve(*cfg);
+  if (!token->parsed() && !user->parsed() && !partner_cmd->parsed()) return Serve(*cfg);
 
   auto db = OpenDatabase(*cfg);
   if (!db.ok()) {
@@ -212,6 +352,44 @@ int main(int argc, char** argv) {
     for (const auto& r : *rows) {
       std::printf("%-10s %-12s %-16s %s\n", r.id.c_str(), r.store_id.c_str(), r.partner.c_str(),
                   r.revoked_at_ms ? "revoked" : "active");
+    }
+    return 0;
+  }
+  if (partner_set->parsed()) {
+    if (!IsValidIdentifier(partner)) {
+      std::cerr << "setdiag-collector partner set: --name must be 1..128 characters of [A-Za-z0-9._-]\n";
+      return 2;
+    }
+    if (!cfg->tickets.tariffs.contains(tariff)) {
+      std::string known;
+      for (const auto& [name, policy] : cfg->tickets.tariffs) Append(&known, known.empty() ? "" : ", ", name);
+      std::cerr << "setdiag-collector partner set: no tariff '" << tariff << "' (known: " << known << ")\n";
+      return 2;
+    }
+    if (auto st = SetPartnerTariff(*db, partner, tariff, clock.NowMs()); !st.ok()) {
+      std::cerr << "setdiag-collector: " << st.message() << "\n";
+      return 1;
+    }
+    std::cout << "partner " << partner << ": tariff " << tariff << "\n";
+    return 0;
+  }
+  if (partner_list->parsed()) {
+    auto s = db->Prepare(
+        "SELECT p.partner, COALESCE(t.tariff, ''), COUNT(DISTINCT s.store_id) FROM "
+        "(SELECT partner FROM stores UNION SELECT partner FROM partners) p "
+        "LEFT JOIN partners t USING (partner) LEFT JOIN stores s USING (partner) GROUP BY p.partner ORDER BY 1");
+    if (!s.ok()) {
+      std::cerr << "setdiag-collector: " << s.status().message() << "\n";
+      return 1;
+    }
+    std::printf("%-20s %-12s %s\n", "PARTNER", "TARIFF", "STORES");
+    while (true) {
+      auto row = s->Step();
+      if (!row.ok() || !*row) break;
+      std::string t = s->Text(1);
+      std::printf("%-20s %-12s %lld\n", s->Text(0).c_str(),
+                  t.empty() ? Cat(cfg->tickets.default_tariff, " (default)").c_str() : t.c_str(),
+                  static_cast<long long>(s->Int(2)));
     }
     return 0;
   }

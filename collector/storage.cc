@@ -1,5 +1,7 @@
 #include "collector/storage.h"
 
+#include <sqlite3.h>
+
 #include "common/strings.h"
 #include "common/files.h"
 
@@ -228,7 +230,8 @@ absl::Status RecordStatus(sql::Db& db, const std::string& agent_id, const std::s
 
 absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
                                      const std::string& store_id,
-                                     const std::vector<IncomingEvent>& events, int64_t now_ms) {
+                                     const std::vector<IncomingEvent>& events, int64_t now_ms,
+                                     std::vector<EventRow>* inserted) {
   auto ins = db.Prepare(
       "INSERT OR IGNORE INTO events(agent_id, store_id, seq, kind, severity, detected_at_ms, "
       "received_at_ms, payload) VALUES (?,?,?,?,?,?,?,?)");
@@ -240,7 +243,13 @@ absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
     ins->Bind(1, agent_id).Bind(2, store_id).Bind(3, static_cast<int64_t>(e.sequence)).Bind(4, e.kind);
     ins->Bind(5, int64_t{e.severity}).Bind(6, e.detected_at_ms).Bind(7, now_ms).Bind(8, e.payload);
     if (auto st = ins->Run(); !st.ok()) return st;
-    added += db.Changes();
+    if (db.Changes() > 0) {
+      ++added;
+      if (inserted) {
+        inserted->push_back({sqlite3_last_insert_rowid(db.raw()), store_id, agent_id, e.kind, e.sequence,
+                             e.severity, e.detected_at_ms, now_ms, e.payload});
+      }
+    }
     max_seq = std::max(max_seq, e.sequence);
   }
   auto up = db.Prepare(

@@ -77,10 +77,13 @@ struct IncomingEvent {
   int64_t detected_at_ms = 0;
   std::string payload;
 };
-// Idempotent by (agent, sequence). Returns how many were new.
+struct EventRow;
+// Idempotent by (agent, sequence). Returns how many were new; `inserted`,
+// if given, receives the new ones as stored (with their ids).
 absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
                                      const std::string& store_id,
-                                     const std::vector<IncomingEvent>& events, int64_t now_ms);
+                                     const std::vector<IncomingEvent>& events, int64_t now_ms,
+                                     std::vector<EventRow>* inserted = nullptr);
 
 struct EventRow {
   int64_t id = 0;
