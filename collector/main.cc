@@ -362,7 +362,7 @@ int main(int argc, char** argv) {
     }
     if (!cfg->tickets.tariffs.contains(tariff)) {
       std::string known;
-      for (const auto& [name, policy] : cfg->tickets.tariffs) Append(&known, known.empty() ? "" : ", ", name);
+      for (const auto& [tariff_name, policy] : cfg->tickets.tariffs) Append(&known, known.empty() ? "" : ", ", tariff_name);
       std::cerr << "setdiag-collector partner set: no tariff '" << tariff << "' (known: " << known << ")\n";
       return 2;
     }

@@ -21,8 +21,6 @@ namespace setdiag::collector {
 namespace {
 
 constexpr std::string_view kLog = "notify";
-constexpr std::string_view kTypes[] = {"opened",       "reopened", "escalated", "sla_warning",
-                                       "sla_breached", "cleared",  "resolved"};
 // Same shape as common/backoff.h's defaults. Backoff itself keeps the attempt
 // count in memory; here it lives in the row, so retries survive a restart.
 constexpr double kBackoffMultiplier = 2.0;
@@ -36,10 +34,6 @@ constexpr size_t kMaxResponseKept = 512;
 constexpr size_t kMaxErrorBody = 200;
 
 std::once_flag g_curl_init;
-
-bool IsKnownType(std::string_view type) {
-  return std::find(std::begin(kTypes), std::end(kTypes), type) != std::end(kTypes);
-}
 
 bool IsAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -184,8 +178,6 @@ bool Matches(const NotificationTarget& t, const TicketNotice& n) {
   return allowed(t.partners, n.partner) && allowed(t.events, n.type) && n.priority >= t.min_priority;
 }
 
-
-
 size_t WriteToString(char* data, size_t size, size_t n, void* user) {
   auto* out = static_cast<std::string*>(user);
   size_t bytes = size * n;
@@ -320,11 +312,12 @@ std::string NotificationId(std::string_view notice_key, std::string_view target)
 
 absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config, const TicketNotice& notice,
                                  int64_t now_ms) {
-  if (notice.key.empty() || !IsKnownType(notice.type)) {
+  // An empty key would make every later notice a duplicate of the first.
+  // The type is not checked against the list: rejecting here would roll back
+  // the ticket change (and the events with it) over a label.
+  if (notice.key.empty() || notice.type.empty()) {
     return absl::InvalidArgumentError(
-        Cat("notification '", notice.key, "' of type '", notice.type,
-            "': the key must not be empty and the type must be one of opened, reopened, escalated, "
-            "sla_warning, sla_breached, cleared, resolved"));
+        Cat("notification for ticket ", notice.ticket_id, ": the key and the type must not be empty"));
   }
   std::optional<sql::Stmt> insert;
   std::string subject, text;

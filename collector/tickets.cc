@@ -378,7 +378,8 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
     r.online = s->Int(3) != 0;
     r.last_seen_ms = s->Int(4);
     r.agent_version = s->Text(5);
-    for (std::string_view a : Split(s->Text(6), ' ')) {
+    const std::string agents = s->Text(6);  // Split returns views into it
+    for (std::string_view a : Split(agents, ' ')) {
       if (!a.empty()) r.agent_ids.emplace_back(a);
     }
     out.push_back(std::move(r));

@@ -114,7 +114,15 @@ class TicketTest : public ::testing::Test {
 
   // Waits until the agent's outbox is empty (everything acknowledged).
   bool Drained() {
-    return WaitFor([&] { return d_.AgentStatus(*agent_).value("outbox_depth", int64_t{-1}) == 0; }, 20s, 100ms);
+    return WaitFor(
+        [&] {
+          try {
+            return d_.AgentStatus(*agent_).value("depth", int64_t{-1}) == 0;
+          } catch (const std::exception&) {
+            return false;  // the agent has not created its outbox yet
+          }
+        },
+        20s, 100ms);
   }
 
   Receiver receiver_;
