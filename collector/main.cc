@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <condition_variable>
@@ -76,12 +77,25 @@ class Ticker {
   std::thread thread_;
 };
 
-// The production calendar: sla.calendar_dir, or when that is the default and
-// absent, the copy in the source tree (a build that was not installed).
+// The production calendar: sla.calendar_dir; when that is the default and
+// absent, the calendars installed next to the binary (<prefix>/share/...),
+// then the copy in the source tree (a build that was not installed).
 absl::StatusOr<BusinessClock> LoadBusinessClock(const CollectorConfig& cfg) {
   std::string dir = cfg.calendar_dir;
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 && dir == CollectorConfig{}.calendar_dir) dir = SETDIAG_SOURCE_CALENDAR_DIR;
+  auto exists = [](const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
+  };
+  if (!exists(dir) && dir == CollectorConfig{}.calendar_dir) {
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    std::string beside;
+    if (n > 0) {
+      std::string exe(self, static_cast<size_t>(n));
+      beside = exe.substr(0, exe.rfind('/')) + "/../share/setdiag/calendars";
+    }
+    dir = !beside.empty() && exists(beside) ? beside : SETDIAG_SOURCE_CALENDAR_DIR;
+  }
   auto calendar = ProductionCalendar::LoadDirectory(dir);
   if (!calendar.ok()) return calendar.status();
   BusinessHours hours;

@@ -36,7 +36,8 @@ constexpr size_t kMaxErrorBody = 200;
 std::once_flag g_curl_init;
 
 bool IsAscii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 // Header values must not carry line breaks (header injection), and subjects
@@ -52,7 +53,8 @@ std::string OneLine(std::string_view s) {
 std::string Base64(std::string_view data) {
   std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+                          reinterpret_cast<const unsigned char*>(data.data()),
+                          static_cast<int>(data.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -65,7 +67,8 @@ std::string EncodeHeaderText(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     size_t end = std::min(i + 45, text.size());
-    while (end > i && end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+    while (end > i && end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
+      --end;
     if (end == i) end = std::min(i + 45, text.size());  // not UTF-8; split anywhere
     if (!out.empty()) out += "\r\n ";
     Append(&out, "=?UTF-8?B?", Base64(text.substr(i, end - i)), "?=");
@@ -101,8 +104,9 @@ std::string RfcDate(int64_t ms) {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[static_cast<size_t>(tm.tm_wday)],
-                tm.tm_mday, kMonths[static_cast<size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000",
+                kDays[static_cast<size_t>(tm.tm_wday)], tm.tm_mday,
+                kMonths[static_cast<size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                 tm.tm_sec);
   return buf;
 }
@@ -114,7 +118,8 @@ std::string MessageIdPart(std::string_view s) {
   std::string out;
   for (char c : s) {
     auto u = static_cast<unsigned char>(c);
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_') {
       out.push_back(c);
     } else {
       out.push_back('=');
@@ -175,7 +180,8 @@ bool Matches(const NotificationTarget& t, const TicketNotice& n) {
   auto allowed = [](const std::vector<std::string>& list, const std::string& v) {
     return list.empty() || std::find(list.begin(), list.end(), v) != list.end();
   };
-  return allowed(t.partners, n.partner) && allowed(t.events, n.type) && n.priority >= t.min_priority;
+  return allowed(t.partners, n.partner) && allowed(t.events, n.type) &&
+         n.priority >= t.min_priority;
 }
 
 size_t WriteToString(char* data, size_t size, size_t n, void* user) {
@@ -207,9 +213,14 @@ std::string Printable(std::string_view s) {
   size_t i = 0;
   while (i < s.size() && out.size() < kMaxErrorBody) {
     auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
     bool valid = len > 0 && i + len <= s.size();
-    for (size_t k = 1; valid && k < len; ++k) valid = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    for (size_t k = 1; valid && k < len; ++k)
+      valid = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
     if (!valid) {
       out.push_back('?');
       ++i;
@@ -310,14 +321,14 @@ std::string NotificationId(std::string_view notice_key, std::string_view target)
   return Cat(notice_key, ":", target);
 }
 
-absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config, const TicketNotice& notice,
-                                 int64_t now_ms) {
+absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config,
+                                 const TicketNotice& notice, int64_t now_ms) {
   // An empty key would make every later notice a duplicate of the first.
   // The type is not checked against the list: rejecting here would roll back
   // the ticket change (and the events with it) over a label.
   if (notice.key.empty() || notice.type.empty()) {
-    return absl::InvalidArgumentError(
-        Cat("notification for ticket ", notice.ticket_id, ": the key and the type must not be empty"));
+    return absl::InvalidArgumentError(Cat("notification for ticket ", notice.ticket_id,
+                                          ": the key and the type must not be empty"));
   }
   std::optional<sql::Stmt> insert;
   std::string subject, text;
@@ -325,7 +336,8 @@ absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config, const 
     if (!Matches(target, notice)) continue;
     if (!insert) {
       auto stmt = db.Prepare(
-          "INSERT OR IGNORE INTO notifications (notice_key, target, type, ticket_id, body, subject, text, "
+          "INSERT OR IGNORE INTO notifications (notice_key, target, type, ticket_id, body, "
+          "subject, text, "
           "created_at_ms, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)");
       if (!stmt.ok()) return stmt.status();
       insert.emplace(std::move(*stmt));
@@ -360,8 +372,6 @@ std::string SignBody(const std::string& secret, const std::string& body) {
   }
   return out;
 }
-
-
 
 struct Notifier::Impl {
   Impl(std::string path, CommitQueue& q, NotifyConfig c, Clock& clk)
@@ -404,7 +414,8 @@ struct Notifier::Impl {
 void Notifier::Impl::Poll(int64_t ms) {
   // Returns early on socket activity, on a Wake()/Stop()/commit callback
   // (curl_multi_wakeup), or when libcurl's own timers need attention.
-  curl_multi_poll(shared->multi, nullptr, 0, static_cast<int>(std::clamp<int64_t>(ms, 0, kIdlePollMs)), nullptr);
+  curl_multi_poll(shared->multi, nullptr, 0,
+                  static_cast<int>(std::clamp<int64_t>(ms, 0, kIdlePollMs)), nullptr);
 }
 
 bool Notifier::Impl::OpenDb() {
@@ -412,14 +423,17 @@ bool Notifier::Impl::OpenDb() {
   absl::Status st = opened.ok() ? opened->Exec("PRAGMA query_only=ON") : opened.status();
   if (st.ok()) {
     auto due = opened->Prepare(
-        "SELECT id, notice_key, target, type, body, subject, text, created_at_ms, attempts FROM notifications "
-        "WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL AND target = ?1 AND next_attempt_ms <= ?2 "
+        "SELECT id, notice_key, target, type, body, subject, text, created_at_ms, attempts FROM "
+        "notifications "
+        "WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL AND target = ?1 AND "
+        "next_attempt_ms <= ?2 "
         "ORDER BY next_attempt_ms, id LIMIT ?3");
     auto next = opened->Prepare(
         "SELECT MIN(next_attempt_ms) FROM notifications "
         "WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL AND target = ?1");
     auto targets = opened->Prepare(
-        "SELECT target, COUNT(*) FROM notifications WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL "
+        "SELECT target, COUNT(*) FROM notifications WHERE delivered_at_ms IS NULL AND "
+        "gave_up_at_ms IS NULL "
         "GROUP BY target");
     st = !due.ok() ? due.status() : !next.ok() ? next.status() : targets.status();
     if (st.ok()) {
@@ -433,7 +447,8 @@ bool Notifier::Impl::OpenDb() {
       return true;
     }
   }
-  log::Error(kLog, Cat("cannot read the notification outbox (", db_path, "), retrying in 5 s: ", st.ToString()));
+  log::Error(kLog, Cat("cannot read the notification outbox (", db_path,
+                       "), retrying in 5 s: ", st.ToString()));
   return false;
 }
 
@@ -514,7 +529,8 @@ void Notifier::Impl::Run() {
     ch->target = &t;
     ch->easy = curl_easy_init();
     if (ch->easy == nullptr) {
-      log::Error(kLog, Cat("cannot create a libcurl handle for target '", t.name, "'; it gets nothing"));
+      log::Error(kLog,
+                 Cat("cannot create a libcurl handle for target '", t.name, "'; it gets nothing"));
       continue;
     }
     CURL* h = ch->easy;
@@ -597,7 +613,8 @@ void Notifier::Impl::Run() {
       wait_ms = std::min(wait_ms, until);
     }
     if (!st.ok()) {
-      log::Error(kLog, Cat("reading the notification outbox failed, retrying in 1 s: ", st.ToString()));
+      log::Error(kLog,
+                 Cat("reading the notification outbox failed, retrying in 1 s: ", st.ToString()));
       AbortAll();
       due_stmt.reset();
       next_stmt.reset();
@@ -640,8 +657,9 @@ void Notifier::Impl::AbortAll() {
 }
 
 int64_t Notifier::Impl::BackoffMs(int64_t attempts) {
-  double base = static_cast<double>(config.initial_backoff_ms) *
-                std::pow(kBackoffMultiplier, static_cast<double>(std::clamp<int64_t>(attempts - 1, 0, 62)));
+  double base =
+      static_cast<double>(config.initial_backoff_ms) *
+      std::pow(kBackoffMultiplier, static_cast<double>(std::clamp<int64_t>(attempts - 1, 0, 62)));
   base = std::min(base, static_cast<double>(config.max_backoff_ms));
   std::uniform_real_distribution<double> jitter(1.0 - kBackoffJitter, 1.0);
   return std::max<int64_t>(1, static_cast<int64_t>(base * jitter(rng)));
@@ -655,9 +673,10 @@ void Notifier::Impl::Record(int64_t id, CommitQueue::Work work) {
   std::shared_ptr<Shared> s = shared;
   bool queued = queue.Submit(std::move(work), [s, id](absl::Status st) {
     if (!st.ok()) {
-      log::Warn(kLog, Cat("cannot record the outcome of notification ", id,
-                          " (it will be attempted again; receivers deduplicate by Idempotency-Key): ",
-                          st.ToString()));
+      log::Warn(kLog,
+                Cat("cannot record the outcome of notification ", id,
+                    " (it will be attempted again; receivers deduplicate by Idempotency-Key): ",
+                    st.ToString()));
     }
     {
       std::lock_guard lock(s->mu);
@@ -668,7 +687,8 @@ void Notifier::Impl::Record(int64_t id, CommitQueue::Work work) {
   if (!queued) {
     std::lock_guard lock(shared->mu);
     shared->in_flight.erase(id);
-    log::Warn(kLog, Cat("the writer is stopping; notification ", id, " will be attempted again after a restart"));
+    log::Warn(kLog, Cat("the writer is stopping; notification ", id,
+                        " will be attempted again after a restart"));
   }
 }
 
@@ -701,7 +721,8 @@ void Notifier::Impl::PrepareMail(Channel& ch) {
   std::string from = BareAddress(t.from);
   if (auto at = from.rfind('@'); at != std::string::npos) {
     for (char c : from.substr(at + 1)) {
-      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-') {
+      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-') {
         domain.push_back(c);
       }
     }
@@ -716,21 +737,18 @@ void Notifier::Impl::PrepareMail(Channel& ch) {
   Append(&msg, "Date: ", RfcDate(row.created_at_ms), "\r\n",  //
          "From: ", HeaderAddress(t.from), "\r\n",             //
          "To: ", to, "\r\n",                                  //
-         "Subject: ", EncodeHeaderText(OneLine(row.subject)), "\r\n",
-         "Message-ID: <setdiag.", MessageIdPart(row.notice_key), ".", MessageIdPart(row.target), "@", domain,
-         ">\r\n",
-         "MIME-Version: 1.0\r\n",
-         "Content-Type: text/plain; charset=utf-8\r\n",
-         "Content-Transfer-Encoding: base64\r\n",
-         "Auto-Submitted: auto-generated\r\n",
+         "Subject: ", EncodeHeaderText(OneLine(row.subject)), "\r\n", "Message-ID: <setdiag.",
+         MessageIdPart(row.notice_key), ".", MessageIdPart(row.target), "@", domain, ">\r\n",
+         "MIME-Version: 1.0\r\n", "Content-Type: text/plain; charset=utf-8\r\n",
+         "Content-Transfer-Encoding: base64\r\n", "Auto-Submitted: auto-generated\r\n",
          "X-Setdiag-Event: ticket.", row.type, "\r\n",
-         "X-Setdiag-Id: ", OneLine(NotificationId(row.notice_key, row.target)), "\r\n",
-         "\r\n");
+         "X-Setdiag-Id: ", OneLine(NotificationId(row.notice_key, row.target)), "\r\n", "\r\n");
   // base64 rather than 8bit: no dependence on the relay's 8BITMIME.
   std::string encoded = Base64(CrLf(row.text));
   for (size_t i = 0; i < encoded.size(); i += 76) Append(&msg, encoded.substr(i, 76), "\r\n");
   ch.read.pos = 0;
-  for (const auto& a : t.to) ch.list = curl_slist_append(ch.list, Cat("<", BareAddress(a), ">").c_str());
+  for (const auto& a : t.to)
+    ch.list = curl_slist_append(ch.list, Cat("<", BareAddress(a), ">").c_str());
   ch.mail_from = Cat("<", from, ">");
   curl_easy_setopt(ch.easy, CURLOPT_MAIL_FROM, ch.mail_from.c_str());
   curl_easy_setopt(ch.easy, CURLOPT_MAIL_RCPT, ch.list);
@@ -762,11 +780,13 @@ void Notifier::Impl::Finish(Channel& ch, CURLcode code) {
   long status = 0;
   curl_easy_getinfo(ch.easy, CURLINFO_RESPONSE_CODE, &status);
   if (code != CURLE_OK) {
-    result.error = ch.error[0] != '\0' ? std::string(ch.error) : std::string(curl_easy_strerror(code));
+    result.error =
+        ch.error[0] != '\0' ? std::string(ch.error) : std::string(curl_easy_strerror(code));
     if (ch.target->kind == NotificationTarget::Kind::kEmail && status != 0) {
       Append(&result.error, " (SMTP ", status, ")");
     }
-  } else if (ch.target->kind == NotificationTarget::Kind::kEmail || (status >= 200 && status <= 299)) {
+  } else if (ch.target->kind == NotificationTarget::Kind::kEmail ||
+             (status >= 200 && status <= 299)) {
     result.ok = true;
   } else {
     // Every answer but 2xx is retried, 4xx too: a misconfigured receiver gets
@@ -803,8 +823,9 @@ void Notifier::Impl::Outcome(const Row& row, const AttemptResult& result) {
   const int64_t deadline = row.created_at_ms + config.give_up_after_ms;
   if (now >= deadline) {
     ++given_up;
-    log::Error(kLog, Cat("giving up on notification ", id, " to target '", row.target, "' after ", attempts,
-                         " attempts over ", (now - row.created_at_ms) / 1000, " s; last error: ", result.error));
+    log::Error(kLog, Cat("giving up on notification ", id, " to target '", row.target, "' after ",
+                         attempts, " attempts over ", (now - row.created_at_ms) / 1000,
+                         " s; last error: ", result.error));
     Record(row.id, [rid = row.id, now, error = result.error](sql::Db& w) -> absl::Status {
       auto s = w.Prepare(
           "UPDATE notifications SET gave_up_at_ms = ?2, attempts = attempts + 1, last_error = ?3 "
@@ -814,11 +835,12 @@ void Notifier::Impl::Outcome(const Row& row, const AttemptResult& result) {
     });
     return;
   }
-  int64_t delay = std::max(BackoffMs(attempts), std::min(result.retry_after_ms, config.max_backoff_ms));
+  int64_t delay =
+      std::max(BackoffMs(attempts), std::min(result.retry_after_ms, config.max_backoff_ms));
   // The last attempt is made at the give-up deadline, not skipped past it.
   const int64_t next = std::min(now + delay, deadline);
-  log::Warn(kLog, Cat("delivery of ", id, " to target '", row.target, "' failed (attempt ", attempts,
-                      "): ", result.error, "; next attempt in ", next - now, " ms"));
+  log::Warn(kLog, Cat("delivery of ", id, " to target '", row.target, "' failed (attempt ",
+                      attempts, "): ", result.error, "; next attempt in ", next - now, " ms"));
   Record(row.id, [rid = row.id, next, error = result.error](sql::Db& w) -> absl::Status {
     auto s = w.Prepare(
         "UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 "

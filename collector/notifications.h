@@ -81,8 +81,8 @@ absl::Status InitNotificationSchema(sql::Db& db);
 // One row per matching target; a key already present adds nothing. Runs on
 // the writer thread inside the caller's transaction. Call Notifier::Wake()
 // after the transaction commits.
-absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config, const TicketNotice& notice,
-                                 int64_t now_ms);
+absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config,
+                                 const TicketNotice& notice, int64_t now_ms);
 
 // The idempotency key of one notice for one target: "<notice key>:<target>".
 // Sent as the Idempotency-Key header and the body's "id"; the e-mail

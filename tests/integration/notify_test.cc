@@ -45,8 +45,8 @@ constexpr char kSecret[] = "s3cr3t-hmac-key-for-tests";
 std::string HmacHex(const std::string& key, const std::string& data) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), mac, &len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
   std::string out;
   char buf[3];
   for (unsigned int i = 0; i < len; ++i) {
@@ -115,9 +115,10 @@ class WebhookReceiver {
     Conn(WebhookReceiver* o, tcp::socket s, int n) : owner(o), socket(std::move(s)), number(n) {}
     void Read() {
       req = {};
-      http::async_read(socket, buffer, req, [self = shared_from_this()](beast::error_code ec, size_t) {
-        if (!ec) self->Respond();
-      });
+      http::async_read(socket, buffer, req,
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         if (!ec) self->Respond();
+                       });
     }
     void Respond() {
       Received rec;
@@ -139,7 +140,8 @@ class WebhookReceiver {
       res.version(11);
       res.result(rec.status);
       res.set(http::field::content_type, "application/json");
-      res.body() = rec.status / 100 == 2 ? R"({"accepted":true})" : R"({"error":"helpdesk is busy"})";
+      res.body() =
+          rec.status / 100 == 2 ? R"({"accepted":true})" : R"({"error":"helpdesk is busy"})";
       res.keep_alive(req.keep_alive());
       res.prepare_payload();
       http::async_write(socket, res, [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -228,10 +230,12 @@ class SmtpServer {
   bool Start() {
     std::filesystem::create_directories(dir_ + "/mail");
     WriteFile(dir_ + "/server.py", kSmtpScript);
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{"/usr/bin/python3", dir_ + "/server.py", std::to_string(port_), dir_ + "/mail"},
-        dir_ + "/server.log");
-    WaitFor([&] { return std::filesystem::exists(dir_ + "/mail/.ready") || !process_->Running(); }, 20s);
+    process_ =
+        std::make_unique<Process>(std::vector<std::string>{"/usr/bin/python3", dir_ + "/server.py",
+                                                           std::to_string(port_), dir_ + "/mail"},
+                                  dir_ + "/server.log");
+    WaitFor([&] { return std::filesystem::exists(dir_ + "/mail/.ready") || !process_->Running(); },
+            20s);
     return std::filesystem::exists(dir_ + "/mail/.ready") && process_->Running();
   }
   std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
@@ -261,8 +265,8 @@ struct RowState {
   std::string last_error, body;
 };
 
-TicketNotice Notice(const std::string& key, const std::string& type, const std::string& partner = "acme",
-                    int priority = 2) {
+TicketNotice Notice(const std::string& key, const std::string& type,
+                    const std::string& partner = "acme", int priority = 2) {
   TicketNotice n;
   n.key = key;
   n.type = type;
@@ -274,7 +278,11 @@ TicketNotice Notice(const std::string& key, const std::string& type, const std::
   n.subject_ru = "Магазин 1042: 3 кассы не отвечают";
   n.text_en = "Tills 3, 7 and 9 have not answered for 20 minutes.";
   n.text_ru = "Кассы 3, 7 и 9 не отвечают 20 минут.";
-  n.ticket = {{"id", 42}, {"store_id", "1042"}, {"partner", partner}, {"state", "open"}, {"priority", priority}};
+  n.ticket = {{"id", 42},
+              {"store_id", "1042"},
+              {"partner", partner},
+              {"state", "open"},
+              {"priority", priority}};
   return n;
 }
 
@@ -337,7 +345,9 @@ class NotifyTest : public ::testing::Test {
     NotifyConfig config = config_;
     int64_t now = clock_.NowMs();
     ASSERT_TRUE(queue_->Submit(
-        [config, n, now](sql::Db& db) { return collector::EnqueueNotification(db, config, n, now); },
+        [config, n, now](sql::Db& db) {
+          return collector::EnqueueNotification(db, config, n, now);
+        },
         [done](absl::Status st) { done->set_value(st); }));
     absl::Status st = future.get();
     ASSERT_TRUE(st.ok()) << st;
@@ -347,7 +357,8 @@ class NotifyTest : public ::testing::Test {
   std::vector<RowState> Rows() {
     std::vector<RowState> out;
     auto s = inspect_.Prepare(
-        "SELECT notice_key, target, created_at_ms, attempts, next_attempt_ms, delivered_at_ms, gave_up_at_ms, "
+        "SELECT notice_key, target, created_at_ms, attempts, next_attempt_ms, delivered_at_ms, "
+        "gave_up_at_ms, "
         "last_error, body FROM notifications ORDER BY id");
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) return out;
@@ -373,8 +384,9 @@ class NotifyTest : public ::testing::Test {
   // Every row has an outcome that is committed, not just attempted.
   bool AllDelivered(size_t n) {
     auto rows = Rows();
-    return rows.size() == n &&
-           std::all_of(rows.begin(), rows.end(), [](const RowState& r) { return r.delivered_at_ms.has_value(); });
+    return rows.size() == n && std::all_of(rows.begin(), rows.end(), [](const RowState& r) {
+             return r.delivered_at_ms.has_value();
+           });
   }
 
   std::string dir_, db_path_;
@@ -420,7 +432,8 @@ TEST_F(NotifyTest, WebhookRetriedUntilAcceptedWithOneKeyAndValidSignature) {
     EXPECT_EQ(r.headers["content-type"], "application/json");
     EXPECT_EQ(r.headers["x-setdiag-event"], "ticket.opened");
     EXPECT_EQ(r.headers["x-setdiag-attempt"], std::to_string(i + 1));
-    EXPECT_EQ(r.headers["user-agent"].rfind("setdiag-collector/", 0), 0u) << r.headers["user-agent"];
+    EXPECT_EQ(r.headers["user-agent"].rfind("setdiag-collector/", 0), 0u)
+        << r.headers["user-agent"];
     EXPECT_FALSE(r.headers["x-setdiag-timestamp"].empty());
     EXPECT_EQ(r.headers.count("expect"), 0u);
     EXPECT_EQ(r.body, reqs[0].body) << "every attempt sends the same bytes";
@@ -472,12 +485,15 @@ TEST_F(NotifyTest, EmailArrivesOnceInRussianAndEnglish) {
   const json& m = msgs[0];
   EXPECT_EQ(m["mail_from"], "setdiag@collector.example");
   EXPECT_EQ(m["rcpt_tos"], json::array({"duty@partner.example", "oncall@partner.example"}));
-  EXPECT_EQ(m["subject"], "[setdiag] Магазин 1042: 3 кассы не отвечают / Store 1042: 3 tills not answering");
+  EXPECT_EQ(m["subject"],
+            "[setdiag] Магазин 1042: 3 кассы не отвечают / Store 1042: 3 tills not answering");
   EXPECT_EQ(m["content_type"], "text/plain");
   EXPECT_EQ(m["charset"], "utf-8");
-  EXPECT_EQ(m["headers"]["Message-ID"], "<setdiag.t42-escalated-1.email=3Aduty-mail@collector.example>");
+  EXPECT_EQ(m["headers"]["Message-ID"],
+            "<setdiag.t42-escalated-1.email=3Aduty-mail@collector.example>");
   EXPECT_EQ(m["headers"]["X-Setdiag-Event"], "ticket.escalated");
-  EXPECT_NE(m["headers"]["To"].get<std::string>().find("Дежурный"), std::string::npos) << m["headers"]["To"];
+  EXPECT_NE(m["headers"]["To"].get<std::string>().find("Дежурный"), std::string::npos)
+      << m["headers"]["To"];
   EXPECT_FALSE(m["headers"]["Date"].get<std::string>().empty());
   std::string text = m["body"];
   auto ru = text.find("Кассы 3, 7 и 9 не отвечают 20 минут.");
@@ -490,8 +506,9 @@ TEST_F(NotifyTest, EmailArrivesOnceInRussianAndEnglish) {
   // Headers on the wire are ASCII: the UTF-8 lives in encoded words.
   std::string raw = m["raw"];
   std::string head = raw.substr(0, raw.find("\r\n\r\n"));
-  EXPECT_TRUE(std::all_of(head.begin(), head.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
-      << head;
+  EXPECT_TRUE(std::all_of(head.begin(), head.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x80;
+  })) << head;
   EXPECT_NE(head.find("=?UTF-8?B?"), std::string::npos);
   std::cerr << "e-mail as sent:\n" << raw << "\n";
   EXPECT_EQ(notifier.stats().delivered, 1u);
@@ -535,18 +552,21 @@ TEST_F(NotifyTest, FiltersByPartnerEventAndPriority) {
   config.targets = {acme, critical, breaches};
   StartNotifier(config);
 
-  Enqueue(Notice("t1-opened", "opened", "beta", 2));         // nobody
-  Enqueue(Notice("t2-opened", "opened", "acme", 3));         // acme-desk, critical-only
+  Enqueue(Notice("t1-opened", "opened", "beta", 2));          // nobody
+  Enqueue(Notice("t2-opened", "opened", "acme", 3));          // acme-desk, critical-only
   Enqueue(Notice("t3-breached", "sla_breached", "beta", 1));  // breaches
-  Enqueue(Notice("t4-opened", "opened", "beta", 1));         // nobody
+  Enqueue(Notice("t4-opened", "opened", "beta", 1));          // nobody
   ASSERT_TRUE(WaitFor([&] { return AllDelivered(3); }, 10s));
   ASSERT_TRUE(WaitFor([&] { return rx.requests().size() >= 3; }, 5s));
 
   std::set<std::string> rows, received;
   for (const auto& r : Rows()) rows.insert(collector::NotificationId(r.notice_key, r.target));
   for (auto& r : rx.requests()) received.insert(r.target + " " + r.headers["idempotency-key"]);
-  EXPECT_EQ(rows, (std::set<std::string>{"t2-opened:webhook:acme-desk", "t2-opened:webhook:critical-only", "t3-breached:webhook:breaches"}));
-  EXPECT_EQ(received, (std::set<std::string>{"/acme t2-opened:webhook:acme-desk", "/critical t2-opened:webhook:critical-only",
+  EXPECT_EQ(rows,
+            (std::set<std::string>{"t2-opened:webhook:acme-desk", "t2-opened:webhook:critical-only",
+                                   "t3-breached:webhook:breaches"}));
+  EXPECT_EQ(received, (std::set<std::string>{"/acme t2-opened:webhook:acme-desk",
+                                             "/critical t2-opened:webhook:critical-only",
                                              "/breaches t3-breached:webhook:breaches"}));
   EXPECT_EQ(rx.requests().size(), 3u);
 }
@@ -554,7 +574,8 @@ TEST_F(NotifyTest, FiltersByPartnerEventAndPriority) {
 TEST_F(NotifyTest, ReceiverDownAtFirstGetsEverythingWhenItComesUp) {
   const int port = FreePort();
   NotifyConfig config = FastConfig();
-  config.targets.push_back(Webhook("helpdesk", "http://127.0.0.1:" + std::to_string(port) + "/hook"));
+  config.targets.push_back(
+      Webhook("helpdesk", "http://127.0.0.1:" + std::to_string(port) + "/hook"));
   Notifier& notifier = StartNotifier(config);
   for (const char* key : {"t1-opened", "t2-opened", "t3-opened"}) Enqueue(Notice(key, "opened"));
   // Each has failed at least once, and says why.
@@ -575,7 +596,9 @@ TEST_F(NotifyTest, ReceiverDownAtFirstGetsEverythingWhenItComesUp) {
   ASSERT_TRUE(WaitFor([&] { return rx.requests().size() >= 3; }, 5s));
   std::multiset<std::string> keys;
   for (auto& r : rx.requests()) keys.insert(r.headers["idempotency-key"]);
-  EXPECT_EQ(keys, (std::multiset<std::string>{"t1-opened:webhook:helpdesk", "t2-opened:webhook:helpdesk", "t3-opened:webhook:helpdesk"}));
+  EXPECT_EQ(keys,
+            (std::multiset<std::string>{"t1-opened:webhook:helpdesk", "t2-opened:webhook:helpdesk",
+                                        "t3-opened:webhook:helpdesk"}));
   EXPECT_EQ(notifier.stats().delivered, 3u);
   EXPECT_EQ(notifier.stats().given_up, 0u);
   for (const auto& r : Rows()) EXPECT_EQ(r.last_error, "");
@@ -587,7 +610,8 @@ TEST_F(NotifyTest, GivesUpAfterGiveUpAfterWithDeadReceiver) {
   config.initial_backoff_ms = 50;
   config.max_backoff_ms = 100;
   config.give_up_after_ms = 400;
-  config.targets.push_back(Webhook("helpdesk", "http://127.0.0.1:" + std::to_string(port) + "/hook"));
+  config.targets.push_back(
+      Webhook("helpdesk", "http://127.0.0.1:" + std::to_string(port) + "/hook"));
   ::testing::internal::CaptureStderr();
   Notifier& notifier = StartNotifier(config);
   Enqueue(Notice("t42-opened", "opened"));
@@ -609,7 +633,8 @@ TEST_F(NotifyTest, GivesUpAfterGiveUpAfterWithDeadReceiver) {
   EXPECT_EQ(stats.given_up, 1u);
   EXPECT_EQ(stats.delivered, 0u);
   EXPECT_EQ(stats.failed_attempts, static_cast<uint64_t>(row.attempts));
-  EXPECT_NE(log.find("giving up on notification t42-opened:webhook:helpdesk"), std::string::npos) << log;
+  EXPECT_NE(log.find("giving up on notification t42-opened:webhook:helpdesk"), std::string::npos)
+      << log;
 }
 
 TEST_F(NotifyTest, StopReturnsPromptlyWhileDeliveryHangs) {
@@ -619,7 +644,8 @@ TEST_F(NotifyTest, StopReturnsPromptlyWhileDeliveryHangs) {
   NotifyConfig config = FastConfig();
   config.timeout_ms = 30'000;
   config.targets.push_back(
-      Webhook("helpdesk", "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/hook"));
+      Webhook("helpdesk",
+              "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/hook"));
   StartNotifier(config);
   Enqueue(Notice("t42-opened", "opened"));
   tcp::socket socket(ioc);
@@ -636,7 +662,8 @@ TEST_F(NotifyTest, StopReturnsPromptlyWhileDeliveryHangs) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   auto row = Rows()[0];
   EXPECT_FALSE(row.delivered_at_ms.has_value());
-  EXPECT_EQ(row.attempts, 0) << "an interrupted attempt is not a failure; it is sent again after a restart";
+  EXPECT_EQ(row.attempts, 0)
+      << "an interrupted attempt is not a failure; it is sent again after a restart";
 }
 
 TEST_F(NotifyTest, HungTargetDelaysOnlyItsOwnNotifications) {
@@ -646,8 +673,8 @@ TEST_F(NotifyTest, HungTargetDelaysOnlyItsOwnNotifications) {
   ASSERT_TRUE(rx.Start());
   NotifyConfig config = FastConfig();
   config.timeout_ms = 30'000;
-  config.targets.push_back(
-      Webhook("stuck-desk", "http://127.0.0.1:" + std::to_string(hung.local_endpoint().port()) + "/hook"));
+  config.targets.push_back(Webhook(
+      "stuck-desk", "http://127.0.0.1:" + std::to_string(hung.local_endpoint().port()) + "/hook"));
   config.targets.push_back(Webhook("helpdesk", rx.url()));
   StartNotifier(config);
   auto start = std::chrono::steady_clock::now();
@@ -717,14 +744,15 @@ TEST_F(NotifyTest, WakeDeliversAtOnce) {
   ASSERT_EQ(reqs.size(), static_cast<size_t>(kNotices));
   std::vector<double> latency_ms;
   for (int i = 0; i < kNotices; ++i) {
-    EXPECT_EQ(reqs[static_cast<size_t>(i)].headers["idempotency-key"], "t" + std::to_string(i) + "-opened:webhook:helpdesk");
-    latency_ms.push_back(
-        std::chrono::duration<double, std::milli>(reqs[static_cast<size_t>(i)].at - committed[static_cast<size_t>(i)])
-            .count());
+    EXPECT_EQ(reqs[static_cast<size_t>(i)].headers["idempotency-key"],
+              "t" + std::to_string(i) + "-opened:webhook:helpdesk");
+    latency_ms.push_back(std::chrono::duration<double, std::milli>(
+                             reqs[static_cast<size_t>(i)].at - committed[static_cast<size_t>(i)])
+                             .count());
   }
   std::sort(latency_ms.begin(), latency_ms.end());
-  std::cerr << "commit -> received: median " << latency_ms[kNotices / 2] << " ms, max " << latency_ms.back()
-            << " ms; connections " << rx.connections() << "\n";
+  std::cerr << "commit -> received: median " << latency_ms[kNotices / 2] << " ms, max "
+            << latency_ms.back() << " ms; connections " << rx.connections() << "\n";
   // The benchmark holds the real bound; this catches a missing wake-up
   // (which would mean waiting for the idle poll, 30 s).
   EXPECT_LT(latency_ms[kNotices / 2], 100.0);
