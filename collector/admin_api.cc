@@ -400,7 +400,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (seg.size() == 1) {
       std::string store = t.query["store"];
       if (auto bad = check_store_param(store)) return *bad;
-      auto rows = ListStores(db_, who, store);
+      auto rows = ListStores(db_, who, store, default_tariff_);
       if (!rows.ok()) return StorageError(rows.status());
       json stores = json::array();
       for (const auto& s : *rows) stores.push_back(StoreJson(s, now));
@@ -408,7 +408,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     }
     std::string store = UrlDecode(seg[1]);
     if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
-    auto rows = ListStores(db_, who, store);
+    auto rows = ListStores(db_, who, store, default_tariff_);
     if (!rows.ok()) return StorageError(rows.status());
     for (const auto& s : *rows) {
       if (s.store_id == store) return {200, json{{"store", StoreJson(s, now)}}.dump()};

@@ -34,6 +34,8 @@ class AdminApi {
   // `read_db`: a read-only connection the API owns. `act` may be empty: the
   // API is then read-only and every POST answers 503.
   AdminApi(sql::Db read_db, Clock& clock, ActFn act = nullptr);
+  // The tariff shown for partners without one of their own.
+  void set_default_tariff(std::string tariff) { default_tariff_ = std::move(tariff); }
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -46,6 +48,7 @@ class AdminApi {
   sql::Db db_;
   Clock& clock_;
   ActFn act_;
+  std::string default_tariff_;
 };
 
 }  // namespace setdiag::collector

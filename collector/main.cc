@@ -241,6 +241,7 @@ int Serve(const CollectorConfig& cfg) {
                  if (!queued) return absl::UnavailableError("the collector is overloaded; try again");
                  return result->get_future().get();
                });
+  api.set_default_tariff(cfg.tickets.default_tariff);
   HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); });
   auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
   if (!http_addr->loopback) {

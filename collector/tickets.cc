@@ -354,9 +354,10 @@ absl::StatusOr<std::vector<TimelineEntry>> GetTimeline(sql::Db& db, int64_t tick
   return out;
 }
 
-absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id) {
+absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id,
+                                                 const std::string& default_tariff) {
   auto s = db.Prepare(
-      "SELECT s.store_id, s.partner, COALESCE(p.tariff, ''), "
+      "SELECT s.store_id, s.partner, COALESCE(p.tariff, ?4), "
       "COALESCE((SELECT MAX(connected) FROM agents a WHERE a.store_id = s.store_id), 0), "
       "COALESCE((SELECT MAX(last_seen_ms) FROM agents a WHERE a.store_id = s.store_id), 0), "
       "COALESCE((SELECT agent_version FROM agents a WHERE a.store_id = s.store_id "
@@ -366,6 +367,7 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
       "WHERE (?1 = '' OR s.store_id = ?1) AND (?2 = 'support' OR s.partner = ?3) ORDER BY s.store_id");
   if (!s.ok()) return s.status();
   s->Bind(1, store_id).Bind(2, user.role == Role::kSupport ? "support" : "partner").Bind(3, user.partner);
+  s->Bind(4, default_tariff);
   std::vector<StoreRow> out;
   while (true) {
     auto row = s->Step();

@@ -115,7 +115,9 @@ struct StoreRow {
   std::vector<std::string> agent_ids;
   std::vector<Ticket> open_tickets;  // not resolved, with their conditions
 };
-absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id);
+// `default_tariff` is reported for partners that have none set.
+absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id,
+                                                 const std::string& default_tariff = "");
 
 // The ticket as the API and notifications show it.
 nlohmann::json TicketJson(const Ticket& t);
