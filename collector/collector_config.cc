@@ -170,6 +170,9 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
     }
     t.smtp_user = r.String(k + ".user", "");
     t.smtp_password = ReadSecretFile(r, k + ".password_file");
+    if (!t.smtp_user.empty() && t.smtp_password.empty()) {
+      r.Invalid(k + ".password_file", "an SMTP 'user' needs its password in a file");
+    }
     t.from = r.RequireString(k + ".from");
     t.to = r.StringList(k + ".to");
     if (t.to.empty()) r.Invalid(k + ".to", "at least one recipient");
