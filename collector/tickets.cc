@@ -519,12 +519,20 @@ struct TicketEngine::Impl {
     ep->Bind(1, store).Bind(2, episode);
     auto row = ep->Step();
     if (!row.ok()) return row.status();
-    if (*row) {
-      *via_episode = true;
-      return LoadWhere(db, "id = ?1", {}, ep->Int(0));
+    const int64_t episode_ticket = *row ? ep->Int(0) : 0;
+    if (episode_ticket) {
+      auto t = LoadWhere(db, "id = ?1", {}, episode_ticket);
+      if (!t.ok() || !*t || (*t)->t.state != TicketState::kResolved) {
+        *via_episode = true;
+        return t;
+      }
     }
     auto open = LoadWhere(db, "store_id = ?1 AND condition = ?2 AND state != 'resolved'", {store, condition});
-    if (!open.ok() || *open) return open;
+    if (!open.ok() || *open) return open;  // an open ticket wins over a resolved one of an old episode
+    if (episode_ticket) {
+      *via_episode = true;
+      return LoadWhere(db, "id = ?1", {}, episode_ticket);
+    }
     // Resolved recently: the condition came back within the cool-down.
     return LoadWhere(db,
                      "store_id = ?1 AND condition = ?2 AND state = 'resolved' AND resolved_at_ms >= ?3 "
@@ -877,19 +885,26 @@ struct TicketEngine::Impl {
   }
 
   absl::Status TickStores() {
+    // One pass over the stores; only those whose reachability disagrees
+    // with their tickets are looked at further.
     auto s = db.Prepare(
-        "SELECT store_id, MAX(last_seen_ms), MAX(connected) FROM agents GROUP BY store_id");
+        "SELECT a.store_id, MAX(a.last_seen_ms), MAX(a.connected), "
+        "  EXISTS (SELECT 1 FROM tickets t WHERE t.store_id = a.store_id AND t.condition = 'store.unreachable' "
+        "          AND t.state != 'resolved' AND t.condition_active = 1) "
+        "FROM agents a GROUP BY a.store_id");
     if (!s.ok()) return s.status();
     std::vector<std::tuple<std::string, int64_t, bool>> stores;
     while (true) {
       auto row = s->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      stores.emplace_back(s->Text(0), s->Int(1), s->Int(2) != 0);
+      const bool silent = s->Int(2) == 0 && now - s->Int(1) >= e.policy_.unreachable_after_ms;
+      if (silent != (s->Int(3) != 0)) stores.emplace_back(s->Text(0), s->Int(1), silent);
     }
-    for (const auto& [store, last_seen, connected] : stores) {
-      const bool silent = !connected && now - last_seen >= e.policy_.unreachable_after_ms;
-      auto open = LoadWhere(db, "store_id = ?1 AND condition = 'store.unreachable' AND condition_active = 1",
+    for (const auto& [store, last_seen, silent] : stores) {
+      auto open = LoadWhere(db,
+                            "store_id = ?1 AND condition = 'store.unreachable' AND state != 'resolved' "
+                            "AND condition_active = 1",
                             {store});
       if (!open.ok()) return open.status();
       if (silent && !*open) {
