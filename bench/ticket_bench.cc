@@ -189,6 +189,14 @@ struct BenchAgent {
   std::map<uint64_t, int64_t*> unacked;  // sequence -> where to put its ack time
   std::atomic<bool> overloaded{false};
   std::atomic<bool> ended{false};
+
+  ~BenchAgent() {
+    // Only on an early exit: the normal path half-closes and joins first.
+    if (reader.joinable()) {
+      ctx->TryCancel();
+      reader.join();
+    }
+  }
 };
 
 std::string RandomHex(std::mt19937_64& rng, size_t n) {
@@ -264,6 +272,68 @@ bool SendEvent(BenchAgent& a, const std::string& kind, const json& payload, int6
   return a.stream->Write(msg);
 }
 
+// Writes `kinds.size()` events in one batch (the preload); `ack_slot`
+// receives the batch's ack time.
+bool SendBatch(BenchAgent& a, const std::vector<std::pair<std::string, json>>& events, int64_t* ack_slot) {
+  v1::AgentMessage msg;
+  const int64_t now_ms = NowMs();
+  {
+    std::lock_guard lock(a.mu);
+    for (const auto& [kind, payload] : events) {
+      auto* e = msg.mutable_batch()->add_events();
+      const uint64_t seq = a.next_seq++;
+      e->set_sequence(seq);
+      e->set_kind(kind);
+      e->set_severity(v1::SEVERITY_CRITICAL);
+      e->set_payload(payload.dump());
+      e->set_detected_at_ms(now_ms);
+      a.unacked[seq] = ack_slot;
+    }
+  }
+  return a.stream->Write(msg);
+}
+
+// Many tickets that exist already when the measurement starts, as in the
+// steady state (a raised and cleared condition stays a ticket until
+// tickets.auto_resolve_after has passed): each store raises and then clears
+// `per_store` conditions in batches; waits for the acks and the pages.
+void Preload(std::vector<std::unique_ptr<BenchAgent>>& agents, Receiver& receiver, size_t per_store,
+             const std::string& run_id) {
+  constexpr size_t kPerBatch = 100;
+  const size_t batches_per_state = (per_store + kPerBatch - 1) / kPerBatch;
+  std::vector<int64_t> acks(agents.size() * batches_per_state * 2, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t hooks_before = receiver.Count();
+  size_t slot = 0;
+  for (const char* state : {"raised", "cleared"}) {
+    for (size_t j = 0; j < agents.size(); ++j) {
+      for (size_t b = 0; b < batches_per_state; ++b) {
+        std::vector<std::pair<std::string, json>> events;
+        for (size_t k = b * kPerBatch; k < std::min(per_store, (b + 1) * kPerBatch); ++k) {
+          events.emplace_back(Cat("bench.pre.", k),
+                              json{{"state", state}, {"episode", Cat("pre-", run_id, "-", j, "-", k)}});
+        }
+        if (!SendBatch(*agents[j], events, &acks[slot++])) throw std::runtime_error("preload: a stream broke");
+      }
+    }
+  }
+  auto all_acked = [&] { return std::all_of(acks.begin(), acks.end(), [](int64_t x) { return x != 0; }); };
+  if (!WaitFor(all_acked, 600s, 100ms)) {
+    throw std::runtime_error("preload: not every batch was acknowledged within 10 min");
+  }
+  const double stored_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const size_t pages = hooks_before + 2 * per_store * agents.size();
+  if (!WaitFor([&] { return receiver.Count() >= pages; }, 1200s, 200ms)) {
+    throw std::runtime_error("preload: not every page arrived within 20 min");
+  }
+  const double paged_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("preload: %zu tickets opened and cleared (not resolved) in %.1f s; their %zu pages delivered after "
+              "%.1f s\n",
+              per_store * agents.size(), stored_s, 2 * per_store * agents.size(), paged_s);
+  std::fflush(stdout);
+  std::this_thread::sleep_for(3s);
+}
+
 bool SendStatus(BenchAgent& a) {
   v1::AgentMessage msg;
   auto* s = msg.mutable_status();
@@ -275,11 +345,14 @@ bool SendStatus(BenchAgent& a) {
   return a.stream->Write(msg);
 }
 
-int IngestLatency(int rate, double minutes, int stores, double warmup_s, double clear_after_s) {
+int IngestLatency(int rate, double minutes, int stores, double warmup_s, double clear_after_s, int preload,
+                  const std::string& tick_interval) {
   if (rate <= 0 || stores <= 0 || minutes <= 0) throw std::runtime_error("--rate, --stores, --minutes must be > 0");
   Receiver receiver;
   const std::string secret_dir = MakeTempDir("bench-tickets-secret");
-  Deployment d("bench-tickets", WebhookConfig(secret_dir, receiver.url()));
+  // Normal ticket timings; tick_interval only for diagnosis (--tick-interval).
+  std::string tickets = tick_interval.empty() ? "" : "[tickets]\ntick_interval = \"" + tick_interval + "\"\n";
+  Deployment d("bench-tickets", tickets + WebhookConfig(secret_dir, receiver.url()));
   QuietCollector(d, "30s");
   // Tokens before the collector starts: each is a `setdiag-collector token
   // create` process.
@@ -295,6 +368,11 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   std::mt19937_64 rng{std::random_device{}()};
   const std::string target = "127.0.0.1:" + std::to_string(d.grpc_port());
   for (auto& a : agents) ConnectAgent(*a, target, rng);
+  const std::string run_id = RandomHex(rng, 8);
+  if (preload > 0) {
+    Preload(agents, receiver, (static_cast<size_t>(preload) + agents.size() - 1) / agents.size(), run_id);
+  }
+  const size_t hooks_before = receiver.Count();
   std::printf("ingest-latency: %d stores connected; %d conditions/min for %.2f min, clear after %.1f s\n", stores,
               rate, minutes, clear_after_s);
   std::fflush(stdout);
@@ -302,7 +380,6 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   const auto total = static_cast<size_t>(std::llround(static_cast<double>(rate) * minutes));
   std::vector<Condition> conds(total);
   std::unordered_map<std::string, size_t> by_episode;
-  const std::string run_id = RandomHex(rng, 8);
   for (size_t i = 0; i < total; ++i) {
     Condition& c = conds[i];
     c.agent = i % static_cast<size_t>(stores);
@@ -374,7 +451,7 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
 
   // Every raise pages "opened", every clear "cleared".
   const size_t expected = total * (clear_after_s > 0 ? 2 : 1);
-  WaitFor([&] { return receiver.Count() >= expected; }, 60s, 50ms);
+  WaitFor([&] { return receiver.Count() >= hooks_before + expected; }, 60s, 50ms);
   std::this_thread::sleep_for(1s);  // anything extra (duplicates) arrives too
   const double cpu2 = CpuSeconds(d.collector().pid());
 
@@ -394,7 +471,9 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   std::map<std::string, size_t> by_type;
   size_t unmatched = 0, duplicates = 0;
   std::vector<int64_t> opened_us(total, 0), cleared_us(total, 0), registered_ms(total, 0);
-  for (const auto& h : receiver.Take()) {
+  const std::vector<Receiver::Hook> hooks = receiver.Take();
+  for (size_t hi = hooks_before; hi < hooks.size(); ++hi) {
+    const Receiver::Hook& h = hooks[hi];
     json b = json::parse(h.body, nullptr, false);
     if (!b.is_object()) {
       ++unmatched;
@@ -455,14 +534,18 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   }
 
   const double cpu_pct = 100.0 * (cpu1 - cpu0) / send_wall;
-  std::printf("\n%zu conditions sent in %.1f s to %d stores (%.1f/s), %zu write failures, %zu streams ended badly\n",
-              total, send_wall, stores, static_cast<double>(total) / send_wall, write_failures, bad_status);
+  const double raise_window = std::chrono::duration<double>(end_of_raises - t0).count();
+  std::printf("\n%zu conditions raised over %.1f s to %d stores (%.2f/s; clears until %.1f s), %zu write failures, "
+              "%zu streams ended badly\n",
+              total, raise_window, stores, static_cast<double>(total) / raise_window, send_wall, write_failures,
+              bad_status);
   std::printf("webhooks: ");
   for (const auto& [type, n] : by_type) std::printf("%s=%zu ", type.c_str(), n);
   std::printf("unmatched=%zu duplicates=%zu missing_opened=%zu missing_cleared=%zu\n", unmatched, duplicates,
               missing_opened, missing_cleared);
-  std::printf("collector CPU while sending: %.1f%% of one core (%.2f s); until the last page: %.2f s\n", cpu_pct,
-              cpu1 - cpu0, cpu2 - cpu0);
+  std::printf("collector CPU while sending (raises and clears): %.1f%% of one core (%.2f s); "
+              "until the last page: %.2f s\n",
+              cpu_pct, cpu1 - cpu0, cpu2 - cpu0);
   std::printf("latency, ms (after the %.0f s warm-up unless said):\n", warmup_s);
   Report("event written -> ticket.opened webhook at the receiver", e2e);
   Report("  warm-up only (first seconds)", e2e_warm);
@@ -471,11 +554,25 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   Report("  event written -> Ack read by the agent (committed)", to_ack);
   Report("  Ack read -> webhook at the receiver", ack_to_hook);
   if (clear_after_s > 0) Report("cleared event written -> ticket.cleared webhook", clear_e2e);
+  // By minute of the run: whether it degrades as tickets accumulate.
+  std::map<int64_t, std::vector<double>> by_minute;
+  for (size_t i = 0; i < total; ++i) {
+    if (opened_us[i] == 0) continue;
+    by_minute[(conds[i].raise_send_us - run_start_us) / 60'000'000].push_back(
+        ms(opened_us[i] - conds[i].raise_send_us));
+  }
+  if (by_minute.size() > 1) {
+    for (const auto& [minute, v] : by_minute) {
+      Report(Cat("  minute ", minute + 1, " (warm-up included): event written -> ticket.opened webhook"), v);
+    }
+  }
 
   json out = {{"bench", "tickets.ingest-latency"},
               {"rate_per_min", rate},
               {"minutes", minutes},
               {"stores", stores},
+              {"preload", preload},
+              {"tick_interval", tick_interval.empty() ? "default" : tick_interval},
               {"clear_after_s", clear_after_s},
               {"warmup_s", warmup_s},
               {"conditions", total},
@@ -690,13 +787,18 @@ int EndToEnd(int runs) {
 
 int main(int argc, char** argv) {
   CLI::App app{"setdiag ticket benchmarks (see docs/benchmarks.md, Tickets)"};
-  int rate = 1000, stores = 100, runs = 5;
+  int rate = 1000, stores = 100, runs = 5, preload = 0;
+  std::string tick_interval;
   double minutes = 1, warmup = 10, clear_after = 5;
   auto* ingest = app.add_subcommand("ingest-latency", "condition event -> ticket committed and paged (webhook)");
   ingest->add_option("--rate", rate, "conditions per minute")->capture_default_str();
   ingest->add_option("--minutes", minutes)->capture_default_str();
   ingest->add_option("--stores", stores, "agents, one stream each")->capture_default_str();
   ingest->add_option("--warmup", warmup, "seconds reported separately")->capture_default_str();
+  ingest->add_option("--preload", preload, "tickets opened and cleared before the measurement")
+      ->capture_default_str();
+  ingest->add_option("--tick-interval", tick_interval,
+                     "diagnosis only: tickets.tick_interval (default: the collector's)");
   ingest->add_option("--clear-after", clear_after, "seconds until each condition clears (0: never)")
       ->capture_default_str();
   auto* e2e = app.add_subcommand("e2e", "tills stop in the simulator -> ticket visible in the API");
@@ -704,7 +806,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (ingest->parsed()) return IngestLatency(rate, minutes, stores, warmup, clear_after);
+    if (ingest->parsed()) return IngestLatency(rate, minutes, stores, warmup, clear_after, preload, tick_interval);
     return EndToEnd(runs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "benchmark failed: %s\n", e.what());

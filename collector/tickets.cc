@@ -46,10 +46,12 @@ CREATE TABLE IF NOT EXISTS tickets(
   resp_due INTEGER NOT NULL, resp_warn INTEGER NOT NULL, resp_met INTEGER NOT NULL,
   resp_warned INTEGER NOT NULL, resp_breached INTEGER NOT NULL,
   wa_due INTEGER NOT NULL, wa_warn INTEGER NOT NULL, wa_met INTEGER NOT NULL,
-  wa_warned INTEGER NOT NULL, wa_breached INTEGER NOT NULL);
+  wa_warned INTEGER NOT NULL, wa_breached INTEGER NOT NULL,
+  next_due_ms INTEGER NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_one_open ON tickets(store_id, condition) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS tickets_by_store ON tickets(store_id, condition, id);
 CREATE INDEX IF NOT EXISTS tickets_unresolved ON tickets(state) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS tickets_due ON tickets(next_due_ms) WHERE state != 'resolved';
 CREATE TABLE IF NOT EXISTS ticket_episodes(
   store_id TEXT NOT NULL,
   episode TEXT NOT NULL,
@@ -79,12 +81,16 @@ constexpr char kColumns[] =
     "error_registered_at_ms, reopen_count, last_episode, "
     "reg_due, reg_warn, reg_met, reg_warned, reg_breached, "
     "resp_due, resp_warn, resp_met, resp_warned, resp_breached, "
-    "wa_due, wa_warn, wa_met, wa_warned, wa_breached";
-constexpr int kColumnCount = 41;
+    "wa_due, wa_warn, wa_met, wa_warned, wa_breached, next_due_ms";
+constexpr int kColumnCount = 42;
 
 struct Row {
   Ticket t;
   bool late = false;
+  // The next instant the periodic work has something to do for this ticket
+  // (an SLA warning or deadline, automatic resolution, a late page); the
+  // tick only reads tickets that are due. Set by TicketEngine before saving.
+  int64_t next_due_ms = INT64_MAX;
 };
 
 void ReadClock(const sql::Stmt& s, int col, SlaClock* c) {
@@ -127,6 +133,7 @@ Row ReadRow(const sql::Stmt& s) {
   ReadClock(s, 26, &t.registration);
   ReadClock(s, 31, &t.first_response);
   ReadClock(s, 36, &t.workaround);
+  r.next_due_ms = s.Int(41);
   return r;
 }
 
@@ -135,7 +142,7 @@ void BindClock(sql::Stmt& s, int idx, const SlaClock& c) {
   s.Bind(idx + 3, int64_t{c.warned}).Bind(idx + 4, int64_t{c.breached});
 }
 
-// Binds every column but id as ?1..?40 (id is ?41 for UPDATE).
+// Binds every column but id as ?1..?41 (id is ?42 for UPDATE).
 void BindRow(sql::Stmt& s, const Row& r) {
   const Ticket& t = r.t;
   s.Bind(1, t.store_id).Bind(2, t.partner).Bind(3, t.tariff).Bind(4, t.condition);
@@ -149,6 +156,7 @@ void BindRow(sql::Stmt& s, const Row& r) {
   BindClock(s, 26, t.registration);
   BindClock(s, 31, t.first_response);
   BindClock(s, 36, t.workaround);
+  s.Bind(41, r.next_due_ms);
 }
 
 absl::StatusOr<int64_t> InsertRow(sql::Db& db, const Row& r) {
@@ -266,6 +274,12 @@ std::string MoscowTime(int64_t ms) {
     return tz;
   }();
   return absl::FormatTime("%Y-%m-%d %H:%M MSK", absl::FromUnixMillis(ms), kMsk);
+}
+
+std::string HumanDuration(int64_t ms) {
+  if (ms < 120'000) return Cat(ms / 1000, " s");
+  if (ms < 2 * 3'600'000) return Cat(ms / 60'000, " min");
+  return Cat(ms / 3'600'000, " h");
 }
 
 bool VisibleTo(const User& user, const std::string& partner) {
@@ -461,6 +475,30 @@ struct TicketEngine::Impl {
     return e.policy_.tariffs.at(e.policy_.default_tariff);
   }
 
+  int64_t NextDue(const Row& r) const {
+    const Ticket& t = r.t;
+    int64_t due = INT64_MAX;
+    if (t.state == TicketState::kResolved) return due;
+    auto running = [&](const SlaClock& c) {
+      if (c.due_ms == 0 || c.met_at_ms != 0 || c.breached) return;
+      due = std::min(due, c.warned ? c.due_ms : c.warn_ms);
+    };
+    if (t.paged) {
+      running(t.first_response);
+      running(t.workaround);
+    }
+    if (t.state == TicketState::kOpen && !t.condition_active && t.cleared_at_ms) {
+      due = std::min(due, t.cleared_at_ms + e.policy_.auto_resolve_after_ms);
+    }
+    if (r.late && !t.paged && t.condition_active) due = std::min(due, t.registered_at_ms + e.policy_.late_settle_ms);
+    return due;
+  }
+
+  absl::Status Save(Row& r) {
+    r.next_due_ms = NextDue(r);
+    return UpdateRow(db, r);
+  }
+
   absl::StatusOr<std::string> TariffOf(const std::string& partner) {
     auto s = db.Prepare("SELECT tariff FROM partners WHERE partner=?");
     if (!s.ok()) return s.status();
@@ -635,6 +673,7 @@ struct TicketEngine::Impl {
       SlaTarget reg = RegistrationTarget(policy, e.business_, detected_ms);
       t.registration = {reg.due_ms, reg.warn_ms, now, now >= reg.warn_ms, now > reg.due_ms};
       TargetFirstResponse(t, detected_ms);
+      r.next_due_ms = NextDue(r);
       auto id = InsertRow(db, r);
       if (!id.ok()) return id.status();
       t.id = *id;
@@ -689,8 +728,7 @@ struct TicketEngine::Impl {
         r.late = false;
       }
       if (auto st = AddTimeline(db, t.id, now, actor, "reopened",
-                                Cat(kind, " came back within ", e.policy_.reopen_within_ms / 60000,
-                                    " min of resolution"),
+                                Cat(kind, " came back within ", HumanDuration(e.policy_.reopen_within_ms), " of resolution"),
                                 event_id);
           !st.ok()) {
         return st;
@@ -733,7 +771,7 @@ struct TicketEngine::Impl {
       log::Info("tickets", Cat("#", t.id, " escalated to ", PriorityName(priority), " (store ", store, ")"));
       notices.emplace_back("escalated", PriorityName(priority), "Escalated", "Повышен приоритет");
     }
-    if (auto st = UpdateRow(db, r); !st.ok()) return st;
+    if (auto st = Save(r); !st.ok()) return st;
     for (const auto& [type, suffix, en, ru] : notices) {
       if (auto st = Notify(t, type, suffix, en, ru); !st.ok()) return st;
     }
@@ -777,9 +815,9 @@ struct TicketEngine::Impl {
       t.resolved_by = "collector";
       t.resolution = "began and ended while the store was out of reach; recorded, not paged";
       if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok()) return st;
-      return UpdateRow(db, r);
+      return Save(r);
     }
-    if (auto st = UpdateRow(db, r); !st.ok()) return st;
+    if (auto st = Save(r); !st.ok()) return st;
     return Notify(t, "cleared", Cat(detected_ms), "Cleared", "Условие снято");
   }
 
@@ -837,8 +875,9 @@ struct TicketEngine::Impl {
   }
 
   absl::Status TickTickets() {
-    auto s = db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE state != 'resolved'"));
+    auto s = db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE state != 'resolved' AND next_due_ms <= ?1"));
     if (!s.ok()) return s.status();
+    s->Bind(1, now);
     std::vector<Row> rows;
     while (true) {
       auto row = s->Step();
@@ -869,16 +908,15 @@ struct TicketEngine::Impl {
         t.state = TicketState::kResolved;
         t.resolved_at_ms = now;
         t.resolved_by = "collector";
-        t.resolution = Cat("the condition cleared and stayed away for ", e.policy_.auto_resolve_after_ms / 60000,
-                           " min");
+        t.resolution = Cat("the condition cleared and stayed away for ", HumanDuration(e.policy_.auto_resolve_after_ms));
         changed = true;
         if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok()) return st;
         log::Info("tickets", Cat("#", t.id, " resolved automatically (store ", t.store_id, ")"));
         if (auto st = Notify(t, "resolved", "", "Resolved", "Решена"); !st.ok()) return st;
       }
-      if (changed) {
-        t.updated_at_ms = now;
-        if (auto st = UpdateRow(db, r); !st.ok()) return st;
+      if (changed || r.next_due_ms != NextDue(r)) {
+        if (changed) t.updated_at_ms = now;
+        if (auto st = Save(r); !st.ok()) return st;
       }
     }
     return absl::OkStatus();
@@ -1036,7 +1074,7 @@ absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const Ac
       break;
   }
   t.updated_at_ms = now_ms;
-  if (auto st = UpdateRow(db, r); !st.ok()) return st;
+  if (auto st = impl.Save(r); !st.ok()) return st;
   if (req.action == TicketAction::kResolve) {
     if (auto st = impl.Notify(t, "resolved", "", "Resolved", "Решена"); !st.ok()) return st;
   }
