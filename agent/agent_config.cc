@@ -182,12 +182,31 @@ void ReadLoadingWatch(ConfigReader& r, AgentConfig* c) {
       static_cast<uint64_t>(r.Bytes("loading.disk_min_free", static_cast<int64_t>(l.policy.disk_min_free_bytes), 0));
 }
 
+void ReadBundle(ConfigReader& r, AgentConfig* c) {
+  BundleConfig& b = c->bundle;
+  constexpr int64_t kMaxWindowMs = int64_t{30} * 86'400'000;
+  b.window_ms = r.DurationMs("bundle.window", b.window_ms, 60'000);
+  if (b.window_ms > kMaxWindowMs) r.Invalid("bundle.window", "at most 30d");
+  if (r.Has("bundle.log_globs")) b.log_globs = r.StringList("bundle.log_globs");
+  for (const auto& g : b.log_globs) {
+    if (!g.starts_with('/')) {
+      r.Invalid("bundle.log_globs", "each glob must be an absolute path, e.g. \"/var/log/nginx/*.log\"");
+    }
+  }
+  b.log_file_cap_bytes = r.Bytes("bundle.log_file_cap", b.log_file_cap_bytes, 64 * 1024);
+  b.log_total_cap_bytes = r.Bytes("bundle.log_total_cap", b.log_total_cap_bytes, 64 * 1024);
+  if (r.Has("bundle.config_files")) b.config_files = r.StringList("bundle.config_files");
+  b.step_timeout_ms = r.DurationMs("bundle.step_timeout", b.step_timeout_ms, 100);
+  b.logs_timeout_ms = r.DurationMs("bundle.logs_timeout", b.logs_timeout_ms, 100);
+}
+
 }  // namespace
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   std::unique_ptr<ConfigReader> r;
   if (auto st = ConfigReader::Load(path, &r); !st.ok()) return st;
   AgentConfig c;
+  c.config_path = path;
   c.store_id = r->RequireString("agent.store_id");
   c.agent_id = r->String("agent.agent_id", "");
   c.state_dir = r->String("agent.state_dir", c.state_dir);
@@ -215,6 +234,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   c.backoff.overloaded_min_ms = r->DurationMs("backoff.overloaded_min", c.backoff.overloaded_min_ms, 0);
   ReadTillWatch(*r, &c);
   ReadLoadingWatch(*r, &c);
+  ReadBundle(*r, &c);
   auto calendar = StoreCalendar::FromConfig(*r);
   if (auto st = r->Finish(); !st.ok()) return st;
   if (!calendar.ok()) return calendar.status();

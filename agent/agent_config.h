@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "agent/bundle/bundle_config.h"
 #include "agent/calendar.h"
 #include "agent/loading_watch.h"
 #include "agent/outbox.h"
@@ -13,6 +14,7 @@
 namespace setdiag::agent {
 
 struct AgentConfig {
+  std::string config_path;  // the file this was loaded from (bundles include it, redacted)
   std::string store_id;
   std::string agent_id;  // empty: generated once and kept in state_dir/agent-id
   std::string state_dir = "/var/lib/setdiag-agent";
@@ -39,9 +41,13 @@ struct AgentConfig {
   std::string push_udp_listen;   // "host:port"; empty: no UDP heartbeats
   std::string push_http_listen;  // "host:port"; empty: no HTTP heartbeats
 
+  BundleConfig bundle;  // [bundle]: diagnostic bundles (docs/bundles.md)
+
   std::string OutboxPath() const { return state_dir + "/outbox.db"; }
   // Maintenance windows and other local state that is not the outbox.
   std::string StatePath() const { return state_dir + "/state.db"; }
+  // Findings kept after the outbox let them go (agent/history.h).
+  std::string HistoryPath() const { return state_dir + "/history.db"; }
 };
 
 // Reads and validates the file. Errors name the file, line and key.

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 
+#include "agent/history.h"
 #include "common/log.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
 
-size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component) {
+size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component,
+                      HistoryStore* history) {
   size_t committed = 0;
   for (const auto& f : findings) {
     auto seq = outbox.Append({f.kind, f.severity, f.detected_at_ms, f.payload.dump()});
@@ -16,6 +18,13 @@ size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std:
       continue;
     }
     ++committed;
+    if (history) {
+      // Recorded at its detection time: that is when the watch saw it, and
+      // pruning by it keeps the history a window of the store's life.
+      HistoryRecord record{0, *seq, f.kind, f.severity, f.detected_at_ms, 0, std::string(component),
+                           f.payload.dump()};
+      history->AppendOrLog(record, f.detected_at_ms);
+    }
     log::Info(component, Cat(f.kind, " ", f.payload.value("state", ""), " (", SeverityName(f.severity),
                              "): ", f.payload.value("summary_en", ""), " -> outbox #", *seq));
   }

@@ -16,6 +16,8 @@
 
 namespace setdiag::agent {
 
+class HistoryStore;
+
 struct Finding {
   std::string kind;
   Severity severity = Severity::kNormal;
@@ -24,8 +26,10 @@ struct Finding {
 };
 
 // Appends each finding to the outbox and logs it under `component`. Returns
-// how many were committed.
-size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component);
+// how many were committed. With a `history`, each committed finding is also
+// recorded there (failures are logged, never returned: the outbox comes first).
+size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component,
+                      HistoryStore* history = nullptr);
 
 // Milliseconds to sleep: until the next poll (monotonic) or the detector's
 // next deadline (wall clock), whichever is first, within [1, poll_interval].

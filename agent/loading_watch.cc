@@ -265,7 +265,7 @@ void LoadingWatch::Loop() {
     int64_t now = clock_.NowMs();
     if (clock_.MonotonicMs() >= next_poll_mono) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     auto findings = detector_.Evaluate(Gather(now));
-    if (CommitFindings(outbox_, findings, "loading") > 0 && on_committed_) on_committed_();
+    if (CommitFindings(outbox_, findings, "loading", options_.history.get()) > 0 && on_committed_) on_committed_();
     int64_t wait_ms =
         WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
     std::unique_lock lock(mu_);

@@ -25,6 +25,8 @@
 
 namespace setdiag::agent {
 
+class HistoryStore;
+
 struct LoadingWatchOptions {
   LoadingPolicy policy;
   int64_t poll_interval_ms = 15'000;
@@ -40,6 +42,7 @@ struct LoadingWatchOptions {
   std::string time_zone = "UTC";   // for the ERP window
   int erp_window_start_min = 0;    // minutes after local midnight
   int erp_window_end_min = 24 * 60;
+  std::shared_ptr<HistoryStore> history;  // optional: findings are also recorded there
 };
 
 // What the store's own schedule says at an instant.

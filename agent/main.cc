@@ -11,6 +11,8 @@
 
 #include "common/strings.h"
 #include "agent/agent_config.h"
+#include "agent/bundle/bundle.h"
+#include "agent/history.h"
 #include "agent/loading_watch.h"
 #include "agent/maintenance.h"
 #include "agent/outbox.h"
@@ -191,6 +193,18 @@ int Run(const AgentConfig& cfg) {
   uo.server_name = cfg.server_name;
   uo.backoff = cfg.backoff;
   uo.status_interval_ms = cfg.status_interval_ms;
+  // Diagnostic bundles the collector asks for, and the flight recorder's:
+  // built on the uplink's bundle thread, streamed from <state_dir>/bundles.
+  uo.bundle_dir = cfg.state_dir + "/bundles";
+  uo.bundle_builder = [&cfg, &clock](const BundleBuildRequest& r) -> absl::StatusOr<BuiltBundle> {
+    auto options = bundle::BundleOptions::FromConfig(cfg);
+    if (r.window_ms > 0) options.config.window_ms = r.window_ms;
+    options.include_logs = !r.exclude_logs;
+    auto built = bundle::BuildBundle(cfg, options, r.out_path, clock);
+    if (!built.ok()) return built.status();
+    return BuiltBundle{built->path, built->size, built->sha256,
+                       built->manifest.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+  };
   Uplink uplink(uo, *outbox, clock);
   uplink.Start();
 
@@ -206,6 +220,13 @@ int Run(const AgentConfig& cfg) {
     if (auto st = push.StartHttp(host, port); !st.ok()) log::Error("push", st.ToString());
     else log::Info("push", Cat("heartbeats accepted on http://", host, ":", push.http_port(), "/v1/heartbeat"));
   }
+  // Findings are also kept locally for bundles; without it the agent runs on.
+  std::shared_ptr<HistoryStore> history;
+  if (auto h = HistoryStore::Open(cfg.HistoryPath()); h.ok()) {
+    history = std::move(*h);
+  } else {
+    log::Error("history", Cat("local history unavailable (bundles will lack it): ", h.status().ToString()));
+  }
   std::unique_ptr<TillWatch> tills;
   std::optional<MaintenanceStore> maintenance;
   if (auto m = MaintenanceStore::Open(cfg.StatePath()); m.ok()) {
@@ -214,7 +235,9 @@ int Run(const AgentConfig& cfg) {
     log::Error("maintenance", Cat("maintenance windows unavailable: ", m.status().ToString()));
   }
   if (cfg.tills_enabled) {
-    tills = std::make_unique<TillWatch>(cfg.tills, uo.agent_id,
+    TillWatchOptions till_options = cfg.tills;
+    till_options.history = history;
+    tills = std::make_unique<TillWatch>(till_options, uo.agent_id,
                                         MakeExpectation(cfg, maintenance ? &*maintenance : nullptr), board, *outbox,
                                         [&uplink] { uplink.Wake(); }, clock);
     tills->Start();
@@ -241,7 +264,9 @@ int Run(const AgentConfig& cfg) {
       c.tills_expected = calendar->IsOpenAt(now_ms);
       return c;
     };
-    loading = std::make_unique<LoadingWatch>(cfg.loading, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); },
+    LoadingWatchOptions loading_options = cfg.loading;
+    loading_options.history = history;
+    loading = std::make_unique<LoadingWatch>(loading_options, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); },
                                              context, clock);
     loading->Start();
     log::Info("loading", Cat("watching goods and prices loading: ", cfg.loading.set_db ? "SET database" : "no database",
@@ -305,6 +330,116 @@ int Emit(const AgentConfig& cfg, const std::string& kind, const std::string& sev
   return 0;
 }
 
+std::string HumanBytes(uint64_t n) {
+  char buf[32];
+  if (n >= 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1024.0 * 1024.0));
+  else if (n >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+struct BundleArgs {
+  std::string output;
+  std::string window;
+  std::string step_timeout;
+  bool no_logs = false;
+  bool json = false;
+};
+
+// Works without the daemon and without the collector. A config that cannot
+// be loaded does not stop it: the bundle is built from defaults and says why.
+int Bundle(const std::string& config_path, const BundleArgs& args) {
+  log::SetLevel(log::Level::kWarn);
+  AgentConfig cfg;
+  std::string config_error;
+  if (auto loaded = LoadAgentConfig(config_path); loaded.ok()) {
+    cfg = std::move(*loaded);
+  } else {
+    config_error = std::string(loaded.status().message());
+    std::cerr << "setdiag-agent bundle: bad config: " << config_error
+              << "\n  collecting with default settings instead (no SET database access)\n";
+  }
+  auto options = bundle::BundleOptions::FromConfig(cfg);
+  options.agent_config_path = config_path;
+  options.config_error = config_error;
+  if (!args.window.empty()) {
+    int64_t ms = ParseDurationArg(args.window);
+    if (ms < 60'000) {
+      std::cerr << "setdiag-agent bundle: --window needs a duration of at least 1m, such as 6h or 2d\n";
+      return kExitConfig;
+    }
+    options.config.window_ms = ms;
+  }
+  if (!args.step_timeout.empty()) {
+    int64_t ms = ParseDurationArg(args.step_timeout);
+    if (ms < 100) {
+      std::cerr << "setdiag-agent bundle: --step-timeout needs a duration of at least 100ms, such as 20s\n";
+      return kExitConfig;
+    }
+    options.config.step_timeout_ms = ms;
+  }
+  options.include_logs = !args.no_logs;
+  SystemClock clock;
+  std::string out = args.output;
+  if (out.empty()) {
+    std::time_t secs = static_cast<std::time_t>(clock.NowMs() / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    out = Cat("setdiag-bundle-", cfg.store_id.empty() ? "unknown" : cfg.store_id, "-", stamp, ".tar.gz");
+  }
+  std::cerr << "setdiag-agent bundle: collecting (each step at most " << options.config.step_timeout_ms / 1000
+            << " s, logs " << options.config.logs_timeout_ms / 1000 << " s)...\n";
+  auto result = bundle::BuildBundle(cfg, options, out, clock);
+  if (!result.ok()) {
+    std::cerr << "setdiag-agent bundle: " << result.status().message() << "\n";
+    return result.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfig : 1;
+  }
+  const auto& m = result->manifest;
+  if (args.json) {
+    nlohmann::json summary = {{"path", result->path},          {"size", result->size},
+                              {"sha256", result->sha256},      {"summary", m["summary"]},
+                              {"steps", m["steps"]},           {"redactions", m["redactions"]["by_rule"]},
+                              {"not_collected", m["not_collected"].size()}};
+    std::cout << summary.dump(2) << "\n";
+    if (result->steps_timed_out > 0) {
+      std::cout.flush();
+      std::_Exit(0);
+    }
+    return 0;
+  }
+  std::cout << "bundle written: " << result->path << " (" << HumanBytes(result->size) << ", sha256 "
+            << result->sha256 << ")\n";
+  std::cout << "steps: " << result->steps_ok << " ok, " << result->steps_failed << " failed, "
+            << result->steps_timed_out << " timed out, " << result->steps_skipped << " skipped\n";
+  for (const auto& s : m["steps"]) {
+    if (s["status"] == "ok") continue;
+    std::cout << "  " << s["name"].get<std::string>() << ": " << s["status"].get<std::string>();
+    if (s["error"].is_string()) std::cout << ": " << s["error"].get<std::string>();
+    std::cout << "\n";
+  }
+  std::cout << "files: " << result->files << "; values redacted: " << result->redactions;
+  if (result->redactions > 0) {
+    std::string rules;
+    for (const auto& [rule, n] : m["redactions"]["by_rule"].items()) {
+      Append(&rules, rules.empty() ? "" : ", ", rule, " ", n.get<int64_t>());
+    }
+    std::cout << " (" << rules << ")";
+  }
+  std::cout << "\n";
+  if (!m["not_collected"].empty()) {
+    std::cout << "not collected: " << m["not_collected"].size() << " item(s), see manifest.json\n";
+  }
+  if (result->steps_timed_out > 0) {
+    // A timed-out step's thread may still be running (or stuck in the
+    // kernel): leave without running static destructors under its feet.
+    std::cout.flush();
+    std::_Exit(0);
+  }
+  return 0;
+}
+
 int Status(const AgentConfig& cfg) {
   SystemClock clock;
   auto outbox = Outbox::OpenWithoutRepair(cfg.OutboxPath(), cfg.outbox, clock);
@@ -360,6 +495,17 @@ int main(int argc, char** argv) {
   auto* maint_list = maint->add_subcommand("list", "Active and planned windows");
   auto* maint_cancel = maint->add_subcommand("cancel", "End a window now");
   maint_cancel->add_option("id", maint_id, "Window number from 'list'")->required();
+  auto* bundle_cmd = app.add_subcommand(
+      "bundle", "Collect a diagnostic bundle (.tar.gz) for support; needs neither the daemon nor the collector");
+  BundleArgs bundle_args;
+  bundle_cmd->add_option("-o,--output", bundle_args.output,
+                         "Output file (default ./setdiag-bundle-<store>-<UTC time>.tar.gz)");
+  bundle_cmd->add_option("--window", bundle_args.window,
+                         "How far back logs and history reach (default bundle.window, 24h)");
+  bundle_cmd->add_option("--step-timeout", bundle_args.step_timeout,
+                         "Timeout of each step (default bundle.step_timeout, 20s)");
+  bundle_cmd->add_flag("--no-logs", bundle_args.no_logs, "Leave out the SET server's logs");
+  bundle_cmd->add_flag("--json", bundle_args.json, "Print the summary as JSON");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -368,6 +514,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   (void)run;
+  if (bundle_cmd->parsed()) return Bundle(config_path, bundle_args);
   auto cfg = LoadOrExplain(config_path);
   if (!cfg.ok()) return 2;
   if (emit->parsed()) return Emit(*cfg, kind, severity, payload, count);

@@ -119,7 +119,7 @@ void TillWatch::Loop() {
     if (poll) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     TillSnapshot snapshot = Gather(now, poll);
     std::vector<Finding> findings = detector_.Evaluate(snapshot);
-    if (CommitFindings(outbox_, findings, "tills") > 0 && on_committed_) on_committed_();
+    if (CommitFindings(outbox_, findings, "tills", options_.history.get()) > 0 && on_committed_) on_committed_();
     std::vector<std::string> stopped_addresses;
     for (const auto& v : detector_.tills()) {
       if (v.state == TillState::kStopped && !v.address.empty()) stopped_addresses.push_back(v.address);

@@ -30,6 +30,8 @@
 
 namespace setdiag::agent {
 
+class HistoryStore;
+
 struct ConfiguredTill {
   int number = 0;
   std::string address;
@@ -45,6 +47,7 @@ struct TillWatchOptions {
   int probe_timeout_ms = 1000;
   int64_t probe_every_ms = 10'000;
   ServerCheckConfig server;
+  std::shared_ptr<HistoryStore> history;  // optional: findings are also recorded there
 };
 
 // Whether tills are expected now, and why not (calendar + maintenance).

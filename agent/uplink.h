@@ -7,14 +7,28 @@
 // batches, status, pongs) and reconnects with backoff; each session adds a
 // reader thread that applies acks and queues pongs. Stop() cancels the
 // stream and joins both. Wake() may be called from any thread.
+//
+// Diagnostic bundles (protocol version 2, docs/protocol.md): a
+// BundleRequest from the collector is built by the injected builder on a
+// bundle thread into <bundle_dir>/<id>.tar.gz (kept with a <id>.json
+// sidecar across reconnects and restarts until the collector acknowledges
+// it, or `bundle_keep_ms` passes), offered, and streamed by the loop thread
+// in chunks read from disk, after any waiting event batch. The flight
+// recorder builds and offers a bundle of its own when the loop sends a
+// critical event whose payload says "raised" or "escalated".
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "absl/status/statusor.h"
 
 #include "agent/outbox.h"
 #include "common/backoff.h"
@@ -26,6 +40,23 @@ class Channel;
 }  // namespace grpc
 
 namespace setdiag::agent {
+
+// What to build: from a BundleRequest, or the flight recorder.
+struct BundleBuildRequest {
+  std::string request_id;
+  std::string out_path;   // write the .tar.gz here
+  int64_t window_ms = 0;  // 0: the configured window
+  bool exclude_logs = false;
+  std::string reason;     // who asked and why (collector) or the event (flight recorder)
+};
+struct BuiltBundle {
+  std::string path;
+  uint64_t size = 0;
+  std::string sha256;         // of the whole .tar.gz, lowercase hex
+  std::string manifest_json;  // the bundle's manifest.json
+};
+// Runs on the uplink's bundle thread; may take as long as the build does.
+using BundleBuilder = std::function<absl::StatusOr<BuiltBundle>(const BundleBuildRequest&)>;
 
 struct UplinkOptions {
   std::string target;       // "host:port" of the collector
@@ -40,6 +71,16 @@ struct UplinkOptions {
   uint64_t max_inflight = 5000;        // sent but not yet acknowledged
   int64_t status_interval_ms = 30'000;  // the collector's Welcome may change it
   int64_t idle_poll_ms = 200;           // picks up events other processes appended
+
+  // Bundles: off unless both are set (requests are then answered with
+  // BundleFailed).
+  std::string bundle_dir;  // <state_dir>/bundles
+  BundleBuilder bundle_builder;
+  size_t bundle_chunk_bytes = 256 * 1024;
+  size_t bundle_chunks_per_turn = 4;              // then the loop looks for events again
+  int64_t bundle_keep_ms = 24 * 3'600'000;        // built, never acknowledged: deleted after this
+  bool flight_recorder = true;
+  size_t bundle_max_queued = 8;                   // builds waiting; more flight recorder triggers are dropped
 };
 
 class Uplink {
@@ -55,11 +96,31 @@ class Uplink {
   void Wake();
   bool connected() const { return connected_.load(); }
 
+  // The flight recorder: capture a bundle for this episode now (once per
+  // episode and state). Called by the loop for critical events it sends.
+  void CaptureFlightRecorder(const std::string& episode, const std::string& event_kind, const std::string& state);
+
  private:
   struct SessionResult;
+  struct OutBundle;
   void Run();
   SessionResult RunSession();
   std::shared_ptr<grpc::Channel> MakeChannel() const;
+  bool bundles_enabled() const { return !options_.bundle_dir.empty() && options_.bundle_builder != nullptr; }
+  // Bundle state (guarded by bmu_).
+  void LoadBuiltBundles();
+  void BuilderLoop();
+  void ForgetBundle(const std::string& id, bool done_marker);  // bmu_ held
+  void ExpireBundles();
+  void NotifyLoop();
+  void OnBundleRequest(const std::string& id, uint64_t resume_offset, const std::string& sha256, int64_t window_ms,
+                       bool exclude_logs, const std::string& reason);
+  void OnBundleAck(const std::string& id, bool complete, bool cancelled);
+  void OnBundleSessionStart();
+  // Writes what bundle work is due on the stream (loop thread). Returns
+  // whether it wrote anything; false in `*write_failed` when a write failed.
+  template <typename Stream>
+  bool PumpBundles(Stream& stream, bool* write_failed);
 
   UplinkOptions options_;
   Outbox& outbox_;
@@ -75,6 +136,14 @@ class Uplink {
   grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_
   std::atomic<bool> connected_{false};
   std::thread thread_;
+
+  std::mutex bmu_;
+  std::condition_variable bcv_;  // the bundle thread waits on it
+  std::map<std::string, std::unique_ptr<OutBundle>> bundles_;  // by request id
+  std::deque<std::string> build_queue_;
+  std::deque<std::pair<std::string, std::string>> failures_;  // (id, error) to report
+  bool bundle_stopping_ = false;
+  std::thread builder_;
 };
 
 }  // namespace setdiag::agent

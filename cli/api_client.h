@@ -1,6 +1,7 @@
 #pragma once
 // The CLI's client of the collector's HTTP JSON API (docs/api.md).
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,10 @@ class ApiClient {
   // POSTs `json_body` (already serialised JSON) with Content-Type
   // application/json.
   absl::StatusOr<ApiResponse> Post(const std::string& path, const std::string& json_body);
+  // GETs a file and streams the body into `out_path` (never whole in
+  // memory). On 200 the ApiResponse body is empty and `*bytes` is the size
+  // written; any other answer leaves no file and carries the (JSON) body.
+  absl::StatusOr<ApiResponse> Download(const std::string& path, const std::string& out_path, uint64_t* bytes);
 
  private:
   absl::StatusOr<ApiResponse> Send(bool post, const std::string& target, const std::string& body);

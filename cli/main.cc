@@ -17,6 +17,8 @@
 
 #include "common/strings.h"
 #include "cli/api_client.h"
+#include "cli/bundles.h"
+#include "common/config.h"
 #include "common/files.h"
 #include "common/version.h"
 
@@ -308,7 +310,7 @@ void PrintTicketTable(const json& tickets, const Output& out) {
   std::fprintf(stderr, "%zu ticket(s)\n", table.size());
 }
 
-void PrintTicketDetails(const json& t, const json& timeline, const Output& out) {
+void PrintTicketDetails(const json& t, const json& timeline, const json& bundles, const Output& out) {
   int64_t now = NowMs();
   std::string state = Str(t, "state");
   std::printf("Ticket %lld: %s\n", static_cast<long long>(Int(t, "id")), OneLine(Title(t, out)).c_str());
@@ -360,6 +362,18 @@ void PrintTicketDetails(const json& t, const json& timeline, const Output& out) 
     lines.Add({FormatMsk(Int(e, "at_ms"), false), Str(e, "actor"), Str(e, "type"), text});
   }
   lines.Print();
+
+  if (bundles.is_array() && !bundles.empty()) {
+    std::printf("\nDiagnostic bundles (setdiag bundle get ID)\n");
+    Table table({"ID", "ORIGIN", "STATE", "SIZE", "REQUESTED (MSK)", "BY"});
+    for (const auto& b : bundles) {
+      int64_t size = Int(b, "size");
+      table.Add({Str(b, "id"), Str(b, "origin"), Str(b, "state"),
+                 size > 0 ? Cat(size / (1024 * 1024), ".", size % (1024 * 1024) * 10 / (1024 * 1024), " MiB") : "-",
+                 FormatMsk(Int(b, "created_at_ms"), false), Str(b, "requested_by")});
+    }
+    table.Print();
+  }
 }
 
 std::string ReadText(const std::vector<std::string>& words) {
@@ -503,6 +517,35 @@ int main(int argc, char** argv) {
   stores->require_subcommand(1);
   auto* stores_list = stores->add_subcommand("list", "List stores");
   stores_list->add_option("--store", store, "Only this store");
+
+  auto* bundle = app.add_subcommand("bundle", "Diagnostic bundles pulled from stores through the collector");
+  bundle->require_subcommand(1);
+  PullArgs pull;
+  std::string pull_timeout = "10m", bundle_output, bundle_id;
+  bool no_wait = false;
+  auto* bundle_pull = bundle->add_subcommand(
+      "pull", "Ask a store for a bundle (sent over its agent's own link; waits for an offline store), "
+              "show progress, download and verify it");
+  bundle_pull->add_option("--store", pull.store, "Store id")->required();
+  bundle_pull->add_option("--ticket", pull.ticket_id, "Attach it to this ticket (of that store)")->check(kTicketId);
+  bundle_pull->add_option("-o,--output", pull.output, "Where to save it (default bundle-<store>-<id>.tar.gz)");
+  bundle_pull->add_option("--window", pull.window, "How far back logs and history go, e.g. 6h (default: the agent's)");
+  bundle_pull->add_flag("--no-logs", pull.no_logs, "Leave the store server's log files out");
+  bundle_pull->add_option("--reason", pull.reason, "Why, for the record");
+  bundle_pull->add_flag("--no-wait", no_wait, "Print the bundle id and return at once");
+  bundle_pull->add_option("--timeout", pull_timeout, "Give up waiting after this long (the request stays open)")
+      ->capture_default_str();
+  auto* bundle_list = bundle->add_subcommand("list", "List bundles, oldest first");
+  int64_t bundle_ticket = 0;
+  bundle_list->add_option("--store", store, "Only this store");
+  bundle_list->add_option("--ticket", bundle_ticket, "Only bundles attached to this ticket")->check(kTicketId);
+  auto* bundle_show = bundle->add_subcommand("show", "A bundle's state and progress");
+  bundle_show->add_option("id", bundle_id, "Bundle id")->required();
+  auto* bundle_get = bundle->add_subcommand("get", "Download a complete bundle and verify its checksum");
+  bundle_get->add_option("id", bundle_id, "Bundle id")->required();
+  bundle_get->add_option("-o,--output", bundle_output, "Where to save it (default bundle-<store>-<id>.tar.gz)");
+  auto* bundle_manifest = bundle->add_subcommand("manifest", "Print a bundle's manifest: what is inside and what is not");
+  bundle_manifest->add_option("bundle", bundle_id, "A downloaded .tar.gz, or a bundle id")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -601,7 +644,8 @@ int main(int argc, char** argv) {
       std::cout << Dump(*body, 2) << "\n";
       return kExitOk;
     }
-    PrintTicketDetails((*body)["ticket"], (*body)["timeline"], out);
+    json bundles = body->contains("bundles") ? (*body)["bundles"] : json::array();
+    PrintTicketDetails((*body)["ticket"], (*body)["timeline"], bundles, out);
     return kExitOk;
   }
 
@@ -632,6 +676,21 @@ int main(int argc, char** argv) {
     std::printf("%s\n", ActionDone(endpoint, (*body)["ticket"]).c_str());
     return kExitOk;
   }
+
+  if (bundle_pull->parsed()) {
+    auto ms = setdiag::ConfigReader::ParseDurationMs(pull_timeout);
+    if (!ms || *ms <= 0) {
+      std::cerr << "setdiag: --timeout needs a duration such as 90s or 10m\n";
+      return kExitUsage;
+    }
+    pull.timeout_ms = *ms;
+    pull.wait = !no_wait;
+    return BundlePull(client, pull, as_json);
+  }
+  if (bundle_list->parsed()) return BundleList(client, store, bundle_ticket, as_json);
+  if (bundle_show->parsed()) return BundleShow(client, bundle_id, as_json);
+  if (bundle_get->parsed()) return BundleGet(client, bundle_id, bundle_output, as_json);
+  if (bundle_manifest->parsed()) return BundleManifest(client, bundle_id, as_json);
 
   if (stores_list->parsed()) {
     std::string path = "/api/v1/stores";

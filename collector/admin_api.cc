@@ -8,7 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "collector/bundle_store.h"
 #include "collector/storage.h"
+#include "common/config.h"
 #include "collector/tickets.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -215,6 +217,51 @@ json StoreJson(const StoreRow& s, int64_t now_ms) {
   return out;
 }
 
+// The body of a bundle request: {} or {"ticket_id": 42, "window": "24h",
+// "exclude_logs": false, "reason": "..."}; empty counts as {}.
+bool ParseBundleBody(const std::string& body, NewBundleRequest* req, std::string* err) {
+  if (Trim(body).empty()) return true;
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    *err = R"(request body must be a JSON object like {"ticket_id": 42, "window": "24h"})";
+    return false;
+  }
+  for (const auto& [key, value] : j.items()) {
+    if (key == "ticket_id") {
+      if (value.is_null()) continue;
+      if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
+        *err = "field 'ticket_id' must be a positive integer";
+        return false;
+      }
+      req->ticket_id = value.get<int64_t>();
+    } else if (key == "window") {
+      if (value.is_null()) continue;
+      auto ms = value.is_string() ? ConfigReader::ParseDurationMs(value.get<std::string>()) : std::nullopt;
+      if (!ms || *ms < 60'000 || *ms > 31LL * 24 * 3'600'000) {
+        *err = "field 'window' must be a duration from 1m to 31d, like \"24h\"";
+        return false;
+      }
+      req->window_ms = *ms;
+    } else if (key == "exclude_logs") {
+      if (!value.is_boolean()) {
+        *err = "field 'exclude_logs' must be true or false";
+        return false;
+      }
+      req->exclude_logs = value.get<bool>();
+    } else if (key == "reason") {
+      if (!value.is_string() || CodePoints(value.get_ref<const std::string&>()) > 500) {
+        *err = "field 'reason' must be a string of at most 500 characters";
+        return false;
+      }
+      req->reason = std::string(Trim(value.get_ref<const std::string&>()));
+    } else {
+      *err = Cat("unknown field '", key, "' in the request body (ticket_id, window, exclude_logs, reason)");
+      return false;
+    }
+  }
+  return true;
+}
+
 HttpResponse MethodNotAllowed(std::string_view method, std::string_view path, std::string_view allowed) {
   return Error(405, Cat("method ", method, " is not allowed on ", path, " (use ", allowed, ")"));
 }
@@ -239,6 +286,10 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
   if (!user.ok()) return StorageError(user.status());
   if (!*user) return Error(401, "unknown or revoked token");
   const User who = **user;
+  auto LiveBytes = [this](const BundleRow& b) -> std::optional<uint64_t> {
+    if (b.state != "transferring" || !bundles_.live_bytes) return std::nullopt;
+    return bundles_.live_bytes(b.id);
+  };
 
   std::vector<std::string_view> seg = Split(std::string_view(t.path).substr(kPrefix.size()), '/', false);
   const std::string& method = request.method;
@@ -355,7 +406,18 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (!timeline.ok()) return StorageError(timeline.status());
     json entries = json::array();
     for (const auto& e : *timeline) entries.push_back(TimelineJson(e));
-    return {200, json{{"ticket", TicketJson(**ticket)}, {"timeline", entries}}.dump()};
+    json out = {{"ticket", TicketJson(**ticket)}, {"timeline", entries}};
+    if (bundles_.request || bundles_.file_path) {  // a collector that keeps bundles
+      BundleQuery bq;
+      bq.ticket_id = *id;
+      bq.limit = 1000;
+      auto attached = ListBundles(db_, who, bq);
+      if (!attached.ok()) return StorageError(attached.status());
+      json bundles = json::array();
+      for (const auto& b : *attached) bundles.push_back(BundleJson(b, LiveBytes(b)));
+      out["bundles"] = bundles;
+    }
+    return {200, out.dump()};
   }
 
   // ---- POST /api/v1/tickets/{id}/{ack,notes,error,workaround,resolve} ----
@@ -391,6 +453,80 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       }
     }
     return {200, json{{"ticket", TicketJson(*ticket)}}.dump()};
+  }
+
+  // ---- POST /api/v1/stores/{id}/bundles ----
+  if (seg.size() == 3 && seg[0] == "stores" && seg[2] == "bundles") {
+    if (method != "POST") return MethodNotAllowed(method, t.path, "POST");
+    std::string store = UrlDecode(seg[1]);
+    if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
+    auto may = who.role == Role::kSupport ? StoreExists(db_, store) : UserMaySeeStore(db_, who, store);
+    if (!may.ok()) return StorageError(may.status());
+    if (!*may) return NoStore(store);
+    NewBundleRequest req;
+    req.store_id = store;
+    if (!ParseBundleBody(request.body, &req, &err)) return Error(400, err);
+    if (req.ticket_id > 0) {
+      auto ticket = GetTicket(db_, who, req.ticket_id);
+      if (!ticket.ok()) return StorageError(ticket.status());
+      if (!*ticket) return NoTicket(req.ticket_id);
+      if ((*ticket)->store_id != store) {
+        return Error(400, Cat("ticket ", req.ticket_id, " is about store ", (*ticket)->store_id, ", not ", store));
+      }
+    }
+    if (!bundles_.request) return Error(503, "this collector does not take bundle requests");
+    lock.unlock();
+    auto row = bundles_.request(who, req);
+    if (!row.ok()) {
+      log::Warn("admin-api", Cat(method, " ", t.path, " by ", who.name, ": ", row.status().ToString()));
+      return Error(503, Cat("the request was not recorded (", std::string(row.status().message()), "); try again"));
+    }
+    log::Info("admin-api", Cat("bundle ", row->id, " of store ", store, " requested by ", who.name));
+    return {200, json{{"bundle", BundleJson(*row)}}.dump()};
+  }
+
+  // ---- GET /api/v1/bundles ----
+  if (seg.size() == 1 && seg[0] == "bundles") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
+    BundleQuery q;
+    q.store_id = t.query["store"];
+    if (!ParseInt(t.query, "ticket", 0, 0, INT64_MAX, &q.ticket_id, &err) ||
+        !ParseInt(t.query, "limit", 100, 1, 1'000, &q.limit, &err)) {
+      return Error(400, err);
+    }
+    if (auto bad = check_store_param(q.store_id)) return *bad;
+    if (q.ticket_id > 0) {
+      auto ticket = GetTicket(db_, who, q.ticket_id);
+      if (!ticket.ok()) return StorageError(ticket.status());
+      if (!*ticket) return NoTicket(q.ticket_id);
+    }
+    auto rows = ListBundles(db_, who, q);
+    if (!rows.ok()) return StorageError(rows.status());
+    json list = json::array();
+    for (const auto& b : *rows) list.push_back(BundleJson(b, LiveBytes(b)));
+    return {200, json{{"bundles", list}}.dump()};
+  }
+
+  // ---- GET /api/v1/bundles/{id}, GET /api/v1/bundles/{id}/content ----
+  if ((seg.size() == 2 || (seg.size() == 3 && seg[2] == "content")) && seg[0] == "bundles") {
+    if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
+    std::string id = UrlDecode(seg[1]);
+    if (!CheckIdentifier("bundle id", id, &err)) return Error(400, err);
+    auto row = GetBundle(db_, id);
+    if (!row.ok()) return StorageError(row.status());
+    if (!*row || (who.role != Role::kSupport && (*row)->partner != who.partner)) {
+      return Error(404, Cat("no bundle ", id, " visible to you"));
+    }
+    const BundleRow& b = **row;
+    if (seg.size() == 2) return {200, json{{"bundle", BundleJson(b, LiveBytes(b), /*with_manifest=*/true)}}.dump()};
+    if (b.state != "complete" || !bundles_.file_path) {
+      return Error(409, Cat("bundle ", id, " is ", b.state, b.state == "expired" ? " (deleted by retention)" : ", not complete"));
+    }
+    HttpResponse file;
+    file.file_path = bundles_.file_path(id);
+    file.content_type = "application/gzip";
+    file.download_name = Cat("bundle-", b.store_id, "-", id, ".tar.gz");
+    return file;
   }
 
   // ---- GET /api/v1/stores, GET /api/v1/stores/{id} ----

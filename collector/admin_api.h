@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "collector/bundle_store.h"
 #include "collector/storage.h"
 #include "collector/tickets.h"
 #include "common/clock.h"
@@ -34,6 +35,17 @@ class AdminApi {
   // `read_db`: a read-only connection the API owns. `act` may be empty: the
   // API is then read-only and every POST answers 503.
   AdminApi(sql::Db read_db, Clock& clock, ActFn act = nullptr);
+  // Diagnostic bundles. `request` commits a new request (on the writer
+  // thread) and hands it to the store's agent if connected; it blocks until
+  // committed. `live_bytes`: bytes held of a transfer in progress.
+  // `file_path`: where a complete bundle's file is. Without `request` the
+  // bundle endpoints answer 503 for POST.
+  struct BundleHooks {
+    std::function<absl::StatusOr<BundleRow>(const User&, const NewBundleRequest&)> request;
+    std::function<std::optional<uint64_t>(const std::string&)> live_bytes;
+    std::function<std::string(const std::string&)> file_path;
+  };
+  void set_bundles(BundleHooks hooks) { bundles_ = std::move(hooks); }
   // The tariff shown for partners without one of their own.
   void set_default_tariff(std::string tariff) { default_tariff_ = std::move(tariff); }
 
@@ -48,6 +60,7 @@ class AdminApi {
   sql::Db db_;
   Clock& clock_;
   ActFn act_;
+  BundleHooks bundles_;
   std::string default_tariff_;
 };
 

@@ -204,6 +204,13 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
   c.limits.status_interval_s = static_cast<uint32_t>(
       r->DurationMs("ingest.status_interval", int64_t{c.limits.status_interval_s} * 1000, 1000) / 1000);
   LoadTicketSections(*r, &c);
+  c.bundle_dir = r->String("bundles.dir", "");
+  c.bundles.keep_for_ms = r->DurationMs("bundles.keep_for", c.bundles.keep_for_ms, 60'000);
+  c.bundles.max_total_bytes = static_cast<uint64_t>(
+      r->Bytes("bundles.max_total_bytes", static_cast<int64_t>(c.bundles.max_total_bytes), 1024 * 1024));
+  c.bundles.max_bundle_bytes = static_cast<uint64_t>(
+      r->Bytes("bundles.max_bundle_bytes", static_cast<int64_t>(c.bundles.max_bundle_bytes), 1024 * 1024));
+  c.bundles.sweep_interval_ms = r->DurationMs("bundles.sweep_interval", c.bundles.sweep_interval_ms, 100);
   if (auto st = r->Finish(); !st.ok()) return st;
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
     return absl::InvalidArgumentError(
@@ -211,6 +218,10 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
   }
   if (c.max_message_bytes > 64 * 1024 * 1024) {
     return absl::InvalidArgumentError(Cat(path, ": key 'grpc.max_message_bytes': at most 64MiB"));
+  }
+  if (c.bundles.max_bundle_bytes > c.bundles.max_total_bytes) {
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'bundles.max_bundle_bytes': must not exceed bundles.max_total_bytes"));
   }
   if (!ParseListen(c.http_listen).ok()) {
     return absl::InvalidArgumentError(Cat(path, ": key 'http.listen': ", ParseListen(c.http_listen).status().message()));

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "collector/bundle_store.h"
 #include "collector/link_service.h"
 #include "collector/notifications.h"
 #include "collector/tickets.h"
@@ -27,8 +28,12 @@ struct CollectorConfig {
   int business_start_minute = 10 * 60, business_end_minute = 19 * 60;
   int64_t tick_interval_ms = 1000;
   NotifyConfig notify;
+  // Diagnostic bundles: retention and size limits; files in BundleDir().
+  BundleRetention bundles;
+  std::string bundle_dir;  // empty: <data_dir>/bundles
 
   std::string DatabasePath() const { return data_dir + "/collector.db"; }
+  std::string BundleDir() const { return bundle_dir.empty() ? data_dir + "/bundles" : bundle_dir; }
   bool tls() const { return !tls_cert_file.empty(); }
 };
 

@@ -1,6 +1,7 @@
 #include "collector/link_service.h"
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -86,6 +87,48 @@ std::string ValidateBatch(const v1::EventBatch& batch, const IngestLimits& limit
 
 namespace {
 
+class LinkSession;
+struct SessionShared {
+  std::mutex mu;
+  LinkSession* session = nullptr;  // null once OnDone ran
+};
+
+bool IsHex64(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct LinkService::Registry {
+  std::mutex mu;
+  // store -> connection -> the stream; only streams that speak version 2.
+  std::map<std::string, std::map<int64_t, std::shared_ptr<SessionShared>>> by_store;
+
+  void Add(const std::string& store, int64_t connection, std::shared_ptr<SessionShared> shared) {
+    std::lock_guard lock(mu);
+    by_store[store][connection] = std::move(shared);
+  }
+  void Remove(const std::string& store, int64_t connection) {
+    std::lock_guard lock(mu);
+    auto it = by_store.find(store);
+    if (it == by_store.end()) return;
+    it->second.erase(connection);
+    if (it->second.empty()) by_store.erase(it);
+  }
+  std::shared_ptr<SessionShared> Newest(const std::string& store) {
+    std::lock_guard lock(mu);
+    auto it = by_store.find(store);
+    if (it == by_store.end() || it->second.empty()) return nullptr;
+    return it->second.rbegin()->second;
+  }
+};
+
+namespace {
+
 // One agent stream. All fields are guarded by shared_->mu. Reactor API calls
 // (StartRead/StartWrite/Finish) are decided under the lock and made outside
 // it, because gRPC may run reactions inline on the calling thread. Finish is
@@ -93,15 +136,14 @@ namespace {
 // the API, so nothing touches the reactor after OnDone.
 class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  struct Shared {
-    std::mutex mu;
-    LinkSession* session = nullptr;  // null once OnDone ran
-  };
+  using Shared = SessionShared;
 
   LinkSession(grpc::CallbackServerContext* ctx, CommitQueue& queue, Clock& clock,
               const IngestLimits& limits, IngestCounters& counters, int64_t connection,
-              const LinkService::EventSink& sink)
+              const LinkService::EventSink& sink, LinkService::Registry& registry, BundleFiles* bundles,
+              const BundleLinkLimits& bundle_limits)
       : queue_(queue), clock_(clock), limits_(limits), sink_(sink), counters_(counters),
+        registry_(registry), files_(bundles), bundle_limits_(bundle_limits),
         shared_(std::make_shared<Shared>()), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
@@ -150,11 +192,14 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   void OnDone() override {
     std::string agent_id;
+    bool registered;
     {
       std::lock_guard lock(shared_->mu);
       shared_->session = nullptr;
       agent_id = agent_id_;
+      registered = registered_;
     }
+    if (registered) registry_.Remove(store_id_, connection_);
     counters_.streams_open--;
     if (!agent_id.empty()) {
       Clock& clock = clock_;
@@ -164,6 +209,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       log::Info("link", Cat("agent ", agent_id, " (store ", store_id_, ") disconnected"));
     }
     delete this;
+  }
+
+ // A committed request for this stream's store (LinkService::DispatchBundle).
+  static void Dispatch(const std::shared_ptr<Shared>& shared, const BundleRow& row) {
+    WithSession(shared, [&](LinkSession& s, Actions& a) { s.BeginBundle(row, a); });
   }
 
  private:
@@ -256,7 +306,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   }
 
   void MaybeRead(Actions& a) {
-    if (!reading_ && !read_closed_ && !finish_requested_ && batches_in_flight_ < limits_.max_batches_in_flight) {
+    if (!reading_ && !read_closed_ && !finish_requested_ && batches_in_flight_ < limits_.max_batches_in_flight &&
+        bundle_bytes_in_flight_ < bundle_limits_.max_bytes_in_flight) {
       reading_ = true;
       a.read = true;
     }
@@ -295,6 +346,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       case v1::AgentMessage::kBatch: return HandleBatch(a);
       case v1::AgentMessage::kStatus: return HandleStatus(a);
       case v1::AgentMessage::kPong: return MaybeRead(a);
+      case v1::AgentMessage::kBundleOffer: return HandleBundleOffer(a);
+      case v1::AgentMessage::kBundleChunk: return HandleBundleChunk(a);
+      case v1::AgentMessage::kBundleFailed: return HandleBundleFailed(a);
       case v1::AgentMessage::BODY_NOT_SET:
         return Reject(grpc::StatusCode::INVALID_ARGUMENT, "empty message (no body set)", a);
     }
@@ -319,17 +373,26 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     AgentHello hello{h.agent_id(), h.store_id(), h.agent_version(), h.outbox_id()};
     const bool fresh = h.outbox_fresh();
     const uint64_t lowest = h.first_unacked_sequence() ? h.first_unacked_sequence() : h.next_sequence();
-    const uint32_t version = std::min<uint32_t>(h.protocol_version(), kProtocolVersion);
+    // Without a place for bundle files this collector speaks version 1.
+    const uint32_t version =
+        std::min<uint32_t>(h.protocol_version(), files_ != nullptr ? kProtocolVersion : 1);
     auto last = std::make_shared<uint64_t>(0);
+    auto pending = std::make_shared<std::vector<BundleRow>>();
     Clock& clock = clock_;
     bool queued = queue_.Submit(
-        [hello, last, &clock, connection = connection_](sql::Db& db) -> absl::Status {
+        [hello, last, pending, version, &clock, connection = connection_](sql::Db& db) -> absl::Status {
           auto l = RecordHello(db, hello, connection, clock.NowMs());
           if (!l.ok()) return l.status();
           *last = *l;
+          if (version >= 2) {
+            // Requests that wait for this store go out right after Welcome.
+            auto p = PendingBundles(db, hello.store_id);
+            if (!p.ok()) return p.status();
+            *pending = std::move(*p);
+          }
           return absl::OkStatus();
         },
-        [shared = shared_, last, fresh, lowest, version](absl::Status st) {
+        [shared = shared_, last, fresh, lowest, version, pending](absl::Status st) {
           WithSession(shared, [&](LinkSession& s, Actions& act) {
             if (st.code() == absl::StatusCode::kPermissionDenied) {
               return s.Reject(grpc::StatusCode::PERMISSION_DENIED, std::string(st.message()), act);
@@ -350,6 +413,12 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
                                            " connected from ", s.peer_, "; resume after ", *last,
                                            w->renumber_from() ? Cat(", renumber from ", w->renumber_from()) : ""));
             s.Send(std::move(m), act);
+            s.version_ = version;
+            if (version >= 2 && s.files_ != nullptr && !s.finish_requested_) {
+              s.registry_.Add(s.store_id_, s.connection_, shared);
+              s.registered_ = true;
+              for (const auto& row : *pending) s.BeginBundle(row, act);
+            }
             s.MaybeRead(act);
           });
         },
@@ -429,6 +498,279 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     MaybeRead(a);
   }
 
+  // ---- bundles (protocol version 2) ----
+
+  struct BundleEntry {
+    std::string sha256;      // of the file the held bytes belong to; empty: none yet
+    uint64_t size = 0;
+    int64_t window_ms = 0;
+    bool exclude_logs = false;
+    std::string reason;
+    std::string manifest;    // from the last chunk
+    uint64_t last_resync = UINT64_MAX;  // held size a resync was sent for
+    bool announced = false;  // MarkBundleTransferring submitted for this sha
+    bool finishing = false;
+  };
+
+  // A request (new, pending at Hello, or the answer to an offer) goes out
+  // with the offset held on disk, which only the files thread knows.
+  void BeginBundle(const BundleRow& row, Actions& a, bool reset = false) {
+    if (finish_requested_ || files_ == nullptr) return;
+    BundleEntry& e = bundles_[row.id];
+    if (e.sha256 != row.sha256) e.announced = false;
+    e.sha256 = row.sha256;
+    e.size = row.size;
+    e.window_ms = row.window_ms;
+    e.exclude_logs = row.exclude_logs;
+    e.reason = row.origin == "request" ? Cat("requested by ", row.requested_by, row.reason.empty() ? "" : ": ", row.reason)
+                                       : row.reason;
+    e.finishing = false;
+    e.last_resync = UINT64_MAX;
+    if (reset) files_->Reset(row.id);
+    files_->Held(row.id, [shared = shared_, id = row.id](uint64_t held) {
+      WithSession(shared, [&](LinkSession& s, Actions& act) { s.SendBundleRequest(id, held, act); });
+    });
+    if (row.state == "requested") {
+      Clock& clock = clock_;
+      queue_.Submit([id = row.id, &clock](sql::Db& db) { return MarkBundleDelivered(db, id, clock.NowMs()); },
+                    nullptr);
+    }
+    (void)a;
+  }
+
+  void SendBundleRequest(const std::string& id, uint64_t held, Actions& a) {
+    auto it = bundles_.find(id);
+    if (it == bundles_.end()) return;
+    const BundleEntry& e = it->second;
+    v1::CollectorMessage m;
+    auto* r = m.mutable_bundle_request();
+    r->set_request_id(id);
+    r->set_resume_offset(held);
+    if (held > 0) r->set_sha256(e.sha256);
+    r->set_window_ms(e.window_ms);
+    r->set_exclude_logs(e.exclude_logs);
+    r->set_reason(e.reason);
+    log::Info("link", Cat("agent ", agent_id_, ": bundle ", id, " requested", held > 0 ? Cat(", resume_offset ", held) : ""));
+    Send(m, a);
+  }
+
+  void SendBundleAck(const std::string& id, uint64_t held, bool complete, Actions& a) {
+    v1::CollectorMessage m;
+    auto* ack = m.mutable_bundle_ack();
+    ack->set_request_id(id);
+    ack->set_received_up_to(held);
+    ack->set_complete(complete);
+    ack->set_cancelled(!complete);
+    Send(m, a);
+  }
+
+  bool CheckBundlePreconditions(Actions& a) {
+    if (!hello_seen_ || agent_id_.empty()) {
+      Reject(grpc::StatusCode::FAILED_PRECONDITION, "the first message must be Hello", a);
+      return false;
+    }
+    if (version_ < 2 || files_ == nullptr) {
+      Reject(grpc::StatusCode::FAILED_PRECONDITION, "bundle messages need protocol version 2", a);
+      return false;
+    }
+    return true;
+  }
+
+  void HandleBundleOffer(Actions& a) {
+    if (!CheckBundlePreconditions(a)) return;
+    const v1::BundleOffer& o = in_.bundle_offer();
+    if (!IsValidIdentifier(o.request_id(), limits_.max_id_bytes)) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.request_id must be 1..128 of [A-Za-z0-9._-]", a);
+    }
+    if (!IsHex64(o.sha256())) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.sha256 must be 64 lowercase hex digits", a);
+    }
+    if (o.trigger() != "request" && o.trigger() != "flight_recorder") {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.trigger must be request or flight_recorder", a);
+    }
+    if (o.episode().size() > 256 || (!o.event_kind().empty() && !IsValidIdentifier(o.event_kind(), limits_.max_kind_bytes))) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.episode or event_kind is malformed", a);
+    }
+    IncomingOffer offer{o.request_id(), o.sha256(), o.trigger(), o.episode(), o.event_kind(), o.size()};
+    auto decision = std::make_shared<OfferDecision>();
+    Clock& clock = clock_;
+    const uint64_t max_bytes = bundle_limits_.max_bundle_bytes;
+    bool queued = queue_.Submit(
+        [store = store_id_, offer, decision, max_bytes, &clock](sql::Db& db) -> absl::Status {
+          auto d = DecideOffer(db, store, offer, max_bytes, clock.NowMs());
+          if (!d.ok()) return d.status();
+          *decision = std::move(*d);
+          return absl::OkStatus();
+        },
+        [shared = shared_, decision, id = offer.request_id](absl::Status st) {
+          WithSession(shared, [&](LinkSession& s, Actions& act) {
+            if (!st.ok()) {
+              log::Error("link", Cat("agent ", s.agent_id_, ": bundle offer ", id, ": ", st.ToString()));
+              return;  // the agent offers it again at its next connect
+            }
+            switch (decision->kind) {
+              case OfferDecision::kRequest:
+                return s.BeginBundle(decision->row, act, decision->reset);
+              case OfferDecision::kComplete:
+                return s.SendBundleAck(id, decision->row.size, true, act);
+              case OfferDecision::kCancel:
+                log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " not wanted: ", decision->why));
+                return s.SendBundleAck(id, 0, false, act);
+            }
+          });
+        },
+        /*weight=*/1);
+    if (!queued) return RejectOverloaded(a);
+    MaybeRead(a);
+  }
+
+  void HandleBundleChunk(Actions& a) {
+    if (!CheckBundlePreconditions(a)) return;
+    v1::BundleChunk& c = *in_.mutable_bundle_chunk();
+    const uint64_t len = c.data().size();
+    if (!IsValidIdentifier(c.request_id(), limits_.max_id_bytes)) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.request_id must be 1..128 of [A-Za-z0-9._-]", a);
+    }
+    if (len > bundle_limits_.max_chunk_bytes) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    Cat("bundle_chunk.data is ", len, " bytes; the limit is ", bundle_limits_.max_chunk_bytes), a);
+    }
+    if (c.total_size() > bundle_limits_.max_bundle_bytes || c.offset() > c.total_size() ||
+        len > c.total_size() - c.offset() || (c.last() && c.offset() + len != c.total_size()) ||
+        (!c.last() && len == 0)) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk: offset, size and total_size do not add up", a);
+    }
+    if (!IsHex64(c.sha256())) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.sha256 must be 64 lowercase hex digits", a);
+    }
+    if (c.manifest().size() > bundle_limits_.max_manifest_bytes) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.manifest is too large", a);
+    }
+    auto it = bundles_.find(c.request_id());
+    if (it == bundles_.end()) {
+      // Not requested on this stream: another store's bundle, or one that
+      // is done. Ignored; the agent is told to drop it.
+      log::Warn("link", Cat("agent ", agent_id_, ": chunk of bundle ", c.request_id(), " that was not requested here"));
+      SendBundleAck(c.request_id(), 0, false, a);
+      bundles_.erase(c.request_id());
+      return MaybeRead(a);
+    }
+    BundleEntry& e = it->second;
+    if (e.finishing) return MaybeRead(a);
+    if (e.sha256 != c.sha256()) {
+      if (c.offset() != 0) {
+        // Bytes of another file: ask for this one from the start.
+        if (e.last_resync != 0) {
+          e.last_resync = 0;
+          SendBundleRequest(c.request_id(), 0, a);
+        }
+        return MaybeRead(a);
+      }
+      // A new file from offset 0 replaces what was held.
+      e.sha256 = c.sha256();
+      e.announced = false;
+      files_->Reset(c.request_id());
+    }
+    e.size = c.total_size();
+    if (!e.announced) {
+      e.announced = true;
+      Clock& clock = clock_;
+      queue_.Submit([id = c.request_id(), size = c.total_size(), sha = c.sha256(), held = c.offset(),
+                     &clock](sql::Db& db) { return MarkBundleTransferring(db, id, size, sha, held, clock.NowMs()); },
+                    nullptr);
+    }
+    if (c.last()) e.manifest = c.manifest();
+    bundle_bytes_in_flight_ += len;
+    counters_.bundle_bytes_received += len;
+    files_->Append(c.request_id(), c.offset(), std::move(*c.mutable_data()), c.total_size(), c.sha256(),
+                   [shared = shared_, id = c.request_id(), len](const BundleFiles::AppendResult& r) {
+                     WithSession(shared, [&](LinkSession& s, Actions& act) { s.OnAppended(id, len, r, act); });
+                   });
+    MaybeRead(a);
+  }
+
+  void OnAppended(const std::string& id, uint64_t len, const BundleFiles::AppendResult& r, Actions& a) {
+    bundle_bytes_in_flight_ -= len;
+    auto it = bundles_.find(id);
+    if (!r.status.ok()) {
+      log::Error("link", Cat("agent ", agent_id_, ": bundle ", id, ": ", r.status.ToString()));
+      return RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector storage failed; will retry"), a);
+    }
+    if (it == bundles_.end()) return MaybeRead(a);
+    BundleEntry& e = it->second;
+    if (r.gap) {
+      if (e.last_resync != r.held) {
+        e.last_resync = r.held;
+        SendBundleRequest(id, r.held, a);
+      }
+    } else if (r.mismatch && !e.finishing) {
+      e.finishing = true;
+      Clock& clock = clock_;
+      auto failed = std::make_shared<bool>(false);
+      queue_.Submit(
+          [id, failed, &clock](sql::Db& db) -> absl::Status {
+            auto f = RecordBundleMismatch(db, id, clock.NowMs());
+            if (!f.ok()) return f.status();
+            *failed = *f;
+            return absl::OkStatus();
+          },
+          [shared = shared_, id, failed](absl::Status st) {
+            WithSession(shared, [&](LinkSession& s, Actions& act) {
+              auto entry = s.bundles_.find(id);
+              if (entry == s.bundles_.end()) return;
+              if (st.ok() && *failed) {
+                s.bundles_.erase(entry);
+                return s.SendBundleAck(id, 0, false, act);
+              }
+              entry->second.finishing = false;
+              entry->second.sha256.clear();
+              entry->second.last_resync = 0;
+              s.SendBundleRequest(id, 0, act);
+            });
+          });
+    } else if (r.finished && !e.finishing) {
+      e.finishing = true;
+      Clock& clock = clock_;
+      IngestCounters& counters = counters_;
+      queue_.Submit(
+          [id, size = e.size, sha = e.sha256, manifest = e.manifest, &clock](sql::Db& db) {
+            auto m = nlohmann::json::parse(manifest, nullptr, false);
+            return MarkBundleComplete(db, id, size, sha, m.is_discarded() ? "" : manifest, clock.NowMs());
+          },
+          [shared = shared_, id, size = e.size, &counters](absl::Status st) {
+            WithSession(shared, [&](LinkSession& s, Actions& act) {
+              if (!st.ok()) {
+                // The file is in place; the agent keeps its copy and offers
+                // it again at its next connect, which completes the row.
+                log::Error("link", Cat("agent ", s.agent_id_, ": bundle ", id, " stored but not recorded: ", st.ToString()));
+                if (auto entry = s.bundles_.find(id); entry != s.bundles_.end()) entry->second.finishing = false;
+                return;
+              }
+              counters.bundles_completed++;
+              log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " complete, ", size, " bytes, checksum verified"));
+              s.bundles_.erase(id);
+              s.SendBundleAck(id, size, true, act);
+            });
+          });
+    }
+    MaybeRead(a);
+  }
+
+  void HandleBundleFailed(Actions& a) {
+    if (!CheckBundlePreconditions(a)) return;
+    const v1::BundleFailed& f = in_.bundle_failed();
+    auto it = bundles_.find(f.request_id());
+    if (it == bundles_.end()) return MaybeRead(a);
+    bundles_.erase(it);
+    std::string error = f.error().substr(0, 1000);
+    log::Warn("link", Cat("agent ", agent_id_, ": bundle ", f.request_id(), " failed: ", error));
+    Clock& clock = clock_;
+    queue_.Submit([id = f.request_id(), error, &clock](sql::Db& db) {
+      return MarkBundleFailed(db, id, Cat("the agent: ", error), clock.NowMs());
+    }, nullptr);
+    MaybeRead(a);
+  }
+
   void HandleStatus(Actions& a) {
     if (!hello_seen_ || agent_id_.empty()) {
       return Reject(grpc::StatusCode::FAILED_PRECONDITION, "the first message must be Hello", a);
@@ -453,6 +795,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   const IngestLimits& limits_;
   const LinkService::EventSink& sink_;
   IngestCounters& counters_;
+  LinkService::Registry& registry_;
+  BundleFiles* files_;
+  const BundleLinkLimits& bundle_limits_;
   std::shared_ptr<Shared> shared_;
   std::string peer_;
   const int64_t connection_;
@@ -473,16 +818,32 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   grpc::Status finish_status_;
   int api_calls_ = 0;
   size_t batches_in_flight_ = 0;
+  uint32_t version_ = 1;
+  bool registered_ = false;
+  std::map<std::string, BundleEntry> bundles_;
+  uint64_t bundle_bytes_in_flight_ = 0;
 };
 
 }  // namespace
 
-LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink)
-    : queue_(queue), clock_(clock), limits_(limits), sink_(std::move(sink)) {}
+LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink,
+                         BundleFiles* bundles, BundleLinkLimits bundle_limits)
+    : queue_(queue), clock_(clock), limits_(limits), sink_(std::move(sink)), bundles_(bundles),
+      bundle_limits_(bundle_limits), registry_(std::make_unique<Registry>()) {}
+
+LinkService::~LinkService() = default;
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
-  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_);
+  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_, *registry_,
+                         bundles_, bundle_limits_);
+}
+
+bool LinkService::DispatchBundle(const BundleRow& row) {
+  auto shared = registry_->Newest(row.store_id);
+  if (!shared) return false;
+  LinkSession::Dispatch(shared, row);
+  return true;
 }
 
 }  // namespace setdiag::collector

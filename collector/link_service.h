@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "collector/bundle_store.h"
 #include "collector/commit_queue.h"
 #include "collector/storage.h"
 #include "common/clock.h"
@@ -30,12 +31,22 @@ struct IngestLimits {
   uint32_t overload_retry_after_ms = 15'000;
 };
 
+// Diagnostic bundles over the link (protocol version 2).
+struct BundleLinkLimits {
+  uint64_t max_bundle_bytes = 1ULL << 30;
+  size_t max_chunk_bytes = 1024 * 1024;       // data per BundleChunk
+  size_t max_manifest_bytes = 1024 * 1024;
+  size_t max_bytes_in_flight = 8 * 1024 * 1024;  // per stream, queued for the files thread
+};
+
 struct IngestCounters {
   std::atomic<uint64_t> streams_open{0};
   std::atomic<uint64_t> events_stored{0};
   std::atomic<uint64_t> events_duplicate{0};
   std::atomic<uint64_t> frames_rejected{0};
   std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> bundle_bytes_received{0};
+  std::atomic<uint64_t> bundles_completed{0};
 };
 
 // The method is registered "raw" (ByteBuffer in and out) so that a frame
@@ -48,18 +59,34 @@ class LinkService final
   // the events that were new (the ticket engine).
   using EventSink = std::function<absl::Status(sql::Db& db, const std::string& agent_id,
                                                const std::string& store_id, const std::vector<EventRow>& added)>;
-  LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink = nullptr);
+  // Without `bundles` the service speaks protocol version 1 only (no bundles).
+  LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink = nullptr,
+              BundleFiles* bundles = nullptr, BundleLinkLimits bundle_limits = {});
+  ~LinkService() override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
   const IngestCounters& counters() const { return counters_; }
+
+  // Sends a committed bundle request to the store's connected agent (the
+  // newest stream that speaks version 2). Returns false when none is
+  // connected: the request then goes out when the agent next says Hello.
+  // Call it from the CommitQueue's completion callback of the job that
+  // created the row, so it is ordered with Hellos (which read pending
+  // requests on the same thread).
+  bool DispatchBundle(const BundleRow& row);
+
+  struct Registry;  // live streams by store
 
  private:
   CommitQueue& queue_;
   Clock& clock_;
   IngestLimits limits_;
   EventSink sink_;
+  BundleFiles* bundles_;
+  BundleLinkLimits bundle_limits_;
   IngestCounters counters_;
   std::atomic<int64_t> next_connection_{1};
+  std::unique_ptr<Registry> registry_;
 };
 
 // Pure frame validation, exposed for unit tests. Empty string: valid.

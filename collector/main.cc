@@ -15,6 +15,7 @@
 
 #include "common/strings.h"
 #include "collector/admin_api.h"
+#include "collector/bundle_store.h"
 #include "collector/collector_config.h"
 #include "collector/commit_queue.h"
 #include "common/http_server.h"
@@ -42,6 +43,7 @@ absl::StatusOr<sql::Db> OpenDatabase(const CollectorConfig& cfg) {
   if (auto st = InitSchema(*db); !st.ok()) return st;
   if (auto st = InitTicketSchema(*db); !st.ok()) return st;
   if (auto st = InitNotificationSchema(*db); !st.ok()) return st;
+  if (auto st = InitBundleSchema(*db); !st.ok()) return st;
   return db;
 }
 
@@ -179,13 +181,41 @@ int Serve(const CollectorConfig& cfg) {
     // Only the writer thread touches the engine; a commit with new notices wakes the notifier.
     if (engine.TakeNoticesEnqueued() > 0) notifier.Wake();
   });
+  // Diagnostic bundle files: their own thread appends what agents stream.
+  BundleFiles bundle_files(cfg.BundleDir());
+  if (auto st = bundle_files.Start(); !st.ok()) {
+    log::Error("collector", st.ToString());
+    return 1;
+  }
   queue.Start();
   notifier.Start();
+  BundleLinkLimits bundle_limits;
+  bundle_limits.max_bundle_bytes = cfg.bundles.max_bundle_bytes;
   LinkService link(queue, clock, cfg.limits,
                    [&engine, &clock](sql::Db& db, const std::string& agent, const std::string& store,
                                      const std::vector<EventRow>& added) {
                      return ApplyToTickets(engine, db, agent, store, added, clock.NowMs());
-                   });
+                   },
+                   &bundle_files, bundle_limits);
+  // Bundle retention: expire rows on the writer thread, then delete files
+  // (and orphans) on the files thread.
+  Ticker bundle_sweeper(cfg.bundles.sweep_interval_ms, [&queue, &bundle_files, &clock, policy = cfg.bundles] {
+    auto plan = std::make_shared<SweepPlan>();
+    queue.Submit(
+        [plan, policy, &clock](sql::Db& db) -> absl::Status {
+          auto p = ExpireBundles(db, policy, clock.NowMs());
+          if (!p.ok()) return p.status();
+          *plan = std::move(*p);
+          return absl::OkStatus();
+        },
+        [plan, &bundle_files](absl::Status st) {
+          if (!st.ok()) {
+            log::Error("bundles", Cat("retention failed: ", st.ToString()));
+            return;
+          }
+          bundle_files.Sweep(std::move(plan->remove), std::move(plan->keep));
+        });
+  });
   // Time-driven ticket work (SLA warnings and breaches, automatic
   // resolution, silent stores) runs on the writer thread too.
   Ticker ticker(cfg.tick_interval_ms, [&queue, &engine, &clock] {
@@ -242,6 +272,29 @@ int Serve(const CollectorConfig& cfg) {
                  return result->get_future().get();
                });
   api.set_default_tariff(cfg.tickets.default_tariff);
+  AdminApi::BundleHooks bundle_hooks;
+  bundle_hooks.request = [&queue, &link, &clock](const User& user,
+                                                 const NewBundleRequest& request) -> absl::StatusOr<BundleRow> {
+    auto result = std::make_shared<std::promise<absl::StatusOr<BundleRow>>>();
+    auto row = std::make_shared<absl::StatusOr<BundleRow>>(absl::UnavailableError("not run"));
+    bool queued = queue.Submit(
+        [&clock, user, request, row](sql::Db& db) {
+          *row = CreateBundleRequest(db, request, user.name, clock.NowMs());
+          return row->status();
+        },
+        [result, row, &link](absl::Status st) {
+          if (!st.ok()) *row = st;
+          // On the writer thread, ordered with Hellos: a store connecting
+          // now either reads this row as pending or is found here.
+          if (row->ok()) link.DispatchBundle(**row);
+          result->set_value(*row);
+        });
+    if (!queued) return absl::UnavailableError("the collector is overloaded; try again");
+    return result->get_future().get();
+  };
+  bundle_hooks.live_bytes = [&bundle_files](const std::string& id) { return bundle_files.LiveBytes(id); };
+  bundle_hooks.file_path = [&bundle_files](const std::string& id) { return bundle_files.FinalPath(id); };
+  api.set_bundles(std::move(bundle_hooks));
   HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); });
   auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
   if (!http_addr->loopback) {
@@ -262,7 +315,9 @@ int Serve(const CollectorConfig& cfg) {
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   ticker.Stop();
+  bundle_sweeper.Stop();
   queue.Stop();
+  bundle_files.Stop();
   notifier.Stop();
   return 0;
 }

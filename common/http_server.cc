@@ -61,7 +61,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
       log::Error("http", Cat(in.method, " ", in.target, ": ", e.what()));
       out = {500, R"({"error":"internal error"})"};
     }
+    if (!out.file_path.empty()) return ReplyFile(out, req.keep_alive());
     Reply(out.status, std::move(out.body), req.keep_alive());
+  }
+
+  // Streams a file: Beast's file_body reads it piece by piece as the socket
+  // takes it, so a 100 MB bundle costs no more memory than a small one.
+  void ReplyFile(const HttpResponse& out, bool keep_alive) {
+    http::file_body::value_type body;
+    beast::error_code ec;
+    body.open(out.file_path.c_str(), beast::file_mode::scan, ec);
+    if (ec) {
+      log::Warn("http", Cat("cannot open ", out.file_path, ": ", ec.message()));
+      return Reply(404, R"({"error":"the file is no longer there"})", keep_alive);
+    }
+    auto res = std::make_shared<http::response<http::file_body>>();
+    res->version(11);
+    res->result(http::status::ok);
+    res->set(http::field::server, "setdiag-collector");
+    res->set(http::field::content_type, out.content_type);
+    res->set(http::field::cache_control, "no-store");
+    if (!out.download_name.empty()) {
+      res->set(http::field::content_disposition, Cat("attachment; filename=\"", out.download_name, "\""));
+    }
+    res->keep_alive(keep_alive);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    // A large body goes out at the client's pace; only a stalled one is cut.
+    stream_.expires_after(std::chrono::hours(1));
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
+      if (!wec && keep_alive) self->Read();
+    });
   }
 
   void Reply(int status, std::string body, bool keep_alive) {

@@ -1,7 +1,8 @@
 #pragma once
 // A small HTTP/1.1 server (Boost.Beast) for the admin JSON API. One I/O
 // thread; handlers run on it and must be quick (indexed SQLite reads).
-// Bodies are capped; every response is JSON.
+// Request bodies are capped. Responses are JSON, or a file streamed from
+// disk in pieces (never loaded whole), e.g. a diagnostic bundle.
 
 #include <cstdint>
 #include <functional>
@@ -23,6 +24,11 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 200;
   std::string body;  // JSON
+  // When set, the body is this file instead (status 200), sent with
+  // `content_type` and, if `download_name` is set, as an attachment.
+  std::string file_path = {};
+  std::string content_type = "application/octet-stream";
+  std::string download_name = {};
 };
 
 class HttpServer {
