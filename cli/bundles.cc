@@ -145,6 +145,8 @@ int Download(ApiClient& client, const json& b, std::string output, bool json_out
 
 }  // namespace
 
+std::string HumanSize(uint64_t bytes) { return Mib(bytes); }
+
 absl::StatusOr<std::string> FileSha256(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::NotFoundError(Cat("cannot read ", path));

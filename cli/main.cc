@@ -259,12 +259,17 @@ json SlaClockJson(const json& t, const char* name) {
 }
 
 // "met 2026-11-23 13:31 MSK", "1 h 20 min left", "BREACHED 35 min ago".
-std::string ClockStatus(const json& c, int64_t now_ms) {
+// A clock still running when its ticket was resolved stopped there.
+std::string ClockStatus(const json& c, int64_t now_ms, int64_t resolved_ms = 0) {
   int64_t due = Int(c, "due_ms"), met = Int(c, "met_at_ms");
   if (due <= 0) return "-";
   if (met > 0) {
     if (met > due || Bool(c, "breached")) return Cat("met ", FormatMsk(met), ", ", FormatDuration(met - due), " late");
     return Cat("met ", FormatMsk(met));
+  }
+  if (resolved_ms > 0) {
+    if (resolved_ms > due || Bool(c, "breached")) return Cat("BREACHED; stopped when resolved ", FormatMsk(resolved_ms));
+    return Cat("stopped when resolved ", FormatMsk(resolved_ms), " (no response was needed)");
   }
   if (now_ms >= due || Bool(c, "breached")) return Cat("BREACHED ", FormatDuration(now_ms - due), " ago");
   return Cat(FormatDuration(due - now_ms), " left", Bool(c, "warned") ? " (warning sent)" : "");
@@ -348,7 +353,7 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
   for (const auto& [key, label] : kClocks) {
     json c = SlaClockJson(t, key);
     int64_t due = Int(c, "due_ms");
-    std::string status = ClockStatus(c, now);
+    std::string status = ClockStatus(c, now, Str(t, "state") == "resolved" ? Int(t, "resolved_at_ms") : 0);
     if (due <= 0) status = std::string_view(key) == "workaround" ? "not running (no error registered)" : "-";
     clocks.Add({label, due > 0 ? FormatMsk(due) : "-", status});
   }
@@ -369,7 +374,7 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
     for (const auto& b : bundles) {
       int64_t size = Int(b, "size");
       table.Add({Str(b, "id"), Str(b, "origin"), Str(b, "state"),
-                 size > 0 ? Cat(size / (1024 * 1024), ".", size % (1024 * 1024) * 10 / (1024 * 1024), " MiB") : "-",
+                 size > 0 ? HumanSize(static_cast<uint64_t>(size)) : "-",
                  FormatMsk(Int(b, "created_at_ms"), false), Str(b, "requested_by")});
     }
     table.Print();
