@@ -617,6 +617,9 @@ void BundleFiles::Reset(std::string id, std::function<void()> done) {
   Post([this, id = std::move(id), done = std::move(done)] {
     ClosePart(id);
     ::unlink(PartPath(id).c_str());
+    // A finished file left by an earlier attempt (renamed, but the crash
+    // came before its row was committed complete) is not this transfer's.
+    ::unlink(FinalPath(id).c_str());
     {
       std::lock_guard lock(mu_);
       live_[id] = 0;

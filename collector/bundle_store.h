@@ -152,7 +152,7 @@ class BundleFiles {
               AppendDone done);
   // Bytes held for `id` (the final file's size once complete).
   void Held(std::string id, std::function<void(uint64_t)> done);
-  // Empties the part file.
+  // Empties the part file and removes a finished file of the same id.
   void Reset(std::string id, std::function<void()> done = nullptr);
   // Deletes the files of these ids, and (when `keep` is given) any file in
   // the directory not named in it that is older than an hour.

@@ -171,12 +171,6 @@ int Serve(const CollectorConfig& cfg) {
   TicketEngine engine(cfg.tickets, *business, cfg.notify);
   CommitQueue queue(std::move(*writer_db), cfg.max_pending_events);
   Notifier notifier(cfg.DatabasePath(), queue, cfg.notify, clock);
-  // On every way out, the writer finishes its queued work while the engine
-  // and the notifier it calls still exist.
-  struct StopQueueFirst {
-    CommitQueue& queue;
-    ~StopQueueFirst() { queue.Stop(); }
-  } stop_queue_first{queue};
   queue.SetAfterCommit([&notifier, &engine] {
     // Only the writer thread touches the engine; a commit with new notices wakes the notifier.
     if (engine.TakeNoticesEnqueued() > 0) notifier.Wake();
@@ -197,6 +191,13 @@ int Serve(const CollectorConfig& cfg) {
                      return ApplyToTickets(engine, db, agent, store, added, clock.NowMs());
                    },
                    &bundle_files, bundle_limits);
+  // On every way out, the writer finishes its queued work while everything
+  // its jobs use (the engine, the notifier, the bundle files, the link's
+  // sink and counters) still exists: declared after them, destroyed before.
+  struct StopQueueFirst {
+    CommitQueue& queue;
+    ~StopQueueFirst() { queue.Stop(); }
+  } stop_queue_first{queue};
   // Bundle retention: expire rows on the writer thread, then delete files
   // (and orphans) on the files thread.
   Ticker bundle_sweeper(cfg.bundles.sweep_interval_ms, [&queue, &bundle_files, &clock, policy = cfg.bundles] {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <random>
@@ -289,6 +290,9 @@ struct Shared {
   CURLM* const multi;
   std::mutex mu;
   std::set<int64_t> in_flight;  // outcome submitted, not yet committed
+  // Rows whose outcome could not be committed (e.g. a full disk) rest until
+  // then instead of being delivered again at once, over and over.
+  std::map<int64_t, std::chrono::steady_clock::time_point> resting;
 };
 
 }  // namespace
@@ -577,6 +581,15 @@ void Notifier::Impl::Run() {
     {
       std::lock_guard lock(shared->mu);
       skip = shared->in_flight;
+      const auto steady_now = std::chrono::steady_clock::now();
+      for (auto it = shared->resting.begin(); it != shared->resting.end();) {
+        if (it->second <= steady_now) {
+          it = shared->resting.erase(it);
+        } else {
+          skip.insert(it->first);
+          ++it;
+        }
+      }
     }
     const int64_t now = clock.NowMs();
     absl::Status st;
@@ -681,6 +694,7 @@ void Notifier::Impl::Record(int64_t id, CommitQueue::Work work) {
     {
       std::lock_guard lock(s->mu);
       s->in_flight.erase(id);
+      if (!st.ok()) s->resting[id] = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     }
     s->Wake();
   });

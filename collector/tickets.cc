@@ -319,23 +319,26 @@ absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std
 // ---- reads ----
 
 absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user, const TicketQuery& q) {
-  std::string state_clause = "1";
-  if (q.state == "active") {
-    state_clause = "state != 'resolved'";
-  } else if (!q.state.empty()) {
-    state_clause = "state = ?6";
-  }
+  // Only the filters given become SQL, so SQLite can use the store index
+  // (the stores list asks once per store) instead of walking every ticket.
   int priority = 0;
   if (q.priority == "normal") priority = 1;
   if (q.priority == "important") priority = 2;
   if (q.priority == "critical") priority = 3;
-  auto s = db.Prepare(Cat("SELECT ", kColumns,
-                          " FROM tickets WHERE id > ?1 AND (?2 = '' OR store_id = ?2) "
-                          "AND (?3 = 'support' OR partner = ?4) AND (?5 = '' OR condition = ?5) AND ",
-                          state_clause, " AND (?7 = 0 OR priority = ?7) ORDER BY id LIMIT ?8"));
+  std::string where = "id > ?1";
+  if (!q.store_id.empty()) where += " AND store_id = ?2";
+  if (user.role != Role::kSupport) where += " AND partner = ?3";
+  if (!q.condition.empty()) where += " AND condition = ?4";
+  if (q.state == "active") {
+    where += " AND state != 'resolved'";
+  } else if (!q.state.empty()) {
+    where += " AND state = ?5";
+  }
+  if (priority != 0) where += " AND priority = ?6";
+  auto s = db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE ", where, " ORDER BY id LIMIT ?7"));
   if (!s.ok()) return s.status();
-  s->Bind(1, q.after_id).Bind(2, q.store_id).Bind(3, user.role == Role::kSupport ? "support" : "partner");
-  s->Bind(4, user.partner).Bind(5, q.condition).Bind(6, q.state).Bind(7, int64_t{priority}).Bind(8, q.limit);
+  s->Bind(1, q.after_id).Bind(2, q.store_id).Bind(3, user.partner).Bind(4, q.condition).Bind(5, q.state);
+  s->Bind(6, int64_t{priority}).Bind(7, q.limit);
   std::vector<Ticket> out;
   while (true) {
     auto row = s->Step();
@@ -912,7 +915,7 @@ struct TicketEngine::Impl {
         changed = true;
         if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok()) return st;
         log::Info("tickets", Cat("#", t.id, " resolved automatically (store ", t.store_id, ")"));
-        if (auto st = Notify(t, "resolved", "", "Resolved", "Решена"); !st.ok()) return st;
+        if (auto st = Notify(t, "resolved", Cat(t.reopen_count), "Resolved", "Решена"); !st.ok()) return st;
       }
       if (changed || r.next_due_ms != NextDue(r)) {
         if (changed) t.updated_at_ms = now;
@@ -936,7 +939,11 @@ struct TicketEngine::Impl {
       auto row = s->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      const bool silent = s->Int(2) == 0 && now - s->Int(1) >= e.policy_.unreachable_after_ms;
+      // Silence counts from the later of last contact and this collector's
+      // start: after an outage of the collector itself, agents get the full
+      // threshold to reconnect before their stores count as unreachable.
+      const int64_t quiet_since = std::max(s->Int(1), e.started_at_ms_);
+      const bool silent = s->Int(2) == 0 && now - quiet_since >= e.policy_.unreachable_after_ms;
       if (silent != (s->Int(3) != 0)) stores.emplace_back(s->Text(0), s->Int(1), silent);
     }
     for (const auto& [store, last_seen, silent] : stores) {
@@ -956,8 +963,10 @@ struct TicketEngine::Impl {
         json payload = {
             {"summary_en", Cat("No agent of the store has been heard from since ", MoscowTime(last_seen))},
             {"summary_ru", Cat("Агент магазина не выходил на связь с ", MoscowTime(last_seen))}};
-        // Detected by the collector now, so it is never "late".
-        if (auto st = Raise("collector", store, "store.unreachable", Priority::kImportant, payload, episode, now, 0);
+        // Detected by the collector when the threshold passed, so never "late".
+        const int64_t detected = std::max(last_seen, e.started_at_ms_) + e.policy_.unreachable_after_ms;
+        if (auto st = Raise("collector", store, "store.unreachable", Priority::kImportant, payload, episode,
+                            std::min(detected, now), 0);
             !st.ok()) {
           return st;
         }
@@ -989,6 +998,7 @@ absl::Status TicketEngine::OnEvents(sql::Db& db, const std::string& agent_id, co
 }
 
 absl::Status TicketEngine::Tick(sql::Db& db, int64_t now_ms) {
+  if (started_at_ms_ == 0) started_at_ms_ = now_ms;
   Impl impl{*this, db, now_ms};
   if (auto st = impl.TickStores(); !st.ok()) return st;
   return impl.TickTickets();
@@ -1076,7 +1086,7 @@ absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const Ac
   t.updated_at_ms = now_ms;
   if (auto st = impl.Save(r); !st.ok()) return st;
   if (req.action == TicketAction::kResolve) {
-    if (auto st = impl.Notify(t, "resolved", "", "Resolved", "Решена"); !st.ok()) return st;
+    if (auto st = impl.Notify(t, "resolved", Cat(t.reopen_count), "Resolved", "Решена"); !st.ok()) return st;
   }
   return t;
 }

@@ -158,6 +158,7 @@ class TicketEngine {
   const BusinessClock& business_;
   NotifyConfig notify_;
   int notices_ = 0;
+  int64_t started_at_ms_ = 0;  // the first Tick: silence is counted from no earlier
 };
 
 }  // namespace setdiag::collector

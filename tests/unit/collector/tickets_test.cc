@@ -264,6 +264,7 @@ TEST_F(TicketsTest, SilentStoreOpensUnreachableAndClearsWhenBack) {
   ASSERT_TRUE(RecordHello(db_, hello, 1, clock_.NowMs()).ok());
   ASSERT_TRUE(RecordDisconnect(db_, "agent-1", 1, clock_.NowMs()).ok());
   const int64_t last_seen = clock_.NowMs();
+  Tick();  // the collector has been running all along
   clock_.Advance(std::chrono::minutes(4));
   Tick();
   EXPECT_TRUE(All().empty());
@@ -292,6 +293,35 @@ TEST_F(TicketsTest, SilentStoreOpensUnreachableAndClearsWhenBack) {
   EXPECT_FALSE(all[1].paged);
   EXPECT_THAT(TimelineTypes(all[1].id), ElementsAre("recorded_late", "cleared", "resolved"));
   EXPECT_THAT(Notices(), ElementsAre("opened", "cleared")) << "nothing paged for the stale condition";
+}
+
+TEST_F(TicketsTest, AfterTheCollectorsOwnOutageAgentsGetTheThresholdToReconnect) {
+  // Agents last heard from 10 min ago because the collector itself was down.
+  AgentHello hello{"agent-1", "1042", "0.1.0", "ob1"};
+  ASSERT_TRUE(RecordHello(db_, hello, 1, clock_.NowMs() - 10 * kMinute).ok());
+  ASSERT_TRUE(ResetConnections(db_).ok());
+  Tick();  // the collector's first tick after its start
+  clock_.Advance(std::chrono::seconds(299));
+  Tick();
+  EXPECT_TRUE(All().empty()) << "no false 'unreachable' while agents reconnect";
+  const int64_t started = clock_.NowMs() - 299'000;
+  clock_.Advance(std::chrono::seconds(1));
+  Tick();
+  Ticket t = Only();
+  EXPECT_EQ(t.condition, "store.unreachable");
+  EXPECT_EQ(t.detected_at_ms, started + 5 * kMinute);
+}
+
+TEST_F(TicketsTest, EveryResolutionOfAReopenedTicketIsNotified) {
+  Feed("1042", "loading.halted", 4, Raised("h1"), clock_.NowMs());
+  Feed("1042", "loading.halted", 4, Cleared("h1"), clock_.NowMs() + 1000);
+  clock_.Advance(std::chrono::minutes(16));
+  Tick();
+  Feed("1042", "loading.halted", 4, Raised("h2"), clock_.NowMs());
+  Feed("1042", "loading.halted", 4, Cleared("h2"), clock_.NowMs() + 1000);
+  clock_.Advance(std::chrono::minutes(16));
+  Tick();
+  EXPECT_THAT(Notices(), ElementsAre("opened", "cleared", "resolved", "reopened", "cleared", "resolved"));
 }
 
 TEST_F(TicketsTest, LateConditionStillHoldingIsPagedAfterSettling) {
