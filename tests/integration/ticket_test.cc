@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -19,7 +20,10 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// The helpdesk: records every webhook it accepts.
+// The helpdesk: records every webhook it accepts. Delivery is at least once
+// (a collector killed between delivering and recording it delivers again
+// after restart, with the same key), so, like a real helpdesk, it counts
+// notifications by their idempotency key ("id" in the body).
 class Receiver {
  public:
   Receiver()
@@ -32,17 +36,18 @@ class Receiver {
     if (!st.ok()) throw std::runtime_error(st.ToString());
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_.port()) + "/hook"; }
-  // Webhooks of `type` (e.g. "ticket.opened") about ticket `id` (0: any).
+  // Distinct notifications of `type` (e.g. "ticket.opened") about ticket
+  // `id` (0: any).
   size_t Count(const std::string& type, int64_t id = 0) {
     std::lock_guard lock(mu_);
-    size_t n = 0;
+    std::set<std::string> keys;
     for (const auto& b : bodies_) {
       if (b.is_object() && b.value("type", "") == type &&
           (id == 0 || (b.contains("ticket") && b["ticket"].value("id", int64_t{0}) == id))) {
-        ++n;
+        keys.insert(b.value("id", ""));
       }
     }
-    return n;
+    return keys.size();
   }
   size_t Total() {
     std::lock_guard lock(mu_);
