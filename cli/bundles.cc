@@ -16,83 +16,13 @@
 #include <optional>
 #include <thread>
 
+#include "cli/output.h"
 #include "common/strings.h"
 
 namespace setdiag::cli {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitAuth = 3;
-constexpr int kExitNotFound = 4;
-constexpr int kExitStillWaiting = 5;
-
-std::string Dump(const json& j, int indent = -1) {
-  return j.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-int64_t Int(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
-}
-
-int Explain(int status, const std::string& raw_body) {
-  auto body = json::parse(raw_body, nullptr, false);
-  std::string msg = Str(body, "error");
-  if (msg.empty()) msg = raw_body;
-  std::cerr << "setdiag: the collector answered " << status << ": " << msg << "\n";
-  switch (status) {
-    case 400: return kExitUsage;
-    case 401:
-    case 403: return kExitAuth;
-    case 404: return kExitNotFound;
-    default: return kExitError;
-  }
-}
-
-std::optional<json> Parse(const absl::StatusOr<ApiResponse>& res, int* rc) {
-  if (!res.ok()) {
-    std::cerr << "setdiag: " << res.status().message() << "\n";
-    *rc = kExitError;
-    return std::nullopt;
-  }
-  if (res->status != 200) {
-    *rc = Explain(res->status, res->body);
-    return std::nullopt;
-  }
-  auto body = json::parse(res->body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    std::cerr << "setdiag: the collector sent something that is not a JSON object\n";
-    *rc = kExitError;
-    return std::nullopt;
-  }
-  return body;
-}
-
-std::string Mib(uint64_t bytes) {
-  char buf[32];
-  if (bytes >= 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  else if (bytes >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-  return buf;
-}
-
-std::string FormatUtc(int64_t ms) {
-  if (ms <= 0) return "-";
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-  return buf;
-}
 
 int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -105,7 +35,7 @@ std::string Describe(const json& b) {
   if (state == "requested") return "waiting for the store to connect";
   if (state == "building") return "the store is building it";
   if (state == "transferring" && size > 0) {
-    return Cat("transferring ", Mib(got), " of ", Mib(size), " (", got * 100 / size, "%)");
+    return Cat("transferring ", HumanSize(got), " of ", HumanSize(size), " (", got * 100 / size, "%)");
   }
   if (state == "failed") return Cat("failed: ", Str(b, "error"));
   return state;
@@ -117,11 +47,11 @@ int Download(ApiClient& client, const json& b, std::string output, bool json_out
   if (output.empty()) output = Cat("bundle-", Str(b, "store_id"), "-", id, ".tar.gz");
   uint64_t bytes = 0;
   auto res = client.Download(Cat("/api/v1/bundles/", UrlEncode(id), "/content"), output, &bytes);
-  if (!res.ok()) {
-    std::cerr << "setdiag: " << res.status().message() << "\n";
-    return kExitError;
+  if (!res.ok() || res->status != 200) {
+    int rc = kExitError;
+    Parse(res, &rc);  // explains the failure
+    return rc;
   }
-  if (res->status != 200) return Explain(res->status, res->body);
   auto sha = FileSha256(output);
   if (!sha.ok()) {
     std::cerr << "setdiag: " << sha.status().message() << "\n";
@@ -137,7 +67,7 @@ int Download(ApiClient& client, const json& b, std::string output, bool json_out
     std::cout << Dump(json{{"bundle", b}, {"file", output}, {"bytes", bytes}, {"sha256_verified", true}}, 2) << "\n";
   } else {
     std::cout << output << "\n";
-    std::cerr << "bundle " << id << " saved to " << output << " (" << Mib(bytes) << ", sha256 " << *sha
+    std::cerr << "bundle " << id << " saved to " << output << " (" << HumanSize(bytes) << ", sha256 " << *sha
               << " verified)\n";
   }
   return kExitOk;
@@ -145,7 +75,6 @@ int Download(ApiClient& client, const json& b, std::string output, bool json_out
 
 }  // namespace
 
-std::string HumanSize(uint64_t bytes) { return Mib(bytes); }
 
 absl::StatusOr<std::string> FileSha256(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -262,7 +191,7 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
     last_ms = now;
     last_bytes = bytes;
     std::string line = Cat("bundle ", id, ": ", Describe(b));
-    if (state == "transferring" && rate > 0) Append(&line, ", ", Mib(static_cast<uint64_t>(rate)), "/s");
+    if (state == "transferring" && rate > 0) Append(&line, ", ", HumanSize(static_cast<uint64_t>(rate)), "/s");
     if (tty) {
       std::cerr << "\r" << line << "\033[K" << std::flush;
     } else if (line.substr(0, line.find('(')) != last_line.substr(0, last_line.find('('))) {
@@ -273,8 +202,8 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
       if (tty) std::cerr << "\n";
       if (transfer_started > 0 && now > transfer_started) {
         double secs = static_cast<double>(now - transfer_started) / 1000.0;
-        std::cerr << "received " << Mib(static_cast<uint64_t>(Int(b, "size"))) << " in " << secs << " s ("
-                  << Mib(static_cast<uint64_t>(static_cast<double>(Int(b, "size") - static_cast<int64_t>(first_bytes)) / secs))
+        std::cerr << "received " << HumanSize(static_cast<uint64_t>(Int(b, "size"))) << " in " << secs << " s ("
+                  << HumanSize(static_cast<uint64_t>(static_cast<double>(Int(b, "size") - static_cast<int64_t>(first_bytes)) / secs))
                   << "/s)\n";
       }
       return Download(client, b, args.output, json_out);
@@ -319,7 +248,7 @@ int BundleList(ApiClient& client, const std::string& store, int64_t ticket_id, b
     }
     std::printf("%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", Str(b, "id").c_str(), Str(b, "store_id").c_str(),
                 b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-", Str(b, "origin").c_str(),
-                state.c_str(), Int(b, "size") > 0 ? Mib(static_cast<uint64_t>(Int(b, "size"))).c_str() : "-",
+                state.c_str(), Int(b, "size") > 0 ? HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str() : "-",
                 FormatUtc(Int(b, "created_at_ms")).c_str(), Str(b, "requested_by").c_str());
   }
   std::fprintf(stderr, "%zu bundle(s)\n", n);
@@ -342,7 +271,7 @@ int BundleShow(ApiClient& client, const std::string& id, bool json_out) {
   if (!Str(b, "reason").empty()) std::printf("  reason      %s\n", Str(b, "reason").c_str());
   std::printf("  requested   %s\n", FormatUtc(Int(b, "created_at_ms")).c_str());
   if (Int(b, "completed_at_ms") > 0) std::printf("  completed   %s\n", FormatUtc(Int(b, "completed_at_ms")).c_str());
-  if (Int(b, "size") > 0) std::printf("  size        %s\n", Mib(static_cast<uint64_t>(Int(b, "size"))).c_str());
+  if (Int(b, "size") > 0) std::printf("  size        %s\n", HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str());
   if (!Str(b, "sha256").empty()) std::printf("  sha256      %s\n", Str(b, "sha256").c_str());
   return kExitOk;
 }
@@ -409,7 +338,7 @@ int BundleManifest(ApiClient& client, const std::string& what, bool json_out) {
   if (manifest.contains("files") && manifest["files"].is_array()) {
     std::printf("\nFILE                                                          SIZE  STEP\n");
     for (const auto& f : manifest["files"]) {
-      std::printf("%-58s %10s  %s\n", Str(f, "path").c_str(), Mib(static_cast<uint64_t>(Int(f, "size"))).c_str(),
+      std::printf("%-58s %10s  %s\n", Str(f, "path").c_str(), HumanSize(static_cast<uint64_t>(Int(f, "size"))).c_str(),
                   Str(f, "step").c_str());
     }
   }

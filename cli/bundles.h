@@ -32,8 +32,6 @@ int BundleManifest(ApiClient& client, const std::string& what, bool json);
 
 // manifest.json out of a bundle file (libarchive, streaming).
 absl::StatusOr<std::string> ReadManifestFromFile(const std::string& path);
-// "8.3 KiB", "101.3 MiB".
-std::string HumanSize(uint64_t bytes);
 // SHA-256 of a file, lowercase hex, read in pieces.
 absl::StatusOr<std::string> FileSha256(const std::string& path);
 

@@ -18,6 +18,7 @@
 #include "common/strings.h"
 #include "cli/api_client.h"
 #include "cli/bundles.h"
+#include "cli/output.h"
 #include "common/config.h"
 #include "common/files.h"
 #include "common/version.h"
@@ -26,27 +27,6 @@ namespace setdiag::cli {
 namespace {
 
 using json = nlohmann::json;
-
-// Exit codes (docs/api.md).
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitAuth = 3;
-constexpr int kExitNotFound = 4;
-
-std::string Dump(const json& j, int indent = -1) {
-  return j.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-std::string FormatTime(int64_t ms) {
-  if (ms <= 0) return "-";
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Moscow time for people: "2026-11-23 13:30 MSK". Moscow has kept UTC+3 all
 // year since 26 October 2014 (no DST), so a fixed offset is exact for every
@@ -147,72 +127,15 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-int64_t Int(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
-}
-bool Bool(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
 std::string Or(std::string s, const char* fallback) { return s.empty() ? fallback : s; }
-
-// Maps a failed request to a message on stderr and an exit code.
-int Explain(int status, const std::string& raw_body) {
-  auto body = json::parse(raw_body, nullptr, false);
-  std::string msg = Str(body, "error");
-  if (msg.empty()) msg = raw_body;
-  std::cerr << "setdiag: the collector answered " << status << ": " << msg << "\n";
-  switch (status) {
-    case 400:
-      return kExitUsage;
-    case 401:
-    case 403:
-      return kExitAuth;
-    case 404:
-      return kExitNotFound;
-    default:
-      return kExitError;
-  }
-}
-
-std::optional<json> Parse(const ApiResponse& res, int* exit_code) {
-  if (res.status != 200) {
-    *exit_code = Explain(res.status, res.body);
-    return std::nullopt;
-  }
-  auto body = json::parse(res.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    std::cerr << "setdiag: the collector sent something that is not a JSON object\n";
-    *exit_code = kExitError;
-    return std::nullopt;
-  }
-  return body;
-}
 
 // Fetches JSON or explains the failure on stderr. Returns nullopt on error.
 std::optional<json> Fetch(ApiClient& client, const std::string& path, int* exit_code) {
-  auto res = client.Get(path);
-  if (!res.ok()) {
-    std::cerr << "setdiag: " << res.status().message() << "\n";
-    *exit_code = kExitError;
-    return std::nullopt;
-  }
-  return Parse(*res, exit_code);
+  return Parse(client.Get(path), exit_code);
 }
 
 std::optional<json> PostJson(ApiClient& client, const std::string& path, const json& body, int* exit_code) {
-  auto res = client.Post(path, Dump(body));
-  if (!res.ok()) {
-    std::cerr << "setdiag: " << res.status().message() << "\n";
-    *exit_code = kExitError;
-    return std::nullopt;
-  }
-  return Parse(*res, exit_code);
+  return Parse(client.Post(path, Dump(body)), exit_code);
 }
 
 std::string DefaultToken() {
@@ -589,7 +512,7 @@ int main(int argc, char** argv) {
                   Shorten(e["agent_id"].get<std::string>(), 22).c_str(),
                   static_cast<unsigned long long>(e["sequence"].get<uint64_t>()),
                   e["severity"].get<std::string>().c_str(), Shorten(e["kind"].get<std::string>(), 28).c_str(),
-                  FormatTime(e["detected_at_ms"].get<int64_t>()).c_str(),
+                  FormatUtc(e["detected_at_ms"].get<int64_t>()).c_str(),
                   Shorten(Dump(e["payload"]), 60).c_str());
     }
     std::fprintf(stderr, "%zu event(s)\n", collected.size());
@@ -612,7 +535,7 @@ int main(int argc, char** argv) {
                   Shorten(a["store_id"].get<std::string>(), 8).c_str(),
                   Shorten(a["agent_id"].get<std::string>(), 24).c_str(),
                   Shorten(a["partner"].get<std::string>(), 12).c_str(), a["version"].get<std::string>().c_str(),
-                  a["connected"].get<bool>() ? "yes" : "no", FormatTime(a["last_seen_ms"].get<int64_t>()).c_str(),
+                  a["connected"].get<bool>() ? "yes" : "no", FormatUtc(a["last_seen_ms"].get<int64_t>()).c_str(),
                   st.contains("outbox_depth") ? st["outbox_depth"].dump().c_str() : "-",
                   st.contains("oldest_unsent_age_s") ? Cat(st["oldest_unsent_age_s"].get<int64_t>(), " s").c_str() : "-",
                   st.contains("gaps_total") ? st["gaps_total"].dump().c_str() : "-");

@@ -109,15 +109,6 @@ bool CheckIdentifier(std::string_view what, std::string_view value, std::string*
   return false;
 }
 
-std::string IsoUtc(int64_t ms) {
-  if (ms <= 0) return "";
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 json PayloadJson(const std::string& payload) {
   auto j = json::parse(payload, nullptr, false);
@@ -202,14 +193,14 @@ json StoreJson(const StoreRow& s, int64_t now_ms) {
                           {"title_en", t.title_en},
                           {"title_ru", t.title_ru},
                           {"detected_at_ms", t.detected_at_ms},
-                          {"detected_at", IsoUtc(t.detected_at_ms)}});
+                          {"detected_at", t.detected_at_ms > 0 ? IsoUtc(t.detected_at_ms) : ""}});
   }
   json out = {{"store_id", s.store_id},
               {"partner", s.partner},
               {"tariff", s.tariff},
               {"online", s.online},
               {"last_seen_ms", s.last_seen_ms},
-              {"last_seen", IsoUtc(s.last_seen_ms)},
+              {"last_seen", s.last_seen_ms > 0 ? IsoUtc(s.last_seen_ms) : ""},
               {"agent_version", s.agent_version},
               {"agents", s.agent_ids},
               {"conditions", conditions}};

@@ -1,5 +1,7 @@
 #include "common/strings.h"
 
+#include <ctime>
+
 namespace setdiag {
 
 bool IsValidIdentifier(std::string_view id, size_t max_bytes) {
@@ -33,6 +35,15 @@ std::string_view Trim(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
+}
+
+std::string IsoUtc(int64_t ms, bool compact) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, compact ? "%Y%m%dT%H%M%SZ" : "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace setdiag

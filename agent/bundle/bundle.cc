@@ -45,18 +45,6 @@ int64_t MsBetween(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
-// "2026-01-15T10:00:00Z", or compact "20260115T100000Z" for names.
-std::string Utc(int64_t ms, bool compact = false) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  if (compact)
-    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  else
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 bool ValidStepName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
@@ -352,7 +340,7 @@ absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const Bundle
   for (auto& r : runs) Wait(&r);
 
   const std::string store = config.store_id.empty() ? "unknown" : config.store_id;
-  const std::string root = Cat("setdiag-bundle-", store, "-", Utc(created_ms, true));
+  const std::string root = Cat("setdiag-bundle-", store, "-", IsoUtc(created_ms, true));
   const std::string part = out_path + ".part";
   auto writer = TarGzWriter::Create(part);
   if (!writer.ok()) return writer.status();
@@ -437,7 +425,7 @@ absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const Bundle
       {"agent_id", KnownAgentId(config.agent_id, config.state_dir)},
       {"agent_version", kVersion},
       {"created_at_ms", created_ms},
-      {"created_at_utc", Utc(created_ms)},
+      {"created_at_utc", IsoUtc(created_ms)},
       {"window",
        {{"from_ms", created_ms - opts.config.window_ms},
         {"to_ms", created_ms},

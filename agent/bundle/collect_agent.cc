@@ -22,26 +22,6 @@ namespace {
 
 constexpr int64_t kMaxHistoryRows = 1'000'000;
 
-// The Outbox needs a clock; a bundle is a picture of one instant.
-class FixedClock final : public Clock {
- public:
-  explicit FixedClock(int64_t now_ms) : now_ms_(now_ms) {}
-  int64_t NowMs() override { return now_ms_; }
-  int64_t MonotonicMs() override { return now_ms_; }
-
- private:
-  int64_t now_ms_;
-};
-
-std::string Utc(int64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 bool Exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
@@ -121,7 +101,7 @@ BundleStep MakeHistoryStep(std::string history_path) {
                                  {"kind", r.kind},
                                  {"severity", SeverityName(r.severity)},
                                  {"detected_at_ms", r.detected_at_ms},
-                                 {"detected_at_utc", Utc(r.detected_at_ms)},
+                                 {"detected_at_utc", IsoUtc(r.detected_at_ms)},
                                  {"component", r.component},
                                  {"payload", std::move(payload)}};
           RedactJson(&line, &f.redactions);
@@ -156,7 +136,7 @@ BundleStep MakeAgentStep(AgentFiles files) {
         if (::stat(Cat(files.state_dir, "/", e->d_name).c_str(), &st) != 0) continue;
         state_files.push_back({{"name", e->d_name},
                                {"size", static_cast<int64_t>(st.st_size)},
-                               {"mtime_utc", Utc(int64_t{st.st_mtim.tv_sec} * 1000)}});
+                               {"mtime_utc", IsoUtc(int64_t{st.st_mtim.tv_sec} * 1000)}});
       }
       ::closedir(d);
       std::sort(
@@ -168,7 +148,7 @@ BundleStep MakeAgentStep(AgentFiles files) {
     h["state_files"] = std::move(state_files);
     h["daemons"] = OtherAgents();
     absl::Status result;
-    FixedClock clock(now);
+    FakeClock clock(now);  // ages in the stats count to the bundle's instant
     if (!Exists(files.outbox_path)) {
       h["outbox"] = {{"path", files.outbox_path}, {"exists", false}};
       ctx.Skip(files.outbox_path, "no outbox: the agent has not run with this state_dir");
@@ -190,7 +170,7 @@ BundleStep MakeAgentStep(AgentFiles files) {
                             {"first_unsent_sequence", (*outbox)->FirstUnacked()},
                             {"never_synced", (*outbox)->fresh()}};
         if (s.oldest_enqueued_ms > 0) {
-          o["oldest_unsent_utc"] = Utc(s.oldest_enqueued_ms);
+          o["oldest_unsent_utc"] = IsoUtc(s.oldest_enqueued_ms);
           o["oldest_unsent_age_s"] = (now - s.oldest_enqueued_ms) / 1000;
         } else {
           o["oldest_unsent_utc"] = nullptr;
@@ -212,12 +192,12 @@ BundleStep MakeAgentStep(AgentFiles files) {
       for (const auto& w : *list) {
         if (w.EffectiveEndMs() < ctx.window_start_ms()) continue;
         nlohmann::json j = {{"id", w.id},
-                            {"start_utc", Utc(w.start_ms)},
-                            {"end_utc", Utc(w.EffectiveEndMs())},
+                            {"start_utc", IsoUtc(w.start_ms)},
+                            {"end_utc", IsoUtc(w.EffectiveEndMs())},
                             {"active", w.ActiveAt(now)},
                             {"reason", w.reason},
                             {"opened_by", w.opened_by}};
-        if (w.cancelled_ms) j["cancelled_utc"] = Utc(*w.cancelled_ms);
+        if (w.cancelled_ms) j["cancelled_utc"] = IsoUtc(*w.cancelled_ms);
         windows.push_back(std::move(j));
       }
       ctx.AddJson("agent/maintenance.json", windows, files.state_path);

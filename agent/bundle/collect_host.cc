@@ -60,14 +60,6 @@ std::vector<std::string_view> Fields(std::string_view line) {
   return out;
 }
 
-std::string Utc(int64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // /proc/mounts escapes blanks as octal (\040).
 std::string Unescape(std::string_view s) {
@@ -454,12 +446,12 @@ BundleStep MakeHostStep() {
     if (auto v = ReadSmall("/proc/version")) sys["kernel"] = std::string(Trim(*v));
     sys["cpus"] = ::sysconf(_SC_NPROCESSORS_ONLN);
     sys["time_zone"] = TimeZoneName();
-    sys["bundle_time_utc"] = Utc(ctx.now_ms());
+    sys["bundle_time_utc"] = IsoUtc(ctx.now_ms());
     std::optional<double> uptime;
     if (auto v = ReadSmall("/proc/uptime")) uptime = ParseUptime(*v);
     if (uptime) {
       sys["uptime_s"] = static_cast<int64_t>(*uptime);
-      sys["booted_at_utc"] = Utc(ctx.now_ms() - static_cast<int64_t>(*uptime * 1000));
+      sys["booted_at_utc"] = IsoUtc(ctx.now_ms() - static_cast<int64_t>(*uptime * 1000));
     }
     if (auto v = ReadSmall("/proc/loadavg")) sys["load"] = ParseLoadavg(*v);
     if (auto v = ReadSmall("/proc/meminfo")) sys["memory_kib"] = ParseMeminfo(*v);
@@ -593,7 +585,7 @@ BundleStep MakeClockStep() {
       }
     }
     out["attempts"] = attempts;
-    out["local_time_utc"] = Utc(ctx.now_ms());
+    out["local_time_utc"] = IsoUtc(ctx.now_ms());
     ctx.AddJson("host/clock.json", out, "chronyc, timedatectl");
     return absl::OkStatus();
   });

@@ -17,14 +17,6 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxRows = 5000;
 constexpr size_t kMaxListing = 500;
 
-std::string Utc(int64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::optional<int64_t> Int(const std::string& s) {
   int64_t v = 0;
@@ -41,7 +33,7 @@ void PutTime(nlohmann::json* j, const std::string& key, const std::string& value
     return;
   }
   (*j)[key + "_ms"] = *ms;
-  (*j)[key + "_utc"] = Utc(*ms);
+  (*j)[key + "_utc"] = IsoUtc(*ms);
   (*j)[key + "_age_s"] = (now_ms - *ms) / 1000;
 }
 
@@ -59,7 +51,7 @@ nlohmann::json Marker(const std::string& path) {
   }
   j["exists"] = true;
   j["size"] = static_cast<int64_t>(st.st_size);
-  j["mtime_utc"] = Utc(MtimeMs(st));
+  j["mtime_utc"] = IsoUtc(MtimeMs(st));
   return j;
 }
 
@@ -199,7 +191,7 @@ BundleStep MakeSetServerStep(ServerCheckConfig server, std::vector<std::string> 
                                         : S_ISREG(st.st_mode) ? "file"
                                                               : "other"},
                                {"size", static_cast<int64_t>(st.st_size)},
-                               {"mtime_utc", Utc(MtimeMs(st))}});
+                               {"mtime_utc", IsoUtc(MtimeMs(st))}});
           }
           std::sort(listing.begin(), listing.end(),
                     [](const nlohmann::json& a, const nlohmann::json& b) {
@@ -255,7 +247,7 @@ BundleStep MakeSetServerStep(ServerCheckConfig server, std::vector<std::string> 
             entries.push_back({{"name", name},
                                {"size", static_cast<int64_t>(st.st_size)},
                                {"mtime_ms", mtime},
-                               {"mtime_utc", Utc(mtime)},
+                               {"mtime_utc", IsoUtc(mtime)},
                                {"age_s", (now - mtime) / 1000},
                                {"matches_pattern", match}});
           }
