@@ -48,29 +48,7 @@ int64_t FileSize(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
 }
 
-// VmRSS of a process in KiB, or -1.
-int64_t RssKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with("VmRSS:")) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
 
-void WriteIncompressibleLog(const std::string& path, size_t bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  std::mt19937_64 rng(7);
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string line(128, '\n');
-  for (size_t written = 0; written < bytes; written += line.size()) {
-    for (size_t i = 0; i + 1 < line.size(); i += 8) {
-      uint64_t r = rng();
-      for (size_t k = 0; k < 8 && i + k + 1 < line.size(); ++k) line[i + k] = kAlphabet[(r >> (k * 6)) & 63];
-    }
-    out.write(line.data(), static_cast<std::streamsize>(line.size()));
-  }
-}
 
 }  // namespace
 
@@ -87,7 +65,7 @@ int main(int argc, char** argv) {
   d.StartCollector();
   const std::string logs = d.dir() + "/store-logs";
   std::filesystem::create_directories(logs);
-  WriteIncompressibleLog(logs + "/server.log", static_cast<size_t>(megabytes) * 1000 * 1000 / 3 * 4);
+  WriteIncompressibleLog(logs + "/server.log", static_cast<size_t>(megabytes) * 1000 * 1000 / 3 * 4, 7);
   std::string token = d.CreateStoreToken("1042", "acme");
   AgentSetup& a = d.AddAgent("1042", token,
                              "[bundle]\nlog_globs = [\"" + logs + "/*.log\"]\nstep_timeout = \"10s\"\n"
@@ -119,10 +97,10 @@ int main(int argc, char** argv) {
     // RSS sampler: every 50 ms, into the current phase's peak.
     std::atomic<bool> sampling{true}, transferring{false}, first_byte_seen{false};
     std::atomic<int64_t> peak_transfer{0}, at_start{0}, peak_build{0};
-    const int64_t idle = RssKib(agent_pid);
+    const int64_t idle = SampleProcess(agent_pid).rss_kib;
     std::thread sampler([&] {
       while (sampling) {
-        int64_t kib = RssKib(agent_pid);
+        int64_t kib = SampleProcess(agent_pid).rss_kib;
         if (transferring) peak_transfer = std::max<int64_t>(peak_transfer, kib);
         else if (first_byte_seen == false) peak_build = std::max<int64_t>(peak_build, kib);
         std::this_thread::sleep_for(50ms);
@@ -134,7 +112,7 @@ int main(int argc, char** argv) {
       if (first_byte == 0 && FileSize(part) > 0) {
         first_byte = SteadyUs();
         first_byte_seen = true;
-        at_start = RssKib(agent_pid);
+        at_start = SampleProcess(agent_pid).rss_kib;
         peak_transfer = at_start.load();
         transferring = true;
       }

@@ -92,22 +92,6 @@ json SummaryJson(const std::vector<double>& v) {
           {"min", r1(s.min)}};
 }
 
-double CpuSeconds(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  auto close_paren = line.rfind(')');
-  if (close_paren == std::string::npos) return 0;
-  std::istringstream rest(line.substr(close_paren + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15; ++i) {
-    rest >> field;
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) stime = std::stol(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // The helpdesk: timestamps every webhook the moment its request has been
 // read, and keeps the body to be parsed after the run (so the receiver
@@ -412,7 +396,7 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
     plan.push({first, What::kStatus, j});
   }
   const int64_t run_start_us = NowUs() + 500'000;
-  const double cpu0 = CpuSeconds(d.collector().pid());
+  const double cpu0 = SampleProcess(d.collector().pid()).cpu_s;
   const auto wall0 = Clock::now();
   size_t write_failures = 0;
   const auto clear_after = std::chrono::nanoseconds(static_cast<int64_t>(clear_after_s * 1e9));
@@ -447,13 +431,13 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
     }
   }
   const double send_wall = std::chrono::duration<double>(Clock::now() - wall0).count();
-  const double cpu1 = CpuSeconds(d.collector().pid());
+  const double cpu1 = SampleProcess(d.collector().pid()).cpu_s;
 
   // Every raise pages "opened", every clear "cleared".
   const size_t expected = total * (clear_after_s > 0 ? 2 : 1);
   WaitFor([&] { return receiver.Count() >= hooks_before + expected; }, 60s, 50ms);
   std::this_thread::sleep_for(1s);  // anything extra (duplicates) arrives too
-  const double cpu2 = CpuSeconds(d.collector().pid());
+  const double cpu2 = SampleProcess(d.collector().pid()).cpu_s;
 
   for (auto& a : agents) a->stream->WritesDone();
   size_t bad_status = 0;

@@ -290,34 +290,6 @@ int StallLatency(int runs) {
   return 0;
 }
 
-struct ProcSample {
-  double cpu_s = 0;
-  long rss_kib = 0;
-  long hwm_kib = 0;
-};
-
-ProcSample Sample(pid_t pid) {
-  ProcSample s;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  auto close_paren = line.rfind(')');
-  std::istringstream rest(line.substr(close_paren + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15; ++i) {
-    rest >> field;
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) stime = std::stol(field);
-  }
-  s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::stol(line.substr(6));
-    if (line.rfind("VmHWM:", 0) == 0) s.hwm_kib = std::stol(line.substr(6));
-  }
-  return s;
-}
 
 int Footprint(int tills, int seconds) {
   auto pg = PgServer::Start();
@@ -331,14 +303,14 @@ int Footprint(int tills, int seconds) {
   WriteFile(agent.config_path, cfg);
   d.StartAgent(agent);
   std::this_thread::sleep_for(5s);  // start-up and first polls are not the steady state
-  ProcSample a = Sample(agent.process->pid());
+  ProcSample a = SampleProcess(agent.process->pid());
   auto t0 = std::chrono::steady_clock::now();
   std::vector<double> rss;
   for (int i = 0; i < seconds; ++i) {
     std::this_thread::sleep_for(1s);
-    rss.push_back(static_cast<double>(Sample(agent.process->pid()).rss_kib) / 1024.0);
+    rss.push_back(static_cast<double>(SampleProcess(agent.process->pid()).rss_kib) / 1024.0);
   }
-  ProcSample b = Sample(agent.process->pid());
+  ProcSample b = SampleProcess(agent.process->pid());
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("footprint: %d tills polled every 1 s for %.0f s\n", tills, wall);
   std::printf("  agent CPU: %.3f s over %.0f s = %.2f%% of one core\n", b.cpu_s - a.cpu_s, wall,

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
@@ -403,14 +404,23 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
     }
     out.push_back(std::move(r));
   }
-  for (auto& r : out) {
-    TicketQuery q;
-    q.store_id = r.store_id;
-    q.state = "active";
-    q.limit = 1000;
-    auto tickets = ListTickets(db, user, q);
-    if (!tickets.ok()) return tickets.status();
-    r.open_tickets = std::move(*tickets);
+  // Every store's current conditions in one pass over the unresolved
+  // tickets (one query, not one per store); stores the user may not see are
+  // not in `by_store`.
+  std::map<std::string, StoreRow*> by_store;
+  for (auto& r : out) by_store[r.store_id] = &r;
+  auto t = db.Prepare(Cat("SELECT ", kColumns,
+                          " FROM tickets WHERE state != 'resolved' AND (?1 = '' OR store_id = ?1) ORDER BY id"));
+  if (!t.ok()) return t.status();
+  t->Bind(1, store_id);
+  while (true) {
+    auto row = t->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Ticket ticket = ReadRow(*t).t;
+    if (auto it = by_store.find(ticket.store_id); it != by_store.end()) {
+      it->second->open_tickets.push_back(std::move(ticket));
+    }
   }
   return out;
 }
@@ -552,28 +562,22 @@ struct TicketEngine::Impl {
   }
 
   absl::StatusOr<std::optional<Row>> FindForEvent(const std::string& store, const std::string& condition,
-                                                  const std::string& episode, int64_t detected_ms,
-                                                  bool* via_episode) {
-    *via_episode = false;
+                                                  const std::string& episode, int64_t detected_ms) {
     auto ep = db.Prepare("SELECT ticket_id FROM ticket_episodes WHERE store_id=? AND episode=?");
     if (!ep.ok()) return ep.status();
     ep->Bind(1, store).Bind(2, episode);
     auto row = ep->Step();
     if (!row.ok()) return row.status();
-    const int64_t episode_ticket = *row ? ep->Int(0) : 0;
-    if (episode_ticket) {
-      auto t = LoadWhere(db, "id = ?1", {}, episode_ticket);
-      if (!t.ok() || !*t || (*t)->t.state != TicketState::kResolved) {
-        *via_episode = true;
-        return t;
-      }
+    std::optional<Row> by_episode;
+    if (*row) {
+      auto t = LoadWhere(db, "id = ?1", {}, ep->Int(0));
+      if (!t.ok()) return t;
+      by_episode = std::move(*t);
+      if (by_episode && by_episode->t.state != TicketState::kResolved) return by_episode;
     }
     auto open = LoadWhere(db, "store_id = ?1 AND condition = ?2 AND state != 'resolved'", {store, condition});
     if (!open.ok() || *open) return open;  // an open ticket wins over a resolved one of an old episode
-    if (episode_ticket) {
-      *via_episode = true;
-      return LoadWhere(db, "id = ?1", {}, episode_ticket);
-    }
+    if (by_episode) return by_episode;
     // Resolved recently: the condition came back within the cool-down.
     return LoadWhere(db,
                      "store_id = ?1 AND condition = ?2 AND state = 'resolved' AND resolved_at_ms >= ?3 "
@@ -641,8 +645,7 @@ struct TicketEngine::Impl {
                      int64_t event_id) {
     const std::string condition = ConditionOf(kind);
     const std::string part = PartOf(kind, payload);
-    bool via_episode = false;
-    auto found = FindForEvent(store, condition, episode, detected_ms, &via_episode);
+    auto found = FindForEvent(store, condition, episode, detected_ms);
     if (!found.ok()) return found.status();
     const bool late = now - detected_ms > e.policy_.late_after_ms;
     std::string summary_en = Str(payload, "summary_en"), summary_ru = Str(payload, "summary_ru");
@@ -785,8 +788,7 @@ struct TicketEngine::Impl {
                      const json& payload, const std::string& episode, int64_t detected_ms, int64_t event_id) {
     const std::string condition = ConditionOf(kind);
     const std::string part = PartOf(kind, payload);
-    bool via_episode = false;
-    auto found = FindForEvent(store, condition, episode, detected_ms, &via_episode);
+    auto found = FindForEvent(store, condition, episode, detected_ms);
     if (!found.ok()) return found.status();
     if (!*found) return absl::OkStatus();  // nothing was opened for it (e.g. raised before tickets existed)
     Row r = std::move(**found);

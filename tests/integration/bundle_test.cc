@@ -28,21 +28,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// A log file of `bytes` that gzip cannot shrink (random bytes in printable
-// lines), so the bundle is about as large.
-void WriteIncompressibleLog(const std::string& path, size_t bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  std::mt19937_64 rng(42);
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string line(128, '\n');
-  for (size_t written = 0; written < bytes; written += line.size()) {
-    for (size_t i = 0; i + 1 < line.size(); i += 8) {
-      uint64_t r = rng();
-      for (size_t k = 0; k < 8 && i + k + 1 < line.size(); ++k) line[i + k] = kAlphabet[(r >> (k * 6)) & 63];
-    }
-    out.write(line.data(), static_cast<std::streamsize>(line.size()));
-  }
-}
 
 class BundleTest : public ::testing::Test {
  protected:

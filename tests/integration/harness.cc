@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -124,6 +125,43 @@ int FreePort() {
   int port = ntohs(addr.sin_port);
   close(fd);
   return port;
+}
+
+void WriteIncompressibleLog(const std::string& path, size_t bytes, uint64_t seed) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  std::mt19937_64 rng(seed);
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string line(128, '\n');
+  for (size_t written = 0; written < bytes; written += line.size()) {
+    for (size_t i = 0; i + 1 < line.size(); i += 8) {
+      uint64_t r = rng();
+      for (size_t k = 0; k < 8 && i + k + 1 < line.size(); ++k) line[i + k] = kAlphabet[(r >> (k * 6)) & 63];
+    }
+    out.write(line.data(), static_cast<std::streamsize>(line.size()));
+  }
+}
+
+ProcSample SampleProcess(pid_t pid) {
+  ProcSample s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  if (close_paren == std::string::npos) return s;
+  std::istringstream rest(line.substr(close_paren + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) s.rss_kib = std::stol(line.substr(6));
+    if (line.starts_with("VmHWM:")) s.hwm_kib = std::stol(line.substr(6));
+  }
+  return s;
 }
 
 std::string MakeTempDir(const std::string& name) {

@@ -53,6 +53,18 @@ CommandResult SimCtl(int control_port, const std::vector<std::string>& args);
 std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::string& kind,
                                        const std::string& state);
 std::string MakeTempDir(const std::string& name);
+// A log file of about `bytes` that gzip cannot shrink much (random base64
+// lines), so a bundle of it is about as large.
+void WriteIncompressibleLog(const std::string& path, size_t bytes, uint64_t seed = 42);
+
+// What /proc says of a process: CPU time used so far, resident and peak
+// resident memory (0 if the process is gone).
+struct ProcSample {
+  double cpu_s = 0;
+  long rss_kib = 0;
+  long hwm_kib = 0;
+};
+ProcSample SampleProcess(pid_t pid);
 void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
