@@ -22,9 +22,13 @@ using json = nlohmann::json;
 
 // Messages may quote what the client sent; replace invalid UTF-8 rather than
 // throw.
-HttpResponse Error(int status, std::string_view message) {
-  return {status, json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace)};
+// Stored text comes from agents and people; a stray invalid UTF-8 byte is
+// replaced, never a reason for a 500.
+HttpResponse Answer(int status, const json& body) {
+  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
+
+HttpResponse Error(int status, std::string_view message) { return Answer(status, json{{"error", message}}); }
 
 HttpResponse StorageError(const absl::Status& st) {
   log::Warn("admin-api", Cat("database read failed: ", st.ToString()));
@@ -326,7 +330,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
                         {"payload", PayloadJson(r.payload)}});
     }
     json out = {{"events", events}, {"next_after", rows->empty() ? q.after_id : rows->back().id}};
-    return {200, out.dump()};
+    return Answer(200, out);
   }
 
   // ---- GET /api/v1/agents ----
@@ -350,7 +354,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
                         {"last_committed_sequence", r.last_committed_seq},
                         {"status", PayloadJson(r.status_json)}});
     }
-    return {200, json{{"agents", agents}}.dump()};
+    return Answer(200, json{{"agents", agents}});
   }
 
   // ---- GET /api/v1/tickets ----
@@ -381,7 +385,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     json tickets = json::array();
     for (const auto& tk : *rows) tickets.push_back(TicketJson(tk));
     json out = {{"tickets", tickets}, {"next_after", rows->empty() ? q.after_id : rows->back().id}};
-    return {200, out.dump()};
+    return Answer(200, out);
   }
 
   // ---- GET /api/v1/tickets/{id} ----
@@ -408,7 +412,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       for (const auto& b : *attached) bundles.push_back(BundleJson(b, LiveBytes(b)));
       out["bundles"] = bundles;
     }
-    return {200, out.dump()};
+    return Answer(200, out);
   }
 
   // ---- POST /api/v1/tickets/{id}/{ack,notes,error,workaround,resolve} ----
@@ -443,7 +447,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
           return Error(503, Cat("the change was not recorded (", msg, "); try again"));
       }
     }
-    return {200, json{{"ticket", TicketJson(*ticket)}}.dump()};
+    return Answer(200, json{{"ticket", TicketJson(*ticket)}});
   }
 
   // ---- POST /api/v1/stores/{id}/bundles ----
@@ -473,7 +477,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       return Error(503, Cat("the request was not recorded (", std::string(row.status().message()), "); try again"));
     }
     log::Info("admin-api", Cat("bundle ", row->id, " of store ", store, " requested by ", who.name));
-    return {200, json{{"bundle", BundleJson(*row)}}.dump()};
+    return Answer(200, json{{"bundle", BundleJson(*row)}});
   }
 
   // ---- GET /api/v1/bundles ----
@@ -495,7 +499,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (!rows.ok()) return StorageError(rows.status());
     json list = json::array();
     for (const auto& b : *rows) list.push_back(BundleJson(b, LiveBytes(b)));
-    return {200, json{{"bundles", list}}.dump()};
+    return Answer(200, json{{"bundles", list}});
   }
 
   // ---- GET /api/v1/bundles/{id}, GET /api/v1/bundles/{id}/content ----
@@ -509,7 +513,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       return Error(404, Cat("no bundle ", id, " visible to you"));
     }
     const BundleRow& b = **row;
-    if (seg.size() == 2) return {200, json{{"bundle", BundleJson(b, LiveBytes(b), /*with_manifest=*/true)}}.dump()};
+    if (seg.size() == 2) return Answer(200, json{{"bundle", BundleJson(b, LiveBytes(b), /*with_manifest=*/true)}});
     if (b.state != "complete" || !bundles_.file_path) {
       return Error(409, Cat("bundle ", id, " is ", b.state, b.state == "expired" ? " (deleted by retention)" : ", not complete"));
     }
@@ -531,14 +535,14 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       if (!rows.ok()) return StorageError(rows.status());
       json stores = json::array();
       for (const auto& s : *rows) stores.push_back(StoreJson(s, now));
-      return {200, json{{"stores", stores}}.dump()};
+      return Answer(200, json{{"stores", stores}});
     }
     std::string store = UrlDecode(seg[1]);
     if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
     auto rows = ListStores(db_, who, store, default_tariff_);
     if (!rows.ok()) return StorageError(rows.status());
     for (const auto& s : *rows) {
-      if (s.store_id == store) return {200, json{{"store", StoreJson(s, now)}}.dump()};
+      if (s.store_id == store) return Answer(200, json{{"store", StoreJson(s, now)}});
     }
     return NoStore(store);
   }

@@ -763,9 +763,6 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (it == bundles_.end()) return MaybeRead(a);
     bundles_.erase(it);
     std::string error = f.error().substr(0, 1000);
-    // Never end inside a UTF-8 sequence: the text goes into JSON answers.
-    while (!error.empty() && (static_cast<unsigned char>(error.back()) & 0xC0) == 0x80) error.pop_back();
-    if (!error.empty() && (static_cast<unsigned char>(error.back()) & 0x80) != 0) error.pop_back();
     log::Warn("link", Cat("agent ", agent_id_, ": bundle ", f.request_id(), " failed: ", error));
     Clock& clock = clock_;
     queue_.Submit([id = f.request_id(), error, &clock](sql::Db& db) {

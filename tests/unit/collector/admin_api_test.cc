@@ -397,6 +397,17 @@ TEST_F(AdminApiTest, ListFiltersByStoreStatePriorityConditionAndPages) {
   EXPECT_EQ(seen, (std::vector<int64_t>{a_ticket_, t43, b_ticket_}));
 }
 
+TEST_F(AdminApiTest, StoredTextWithInvalidUtf8IsStillAnswered) {
+  // Text that reached the database by another way than the API (which
+  // refuses it) must not turn every read of the ticket into a 500.
+  ActionRequest note{a_ticket_, TicketAction::kNote, "broken \xff\xfe byte"};
+  ASSERT_TRUE(engine_.Act(writer_, support_, note, clock_.NowMs()).ok());
+  HttpResponse r = Get(Cat("/api/v1/tickets/", a_ticket_), support_token_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_THAT(j["timeline"].back()["text"].get<std::string>(), HasSubstr("broken"));
+}
+
 TEST_F(AdminApiTest, StoresShowAgentsAndCurrentConditions) {
   HttpResponse r = Get("/api/v1/stores/0042", partner_a_token_);
   ASSERT_EQ(r.status, 200) << r.body;
