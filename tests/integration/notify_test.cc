@@ -539,6 +539,27 @@ TEST_F(NotifyTest, SameKeyTwiceIsOneRowAndOneDelivery) {
   EXPECT_EQ(Rows().size(), 2u);
 }
 
+TEST_F(NotifyTest, ADeliveryWhoseOutcomeCannotBeRecordedIsNotResentInALoop) {
+  WebhookReceiver rx;
+  ASSERT_TRUE(rx.Start());
+  NotifyConfig config = FastConfig();
+  config.targets.push_back(Webhook("helpdesk", rx.url()));
+  config_ = config;
+  Enqueue(Notice("t42-opened", "opened"));
+  // From now on the writer cannot commit anything (as with a full disk).
+  std::promise<absl::Status> made_read_only;
+  ASSERT_TRUE(queue_->Submit([](sql::Db& db) { return db.Exec("PRAGMA query_only=ON"); },
+                             [&](absl::Status st) { made_read_only.set_value(st); }));
+  ASSERT_TRUE(made_read_only.get_future().get().ok());
+  StartNotifier(config);
+  ASSERT_TRUE(WaitFor([&] { return !rx.requests().empty(); }, 10s));
+  // Delivered, but its outcome fails to commit: the row rests (30 s) instead
+  // of going out again at once, over and over.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(rx.requests().size(), 1u);
+  EXPECT_FALSE(Rows()[0].delivered_at_ms.has_value());
+}
+
 TEST_F(NotifyTest, FiltersByPartnerEventAndPriority) {
   WebhookReceiver rx;
   ASSERT_TRUE(rx.Start());
