@@ -1,12 +1,14 @@
 #include "agent/bundle/archive.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -36,6 +38,128 @@ std::string Sha256::HexDigest() {
   return out;
 }
 
+namespace {
+
+constexpr size_t kBlock = 512;
+constexpr uint64_t kRecord = 10240;       // 20 blocks, as tar pads the end
+constexpr int kGzipLevel = 6;             // Z_DEFAULT_COMPRESSION, libarchive's default
+constexpr int kGzipWindowBits = 15 + 16;  // 32 KiB window, gzip wrapper
+constexpr int kGzipMemLevel = 8;
+constexpr char kOwner[] = "root";
+constexpr uint32_t kFileMode = 0640;
+
+// ustar header field offsets and widths (POSIX.1-1988 + ustar).
+struct Field {
+  size_t off;
+  size_t len;
+};
+constexpr Field kName{0, 100}, kMode{100, 8}, kUid{108, 8}, kGid{116, 8}, kSize{124, 12},
+    kMtime{136, 12}, kChksum{148, 8}, kType{156, 1}, kMagic{257, 6}, kVersion{263, 2},
+    kUname{265, 32}, kGname{297, 32}, kDevMajor{329, 8}, kDevMinor{337, 8}, kPrefix{345, 155};
+
+using Block = std::array<char, kBlock>;
+
+void PutString(Block& b, Field f, std::string_view s) {
+  std::memcpy(b.data() + f.off, s.data(), std::min(s.size(), f.len));
+}
+
+// `digits` octal digits, zero-filled, then `tail` (" " or " \0"), as
+// libarchive and GNU tar write them. False when the value does not fit.
+bool PutOctal(Block& b, Field f, uint64_t v, size_t digits, std::string_view tail) {
+  if (digits < 22 && v >> (3 * digits) != 0) return false;
+  char* p = b.data() + f.off;
+  for (size_t i = digits; i-- > 0;) {
+    p[i] = static_cast<char>('0' + (v & 7));
+    v >>= 3;
+  }
+  std::memcpy(p + digits, tail.data(), tail.size());
+  return true;
+}
+
+// GNU base-256: high bit of the first byte set, big-endian two's complement
+// over the whole field. For values that octal cannot hold (a pax record
+// carries them too).
+void PutBase256(Block& b, Field f, int64_t v) {
+  auto u = static_cast<uint64_t>(v);
+  char* p = b.data() + f.off;
+  for (size_t i = f.len; i-- > 0;) {
+    p[i] = static_cast<char>(static_cast<unsigned char>(u & 0xff));
+    u = v < 0 ? (u >> 8) | (uint64_t{0xff} << 56) : u >> 8;
+  }
+  p[0] = static_cast<char>(static_cast<unsigned char>(p[0]) | 0x80);
+}
+
+// One pax record: "<len> <key>=<value>\n", where <len> counts itself.
+void AppendPaxRecord(std::string* out, std::string_view key, std::string_view value) {
+  const size_t body = 1 + key.size() + 1 + value.size() + 1;  // " key=value\n"
+  size_t len = body + 1;
+  while (Cat(len).size() + body != len) len = Cat(len).size() + body;
+  Append(out, len, " ", key, "=", value, "\n");
+}
+
+bool IsAscii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c != '\0' && static_cast<unsigned char>(c) < 0x80; });
+}
+
+// At most `n` bytes of `s`, not cutting a UTF-8 sequence.
+std::string_view Cut(std::string_view s, size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+// Splits `name` into ustar prefix and name fields; false if it cannot be.
+bool SplitUstar(std::string_view name, std::string_view* prefix, std::string_view* base) {
+  if (name.size() <= kName.len) {
+    *prefix = {};
+    *base = name;
+    return !name.empty();
+  }
+  // The shortest prefix that leaves at most 100 bytes for the name.
+  for (size_t i = name.find('/'); i != std::string_view::npos && i <= kPrefix.len;
+       i = name.find('/', i + 1)) {
+    size_t rest = name.size() - i - 1;
+    if (rest == 0) break;
+    if (rest <= kName.len && i > 0) {
+      *prefix = name.substr(0, i);
+      *base = name.substr(i + 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+Block HeaderBlock(std::string_view prefix, std::string_view name, char type, uint64_t size,
+                  int64_t mtime_s) {
+  Block b{};
+  PutString(b, kName, name);
+  PutString(b, kPrefix, prefix);
+  PutOctal(b, kMode, kFileMode, 6, std::string_view(" \0", 2));
+  PutOctal(b, kUid, 0, 6, std::string_view(" \0", 2));
+  PutOctal(b, kGid, 0, 6, std::string_view(" \0", 2));
+  if (!PutOctal(b, kSize, size, 11, " ")) PutBase256(b, kSize, static_cast<int64_t>(size));
+  if (mtime_s < 0 || !PutOctal(b, kMtime, static_cast<uint64_t>(mtime_s), 11, " "))
+    PutBase256(b, kMtime, mtime_s);
+  b[kType.off] = type;
+  PutString(b, kMagic, std::string_view("ustar\0", 6));
+  PutString(b, kVersion, "00");
+  PutString(b, kUname, kOwner);
+  PutString(b, kGname, kOwner);
+  PutOctal(b, kDevMajor, 0, 6, std::string_view(" \0", 2));
+  PutOctal(b, kDevMinor, 0, 6, std::string_view(" \0", 2));
+  // Checksum: the unsigned sum of the header with the field itself as spaces.
+  std::memset(b.data() + kChksum.off, ' ', kChksum.len);
+  uint64_t sum = 0;
+  for (char c : b) sum += static_cast<unsigned char>(c);
+  PutOctal(b, kChksum, sum, 6, std::string_view("\0 ", 2));
+  return b;
+}
+
+bool IsDiskFull(int err) { return err == ENOSPC || err == EDQUOT; }
+
+}  // namespace
+
 TarGzWriter::TarGzWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
 
 absl::StatusOr<std::unique_ptr<TarGzWriter>> TarGzWriter::Create(const std::string& path) {
@@ -43,87 +167,165 @@ absl::StatusOr<std::unique_ptr<TarGzWriter>> TarGzWriter::Create(const std::stri
   if (fd < 0)
     return absl::UnavailableError(Cat("cannot create ", path, ": ", std::strerror(errno)));
   std::unique_ptr<TarGzWriter> w(new TarGzWriter(fd, path));
-  w->a_ = archive_write_new();
-  if (w->a_ == nullptr) return absl::ResourceExhaustedError("libarchive: out of memory");
-  if (archive_write_add_filter_gzip(w->a_) != ARCHIVE_OK ||
-      archive_write_set_format_pax_restricted(w->a_) != ARCHIVE_OK ||
-      archive_write_set_bytes_in_last_block(w->a_, 1) != ARCHIVE_OK) {
-    return w->Error("set up tar.gz");
+  w->zbuf_ = std::make_unique<char[]>(kChunkBytes);
+  auto* z = new z_stream{};
+  int rc =
+      deflateInit2(z, kGzipLevel, Z_DEFLATED, kGzipWindowBits, kGzipMemLevel, Z_DEFAULT_STRATEGY);
+  if (rc != Z_OK) {
+    delete z;
+    return w->Fail("set up gzip", rc == Z_MEM_ERROR ? ENOMEM : 0, Cat("zlib error ", rc));
   }
-  if (archive_write_open2(w->a_, w.get(), nullptr, &TarGzWriter::Write, nullptr, nullptr) !=
-      ARCHIVE_OK) {
-    return w->Error("open");
-  }
+  w->z_ = z;
+  w->z_->next_out = reinterpret_cast<Bytef*>(w->zbuf_.get());
+  w->z_->avail_out = static_cast<uInt>(kChunkBytes);
   return w;
 }
 
 TarGzWriter::~TarGzWriter() {
-  if (a_) {
-    if (!closed_) archive_write_fail(a_);  // do not write a trailer into a broken file
-    archive_write_free(a_);
+  // Unfinished or broken: no trailer is written, the caller removes the file.
+  if (z_) {
+    deflateEnd(z_);
+    delete z_;
   }
   if (fd_ >= 0) ::close(fd_);
 }
 
-ssize_t TarGzWriter::Write(archive*, void* self, const void* buf, size_t n) {
-  auto* w = static_cast<TarGzWriter*>(self);
-  const char* p = static_cast<const char*>(buf);
-  size_t off = 0;
-  while (off < n) {
-    ssize_t k = ::write(w->fd_, p + off, n - off);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      w->write_errno_ = errno;
-      return -1;
-    }
-    off += static_cast<size_t>(k);
-  }
-  w->out_sha_.Update(std::string_view(p, n));
-  w->out_bytes_ += n;
-  return static_cast<ssize_t>(n);
+absl::Status TarGzWriter::Usable(std::string_view what) const {
+  if (!error_.ok()) return error_;
+  if (closed_)
+    return absl::UnavailableError(Cat("writing ", path_, ": ", what, ": archive already closed"));
+  return absl::OkStatus();
 }
 
-absl::Status TarGzWriter::Error(std::string_view what) {
-  std::string detail =
-      write_errno_ != 0
-          ? std::strerror(write_errno_)
-          : (a_ && archive_error_string(a_) ? archive_error_string(a_) : "unknown error");
-  std::string msg = Cat("writing ", path_, ": ", what, ": ", detail);
-  return write_errno_ == ENOSPC ? absl::ResourceExhaustedError(msg) : absl::UnavailableError(msg);
+absl::Status TarGzWriter::Fail(std::string_view what, int err, std::string_view detail) {
+  std::string msg = Cat("writing ", path_, ": ", what, ": ",
+                        err != 0 ? std::string_view(std::strerror(err))
+                                 : (detail.empty() ? std::string_view("unknown error") : detail));
+  absl::Status st =
+      IsDiskFull(err) ? absl::ResourceExhaustedError(msg) : absl::UnavailableError(msg);
+  if (error_.ok()) error_ = st;
+  return st;
+}
+
+absl::Status TarGzWriter::WriteOut(const char* p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    ssize_t k = ::write(fd_, p + off, n - off);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return Fail("write", errno);
+    }
+    if (k == 0) return Fail("write", EIO);
+    off += static_cast<size_t>(k);
+  }
+  out_sha_.Update(std::string_view(p, n));
+  out_bytes_ += n;
+  return absl::OkStatus();
+}
+
+absl::Status TarGzWriter::Deflate(int flush, std::string_view what) {
+  for (;;) {
+    if (z_->avail_out == 0) {
+      if (auto st = WriteOut(zbuf_.get(), kChunkBytes); !st.ok()) return st;
+      z_->next_out = reinterpret_cast<Bytef*>(zbuf_.get());
+      z_->avail_out = static_cast<uInt>(kChunkBytes);
+    }
+    if (flush == Z_NO_FLUSH && z_->avail_in == 0) return absl::OkStatus();
+    int rc = deflate(z_, flush);
+    if (rc == Z_STREAM_END) break;
+    // Z_BUF_ERROR only means no progress was possible: more output room or
+    // more input is needed, which the loop provides.
+    if (rc != Z_OK && rc != Z_BUF_ERROR)
+      return Fail(what, 0, Cat("gzip: ", z_->msg ? z_->msg : "deflate failed", " (", rc, ")"));
+  }
+  // Finished: write what is left in the buffer.
+  return WriteOut(zbuf_.get(), kChunkBytes - z_->avail_out);
+}
+
+absl::Status TarGzWriter::Put(std::string_view data) {
+  tar_bytes_ += data.size();
+  while (!data.empty()) {
+    size_t n = std::min<size_t>(data.size(), 1u << 30);
+    // zlib does not write through next_in; its type is not const.
+    z_->next_in = const_cast<Bytef*>(reinterpret_cast<const Bytef*>(data.data()));
+    z_->avail_in = static_cast<uInt>(n);
+    if (auto st = Deflate(Z_NO_FLUSH, "compress"); !st.ok()) return st;
+    data.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TarGzWriter::Zeros(uint64_t n) {
+  static const char kZeros[kBlock * 8] = {};
+  while (n > 0) {
+    size_t k = static_cast<size_t>(std::min<uint64_t>(n, sizeof kZeros));
+    if (auto st = Put(std::string_view(kZeros, k)); !st.ok()) return st;
+    n -= k;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TarGzWriter::EndEntry(uint64_t size) {
+  return Zeros((kBlock - size % kBlock) % kBlock);
 }
 
 absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t mtime_s) {
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_pathname(e, name.c_str());
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0640);
-  archive_entry_set_size(e, static_cast<la_int64_t>(size));
-  archive_entry_set_mtime(e, static_cast<time_t>(mtime_s), 0);
-  archive_entry_set_uname(e, "setdiag");
-  archive_entry_set_gname(e, "setdiag");
-  int rc = archive_write_header(a_, e);
-  archive_entry_free(e);
-  if (rc != ARCHIVE_OK) return Error(Cat("header of ", name));
-  return absl::OkStatus();
+  if (auto st = Usable(Cat("header of ", name)); !st.ok()) return st;
+  std::string_view prefix, base;
+  const bool plain = IsAscii(name) && SplitUstar(name, &prefix, &base);
+  const bool big = size >> 33 != 0;  // 8 GiB: does not fit 11 octal digits
+  const bool odd_time = mtime_s < 0 || static_cast<uint64_t>(mtime_s) >> 33 != 0;
+  if (!plain || big || odd_time) {
+    std::string records;
+    if (!plain) AppendPaxRecord(&records, "path", name);
+    if (big) AppendPaxRecord(&records, "size", Cat(size));
+    if (odd_time) AppendPaxRecord(&records, "mtime", Cat(mtime_s));
+    // The ustar fields keep what fits, for readers that ignore pax.
+    std::string_view whole(name);
+    size_t slash = whole.rfind('/');
+    std::string_view dir =
+        slash == std::string_view::npos ? std::string_view() : whole.substr(0, slash);
+    std::string_view file = slash == std::string_view::npos ? whole : whole.substr(slash + 1);
+    if (!SplitUstar(name, &prefix, &base)) {
+      prefix = Cut(dir, kPrefix.len);
+      base = Cut(file, kName.len);
+    }
+    // Its own name, as libarchive makes it: <dir>/PaxHeader/<file>.
+    std::string pax_name = dir.empty() ? Cat("PaxHeader/", file) : Cat(dir, "/PaxHeader/", file);
+    std::string_view pax_prefix, pax_base;
+    if (!SplitUstar(pax_name, &pax_prefix, &pax_base)) {
+      pax_name = std::string(Cut(Cat("PaxHeader/", file), kName.len));
+      pax_prefix = {};
+      pax_base = pax_name;
+    }
+    Block x = HeaderBlock(pax_prefix, pax_base, 'x', records.size(), odd_time ? 0 : mtime_s);
+    if (auto st = Put(std::string_view(x.data(), x.size())); !st.ok()) return st;
+    if (auto st = Put(records); !st.ok()) return st;
+    if (auto st = EndEntry(records.size()); !st.ok()) return st;
+  }
+  Block h = HeaderBlock(prefix, base, '0', size, mtime_s);
+  return Put(std::string_view(h.data(), h.size()));
 }
 
 absl::StatusOr<std::string> TarGzWriter::AddBytes(const std::string& name, std::string_view content,
                                                   int64_t mtime_s) {
-  if (auto st = Header(name, content.size(), mtime_s); !st.ok()) return st;
+  const uint64_t total = content.size();
+  if (auto st = Header(name, total, mtime_s); !st.ok()) return st;
   Sha256 sha;
   while (!content.empty()) {
     size_t n = std::min(content.size(), kChunkBytes);
-    if (archive_write_data(a_, content.data(), n) < 0) return Error(Cat("data of ", name));
+    if (auto st = Put(content.substr(0, n)); !st.ok()) return st;
     sha.Update(content.substr(0, n));
     content.remove_prefix(n);
   }
-  if (archive_write_finish_entry(a_) != ARCHIVE_OK) return Error(Cat("end of ", name));
+  if (auto st = EndEntry(total); !st.ok()) return st;
   return sha.HexDigest();
 }
 
 absl::StatusOr<std::string> TarGzWriter::AddFile(const std::string& name,
                                                  const std::string& local_path, int64_t mtime_s,
                                                  uint64_t* size) {
+  if (auto st = Usable(Cat("header of ", name)); !st.ok()) return st;
   int fd = ::open(local_path.c_str(), O_RDONLY | O_CLOEXEC);
   // Problems with our own scratch file concern one entry, not the archive.
   if (fd < 0)
@@ -138,6 +340,8 @@ absl::StatusOr<std::string> TarGzWriter::AddFile(const std::string& name,
     return absl::FailedPreconditionError(
         Cat("cannot read ", local_path, ": ", std::strerror(errno)));
   }
+  // The header declares this size: a file that grows is cut to it, one that
+  // shrinks is padded with zeros to it.
   const uint64_t total = static_cast<uint64_t>(end);
   if (auto st = Header(name, total, mtime_s); !st.ok()) return st;
   Sha256 sha;
@@ -148,35 +352,42 @@ absl::StatusOr<std::string> TarGzWriter::AddFile(const std::string& name,
     ssize_t n = ::read(fd, buf.data(), want);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      // Our own scratch file shrank: keep the archive well formed (libarchive
-      // pads the entry), but say so.
+      // Our own scratch file shrank (or cannot be read): keep the archive well
+      // formed, the entry padded with zeros to its declared size, but say so
+      // (the caller leaves it out of the manifest).
       std::string why = n < 0 ? std::strerror(errno) : "file shrank while archiving";
+      if (auto st = Zeros(total - done); !st.ok()) return st;
+      if (auto st = EndEntry(total); !st.ok()) return st;
       return absl::DataLossError(Cat("reading ", local_path, ": ", why));
     }
-    if (archive_write_data(a_, buf.data(), static_cast<size_t>(n)) < 0)
-      return Error(Cat("data of ", name));
-    sha.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    if (auto st = Put(chunk); !st.ok()) return st;
+    sha.Update(chunk);
     done += static_cast<uint64_t>(n);
   }
-  if (archive_write_finish_entry(a_) != ARCHIVE_OK) return Error(Cat("end of ", name));
+  if (auto st = EndEntry(total); !st.ok()) return st;
   *size = total;
   return sha.HexDigest();
 }
 
 absl::Status TarGzWriter::Close() {
+  if (!error_.ok()) return error_;
   if (closed_) return absl::OkStatus();
-  if (archive_write_close(a_) != ARCHIVE_OK) return Error("close");
+  // Two zero blocks end the archive; zeros up to the 10240-byte record.
+  uint64_t end = tar_bytes_ + 2 * kBlock;
+  end += (kRecord - end % kRecord) % kRecord;
+  if (auto st = Zeros(end - tar_bytes_); !st.ok()) return st;
+  z_->next_in = nullptr;
+  z_->avail_in = 0;
+  if (auto st = Deflate(Z_FINISH, "close"); !st.ok()) return st;
+  deflateEnd(z_);
+  delete z_;
+  z_ = nullptr;
   closed_ = true;
-  if (::fsync(fd_) != 0) {
-    write_errno_ = errno;
-    return Error("fsync");
-  }
-  if (::close(fd_) != 0) {
-    fd_ = -1;
-    write_errno_ = errno;
-    return Error("close");
-  }
+  if (::fsync(fd_) != 0) return Fail("fsync", errno);
+  int rc = ::close(fd_);
   fd_ = -1;
+  if (rc != 0) return Fail("close", errno);
   out_sha_hex_ = out_sha_.HexDigest();
   return absl::OkStatus();
 }
