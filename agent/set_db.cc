@@ -1,26 +1,16 @@
 #include "agent/set_db.h"
 
-#include <libpq-fe.h>
-
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 
 #include "common/strings.h"
 
 namespace setdiag::agent {
 namespace {
 
-// libpq conninfo value quoting: single quotes, backslash escapes.
-std::string Quote(const std::string& v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
-std::string FirstLine(const char* msg) {
-  std::string s = msg ? msg : "";
+std::string FirstLine(absl::string_view msg) {
+  std::string s(msg.data(), msg.size());
   if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
   return s;
 }
@@ -73,69 +63,56 @@ SetDatabase::SetDatabase(SetDbConfig config) : config_(std::move(config)) {
   if (config_.activity_query.empty()) config_.activity_query = DefaultActivityQuery(config_.shop_number);
 }
 
-SetDatabase::~SetDatabase() {
-  if (set_conn_) PQfinish(set_conn_);
-  if (operday_conn_) PQfinish(operday_conn_);
+SetDatabase::~SetDatabase() = default;
+
+absl::StatusOr<PgConnection*> SetDatabase::Connection(const std::string& database, Slot* slot) {
+  if (*slot && (*slot)->ok()) return slot->get();
+  slot->reset();
+  PgConnectParams p;
+  p.host = config_.host;
+  p.port = config_.port;
+  p.user = config_.user;
+  p.password = config_.password;
+  p.database = database;
+  p.application_name = "setdiag-agent";
+  p.options = Cat("-c default_transaction_read_only=on -c statement_timeout=", config_.query_timeout_ms);
+  p.connect_timeout_ms = std::max<int64_t>(1000, config_.connect_timeout_ms);
+  // A server that stops answering mid-query must not block the watch: the
+  // kernel gives up on the socket (keepalive is always on in PgConnection).
+  p.tcp_user_timeout_ms = config_.query_timeout_ms + 5000;
+  p.sslmode = PgSslMode::kPrefer;
+  auto conn = PgConnection::Connect(p);
+  if (!conn.ok()) {
+    return absl::UnavailableError(Cat("SET database '", database, "' at ", config_.host, ":", config_.port, ": ",
+                                      FirstLine(conn.status().message())));
+  }
+  *slot = std::move(*conn);
+  return slot->get();
 }
 
-absl::StatusOr<pg_conn*> SetDatabase::Connection(const std::string& database, pg_conn** slot) {
-  if (*slot && PQstatus(*slot) == CONNECTION_OK) return *slot;
-  if (*slot) {
-    PQfinish(*slot);
-    *slot = nullptr;
-  }
-  std::string conninfo = Cat("host=", Quote(config_.host), " port=", config_.port, " user=", Quote(config_.user),
-                             " dbname=", Quote(database), " connect_timeout=",
-                             std::max<int64_t>(1, config_.connect_timeout_ms / 1000),
-                             " application_name='setdiag-agent'",
-                             // A server that stops answering mid-query must not
-                             // block the watch: the kernel gives up on the socket.
-                             " keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
-                             " tcp_user_timeout=", config_.query_timeout_ms + 5000,
-                             " options='-c default_transaction_read_only=on -c statement_timeout=",
-                             config_.query_timeout_ms, "'");
-  if (!config_.password.empty()) Append(&conninfo, " password=", Quote(config_.password));
-  *slot = PQconnectdb(conninfo.c_str());
-  if (PQstatus(*slot) != CONNECTION_OK) {
-    std::string err = FirstLine(PQerrorMessage(*slot));
-    PQfinish(*slot);
-    *slot = nullptr;
-    return absl::UnavailableError(Cat("SET database '", database, "' at ", config_.host, ":", config_.port,
-                                      ": ", err));
-  }
-  return *slot;
-}
-
-absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::Query(const std::string& database,
-                                                                         pg_conn** slot,
-                                                                         const std::string& sql,
-                                                                         int columns) {
+absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::Query(const std::string& database, Slot* slot,
+                                                                         const std::string& sql, int columns) {
   auto conn = Connection(database, slot);
   if (!conn.ok()) return conn.status();
-  PGresult* res = PQexec(*conn, sql.c_str());
-  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-    std::string err = FirstLine(PQresultErrorMessage(res));
-    PQclear(res);
-    if (PQstatus(*conn) != CONNECTION_OK) {
-      PQfinish(*slot);
-      *slot = nullptr;
-    }
-    return absl::UnavailableError(Cat("SET database '", database, "': query failed: ", err));
+  auto deadline = PgConnection::Clock::now() + std::chrono::milliseconds(config_.query_timeout_ms + 5000);
+  auto res = (*conn)->SimpleQuery(sql, deadline);
+  if (!(*conn)->ok()) slot->reset();  // reconnect on the next call
+  if (!res.ok()) {
+    return absl::UnavailableError(
+        Cat("SET database '", database, "': query failed: ", FirstLine(res.status().message())));
   }
-  if (PQnfields(res) < columns) {
-    PQclear(res);
+  if (res->columns < columns) {
     return absl::InvalidArgumentError(Cat("SET database '", database, "': the query must return ", columns,
                                           " columns: ", sql));
   }
   std::vector<std::vector<std::string>> rows;
-  int n = PQntuples(res);
-  rows.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
+  rows.reserve(res->rows.size());
+  for (auto& r : res->rows) {
     std::vector<std::string> row;
-    for (int c = 0; c < columns; ++c) row.emplace_back(PQgetisnull(res, i, c) ? "" : PQgetvalue(res, i, c));
+    row.reserve(static_cast<size_t>(columns));
+    for (size_t c = 0; c < static_cast<size_t>(columns); ++c) row.push_back(r[c] ? std::move(*r[c]) : std::string());
     rows.push_back(std::move(row));
   }
-  PQclear(res);
   return rows;
 }
 

@@ -1,10 +1,13 @@
 #pragma once
-// Read-only access to SET Retail 10's PostgreSQL databases through libpq:
+// Read-only access to SET Retail 10's PostgreSQL databases through the
+// agent's own protocol client (agent/pg_wire.h, not libpq: footprint):
 // the till roster (set.cash_cash) and each till's last activity
 // (set_operday.od_cash_status). Every query can be replaced in the config
 // because column names differ between SET versions; the defaults are in
 // docs/till-watch.md. Sessions are opened read-only with a statement timeout.
-// libpq errors become absl::Unavailable here and nowhere else.
+// Connection and query errors become absl::Unavailable here and nowhere
+// else. The password comes from the config only (no ~/.pgpass, no PG*
+// environment variables); TLS as libpq's default sslmode=prefer.
 // Not thread-safe: owned by the till watch loop.
 
 #include <cstdint>
@@ -15,8 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-
-struct pg_conn;
+#include "agent/pg_wire.h"
 
 namespace setdiag::agent {
 
@@ -67,13 +69,14 @@ class SetDatabase {
   absl::StatusOr<std::vector<std::vector<std::string>>> ReadTransport();
 
  private:
-  absl::StatusOr<pg_conn*> Connection(const std::string& database, pg_conn** slot);
-  absl::StatusOr<std::vector<std::vector<std::string>>> Query(const std::string& database, pg_conn** slot,
+  using Slot = std::unique_ptr<PgConnection>;
+  absl::StatusOr<PgConnection*> Connection(const std::string& database, Slot* slot);
+  absl::StatusOr<std::vector<std::vector<std::string>>> Query(const std::string& database, Slot* slot,
                                                                const std::string& sql, int columns);
 
   SetDbConfig config_;
-  pg_conn* set_conn_ = nullptr;
-  pg_conn* operday_conn_ = nullptr;
+  Slot set_conn_;
+  Slot operday_conn_;
 };
 
 }  // namespace setdiag::agent

@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -90,7 +91,33 @@ void PgServer::Init() {
       "timezone = '" + options_.timezone + "'\n"
       "log_timezone = '" + options_.timezone + "'\n"
       "log_min_messages = warning\n";
+  if (!options_.password_encryption.empty()) {
+    conf += "password_encryption = '" + options_.password_encryption + "'\n";
+  }
+  if (options_.ssl) {
+    // A self-signed certificate; the server wants the key owned by itself
+    // and not readable by others.
+    const std::string crt = dir_ + "/data/server.crt", key = dir_ + "/data/server.key";
+    std::string openssl;
+    for (const char* path : {"/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"}) {
+      if (openssl.empty() && access(path, X_OK) == 0) openssl = path;
+    }
+    if (openssl.empty()) throw std::runtime_error("PgServer: the openssl CLI is needed for ssl = on (package openssl)");
+    auto r2 = RunCommand({openssl, "req", "-new", "-x509", "-days", "2", "-nodes", "-newkey", "rsa:2048", "-subj",
+                          "/CN=localhost", "-keyout", key, "-out", crt});
+    if (r2.exit_code != 0) throw std::runtime_error("PgServer: openssl req failed:\n" + r2.out + r2.err);
+    for (const auto& f : {crt, key}) {
+      ChownToPostgres(f);
+      if (chmod(f.c_str(), 0600) != 0) throw std::runtime_error("PgServer: cannot chmod " + f);
+    }
+    conf += "ssl = on\nssl_cert_file = '" + crt + "'\nssl_key_file = '" + key + "'\n";
+  }
   WriteFile(dir_ + "/data/postgresql.conf", conf);
+  if (!options_.hba_lines.empty()) {
+    std::string hba;
+    for (const auto& line : options_.hba_lines) hba += line + "\n";
+    WriteFile(dir_ + "/data/pg_hba.conf", hba + ReadFile(dir_ + "/data/pg_hba.conf"));
+  }
 }
 
 bool PgServer::TryStart(std::string* why) {

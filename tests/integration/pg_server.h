@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace setdiag::testing {
 
@@ -22,6 +23,14 @@ class PgServer {
  public:
   struct Options {
     std::string timezone = "Europe/Moscow";
+    // ssl = on with a self-signed certificate made by the openssl CLI
+    // (needs the openssl package). Off by default.
+    bool ssl = false;
+    // Lines put before initdb's pg_hba.conf (first match wins), e.g.
+    // "host all md5user 127.0.0.1/32 md5". Without them: trust for all.
+    std::vector<std::string> hba_lines;
+    // password_encryption ("md5" or "scram-sha-256"); empty: the default.
+    std::string password_encryption;
   };
 
   // Creates and starts a cluster and waits until it accepts connections.
@@ -49,6 +58,8 @@ class PgServer {
 
   int port() const { return port_; }
   const std::string& dir() const { return dir_; }
+  // The unix socket's directory (socket file .s.PGSQL.<port>).
+  std::string socket_dir() const { return dir_ + "/sock"; }
   const std::string& timezone() const { return options_.timezone; }
   std::string Log() const;
 
