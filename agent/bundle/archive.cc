@@ -102,6 +102,27 @@ bool IsAscii(std::string_view s) {
                      [](char c) { return c != '\0' && static_cast<unsigned char>(c) < 0x80; });
 }
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF). Log files on a Russian store server may carry CP1251 names.
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    uint32_t cp = len == 1 ? c : c & (0xffu >> (len + 1));
+    for (size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3fu);
+    }
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
 // At most `n` bytes of `s`, not cutting a UTF-8 sequence.
 std::string_view Cut(std::string_view s, size_t n) {
   if (s.size() <= n) return s;
@@ -173,7 +194,10 @@ absl::StatusOr<std::unique_ptr<TarGzWriter>> TarGzWriter::Create(const std::stri
       deflateInit2(z, kGzipLevel, Z_DEFLATED, kGzipWindowBits, kGzipMemLevel, Z_DEFAULT_STRATEGY);
   if (rc != Z_OK) {
     delete z;
-    return w->Fail("set up gzip", rc == Z_MEM_ERROR ? ENOMEM : 0, Cat("zlib error ", rc));
+    absl::Status st = w->Fail("set up gzip", rc == Z_MEM_ERROR ? ENOMEM : 0, Cat("zlib error ", rc));
+    w.reset();  // closes the file, which is empty: nobody else would remove it
+    ::unlink(path.c_str());
+    return st;
   }
   w->z_ = z;
   w->z_->next_out = reinterpret_cast<Bytef*>(w->zbuf_.get());
@@ -277,7 +301,12 @@ absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t
   const bool odd_time = mtime_s < 0 || static_cast<uint64_t>(mtime_s) >> 33 != 0;
   if (!plain || big || odd_time) {
     std::string records;
-    if (!plain) AppendPaxRecord(&records, "path", name);
+    if (!plain) {
+      // pax says path= is UTF-8; a name that is not says so, and readers
+      // (bsdtar, GNU tar) then keep its bytes instead of complaining.
+      if (!IsUtf8(name)) AppendPaxRecord(&records, "hdrcharset", "BINARY");
+      AppendPaxRecord(&records, "path", name);
+    }
     if (big) AppendPaxRecord(&records, "size", Cat(size));
     if (odd_time) AppendPaxRecord(&records, "mtime", Cat(mtime_s));
     // The ustar fields keep what fits, for readers that ignore pax.

@@ -478,5 +478,32 @@ TEST(TarGzWriterTest, MissingSourceIsFailedPreconditionAndWriterGoesOn) {
   EXPECT_EQ(entries[0].name, "here");
 }
 
+TEST(TarGzWriterTest, NonUtf8NameIsMarkedBinaryAndKeepsItsBytes) {
+  TempDir dir;
+  const std::string tgz = dir.File("cp1251.tar.gz");
+  const std::string cp1251 = "logs/\xcf\xf0\xe8\xe5\xec.log";  // "Прием.log" in CP1251
+  const std::string utf8 = "logs/\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb5\xd0\xbc.log";
+  {
+    auto w = MustCreate(tgz);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->AddBytes(cp1251, "a", 1700000000).ok());
+    ASSERT_TRUE((*w)->AddBytes(utf8, "b", 1700000000).ok());
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+  std::string tar = Gunzip(tgz);
+  EXPECT_THAT(tar, HasSubstr("hdrcharset=BINARY\n"));
+  // Only the CP1251 name is marked; the UTF-8 one is plain pax.
+  size_t first = tar.find("hdrcharset=BINARY\n");
+  EXPECT_EQ(tar.find("hdrcharset=BINARY\n", first + 1), std::string::npos);
+  auto entries = ReadWithLibarchive(tgz);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].name, cp1251);
+  EXPECT_EQ(entries[0].data, "a");
+  EXPECT_EQ(entries[1].name, utf8);
+  EXPECT_EQ(entries[1].data, "b");
+  EXPECT_EQ(Sh(Cat("tar -tzf '", tgz, "' >/dev/null 2>&1")), 0);
+}
+
+
 }  // namespace
 }  // namespace setdiag::agent::bundle
