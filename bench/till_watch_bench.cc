@@ -20,12 +20,15 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <optional>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "tests/integration/harness.h"
@@ -291,6 +294,47 @@ int StallLatency(int runs) {
 }
 
 
+// Where the agent's resident memory is: anonymous (heap, stacks, relocated
+// data) against file-backed (code and read-only data of the binary and of
+// each shared object), from /proc/PID/smaps. A regression in the footprint
+// usually shows up here as a new shared object or a bigger binary.
+void PrintResidentBreakdown(pid_t pid) {
+  std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
+  std::map<std::string, long> by_file;
+  long anon = 0;
+  std::string line, current;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+      // "start-end perms offset dev inode   path"
+      std::istringstream fields(line);
+      std::string range, perms, offset, dev, inode;
+      fields >> range >> perms >> offset >> dev >> inode;
+      std::getline(fields >> std::ws, current);
+      continue;
+    }
+    long kib = 0;
+    if (line.starts_with("Anonymous:")) {
+      kib = std::stol(line.substr(10));
+      anon += kib;
+      if (!current.empty() && current[0] == '/') by_file[current] -= kib;  // counted as anonymous
+    } else if (line.starts_with("Rss:") && !current.empty() && current[0] == '/') {
+      by_file[current] += std::stol(line.substr(4));
+    }
+  }
+  long files = 0;
+  std::vector<std::pair<long, std::string>> sorted;
+  for (auto& [path, kib] : by_file) {
+    files += kib;
+    sorted.emplace_back(kib, path);
+  }
+  std::sort(sorted.rbegin(), sorted.rend());
+  std::printf("  resident at the end: %.1f MiB anonymous, %.1f MiB file-backed in %zu files:\n",
+              static_cast<double>(anon) / 1024.0, static_cast<double>(files) / 1024.0, sorted.size());
+  for (auto& [kib, path] : sorted) {
+    if (kib >= 64) std::printf("    %7.1f MiB  %s\n", static_cast<double>(kib) / 1024.0, path.c_str());
+  }
+}
+
 int Footprint(int tills, int seconds) {
   auto pg = PgServer::Start();
   Deployment d("bench-footprint");
@@ -317,6 +361,7 @@ int Footprint(int tills, int seconds) {
               100.0 * (b.cpu_s - a.cpu_s) / wall);
   Report("  agent RSS, MiB (sampled every second)", rss);
   std::printf("  agent peak RSS (VmHWM): %.1f MiB\n", static_cast<double>(b.hwm_kib) / 1024.0);
+  PrintResidentBreakdown(agent.process->pid());
   return 0;
 }
 
