@@ -198,19 +198,24 @@ absl::Status ServerErrorStatus(const pgwire::ServerError& e) {
 // ============================================================================
 namespace pgwire {
 
-absl::StatusOr<bool> TakeMessage(std::string_view* buf, char* type, std::string* body) {
+absl::StatusOr<bool> TakeMessage(std::string_view* buf, uint32_t max_length, char* type,
+                                 std::string_view* body) {
   if (buf->size() < 5) return false;
   int32_t len = 0;
   Reader r(buf->substr(1, 4));
   r.Int32(&len);
-  if (len < 4 || static_cast<uint32_t>(len) > kMaxMessageLength) {
+  if (len < 4) {
     return absl::UnavailableError(
         Cat("protocol error: message ", TypeName((*buf)[0]), " with impossible length ", len));
+  }
+  if (static_cast<uint32_t>(len) > max_length) {
+    return absl::UnavailableError(Cat("protocol error: message ", TypeName((*buf)[0]), " of ", len,
+                                      " bytes, more than the limit of ", max_length));
   }
   size_t total = 1 + static_cast<size_t>(len);
   if (buf->size() < total) return false;
   *type = (*buf)[0];
-  body->assign(buf->substr(5, total - 5));
+  *body = buf->substr(5, total - 5);
   buf->remove_prefix(total);
   return true;
 }
@@ -344,6 +349,10 @@ absl::StatusOr<std::string> ScramSha256::ClientFinal(std::string_view server_fir
       iterations < 1) {
     return absl::UnavailableError("SCRAM: bad salt or iteration count from the server");
   }
+  if (iterations > kMaxScramIterations) {
+    return absl::UnavailableError(Cat("SCRAM: the server asks for ", iterations,
+                                      " iterations, more than ", kMaxScramIterations));
+  }
   unsigned char salted[32];
   if (PKCS5_PBKDF2_HMAC(password_.data(), static_cast<int>(password_.size()),
                         reinterpret_cast<const unsigned char*>(salt->data()),
@@ -394,6 +403,18 @@ absl::Status ScramSha256::VerifyServerFinal(std::string_view server_final) const
 absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const PgConnectParams& p) {
   if (p.port <= 0 || p.port > 65535) return absl::InvalidArgumentError(Cat("bad port ", p.port));
   if (p.user.empty()) return absl::InvalidArgumentError("no user name");
+  // The startup packet and the password message are NUL-terminated: a NUL
+  // inside would cut the value or smuggle in another parameter. Named, the
+  // value never shown (it may be the password).
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"user", &p.user},
+                                    {"database", &p.database},
+                                    {"options", &p.options},
+                                    {"application_name", &p.application_name},
+                                    {"password", &p.password},
+                                    {"host", &p.host}}) {
+    if (value->find('\0') != std::string::npos)
+      return absl::InvalidArgumentError(Cat("the ", name, " contains a NUL byte"));
+  }
   const auto timeout = std::chrono::milliseconds(std::max<int64_t>(1, p.connect_timeout_ms));
 
   if (!p.host.empty() && p.host[0] == '/') {
@@ -416,7 +437,15 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const PgConn
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* list = nullptr;
   std::string port = Cat(p.port);
-  if (int rc = getaddrinfo(p.host.c_str(), port.c_str(), &hints, &list); rc != 0) {
+  // An IP literal first, without any lookup; only a name goes to the
+  // resolver, whose time the deadline does not bound (see the header).
+  hints.ai_flags = AI_NUMERICHOST;
+  int rc = getaddrinfo(p.host.c_str(), port.c_str(), &hints, &list);
+  if (rc == EAI_NONAME) {
+    hints.ai_flags = 0;
+    rc = getaddrinfo(p.host.c_str(), port.c_str(), &hints, &list);
+  }
+  if (rc != 0) {
     return absl::UnavailableError(
         Cat("could not resolve host \"", p.host, "\": ", gai_strerror(rc)));
   }
@@ -431,9 +460,19 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const PgConn
             : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr);
     inet_ntop(ai->ai_family, in, text, sizeof text);
     std::unique_ptr<PgConnection> c(new PgConnection());
-    absl::Status st =
-        c->ConnectTo(p, ai->ai_addr, ai->ai_addrlen, ai->ai_family, Clock::now() + timeout);
+    const Clock::time_point deadline = Clock::now() + timeout;
+    absl::Status st = c->ConnectTo(p, ai->ai_addr, ai->ai_addrlen, ai->ai_family, deadline);
     if (st.ok()) return c;
+    if (p.sslmode == PgSslMode::kPrefer && c->retry_without_tls_) {
+      // As libpq: the same address again without TLS, within the same deadline.
+      PgConnectParams plain = p;
+      plain.sslmode = PgSslMode::kDisable;
+      c.reset(new PgConnection());
+      absl::Status again = c->ConnectTo(plain, ai->ai_addr, ai->ai_addrlen, ai->ai_family, deadline);
+      if (again.ok()) return c;
+      st = absl::Status(again.code(),
+                        Cat(st.message(), "; then without TLS (sslmode=prefer): ", again.message()));
+    }
     code = st.code();
     // As libpq words it: connection to server at "db" (10.0.0.5), port 5432 failed: ...
     std::string where =
@@ -464,8 +503,15 @@ absl::Status PgConnection::ConnectTo(const PgConnectParams& p, const void* addr,
     }
   }
   if (connect(fd_, static_cast<const sockaddr*>(addr), addr_len) != 0) {
-    if (errno != EINPROGRESS && errno != EAGAIN)
-      return Broken(absl::UnavailableError(ErrnoText(errno)));
+    // EAGAIN is not "in progress" (that is EINPROGRESS): on a Unix socket
+    // the server's listen queue is full, on TCP the kernel lacks resources.
+    if (errno == EAGAIN && family == AF_UNIX) {
+      return Broken(absl::UnavailableError(
+          "the server's listen queue is full (connect: EAGAIN): it is overloaded or not accepting"));
+    }
+    if (errno == EAGAIN)
+      return Broken(absl::UnavailableError(Cat("connect: ", ErrnoText(EAGAIN))));
+    if (errno != EINPROGRESS) return Broken(absl::UnavailableError(ErrnoText(errno)));
     if (absl::Status st = Wait(POLLOUT, deadline, "connecting"); !st.ok()) return st;
     int err = 0;
     socklen_t len = sizeof err;
@@ -533,8 +579,12 @@ absl::Status PgConnection::StartTls(const PgConnectParams& p, Clock::time_point 
     errno = 0;
     int rc = SSL_connect(ssl_);
     if (rc == 1) return absl::OkStatus();
-    if (absl::Status st = AfterIo(rc, POLLIN, deadline, "doing the TLS handshake"); !st.ok())
+    if (absl::Status st = AfterIo(rc, POLLIN, deadline, "doing the TLS handshake"); !st.ok()) {
+      // A handshake that failed (not one that ran out of time) is retried
+      // without TLS in prefer mode, as libpq does.
+      retry_without_tls_ = st.code() != absl::StatusCode::kDeadlineExceeded;
       return st;
+    }
   }
 }
 
@@ -554,7 +604,16 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
   if (absl::Status st = SendAll(Frame(0, body), deadline); !st.ok()) return st;
 
   std::optional<pgwire::ScramSha256> scram;
-  bool scram_verified = false, authenticated = false;
+  bool scram_verified = false;
+  bool& authenticated = authenticated_;
+  // Refuses a weaker method once SCRAM has started: a man in the middle
+  // would ask for the password in clear (or an MD5 answer to attack).
+  auto no_downgrade = [&scram](const char* method) -> absl::Status {
+    if (!scram) return absl::OkStatus();
+    return absl::UnavailableError(Cat("the server asks for a ", method,
+                                      " password in the middle of a SCRAM exchange: refused (a "
+                                      "downgrade, possibly a man in the middle)"));
+  };
   auto need_password = [&p](const char* method) -> absl::Status {
     if (!p.password.empty()) return absl::OkStatus();
     return absl::UnavailableError(
@@ -582,6 +641,7 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
             authenticated = true;
             break;
           case 3:
+            if (st = no_downgrade("cleartext"); !st.ok()) break;
             if (st = need_password("password"); st.ok())
               st = SendAll(Frame('p', Cat(p.password, '\0')), deadline);
             break;
@@ -589,6 +649,7 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
             std::string_view salt;
             if (!r.Bytes(4, &salt))
               return Broken(absl::UnavailableError("protocol error: short MD5 salt"));
+            if (st = no_downgrade("MD5"); !st.ok()) break;
             if (st = need_password("md5"); st.ok()) {
               st = SendAll(Frame('p', Cat(pgwire::Md5Password(p.user, p.password, salt), '\0')),
                            deadline);
@@ -622,6 +683,8 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
             auto final_msg = scram->ClientFinal(r.rest());
             if (!final_msg.ok())
               st = final_msg.status();
+            else if (Clock::now() >= deadline)  // PBKDF2 itself does not look at the clock
+              st = absl::DeadlineExceededError("timeout while computing the SCRAM proof");
             else
               st = SendAll(Frame('p', *final_msg), deadline);
             break;
@@ -652,6 +715,9 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
         break;
       }
       case 'E':
+        // Refused before authentication on TLS (e.g. only hostnossl lines in
+        // pg_hba.conf): libpq retries without TLS in prefer mode.
+        if (ssl_ != nullptr && !authenticated) retry_without_tls_ = true;
         return Broken(ServerErrorStatus(pgwire::ParseErrorResponse(m->body)));
       case 'S': {
         std::string_view k, v;
@@ -686,6 +752,8 @@ absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
     return absl::InvalidArgumentError("query contains a NUL byte");
   if (absl::Status st = SendAll(Frame('Q', Cat(sql, '\0')), deadline); !st.ok()) return st;
   PgResult result;
+  bool described = false;    // a RowDescription came in the current statement
+  size_t result_bytes = 0;   // all DataRows of this query, with overhead
   std::optional<absl::Status> error;  // the first error of this query
   auto fail = [&error](absl::Status st) {
     if (!error) error = std::move(st);
@@ -705,9 +773,22 @@ absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
           return Broken(absl::UnavailableError("protocol error: short RowDescription"));
         result = PgResult{};  // a new result set replaces the previous one
         result.columns = n;
+        described = true;
         break;
       }
       case 'D': {
+        // Counted before parsing: what the row will hold (values and
+        // their std::optional<std::string>s, the vector).
+        result_bytes += m->body.size() + sizeof(std::vector<std::optional<std::string>>);
+        if (m->body.size() >= 2) {
+          result_bytes += sizeof(std::optional<std::string>) *
+                          ((static_cast<size_t>(static_cast<unsigned char>(m->body[0])) << 8) |
+                           static_cast<unsigned char>(m->body[1]));
+        }
+        if (result_bytes > pgwire::kMaxResultBytes) {
+          return Broken(absl::ResourceExhaustedError(
+              Cat("result too large (more than ", pgwire::kMaxResultBytes >> 20, " MiB)")));
+        }
         auto row = pgwire::ParseDataRow(m->body);
         if (!row.ok()) return Broken(row.status());
         if (static_cast<int>(row->size()) != result.columns) {
@@ -718,6 +799,10 @@ absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
         break;
       }
       case 'C': {
+        // A statement without rows (SET, INSERT...) is the result now, as
+        // PQexec's last result: nothing of an earlier SELECT stays.
+        if (!described) result = PgResult{};
+        described = false;
         std::string_view tag;
         if (r.CString(&tag)) result.command_tag = tag;
         break;
@@ -792,6 +877,7 @@ absl::Status PgConnection::AfterIo(ssize_t n, short want, Clock::time_point dead
       default:
         return Broken(absl::UnavailableError(Cat("TLS error while ", what, ": ", OpenSslError())));
     }
+    ERR_clear_error();  // whatever SSL_ERROR_SYSCALL / ZERO_RETURN left queued
   } else if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
     return Wait(want, deadline, what);
   } else if (n < 0 && e == EINTR) {
@@ -837,18 +923,27 @@ absl::Status PgConnection::ReadSome(Clock::time_point deadline) {
 }
 
 absl::StatusOr<PgConnection::Message> PgConnection::ReadMessage(Clock::time_point deadline) {
+  // The previous message (in_[..in_pos_]) has been consumed by now.
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+  constexpr size_t kKeepCapacity = 256u << 10;
+  if (in_.capacity() > kKeepCapacity && in_.size() - in_pos_ <= kKeepCapacity) {
+    // After a large message: give the memory back.
+    std::string(in_, in_pos_).swap(in_);
+    in_pos_ = 0;
+  }
+  const uint32_t limit =
+      authenticated_ ? pgwire::kMaxMessageLength : pgwire::kMaxStartupMessageLength;
   while (true) {
     std::string_view pending(in_.data() + in_pos_, in_.size() - in_pos_);
     Message m;
-    auto got = pgwire::TakeMessage(&pending, &m.type, &m.body);
+    auto got = pgwire::TakeMessage(&pending, limit, &m.type, &m.body);
     if (!got.ok()) return Broken(got.status());
     if (*got) {
       in_pos_ = in_.size() - pending.size();
-      if (in_pos_ == in_.size()) {
-        in_.clear();
-        in_pos_ = 0;
-      }
-      return m;
+      return m;  // m.body points into in_, kept until the next call
     }
     if (in_pos_ > 0) {  // keep only the partial message
       in_.erase(0, in_pos_);
@@ -878,6 +973,9 @@ void PgConnection::Close() {
   ssl_ = nullptr;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+  // The best-effort Terminate / shutdown above may fail and queue errors;
+  // leave none on the thread for the next OpenSSL user.
+  ERR_clear_error();
 }
 
 PgConnection::~PgConnection() { Close(); }

@@ -12,17 +12,36 @@
 //    and Unix sockets (host starting with '/' is the socket directory, the
 //    socket is <dir>/.s.PGSQL.<port>). TCP keepalive (idle 5 s, interval
 //    2 s, 3 probes) and TCP_USER_TIMEOUT are set on every TCP connection.
+//    An IP literal is never looked up in DNS; a host NAME is resolved with
+//    a blocking getaddrinfo() that connect_timeout_ms does NOT bound (the
+//    resolver's own timeouts apply, see resolv.conf).
 //  - sslmode disable | prefer (the default, as libpq's) | require. Like
 //    libpq in these modes the server certificate is NOT verified: TLS
 //    protects against passive eavesdropping only, not against an active
 //    man in the middle. There is no verify-ca / verify-full. Unix sockets
-//    never use TLS.
+//    never use TLS. As libpq, prefer retries the same address without TLS
+//    when the TLS handshake fails or when the server answers the startup
+//    on TLS with an error before authentication (pg_hba.conf with only
+//    hostnossl lines); require never does.
+//    The risk of prefer: a man in the middle can answer "no TLS" (or break
+//    the handshake) and get a plain session; if the server (or the man in
+//    the middle) then asks for a cleartext password (method 3), the
+//    password crosses the network in clear, and an MD5 answer can be
+//    attacked offline. Use SCRAM-SHA-256 on the server, and require where
+//    the network is not trusted.
 //  - Authentication: trust, cleartext password, MD5, SCRAM-SHA-256 (without
-//    channel binding; the server's signature is verified). GSSAPI, SSPI,
+//    channel binding; the server's signature is verified, at most 100000
+//    iterations are accepted). Once a SCRAM exchange has started, a request
+//    for a cleartext or MD5 password is refused (a downgrade). GSSAPI, SSPI,
 //    Kerberos and SCRAM-SHA-256-PLUS only are refused with an error naming
 //    the method. The password is used as given (no SASLprep), which is
 //    exact for ASCII passwords.
 //  - The simple query protocol, results as text with NULL kept apart.
+//
+// Memory is bounded: a backend message may be at most 64 KiB before
+// AuthenticationOk and 16 MiB after; one query's rows may hold at most
+// 32 MiB (more: an error, and the connection is broken). The input buffer
+// is shrunk back after a large message.
 //
 // Not read, unlike libpq: ~/.pgpass, pg_service.conf, the PG* environment
 // variables; everything comes from PgConnectParams.
@@ -68,7 +87,8 @@ struct PgConnectParams {
 };
 
 // One query's rows. With several statements in one query string the last
-// result set is kept, as libpq's PQexec does.
+// statement's result is kept, as libpq's PQexec does: "SELECT 1; SET x = 1"
+// gives the SET's (no columns, no rows, tag "SET").
 struct PgResult {
   int columns = 0;  // 0 when the statement returns no rows (e.g. SET)
   std::vector<std::vector<std::optional<std::string>>> rows;  // nullopt: NULL
@@ -80,7 +100,8 @@ class PgConnection {
   using Clock = std::chrono::steady_clock;
 
   // Errors: Unavailable (unreachable, refused, TLS, authentication, server
-  // error), DeadlineExceeded (timeout), InvalidArgument (bad params).
+  // error), DeadlineExceeded (timeout), InvalidArgument (bad params, e.g. a
+  // NUL byte in user, database, options, application_name or password).
   static absl::StatusOr<std::unique_ptr<PgConnection>> Connect(const PgConnectParams& params);
 
   // Sends Terminate when the connection is still sound, then closes.
@@ -89,7 +110,9 @@ class PgConnection {
   PgConnection& operator=(const PgConnection&) = delete;
 
   // A server ERROR returns its message ("ERROR: ... (SQLSTATE xxxxx)") and
-  // the connection stays usable; anything worse marks it broken.
+  // the connection stays usable; anything worse marks it broken, also a
+  // result larger than pgwire::kMaxResultBytes (ResourceExhausted, "result
+  // too large (more than 32 MiB)").
   absl::StatusOr<PgResult> SimpleQuery(std::string_view sql, Clock::time_point deadline);
 
   bool ok() const { return fd_ >= 0 && !broken_; }
@@ -97,11 +120,14 @@ class PgConnection {
   // ParameterStatus values reported by the server (server_version, TimeZone...).
   const std::map<std::string, std::string>& server_parameters() const { return parameters_; }
   int backend_pid() const { return backend_pid_; }
+  // The input buffer's capacity (for tests of its shrinking).
+  size_t input_buffer_capacity() const { return in_.capacity(); }
 
  private:
+  // body points into in_: valid until the next ReadMessage.
   struct Message {
     char type = 0;
-    std::string body;
+    std::string_view body;
   };
 
   PgConnection() = default;
@@ -123,6 +149,9 @@ class PgConnection {
   int fd_ = -1;
   SSL* ssl_ = nullptr;
   bool broken_ = false;
+  bool authenticated_ = false;  // AuthenticationOk seen: the larger frame limit applies
+  // Set when a prefer attempt failed in a way libpq retries without TLS.
+  bool retry_without_tls_ = false;
   std::string in_;  // received, not yet parsed: in_[in_pos_..]
   size_t in_pos_ = 0;
   std::map<std::string, std::string> parameters_;
@@ -132,12 +161,23 @@ class PgConnection {
 // The pure parts, exposed for unit tests.
 namespace pgwire {
 
-inline constexpr uint32_t kMaxMessageLength = 256u << 20;
+// Frame limits (the length word, which counts itself): before
+// AuthenticationOk only short messages are legitimate (libpq too keeps small
+// limits there), after it 16 MiB, far above what the agent's queries return.
+inline constexpr uint32_t kMaxStartupMessageLength = 64u << 10;
+inline constexpr uint32_t kMaxMessageLength = 16u << 20;
+// One query's rows in total (DataRow bytes plus the per-value overhead).
+inline constexpr size_t kMaxResultBytes = size_t{32} << 20;
+// The most SCRAM iterations accepted (PostgreSQL uses 4096): a hostile
+// server could otherwise make PBKDF2 spin for minutes, deaf to deadlines.
+inline constexpr int kMaxScramIterations = 100000;
 
 // Frames one backend message off the front of *buf: true and *buf advanced
-// when a whole message is there, false when more bytes are needed, an error
-// when the length word is impossible (< 4 or > kMaxMessageLength).
-absl::StatusOr<bool> TakeMessage(std::string_view* buf, char* type, std::string* body);
+// when a whole message is there (*body then points into the old *buf),
+// false when more bytes are needed, an error when the length word is
+// impossible (< 4 or > max_length).
+absl::StatusOr<bool> TakeMessage(std::string_view* buf, uint32_t max_length, char* type,
+                                 std::string_view* body);
 
 // DataRow body -> values (nullopt for NULL).
 absl::StatusOr<std::vector<std::optional<std::string>>> ParseDataRow(std::string_view body);

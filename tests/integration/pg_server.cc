@@ -116,7 +116,8 @@ void PgServer::Init() {
   if (!options_.hba_lines.empty()) {
     std::string hba;
     for (const auto& line : options_.hba_lines) hba += line + "\n";
-    WriteFile(dir_ + "/data/pg_hba.conf", hba + ReadFile(dir_ + "/data/pg_hba.conf"));
+    if (!options_.hba_replace) hba += ReadFile(dir_ + "/data/pg_hba.conf");
+    WriteFile(dir_ + "/data/pg_hba.conf", hba);
   }
 }
 

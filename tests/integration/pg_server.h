@@ -29,6 +29,10 @@ class PgServer {
     // Lines put before initdb's pg_hba.conf (first match wins), e.g.
     // "host all md5user 127.0.0.1/32 md5". Without them: trust for all.
     std::vector<std::string> hba_lines;
+    // hba_lines replace initdb's pg_hba.conf instead of going before it
+    // (whose "host all all 127.0.0.1/32 trust" would match anything not
+    // matched above, e.g. TLS connections after "hostnossl" lines).
+    bool hba_replace = false;
     // password_encryption ("md5" or "scram-sha-256"); empty: the default.
     std::string password_encryption;
   };

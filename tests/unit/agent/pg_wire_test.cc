@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,6 +64,25 @@ TEST(PgWireScram, ServerNonceMustExtendOurs) {
       scram.ClientFinal("m=ext,r=rOprNGfwEbeRWgbNEkqOxx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1").ok());
 }
 
+// A hostile server asking for 2^31-1 iterations would make PBKDF2 spin for
+// minutes; refused at once, above 100000 (PostgreSQL uses 4096).
+TEST(PgWireScram, TooManyIterationsAreRefusedAtOnce) {
+  ScramSha256 scram("", "pencil", "rOprNGfwEbeRWgbNEkqO");
+  auto start = std::chrono::steady_clock::now();
+  auto st = scram.ClientFinal("r=rOprNGfwEbeRWgbNEkqOxx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=2147483647");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().message(),
+            "SCRAM: the server asks for 2147483647 iterations, more than 100000");
+  ScramSha256 just_over("", "pencil", "rOprNGfwEbeRWgbNEkqO");
+  st = just_over.ClientFinal("r=rOprNGfwEbeRWgbNEkqOxx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=100001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("100001 iterations"));
+  ScramSha256 at_limit("", "pencil", "rOprNGfwEbeRWgbNEkqO");
+  EXPECT_TRUE(
+      at_limit.ClientFinal("r=rOprNGfwEbeRWgbNEkqOxx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=100000").ok());
+}
+
 TEST(PgWireScram, RandomNonceAndEmptyUserAsLibpq) {
   ScramSha256 a("", "pw"), b("", "pw");
   EXPECT_THAT(a.ClientFirst(), ::testing::StartsWith("n,,n=,r="));
@@ -100,8 +120,8 @@ TEST(PgWireFraming, RecordedBackendBytes) {
       "Z\x00\x00\x00\x05I"s;
   std::string_view buf = bytes;
   char type = 0;
-  std::string body;
-  auto got = TakeMessage(&buf, &type, &body);
+  std::string_view body;
+  auto got = TakeMessage(&buf, kMaxMessageLength, &type, &body);
   ASSERT_TRUE(got.ok() && *got);
   EXPECT_EQ(type, 'D');
   auto row = ParseDataRow(body);
@@ -109,19 +129,19 @@ TEST(PgWireFraming, RecordedBackendBytes) {
   EXPECT_THAT(*row, ElementsAre(std::optional<std::string>("1"), std::nullopt,
                                 std::optional<std::string>("")));
 
-  got = TakeMessage(&buf, &type, &body);
+  got = TakeMessage(&buf, kMaxMessageLength, &type, &body);
   ASSERT_TRUE(got.ok() && *got);
   EXPECT_EQ(type, 'C');
   EXPECT_EQ(body, "SELECT 1\0"s);
 
   // Incomplete: only part of ReadyForQuery is there.
   std::string_view partial = buf.substr(0, 4);
-  got = TakeMessage(&partial, &type, &body);
+  got = TakeMessage(&partial, kMaxMessageLength, &type, &body);
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(*got);
   EXPECT_EQ(partial.size(), 4u);
 
-  got = TakeMessage(&buf, &type, &body);
+  got = TakeMessage(&buf, kMaxMessageLength, &type, &body);
   ASSERT_TRUE(got.ok() && *got);
   EXPECT_EQ(type, 'Z');
   EXPECT_EQ(body, "I");
@@ -130,15 +150,46 @@ TEST(PgWireFraming, RecordedBackendBytes) {
 
 TEST(PgWireFraming, ImpossibleLengthsAreProtocolErrors) {
   char type = 0;
-  std::string body;
+  std::string_view body;
   std::string too_short = "Z\x00\x00\x00\x03"s;
   std::string_view buf = too_short;
-  EXPECT_FALSE(TakeMessage(&buf, &type, &body).ok());
+  EXPECT_FALSE(TakeMessage(&buf, kMaxMessageLength, &type, &body).ok());
   std::string too_long = "D\x7f\xff\xff\xff"s;
   buf = too_long;
-  auto got = TakeMessage(&buf, &type, &body);
+  auto got = TakeMessage(&buf, kMaxMessageLength, &type, &body);
   EXPECT_FALSE(got.ok());
   EXPECT_THAT(std::string(got.status().message()), HasSubstr("protocol error"));
+}
+
+// The limits: 64 KiB before authentication, 16 MiB after. Refused from the
+// header alone, before any of the body has to be buffered.
+TEST(PgWireFraming, FrameLimitsBeforeAndAfterAuthentication) {
+  EXPECT_EQ(kMaxStartupMessageLength, 64u << 10);
+  EXPECT_EQ(kMaxMessageLength, 16u << 20);
+  char type = 0;
+  std::string_view body;
+  std::string at_startup_limit = "E\x00\x01\x00\x00"s;  // 65536: allowed, incomplete
+  std::string_view buf = at_startup_limit;
+  auto got = TakeMessage(&buf, kMaxStartupMessageLength, &type, &body);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_FALSE(*got);
+  std::string over_startup_limit = "E\x00\x01\x00\x01"s;  // 65537
+  buf = over_startup_limit;
+  got = TakeMessage(&buf, kMaxStartupMessageLength, &type, &body);
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(std::string(got.status().message()),
+              HasSubstr("message 'E' of 65537 bytes, more than the limit of 65536"));
+  buf = over_startup_limit;  // fine once authenticated
+  got = TakeMessage(&buf, kMaxMessageLength, &type, &body);
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(*got);
+  std::string over_limit = "D\x01\x00\x00\x01"s;  // 16 MiB + 1
+  buf = over_limit;
+  EXPECT_FALSE(TakeMessage(&buf, kMaxMessageLength, &type, &body).ok());
+  // The old limit let 256 MiB through.
+  std::string big = "D\x0f\xff\xff\xff"s;
+  buf = big;
+  EXPECT_FALSE(TakeMessage(&buf, kMaxMessageLength, &type, &body).ok());
 }
 
 TEST(PgWireFraming, MalformedDataRows) {
@@ -170,6 +221,32 @@ TEST(PgWireErrors, ErrorResponseText) {
   // No V (servers before 9.6): S.
   e = ParseErrorResponse("SFATAL\0Mno such database\0\0"s);
   EXPECT_EQ(e.text, "FATAL: no such database");
+}
+
+// A NUL byte would cut a value in the startup packet or the password
+// message (or smuggle in another parameter): refused before connecting,
+// naming the parameter but never showing the password.
+TEST(PgWireParams, NulBytesAreRefusedByName) {
+  for (std::string_view name : {"user", "database", "options", "application_name", "password"}) {
+    PgConnectParams p;
+    p.host = "127.0.0.1";
+    p.port = 1;  // never reached
+    p.connect_timeout_ms = 1;
+    std::string bad = "top\0secret"s;
+    if (name == "user") p.user = bad;
+    if (name == "database") p.database = bad;
+    if (name == "options") p.options = bad;
+    if (name == "application_name") p.application_name = bad;
+    if (name == "password") p.password = bad;
+    auto c = PgConnection::Connect(p);
+    ASSERT_FALSE(c.ok()) << name;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    std::string msg(c.status().message());
+    EXPECT_THAT(msg, HasSubstr(std::string(name)));
+    EXPECT_THAT(msg, HasSubstr("NUL"));
+    EXPECT_THAT(msg, ::testing::Not(HasSubstr("secret")));
+    EXPECT_THAT(msg, ::testing::Not(HasSubstr("top")));
+  }
 }
 
 }  // namespace
