@@ -198,6 +198,8 @@ void ReadBundle(ConfigReader& r, AgentConfig* c) {
   if (r.Has("bundle.config_files")) b.config_files = r.StringList("bundle.config_files");
   b.step_timeout_ms = r.DurationMs("bundle.step_timeout", b.step_timeout_ms, 100);
   b.logs_timeout_ms = r.DurationMs("bundle.logs_timeout", b.logs_timeout_ms, 100);
+  b.stop_grace_ms = r.DurationMs("bundle.stop_grace", b.stop_grace_ms, 0);
+  if (b.stop_grace_ms > 60'000) r.Invalid("bundle.stop_grace", "at most 60s: a stopping agent must not hang");
 }
 
 }  // namespace

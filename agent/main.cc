@@ -1,6 +1,7 @@
 // setdiag-agent: the composition root of the store agent.
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "common/strings.h"
 #include "agent/agent_config.h"
 #include "agent/bundle/bundle.h"
+#include "agent/bundle_child.h"
 #include "agent/history.h"
 #include "agent/loading_watch.h"
 #include "agent/maintenance.h"
@@ -195,8 +197,25 @@ int Run(const AgentConfig& cfg) {
   uo.status_interval_ms = cfg.status_interval_ms;
   // Diagnostic bundles the collector asks for, and the flight recorder's:
   // built on the uplink's bundle thread, streamed from <state_dir>/bundles.
+  // Each is built by a child process (this binary's `bundle` command), so
+  // its memory goes back to the OS afterwards and a wedged or crashing step
+  // cannot touch the watches; in-process only when no child can be started.
+  // Declared before the uplink, whose bundle thread uses it until Stop().
+  BundleChild bundle_child(BundleChildOptions{
+      .config_path = cfg.config_path,
+      .deadline_ms = BundleChild::DefaultDeadlineMs(cfg.bundle.step_timeout_ms, cfg.bundle.logs_timeout_ms),
+      .finish_grace_ms = cfg.bundle.stop_grace_ms});
   uo.bundle_dir = cfg.state_dir + "/bundles";
-  uo.bundle_builder = [&cfg, &clock](const BundleBuildRequest& r) -> absl::StatusOr<BuiltBundle> {
+  uo.bundle_builder = [&cfg, &clock, &bundle_child](const BundleBuildRequest& r) -> absl::StatusOr<BuiltBundle> {
+    if (bundle_child.stopped()) return absl::CancelledError("the agent is stopping");
+    std::string why = bundle_child.Unavailable();
+    if (why.empty()) {
+      bool not_started = false;
+      auto built = bundle_child.Build(r, &not_started);
+      if (!not_started) return built;
+      why = std::string(built.status().message());
+    }
+    log::Warn("bundles", Cat("bundle ", r.request_id, ": building in the agent's own process: ", why));
     auto options = bundle::BundleOptions::FromConfig(cfg);
     if (r.window_ms > 0) options.config.window_ms = r.window_ms;
     options.include_logs = !r.exclude_logs;
@@ -282,6 +301,7 @@ int Run(const AgentConfig& cfg) {
     if (auto st = outbox->ExpireOld(); !st.ok()) log::Error("outbox", st.ToString());
   }
   log::Info("agent", "stopping");
+  bundle_child.Stop();  // a bundle being built in a child ends now (SIGTERM, SIGKILL after 2 s)
   if (loading) loading->Stop();
   if (tills) tills->Stop();
   push.Stop();
@@ -344,12 +364,25 @@ struct BundleArgs {
   std::string step_timeout;
   bool no_logs = false;
   bool json = false;
+  std::string manifest_out;  // also write the full manifest.json here (the daemon's child)
+  int64_t parent_pid = 0;    // die with this process (the daemon's child)
 };
 
 // Works without the daemon and without the collector. A config that cannot
 // be loaded does not stop it: the bundle is built from defaults and says why.
 int Bundle(const std::string& config_path, const BundleArgs& args) {
   log::SetLevel(log::Level::kWarn);
+  if (args.parent_pid > 0) {
+    // Built for the daemon: a daemon killed outright must not leave a build
+    // writing into its bundle directory (a restarted daemon builds again).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // Started through /proc/self/fd/N, the process would be named "N".
+    ::prctl(PR_SET_NAME, "setdiag-agent");
+    if (::getppid() != static_cast<pid_t>(args.parent_pid)) {
+      std::cerr << "setdiag-agent bundle: the agent that asked for this bundle is gone\n";
+      return 1;
+    }
+  }
   AgentConfig cfg;
   std::string config_error;
   if (auto loaded = LoadAgentConfig(config_path); loaded.ok()) {
@@ -397,6 +430,14 @@ int Bundle(const std::string& config_path, const BundleArgs& args) {
     return result.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfig : 1;
   }
   const auto& m = result->manifest;
+  if (!args.manifest_out.empty()) {
+    if (auto st = WriteFileAtomically(
+            args.manifest_out, m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 0640);
+        !st.ok()) {
+      std::cerr << "setdiag-agent bundle: --manifest-out: " << st.message() << "\n";
+      return 1;
+    }
+  }
   if (args.json) {
     nlohmann::json summary = {{"path", result->path},          {"size", result->size},
                               {"sha256", result->sha256},      {"summary", m["summary"]},
@@ -506,6 +547,10 @@ int main(int argc, char** argv) {
                          "Timeout of each step (default bundle.step_timeout, 20s)");
   bundle_cmd->add_flag("--no-logs", bundle_args.no_logs, "Leave out the SET server's logs");
   bundle_cmd->add_flag("--json", bundle_args.json, "Print the summary as JSON");
+  bundle_cmd->add_option("--manifest-out", bundle_args.manifest_out,
+                         "Also write the full manifest.json to FILE (atomically)");
+  // Hidden: set by the daemon for the child that builds its bundles.
+  bundle_cmd->add_option("--parent-pid", bundle_args.parent_pid, "Exit when this process does")->group("");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);

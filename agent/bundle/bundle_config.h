@@ -27,6 +27,9 @@ struct BundleConfig {
       "/var/lib/jboss/standalone/configuration/standalone.xml"};
   int64_t step_timeout_ms = 20'000;
   int64_t logs_timeout_ms = 120'000;  // the logs step reads up to log_total_cap_bytes
+  // When the daemon stops during a build, how long the build may go on to
+  // finish (a flight-recorder capture is not taken again) before it is ended.
+  int64_t stop_grace_ms = 10'000;
 };
 
 }  // namespace setdiag::agent

@@ -5,15 +5,19 @@
 // SIGKILL mid-transfer and restarted: the transfer resumes and the checksum
 // matches), a pull requested while the store is offline, partner scoping,
 // and the flight recorder leaving a bundle on the ticket of a critical
-// condition.
+// condition, and that the daemon builds in a child process that a stop
+// ends at once.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <regex>
 #include <string>
 #include <thread>
@@ -27,6 +31,39 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+
+// Processes whose parent is `parent`, from /proc/*/stat.
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 1));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+// /proc/<pid>/cmdline with blanks between the arguments.
+std::string Cmdline(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::replace(s.begin(), s.end(), '\0', ' ');
+  return s;
+}
+
+bool ProcessGone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  // Still there: only a zombie nobody reaps would count as gone, and that is a failure too.
+  return false;
+}
 
 
 class BundleTest : public ::testing::Test {
@@ -226,6 +263,133 @@ TEST_F(BundleTest, ACriticalConditionLeavesAFlightRecorderBundleOnItsTicket) {
   std::this_thread::sleep_for(2s);
   auto list = d_.Cli({"--json", "bundle", "list", "--store", "1042"});
   EXPECT_EQ(json::parse(list.out)["bundles"].size(), 1u);
+}
+
+// The daemon builds in a child process (its own binary's `bundle` command),
+// and stopping the daemon mid-build ends the child instead of waiting for it.
+// The build is made slow on purpose: `chronyc` and `timedatectl` on the PATH
+// never answer, so the host step waits out two 3 s command timeouts (the
+// step timeout is 30 s): a build takes about 6 s.
+TEST_F(BundleTest, TheDaemonBuildsInAChildProcessThatAStopEndsAtOnce) {
+  const std::string bin = d_.dir() + "/slow-bin";
+  std::filesystem::create_directories(bin);
+  for (const char* name : {"chronyc", "timedatectl"}) {
+    std::string path = bin + "/" + name;
+    WriteFile(path, "#!/bin/sh\nexec sleep 8\n");
+    ::chmod(path.c_str(), 0755);
+  }
+  AgentSetup& a = d_.AddAgent("1042", token_,
+                              "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"30s\"\nstop_grace = \"0s\"\n");
+  const char* old_path = std::getenv("PATH");
+  const std::string saved = old_path ? old_path : "/usr/bin:/bin";
+  ::setenv("PATH", (bin + ":" + saved).c_str(), 1);
+  d_.StartAgent(a);  // the agent inherits the PATH
+  ::setenv("PATH", saved.c_str(), 1);
+  const pid_t agent = a.process->pid();
+
+  std::string id = PullNoWait();
+  ASSERT_FALSE(id.empty());
+  pid_t child = 0;
+  std::string cmdline;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (pid_t c : ChildrenOf(agent)) {
+          std::string cl = Cmdline(c);
+          if (cl.find(" bundle ") != std::string::npos) {
+            child = c;
+            cmdline = cl;
+            return true;
+          }
+        }
+        return false;
+      },
+      30s, 10ms))
+      << a.process->Log();
+  EXPECT_NE(cmdline.find("--config " + a.config_path + " bundle -o " + a.state_dir + "/bundles/" + id + ".tar.gz"),
+            std::string::npos)
+      << cmdline;
+  EXPECT_NE(cmdline.find("--manifest-out"), std::string::npos) << cmdline;
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(child) + "/comm"), "setdiag-agent\n");
+  EXPECT_TRUE(WaitFor(
+      [&] { return a.process->Log().find("bundle " + id + ": building in child pid " + std::to_string(child)) !=
+                   std::string::npos; },
+      5s))
+      << a.process->Log();
+
+  // Well inside the ~6 s build: the child is still at it.
+  std::this_thread::sleep_for(500ms);
+  ASSERT_FALSE(ProcessGone(child)) << a.process->Log();
+  ASSERT_NE(Cmdline(child).find(" bundle "), std::string::npos);
+  const auto stop_at = std::chrono::steady_clock::now();
+  a.process->Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return !a.process->Running(); }, 15s, 20ms)) << a.process->Log();
+  const auto took = std::chrono::steady_clock::now() - stop_at;
+  // Waiting for the build would take about 5 s more.
+  EXPECT_LT(took, 3500ms) << a.process->Log();
+  // No child left behind (reaped by the agent, not orphaned and still running).
+  EXPECT_TRUE(ProcessGone(child)) << Cmdline(child);
+  EXPECT_NE(a.process->Log().find("bundle " + id + ": stopping child pid " + std::to_string(child)),
+            std::string::npos)
+      << a.process->Log();
+  // Nothing half-built is left in the bundle directory.
+  std::vector<std::string> left;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(a.state_dir + "/bundles", ec)) {
+    left.push_back(e.path().filename().string());
+  }
+  EXPECT_TRUE(left.empty()) << ::testing::PrintToString(left);
+}
+
+// With bundle.stop_grace (10 s by default) a build that is nearly done when
+// the daemon stops is allowed to finish, so a flight-recorder capture is not
+// lost to a restart; the bundle stays in the directory the uplink offers
+// from at the next connection.
+TEST_F(BundleTest, AStoppingDaemonLetsABuildFinishWithinTheGrace) {
+  const std::string bin = d_.dir() + "/slow-bin";
+  std::filesystem::create_directories(bin);
+  for (const char* name : {"chronyc", "timedatectl"}) {
+    std::string path = bin + "/" + name;
+    WriteFile(path, "#!/bin/sh\nexec sleep 8\n");
+    ::chmod(path.c_str(), 0755);
+  }
+  AgentSetup& a = d_.AddAgent("1042", token_,
+                              "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"30s\"\n"
+                              "stop_grace = \"30s\"\n");
+  const char* old_path = std::getenv("PATH");
+  const std::string saved = old_path ? old_path : "/usr/bin:/bin";
+  ::setenv("PATH", (bin + ":" + saved).c_str(), 1);
+  d_.StartAgent(a);
+  ::setenv("PATH", saved.c_str(), 1);
+  const pid_t agent = a.process->pid();
+
+  std::string id = PullNoWait();
+  ASSERT_FALSE(id.empty());
+  pid_t child = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (pid_t c : ChildrenOf(agent)) {
+          if (Cmdline(c).find(" bundle ") != std::string::npos) {
+            child = c;
+            return true;
+          }
+        }
+        return false;
+      },
+      30s, 10ms))
+      << a.process->Log();
+  std::this_thread::sleep_for(500ms);
+  ASSERT_FALSE(ProcessGone(child)) << a.process->Log();
+  const auto stop_at = std::chrono::steady_clock::now();
+  a.process->Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return !a.process->Running(); }, 40s, 20ms)) << a.process->Log();
+  const auto took = std::chrono::steady_clock::now() - stop_at;
+  // It waited for the build (about 5 s more), not for the whole grace.
+  EXPECT_GT(took, 3s) << a.process->Log();
+  EXPECT_LT(took, 25s) << a.process->Log();
+  EXPECT_TRUE(ProcessGone(child));
+  EXPECT_NE(a.process->Log().find("may finish within 30000 ms"), std::string::npos) << a.process->Log();
+  EXPECT_EQ(a.process->Log().find("stopping child pid"), std::string::npos) << a.process->Log();
+  EXPECT_TRUE(std::filesystem::exists(a.state_dir + "/bundles/" + id + ".tar.gz")) << a.process->Log();
 }
 
 }  // namespace

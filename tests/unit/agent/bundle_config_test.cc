@@ -57,7 +57,8 @@ TEST_F(BundleConfigTest, AllKeys) {
       "log_total_cap = \"10MiB\"\n"
       "config_files = []\n"
       "step_timeout = \"5s\"\n"
-      "logs_timeout = \"1m\"\n");
+      "logs_timeout = \"1m\"\n"
+      "stop_grace = \"0s\"\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->bundle.window_ms, 6 * 3'600'000);
   EXPECT_THAT(c->bundle.log_globs, ElementsAre("/var/log/nginx/*.log"));
@@ -66,6 +67,7 @@ TEST_F(BundleConfigTest, AllKeys) {
   EXPECT_TRUE(c->bundle.config_files.empty());
   EXPECT_EQ(c->bundle.step_timeout_ms, 5000);
   EXPECT_EQ(c->bundle.logs_timeout_ms, 60'000);
+  EXPECT_EQ(c->bundle.stop_grace_ms, 0);
 }
 
 TEST_F(BundleConfigTest, BadValuesNameTheKey) {
@@ -78,6 +80,7 @@ TEST_F(BundleConfigTest, BadValuesNameTheKey) {
   EXPECT_THAT(err("[bundle]\nlog_globs = [\"logs/*.log\"]\n"), HasSubstr("bundle.log_globs"));
   EXPECT_THAT(err("[bundle]\nlog_file_cap = \"1KiB\"\n"), HasSubstr("bundle.log_file_cap"));
   EXPECT_THAT(err("[bundle]\nstep_timeout = \"10ms\"\n"), HasSubstr("bundle.step_timeout"));
+  EXPECT_THAT(err("[bundle]\nstop_grace = \"5m\"\n"), HasSubstr("bundle.stop_grace"));
   EXPECT_THAT(err("[bundle]\nlog_glob = []\n"), HasSubstr("bundle.log_glob"));
 }
 
