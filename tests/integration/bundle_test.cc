@@ -78,6 +78,28 @@ class BundleTest : public ::testing::Test {
     token_ = d_.CreateStoreToken("1042", "acme");
   }
 
+  // An agent whose bundles take about 6 s to build: `chronyc` and
+  // `timedatectl` on its PATH never answer, so the host step waits out two
+  // 3 s command timeouts (the step timeout is 30 s).
+  AgentSetup& StartAgentWithSlowBuilds(const std::string& stop_grace) {
+    const std::string bin = d_.dir() + "/slow-bin";
+    std::filesystem::create_directories(bin);
+    for (const char* name : {"chronyc", "timedatectl"}) {
+      std::string path = bin + "/" + name;
+      WriteFile(path, "#!/bin/sh\nexec sleep 8\n");
+      ::chmod(path.c_str(), 0755);
+    }
+    AgentSetup& a = d_.AddAgent("1042", token_,
+                                "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"30s\"\n"
+                                "stop_grace = \"" + stop_grace + "\"\n");
+    const char* old_path = std::getenv("PATH");
+    const std::string saved = old_path ? old_path : "/usr/bin:/bin";
+    ::setenv("PATH", (bin + ":" + saved).c_str(), 1);
+    d_.StartAgent(a);  // the agent inherits the PATH
+    ::setenv("PATH", saved.c_str(), 1);
+    return a;
+  }
+
   AgentSetup& AddAgent() {
     std::string extra = "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"5s\"\n"
                         "log_file_cap = \"200MiB\"\nlog_total_cap = \"200MiB\"\n";
@@ -267,24 +289,9 @@ TEST_F(BundleTest, ACriticalConditionLeavesAFlightRecorderBundleOnItsTicket) {
 
 // The daemon builds in a child process (its own binary's `bundle` command),
 // and stopping the daemon mid-build ends the child instead of waiting for it.
-// The build is made slow on purpose: `chronyc` and `timedatectl` on the PATH
-// never answer, so the host step waits out two 3 s command timeouts (the
-// step timeout is 30 s): a build takes about 6 s.
+// The build is made slow on purpose (StartAgentWithSlowBuilds).
 TEST_F(BundleTest, TheDaemonBuildsInAChildProcessThatAStopEndsAtOnce) {
-  const std::string bin = d_.dir() + "/slow-bin";
-  std::filesystem::create_directories(bin);
-  for (const char* name : {"chronyc", "timedatectl"}) {
-    std::string path = bin + "/" + name;
-    WriteFile(path, "#!/bin/sh\nexec sleep 8\n");
-    ::chmod(path.c_str(), 0755);
-  }
-  AgentSetup& a = d_.AddAgent("1042", token_,
-                              "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"30s\"\nstop_grace = \"0s\"\n");
-  const char* old_path = std::getenv("PATH");
-  const std::string saved = old_path ? old_path : "/usr/bin:/bin";
-  ::setenv("PATH", (bin + ":" + saved).c_str(), 1);
-  d_.StartAgent(a);  // the agent inherits the PATH
-  ::setenv("PATH", saved.c_str(), 1);
+  AgentSetup& a = StartAgentWithSlowBuilds("0s");
   const pid_t agent = a.process->pid();
 
   std::string id = PullNoWait();
@@ -345,21 +352,7 @@ TEST_F(BundleTest, TheDaemonBuildsInAChildProcessThatAStopEndsAtOnce) {
 // lost to a restart; the bundle stays in the directory the uplink offers
 // from at the next connection.
 TEST_F(BundleTest, AStoppingDaemonLetsABuildFinishWithinTheGrace) {
-  const std::string bin = d_.dir() + "/slow-bin";
-  std::filesystem::create_directories(bin);
-  for (const char* name : {"chronyc", "timedatectl"}) {
-    std::string path = bin + "/" + name;
-    WriteFile(path, "#!/bin/sh\nexec sleep 8\n");
-    ::chmod(path.c_str(), 0755);
-  }
-  AgentSetup& a = d_.AddAgent("1042", token_,
-                              "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"30s\"\n"
-                              "stop_grace = \"30s\"\n");
-  const char* old_path = std::getenv("PATH");
-  const std::string saved = old_path ? old_path : "/usr/bin:/bin";
-  ::setenv("PATH", (bin + ":" + saved).c_str(), 1);
-  d_.StartAgent(a);
-  ::setenv("PATH", saved.c_str(), 1);
+  AgentSetup& a = StartAgentWithSlowBuilds("30s");
   const pid_t agent = a.process->pid();
 
   std::string id = PullNoWait();
