@@ -22,6 +22,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/digest.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -94,17 +95,6 @@ class Reader {
 };
 
 // ---- Hashing ---------------------------------------------------------------
-
-std::string Hex(std::string_view raw) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (char c : raw) {
-    auto u = static_cast<unsigned char>(c);
-    out.push_back(kDigits[u >> 4]);
-    out.push_back(kDigits[u & 15]);
-  }
-  return out;
-}
 
 std::string Digest(const EVP_MD* md, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -276,29 +266,6 @@ ServerError ParseErrorResponse(std::string_view body) {
 std::string Md5Password(std::string_view user, std::string_view password, std::string_view salt) {
   std::string inner = Hex(Digest(EVP_md5(), Cat(password, user)));
   return "md5" + Hex(Digest(EVP_md5(), Cat(inner, salt)));
-}
-
-std::string Base64(std::string_view raw) {
-  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(raw.data()),
-                          static_cast<int>(raw.size()));
-  out.resize(static_cast<size_t>(std::max(n, 0)));
-  return out;
-}
-
-std::optional<std::string> Unbase64(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out(text.size() / 4 * 3 + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()),
-                          static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  size_t len = static_cast<size_t>(n);
-  for (size_t i = text.size(); i > 0 && text[i - 1] == '=' && len > 0; --i)
-    --len;  // padding decodes as zeros
-  out.resize(len);
-  return out;
 }
 
 ScramSha256::ScramSha256(std::string user, std::string password, std::string client_nonce)

@@ -192,9 +192,6 @@ ServerError ParseErrorResponse(std::string_view body);
 // "md5" + md5hex(md5hex(password + user) + salt), the MD5 method's answer.
 std::string Md5Password(std::string_view user, std::string_view password, std::string_view salt);
 
-std::string Base64(std::string_view raw);
-std::optional<std::string> Unbase64(std::string_view text);
-
 // SCRAM-SHA-256 client (RFC 5802, RFC 7677), gs2 header "n,," (no channel
 // binding). PostgreSQL ignores the SCRAM user name and libpq sends it empty.
 class ScramSha256 {

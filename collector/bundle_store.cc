@@ -2,13 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "common/digest.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -385,10 +385,9 @@ json BundleJson(const BundleRow& b, std::optional<uint64_t> live_bytes, bool wit
 struct BundleFiles::Part {
   int fd = -1;
   uint64_t size = 0;
-  EVP_MD_CTX* ctx = nullptr;  // hash of bytes [0, size)
+  Sha256 sha;  // of bytes [0, size)
   ~Part() {
     if (fd >= 0) ::close(fd);
-    if (ctx) EVP_MD_CTX_free(ctx);
   }
 };
 
@@ -456,16 +455,12 @@ absl::StatusOr<BundleFiles::Part*> BundleFiles::OpenPart(const std::string& id) 
   struct stat st {};
   if (::fstat(p->fd, &st) != 0) return absl::UnavailableError(Cat("cannot stat ", path, ": ", std::strerror(errno)));
   p->size = static_cast<uint64_t>(st.st_size);
-  p->ctx = EVP_MD_CTX_new();
-  if (p->ctx == nullptr || EVP_DigestInit_ex(p->ctx, EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("cannot start SHA-256");
-  }
   // Bytes held from before (a resumed transfer, a restart): hash them once.
   std::string buf(1 << 20, '\0');
   for (uint64_t off = 0; off < p->size;) {
     ssize_t n = ::pread(p->fd, buf.data(), buf.size(), static_cast<off_t>(off));
     if (n <= 0) return absl::UnavailableError(Cat("cannot read ", path, ": ", std::strerror(errno)));
-    EVP_DigestUpdate(p->ctx, buf.data(), static_cast<size_t>(n));
+    p->sha.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
     off += static_cast<uint64_t>(n);
   }
   // Few transfers run at once; keep at most 64 files open.
@@ -526,7 +521,7 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
         r.held = at;
         return r;
       }
-      EVP_DigestUpdate(p.ctx, from, static_cast<size_t>(n));
+      p.sha.Update(std::string_view(from, static_cast<size_t>(n)));
       from += n;
       left -= static_cast<size_t>(n);
       at += static_cast<uint64_t>(n);
@@ -545,19 +540,7 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
     // The agent claims less than we hold: start over.
     r.mismatch = true;
   } else {
-    EVP_MD_CTX* copy = EVP_MD_CTX_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_MD_CTX_copy_ex(copy, p.ctx);
-    EVP_DigestFinal_ex(copy, md, &len);
-    EVP_MD_CTX_free(copy);
-    static const char* kDigits = "0123456789abcdef";
-    std::string hex;
-    for (unsigned i = 0; i < len; ++i) {
-      hex += kDigits[md[i] >> 4];
-      hex += kDigits[md[i] & 15];
-    }
-    r.mismatch = hex != sha256;
+    r.mismatch = p.sha.HexDigest() != sha256;
   }
   if (r.mismatch) {
     log::Warn("bundles", Cat("bundle ", id, ": checksum mismatch over ", p.size, " bytes; starting over"));

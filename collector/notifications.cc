@@ -14,6 +14,7 @@
 #include <random>
 #include <set>
 
+#include "common/digest.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -48,15 +49,6 @@ std::string OneLine(std::string_view s) {
   for (char& c : out) {
     if (c == '\r' || c == '\n' || c == '\t') c = ' ';
   }
-  return out;
-}
-
-std::string Base64(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()),
-                          static_cast<int>(data.size()));
-  out.resize(static_cast<size_t>(n));
   return out;
 }
 
@@ -368,13 +360,7 @@ std::string SignBody(const std::string& secret, const std::string& body) {
   unsigned int len = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256=";
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[mac[i] >> 4]);
-    out.push_back(kHex[mac[i] & 0xF]);
-  }
-  return out;
+  return "sha256=" + Hex(std::string_view(reinterpret_cast<const char*>(mac), len));
 }
 
 struct Notifier::Impl {

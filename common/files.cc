@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/digest.h"
 #include "common/strings.h"
 
 namespace setdiag {
@@ -45,30 +46,18 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   return absl::OkStatus();
 }
 
-namespace {
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kDigits[p[i] >> 4];
-    out[2 * i + 1] = kDigits[p[i] & 15];
-  }
-  return out;
-}
-}  // namespace
-
 std::string RandomHex(size_t bytes) {
   std::string buf(bytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(buf.data()), static_cast<int>(bytes)) != 1) {
     std::abort();  // no entropy: never hand out a guessable token
   }
-  return Hex(reinterpret_cast<const unsigned char*>(buf.data()), bytes);
+  return Hex(buf);
 }
 
 std::string Sha256Hex(std::string_view data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
-  return Hex(md, sizeof md);
+  return Hex(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
 }
 
 }  // namespace setdiag

@@ -25,25 +25,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/digest.h"
 
-struct evp_md_ctx_st;
 struct z_stream_s;
 
 namespace setdiag::agent::bundle {
-
-// Incremental SHA-256 (OpenSSL EVP), lowercase hex.
-class Sha256 {
- public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(std::string_view data);
-  std::string HexDigest();  // once
-
- private:
-  evp_md_ctx_st* ctx_;
-};
 
 class TarGzWriter {
  public:

@@ -2,6 +2,7 @@
 // and MD5 answers against published / independently computed values, and
 // the parsing of recorded backend bytes.
 #include "agent/pg_wire.h"
+#include "common/digest.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
