@@ -3,8 +3,6 @@
 // first, capped, redacted, with manifest hashes that match the archive; a
 // dead SET database fails its step fast while the others succeed.
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -31,6 +29,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/strings.h"
+#include "tar_reader.h"
 #include "temp_dir.h"
 
 namespace setdiag::agent::bundle {
@@ -52,25 +51,11 @@ struct Entry {
 
 std::vector<Entry> ReadTarGz(const std::string& path, std::string* root = nullptr) {
   std::vector<Entry> out;
-  archive* a = archive_read_new();
-  archive_read_support_filter_gzip(a);
-  archive_read_support_format_tar(a);
-  EXPECT_EQ(archive_read_open_filename(a, path.c_str(), 10240), ARCHIVE_OK)
-      << archive_error_string(a);
-  archive_entry* e = nullptr;
-  while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-    std::string name = archive_entry_pathname(e);
-    auto slash = name.find('/');
-    if (root) *root = name.substr(0, slash);
-    Entry entry{name.substr(slash + 1), {}};
-    char buf[8192];
-    la_ssize_t n;
-    while ((n = archive_read_data(a, buf, sizeof buf)) > 0)
-      entry.data.append(buf, static_cast<size_t>(n));
-    EXPECT_GE(n, 0) << archive_error_string(a);
-    out.push_back(std::move(entry));
+  for (auto& e : setdiag::testing::ReadTarGz(path)) {
+    auto slash = e.name.find('/');
+    if (root) *root = e.name.substr(0, slash);
+    out.push_back({e.name.substr(slash + 1), std::move(e.data)});
   }
-  archive_read_free(a);
   return out;
 }
 

@@ -5,8 +5,6 @@
 // a large incompressible file is streamed; a file that shrinks keeps the
 // archive well formed; write errors (a directory, a full disk) are errors.
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -23,6 +21,7 @@
 
 #include "agent/bundle/archive.h"
 #include "common/strings.h"
+#include "tar_reader.h"
 #include "temp_dir.h"
 
 namespace setdiag::agent::bundle {
@@ -61,47 +60,9 @@ std::string Sha256Of(const std::string& bytes, const TempDir& dir) {
   return Sha256Sum(f);
 }
 
-struct Entry {
-  std::string name;
-  std::string data;
-  int64_t size = 0;
-  int perm = 0;
-  int64_t mtime = 0;
-  int64_t uid = -1;
-  int type = 0;
-};
+using Entry = setdiag::testing::TarEntry;
 
-// Reads with libarchive; the whole archive must read without error. Names as
-// UTF-8, whatever the locale of the test process.
-std::vector<Entry> ReadWithLibarchive(const std::string& path) {
-  std::vector<Entry> out;
-  archive* a = archive_read_new();
-  archive_read_support_filter_gzip(a);
-  archive_read_support_format_tar(a);
-  EXPECT_EQ(archive_read_open_filename(a, path.c_str(), 10240), ARCHIVE_OK)
-      << archive_error_string(a);
-  archive_entry* e = nullptr;
-  int rc;
-  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN) {
-    Entry entry;
-    const char* utf8 = archive_entry_pathname_utf8(e);
-    entry.name = utf8 ? utf8 : archive_entry_pathname(e);
-    entry.size = archive_entry_size(e);
-    entry.perm = static_cast<int>(archive_entry_perm(e));
-    entry.mtime = archive_entry_mtime(e);
-    entry.uid = archive_entry_uid(e);
-    entry.type = static_cast<int>(archive_entry_filetype(e));
-    char buf[65536];
-    la_ssize_t n;
-    while ((n = archive_read_data(a, buf, sizeof buf)) > 0)
-      entry.data.append(buf, static_cast<size_t>(n));
-    EXPECT_GE(n, 0) << archive_error_string(a);
-    out.push_back(std::move(entry));
-  }
-  EXPECT_EQ(rc, ARCHIVE_EOF) << archive_error_string(a);
-  archive_read_free(a);
-  return out;
-}
+std::vector<Entry> ReadWithLibarchive(const std::string& path) { return setdiag::testing::ReadTarGz(path); }
 
 // Extracts with GNU tar (UTF-8 locale) into a new directory; tar's exit
 // status must be 0 (it is 2 on a bad checksum or a truncated archive).
