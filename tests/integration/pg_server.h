@@ -16,8 +16,14 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include <vector>
 
 namespace setdiag::testing {
+
+// Runs SQL through libpq over a fresh connection (the tests' own view of the
+// database, independent of the code under test). Rows of a query, NULL as
+// "<null>"; none for a command. Throws std::runtime_error on failure.
+std::vector<std::vector<std::string>> PgQuery(const std::string& conninfo, const std::string& sql);
 
 class PgServer {
  public:

@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -45,20 +44,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // Runs statements through libpq as the superuser; throws on failure.
-void Exec(const std::string& conninfo, const std::string& sql) {
-  PGconn* c = PQconnectdb(conninfo.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string err = PQerrorMessage(c);
-    PQfinish(c);
-    throw std::runtime_error("connect: " + err);
-  }
-  PGresult* r = PQexec(c, sql.c_str());
-  ExecStatusType st = PQresultStatus(r);
-  std::string err = PQresultErrorMessage(r);
-  PQclear(r);
-  PQfinish(c);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) throw std::runtime_error(sql + ": " + err);
-}
+void Exec(const std::string& conninfo, const std::string& sql) { PgQuery(conninfo, sql); }
 
 // ssl = on; md5user must use MD5, scramuser SCRAM-SHA-256, others trust.
 std::unique_ptr<PgServer> StartAuthServer() {

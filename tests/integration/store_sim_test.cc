@@ -5,7 +5,6 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,31 +36,7 @@ constexpr auto kInterval = std::chrono::milliseconds(kIntervalMs);
 
 using Rows = std::vector<std::vector<std::string>>;
 
-// Runs a query over a fresh connection; NULL comes back as "<null>".
-Rows Query(const std::string& conninfo, const std::string& sql) {
-  PGconn* c = PQconnectdb(conninfo.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string err = PQerrorMessage(c);
-    PQfinish(c);
-    throw std::runtime_error("connect: " + err);
-  }
-  PGresult* r = PQexec(c, sql.c_str());
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    std::string err = PQresultErrorMessage(r);
-    PQclear(r);
-    PQfinish(c);
-    throw std::runtime_error(sql + ": " + err);
-  }
-  Rows rows;
-  for (int i = 0; i < PQntuples(r); ++i) {
-    std::vector<std::string> row;
-    for (int j = 0; j < PQnfields(r); ++j) row.push_back(PQgetisnull(r, i, j) ? "<null>" : PQgetvalue(r, i, j));
-    rows.push_back(std::move(row));
-  }
-  PQclear(r);
-  PQfinish(c);
-  return rows;
-}
+Rows Query(const std::string& conninfo, const std::string& sql) { return PgQuery(conninfo, sql); }
 
 // The same, but a failure (a table not created yet) is no rows.
 Rows QueryOr(const std::string& conninfo, const std::string& sql) {
