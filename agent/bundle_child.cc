@@ -126,11 +126,6 @@ void BundleChild::Stop() {
   cv_.notify_all();
 }
 
-bool BundleChild::stopped() {
-  std::lock_guard lock(mu_);
-  return stopping_;
-}
-
 void BundleChild::ReapLeftovers() {
   std::erase_if(unreaped_, [](pid_t pid) {
     int status = 0;

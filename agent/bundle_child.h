@@ -47,22 +47,22 @@ class BundleChild {
   BundleChild(const BundleChild&) = delete;
   BundleChild& operator=(const BundleChild&) = delete;
 
-  // Empty when a child can be started now; otherwise why not (no config
-  // file path, the config file is gone, the binary could not be opened).
-  std::string Unavailable() const;
-  // Builds in a child. `*not_started` is set when no child could be
-  // started (the caller may then build in-process); after Stop() returns
-  // Cancelled at once.
+  // Builds in a child. `*not_started` is set, with the reason in the
+  // status, when no child could be started (no config file path, the config
+  // file is gone, the binary could not be opened, spawning failed): the
+  // caller may then build in-process. After Stop() returns Cancelled at
+  // once, not_started unset.
   absl::StatusOr<BuiltBundle> Build(const BundleBuildRequest& r, bool* not_started);
   // Ends a build in progress (SIGTERM, then SIGKILL) and refuses new ones.
   void Stop();
-  bool stopped();
 
   // max(logs_timeout, step_timeout) * 2 + 10 min.
   static int64_t DefaultDeadlineMs(int64_t step_timeout_ms, int64_t logs_timeout_ms);
 
  private:
   void ReapLeftovers();  // mu_ held
+  // Empty when a child can be started now; otherwise why not.
+  std::string Unavailable() const;
 
   BundleChildOptions options_;
   int exe_fd_ = -1;

@@ -207,15 +207,12 @@ int Run(const AgentConfig& cfg) {
       .finish_grace_ms = cfg.bundle.stop_grace_ms});
   uo.bundle_dir = cfg.state_dir + "/bundles";
   uo.bundle_builder = [&cfg, &clock, &bundle_child](const BundleBuildRequest& r) -> absl::StatusOr<BuiltBundle> {
-    if (bundle_child.stopped()) return absl::CancelledError("the agent is stopping");
-    std::string why = bundle_child.Unavailable();
-    if (why.empty()) {
-      bool not_started = false;
-      auto built = bundle_child.Build(r, &not_started);
-      if (!not_started) return built;
-      why = std::string(built.status().message());
-    }
-    log::Warn("bundles", Cat("bundle ", r.request_id, ": building in the agent's own process: ", why));
+    // Cancelled once the agent is stopping: never falls back then.
+    bool not_started = false;
+    auto child_built = bundle_child.Build(r, &not_started);
+    if (!not_started) return child_built;
+    log::Warn("bundles", Cat("bundle ", r.request_id, ": building in the agent's own process: ",
+                             child_built.status().message()));
     auto options = bundle::BundleOptions::FromConfig(cfg);
     if (r.window_ms > 0) options.config.window_ms = r.window_ms;
     options.include_logs = !r.exclude_logs;
