@@ -2,8 +2,11 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <charconv>
 #include <set>
+
+#include "absl/time/time.h"
 
 #include "common/strings.h"
 #include "common/config.h"
@@ -37,6 +40,16 @@ bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* po
 }
 
 namespace {
+
+// A zone absl (the system tzdata) knows, spelled so it can go into SQL.
+bool IsKnownTimeZone(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '/' && ch != '_' && ch != '-' && ch != '+') return false;
+  }
+  absl::TimeZone tz;
+  return absl::LoadTimeZone(name, &tz);
+}
 
 void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   TillWatchOptions& t = c->tills;
@@ -89,18 +102,29 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
     if (shop >= 0) db.shop_number = static_cast<int>(shop);
     db.roster_query = r.String("set_db.roster_query", "");
     db.activity_query = r.String("set_db.activity_query", "");
+    // Empty here: calendar.time_zone, else the session's (LoadAgentConfig).
+    db.time_zone = r.String("set_db.time_zone", "");
+    if (r.Has("set_db.time_zone") && !IsKnownTimeZone(db.time_zone)) {
+      r.Invalid("set_db.time_zone",
+                Cat("unknown time zone '", db.time_zone,
+                    "': expected the IANA name of the zone SET's server runs in, e.g. Europe/Moscow"));
+    }
+    db.clock_tolerance_ms = r.DurationMs("set_db.clock_tolerance", db.clock_tolerance_ms, 1000);
+    db.failure_confirm_ms = r.DurationMs("set_db.failure_confirm", db.failure_confirm_ms, 0);
     t.set_db = db;
   } else {
     // Keys of a disabled section still count as known (and are checked).
     for (const char* k : {"set_db.host", "set_db.user", "set_db.password", "set_db.password_file",
                           "set_db.database_set", "set_db.database_operday", "set_db.roster_query",
-                          "set_db.activity_query"}) {
+                          "set_db.activity_query", "set_db.time_zone"}) {
       (void)r.OptionalString(k);
     }
     (void)r.Int("set_db.port", 5432, 1, 65535);
     (void)r.Int("set_db.shop_number", -1, -1, INT32_MAX);
     (void)r.DurationMs("set_db.connect_timeout", 0, 0);
     (void)r.DurationMs("set_db.query_timeout", 0, 0);
+    (void)r.DurationMs("set_db.clock_tolerance", 0, 0);
+    (void)r.DurationMs("set_db.failure_confirm", 0, 0);
   }
   c->push_udp_listen = r.String("push.udp_listen", "");
   c->push_http_listen = r.String("push.http_listen", "");
@@ -117,6 +141,9 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   sc.host = r.String("server.host", sc.host);
   sc.port_soap = static_cast<uint16_t>(r.Int("server.port_soap", sc.port_soap, 1, 65535));
   sc.port_transport = static_cast<uint16_t>(r.Int("server.port_transport", sc.port_transport, 1, 65535));
+  // PostgreSQL's port is SET's database's unless given: a store whose
+  // database listens elsewhere must not look like a server that is down.
+  if (t.set_db && !r.Has("server.port_db")) sc.port_db = static_cast<uint16_t>(t.set_db->port);
   sc.port_db = static_cast<uint16_t>(r.Int("server.port_db", sc.port_db, 1, 65535));
   sc.deployed_marker = r.String("server.deployed_marker", sc.deployed_marker);
   sc.failed_marker = r.String("server.failed_marker", sc.failed_marker);
@@ -237,6 +264,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   ReadTillWatch(*r, &c);
   ReadLoadingWatch(*r, &c);
   ReadBundle(*r, &c);
+  const bool calendar_zone = r->Has("calendar.time_zone");
   auto calendar = StoreCalendar::FromConfig(*r);
   if (auto st = r->Finish(); !st.ok()) return st;
   if (!calendar.ok()) return calendar.status();
@@ -275,6 +303,11 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
               "printed by 'setdiag-collector token create'"));
   }
   c.loading.time_zone = c.calendar->time_zone_name();
+  // SET's naive timestamps are read in the store's zone: set_db.time_zone,
+  // else the calendar's; with neither, in the session's TimeZone.
+  for (auto* db : {&c.tills.set_db, &c.loading.set_db}) {
+    if (*db && (*db)->time_zone.empty() && calendar_zone) (*db)->time_zone = c.calendar->time_zone_name();
+  }
   if (c.ca_file.empty() && !c.allow_insecure && !IsLoopbackTarget(c.collector_address)) {
     return absl::InvalidArgumentError(Cat(
         path, ": key 'collector.ca_file': required for a non-loopback collector (",

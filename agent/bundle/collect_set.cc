@@ -71,10 +71,10 @@ BundleStep MakeSetDbStep(SetDbConfig db) {
     std::string roster_q =
         c.roster_query.empty() ? DefaultRosterQuery(c.shop_number) : c.roster_query;
     std::string activity_q =
-        c.activity_query.empty() ? DefaultActivityQuery(c.shop_number) : c.activity_query;
-    std::string packages_q = c.packages_query.empty() ? DefaultPackagesQuery() : c.packages_query;
+        c.activity_query.empty() ? DefaultActivityQuery(c.shop_number, c.time_zone) : c.activity_query;
+    std::string packages_q = c.packages_query.empty() ? DefaultPackagesQuery(c.time_zone) : c.packages_query;
     std::string transport_q =
-        c.transport_query.empty() ? DefaultTransportQuery(c.shop_number) : c.transport_query;
+        c.transport_query.empty() ? DefaultTransportQuery(c.shop_number, c.time_zone) : c.transport_query;
     const std::string where = Cat(c.host, ":", c.port);
     SetDatabase set(c);
     std::vector<std::string> failures;

@@ -372,9 +372,11 @@ TEST(PgWire, SetDatabaseReadsTheTillsAndReconnects) {
   agent::SetDatabase bad(cfg);
   auto err = bad.ReadRoster();
   ASSERT_FALSE(err.ok());
-  EXPECT_EQ(
-      Msg(err.status()),
-      "SET database 'set': query failed: ERROR: column \"nope\" does not exist (SQLSTATE 42703)");
+  // The database answers; the query does not fit it: not "unreachable".
+  EXPECT_EQ(err.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Msg(err.status()),
+              HasSubstr("SET database 'set': set_db.roster_query failed: ERROR: column \"nope\" does not exist "
+                        "(SQLSTATE 42703)"));
 }
 
 // ---- Items from review: multi-statement results, memory limits, prefer's

@@ -11,7 +11,8 @@ namespace {
 int64_t WallMs() { return SystemClock().NowMs(); }
 }  // namespace
 
-DbPlayer::DbPlayer(std::string conninfo, int store) : conninfo_(std::move(conninfo)), store_(store) {}
+DbPlayer::DbPlayer(std::string conninfo, int store, std::string time_zone)
+    : conninfo_(std::move(conninfo)), store_(store), time_zone_(std::move(time_zone)) {}
 
 bool DbPlayer::Check(const absl::Status& st) {
   if (st.ok()) return true;
@@ -31,9 +32,9 @@ bool DbPlayer::EnsureConnected(const std::vector<Till>& tills) {
   set_ = PgConn();
   operday_ = PgConn();
   if (!Check(EnsureDatabases(conninfo_))) return false;
-  auto s = PgConn::Connect(conninfo_, kSetDb);
+  auto s = PgConn::Connect(conninfo_, kSetDb, time_zone_);
   if (!Check(s.status())) return false;
-  auto o = PgConn::Connect(conninfo_, kOperdayDb);
+  auto o = PgConn::Connect(conninfo_, kOperdayDb, time_zone_);
   if (!Check(o.status())) return false;
   set_ = std::move(*s);
   operday_ = std::move(*o);

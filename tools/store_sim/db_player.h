@@ -18,7 +18,8 @@ namespace setdiag::store_sim {
 
 class DbPlayer {
  public:
-  DbPlayer(std::string conninfo, int store);
+  // `time_zone`: the session TimeZone lastactivity is written in (PgConn).
+  DbPlayer(std::string conninfo, int store, std::string time_zone = "");
 
   // Writes the registry if `roster_version` is newer than what was written.
   // Connects first if needed. Returns false while the database is down.
@@ -35,6 +36,7 @@ class DbPlayer {
 
   std::string conninfo_;
   int store_;
+  std::string time_zone_;
   PgConn set_, operday_;
   uint64_t roster_written_ = 0;
   bool first_connect_ = true;

@@ -29,7 +29,7 @@ GoodsSim::GoodsSim(const SimOptions& options, const TillBoard& tills, boost::asi
     : opt_(options),
       till_board_(tills),
       board_(options.tills, options.erp_every_ms, options.erp_type),
-      db_(options.pg_conninfo, options.store, options.tills),
+      db_(options.pg_conninfo, options.store, options.tills, options.time_zone),
       inbox_(options.inbox),
       soap_(io) {}
 
@@ -181,7 +181,9 @@ bool GoodsSim::ProcessDue(Steady::time_point now) {
         if (t.Pings()) tills.push_back(t.number);
       }
     }
-    auto files = db_.FinishPackage(pkg.ti, status, message, tills);
+    // The rejection message is SET's FeedbackWS answer, not a column: it is
+    // logged and shown in the control API's status only.
+    auto files = db_.FinishPackage(pkg.ti, status, tills, kCatalogGoods);
     if (!files) return false;
     auto since = Steady::now();
     for (const ProducedFile& f : *files) {

@@ -28,8 +28,8 @@ std::string PgArray64(const std::vector<int64_t>& values) {
 }
 }  // namespace
 
-GoodsDb::GoodsDb(std::string conninfo, int store, int tills)
-    : conninfo_(std::move(conninfo)), store_(store), tills_(tills) {}
+GoodsDb::GoodsDb(std::string conninfo, int store, int tills, std::string time_zone)
+    : conninfo_(std::move(conninfo)), store_(store), time_zone_(std::move(time_zone)), tills_(tills) {}
 
 std::string GoodsDb::Ti(int64_t n) const { return Cat("TI-", store_, "-", n); }
 
@@ -51,7 +51,7 @@ bool GoodsDb::Ensure(bool* reconnected) {
   if (connected()) return true;
   set_ = PgConn();
   if (!Check(EnsureDatabases(conninfo_))) return false;
-  auto s = PgConn::Connect(conninfo_, kSetDb);
+  auto s = PgConn::Connect(conninfo_, kSetDb, time_zone_);
   if (!Check(s.status())) return false;
   set_ = std::move(*s);
   if (!Check(EnsureGoodsTables(set_)) || !Check(EnsureActivityRows(set_, store_, tills_))) return false;
@@ -77,7 +77,7 @@ std::optional<int64_t> GoodsDb::LastPackageNumber() {
 std::optional<std::vector<PendingPackage>> GoodsDb::PendingPackages() {
   auto r = set_.Query(
       "SELECT ti, substring(ti FROM $1)::bigint FROM erp_transport_package "
-      "WHERE statusid = 2 AND ti ~ $1 ORDER BY id",
+      "WHERE statusid = 2 AND ti ~ $1 ORDER BY 2",
       {Cat("^TI-", store_, "-([0-9]{1,18})$")});
   if (!Check(r.status())) return std::nullopt;
   std::vector<PendingPackage> out;
@@ -89,12 +89,12 @@ std::optional<std::vector<ActivityRow>> GoodsDb::Activity() {
   // lastproductsloaddate is local time without zone, written in this
   // session's TimeZone: read it back the same way.
   auto r = set_.Query(
-      "SELECT ca.cashnum, ca.notloadedproductscount, "
+      "SELECT ca.cashnumber, ca.notloadedproductscount, "
       " (EXTRACT(EPOCH FROM ca.lastproductsloaddate::timestamptz) * 1000)::bigint, "
       " ca.lastproductsloaddate IS NULL, "
       " (SELECT COALESCE(max(f.id), 0) FROM un_cg_product_file_for_cashes f "
-      "  WHERE f.shopnum = ca.shopnum AND f.cashnum = ca.cashnum) "
-      "FROM cash_activity ca WHERE ca.shopnum = $1 AND ca.cashnum BETWEEN 1 AND $2 ORDER BY 1",
+      "  WHERE f.shop_number = ca.shopnumber AND f.cash_number = ca.cashnumber) "
+      "FROM cash_activity ca WHERE ca.shopnumber = $1 AND ca.cashnumber BETWEEN 1 AND $2 ORDER BY 1",
       {std::to_string(store_), std::to_string(tills_)});
   if (!Check(r.status())) return std::nullopt;
   std::vector<ActivityRow> out;
@@ -111,36 +111,36 @@ std::optional<std::vector<ActivityRow>> GoodsDb::Activity() {
 
 std::optional<bool> GoodsDb::InsertPackage(const std::string& ti, const std::string& importtype) {
   auto r = set_.Query(
-      "INSERT INTO erp_transport_package (ti, timedate, statusid, statusname, importtype, message) "
-      "VALUES ($1, now()::timestamp, $2::integer, $3, $4, NULL) ON CONFLICT (ti) DO NOTHING RETURNING id",
+      "INSERT INTO erp_transport_package (ti, timedate, statusid, statusname, importtype) "
+      "VALUES ($1, now()::timestamp, $2::integer, $3, $4) ON CONFLICT (ti) DO NOTHING RETURNING ti",
       {ti, std::to_string(kPkgInProcess), std::string(PackageStatusName(kPkgInProcess)), importtype});
   if (!Check(r.status())) return std::nullopt;
   return PQntuples(r->get()) > 0;
 }
 
 std::optional<std::vector<ProducedFile>> GoodsDb::FinishPackage(const std::string& ti, int statusid,
-                                                                const std::optional<std::string>& message,
-                                                                const std::vector<int>& tills) {
+                                                                const std::vector<int>& tills, int objects) {
   if (!Check(set_.Exec("BEGIN"))) return std::nullopt;
-  if (!Check(set_.Exec("UPDATE erp_transport_package SET statusid = $2::integer, statusname = $3, message = $4 "
+  if (!Check(set_.Exec("UPDATE erp_transport_package SET statusid = $2::integer, statusname = $3 "
                        "WHERE ti = $1 AND statusid = 2",
-                       {ti, std::to_string(statusid), std::string(PackageStatusName(statusid)), message}))) {
+                       {ti, std::to_string(statusid), std::string(PackageStatusName(statusid))}))) {
     return std::nullopt;
   }
   std::vector<ProducedFile> out;
   if (!tills.empty()) {
     std::string numbers = PgArray(tills), store = std::to_string(store_);
     auto files = set_.Query(
-        "INSERT INTO un_cg_product_file_for_cashes (cashnum, shopnum, created) "
-        "SELECT n, $2::integer, now()::timestamp FROM unnest($1::integer[]) AS n RETURNING cashnum, id",
-        {numbers, store});
+        "INSERT INTO un_cg_product_file_for_cashes (file_name, import_date, cash_number, shop_number, objects_count) "
+        "SELECT $3 || '_cash' || n || '.xml', now()::timestamp, n, $2::integer, $4::integer "
+        "FROM unnest($1::integer[]) AS n RETURNING cash_number, id",
+        {numbers, store, Cat("products_", ti), std::to_string(objects)});
     if (!Check(files.status())) return std::nullopt;
     auto counts = set_.Query(
-        "INSERT INTO cash_activity (cashnum, shopnum, notloadedproductscount) "
+        "INSERT INTO cash_activity (cashnumber, shopnumber, notloadedproductscount) "
         "SELECT n, $2::integer, 1 FROM unnest($1::integer[]) AS n "
-        "ON CONFLICT (shopnum, cashnum) DO UPDATE "
+        "ON CONFLICT (shopnumber, cashnumber) DO UPDATE "
         "SET notloadedproductscount = cash_activity.notloadedproductscount + 1 "
-        "RETURNING cashnum, notloadedproductscount",
+        "RETURNING cashnumber, notloadedproductscount",
         {numbers, store});
     if (!Check(counts.status())) return std::nullopt;
     for (int i = 0; i < PQntuples(files->get()); ++i) {
@@ -160,10 +160,13 @@ std::optional<std::vector<ProducedFile>> GoodsDb::FinishPackage(const std::strin
 bool GoodsDb::Load(const std::vector<int>& tills, const std::vector<int64_t>& file_ids) {
   if (tills.empty()) return true;
   return Check(set_.Exec(
-      "UPDATE cash_activity ca SET lastproductsloaddate = now()::timestamp, notloadedproductscount = 0, "
-      "lastprocessedid = GREATEST(ca.lastprocessedid, t.id) "
+      "UPDATE cash_activity ca SET lastproductsloaddate = now()::timestamp, "
+      "lastproductsloadcount = (SELECT COALESCE(sum(f.objects_count), 0) FROM un_cg_product_file_for_cashes f "
+      "  WHERE f.shop_number = ca.shopnumber AND f.cash_number = ca.cashnumber "
+      "  AND f.id > ca.lastprocessedid AND f.id <= t.id), "
+      "notloadedproductscount = 0, lastprocessedid = GREATEST(ca.lastprocessedid, t.id) "
       "FROM unnest($1::integer[], $3::bigint[]) AS t(n, id) "
-      "WHERE ca.shopnum = $2::integer AND ca.cashnum = t.n",
+      "WHERE ca.shopnumber = $2::integer AND ca.cashnumber = t.n",
       {PgArray(tills), std::to_string(store_), PgArray64(file_ids)}));
 }
 

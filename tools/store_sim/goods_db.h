@@ -37,7 +37,7 @@ struct ProducedFile {
 
 class GoodsDb {
  public:
-  GoodsDb(std::string conninfo, int store, int tills);
+  GoodsDb(std::string conninfo, int store, int tills, std::string time_zone = "");
 
   // Connects and prepares the schema if needed. False while the database is
   // down; *reconnected is true when this call (re)connected.
@@ -56,13 +56,14 @@ class GoodsDb {
   // A new package in status 2 ("in process"), timedate = now()::timestamp.
   // nullopt on a database error; false if the TI exists already.
   std::optional<bool> InsertPackage(const std::string& ti, const std::string& importtype);
-  // In one transaction: the package's final status, and (when `tills` is not
-  // empty) one product file per till with its not-loaded count bumped.
+  // In one transaction: the package's final status (SET keeps no rejection
+  // message in the table), and (when `tills` is not empty) one product file
+  // per till (`objects` goods in it) with its not-loaded count bumped.
   std::optional<std::vector<ProducedFile>> FinishPackage(const std::string& ti, int statusid,
-                                                         const std::optional<std::string>& message,
-                                                         const std::vector<int>& tills);
+                                                         const std::vector<int>& tills, int objects);
   // The tills loaded everything up to the given file ids:
-  // lastproductsloaddate = now()::timestamp, notloadedproductscount = 0,
+  // lastproductsloaddate = now()::timestamp, lastproductsloadcount = the
+  // goods in the files loaded, notloadedproductscount = 0,
   // lastprocessedid = the file id.
   bool Load(const std::vector<int>& tills, const std::vector<int64_t>& file_ids);
 
@@ -71,6 +72,7 @@ class GoodsDb {
 
   std::string conninfo_;
   int store_;
+  std::string time_zone_;
   int tills_;
   PgConn set_;
   bool first_connect_ = true;

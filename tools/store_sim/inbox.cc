@@ -16,7 +16,7 @@ std::string CatalogXml(const std::string& ti, int store, int64_t n) {
   // Two goods with a price each, in the shape of SET's goods catalog import.
   std::string out = Cat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<goods-catalog ti=\"", ti, "\" shop=\"",
                         store, "\">\n");
-  for (int i = 1; i <= 2; ++i) {
+  for (int i = 1; i <= kCatalogGoods; ++i) {
     int64_t item = n * 10 + i;
     Append(&out, "  <good marking-of-the-good=\"", 100000 + item, "\">\n",
            "    <name>Товар ", item, "</name>\n",

@@ -18,6 +18,8 @@ namespace setdiag::store_sim {
 std::string InboxFileName(int64_t n);
 // A small valid goods catalog for package `ti`.
 std::string CatalogXml(const std::string& ti, int store, int64_t n);
+// Goods in each catalog (and in each product file made from it: objects_count).
+inline constexpr int kCatalogGoods = 2;
 
 struct InboxScan {
   int64_t count = 0;                     // catalog-goods_*.xml files

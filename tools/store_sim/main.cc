@@ -5,9 +5,12 @@
 // product loading, with knobs to stall or break each. See docs/simulator.md.
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <iostream>
 #include <tuple>
 
+#include "absl/time/time.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -45,12 +48,23 @@ struct RunArgs {
   std::string load_delay = "1s";
   std::string inbox;
   std::string soap;
+  std::string time_zone;
 };
 
 // Validates everything before anything is opened: bad input exits 2.
 absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
   SimOptions o;
   o.pg_conninfo = a.pg;
+  if (!a.time_zone.empty()) {
+    absl::TimeZone tz;
+    bool plain = std::all_of(a.time_zone.begin(), a.time_zone.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' || ch == '_' || ch == '-' || ch == '+';
+    });
+    if (!plain || !absl::LoadTimeZone(a.time_zone, &tz)) {
+      return absl::InvalidArgumentError(Cat("--time-zone '", a.time_zone, "': expected an IANA name such as Europe/Moscow"));
+    }
+    o.time_zone = a.time_zone;
+  }
   if (a.store <= 0) return absl::InvalidArgumentError("--store must be a positive SET shop number");
   o.store = a.store;
   if (a.tills < 1 || a.tills > kMaxTills) {
@@ -143,6 +157,8 @@ int main(int argc, char** argv) {
   run->add_option("--load-delay", r.load_delay, "product file produced -> loaded by a running till")
       ->capture_default_str();
   run->add_option("--inbox", r.inbox, "file exchange folder: the ERP drops catalog-goods_<n>.xml there");
+  run->add_option("--time-zone", r.time_zone,
+                  "zone SET's server writes local timestamps in, e.g. Europe/Moscow (default: PostgreSQL's TimeZone)");
   run->add_option("--soap", r.soap, "HOST:PORT where the import web services' WSDL answers, e.g. 127.0.0.1:18095");
 
   std::string ctl_control;

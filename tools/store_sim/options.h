@@ -25,6 +25,9 @@ struct HttpUrl {
 
 struct SimOptions {
   std::string pg_conninfo;  // libpq key=value string or URI, without a database
+  // The zone SET's server writes its local timestamps in (session TimeZone
+  // of the simulator's connections); empty: the PostgreSQL server's default.
+  std::string time_zone;
   int store = 0;            // shop_number
   int tills = 0;            // tills 1..tills
   int64_t interval_ms = 1000;

@@ -48,10 +48,14 @@ PgConn::~PgConn() {
   if (conn_) PQfinish(conn_);
 }
 
-absl::StatusOr<PgConn> PgConn::Connect(const std::string& conninfo, const std::string& dbname) {
+absl::StatusOr<PgConn> PgConn::Connect(const std::string& conninfo, const std::string& dbname,
+                                       const std::string& time_zone) {
   // Later keywords win; the first "dbname" is expanded as a connection string.
-  const char* keys[] = {"connect_timeout", "application_name", "client_encoding", "dbname", "dbname", nullptr};
-  const char* values[] = {"5", "setdiag-store-sim", "UTF8", conninfo.c_str(), dbname.c_str(), nullptr};
+  const std::string options = time_zone.empty() ? std::string() : Cat("-c TimeZone=", time_zone);
+  const char* keys[] = {"connect_timeout", "application_name", "client_encoding", "dbname", "dbname",
+                        time_zone.empty() ? nullptr : "options", nullptr};
+  const char* values[] = {"5", "setdiag-store-sim", "UTF8", conninfo.c_str(), dbname.c_str(), options.c_str(),
+                          nullptr};
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   PgConn conn(c);
   if (c == nullptr || PQstatus(c) != CONNECTION_OK) {

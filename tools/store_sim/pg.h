@@ -34,8 +34,11 @@ class PgConn {
 
   // Connects to database `dbname` with the other parameters from `conninfo`
   // (key=value or a postgresql:// URI; a dbname in it is overridden).
-  // Applies connect_timeout=5 unless conninfo sets one.
-  static absl::StatusOr<PgConn> Connect(const std::string& conninfo, const std::string& dbname);
+  // Applies connect_timeout=5 unless conninfo sets one. A `time_zone` (IANA
+  // name) becomes the session's TimeZone (options=-c TimeZone=...), as the
+  // zone SET's JVM writes its local timestamps in; empty: the server's.
+  static absl::StatusOr<PgConn> Connect(const std::string& conninfo, const std::string& dbname,
+                                        const std::string& time_zone = "");
 
   // Runs one statement (no rows expected back, or ignored).
   absl::Status Exec(const std::string& sql, const PgParams& params = {});

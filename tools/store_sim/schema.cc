@@ -42,27 +42,33 @@ bool Raced(const absl::Status& st) { return SqlState(st) == "23505" || SqlState(
 }  // namespace
 
 absl::Status EnsureGoodsTables(PgConn& set_db) {
+  // Column names as SET's own entity classes have them (domain.md): no
+  // rejection message in erp_transport_package (FeedbackWS returns it), and
+  // cashnumber/shopnumber in cash_activity but cash_number/shop_number in
+  // un_cg_product_file_for_cashes.
   const char* tables[] = {
       "CREATE TABLE IF NOT EXISTS erp_transport_package ("
-      " id bigserial PRIMARY KEY,"
-      " ti varchar(64) NOT NULL UNIQUE,"
+      " ti varchar(64) PRIMARY KEY,"
       " timedate timestamp NOT NULL,"
       " statusid integer NOT NULL,"
       " statusname varchar(64),"
-      " importtype varchar(64),"
-      " message text)",
+      " importtype varchar(64))",
       "CREATE TABLE IF NOT EXISTS cash_activity ("
-      " cashnum integer NOT NULL,"
-      " shopnum integer NOT NULL,"
+      " shopnumber integer NOT NULL,"
+      " cashnumber integer NOT NULL,"
       " lastproductsloaddate timestamp,"
+      " lastproductsloadcount integer NOT NULL DEFAULT 0,"
       " notloadedproductscount integer NOT NULL DEFAULT 0,"
       " lastprocessedid bigint NOT NULL DEFAULT 0,"
-      " PRIMARY KEY (shopnum, cashnum))",
+      " cashtemplatename varchar(128),"
+      " PRIMARY KEY (shopnumber, cashnumber))",
       "CREATE TABLE IF NOT EXISTS un_cg_product_file_for_cashes ("
       " id bigserial PRIMARY KEY,"
-      " cashnum integer NOT NULL,"
-      " shopnum integer NOT NULL,"
-      " created timestamp NOT NULL)",
+      " file_name varchar(255) NOT NULL,"
+      " import_date timestamp NOT NULL,"
+      " cash_number integer NOT NULL,"
+      " shop_number integer NOT NULL,"
+      " objects_count integer NOT NULL DEFAULT 0)",
   };
   for (const char* sql : tables) {
     absl::Status st = set_db.Exec(sql);
@@ -73,9 +79,10 @@ absl::Status EnsureGoodsTables(PgConn& set_db) {
 
 absl::Status EnsureActivityRows(PgConn& set_db, int store, int tills) {
   return set_db.Exec(
-      "INSERT INTO cash_activity (cashnum, shopnum, lastproductsloaddate, notloadedproductscount, lastprocessedid) "
-      "SELECT n, $1::integer, NULL, 0, 0 FROM generate_series(1, $2::integer) AS n "
-      "ON CONFLICT (shopnum, cashnum) DO NOTHING",
+      "INSERT INTO cash_activity (shopnumber, cashnumber, lastproductsloaddate, lastproductsloadcount, "
+      "notloadedproductscount, lastprocessedid, cashtemplatename) "
+      "SELECT $1::integer, n, NULL, 0, 0, 0, 'default' FROM generate_series(1, $2::integer) AS n "
+      "ON CONFLICT (shopnumber, cashnumber) DO NOTHING",
       {std::to_string(store), std::to_string(tills)});
 }
 

@@ -27,7 +27,7 @@ Simulator::Simulator(SimOptions options)
       probes_(io_, opt_.probe_port),
       control_(io_),
       signals_(io_),
-      db_(opt_.pg_conninfo, opt_.store),
+      db_(opt_.pg_conninfo, opt_.store, opt_.time_zone),
       pusher_(opt_.StoreId(), opt_.push_udp, opt_.push_http),
       goods_(opt_, board_, io_) {}
 

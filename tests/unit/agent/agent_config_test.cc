@@ -183,3 +183,70 @@ TEST_F(TillWatchConfigTest, MothballedTillsJoinTheRosterOnce) {
 
 }  // namespace
 }  // namespace setdiag::agent
+
+namespace setdiag::agent {
+namespace {
+
+class SetDbConfigTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<AgentConfig> Load(const std::string& extra) {
+    testutil::WriteBytes(path_, std::string(kMinimal) + extra);
+    return LoadAgentConfig(path_);
+  }
+  testutil::TempDir dir_;
+  std::string path_ = dir_.File("agent.toml");
+};
+
+TEST_F(SetDbConfigTest, ServerPortDbFollowsSetDbPortUnlessSet) {
+  // A store whose PostgreSQL listens on 5433: the server check probes 5433.
+  auto derived = Load("[set_db]\nenabled = true\nport = 5433\n");
+  ASSERT_TRUE(derived.ok()) << derived.status();
+  EXPECT_EQ(derived->tills.server.port_db, 5433);
+  EXPECT_EQ(derived->loading.server.port_db, 5433);
+  // Explicit wins.
+  auto explicit_port = Load("[set_db]\nenabled = true\nport = 5433\n[server]\nport_db = 6432\n");
+  ASSERT_TRUE(explicit_port.ok()) << explicit_port.status();
+  EXPECT_EQ(explicit_port->tills.server.port_db, 6432);
+  EXPECT_EQ(explicit_port->loading.server.port_db, 6432);
+  // Without [set_db]: the usual 5432.
+  auto none = Load("[set_db]\nport = 5433\n");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->tills.server.port_db, 5432);
+}
+
+TEST_F(SetDbConfigTest, NaiveTimestampsAreReadInTheStoreZone) {
+  // No zone anywhere: the session's TimeZone (as before).
+  auto none = Load("[set_db]\nenabled = true\n");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->tills.set_db->time_zone, "");
+  // The calendar's zone by default, for both watches.
+  auto cal = Load("[set_db]\nenabled = true\n[calendar]\ntime_zone = \"Asia/Yekaterinburg\"\n");
+  ASSERT_TRUE(cal.ok()) << cal.status();
+  EXPECT_EQ(cal->tills.set_db->time_zone, "Asia/Yekaterinburg");
+  EXPECT_EQ(cal->loading.set_db->time_zone, "Asia/Yekaterinburg");
+  // set_db.time_zone wins over the calendar's.
+  auto own = Load("[set_db]\nenabled = true\ntime_zone = \"Europe/Moscow\"\n[calendar]\ntime_zone = \"UTC\"\n");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->tills.set_db->time_zone, "Europe/Moscow");
+  EXPECT_EQ(own->loading.set_db->time_zone, "Europe/Moscow");
+  // An unknown zone names the key.
+  auto bad = Load("[set_db]\nenabled = true\ntime_zone = \"Europe/Atlantis\"\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("set_db.time_zone"));
+  auto quote = Load("[set_db]\nenabled = true\ntime_zone = \"UTC'; DROP\"\n");
+  ASSERT_FALSE(quote.ok());
+}
+
+TEST_F(SetDbConfigTest, ClockToleranceAndFailureConfirmAreRead) {
+  auto c = Load("[set_db]\nenabled = true\nclock_tolerance = \"5m\"\nfailure_confirm = \"2s\"\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tills.set_db->clock_tolerance_ms, 300'000);
+  EXPECT_EQ(c->tills.set_db->failure_confirm_ms, 2'000);
+  EXPECT_EQ(c->loading.set_db->failure_confirm_ms, 2'000);
+  // Known keys even with [set_db] off.
+  auto off = Load("[set_db]\nenabled = false\ntime_zone = \"Europe/Moscow\"\nclock_tolerance = \"5m\"\n");
+  EXPECT_TRUE(off.ok()) << off.status();
+}
+
+}  // namespace
+}  // namespace setdiag::agent
