@@ -65,6 +65,7 @@ void LoadingDetector::Step(Condition& c, const char* kind, Severity severity, bo
 }
 
 std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
+  evaluated_ = true;
   deadlines_.clear();
   std::vector<Finding> out;
   const int64_t now = s.now_ms;
@@ -77,7 +78,7 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (s.server.deploy_failed) reasons.push_back("Set10.ear failed to deploy");
       if (!s.server.port_8090) reasons.push_back("port 8090 (web services, tills) is closed");
       if (!s.server.port_8091) reasons.push_back("port 8091 (file transport) is closed");
-      if (!s.server.port_5432) reasons.push_back("port 5432 (PostgreSQL) is closed");
+      if (!s.server.port_5432) reasons.push_back(Cat("port ", s.server.db_port, " (PostgreSQL) is closed"));
     }
     json disks = json::array();
     for (const auto& d : s.disks) {
@@ -179,7 +180,10 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
     tills_were_unexpected_ = false;
     tills_opened_at_ = now;
   }
-  if (!s.transport.empty()) {
+  // An active condition whose source is no longer watched (transport
+  // switched off, a restored condition) is stepped with nothing lagging, so
+  // it clears instead of being held forever.
+  if (!s.transport.empty() || transport_.active) {
     int expected = 0;
     json lagging = json::array();
     for (const auto& t : s.transport) {
@@ -210,10 +214,10 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
   }
 
   // The ERP's cadence, inside its sending window only.
-  if (policy_.erp_every_ms > 0) {
+  if (policy_.erp_every_ms > 0 || erp_.active) {
     bool holds = false;
     int64_t silent_since = std::max(newest ? newest->arrived_ms : 0, s.erp_window_opened_ms);
-    if (s.erp_window_open) {
+    if (s.erp_window_open && policy_.erp_every_ms > 0) {
       int64_t due = silent_since + policy_.erp_every_ms;
       holds = now > due;
       if (!holds) deadlines_.push_back(due + 1);
@@ -231,8 +235,10 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
   {
     json fresh = json::array();
     int64_t newest_failure = 0;
+    std::set<std::string> failed_now;
     for (const auto& p : s.packages) {
       if (!IsFailure(p.status)) continue;
+      failed_now.insert(p.ti);
       newest_failure = std::max(newest_failure, p.arrived_ms);
       // In maintenance failures are noted, not reported: the engineer is at work.
       if (reported_failures_.insert(p.ti).second && !s.maintenance) {
@@ -258,8 +264,84 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
                           {"reason", Cat("package ", last_ok->ti, " imported correctly")}}});
       errors_.active = false;
     }
+    // What survives a restart: the failures still in SET's recent list
+    // (older ones never come back), so none is reported twice.
+    recent_failures_ = std::move(failed_now);
   }
   return out;
+}
+
+std::vector<std::pair<const char*, LoadingDetector::Condition*>> LoadingDetector::Conditions() {
+  return {{"loading.halted", &halted_},
+          {"loading.transport_halted", &transport_},
+          {"loading.erp_silent", &erp_},
+          {"set.server_down", &server_},
+          {"loading.import_errors", &errors_}};
+}
+
+std::vector<std::pair<const char*, const LoadingDetector::Condition*>> LoadingDetector::Conditions() const {
+  std::vector<std::pair<const char*, const Condition*>> out;
+  for (const auto& [kind, c] : const_cast<LoadingDetector*>(this)->Conditions()) out.emplace_back(kind, c);
+  return out;
+}
+
+json LoadingDetector::ExportState() const {
+  json conditions = json::object();
+  json held = json::array();
+  for (const auto& [kind, c] : Conditions()) {
+    if (!c->active) continue;
+    conditions[kind] = {{"episode", c->episode}, {"since_ms", c->since_ms}};
+    held.push_back({{"kind", kind}, {"episode", c->episode}});
+  }
+  json failures = json::array();
+  for (const auto& ti : recent_failures_) {
+    if (reported_failures_.contains(ti)) failures.push_back(ti);
+  }
+  return json{{"version", 1}, {"conditions", conditions}, {"reported_failures", failures}, {"held", held}};
+}
+
+absl::Status LoadingDetector::RestoreState(const json& state) {
+  if (evaluated_) {
+    return absl::FailedPreconditionError(
+        "loading detector state can only be restored before the first evaluation");
+  }
+  auto bad = [](std::string_view why) {
+    return absl::InvalidArgumentError(Cat("loading detector state: ", why));
+  };
+  if (!state.is_object()) return bad("not a JSON object");
+  if (!state.contains("version") || !state["version"].is_number_integer() || state["version"].get<int>() != 1) {
+    return bad("unknown version (this agent reads version 1)");
+  }
+  std::vector<std::pair<Condition*, Condition>> restored;
+  if (state.contains("conditions")) {
+    const json& cs = state["conditions"];
+    if (!cs.is_object()) return bad("conditions is not an object");
+    for (const auto& [kind, c] : Conditions()) {
+      if (!cs.contains(kind)) continue;
+      const json& j = cs[kind];
+      if (!j.is_object() || !j.contains("episode") || !j["episode"].is_string() ||
+          j["episode"].get<std::string>().empty() || !j.contains("since_ms") || !j["since_ms"].is_number_integer()) {
+        return bad(Cat(kind, ": episode or since_ms missing"));
+      }
+      Condition r;
+      r.active = true;
+      r.episode = j["episode"].get<std::string>();
+      r.since_ms = j["since_ms"].get<int64_t>();
+      restored.emplace_back(c, std::move(r));
+    }
+  }
+  std::set<std::string> failures;
+  if (state.contains("reported_failures")) {
+    if (!state["reported_failures"].is_array()) return bad("reported_failures is not an array");
+    for (const auto& ti : state["reported_failures"]) {
+      if (!ti.is_string()) return bad("reported_failures holds a non-string");
+      failures.insert(ti.get<std::string>());
+    }
+  }
+  for (auto& [c, r] : restored) *c = std::move(r);
+  reported_failures_.insert(failures.begin(), failures.end());
+  recent_failures_ = std::move(failures);
+  return absl::OkStatus();
 }
 
 std::optional<int64_t> LoadingDetector::NextDeadline(int64_t now_ms) const {

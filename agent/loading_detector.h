@@ -20,6 +20,10 @@
 // If SET's database cannot be read, nothing that depends on it is raised or
 // cleared: unknown is not halted. In a maintenance window nothing is raised
 // and active conditions clear, as for the tills.
+// Restarts: ExportState()/RestoreState() carry the active conditions (with
+// their episodes) and the failed packages already reported to a new
+// process, as for the TillDetector. A restored condition whose source is no
+// longer watched (transport, the ERP cadence) clears after the clear window.
 // Not thread-safe: owned by the loading watch loop.
 
 #include <cstdint>
@@ -28,8 +32,10 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "agent/till_detector.h"
 
 namespace setdiag::agent {
@@ -103,6 +109,16 @@ class LoadingDetector {
   // The next instant a threshold is crossed without new observations.
   std::optional<int64_t> NextDeadline(int64_t now_ms) const;
 
+  // The durable state: a JSON object with "version", the active conditions
+  // ("conditions": kind -> episode, since_ms), the failed packages already
+  // reported that SET still lists, and "held" (agent/detector_state.h).
+  // Changes only when a condition is raised or cleared or the failed
+  // packages change.
+  nlohmann::json ExportState() const;
+  // Takes over a previous process's ExportState(); only before the first
+  // Evaluate. InvalidArgument (and nothing restored) when malformed.
+  absl::Status RestoreState(const nlohmann::json& state);
+
  private:
   struct Condition {
     bool active = false;
@@ -117,11 +133,16 @@ class LoadingDetector {
   void Step(Condition& c, const char* kind, Severity severity, bool holds, int64_t confirm_ms,
             const LoadingSnapshot& s, const nlohmann::json& evidence, std::vector<Finding>& out,
             bool can_clear = true);
+  // Every condition with its kind, for export and restore.
+  std::vector<std::pair<const char*, Condition*>> Conditions();
+  std::vector<std::pair<const char*, const Condition*>> Conditions() const;
 
   LoadingPolicy policy_;
   std::string prefix_;
   Condition halted_, transport_, erp_, server_, errors_;
   std::set<std::string> reported_failures_;
+  std::set<std::string> recent_failures_;  // failed packages in the last snapshot read
+  bool evaluated_ = false;
   std::optional<int64_t> service_down_since_;
   bool tills_were_unexpected_ = false;
   std::optional<int64_t> tills_opened_at_;  // lag counts from no earlier than the opening

@@ -74,6 +74,7 @@ ServerState CheckServer(const ServerCheckConfig& config, int timeout_ms) {
   s.known = true;
   s.port_8090 = ProbeTcp({config.host}, config.port_soap, timeout_ms)[0] == ProbeResult::kAnswers;
   s.port_8091 = ProbeTcp({config.host}, config.port_transport, timeout_ms)[0] == ProbeResult::kAnswers;
+  s.db_port = config.port_db;
   s.port_5432 = ProbeTcp({config.host}, config.port_db, timeout_ms)[0] == ProbeResult::kAnswers;
   std::error_code ec;
   s.deployed = std::filesystem::exists(config.deployed_marker, ec);

@@ -162,18 +162,34 @@ std::vector<Finding> TillDetector::Unexpected(const TillSnapshot& s) {
   return out;
 }
 
+void TillDetector::ClearDbUnreachable(int64_t now_ms, std::vector<Finding>& out) {
+  if (db_active_ && db_down_since_) {
+    out.push_back({"set.db_unreachable", Severity::kImportant, now_ms,
+                   json{{"state", "cleared"}, {"since_ms", *db_down_since_},
+                        {"duration_s", (now_ms - *db_down_since_) / 1000}}});
+  }
+  db_active_ = false;
+  db_down_since_.reset();
+}
+
 void TillDetector::SourceDown(const TillSnapshot& s, std::vector<Finding>& out) {
   if (!source_down_since_) source_down_since_ = s.now_ms;
   clear_pending_since_.reset();  // clearing needs continuous evidence
   majority_seen_since_.reset();  // and so does confirming
   for (auto& v : views_) v.state = TillState::kUnknown;
+  if (s.source_answered) {
+    // Reachable: whatever is wrong is said by the source's own finding.
+    ClearDbUnreachable(s.now_ms, out);
+    return;
+  }
+  if (!db_down_since_) db_down_since_ = s.now_ms;
   if (!db_active_) {
-    int64_t due = *source_down_since_ + policy_.unreachable_confirm_ms;
+    int64_t due = *db_down_since_ + policy_.unreachable_confirm_ms;
     if (s.now_ms >= due) {
       db_active_ = true;
       out.push_back({"set.db_unreachable", Severity::kImportant, s.now_ms,
                      json{{"state", "raised"},
-                          {"since_ms", *source_down_since_},
+                          {"since_ms", *db_down_since_},
                           {"error", s.source_error},
                           {"summary_en", "SET database unreachable: till states are unknown"},
                           {"summary_ru", "База данных SET недоступна: состояние касс неизвестно"}}});
@@ -184,6 +200,7 @@ void TillDetector::SourceDown(const TillSnapshot& s, std::vector<Finding>& out) 
 }
 
 std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
+  evaluated_ = true;
   pending_deadlines_.clear();
   std::vector<Finding> out;
   if (!s.source_ok) {
@@ -191,15 +208,14 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
     SourceDown(s, out);
     return out;
   }
+  ClearDbUnreachable(s.now_ms, out);
   if (source_down_since_) {
-    if (db_active_) {
-      out.push_back({"set.db_unreachable", Severity::kImportant, s.now_ms,
-                     json{{"state", "cleared"}, {"since_ms", *source_down_since_},
-                          {"duration_s", (s.now_ms - *source_down_since_) / 1000}}});
-      db_active_ = false;
-    }
+    // Nobody could report while the source was down: the tills it cut off
+    // get a full heartbeat timeout from now.
+    if (started_at_) AddOutage(*source_down_since_, s.now_ms);
     source_down_since_.reset();
   }
+  if (!started_at_) started_at_ = s.now_ms;
   if (!s.expected) {
     auto cleared = Unexpected(s);
     out.insert(out.end(), cleared.begin(), cleared.end());
@@ -208,7 +224,7 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
   if (!expected_since_) {
     // A real opening (or end of maintenance) seen by this agent gives the
     // tills one heartbeat timeout of grace; an agent starting in an open
-    // store judges by the heartbeats' own times.
+    // store gives it to the tills already overdue (StoppedSince).
     if (was_unexpected_) opened_at_ = s.now_ms;
     expected_since_ = s.now_ms;
   }
@@ -216,7 +232,8 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
 
   // Per-till state. A till that never reported gets one heartbeat timeout of
   // grace after it first appears, and every till gets one after an opening,
-  // so tills switched on at opening time are not "stopped".
+  // so tills switched on at opening time are not "stopped"; see StoppedSince
+  // for the agent's start and the source's return.
   views_.clear();
   std::vector<int> seen;
   for (const auto& t : s.tills) {
@@ -230,14 +247,14 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
     } else {
       int64_t overdue_at = (t.last_heartbeat_ms ? *t.last_heartbeat_ms : mem.first_seen_ms) +
                            policy_.heartbeat_timeout_ms;
-      int64_t stopped_since =
-          opened_at_ ? std::max(overdue_at, *opened_at_ + policy_.heartbeat_timeout_ms) : overdue_at;
+      int64_t stopped_since = StoppedSince(overdue_at);
       // Overdue means strictly more than the timeout since the heartbeat.
       if (s.now_ms > stopped_since) {
         v.state = TillState::kStopped;
         v.stopped_since_ms = stopped_since;
       } else {
-        if (!t.last_heartbeat_ms) v.state = TillState::kUnknown;  // not heard of yet, in its grace period
+        // Not heard of yet, or silent but still in its grace: unknown.
+        if (!t.last_heartbeat_ms || s.now_ms > overdue_at) v.state = TillState::kUnknown;
         pending_deadlines_.push_back(stopped_since + 1);
       }
     }
@@ -259,15 +276,19 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
 
   std::vector<const TillView*> stopped;
   int expected = 0;
+  size_t unknown = 0;
   for (const auto& v : views_) {
     if (v.state == TillState::kMothballed) continue;
     ++expected;
     if (v.state == TillState::kStopped) stopped.push_back(&v);
+    if (v.state == TillState::kUnknown) ++unknown;
   }
   std::sort(stopped.begin(), stopped.end(),
             [](const TillView* a, const TillView* b) { return *a->stopped_since_ms < *b->stopped_since_ms; });
   const size_t need = static_cast<size_t>(expected / 2 + 1);  // strictly more than half
   const bool majority_now = expected > 0 && stopped.size() >= need;
+  // Clearing needs tills seen up: those in their grace are not evidence.
+  const bool majority_may_hold = expected > 0 && stopped.size() + unknown >= need;
 
   if (!majority_now) majority_seen_since_.reset();
   if (!majority_active_) {
@@ -288,7 +309,7 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
         pending_deadlines_.push_back(confirm_from + policy_.confirm_ms);
       }
     }
-  } else if (majority_now) {
+  } else if (majority_may_hold) {
     clear_pending_since_.reset();
   } else {
     if (!clear_pending_since_) clear_pending_since_ = s.now_ms;
@@ -338,6 +359,116 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
   }
   MaybeEndEpisode();
   return out;
+}
+
+int64_t TillDetector::StoppedSince(int64_t overdue_at) const {
+  const int64_t timeout = policy_.heartbeat_timeout_ms;
+  int64_t since = overdue_at;
+  // Already overdue when this agent started: SET's database (or the server)
+  // may just have come up; the till gets a timeout to report.
+  if (started_at_ && since < *started_at_) since = *started_at_ + timeout;
+  if (opened_at_) since = std::max(since, *opened_at_ + timeout);
+  // Not yet overdue when the source went away: cut off, not stopped.
+  for (const auto& [from, until] : outages_) {
+    if (since > from) since = std::max(since, until + timeout);
+  }
+  return since;
+}
+
+void TillDetector::AddOutage(int64_t from_ms, int64_t until_ms) {
+  constexpr size_t kMaxOutages = 8;
+  // Inside the previous outage's grace the two act as one (same result,
+  // shorter list).
+  if (!outages_.empty() && from_ms <= outages_.back().second + policy_.heartbeat_timeout_ms) {
+    outages_.back().second = std::max(outages_.back().second, until_ms);
+    return;
+  }
+  outages_.emplace_back(from_ms, until_ms);
+  if (outages_.size() > kMaxOutages) outages_.erase(outages_.begin());
+}
+
+json TillDetector::ExportState() const {
+  json held = json::array();
+  json state = {{"version", 1}};
+  bool any_till = false;
+  json tills = json::array();
+  for (const auto& [number, m] : memory_) {
+    if (!m.normal_raised) continue;
+    tills.push_back(number);
+    any_till = true;
+  }
+  if (majority_active_) {
+    state["majority"] = {{"onset_ms", majority_onset_ms_}};
+    held.push_back({{"kind", "tills.majority_stopped"}, {"episode", episode_}});
+  }
+  if (any_till) {
+    state["till_stopped"] = tills;
+    held.push_back({{"kind", "tills.till_stopped"}, {"episode", episode_}});
+  }
+  if (majority_active_ || any_till) state["episode"] = episode_;
+  if (db_active_ && db_down_since_) {
+    state["db_unreachable"] = {{"since_ms", *db_down_since_}};
+    // The collector names an episode-less condition by agent, kind and since.
+    held.push_back({{"kind", "set.db_unreachable"},
+                    {"episode", Cat(prefix_, "-set.db_unreachable-", *db_down_since_)}});
+  }
+  state["held"] = std::move(held);
+  return state;
+}
+
+absl::Status TillDetector::RestoreState(const json& state) {
+  if (evaluated_) {
+    return absl::FailedPreconditionError("till detector state can only be restored before the first evaluation");
+  }
+  auto bad = [](std::string_view why) {
+    return absl::InvalidArgumentError(Cat("till detector state: ", why));
+  };
+  if (!state.is_object()) return bad("not a JSON object");
+  if (!state.contains("version") || !state["version"].is_number_integer() || state["version"].get<int>() != 1) {
+    return bad("unknown version (this agent reads version 1)");
+  }
+  std::string episode;
+  if (state.contains("episode")) {
+    if (!state["episode"].is_string()) return bad("episode is not a string");
+    episode = state["episode"].get<std::string>();
+  }
+  std::optional<int64_t> onset;
+  if (state.contains("majority")) {
+    const json& m = state["majority"];
+    if (!m.is_object() || !m.contains("onset_ms") || !m["onset_ms"].is_number_integer()) {
+      return bad("majority.onset_ms is missing");
+    }
+    onset = m["onset_ms"].get<int64_t>();
+  }
+  std::vector<int> tills;
+  if (state.contains("till_stopped")) {
+    if (!state["till_stopped"].is_array()) return bad("till_stopped is not an array");
+    for (const auto& n : state["till_stopped"]) {
+      if (!n.is_number_integer()) return bad("till_stopped holds a non-number");
+      tills.push_back(n.get<int>());
+    }
+  }
+  if ((onset || !tills.empty()) && episode.empty()) return bad("an active condition without its episode");
+  std::optional<int64_t> db_since;
+  if (state.contains("db_unreachable")) {
+    const json& d = state["db_unreachable"];
+    if (!d.is_object() || !d.contains("since_ms") || !d["since_ms"].is_number_integer()) {
+      return bad("db_unreachable.since_ms is missing");
+    }
+    db_since = d["since_ms"].get<int64_t>();
+  }
+  if (onset) {
+    majority_active_ = true;
+    majority_onset_ms_ = *onset;
+  }
+  for (int n : tills) memory_[n].normal_raised = true;
+  if (onset || !tills.empty()) episode_ = episode;
+  if (db_since) {
+    db_active_ = true;
+    db_down_since_ = *db_since;
+    source_down_since_ = *db_since;
+  }
+  return absl::OkStatus();
 }
 
 std::optional<int64_t> TillDetector::NextDeadline(int64_t now_ms) const {

@@ -17,6 +17,19 @@
 // Outside opening hours or in maintenance nothing is expected and active till
 // conditions clear.
 //
+// Grace: a till counts as stopped only once it has had one full heartbeat
+// timeout to report while it could: after an opening (or the end of
+// maintenance), after this detector starts (for tills whose heartbeat is
+// already overdue then), and after the heartbeat source comes back from
+// being unreadable (for tills that were not yet overdue when it went away:
+// nobody can report into a database that is down). During the grace such a
+// till is "unknown": it neither raises a condition nor clears one.
+//
+// Restarts: ExportState() is what must survive the process (active
+// conditions, episodes, onsets); RestoreState() on a new detector makes it
+// clear them with the same episode when they no longer hold, and keep them
+// (not raise a new episode) while they still hold.
+//
 // Not thread-safe: owned by the till watch loop.
 
 #include <cstdint>
@@ -24,8 +37,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "agent/event.h"
 #include "agent/finding.h"
 
@@ -53,7 +68,8 @@ struct ServerState {
   bool known = false;
   bool port_8090 = false;  // SOAP services, admin UI, till calls
   bool port_8091 = false;  // nginx file transport
-  bool port_5432 = false;  // PostgreSQL
+  bool port_5432 = false;  // PostgreSQL (the name stays; the port is db_port)
+  int db_port = 5432;      // server.port_db, which follows set_db.port
   bool deployed = false;   // Set10.ear.deployed present
   bool deploy_failed = false;
 };
@@ -61,6 +77,12 @@ struct ServerState {
 struct TillSnapshot {
   int64_t now_ms = 0;
   bool source_ok = true;       // the heartbeat source (SET's database) was read
+  // With !source_ok: the database answered, but what it said cannot be used
+  // (a query that does not fit this SET version, several shops and no
+  // set_db.shop_number). Tills are unknown as when it is down, but
+  // set.db_unreachable is not raised (and an active one clears):
+  // agent.source_failed or set.shop_ambiguous says what is wrong.
+  bool source_answered = false;
   std::string source_error;
   bool expected = true;        // store calendar: open and not in maintenance
   std::string expected_reason;
@@ -98,6 +120,16 @@ class TillDetector {
   // exactly then instead of waiting for the next poll.
   std::optional<int64_t> NextDeadline(int64_t now_ms) const;
 
+  // The durable state (docs/till-watch.md): a JSON object with "version",
+  // the active conditions and their episodes, and "held" (the condition
+  // episodes raised and not cleared, see agent/detector_state.h). Changes
+  // only when a condition is raised, escalated or cleared.
+  nlohmann::json ExportState() const;
+  // Takes over the conditions of a previous process's ExportState(). Only
+  // before the first Evaluate. InvalidArgument (and nothing restored) when
+  // the object is not a state this version understands.
+  absl::Status RestoreState(const nlohmann::json& state);
+
   const std::vector<TillView>& tills() const { return views_; }
   bool majority_active() const { return majority_active_; }
   bool db_unreachable_active() const { return db_active_; }
@@ -110,9 +142,14 @@ class TillDetector {
   };
   std::vector<Finding> Unexpected(const TillSnapshot& s);
   void SourceDown(const TillSnapshot& s, std::vector<Finding>& out);
+  void ClearDbUnreachable(int64_t now_ms, std::vector<Finding>& out);
   nlohmann::json Evidence(const TillSnapshot& s, const std::vector<const TillView*>& stopped) const;
   std::string EnsureEpisode(int64_t now_ms);
   void MaybeEndEpisode();
+  // When a till whose heartbeat falls overdue at `overdue_at` counts as
+  // stopped, after every grace it is owed.
+  int64_t StoppedSince(int64_t overdue_at) const;
+  void AddOutage(int64_t from_ms, int64_t until_ms);
 
   TillWatchPolicy policy_;
   std::string prefix_;
@@ -120,6 +157,13 @@ class TillDetector {
   std::vector<TillView> views_;
   std::optional<int64_t> expected_since_;
   std::optional<int64_t> opened_at_;  // last not-expected -> expected transition seen
+  // The first evaluation with a readable source: tills already overdue then
+  // get one heartbeat timeout from here.
+  std::optional<int64_t> started_at_;
+  bool evaluated_ = false;
+  // Recent periods [from, until) in which the heartbeat source could not be
+  // read; periods closer than one timeout are merged. Bounded.
+  std::vector<std::pair<int64_t, int64_t>> outages_;
   bool was_unexpected_ = false;
   bool majority_active_ = false;
   int64_t majority_onset_ms_ = 0;
@@ -129,7 +173,12 @@ class TillDetector {
   std::optional<int64_t> majority_seen_since_;
   std::optional<int64_t> clear_pending_since_;
   std::string episode_;
+  // Since when the till data is unusable (down or not fitting): the grace
+  // after it returns counts from here.
   std::optional<int64_t> source_down_since_;
+  // Since when the database is unreachable (set.db_unreachable's since_ms,
+  // which also names its episode at the collector).
+  std::optional<int64_t> db_down_since_;
   bool db_active_ = false;
   std::vector<int64_t> pending_deadlines_;
 };

@@ -4,7 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
+#include <set>
+
+#include "agent/detector_state.h"
+
 namespace setdiag::agent {
+
+inline void PrintTo(const HeldEpisode& h, std::ostream* os) { *os << h.kind << " " << h.episode; }
+
 namespace {
 
 constexpr int64_t kT0 = 1'795'000'000'000;
@@ -232,6 +240,23 @@ TEST(LoadingDetector, ANightlyPriceFileIsNotLateWhileTheStoreIsClosed) {
   ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.transport_halted:raised"});
 }
 
+// The reason names the PostgreSQL port the agent probed (server.port_db,
+// which follows set_db.port), not always 5432.
+TEST(LoadingDetector, AClosedDatabasePortIsNamedByItsNumber) {
+  LoadingDetector d(Policy(), "a");
+  auto down = [&](int64_t now) {
+    LoadingSnapshot s = Healthy(now);
+    s.server.port_5432 = false;
+    s.server.db_port = 6432;
+    return d.Evaluate(s);
+  };
+  EXPECT_TRUE(down(kT0).empty());
+  auto f = down(kT0 + 30 * kSec);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"set.server_down:raised"});
+  EXPECT_NE(f[0].payload.dump().find("port 6432 (PostgreSQL) is closed"), std::string::npos) << f[0].payload.dump();
+  EXPECT_EQ(f[0].payload.dump().find("5432 (PostgreSQL)"), std::string::npos) << f[0].payload.dump();
+}
+
 TEST(LoadingDetector, ServerDownAfterTheConfirmWindow) {
   LoadingDetector d(Policy(), "a");
   auto down = [&](int64_t now) {
@@ -327,6 +352,114 @@ TEST(LoadingDetector, ImportErrorsAreReportedOnceWithMessagesAndClearedByASucces
   s.now_ms = kT0 + 3 * kMin;
   auto h = d.Evaluate(s);
   ASSERT_EQ(Kinds(h), std::vector<std::string>{"loading.import_errors:cleared"});
+}
+
+// --- Restarts: the state a new process restores ---
+
+nlohmann::json Persisted(const LoadingDetector& d) { return nlohmann::json::parse(d.ExportState().dump()); }
+
+TEST(LoadingDetectorRestart, ARestoredHaltClearsWithItsEpisodeOrStaysWhileItHolds) {
+  auto stuck = [](int64_t now, int status) {
+    LoadingSnapshot s = Healthy(now);
+    s.packages.push_back({"TI-1", kT0, status, "in process", "GOODS", ""});
+    return s;
+  };
+  LoadingDetector d1(Policy(), "agent-1");
+  auto raised = d1.Evaluate(stuck(kT0 + 15 * kMin + 1, 2));
+  ASSERT_EQ(Kinds(raised), std::vector<std::string>{"loading.halted:raised"});
+  const std::string episode = raised[0].payload["episode"];
+  EXPECT_EQ(HeldEpisodesOf(d1.ExportState()), (std::vector<HeldEpisode>{{"loading.halted", episode}}));
+  const nlohmann::json state = Persisted(d1);
+
+  {  // Processed while the agent restarted: cleared after the clear window.
+    LoadingDetector d2(Policy(), "agent-1");
+    ASSERT_TRUE(d2.RestoreState(state).ok());
+    EXPECT_TRUE(d2.Evaluate(stuck(kT0 + 16 * kMin, 3)).empty());
+    auto f = d2.Evaluate(stuck(kT0 + 17 * kMin, 3));
+    ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.halted:cleared"});
+    EXPECT_EQ(f[0].payload["episode"], episode);
+    EXPECT_TRUE(HeldEpisodesOf(d2.ExportState()).empty());
+  }
+  {  // Still stuck: not raised again; cleared in the same episode later.
+    LoadingDetector d2(Policy(), "agent-1");
+    ASSERT_TRUE(d2.RestoreState(state).ok());
+    for (int64_t t = kT0 + 16 * kMin; t <= kT0 + 40 * kMin; t += kMin) {
+      auto f = d2.Evaluate(stuck(t, 2));
+      EXPECT_TRUE(f.empty()) << Kinds(f).front();
+    }
+    EXPECT_TRUE(d2.Evaluate(stuck(kT0 + 41 * kMin, 3)).empty());
+    auto f = d2.Evaluate(stuck(kT0 + 42 * kMin, 3));
+    ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.halted:cleared"});
+    EXPECT_EQ(f[0].payload["episode"], episode);
+  }
+}
+
+TEST(LoadingDetectorRestart, ReportedImportErrorsAreNotReportedAgainAndClearInTheirEpisode) {
+  LoadingDetector d1(Policy(), "agent-1");
+  LoadingSnapshot s = Healthy(kT0);
+  s.packages.push_back({"TI-bad1", kT0 - 10 * kSec, 4, "invalid item", "GOODS", "item 4711: price is negative"});
+  auto f = d1.Evaluate(s);
+  ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.import_errors:raised"});
+  const std::string episode = f[0].payload["episode"];
+
+  LoadingDetector d2(Policy(), "agent-1");
+  ASSERT_TRUE(d2.RestoreState(Persisted(d1)).ok());
+  s.now_ms += kMin;
+  auto again = d2.Evaluate(s);
+  EXPECT_TRUE(again.empty()) << "reported before the restart: " << Kinds(again).front();
+  s.packages.push_back({"TI-bad2", kT0 + 30 * kSec, 5, "internal error", "GOODS", "NullPointerException"});
+  auto g = d2.Evaluate(s);
+  ASSERT_EQ(Kinds(g), std::vector<std::string>{"loading.import_errors:updated"});
+  EXPECT_EQ(g[0].payload["episode"], episode);
+  ASSERT_EQ(g[0].payload["failed_packages"].size(), 1u);
+  s.packages.push_back({"TI-good", kT0 + 2 * kMin, 3, "correct", "GOODS", ""});
+  s.now_ms = kT0 + 3 * kMin;
+  auto h = d2.Evaluate(s);
+  ASSERT_EQ(Kinds(h), std::vector<std::string>{"loading.import_errors:cleared"});
+  EXPECT_EQ(h[0].payload["episode"], episode);
+}
+
+TEST(LoadingDetectorRestart, ARestoredConditionNoLongerWatchedClears) {
+  // Transport and the ERP cadence were watched by the previous process;
+  // after the restart they are not (configuration changed).
+  const nlohmann::json state = {
+      {"version", 1},
+      {"conditions",
+       {{"loading.transport_halted", {{"episode", "agent-1-loading.transport_halted-1"}, {"since_ms", kT0 - kMin}}},
+        {"loading.erp_silent", {{"episode", "agent-1-loading.erp_silent-2"}, {"since_ms", kT0 - kMin}}}}},
+      {"held", nlohmann::json::array()}};
+  LoadingPolicy p = Policy();
+  p.erp_every_ms = 0;
+  LoadingDetector d(p, "agent-1");
+  ASSERT_TRUE(d.RestoreState(state).ok());
+  EXPECT_EQ(HeldEpisodesOf(d.ExportState()).size(), 2u);
+  EXPECT_TRUE(d.Evaluate(Healthy(kT0)).empty());
+  auto f = d.Evaluate(Healthy(kT0 + kMin));
+  std::set<std::string> kinds;
+  for (const auto& x : f) {
+    EXPECT_EQ(x.payload["state"], "cleared") << x.kind;
+    kinds.insert(x.kind);
+  }
+  EXPECT_EQ(kinds, (std::set<std::string>{"loading.transport_halted", "loading.erp_silent"}));
+  EXPECT_TRUE(HeldEpisodesOf(d.ExportState()).empty());
+}
+
+TEST(LoadingDetectorRestart, AMalformedStateIsRefused) {
+  using nlohmann::json;
+  const json bad[] = {
+      json::array(),
+      json{{"version", 7}},
+      json{{"version", 1}, {"conditions", {{"loading.halted", {{"since_ms", 1}}}}}},
+      json{{"version", 1}, {"reported_failures", {1}}},
+  };
+  for (const auto& b : bad) {
+    LoadingDetector d(Policy(), "a");
+    EXPECT_EQ(d.RestoreState(b).code(), absl::StatusCode::kInvalidArgument) << b.dump();
+    EXPECT_TRUE(HeldEpisodesOf(d.ExportState()).empty());
+  }
+  LoadingDetector d(Policy(), "a");
+  d.Evaluate(Healthy(kT0));
+  EXPECT_EQ(d.RestoreState(json{{"version", 1}}).code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

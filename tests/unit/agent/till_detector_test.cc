@@ -5,9 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <set>
 
+#include "agent/detector_state.h"
+
 namespace setdiag::agent {
+
+inline void PrintTo(const HeldEpisode& h, std::ostream* os) { *os << h.kind << " " << h.episode; }
+
 namespace {
 
 constexpr int64_t kT0 = 1'795'000'000'000;  // an arbitrary instant
@@ -71,6 +77,16 @@ std::vector<Finding> RunSeconds(TillDetector& d, const Store& store, int64_t fro
   std::vector<Finding> all;
   for (int64_t t = from; t <= to; t += kSec) {
     auto f = d.Evaluate(store.At(t));
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  return all;
+}
+
+// The same with the heartbeat source unreadable.
+std::vector<Finding> RunSecondsDown(TillDetector& d, const Store& store, int64_t from, int64_t to) {
+  std::vector<Finding> all;
+  for (int64_t t = from; t <= to; t += kSec) {
+    auto f = d.Evaluate(store.At(t, true, /*source_ok=*/false));
     all.insert(all.end(), f.begin(), f.end());
   }
   return all;
@@ -256,6 +272,38 @@ TEST(TillDetector, UnreadableSourceIsUnknownNotStopped) {
   EXPECT_EQ(back[0].payload["state"], "cleared");
 }
 
+// A database that answers but whose data cannot be used (a query that does
+// not fit this SET version, several shops) leaves the tills unknown without
+// calling the database unreachable: agent.source_failed / set.shop_ambiguous
+// say what is wrong. An unreachable condition already raised clears.
+TEST(TillDetector, ADatabaseThatAnswersWithUnusableDataIsNotUnreachable) {
+  TillDetector d(Policy(), "a");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  d.Evaluate(store.At(kT0));
+  std::vector<Finding> found;
+  for (int64_t t = kT0 + kSec; t <= kT0 + 120 * kSec; t += kSec) {
+    TillSnapshot s = store.At(t, true, /*source_ok=*/false);
+    s.source_answered = true;
+    s.source_error = "SET database 'set_operday': od_cash_status.lastactivity is missing";
+    auto f = d.Evaluate(s);
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  EXPECT_TRUE(found.empty()) << ::testing::PrintToString(Kinds(found));
+  for (const auto& v : d.tills()) EXPECT_EQ(v.state, TillState::kUnknown);
+
+  // Really unreachable: raised after its confirm window...
+  auto down = RunSecondsDown(d, store, kT0 + 121 * kSec, kT0 + 140 * kSec);
+  ASSERT_EQ(Kinds(down), std::vector<std::string>{"set.db_unreachable:raised"});
+  EXPECT_EQ(down[0].payload["since_ms"], kT0 + 121 * kSec);
+  // ...and cleared once the database answers again, even with unusable data.
+  TillSnapshot misfit = store.At(kT0 + 141 * kSec, true, /*source_ok=*/false);
+  misfit.source_answered = true;
+  auto back = d.Evaluate(misfit);
+  ASSERT_EQ(Kinds(back), std::vector<std::string>{"set.db_unreachable:cleared"});
+  EXPECT_EQ(back[0].payload["since_ms"], kT0 + 121 * kSec);
+}
+
 TEST(TillDetector, ClearsAfterTheClearWindowWithTheSameEpisode) {
   TillDetector d(Policy(), "a");
   Store store(20);
@@ -363,6 +411,315 @@ TEST(TillDetector, LikelyCauseFollowsTheEvidence) {
     ASSERT_EQ(found.size(), 1u);
     EXPECT_EQ(found[0].payload["likely_cause"]["code"], c.cause);
     EXPECT_FALSE(found[0].payload["likely_cause"]["ru"].get<std::string>().empty());
+  }
+}
+
+
+// --- Restarts: the state a new process restores (agent/detector_state.h) ---
+
+// What a restart carries: the exported state, through its stored text.
+nlohmann::json Persisted(const TillDetector& d) { return nlohmann::json::parse(d.ExportState().dump()); }
+
+std::vector<HeldEpisode> Held(const TillDetector& d) { return HeldEpisodesOf(d.ExportState()); }
+
+TEST(TillDetectorRestart, ARestoredMajorityClearsWithItsEpisodeAfterTheClearWindow) {
+  TillDetector d1(Policy(), "agent-1");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  auto raised = RunSeconds(d1, store, kT0, kT0 + 45 * kSec);  // all 20 silent: raised at +41 s
+  ASSERT_EQ(Kinds(raised), std::vector<std::string>{"tills.majority_stopped:raised"});
+  const std::string episode = raised[0].payload["episode"];
+  const int64_t onset = raised[0].payload["onset_ms"];
+  EXPECT_EQ(Held(d1), (std::vector<HeldEpisode>{{"tills.majority_stopped", episode}}));
+  // The tills recover at +50 s; the agent restarts at +55 s, before its
+  // clear window (30 s) has passed.
+  for (int64_t t = kT0 + 50 * kSec; t <= kT0 + 55 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    ASSERT_TRUE(d1.Evaluate(store.At(t)).empty());
+  }
+  nlohmann::json state = Persisted(d1);
+
+  TillDetector d2(Policy(), "agent-1");
+  ASSERT_TRUE(d2.RestoreState(state).ok());
+  EXPECT_TRUE(d2.majority_active());
+  EXPECT_EQ(Held(d2), Held(d1));
+  std::vector<Finding> found;
+  int64_t cleared_at = 0;
+  for (int64_t t = kT0 + 56 * kSec; t <= kT0 + 120 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    auto f = d2.Evaluate(store.At(t));
+    if (!f.empty()) cleared_at = t;
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.majority_stopped:cleared"});
+  EXPECT_EQ(found[0].payload["episode"], episode);
+  EXPECT_EQ(found[0].payload["onset_ms"], onset);
+  EXPECT_EQ(cleared_at, kT0 + 86 * kSec);  // the new process's own clear window, from +56 s
+  EXPECT_TRUE(Held(d2).empty());
+}
+
+TEST(TillDetectorRestart, ARestoredMajorityThatStillHoldsIsNotRaisedAgain) {
+  TillDetector d1(Policy(), "agent-1");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  auto raised = RunSeconds(d1, store, kT0, kT0 + 45 * kSec);
+  ASSERT_EQ(raised.size(), 1u);
+  const std::string episode = raised[0].payload["episode"];
+
+  TillDetector d2(Policy(), "agent-1");
+  ASSERT_TRUE(d2.RestoreState(Persisted(d1)).ok());
+  // Still silent after the restart at +60 s: nothing new, ever.
+  auto quiet = RunSeconds(d2, store, kT0 + 60 * kSec, kT0 + 300 * kSec);
+  EXPECT_TRUE(quiet.empty()) << Kinds(quiet).front();
+  EXPECT_TRUE(d2.majority_active());
+  // They come back: the same episode clears.
+  std::vector<Finding> found;
+  for (int64_t t = kT0 + 301 * kSec; t <= kT0 + 340 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    auto f = d2.Evaluate(store.At(t));
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.majority_stopped:cleared"});
+  EXPECT_EQ(found[0].payload["episode"], episode);
+}
+
+TEST(TillDetectorRestart, ARestoredMajorityStaysActiveThroughTheStartGrace) {
+  // A clear window shorter than the heartbeat timeout: tills in their grace
+  // after the restart are not "up", so they must not clear the condition.
+  TillWatchPolicy p = Policy();
+  p.heartbeat_timeout_ms = 60 * kSec;
+  p.confirm_ms = 5 * kSec;
+  p.clear_ms = 5 * kSec;
+  TillDetector d1(p, "agent-1");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  auto raised = RunSeconds(d1, store, kT0, kT0 + 70 * kSec);  // stopped from +60 s, raised at +66 s
+  ASSERT_EQ(raised.size(), 1u);
+  const std::string episode = raised[0].payload["episode"];
+
+  TillDetector d2(p, "agent-1");
+  ASSERT_TRUE(d2.RestoreState(Persisted(d1)).ok());
+  // Restarted at +80 s, tills still silent: unknown until +140 s, then
+  // stopped again. Neither clears nor raises.
+  auto quiet = RunSeconds(d2, store, kT0 + 80 * kSec, kT0 + 200 * kSec);
+  EXPECT_TRUE(quiet.empty()) << Kinds(quiet).front();
+  EXPECT_TRUE(d2.majority_active());
+  // Seen up again: cleared after the clear window.
+  std::vector<Finding> found;
+  for (int64_t t = kT0 + 201 * kSec; t <= kT0 + 210 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    auto f = d2.Evaluate(store.At(t));
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.majority_stopped:cleared"});
+  EXPECT_EQ(found[0].payload["episode"], episode);
+}
+
+TEST(TillDetectorRestart, ARestoredSingleTillAndDatabaseConditionClearWithTheirEpisodes) {
+  TillDetector d1(Policy(), "agent-1");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  std::vector<Finding> found;
+  for (int64_t t = kT0 + kSec; t <= kT0 + 620 * kSec; t += kSec) {  // till 1 silent: normal at +611 s
+    store.BeatRange(2, 20, t);
+    auto f = d1.Evaluate(store.At(t));
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.till_stopped:raised"});
+  const std::string episode = found[0].payload["episode"];
+  EXPECT_EQ(Held(d1), (std::vector<HeldEpisode>{{"tills.till_stopped", episode}}));
+  const nlohmann::json state = Persisted(d1);
+
+  {  // Still silent after the restart: not raised again.
+    TillDetector d2(Policy(), "agent-1");
+    ASSERT_TRUE(d2.RestoreState(state).ok());
+    std::vector<Finding> again;
+    for (int64_t t = kT0 + 630 * kSec; t <= kT0 + 1400 * kSec; t += kSec) {
+      store.BeatRange(2, 20, t);
+      auto f = d2.Evaluate(store.At(t));
+      again.insert(again.end(), f.begin(), f.end());
+    }
+    EXPECT_TRUE(again.empty()) << Kinds(again).front();
+    EXPECT_EQ(Held(d2), Held(d1));
+  }
+  {  // Back: cleared at once, in the same episode.
+    TillDetector d2(Policy(), "agent-1");
+    ASSERT_TRUE(d2.RestoreState(state).ok());
+    store.AllBeatAt(kT0 + 630 * kSec);
+    auto f = d2.Evaluate(store.At(kT0 + 630 * kSec));
+    ASSERT_EQ(Kinds(f), std::vector<std::string>{"tills.till_stopped:cleared"});
+    EXPECT_EQ(f[0].payload["episode"], episode);
+    EXPECT_EQ(f[0].payload["till"], 1);
+  }
+
+  // The database condition: the collector names it by agent, kind and since.
+  TillDetector d3(Policy(), "agent-1");
+  store.AllBeatAt(kT0);
+  d3.Evaluate(store.At(kT0));
+  std::vector<Finding> db;
+  for (int64_t t = kT0 + kSec; t <= kT0 + 20 * kSec; t += kSec) {
+    auto f = d3.Evaluate(store.At(t, true, /*source_ok=*/false));
+    db.insert(db.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(Kinds(db), std::vector<std::string>{"set.db_unreachable:raised"});
+  EXPECT_EQ(Held(d3), (std::vector<HeldEpisode>{
+                          {"set.db_unreachable", "agent-1-set.db_unreachable-" + std::to_string(kT0 + kSec)}}));
+  {
+    TillDetector d4(Policy(), "agent-1");
+    ASSERT_TRUE(d4.RestoreState(Persisted(d3)).ok());
+    auto down = RunSecondsDown(d4, store, kT0 + 30 * kSec, kT0 + 100 * kSec);
+    EXPECT_TRUE(down.empty()) << "still down: not raised again";
+    store.AllBeatAt(kT0 + 101 * kSec);
+    auto f = d4.Evaluate(store.At(kT0 + 101 * kSec));
+    ASSERT_EQ(Kinds(f), std::vector<std::string>{"set.db_unreachable:cleared"});
+    EXPECT_EQ(f[0].payload["since_ms"], kT0 + kSec);
+  }
+}
+
+TEST(TillDetectorRestart, ExportedStateChangesOnlyWithTheConditions) {
+  TillDetector d(Policy(), "a");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  const nlohmann::json idle = d.ExportState();
+  RunSeconds(d, store, kT0, kT0 + 40 * kSec);
+  EXPECT_EQ(d.ExportState(), idle) << "a majority not yet confirmed is not state to keep";
+  RunSeconds(d, store, kT0 + 41 * kSec, kT0 + 41 * kSec);
+  const nlohmann::json active = d.ExportState();
+  EXPECT_NE(active, idle);
+  RunSeconds(d, store, kT0 + 42 * kSec, kT0 + 100 * kSec);
+  EXPECT_EQ(d.ExportState(), active);
+}
+
+TEST(TillDetectorRestart, AMalformedStateIsRefusedAndNothingRestored) {
+  using nlohmann::json;
+  const json bad[] = {
+      json("text"),
+      json{{"version", 2}, {"held", json::array()}},
+      json{{"version", 1}, {"majority", {{"onset_ms", 5}}}},  // no episode
+      json{{"version", 1}, {"episode", "e"}, {"majority", {{"onset_ms", "x"}}}},
+      json{{"version", 1}, {"episode", "e"}, {"till_stopped", {1, "two"}}},
+  };
+  for (const auto& b : bad) {
+    TillDetector d(Policy(), "a");
+    auto st = d.RestoreState(b);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << b.dump();
+    EXPECT_FALSE(d.majority_active());
+    EXPECT_TRUE(Held(d).empty()) << b.dump();
+  }
+  TillDetector d(Policy(), "a");
+  Store store(2);
+  store.AllBeatAt(kT0);
+  d.Evaluate(store.At(kT0));
+  EXPECT_EQ(d.RestoreState(json{{"version", 1}}).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// --- Grace after SET's database comes back, and after the agent starts ---
+
+TEST(TillDetectorGrace, HeartbeatsResumingAfterTheDatabaseReturnsRaiseNothing) {
+  TillDetector d(Policy(), "a");
+  Store store(20);
+  for (int64_t t = kT0; t <= kT0 + 100 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    ASSERT_TRUE(d.Evaluate(store.At(t)).empty());
+  }
+  // Down from +101 s to +400 s: nobody can report.
+  auto down = RunSecondsDown(d, store, kT0 + 101 * kSec, kT0 + 400 * kSec);
+  ASSERT_EQ(Kinds(down), std::vector<std::string>{"set.db_unreachable:raised"});
+  // Readable again at +401 s; the tills reconnect and report from +432 s,
+  // a little later than the confirm window (30 s).
+  std::vector<Finding> found;
+  for (int64_t t = kT0 + 401 * kSec; t <= kT0 + 500 * kSec; t += kSec) {
+    if (t >= kT0 + 432 * kSec) store.AllBeatAt(t);
+    auto f = d.Evaluate(store.At(t));
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  EXPECT_EQ(Kinds(found), std::vector<std::string>{"set.db_unreachable:cleared"});
+  EXPECT_FALSE(d.majority_active());
+}
+
+TEST(TillDetectorGrace, TillsSilentAfterTheGraceAreCriticalWithAnOnsetAfterTheOutage) {
+  TillDetector d(Policy(), "a");
+  Store store(20);
+  for (int64_t t = kT0; t <= kT0 + 100 * kSec; t += kSec) {
+    store.AllBeatAt(t);
+    d.Evaluate(store.At(t));
+  }
+  RunSecondsDown(d, store, kT0 + 101 * kSec, kT0 + 400 * kSec);
+  // Back at +401 s; the tills stay silent. In their grace they are unknown.
+  d.Evaluate(store.At(kT0 + 401 * kSec));
+  for (const auto& v : d.tills()) EXPECT_EQ(v.state, TillState::kUnknown) << v.number;
+  std::vector<Finding> found;
+  int64_t raised_at = 0;
+  for (int64_t t = kT0 + 402 * kSec; t <= kT0 + 500 * kSec; t += kSec) {
+    auto f = d.Evaluate(store.At(t));
+    for (const auto& x : f) {
+      if (x.kind == "tills.majority_stopped") raised_at = t;
+    }
+    found.insert(found.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.majority_stopped:raised"});
+  // Stopped one timeout after the return (+411 s), seen at +412 s,
+  // confirmed 30 s later.
+  EXPECT_EQ(found[0].payload["onset_ms"], kT0 + 411 * kSec);
+  EXPECT_GE(found[0].payload["onset_ms"].get<int64_t>(), kT0 + 401 * kSec) << "onset not inside the outage";
+  EXPECT_EQ(raised_at, kT0 + 442 * kSec);
+  EXPECT_EQ(found[0].payload["stopped"], 20);
+}
+
+TEST(TillDetectorGrace, TillsAlreadyStoppedBeforeTheOutageGetNoGrace) {
+  TillDetector d(Policy(), "a");
+  Store store(20);
+  store.AllBeatAt(kT0);
+  d.Evaluate(store.At(kT0));
+  for (int64_t t = kT0 + kSec; t <= kT0 + 20 * kSec; t += kSec) {  // 1..11 silent from kT0
+    store.BeatRange(12, 20, t);
+    d.Evaluate(store.At(t));
+  }
+  RunSecondsDown(d, store, kT0 + 21 * kSec, kT0 + 25 * kSec);
+  std::vector<Finding> found;
+  int64_t raised_at = 0;
+  for (int64_t t = kT0 + 26 * kSec; t <= kT0 + 70 * kSec; t += kSec) {
+    store.BeatRange(12, 20, t);
+    auto f = d.Evaluate(store.At(t));
+    if (!f.empty() && raised_at == 0) raised_at = t;
+    found.insert(found.end(), f.begin(), f.end());
+    if (t == kT0 + 26 * kSec) {
+      for (const auto& v : d.tills()) {
+        EXPECT_EQ(v.state, v.number <= 11 ? TillState::kStopped : TillState::kUp) << v.number;
+      }
+    }
+  }
+  ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.majority_stopped:raised"});
+  EXPECT_EQ(found[0].payload["onset_ms"], kT0 + 10 * kSec);
+  EXPECT_EQ(raised_at, kT0 + 56 * kSec);  // seen again at +26 s, confirmed 30 s later
+}
+
+TEST(TillDetectorGrace, AnAgentStartingWithStaleHeartbeatsGivesThemATimeout) {
+  Store store(20);
+  store.AllBeatAt(kT0 - 3600 * kSec);  // an hour old when the agent starts at kT0
+  {
+    TillDetector d(Policy(), "a");
+    std::vector<Finding> found;
+    for (int64_t t = kT0; t <= kT0 + 100 * kSec; t += kSec) {
+      if (t >= kT0 + 31 * kSec) store.AllBeatAt(t);  // the tills report after the confirm window
+      auto f = d.Evaluate(store.At(t));
+      found.insert(found.end(), f.begin(), f.end());
+    }
+    EXPECT_TRUE(found.empty()) << Kinds(found).front();
+  }
+  store.AllBeatAt(kT0 - 3600 * kSec);
+  {
+    TillDetector d(Policy(), "a");
+    std::vector<Finding> found;
+    int64_t raised_at = 0;
+    for (int64_t t = kT0; t <= kT0 + 100 * kSec; t += kSec) {
+      auto f = d.Evaluate(store.At(t));
+      if (!f.empty() && raised_at == 0) raised_at = t;
+      found.insert(found.end(), f.begin(), f.end());
+    }
+    ASSERT_EQ(Kinds(found), std::vector<std::string>{"tills.majority_stopped:raised"});
+    EXPECT_EQ(found[0].payload["onset_ms"], kT0 + 10 * kSec);
+    EXPECT_EQ(raised_at, kT0 + 41 * kSec);
   }
 }
 
