@@ -93,9 +93,14 @@ absl::StatusOr<std::vector<BundleRow>> Query(sql::Db& db, const std::string& whe
   return out;
 }
 
+// A size for a timeline entry: "0.4 MiB" would hide a 10 KiB bundle.
 std::string Megabytes(uint64_t bytes) {
-  uint64_t tenths = (bytes * 10 + 512 * 1024) / (1024 * 1024);
-  return Cat(tenths / 10, ".", tenths % 10, " MiB");
+  constexpr uint64_t kKiB = 1024, kMiB = 1024 * 1024;
+  if (bytes < kKiB) return Cat(bytes, " B");
+  const uint64_t unit = bytes < kMiB ? kKiB : kMiB;
+  uint64_t tenths = (bytes * 10 + unit / 2) / unit;
+  if (unit == kKiB && tenths >= 10240) return "1.0 MiB";  // 1023.96 KiB rounds up
+  return Cat(tenths / 10, ".", tenths % 10, unit == kKiB ? " KiB" : " MiB");
 }
 
 absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, const std::string& actor,

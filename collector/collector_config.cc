@@ -77,13 +77,13 @@ std::string ReadSecretFile(ConfigReader& r, const std::string& key) {
 void ReadFilters(ConfigReader& r, const std::string& prefix, NotificationTarget* t) {
   t->partners = r.StringList(prefix + ".partners");
   t->events = r.StringList(prefix + ".events");
-  static const std::vector<std::string> kTypes = {"opened",       "reopened", "escalated", "sla_warning",
-                                                  "sla_breached", "cleared",  "resolved"};
+  static const std::vector<std::string> kTypes = {"opened",      "reopened",     "recurred", "escalated",
+                                                  "sla_warning", "sla_breached", "cleared",  "resolved"};
   for (const auto& e : t->events) {
     if (std::find(kTypes.begin(), kTypes.end(), e) == kTypes.end()) {
       r.Invalid(prefix + ".events", Cat("unknown event '", e,
-                                        "' (opened, reopened, escalated, sla_warning, sla_breached, cleared, "
-                                        "resolved)"));
+                                        "' (opened, reopened, recurred, escalated, sla_warning, sla_breached, "
+                                        "cleared, resolved)"));
     }
   }
   std::string min = r.String(prefix + ".min_priority", "normal");

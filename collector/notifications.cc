@@ -164,6 +164,9 @@ std::string WebhookBody(const TicketNotice& n, const std::string& id, int64_t no
   body["subject_ru"] = OneLine(n.subject_ru);
   body["text_en"] = n.text_en;
   body["text_ru"] = n.text_ru;
+  // What people act on (the stopped tills, the stuck package, ...): the
+  // same object as ticket.evidence, at the top for receivers that map fields.
+  body["evidence"] = nlohmann::ordered_json(n.evidence);
   body["ticket"] = nlohmann::ordered_json(n.ticket);
   // Invalid UTF-8 from a store must not make the ticket transaction throw.
   return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

@@ -63,7 +63,8 @@ struct NotifyConfig {
   int64_t give_up_after_ms = 3 * 24 * 3600 * 1000LL;
 };
 
-// What happened to a ticket. `type` is one of: opened, reopened, escalated,
+// What happened to a ticket. `type` is one of: opened, reopened, recurred
+// (the condition came back before the ticket resolved), escalated,
 // sla_warning, sla_breached, cleared, resolved.
 struct TicketNotice {
   std::string key;  // unique per (ticket, happening), e.g. "t42-opened", "t42-escalated-3"
@@ -74,6 +75,7 @@ struct TicketNotice {
   std::string subject_en, subject_ru;  // one line each
   std::string text_en, text_ru;        // a few lines each, for e-mail
   nlohmann::json ticket;               // the ticket as the API shows it
+  nlohmann::json evidence;             // collector/ticket_evidence.h; null: none
 };
 
 // Creates the notifications table and its index if missing. Writer thread.

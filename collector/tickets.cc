@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
+#include "collector/ticket_evidence.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -73,6 +74,22 @@ CREATE TABLE IF NOT EXISTS ticket_timeline(
   text TEXT NOT NULL,
   event_id INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS ticket_timeline_by_ticket ON ticket_timeline(ticket_id, id);
+-- Which agent raised each part, in which episode (for the reconciliation on
+-- Hello); reconciled_at_ms: the part was cleared because the agent no longer
+-- held it (0: not).
+CREATE TABLE IF NOT EXISTS ticket_part_sources(
+  ticket_id INTEGER NOT NULL,
+  part TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  episode TEXT NOT NULL,
+  reconciled_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (ticket_id, part));
+-- The evidence of a ticket's latest raising event (collector/ticket_evidence.h).
+CREATE TABLE IF NOT EXISTS ticket_evidence(
+  ticket_id INTEGER PRIMARY KEY,
+  evidence TEXT NOT NULL,
+  updated_at_ms INTEGER NOT NULL);
 )sql";
 
 constexpr char kColumns[] =
@@ -208,6 +225,28 @@ absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, std::str
   return s->Run();
 }
 
+absl::StatusOr<json> LoadEvidence(sql::Db& db, int64_t ticket_id) {
+  auto s = db.Prepare("SELECT evidence FROM ticket_evidence WHERE ticket_id=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, ticket_id);
+  auto row = s->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return json(nullptr);
+  json j = json::parse(s->Text(0), nullptr, false);
+  return j.is_discarded() ? json(nullptr) : j;
+}
+
+absl::Status SaveEvidence(sql::Db& db, int64_t ticket_id, const json& evidence, int64_t now_ms) {
+  auto s = db.Prepare(
+      "INSERT INTO ticket_evidence(ticket_id, evidence, updated_at_ms) VALUES (?,?,?) "
+      "ON CONFLICT(ticket_id) DO UPDATE SET evidence=excluded.evidence, updated_at_ms=excluded.updated_at_ms");
+  if (!s.ok()) return s.status();
+  s->Bind(1, ticket_id)
+      .Bind(2, evidence.dump(-1, ' ', false, json::error_handler_t::replace))
+      .Bind(3, now_ms);
+  return s->Run();
+}
+
 // ---- conditions ----
 
 // Which ticket a kind belongs to: the till conditions share one (a stopped
@@ -217,10 +256,25 @@ std::string ConditionOf(const std::string& kind) {
   return kind;
 }
 
+// The kinds an agent keeps across its restarts and lists in its Hello
+// (held_episodes): those of its watches. Only these are reconciled on Hello;
+// a condition recorded by a script (`setdiag-agent emit`) of another kind is
+// not held by any watch and must not be cleared by a reconnect.
+bool HeldAcrossRestarts(const std::string& kind) {
+  static const char* const kKinds[] = {"tills.majority_stopped", "tills.till_stopped",       "set.db_unreachable",
+                                       "set.server_down",        "loading.halted",           "loading.transport_halted",
+                                       "loading.erp_silent",     "loading.import_errors"};
+  return std::any_of(std::begin(kKinds), std::end(kKinds), [&](const char* k) { return kind == k; });
+}
+
 // The part of a condition an event speaks of: each till, the majority, or
 // the condition itself. A ticket's condition holds while any part does.
 std::string PartOf(const std::string& kind, const json& payload) {
   if (kind == "tills.till_stopped" && payload.contains("till")) return Cat("till:", payload["till"].dump());
+  // Each failing source of the agent is a part of one ticket per store.
+  if (kind == "agent.source_failed" && payload.contains("source") && payload["source"].is_string()) {
+    return Cat("source:", payload["source"].get<std::string>());
+  }
   return kind;
 }
 
@@ -243,6 +297,18 @@ Titles TitleFor(const std::string& condition, Priority priority, const std::stri
   if (condition == "loading.import_errors") return t("import errors", "ошибки импорта");
   if (condition == "set.server_down") return t("SET server down", "сервер SET не работает");
   if (condition == "set.db_unreachable") return t("SET database unreachable", "база данных SET недоступна");
+  if (condition == "agent.source_failed") {
+    return t("the agent cannot read part of SET's data (a query fails)",
+             "агент не может прочитать часть данных SET (запрос не выполняется)");
+  }
+  if (condition == "set.clock_skew") {
+    return t("clock or time zone mismatch: till heartbeats misread",
+             "расхождение часов или часового пояса: сигналы касс читаются неверно");
+  }
+  if (condition == "set.shop_ambiguous") {
+    return t("several shops in SET's database: set set_db.shop_number",
+             "в базе SET несколько магазинов: задайте set_db.shop_number");
+  }
   if (condition == "store.unreachable") {
     return t("store unreachable (agent silent)", "магазин недоступен (агент не выходит на связь)");
   }
@@ -354,6 +420,9 @@ absl::StatusOr<std::optional<Ticket>> GetTicket(sql::Db& db, const User& user, i
   auto r = LoadWhere(db, "id = ?1", {}, id);
   if (!r.ok()) return r.status();
   if (!*r || !VisibleTo(user, (*r)->t.partner)) return std::optional<Ticket>();
+  auto evidence = LoadEvidence(db, id);
+  if (!evidence.ok()) return evidence.status();
+  (*r)->t.evidence = std::move(*evidence);
   return std::optional<Ticket>((*r)->t);
 }
 
@@ -463,6 +532,7 @@ json TicketJson(const Ticket& t) {
           {"error_registered_at_ms", t.error_registered_at_ms},
           {"reopen_count", t.reopen_count},
           {"episode", t.last_episode},
+          {"evidence", t.evidence},
           {"sla",
            {{"registration", ClockJson(t.registration)},
             {"first_response", ClockJson(t.first_response)},
@@ -536,9 +606,14 @@ struct TicketEngine::Impl {
     return *row ? s->Text(0) : std::string();
   }
 
-  absl::Status Notify(const Ticket& t, const std::string& type, const std::string& key_suffix,
+  absl::Status Notify(const Ticket& ticket, const std::string& type, const std::string& key_suffix,
                       const std::string& what_en, const std::string& what_ru) {
-    if (!t.paged) return absl::OkStatus();
+    if (!ticket.paged) return absl::OkStatus();
+    Ticket t = ticket;
+    auto evidence = LoadEvidence(db, t.id);
+    if (!evidence.ok()) return evidence.status();
+    t.evidence = std::move(*evidence);
+    const std::string ev_ru = EvidenceText(t.evidence, true), ev_en = EvidenceText(t.evidence, false);
     TicketNotice n;
     n.key = Cat("t", t.id, "-", type, key_suffix.empty() ? "" : "-", key_suffix);
     n.type = type;
@@ -549,13 +624,14 @@ struct TicketEngine::Impl {
     n.subject_en = Cat("#", t.id, " [", PriorityName(t.priority), "] ", what_en, ": ", t.title_en);
     n.subject_ru = Cat("#", t.id, " [", PriorityName(t.priority), "] ", what_ru, ": ", t.title_ru);
     n.text_ru = Cat(t.title_ru, "\n", t.summary_ru.empty() ? "" : t.summary_ru + "\n",
-                    "Обнаружено: ", MoscowTime(t.detected_at_ms), "\nЗарегистрировано: ",
+                    ev_ru, "Обнаружено: ", MoscowTime(t.detected_at_ms), "\nЗарегистрировано: ",
                     MoscowTime(t.registered_at_ms), "\nПервый ответ до: ", MoscowTime(t.first_response.due_ms),
                     "\nТариф: ", t.tariff, "\n");
     n.text_en = Cat(t.title_en, "\n", t.summary_en.empty() ? "" : t.summary_en + "\n",
-                    "Detected: ", MoscowTime(t.detected_at_ms), "\nRegistered: ", MoscowTime(t.registered_at_ms),
+                    ev_en, "Detected: ", MoscowTime(t.detected_at_ms), "\nRegistered: ", MoscowTime(t.registered_at_ms),
                     "\nFirst response due: ", MoscowTime(t.first_response.due_ms), "\nTariff: ", t.tariff, "\n");
     n.ticket = TicketJson(t);
+    n.evidence = t.evidence;
     if (auto st = EnqueueNotification(db, e.notify_, n, now); !st.ok()) return st;
     ++e.notices_;
     return absl::OkStatus();
@@ -578,6 +654,11 @@ struct TicketEngine::Impl {
     auto open = LoadWhere(db, "store_id = ?1 AND condition = ?2 AND state != 'resolved'", {store, condition});
     if (!open.ok() || *open) return open;  // an open ticket wins over a resolved one of an old episode
     if (by_episode) return by_episode;
+    // "0s" turns reopening off. It must be checked as such: the window is
+    // counted back from the agent's detection, and a backlog detected
+    // before the ticket resolved (e.g. stored only after the collector's
+    // disk was freed) lies inside any window, even an empty one.
+    if (e.policy_.reopen_within_ms <= 0) return std::optional<Row>();
     // Resolved recently: the condition came back within the cool-down.
     return LoadWhere(db,
                      "store_id = ?1 AND condition = ?2 AND state = 'resolved' AND resolved_at_ms >= ?3 "
@@ -627,6 +708,60 @@ struct TicketEngine::Impl {
     return s->Run();
   }
 
+  static std::string AgentOf(const std::string& actor) {
+    return actor.rfind("agent ", 0) == 0 ? actor.substr(6) : std::string();
+  }
+
+  // Who raised a part, in which episode; and whether the collector cleared
+  // it since because that agent no longer held it (reconciled_at_ms).
+  struct Source {
+    std::string agent, kind, episode;
+    int64_t reconciled_at_ms = 0;
+  };
+
+  absl::StatusOr<std::optional<Source>> SourceOf(int64_t ticket, const std::string& part) {
+    auto s = db.Prepare(
+        "SELECT agent_id, kind, episode, reconciled_at_ms FROM ticket_part_sources WHERE ticket_id=? AND part=?");
+    if (!s.ok()) return s.status();
+    s->Bind(1, ticket).Bind(2, part);
+    auto row = s->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return std::optional<Source>();
+    return std::optional<Source>(Source{s->Text(0), s->Text(1), s->Text(2), s->Int(3)});
+  }
+
+  absl::Status SetSource(int64_t ticket, const std::string& part, const Source& src) {
+    if (src.agent.empty()) return absl::OkStatus();  // raised by the collector
+    auto s = db.Prepare(
+        "INSERT INTO ticket_part_sources(ticket_id, part, agent_id, kind, episode, reconciled_at_ms) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT(ticket_id, part) DO UPDATE SET agent_id=excluded.agent_id, "
+        "kind=excluded.kind, episode=excluded.episode, reconciled_at_ms=excluded.reconciled_at_ms");
+    if (!s.ok()) return s.status();
+    s->Bind(1, ticket).Bind(2, part).Bind(3, src.agent).Bind(4, src.kind).Bind(5, src.episode);
+    s->Bind(6, src.reconciled_at_ms);
+    return s->Run();
+  }
+
+  // Whether the collector cleared parts of `episode` on this ticket, because
+  // their agent no longer held it, after `detected_ms`.
+  absl::StatusOr<bool> ReconciledAfter(int64_t ticket, const std::string& episode, int64_t detected_ms) {
+    auto s = db.Prepare(
+        "SELECT 1 FROM ticket_part_sources WHERE ticket_id=? AND episode=? AND reconciled_at_ms > ? LIMIT 1");
+    if (!s.ok()) return s.status();
+    s->Bind(1, ticket).Bind(2, episode).Bind(3, detected_ms);
+    return s->Step();
+  }
+
+  // The recurrences of a ticket's condition so far (its "raised" entries).
+  absl::StatusOr<int64_t> Recurrences(int64_t ticket) {
+    auto s = db.Prepare("SELECT COUNT(*) FROM ticket_timeline WHERE ticket_id=? AND type='raised'");
+    if (!s.ok()) return s.status();
+    s->Bind(1, ticket);
+    auto row = s->Step();
+    if (!row.ok()) return row.status();
+    return *row ? s->Int(0) : 0;
+  }
+
   // Retargets the first-response clock for the ticket's priority, counted
   // from `from_ms`; an already running clock is only ever brought forward.
   void TargetFirstResponse(Ticket& t, int64_t from_ms) {
@@ -649,6 +784,8 @@ struct TicketEngine::Impl {
     if (!found.ok()) return found.status();
     const bool late = now - detected_ms > e.policy_.late_after_ms;
     std::string summary_en = Str(payload, "summary_en"), summary_ru = Str(payload, "summary_ru");
+    const json evidence = EvidenceOf(kind, payload);
+    const Source source{AgentOf(actor), kind, episode, 0};
 
     if (!*found) {
       auto partner = PartnerOf(store);
@@ -685,6 +822,10 @@ struct TicketEngine::Impl {
       t.id = *id;
       if (auto st = MapEpisode(store, episode, t.id); !st.ok()) return st;
       if (auto st = SetPart(t.id, part, true, detected_ms); !st.ok()) return st;
+      if (auto st = SetSource(t.id, part, source); !st.ok()) return st;
+      if (!evidence.is_null()) {
+        if (auto st = SaveEvidence(db, t.id, evidence, now); !st.ok()) return st;
+      }
       if (auto st = AddTimeline(db, t.id, now, actor, late ? "recorded_late" : "opened",
                                 late ? Cat("detected ", (now - detected_ms) / 1000,
                                            " s before it arrived; paged only if it still holds after ",
@@ -709,14 +850,37 @@ struct TicketEngine::Impl {
 
     Row r = std::move(**found);
     Ticket& t = r.t;
+    auto overtaken = ReconciledAfter(t.id, episode, detected_ms);
+    if (!overtaken.ok()) return overtaken.status();
+    if (*overtaken) {
+      // Detected before its agent's Hello said it no longer held the
+      // episode: from the old process's outbox, and no longer true.
+      return AddTimeline(db, t.id, now, actor, "event",
+                         Cat(kind, ": already over (the agent no longer held ", episode, " when it restarted)"),
+                         event_id);
+    }
     auto known = Part(t.id, part);
     if (!known.ok()) return known.status();
     if (Stale(*known, true, detected_ms)) {
-      // A replay (or an older event overtaken by a newer one): on record only.
-      return AddTimeline(db, t.id, now, actor, "event", Cat(kind, ": already applied"), event_id);
+      // A part the collector cleared because its agent no longer held it is
+      // not overtaken for another episode: that one began before the Hello
+      // and arrives from the agent's outbox after it.
+      auto src = SourceOf(t.id, part);
+      if (!src.ok()) return src.status();
+      const bool other_episode = *src && (*src)->reconciled_at_ms != 0 &&
+                                 (*src)->reconciled_at_ms == known->value().second && (*src)->episode != episode;
+      if (!other_episode) {
+        // A replay (or an older event overtaken by a newer one): on record only.
+        return AddTimeline(db, t.id, now, actor, "event", Cat(kind, ": already applied"), event_id);
+      }
     }
     if (auto st = MapEpisode(store, episode, t.id); !st.ok()) return st;
     if (auto st = SetPart(t.id, part, true, detected_ms); !st.ok()) return st;
+    if (auto st = SetSource(t.id, part, source); !st.ok()) return st;
+    if (!evidence.is_null() && priority >= t.priority) {
+      // A single till's evidence does not replace the majority's.
+      if (auto st = SaveEvidence(db, t.id, evidence, now); !st.ok()) return st;
+    }
     t.updated_at_ms = now;
     t.last_episode = episode;
     if (!summary_en.empty()) t.summary_en = summary_en;
@@ -741,11 +905,18 @@ struct TicketEngine::Impl {
       }
       notices.emplace_back("reopened", Cat(t.reopen_count), "Reopened", "Открыта повторно");
     } else if (!t.condition_active) {
+      // Back before the ticket resolved: the same ticket, and the helpdesk
+      // hears of it (its last word was "cleared").
       if (auto st = AddTimeline(db, t.id, now, actor, "raised", Cat(kind, ": the condition holds again"),
                                 event_id);
           !st.ok()) {
         return st;
       }
+      auto n = Recurrences(t.id);
+      if (!n.ok()) return n.status();
+      log::Info("tickets", Cat("#", t.id, " (store ", store, "): ", kind, " came back before the ticket resolved (",
+                               *n, ")"));
+      notices.emplace_back("recurred", Cat(*n), "Condition came back", "Условие возникло снова");
     } else {
       if (auto st = AddTimeline(db, t.id, now, actor, "event", Cat(kind, " ", Str(payload, "state")), event_id);
           !st.ok()) {
@@ -784,10 +955,18 @@ struct TicketEngine::Impl {
     return absl::OkStatus();
   }
 
+  // Set when the collector clears a part itself because its agent no
+  // longer holds it (OnHello).
+  struct Reconciled {
+    std::string part;    // the part to clear
+    std::string why;     // the timeline text, Russian and English
+  };
+
   absl::Status Clear(const std::string& actor, const std::string& store, const std::string& kind,
-                     const json& payload, const std::string& episode, int64_t detected_ms, int64_t event_id) {
+                     const json& payload, const std::string& episode, int64_t detected_ms, int64_t event_id,
+                     const Reconciled* reconciled = nullptr) {
     const std::string condition = ConditionOf(kind);
-    const std::string part = PartOf(kind, payload);
+    const std::string part = reconciled ? reconciled->part : PartOf(kind, payload);
     auto found = FindForEvent(store, condition, episode, detected_ms);
     if (!found.ok()) return found.status();
     if (!*found) return absl::OkStatus();  // nothing was opened for it (e.g. raised before tickets existed)
@@ -803,12 +982,17 @@ struct TicketEngine::Impl {
     if (!still.ok()) return still.status();
     t.updated_at_ms = now;
     if (*still || !t.condition_active) {
+      if (reconciled) {
+        if (auto st = Save(r); !st.ok()) return st;
+        return AddTimeline(db, t.id, now, actor, "event", Cat(part, ": ", reconciled->why), event_id);
+      }
       return AddTimeline(db, t.id, now, actor, "event", Cat(kind, " cleared (", part, ")"), event_id);
     }
     t.condition_active = false;
     t.cleared_at_ms = detected_ms;
     if (auto st = AddTimeline(db, t.id, now, actor, "cleared",
-                              Cat("the condition cleared at ", MoscowTime(detected_ms)), event_id);
+                              reconciled ? reconciled->why : Cat("the condition cleared at ", MoscowTime(detected_ms)),
+                              event_id);
         !st.ok()) {
       return st;
     }
@@ -823,7 +1007,90 @@ struct TicketEngine::Impl {
       return Save(r);
     }
     if (auto st = Save(r); !st.ok()) return st;
+    if (reconciled) {
+      return Notify(t, "cleared", Cat(detected_ms), "Cleared while the agent restarted",
+                    "Условие снято при перезапуске агента");
+    }
     return Notify(t, "cleared", Cat(detected_ms), "Cleared", "Условие снято");
+  }
+
+  // OnHello with the agent's held conditions: what that agent raised and no
+  // longer holds is cleared.
+  absl::Status Reconcile(const std::string& agent_id, const std::string& store,
+                         const std::vector<HeldCondition>& held) {
+    struct Candidate {
+      int64_t ticket = 0;
+      std::string part, agent, kind, episode;
+      bool known_source = false;
+      int64_t changed_at_ms = 0;
+    };
+    std::vector<Candidate> candidates;
+    {
+      auto s = db.Prepare(
+          "SELECT t.id, p.part, s.agent_id, s.kind, s.episode, s.ticket_id IS NOT NULL, t.last_episode, "
+          "p.changed_at_ms "
+          "FROM tickets t JOIN ticket_parts p ON p.ticket_id = t.id "
+          "LEFT JOIN ticket_part_sources s ON s.ticket_id = p.ticket_id AND s.part = p.part "
+          "WHERE t.store_id = ?1 AND t.state != 'resolved' AND t.condition_active = 1 AND p.active = 1 "
+          "AND t.condition != 'store.unreachable' ORDER BY t.id, p.part");
+      if (!s.ok()) return s.status();
+      s->Bind(1, store);
+      while (true) {
+        auto row = s->Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        Candidate c;
+        c.ticket = s->Int(0);
+        c.part = s->Text(1);
+        c.known_source = s->Int(5) != 0;
+        c.changed_at_ms = s->Int(7);
+        if (c.known_source) {
+          c.agent = s->Text(2);
+          c.kind = s->Text(3);
+          c.episode = s->Text(4);
+        } else {
+          // Raised before the collector recorded who raised what: the part
+          // names its kind, the ticket its latest episode.
+          c.kind = c.part.rfind("till:", 0) == 0 ? "tills.till_stopped" : c.part;
+          c.episode = s->Text(6);
+        }
+        candidates.push_back(std::move(c));
+      }
+    }
+    for (auto& c : candidates) {
+      if (!c.known_source) {
+        // ... and its timeline the agent that last spoke of it.
+        auto s = db.Prepare(
+            "SELECT actor FROM ticket_timeline WHERE ticket_id=? AND event_id > 0 AND actor LIKE 'agent %' "
+            "ORDER BY id DESC LIMIT 1");
+        if (!s.ok()) return s.status();
+        s->Bind(1, c.ticket);
+        auto row = s->Step();
+        if (!row.ok()) return row.status();
+        if (*row) c.agent = AgentOf(s->Text(0));
+      }
+      if (c.agent != agent_id) continue;  // another agent's (or nobody's) condition
+      if (!HeldAcrossRestarts(c.kind)) continue;  // not a watch's: the agent would not list it
+      const bool till_part = c.part.rfind("till:", 0) == 0;
+      const bool holds = std::any_of(held.begin(), held.end(), [&](const HeldCondition& h) {
+        // A condition with one part per kind still holds under a newer
+        // episode whose raise is on its way from the outbox.
+        return h.kind == c.kind && (h.episode == c.episode || !till_part);
+      });
+      if (holds) continue;
+      Reconciled why{c.part, Cat("cleared while the agent restarted: agent ", agent_id, " no longer holds ", c.kind,
+                                 " (episode ", c.episode, ") / снято при перезапуске агента: агент ", agent_id,
+                                 " больше не фиксирует ", c.kind, " (эпизод ", c.episode, ")")};
+      log::Info("tickets", Cat("#", c.ticket, " (store ", store, "): agent ", agent_id, " said Hello without ", c.kind,
+                               " (episode ", c.episode, ", ", c.part, "): cleared while the agent restarted"));
+      // Cleared now, and never before the part's last change (an agent clock
+      // ahead of ours): events of this episode still in the agent's outbox
+      // were detected before and are replays of what is known.
+      const int64_t at = std::max(now, c.changed_at_ms + 1);
+      if (auto st = Clear("collector", store, c.kind, json::object(), c.episode, at, 0, &why); !st.ok()) return st;
+      if (auto st = SetSource(c.ticket, c.part, Source{agent_id, c.kind, c.episode, at}); !st.ok()) return st;
+    }
+    return absl::OkStatus();
   }
 
   absl::Status ApplyEvent(const std::string& agent_id, const std::string& store, const EventRow& ev) {
@@ -997,6 +1264,13 @@ absl::Status TicketEngine::OnEvents(sql::Db& db, const std::string& agent_id, co
     if (auto st = impl.ApplyEvent(agent_id, store_id, ev); !st.ok()) return st;
   }
   return absl::OkStatus();
+}
+
+absl::Status TicketEngine::OnHello(sql::Db& db, const std::string& agent_id, const std::string& store_id,
+                                   const std::optional<std::vector<HeldCondition>>& held, int64_t now_ms) {
+  if (!held) return absl::OkStatus();  // an agent that does not say what it holds: nothing to reconcile
+  Impl impl{*this, db, now_ms};
+  return impl.Reconcile(agent_id, store_id, *held);
 }
 
 absl::Status TicketEngine::Tick(sql::Db& db, int64_t now_ms) {

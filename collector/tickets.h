@@ -79,6 +79,10 @@ struct Ticket {
   int reopen_count = 0;
   SlaClock registration, first_response, workaround;
   std::string last_episode;
+  // What people act on, from the latest raising event of the ticket's
+  // priority (collector/ticket_evidence.h); null when the events had none.
+  // Filled by GetTicket and in notifications, not by ListTickets.
+  nlohmann::json evidence;
 };
 
 struct TimelineEntry {
@@ -135,6 +139,11 @@ struct ActionRequest {
   std::string text;
 };
 
+// One condition an agent says it holds raised (Hello.held_episodes).
+struct HeldCondition {
+  std::string kind, episode;
+};
+
 // Runs on the writer thread only.
 class TicketEngine {
  public:
@@ -143,6 +152,16 @@ class TicketEngine {
   // The events just inserted (new ones only), in sequence order.
   absl::Status OnEvents(sql::Db& db, const std::string& agent_id, const std::string& store_id,
                         const std::vector<EventRow>& events, int64_t now_ms);
+  // An agent said Hello. With `held` (protocol: Hello.held_episodes_known),
+  // every part this agent raised on the store's active tickets that it no
+  // longer holds is cleared "while the agent restarted" (then resolves like
+  // any cleared condition); conditions the collector raised itself
+  // (store.unreachable) and those of other agents are left alone. Without
+  // `held` (an older agent) nothing changes. Idempotent: a later `cleared`
+  // of the same episode is a replay, a later `raised` of a new episode
+  // counts as the condition coming back.
+  absl::Status OnHello(sql::Db& db, const std::string& agent_id, const std::string& store_id,
+                       const std::optional<std::vector<HeldCondition>>& held, int64_t now_ms);
   // Time passes: SLA warnings and breaches, automatic resolution, late
   // conditions settling, stores going quiet or coming back.
   absl::Status Tick(sql::Db& db, int64_t now_ms);

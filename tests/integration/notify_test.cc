@@ -21,6 +21,8 @@
 
 #include "collector/commit_queue.h"
 #include "collector/notifications.h"
+#include "collector/storage.h"
+#include "collector/tickets.h"
 #include "common/clock.h"
 #include "common/sqlite.h"
 #include "tests/integration/harness.h"
@@ -779,6 +781,117 @@ TEST_F(NotifyTest, WakeDeliversAtOnce) {
   EXPECT_LT(latency_ms[kNotices / 2], 100.0);
   EXPECT_LT(latency_ms.back(), 1000.0);
   EXPECT_EQ(rx.connections(), 1);
+}
+
+// The ticket engine itself on the writer thread (as collector/main.cc runs
+// it): a condition's evidence reaches the webhook ("evidence") and the
+// e-mail, and a condition that comes back before its ticket resolved is
+// notified as ticket.recurred.
+TEST_F(NotifyTest, TicketEvidenceAndRecurrenceReachTheWebhookAndTheEmail) {
+  SmtpServer smtp(dir_);
+  ASSERT_TRUE(smtp.Start()) << smtp.Log();
+  WebhookReceiver rx;
+  ASSERT_TRUE(rx.Start());
+  NotifyConfig config = FastConfig();
+  config.targets.push_back(Webhook("helpdesk", rx.url()));
+  NotificationTarget mail;
+  mail.name = "email:duty-mail";
+  mail.kind = NotificationTarget::Kind::kEmail;
+  mail.smtp_url = smtp.url();
+  mail.from = "setdiag@collector.example";
+  mail.to = {"duty@partner.example"};
+  config.targets.push_back(mail);
+  StartNotifier(config);
+
+  {  // the collector's schema and the store, as `setdiag-collector token create` leaves them
+    auto db = sql::Db::Open(db_path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE(collector::InitSchema(*db).ok());
+    ASSERT_TRUE(collector::InitTicketSchema(*db).ok());
+    ASSERT_TRUE(collector::CreateStoreToken(*db, "1042", "acme", clock_.NowMs()).ok());
+  }
+  collector::BusinessHours hours;
+  collector::BusinessClock business(collector::ProductionCalendar(), hours);
+  collector::TicketEngine engine(collector::TicketPolicy{}, business, config);
+  const int64_t now = clock_.NowMs();
+  json tills = json::array();
+  for (int i = 1; i <= 12; ++i) {
+    tills.push_back({{"number", i}, {"probe", "no_answer"}, {"last_heartbeat_ms", now - 3'600'000 + i * 1000}});
+  }
+  json raised = {{"state", "raised"},
+                 {"episode", "ep-1"},
+                 {"expected", 20},
+                 {"stopped", 12},
+                 {"stopped_tills", tills},
+                 {"likely_cause", {{"code", "network_or_power"}, {"en", "Power or network failure."}, {"ru", "Нет питания или сбой сети."}}},
+                 {"summary_en", "12 of 20 tills stopped"},
+                 {"summary_ru", "Остановлено касс: 12 из 20"}};
+  auto apply = [&](int64_t id, const json& payload, int64_t detected) {
+    collector::EventRow e;
+    e.id = id;
+    e.store_id = "1042";
+    e.agent_id = "agent-1";
+    e.kind = "tills.majority_stopped";
+    e.sequence = static_cast<uint64_t>(id);
+    e.severity = 4;
+    e.detected_at_ms = detected;
+    e.received_at_ms = now;
+    e.payload = payload.dump();
+    auto done = std::make_shared<std::promise<absl::Status>>();
+    auto future = done->get_future();
+    EXPECT_TRUE(queue_->Submit(
+        [&engine, e, now](sql::Db& db) -> absl::Status {
+          return engine.OnEvents(db, "agent-1", "1042", {e}, now);
+        },
+        [done](absl::Status st) { done->set_value(st); }));
+    absl::Status st = future.get();
+    EXPECT_TRUE(st.ok()) << st;
+    notifier_->Wake();
+  };
+  apply(1, raised, now - 1000);
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(2); }, 10s)) << smtp.Log();
+
+  // The webhook: the evidence as documented fields.
+  auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  json body = json::parse(reqs[0].body);
+  EXPECT_EQ(body["type"], "ticket.opened");
+  ASSERT_TRUE(body["evidence"].is_object()) << body.dump(2);
+  EXPECT_EQ(body["evidence"]["stopped"], 12);
+  EXPECT_EQ(body["evidence"]["expected"], 20);
+  EXPECT_EQ(body["evidence"]["tills"].size(), 10u);
+  EXPECT_EQ(body["evidence"]["tills_more"], 2);
+  EXPECT_EQ(body["evidence"]["tills"][0]["number"], 1);
+  EXPECT_EQ(body["evidence"]["tills"][0]["probe"], "no_answer");
+  EXPECT_EQ(body["evidence"]["tills"][0]["last_heartbeat_ms"], now - 3'600'000 + 1000);
+  EXPECT_EQ(body["evidence"]["likely_cause"]["code"], "network_or_power");
+  EXPECT_EQ(body["ticket"]["evidence"], body["evidence"]);
+  // The e-mail: the same in words, Russian and English.
+  auto msgs = smtp.Messages();
+  ASSERT_EQ(msgs.size(), 1u);
+  const std::string text = msgs[0]["body"];
+  for (const char* line : {"Остановленные кассы (12 из 20):", "- касса 1: последний сигнал ", "; не отвечает по сети",
+                           "- и ещё 2", "Вероятная причина: Нет питания или сбой сети.", "Stopped tills (12 of 20):",
+                           "- till 1: last heartbeat ", "; no answer on the network", "- and 2 more",
+                           "Likely cause: Power or network failure."}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  EXPECT_EQ(text.find("- till 11:"), std::string::npos) << "only the first ten are listed";
+
+  // Cleared, then back before the ticket resolved: ticket.recurred, once.
+  apply(2, {{"state", "cleared"}, {"episode", "ep-1"}}, now);
+  json again = raised;
+  again["episode"] = "ep-2";
+  apply(3, again, now + 1);
+  apply(4, again, now + 1);  // the same recurrence replayed
+  ASSERT_TRUE(WaitFor([&] { return AllDelivered(6); }, 10s)) << smtp.Log();
+  std::vector<std::string> types;
+  for (const auto& r : rx.requests()) types.push_back(json::parse(r.body)["type"]);
+  EXPECT_EQ(types, (std::vector<std::string>{"ticket.opened", "ticket.cleared", "ticket.recurred"}));
+  json recurred = json::parse(rx.requests().back().body);
+  EXPECT_NE(recurred["id"].get<std::string>().find("-recurred-1:webhook:helpdesk"), std::string::npos) << recurred["id"];
+  EXPECT_NE(recurred["subject_en"].get<std::string>().find("Condition came back"), std::string::npos);
+  EXPECT_NE(recurred["subject_ru"].get<std::string>().find("Условие возникло снова"), std::string::npos);
 }
 
 }  // namespace

@@ -266,5 +266,108 @@ TEST_F(TicketTest, PartnerSeesOnlyItsOwnStoresTickets) {
   EXPECT_EQ(s[0]["store_id"], "1042");
 }
 
+// Issue 11, item 1: the restarted agent no longer holds the condition (its
+// till watch is off here, so it holds nothing) and says so in its Hello; the
+// collector clears the ticket, which then resolves. A script's condition of
+// another kind stays.
+TEST_F(TicketTest, AnAgentRestartedWithoutTheConditionGetsItsTicketResolved) {
+  Emit("tills.majority_stopped", "critical",
+       {{"state", "raised"}, {"episode", "agent-ep-1"}, {"summary_en", "11 of 20 tills stopped"}});
+  Emit("script.ups_on_battery", "important", {{"state", "raised"}, {"episode", "ups-1"}});
+  json t = WaitTicket("tills", [](const json& x) { return x["condition_active"] == true; });
+  ASSERT_FALSE(t.is_null()) << d_.collector().Log();
+  const int64_t id = t["id"].get<int64_t>();
+  ASSERT_TRUE(WaitTicket("script.ups_on_battery", [](const json&) { return true; }).is_object());
+  ASSERT_TRUE(Drained());
+  ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.opened", id) == 1; }, 10s));
+
+  agent_->process->Stop();
+  d_.StartAgent(*agent_);
+  t = WaitTicket("tills", [](const json& x) { return x["state"] == "resolved"; });
+  ASSERT_FALSE(t.is_null()) << d_.collector().Log() << agent_->process->Log();
+  EXPECT_EQ(t["resolved_by"], "collector");
+  ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.cleared", id) == 1; }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.resolved", id) == 1; }, 10s));
+  auto show = d_.Cli({"--json", "tickets", "show", std::to_string(id)});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  bool said = false;
+  const json shown = json::parse(show.out);
+  for (const auto& e : shown["timeline"]) {
+    if (e["type"] == "cleared" && e["text"].get<std::string>().find("cleared while the agent restarted") != std::string::npos) {
+      said = true;
+    }
+  }
+  EXPECT_TRUE(said) << show.out;
+  json ups = WaitTicket("script.ups_on_battery", [](const json&) { return true; });
+  EXPECT_EQ(ups["condition_active"], true) << "a script's condition is not the watches'";
+
+  // The old process's `cleared`, recorded late, changes nothing.
+  Emit("tills.majority_stopped", "critical", {{"state", "cleared"}, {"episode", "agent-ep-1"}});
+  ASSERT_TRUE(Drained());
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(receiver_.Count("ticket.cleared", id), 1u);
+  EXPECT_EQ(Tickets().size(), 2u);
+}
+
+// Issue 11, item 2: a condition back before its ticket auto-resolved is paged
+// as ticket.recurred, once.
+TEST_F(TicketTest, AConditionBackBeforeAutoResolveIsNotifiedAsRecurred) {
+  Emit("loading.halted", "critical", {{"state", "raised"}, {"episode", "r-1"}});
+  json t = WaitTicket("loading.halted", [](const json& x) { return x["condition_active"] == true; });
+  ASSERT_FALSE(t.is_null()) << d_.collector().Log();
+  const int64_t id = t["id"].get<int64_t>();
+  Emit("loading.halted", "critical", {{"state", "cleared"}, {"episode", "r-1"}});
+  Emit("loading.halted", "critical", {{"state", "raised"}, {"episode", "r-2"}});
+  ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.recurred", id) == 1; }, 10s)) << d_.collector().Log();
+  EXPECT_EQ(receiver_.Count("ticket.cleared", id), 1u);
+  t = WaitTicket("loading.halted", [](const json& x) { return x["condition_active"] == true; });
+  EXPECT_EQ(t["id"], id);
+  EXPECT_EQ(t["state"], "open");
+  EXPECT_EQ(Tickets().size(), 1u);
+}
+
+// Issue 11, item 13: `setdiag tickets show` lists the stopped tills with
+// their last heartbeat and probe, "and M more", and the likely cause.
+TEST_F(TicketTest, TicketsShowListsTheStoppedTillsAndTheLikelyCause) {
+  json tills = json::array();
+  for (int i = 1; i <= 11; ++i) {
+    tills.push_back({{"number", 100 + i}, {"probe", i == 1 ? "answers" : "no_answer"},
+                     {"last_heartbeat_ms", 1'764'000'000'000 + i * 60'000}});
+  }
+  Emit("tills.majority_stopped", "critical",
+       {{"state", "raised"}, {"episode", "ev-1"}, {"expected", 20}, {"stopped", 11}, {"stopped_tills", tills},
+        {"likely_cause", {{"code", "network_or_power"}, {"en", "Power or network failure."}, {"ru", "Нет питания."}}},
+        {"summary_en", "11 of 20 tills stopped"}, {"summary_ru", "Остановлено касс: 11 из 20"}});
+  json t = WaitTicket("tills", [](const json& x) { return x["condition_active"] == true; });
+  ASSERT_FALSE(t.is_null()) << d_.collector().Log();
+  const std::string id = std::to_string(t["id"].get<int64_t>());
+  // The API.
+  auto api = d_.Cli({"--json", "tickets", "show", id});
+  ASSERT_EQ(api.exit_code, 0) << api.err;
+  json ev = json::parse(api.out)["ticket"]["evidence"];
+  ASSERT_TRUE(ev.is_object()) << api.out;
+  EXPECT_EQ(ev["stopped"], 11);
+  EXPECT_EQ(ev["tills"].size(), 10u);
+  EXPECT_EQ(ev["tills_more"], 1);
+  // The CLI's text, in English and in Russian.
+  auto en = d_.Cli({"--lang", "en", "tickets", "show", id});
+  ASSERT_EQ(en.exit_code, 0) << en.err;
+  EXPECT_NE(en.out.find("Evidence\n"), std::string::npos) << en.out;
+  EXPECT_NE(en.out.find("Stopped tills (11 of 20):"), std::string::npos) << en.out;
+  EXPECT_NE(en.out.find("- till 101: last heartbeat 2025-11-24 19:01 MSK; answers on the network"), std::string::npos)
+      << en.out;
+  EXPECT_NE(en.out.find("- till 102: last heartbeat 2025-11-24 19:02 MSK; no answer on the network"), std::string::npos)
+      << en.out;
+  EXPECT_EQ(en.out.find("- till 111:"), std::string::npos) << en.out;
+  EXPECT_NE(en.out.find("- and 1 more"), std::string::npos) << en.out;
+  EXPECT_NE(en.out.find("Likely cause: Power or network failure."), std::string::npos) << en.out;
+  auto ru = d_.Cli({"--lang", "ru", "tickets", "show", id});
+  ASSERT_EQ(ru.exit_code, 0) << ru.err;
+  EXPECT_NE(ru.out.find("- касса 102: последний сигнал 2025-11-24 19:02 MSK; не отвечает по сети"), std::string::npos)
+      << ru.out;
+  EXPECT_NE(ru.out.find("- и ещё 1"), std::string::npos) << ru.out;
+  EXPECT_NE(ru.out.find("Вероятная причина: Нет питания."), std::string::npos) << ru.out;
+}
+
 }  // namespace
 }  // namespace setdiag::testing

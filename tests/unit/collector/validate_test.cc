@@ -80,6 +80,29 @@ TEST(ValidateHelloTest, IdsWithBadCharactersAreRejected) {
   }
 }
 
+TEST(ValidateHelloTest, HeldEpisodesAreBounded) {
+  auto h = GoodHello();
+  h.set_held_episodes_known(true);
+  auto* e = h.add_held_episodes();
+  e->set_kind("tills.majority_stopped");
+  e->set_episode("agent-1-tills-1764000000000");
+  EXPECT_EQ(ValidateHello(h, {}), "");
+  e->set_kind("bad kind");
+  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("held_episodes[0].kind"));
+  e->set_kind("loading.halted");
+  e->set_episode("");
+  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("held_episodes[0].episode"));
+  e->set_episode(std::string(kMaxEpisodeBytes + 1, 'e'));
+  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("held_episodes[0].episode"));
+  h = GoodHello();
+  for (size_t i = 0; i <= kMaxHeldEpisodes; ++i) {
+    auto* x = h.add_held_episodes();
+    x->set_kind("loading.halted");
+    x->set_episode("ep");
+  }
+  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("the limit is"));
+}
+
 TEST(ValidateHelloTest, OverlongFieldsAreRejected) {
   IngestLimits limits;
   std::string at_limit(limits.max_id_bytes, 'a');
