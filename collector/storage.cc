@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include "collector/outbox_resets.h"
+
 #include "common/strings.h"
 #include "common/files.h"
 
@@ -186,7 +188,7 @@ absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::s
 
 absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t connection,
                                      int64_t now_ms) {
-  auto sel = db.Prepare("SELECT store_id, last_committed_seq FROM agents WHERE agent_id=?");
+  auto sel = db.Prepare("SELECT store_id, last_committed_seq, outbox_id FROM agents WHERE agent_id=?");
   if (!sel.ok()) return sel.status();
   sel->Bind(1, hello.agent_id);
   auto row = sel->Step();
@@ -198,6 +200,11 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
                                                       " is registered for store ", sel->Text(0)));
     }
     last = static_cast<uint64_t>(sel->Int(1));
+    // Another outbox (a fresh one after a corrupt file): remember what we
+    // had of the old one, to name what it lost (collector/outbox_resets.h).
+    if (std::string old_outbox = sel->Text(2); !old_outbox.empty() && old_outbox != hello.outbox_id) {
+      if (auto st = RememberReplacedOutbox(db, hello.agent_id, old_outbox, last, now_ms); !st.ok()) return st;
+    }
   }
   sel->Reset();
   auto up = db.Prepare(

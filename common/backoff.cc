@@ -47,6 +47,17 @@ void Backoff::Succeeded() {
   next_attempt_ms_ = 0;
 }
 
+void Backoff::SessionStarted() { session_started_ms_ = clock_.MonotonicMs(); }
+
+bool Backoff::SessionEnded(bool acknowledged) {
+  const bool healthy =
+      acknowledged || (session_started_ms_ >= 0 &&
+                       clock_.MonotonicMs() - session_started_ms_ >= policy_.healthy_after_ms);
+  session_started_ms_ = -1;
+  if (healthy) Succeeded();
+  return healthy;
+}
+
 int64_t Backoff::MsUntilReady() const {
   return std::max<int64_t>(0, next_attempt_ms_ - clock_.MonotonicMs());
 }

@@ -20,6 +20,10 @@ struct BackoffPolicy {
   // After "overloaded" the next delay is at least this (and at least the
   // server's retry-after), and the exponent jumps two steps.
   int64_t overloaded_min_ms = 15'000;
+  // A completed handshake alone proves nothing (a collector whose storage is
+  // broken accepts the Hello and fails the first batch): a session resets the
+  // backoff only once it has lasted this long or had a batch acknowledged.
+  int64_t healthy_after_ms = 10'000;
 };
 
 class Backoff {
@@ -30,8 +34,16 @@ class Backoff {
   int64_t Failed();
   // The server asked us to go away for a while.
   int64_t Overloaded(int64_t retry_after_ms);
-  // A session went well (handshake done): the next failure starts small again.
+  // A session went well: the next failure starts small again.
   void Succeeded();
+  // A handshake completed: the session's age is counted from now.
+  void SessionStarted();
+  // The session that SessionStarted() began has ended. It counts as healthy
+  // (and resets the backoff, as Succeeded()) when it lasted healthy_after_ms
+  // or `acknowledged` (the collector acknowledged a batch); otherwise the
+  // backoff keeps growing like after a failed connect. Returns whether it
+  // was healthy. Call Failed() or Overloaded() afterwards as usual.
+  bool SessionEnded(bool acknowledged);
 
   bool ReadyNow() const { return clock_.MonotonicMs() >= next_attempt_ms_; }
   int64_t MsUntilReady() const;
@@ -45,6 +57,7 @@ class Backoff {
   std::mt19937_64 rng_;
   int attempts_ = 0;
   int64_t next_attempt_ms_ = 0;
+  int64_t session_started_ms_ = -1;  // -1: no session
 };
 
 }  // namespace setdiag

@@ -2,14 +2,22 @@
 // is ever lost, nothing is stored twice, and bad peers are turned away while
 // everyone else keeps streaming.
 
+#include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <set>
+#include <thread>
 
+#include "common/sqlite.h"
 #include "setdiag/v1/link.grpc.pb.h"
 #include "tests/integration/harness.h"
 
@@ -399,6 +407,236 @@ TEST(Link, BadConfigNamesKeyAndLineAndExitsTwo) {
     EXPECT_NE(help.out.find("Usage"), std::string::npos) << bin;
   }
   std::filesystem::remove_all(dir);
+}
+
+// Issue 11, item 9: the agent's state directory on a small tmpfs that fills
+// up. A critical finding the disk refuses is held in memory and reaches the
+// collector once space returns, with the agent's own agent.disk_full.
+TEST(Link, FullStateDiskHoldsTheCriticalFindingAndDeliversItWhenSpaceReturns) {
+  Deployment d("diskfull");
+  const std::string mnt = d.dir() + "/small";
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m,mode=0755") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs on " << mnt << " (" << std::strerror(errno)
+                 << "): the test needs root or CAP_SYS_ADMIN";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  // Three tills that never send a heartbeat: the majority is stopped some
+  // seconds after the start, by then the disk is full.
+  std::string extra =
+      "[tills]\npoll_interval = \"500ms\"\nheartbeat_timeout = \"5s\"\nconfirm_window = \"1s\"\n"
+      "clear_window = \"1s\"\n[tills.roster]\n1 = \"127.0.0.1\"\n2 = \"127.0.0.1\"\n3 = "
+      "\"127.0.0.1\"\n"
+      "[server]\ncheck = false\n";
+  auto& agent = d.AddAgent("8001", d.CreateStoreToken("8001", "acme"), extra);
+  std::string cfg = ReadFile(agent.config_path);
+  cfg.replace(cfg.find(agent.state_dir), agent.state_dir.size(), mnt + "/state");
+  agent.state_dir = mnt + "/state";
+  WriteFile(agent.config_path, cfg);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(
+      WaitFor([&] { return agent.process->Log().find("connected to") != std::string::npos; }, 20s))
+      << agent.process->Log();
+  // Fill the file system.
+  const std::string filler = mnt + "/filler";
+  {
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    std::string chunk(64 * 1024, 'f');
+    while (::write(fd, chunk.data(), chunk.size()) > 0) {
+    }
+    std::string byte(1, 'f');
+    while (::write(fd, byte.data(), 1) > 0) {
+    }
+    ::close(fd);
+  }
+  // The watch raises the condition while the disk is full (today's agent
+  // logs "cannot record", this one "not yet committed").
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string log = agent.process->Log();
+        return log.find("tills.majority_stopped raised (critical) not yet committed") !=
+                   std::string::npos ||
+               log.find("cannot record tills.majority_stopped") != std::string::npos;
+      },
+      30s))
+      << agent.process->Log();
+  EXPECT_TRUE(FindEvents(d.Events("8001"), "tills.majority_stopped", "raised").empty());
+  // Space returns: within seconds the held finding is committed and sent.
+  std::filesystem::remove(filler);
+  ASSERT_TRUE(WaitFor(
+      [&] { return !FindEvents(d.Events("8001"), "tills.majority_stopped", "raised").empty(); },
+      20s, 200ms))
+      << agent.process->Log();
+  ASSERT_TRUE(
+      WaitFor([&] { return !FindEvents(d.Events("8001"), "agent.disk_full", "cleared").empty(); },
+              20s, 200ms))
+      << agent.process->Log();
+  EXPECT_NE(agent.process->Log().find("is full"), std::string::npos) << agent.process->Log();
+  auto raised = FindEvents(d.Events("8001"), "agent.disk_full", "raised");
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0]["payload"]["path"], mnt + "/state");
+  EXPECT_TRUE(raised[0]["payload"]["free_bytes"].is_number_integer());
+  EXPECT_NE(raised[0]["payload"]["fix_en"].get<std::string>().find("Free space"),
+            std::string::npos);
+  EXPECT_TRUE(agent.process->Running());
+  agent.process->Stop();
+}
+
+// Issue 11, item 10: the outbox file is damaged between two runs of the
+// agent. What can be read comes back; the collector names the rest as a gap
+// on the store and on its open tickets.
+TEST(Link, CorruptOutboxBetweenRunsIsRecoveredAndTheCollectorRecordsWhatWasLost) {
+  Deployment d("corruptgap");
+  auto& agent = d.AddAgent("5002", d.CreateStoreToken("5002", "acme"));
+  d.Emit(agent, "tills.majority_stopped", "critical", 1,
+         R"({"state":"raised","episode":"ep-gap","summary_en":"3 of 3 tills stopped"})");
+  d.Emit(agent, "test.sent", "normal", 49);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "5002") >= 50; }, 30s)) << agent.process->Log();
+  agent.process->Stop();
+  d.StopCollector();
+  // 100 events wait (sequences 51..150), then a page near the end is damaged.
+  std::string filler = R"({"filler":")" + std::string(500, 'x') + R"("})";
+  d.Emit(agent, "test.waiting", "normal", 90, filler);
+  d.Emit(agent, "test.waiting-critical", "critical", 10, filler);
+  const std::string outbox = agent.state_dir + "/outbox.db";
+  ASSERT_FALSE(std::filesystem::exists(outbox + "-wal") &&
+               std::filesystem::file_size(outbox + "-wal") > 0)
+      << "the outbox must be checkpointed when no process has it open";
+  const auto pages = std::filesystem::file_size(outbox) / 4096;
+  ASSERT_GT(pages, 8u);
+  {
+    std::fstream f(outbox, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>((pages - 3) * 4096));
+    std::string junk(4096, '\xff');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  d.StartCollector();
+  d.StartAgent(agent);
+  json gap;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& e : d.Events("5002")) {
+          if (e["kind"] == "setdiag.gap" && e["payload"].value("reason", "") == "outbox_reset")
+            gap = e;
+        }
+        return !gap.is_null();
+      },
+      30s))
+      << agent.process->Log() << d.collector().Log();
+  const json& p = gap["payload"];
+  EXPECT_EQ(gap["agent_id"], "(collector)");
+  EXPECT_EQ(gap["severity"], "important");
+  EXPECT_EQ(p["collector_last_committed_sequence"], 50);
+  EXPECT_EQ(p["previous_next_sequence"], 151);
+  const int64_t recovered = p["recovered_count"].get<int64_t>();
+  EXPECT_GT(recovered, 0) << "most of the file was readable";
+  EXPECT_EQ(p["count"].get<int64_t>() + recovered, 100) << p.dump();
+  EXPECT_NE(p["summary_en"].get<std::string>().find("51.."), std::string::npos) << p.dump();
+  // The recovered events arrive, marked.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int64_t n = 0;
+        for (const auto& e : d.Events("5002")) n += e["payload"].contains("recovered_from");
+        return n == recovered;
+      },
+      30s))
+      << agent.process->Log();
+  json reset;
+  for (const auto& e : d.Events("5002")) {
+    if (e["kind"] == "agent.outbox_reset") reset = e;
+  }
+  ASSERT_FALSE(reset.is_null());
+  EXPECT_EQ(reset["payload"]["previous_next_sequence"], 151);
+  EXPECT_EQ(reset["payload"]["reappended"], recovered);
+  // The open ticket of the store says so in its timeline.
+  auto list = d.Cli({"--json", "tickets", "list", "--store", "5002", "--state", "active"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto tickets = json::parse(list.out)["tickets"];
+  ASSERT_EQ(tickets.size(), 1u) << list.out;
+  auto show = d.Cli({"--json", "tickets", "show", std::to_string(tickets[0]["id"].get<int64_t>())});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  bool on_timeline = false;
+  const json shown = json::parse(show.out);
+  for (const auto& t : shown["timeline"]) on_timeline |= t["type"] == "gap";
+  EXPECT_TRUE(on_timeline) << show.out;
+}
+
+// Issue 11, item 11: a collector whose database is damaged welcomes the
+// agent and fails every batch. The agent backs off instead of reconnecting
+// every few hundred milliseconds, and its log names the storage error.
+TEST(Link, DamagedCollectorDatabaseSlowsTheAgentDownAndItsLogNamesTheCause) {
+  Deployment d("baddb");
+  auto& agent = d.AddAgent("9001", d.CreateStoreToken("9001", "acme"));
+  std::string cfg = ReadFile(agent.config_path);
+  cfg.replace(cfg.find("max = \"500ms\""), 13, "max = \"4s\"");
+  WriteFile(agent.config_path, cfg);
+  d.Emit(agent, "test.first", "normal", 1);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "9001") >= 1; }, 30s)) << agent.process->Log();
+  d.StopCollector();
+  // Damage every page of the events table and its indexes; tokens and
+  // agents stay readable, so the Hello still succeeds.
+  const std::string db_path = d.dir() + "/collector/collector.db";
+  std::vector<int64_t> roots;
+  int64_t page_size = 0;
+  {
+    auto db = sql::Db::Open(db_path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE(db->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
+    auto ps = db->QueryInt("PRAGMA page_size");
+    ASSERT_TRUE(ps.ok());
+    page_size = *ps;
+    auto st =
+        db->Prepare("SELECT rootpage FROM sqlite_master WHERE tbl_name='events' AND rootpage > 0");
+    ASSERT_TRUE(st.ok());
+    while (true) {
+      auto row = st->Step();
+      ASSERT_TRUE(row.ok());
+      if (!*row) break;
+      roots.push_back(st->Int(0));
+    }
+  }
+  ASSERT_GE(roots.size(), 2u);
+  {
+    std::fstream f(db_path, std::ios::in | std::ios::out | std::ios::binary);
+    std::string junk(static_cast<size_t>(page_size), '\xff');
+    for (int64_t page : roots) {
+      f.seekp(static_cast<std::streamoff>((page - 1) * page_size));
+      f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+  }
+  d.Emit(agent, "test.second", "normal", 5);
+  const size_t log_before = agent.process->Log().size();
+  d.StartCollector();
+  std::this_thread::sleep_for(8s);  // the measurement: reconnects in 8 s
+  std::string log = agent.process->Log().substr(log_before);
+  size_t sessions = 0;
+  for (size_t pos = log.find("connected to"); pos != std::string::npos;
+       pos = log.find("connected to", pos + 1)) {
+    ++sessions;
+  }
+  EXPECT_GE(sessions, 2u) << log;
+  EXPECT_LE(sessions, 10u) << "the agent must back off after sessions that fail at once:\n" << log;
+  EXPECT_NE(log.find("collector storage failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("malformed"), std::string::npos) << "the agent's log names SQLite's error:\n"
+                                                      << log;
+  EXPECT_EQ(log.find("CANCELLED"), std::string::npos) << log;
+  // The collector logs the same error once per 10 s, not once per attempt.
+  std::string clog = d.collector().Log();
+  size_t errors = 0;
+  for (size_t pos = clog.find("storing a batch failed"); pos != std::string::npos;
+       pos = clog.find("storing a batch failed", pos + 1)) {
+    ++errors;
+  }
+  EXPECT_LE(errors, 2u) << clog;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -579,6 +580,197 @@ TEST_F(OutboxTest, ConcurrentAppendsFromThreadsGetDistinctSequences) {
   EXPECT_EQ(*all.begin(), 1u);
   EXPECT_EQ(*all.rbegin(), static_cast<uint64_t>(kThreads * kPerThread));
   EXPECT_EQ(ReadAll(*box).size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+// ---- issue 11, item 9: a disk that refuses writes loses nothing silently ----
+
+// A full disk: a second handle (a tool, which never holds) fills every page
+// of the file under SQLite's page limit with ever smaller events, then `box`
+// gets the same limit, so that nothing it writes fits any more. Returns how
+// many filler events were committed.
+int FillTheDisk(const std::string& path, Outbox& box, Clock& clock) {
+  auto filler = Outbox::OpenWithoutRepair(path, {}, clock);
+  EXPECT_TRUE(filler.ok()) << filler.status();
+  if (!filler.ok()) return -1;
+  EXPECT_TRUE((*filler)->LimitPagesForTesting(1).ok());
+  int n = 0;
+  for (size_t size :
+       {size_t{3000}, size_t{1000}, size_t{300}, size_t{100}, size_t{30}, size_t{10}}) {
+    while (n < 5000) {
+      auto r = (*filler)->Append(Ev("test.fill", Severity::kNormal, size));
+      if (!r.ok()) {
+        EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+        break;
+      }
+      ++n;
+    }
+  }
+  EXPECT_TRUE(box.LimitPagesForTesting(1).ok());
+  return n;
+}
+
+std::vector<std::string> Kinds(const std::vector<StoredEvent>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.kind);
+  return out;
+}
+
+TEST_F(OutboxTest, FindingsTheDiskRefusesAreHeldAndCommittedInOrderWhenSpaceReturns) {
+  auto box = OpenBox();
+  int fitted = FillTheDisk(path_, *box, clock_);
+  ASSERT_GT(fitted, 0);
+  auto refused = box->Append(Ev("test.fill", Severity::kNormal));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_EQ(box->held(), 2u) << "the refused event and the agent's own notice";
+  auto crit = box->Append(Ev("tills.majority_stopped", Severity::kCritical));
+  ASSERT_FALSE(crit.ok());
+  EXPECT_EQ(crit.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(crit.status().message()), HasSubstr("held in memory"));
+  EXPECT_EQ(box->held(), 3u);
+  EXPECT_FALSE(box->CommitHeld().ok()) << "still full";
+  EXPECT_EQ(box->held(), 3u);
+  EXPECT_EQ(box->Stats().held, 3u);
+  EXPECT_EQ(box->Stats().gaps_total, 0u) << "nothing is lost yet";
+
+  ASSERT_TRUE(box->LimitPagesForTesting(1'000'000).ok());  // space returns
+  size_t committed = 0;
+  ASSERT_TRUE(box->CommitHeld(&committed).ok());
+  EXPECT_EQ(committed, 3u);
+  EXPECT_EQ(box->held(), 0u);
+  auto events = ReadAll(*box);
+  ASSERT_EQ(events.size(), static_cast<size_t>(fitted) + 4);
+  std::vector<StoredEvent> tail(events.end() - 4, events.end());
+  EXPECT_THAT(Kinds(tail), ElementsAre("agent.disk_full", "test.fill", "tills.majority_stopped",
+                                       "agent.disk_full"));
+  auto raised = nlohmann::json::parse(tail[0].payload);
+  auto cleared = nlohmann::json::parse(tail[3].payload);
+  EXPECT_EQ(tail[0].severity, Severity::kImportant);
+  EXPECT_EQ(raised["state"], "raised");
+  EXPECT_EQ(raised["path"], dir_.path());
+  EXPECT_TRUE(raised["free_bytes"].is_number_integer());
+  EXPECT_THAT(raised["fix_en"].get<std::string>(), HasSubstr("Free space"));
+  EXPECT_FALSE(raised["summary_ru"].get<std::string>().empty());
+  EXPECT_EQ(cleared["state"], "cleared");
+  EXPECT_EQ(cleared["episode"], raised["episode"]);
+  EXPECT_EQ(tail[2].severity, Severity::kCritical);
+  EXPECT_EQ(box->Stats().gaps_total, 0u);
+  // And the outbox works as before.
+  EXPECT_EQ(MustAppend(*box, Ev("after", Severity::kInfo)), tail[3].sequence + 1);
+}
+
+TEST_F(OutboxTest, HeldEventsAreBoundedCriticalFirstAndWhatIsLostBecomesAGap) {
+  OutboxLimits limits;
+  limits.max_held_events = 4;
+  auto box = OpenBox(limits);
+  ASSERT_GT(FillTheDisk(path_, *box, clock_), 0);
+  EXPECT_FALSE(box->Append(Ev("test.fill", Severity::kNormal))
+                   .ok());  // held: notice (important), fill (normal)
+  EXPECT_FALSE(box->Append(Ev("i.one", Severity::kInfo)).ok());
+  EXPECT_FALSE(box->Append(Ev("i.two", Severity::kInfo)).ok());
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(box->Append(Ev(Cat("c.", i), Severity::kCritical)).ok());
+  EXPECT_FALSE(box->Append(Ev("i.three", Severity::kInfo)).ok())
+      << "refused: only criticals are held";
+  EXPECT_EQ(box->held(), 4u);
+  EXPECT_EQ(box->Stats().gaps_total, 5u) << "lost events count at once";
+
+  ASSERT_TRUE(box->LimitPagesForTesting(1'000'000).ok());
+  ASSERT_TRUE(box->CommitHeld().ok());
+  auto events = ReadAll(*box);
+  std::vector<StoredEvent> tail(events.end() - 6, events.end());
+  EXPECT_THAT(Kinds(tail), ElementsAre("c.0", "c.1", "c.2", "c.3", kGapKind, "agent.disk_full"));
+  auto gap = nlohmann::json::parse(tail[4].payload);
+  EXPECT_EQ(gap["reason"], "disk_full");
+  EXPECT_EQ(gap["count"], 5);
+  EXPECT_EQ(gap["by_severity"]["info"], 3);
+  EXPECT_EQ(gap["by_severity"]["normal"], 1);
+  EXPECT_EQ(gap["by_severity"]["important"], 1);
+  EXPECT_FALSE(gap["by_severity"].contains("critical"));
+  EXPECT_EQ(gap["by_kind"]["i.three"], 1);
+  EXPECT_EQ(box->Stats().gaps_total, 5u) << "recorded once, not twice";
+}
+
+TEST_F(OutboxTest, EventsHeldWhenTheAgentStopsAreAppendedAtTheNextStart) {
+  {
+    auto box = OpenBox();
+    ASSERT_GT(FillTheDisk(path_, *box, clock_), 0);
+    EXPECT_FALSE(box->Append(Ev("test.fill", Severity::kNormal)).ok());
+    EXPECT_FALSE(box->Append(Ev("tills.majority_stopped", Severity::kCritical)).ok());
+  }  // stops while the "disk" is full: the held events go to outbox.db.held.json
+  EXPECT_TRUE(std::filesystem::exists(path_ + ".held.json"));
+  auto box = OpenBox();
+  EXPECT_FALSE(std::filesystem::exists(path_ + ".held.json"));
+  auto events = ReadAll(*box);
+  std::vector<StoredEvent> tail(events.end() - 4, events.end());
+  EXPECT_THAT(Kinds(tail), ElementsAre("agent.disk_full", "test.fill", "tills.majority_stopped",
+                                       "agent.disk_full"));
+  EXPECT_EQ(box->held(), 0u);
+}
+
+TEST_F(OutboxTest, ToolsWithoutRepairDoNotHoldButFail) {
+  auto made = OpenBox();
+  made.reset();
+  auto tool = Outbox::OpenWithoutRepair(path_, {}, clock_);
+  ASSERT_TRUE(tool.ok());
+  ASSERT_TRUE((*tool)->LimitPagesForTesting(1).ok());
+  absl::Status last;
+  for (int i = 0; i < 500 && last.ok(); ++i)
+    last = (*tool)->Append(Ev("emit", Severity::kNormal, 3000)).status();
+  EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted) << last.ToString();
+  EXPECT_EQ((*tool)->held(), 0u);
+}
+
+// ---- issue 11, item 10: a damaged outbox is read before it is given up ----
+
+TEST_F(OutboxTest, DamagedOutboxIsReadBeforeItIsGivenUpAndItsEventsComeBack) {
+  std::string old_id;
+  {
+    auto box = OpenBox();
+    old_id = box->outbox_id();
+    for (int i = 1; i <= 100; ++i) {
+      MustAppend(*box, Ev(i % 10 == 0 ? "tills.majority_stopped" : "test.waiting",
+                          i % 10 == 0 ? Severity::kCritical : Severity::kNormal, 500));
+    }
+  }  // closed: the WAL is checkpointed into the file
+  const auto size = std::filesystem::file_size(path_);
+  const size_t pages = size / 4096;
+  ASSERT_GT(pages, 10u);
+  {  // one page in the middle of the events is overwritten
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>((pages / 2) * 4096));
+    std::string junk(4096, '\xff');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto box = Outbox::Open(path_, {}, clock_);
+  ASSERT_NE(box, nullptr);
+  EXPECT_FALSE(box->in_memory());
+  EXPECT_THAT(box->reset_reason(), HasSubstr("moved aside"));
+  auto d = nlohmann::json::parse(box->reset_details());
+  EXPECT_EQ(d["previous_outbox_id"], old_id);
+  EXPECT_EQ(d["previous_next_sequence"], 101);
+  const int64_t recovered = d["recovered"]["count"].get<int64_t>();
+  const int64_t unreadable = d["unreadable_rows"].get<int64_t>();
+  EXPECT_GT(recovered, 0);
+  EXPECT_GT(unreadable, 0) << "the damaged page held some events";
+  EXPECT_EQ(recovered + unreadable, 100);
+  EXPECT_EQ(d["reappended"], recovered);
+  EXPECT_THAT(d["moved_to"].get<std::string>(), HasSubstr("outbox.db.corrupt-"));
+  // The readable events wait in the fresh outbox, in their old order, marked.
+  auto events = ReadAll(*box);
+  ASSERT_EQ(static_cast<int64_t>(events.size()), recovered);
+  uint64_t prev = 0;
+  std::vector<uint64_t> old_seqs;
+  for (const auto& e : events) {
+    auto p = nlohmann::json::parse(e.payload);
+    ASSERT_TRUE(p.contains("recovered_from")) << e.payload;
+    EXPECT_EQ(p["recovered_from"]["outbox_id"], old_id);
+    uint64_t old_seq = p["recovered_from"]["sequence"].get<uint64_t>();
+    EXPECT_GT(old_seq, prev);
+    prev = old_seq;
+    old_seqs.push_back(old_seq);
+    EXPECT_EQ(e.severity, old_seq % 10 == 0 ? Severity::kCritical : Severity::kNormal);
+  }
+  EXPECT_EQ(Expand(d["recovered"]["sequences"]), old_seqs);
+  EXPECT_NE(box->outbox_id(), old_id);
 }
 
 }  // namespace

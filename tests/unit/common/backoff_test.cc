@@ -194,5 +194,54 @@ TEST(BackoffTest, OverloadedGrowsHarderThanFailed) {
   EXPECT_GT(b.Failed(), a.Failed());
 }
 
+// Issue 11: a collector whose storage is broken completes every handshake
+// and fails the first batch. Such sessions must not reset the backoff, or
+// the agent reconnects at the initial delay forever.
+TEST(BackoffTest, ShortSessionsWithoutAnAckKeepTheBackoffGrowing) {
+  FakeClock clock;
+  BackoffPolicy p = NoJitter();
+  p.healthy_after_ms = 10'000;
+  Backoff b(p, clock, 1);
+  std::vector<int64_t> got;
+  for (int i = 0; i < 8; ++i) {
+    b.SessionStarted();               // Welcome arrived
+    clock.Advance(milliseconds(50));  // the first batch failed at once
+    EXPECT_FALSE(b.SessionEnded(false)) << "session " << i;
+    int64_t d = b.Failed();
+    got.push_back(d);
+    clock.Advance(milliseconds(d));
+  }
+  std::vector<int64_t> want = {500, 1000, 2000, 4000, 8000, 16000, 32000, 60000};
+  EXPECT_EQ(got, want);
+}
+
+TEST(BackoffTest, ASessionThatLastedOrWasAcknowledgedResetsTheBackoff) {
+  FakeClock clock;
+  BackoffPolicy p = NoJitter();
+  p.healthy_after_ms = 10'000;
+  Backoff b(p, clock, 1);
+  for (int i = 0; i < 5; ++i) (void)b.Failed();
+  // Lasted long enough, nothing to send: healthy.
+  b.SessionStarted();
+  clock.Advance(milliseconds(9'999));
+  Backoff copy = b;
+  EXPECT_FALSE(copy.SessionEnded(false)) << "one millisecond short";
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(b.SessionEnded(false));
+  EXPECT_EQ(b.attempts(), 0);
+  EXPECT_EQ(b.Failed(), p.initial_ms);
+  // Short, but the collector acknowledged a batch: healthy too.
+  for (int i = 0; i < 5; ++i) (void)b.Failed();
+  b.SessionStarted();
+  clock.Advance(milliseconds(20));
+  EXPECT_TRUE(b.SessionEnded(true));
+  EXPECT_EQ(b.Failed(), p.initial_ms);
+  // SessionEnded without SessionStarted (no handshake) is never healthy.
+  for (int i = 0; i < 3; ++i) (void)b.Failed();
+  clock.Advance(milliseconds(60'000));
+  EXPECT_FALSE(b.SessionEnded(false));
+  EXPECT_EQ(b.attempts(), 4);
+}
+
 }  // namespace
 }  // namespace setdiag
