@@ -26,7 +26,8 @@ struct Finding {
 };
 
 // Appends each finding to the outbox and logs it under `component`. Returns
-// how many were committed. With a `history`, each committed finding is also
+// how many were committed. A finding the disk refuses is held by the outbox
+// and committed later (Outbox::CommitHeld); it does not count here. With a `history`, each committed finding is also
 // recorded there (failures are logged, never returned: the outbox comes first).
 size_t CommitFindings(Outbox& outbox, const std::vector<Finding>& findings, std::string_view component,
                       HistoryStore* history = nullptr);

@@ -12,13 +12,20 @@ namespace setdiag::agent {
 struct BundleConfig {
   // How far back logs (by modification time) and the agent's history reach.
   int64_t window_ms = int64_t{24} * 3'600'000;
-  // SET's WildFly logs (current and rotated), PostgreSQL's and nginx's, on
-  // CentOS and Debian layouts. Globs that match nothing are skipped quietly.
+  // SET's WildFly logs (current and rotated), PostgreSQL's (Debian's rotated
+  // ones too; their statements pass the sql_password rule) and nginx's, on
+  // CentOS and Debian layouts. Globs that match nothing are skipped quietly;
+  // compressed rotations are listed as left out.
   std::vector<std::string> log_globs = {
-      "/var/lib/jboss/standalone/log/*.log", "/var/lib/jboss/standalone/log/*.log.*",
-      "/var/log/postgresql/*.log",           "/var/lib/pgsql/data/log/*.log",
-      "/var/lib/pgsql/*/data/log/*.log",     "/var/lib/pgsql/data/pg_log/*.log",
-      "/var/lib/pgsql/*/data/pg_log/*.log",  "/var/log/nginx/*.log",
+      "/var/lib/jboss/standalone/log/*.log",
+      "/var/lib/jboss/standalone/log/*.log.*",
+      "/var/log/postgresql/*.log",
+      "/var/log/postgresql/*.log.*",
+      "/var/lib/pgsql/data/log/*.log",
+      "/var/lib/pgsql/*/data/log/*.log",
+      "/var/lib/pgsql/data/pg_log/*.log",
+      "/var/lib/pgsql/*/data/pg_log/*.log",
+      "/var/log/nginx/*.log",
   };
   int64_t log_file_cap_bytes = int64_t{20} * 1024 * 1024;    // the tail of each file
   int64_t log_total_cap_bytes = int64_t{200} * 1024 * 1024;  // all logs together

@@ -18,9 +18,12 @@ constexpr std::string_view kRuleJwt = "jwt";
 constexpr std::string_view kRuleAws = "aws_access_key";
 constexpr std::string_view kRulePrivateKey = "private_key";
 constexpr std::string_view kRuleCard = "card_number";
+constexpr std::string_view kRuleSqlPassword = "sql_password";
 
 // A PEM block that has not ended after this many lines was not a key.
 constexpr int kMaxPrivateKeyLines = 400;
+// An SQL literal that has not ended after this many more lines was not one.
+constexpr int kMaxSqlLiteralLines = 20;
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
@@ -36,21 +39,61 @@ bool IsSpace(char c) {
 bool IsKeyChar(char c) { return IsAlnum(c) || c == '_' || c == '.' || c == '-'; }
 char Lower(char c) { return IsUpper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
 
+}  // namespace
+
+namespace internal {
+
+// One value to remove: [begin, end) becomes `replacement`, counted under
+// `rule` (not counted when empty). A streaming split must not fall strictly
+// inside (guard_begin, guard_end): that is the text the rule needs to see
+// whole, the key or prefix in front of the value included. `carry`: when a
+// split does cut through the span (only a secret longer than a window, or
+// a span the line state decides), its rest is removed from the next piece.
+inline constexpr int kUntilTag = 1;
+inline constexpr int kRestOfLine = 2;
+inline constexpr int kToLineEndAll = 3;
+
 struct Span {
   size_t begin;
   size_t end;
   std::string replacement;
   std::string_view rule;
+  size_t guard_begin;
+  size_t guard_end;
+  bool carry;
+  // The value runs to the end of the line: when cut, the rest of the line
+  // goes too, or the rest up to a tag (kUntilTag: the text of an XML
+  // element, up to the next '<' or the end of the line, without the blanks
+  // before; kRestOfLine: after a key at the start of a line, which takes the
+  // rest of the line but trailing blanks, keys in it included;
+  // kToLineEndAll: all of it, as after an unclosed quote).
+  int to_line_end = 0;
 };
 
 class Spans {
  public:
+  void Add(size_t begin, size_t end, std::string replacement, std::string_view rule,
+           size_t guard_begin, size_t guard_end, bool carry = true) {
+    if (end > begin)
+      spans_.push_back({begin, end, std::move(replacement), rule, guard_begin, guard_end, carry});
+  }
   void Add(size_t begin, size_t end, std::string replacement, std::string_view rule) {
-    if (end > begin) spans_.push_back({begin, end, std::move(replacement), rule});
+    Add(begin, end, std::move(replacement), rule, begin, end);
+  }
+  void Redact(size_t begin, size_t end, std::string_view rule, size_t context_begin,
+              size_t context_end) {
+    Add(begin, end, std::string(kRedacted), rule, std::min(begin, context_begin),
+        std::max(end, context_end));
   }
   void Redact(size_t begin, size_t end, std::string_view rule) {
     Add(begin, end, std::string(kRedacted), rule);
   }
+  void Redact(size_t begin, size_t end, std::string_view rule, size_t context_begin) {
+    Redact(begin, end, rule, context_begin, end);
+  }
+
+  std::vector<Span>& spans() { return spans_; }
+  const std::vector<Span>& spans() const { return spans_; }
 
   // Applies the spans; overlapping ones are merged (their union is removed),
   // a span inside another counts nothing.
@@ -63,14 +106,22 @@ class Spans {
     out.reserve(line.size() + 16);
     size_t pos = 0;
     size_t i = 0;
+    auto count = [&](std::string_view rule) {
+      if (!rule.empty()) ++(*counts)[std::string(rule)];
+    };
     while (i < spans_.size()) {
       Span cur = spans_[i++];
-      ++(*counts)[std::string(cur.rule)];
+      if (cur.begin >= line.size()) break;
+      cur.end = std::min(cur.end, line.size());
+      count(cur.rule);
       while (i < spans_.size() && spans_[i].begin < cur.end) {
         if (spans_[i].end > cur.end) {
-          cur.end = spans_[i].end;
-          cur.replacement = std::string(kRedacted);
-          ++(*counts)[std::string(spans_[i].rule)];
+          cur.end = std::min(spans_[i].end, line.size());
+          // A masked card merged with more: the union is one [REDACTED].
+          // A removal without a marker (the rest of a secret cut at the
+          // previous piece, which has the marker) stays without one.
+          if (!cur.replacement.empty()) cur.replacement = std::string(kRedacted);
+          count(spans_[i].rule);
         }
         ++i;
       }
@@ -85,6 +136,15 @@ class Spans {
  private:
   std::vector<Span> spans_;
 };
+
+}  // namespace internal
+
+namespace {
+
+using internal::kRestOfLine;
+using internal::kToLineEndAll;
+using internal::kUntilTag;
+using internal::Spans;
 
 bool StartsWithAt(std::string_view s, size_t pos, std::string_view prefix) {
   return pos <= s.size() && s.substr(pos, prefix.size()) == prefix;
@@ -111,7 +171,7 @@ void FindSetdiagTokens(std::string_view line, Spans* spans) {
       bool boundary_before = pos == 0 || !(IsAlnum(line[pos - 1]) || line[pos - 1] == '_');
       bool boundary_after = end == line.size() || !IsAlnum(line[end]);
       if (boundary_before && boundary_after && end - start >= 16)
-        spans->Redact(start, end, kRuleSetdiag);
+        spans->Redact(start, end, kRuleSetdiag, pos);
       pos = std::max(end, pos + 1);
     }
   }
@@ -120,7 +180,8 @@ void FindSetdiagTokens(std::string_view line, Spans* spans) {
 void FindJwts(std::string_view line, Spans* spans) {
   size_t pos = 0;
   while ((pos = line.find("eyJ", pos)) != std::string_view::npos) {
-    if (pos > 0 && (IsB64Url(line[pos - 1]) || line[pos - 1] == '.')) {
+    // Not inside a longer word; after '_' or '-' it may start (token_eyJ...).
+    if (pos > 0 && (IsAlnum(line[pos - 1]) || line[pos - 1] == '.')) {
       ++pos;
       continue;
     }
@@ -191,7 +252,7 @@ void FindHttpAuth(std::string_view line, std::string_view lower, Spans* spans) {
       if (boundary_before && start > after && end > start &&
           LooksLikeCredential(line.substr(start, end - start)) &&
           !IsAlreadyRedacted(line.substr(start, end - start))) {
-        spans->Redact(start, end, kRuleHttpAuth);
+        spans->Redact(start, end, kRuleHttpAuth, pos);
       }
       pos = std::max(end, after);
     }
@@ -213,7 +274,7 @@ void FindUriCredentials(std::string_view line, Spans* spans) {
       size_t colon = authority.find(':');
       if (colon != std::string_view::npos && colon < at && colon + 1 < at &&
           !IsAlreadyRedacted(authority.substr(colon + 1, at - colon - 1))) {
-        spans->Redact(start + colon + 1, start + at, kRuleUri);
+        spans->Redact(start + colon + 1, start + at, kRuleUri, pos, start + at + 1);
       }
     }
     pos = end > pos + 3 ? end : pos + 3;
@@ -323,6 +384,7 @@ class KeyValueScanner {
       while (i < n && IsKeyChar(line_[i])) ++i;
       KeyKind kind = Classify(lower_.substr(s, i - s));
       if (kind == KeyKind::kNone) continue;
+      context_ = s > 0 ? s - 1 : 0;  // with the quote or '<' in front
       size_t resume = Value(s, i, kind);
       i = std::max(i, resume);
     }
@@ -334,7 +396,7 @@ class KeyValueScanner {
     std::string_view v = line_.substr(b, e - b);
     if (IsAlreadyRedacted(v)) return;
     if (kind == KeyKind::kKeyLike && !LooksLikeSecretValue(v)) return;
-    spans_->Redact(b, e, kRuleKeyValue);
+    spans_->Redact(b, e, kRuleKeyValue, context_);
   }
 
   // Element form: <password>value</password>, <password value="x"/>.
@@ -366,6 +428,7 @@ class KeyValueScanner {
     while (name_begin > 0 && IsKeyChar(line_[name_begin - 1])) --name_begin;
     std::string_view attr = lower_.substr(name_begin, name_end - name_begin);
     if (attr != "name" && attr != "key" && attr != "id" && attr != "property") return false;
+    context_ = name_begin;
     size_t gt = line_.find('>', e);
     if (gt == std::string_view::npos) gt = line_.size();
     size_t b = 0, v = 0;
@@ -439,7 +502,11 @@ class KeyValueScanner {
         while (v < n && line_[v] != q) v += (line_[v] == '\\' && v + 1 < n) ? 2u : 1u;
         v = std::min(v, n);
       }
+      size_t before = spans_->spans().size();
       Take(b, v, kind);
+      // Never closed: the value is the rest of the line.
+      if (v == n && spans_->spans().size() > before)
+        spans_->spans().back().to_line_end = kToLineEndAll;
       return v;
     }
     if (line_.substr(j).starts_with(kRedacted)) return j + kRedacted.size();
@@ -447,9 +514,12 @@ class KeyValueScanner {
     if (!blank_sep && AtLineStart(s)) {
       v = n;
       while (v > j && IsSpace(line_[v - 1])) --v;
-    } else {
-      while (v < n && !IsSpace(line_[v]) && std::strchr("&;,\"'<>)]}|", line_[v]) == nullptr) ++v;
+      size_t before = spans_->spans().size();
+      Take(j, v, kind);
+      if (spans_->spans().size() > before) spans_->spans().back().to_line_end = kRestOfLine;
+      return v;
     }
+    while (v < n && !IsSpace(line_[v]) && std::strchr("&;,\"'<>)]}|", line_[v]) == nullptr) ++v;
     Take(j, v, kind);
     return v;
   }
@@ -459,6 +529,7 @@ class KeyValueScanner {
   bool continuation_;
   Spans* spans_;
   bool* pending_;
+  size_t context_ = 0;  // where the key (with what makes it one) begins
 };
 
 bool MayHoldKeys(std::string_view lower) {
@@ -540,10 +611,121 @@ void FindCards(std::string_view line, Spans* spans) {
       i = end;
       found = true;
     }
-    if (!found) i = p;
+    // Not a card from here: maybe from the next group on ("till 3 4276 ...").
+    if (!found) i = groups.size() > 1 ? groups[1].first : p;
   }
 }
 
+// ---- SQL: ... PASSWORD 'secret' ----------------------------------------------
+
+// Where the literal that ends with `closer` ends, from `from`: the position
+// of its closing delimiter, or npos. In '...' a doubled quote is a quote;
+// with `backslash` a backslash escapes too (E'...'; plain strings also when
+// standard_conforming_strings is off, so both readings are tried and the
+// longer literal wins: better a little more removed than a password's tail
+// left).
+size_t SqlLiteralEnd(std::string_view line, size_t from, const std::string& closer,
+                     bool backslash) {
+  if (closer != "'") return line.find(closer, from);
+  auto scan = [&](bool escapes) -> size_t {
+    for (size_t v = from; v < line.size(); ++v) {
+      if (escapes && line[v] == '\\') {
+        ++v;
+        continue;
+      }
+      if (line[v] != '\'') continue;
+      if (v + 1 < line.size() && line[v + 1] == '\'') {
+        ++v;
+        continue;
+      }
+      return v;
+    }
+    return std::string_view::npos;
+  };
+  size_t with_escapes = scan(true);
+  if (backslash) return with_escapes;
+  size_t plain = scan(false);
+  if (with_escapes == std::string_view::npos) return plain;
+  return std::max(with_escapes, plain);
+}
+
+// A string literal starting at `j`: '...', E'...', U&'...', $$...$$ or
+// $tag$...$tag$. Sets where its text begins, what closes it and whether a
+// backslash escapes in it (undecided for plain strings: false).
+bool SqlLiteralStart(std::string_view line, size_t j, size_t* body, std::string* closer,
+                     bool* backslash) {
+  const size_t n = line.size();
+  if (j >= n) return false;
+  *backslash = false;
+  if (line[j] == '\'') {
+    *body = j + 1;
+    *closer = "'";
+    return true;
+  }
+  if ((line[j] == 'E' || line[j] == 'e') && j + 1 < n && line[j + 1] == '\'') {
+    *body = j + 2;
+    *closer = "'";
+    *backslash = true;
+    return true;
+  }
+  if ((line[j] == 'U' || line[j] == 'u') && j + 2 < n && line[j + 1] == '&' &&
+      line[j + 2] == '\'') {
+    *body = j + 3;
+    *closer = "'";
+    return true;
+  }
+  if (line[j] == '$') {
+    size_t k = j + 1;
+    if (k < n && IsDigit(line[k])) return false;  // $1: a parameter
+    while (k < n && (IsAlnum(line[k]) || line[k] == '_')) ++k;
+    if (k < n && line[k] == '$') {
+      *body = k + 1;
+      *closer = std::string(line.substr(j, k + 1 - j));
+      return true;
+    }
+  }
+  return false;
+}
+
+// [ENCRYPTED] PASSWORD 'x' of CREATE/ALTER ROLE/USER/GROUP, in a statement
+// as PostgreSQL logs it ("LOG:  statement: ...", "STATEMENT:  ..."). A
+// literal left open at the end of the line sets `closer`/`backslash` for
+// the next lines; PASSWORD NULL and [REDACTED] pass.
+void FindSqlPasswords(std::string_view line, std::string_view lower, Spans* spans,
+                      std::string* open_closer, bool* open_backslash, bool* open_counted) {
+  constexpr std::string_view kWord = "password";
+  size_t pos = 0;
+  while ((pos = lower.find(kWord, pos)) != std::string_view::npos) {
+    size_t j = pos + kWord.size();
+    bool boundary_before = pos == 0 || !(IsAlnum(line[pos - 1]) || line[pos - 1] == '_');
+    if (!boundary_before || j >= line.size() || (line[j] != ' ' && line[j] != '\t')) {
+      pos = j;
+      continue;
+    }
+    while (j < line.size() && (line[j] == ' ' || line[j] == '\t')) ++j;
+    size_t body = 0;
+    std::string closer;
+    bool backslash = false;
+    if (!SqlLiteralStart(line, j, &body, &closer, &backslash)) {
+      pos = j;
+      continue;
+    }
+    size_t end = SqlLiteralEnd(line, body, closer, backslash);
+    if (end == std::string_view::npos) {
+      std::string_view text = Trim(line.substr(body));
+      if (IsAlreadyRedacted(text)) return;
+      if (!text.empty()) spans->Redact(body, line.size(), kRuleSqlPassword, pos);
+      *open_closer = closer;  // the rest of the literal is on the next lines
+      *open_backslash = backslash;
+      *open_counted = !text.empty();
+      return;
+    }
+    size_t close_end = end + closer.size();
+    if (end > body && !IsAlreadyRedacted(line.substr(body, end - body)))
+      spans->Redact(body, end, kRuleSqlPassword, pos, close_end);
+    pos = close_end;
+  }
+}
 }  // namespace
 
 void AddCounts(RedactionCounts* into, const RedactionCounts& from) {
@@ -580,66 +762,108 @@ bool PassesLuhn(std::string_view text) {
   return count > 0 && sum % 10 == 0;
 }
 
-std::string LineRedactor::Line(std::string_view line, bool continuation) {
+void LineRedactor::Collect(std::string_view line, bool continuation, internal::Spans* spans) {
   constexpr std::string_view kBegin = "-----BEGIN", kEnd = "-----END",
                              kPrivate = "PRIVATE KEY-----";
+  const size_t n = line.size();
+  size_t scan_keys_from = 0;  // where a new PEM block may begin
   if (in_private_key_) {
     size_t end = line.find(kEnd);
-    if (end != std::string_view::npos && line.find(kPrivate, end) != std::string_view::npos) {
+    size_t marker = end == std::string_view::npos ? end : line.find(kPrivate, end);
+    if (marker != std::string_view::npos) {
       in_private_key_ = false;
-      return std::string(line.substr(end));
-    }
-    if (++private_key_lines_ <= kMaxPrivateKeyLines) {
+      // The key's last line goes; the END marker must not be split. What
+      // follows it on the line is scanned like any text.
+      spans->Add(0, end, "", "", end, marker + kPrivate.size(), false);
+      scan_keys_from = marker + kPrivate.size();
+    } else if (continuation || ++private_key_lines_ <= kMaxPrivateKeyLines) {
       // Counted at the first line of key material (not for text redacted before).
+      std::string_view rule;
       if (!private_key_counted_ && Trim(line) != kRedacted && !Trim(line).empty()) {
-        ++counts_[std::string(kRulePrivateKey)];
+        rule = kRulePrivateKey;
         private_key_counted_ = true;
       }
-      return std::string(kRedacted);
+      // One marker for a line, also when a long one comes in pieces.
+      spans->Add(0, n, continuation ? "" : std::string(kRedacted), rule, 0, 0, false);
+      return;
+    } else {
+      in_private_key_ = false;  // never ended: it was not a key after all
     }
-    in_private_key_ = false;  // never ended: it was not a key after all
   }
-  Spans spans;
   std::string lower(line);
   for (char& c : lower) c = Lower(c);
 
+  if (!sql_closer_.empty()) {
+    size_t end = SqlLiteralEnd(line, 0, sql_closer_, sql_backslash_);
+    size_t stop = end == std::string_view::npos ? n : end;
+    std::string_view text = Trim(line.substr(0, stop));
+    std::string_view rule;
+    if (!sql_counted_ && !text.empty() && !IsAlreadyRedacted(text)) {
+      rule = kRuleSqlPassword;  // the literal began at the end of a line
+      sql_counted_ = true;
+    }
+    if (end != std::string_view::npos) {
+      spans->Add(0, end, std::string(kRedacted), rule, end, end + sql_closer_.size(), false);
+      sql_closer_.clear();
+    } else {
+      spans->Add(0, n, continuation ? "" : std::string(kRedacted), rule, 0, 0, false);
+      if (!continuation && ++sql_literal_lines_ >= kMaxSqlLiteralLines) sql_closer_.clear();
+    }
+  }
   if (pending_xml_value_) {
-    pending_xml_value_ = false;
     size_t b = 0, e = line.find('<');
-    if (e == std::string_view::npos) e = line.size();
+    if (e == std::string_view::npos) e = n;
     while (b < e && IsSpace(line[b])) ++b;
     size_t t = e;
     while (t > b && IsSpace(line[t - 1])) --t;
-    if (t > b && !IsAlreadyRedacted(line.substr(b, t - b))) spans.Redact(b, t, kRuleKeyValue);
-  }
-  if (size_t begin = line.find(kBegin); begin != std::string_view::npos) {
-    size_t marker = line.find(kPrivate, begin);
-    if (marker != std::string_view::npos) {
-      size_t body = marker + kPrivate.size();
-      size_t end = line.find(kEnd, body);
-      if (end != std::string_view::npos) {
-        // A whole key on one line, e.g. in JSON with \n escapes.
-        if (!IsAlreadyRedacted(line.substr(body, end - body)))
-          spans.Redact(body, end, kRulePrivateKey);
-      } else {
-        in_private_key_ = true;
-        private_key_lines_ = 0;
-        private_key_counted_ = false;
-        if (body < line.size() && !IsAlreadyRedacted(Trim(line.substr(body)))) {
-          spans.Redact(body, line.size(), kRulePrivateKey);
-          private_key_counted_ = true;
-        }
-      }
+    // A piece of blanks only (a long line split) leaves the value to come.
+    if (t > b || e < n) pending_xml_value_ = false;
+    if (t > b && !IsAlreadyRedacted(line.substr(b, t - b))) {
+      spans->Add(b, t, std::string(kRedacted), kRuleKeyValue, b, b);
+      spans->spans().back().to_line_end = e == n ? kUntilTag : 0;
     }
   }
-  FindSetdiagTokens(line, &spans);
-  FindJwts(line, &spans);
-  FindAwsKeys(line, &spans);
-  FindHttpAuth(line, lower, &spans);
-  FindUriCredentials(line, &spans);
-  if (MayHoldKeys(lower))
-    KeyValueScanner(line, lower, continuation, &spans, &pending_xml_value_).Run();
-  FindCards(line, &spans);
+  // Every key on the line (JSON may hold several, each with \n escapes).
+  for (size_t from = scan_keys_from, begin;
+       (begin = line.find(kBegin, from)) != std::string_view::npos;) {
+    size_t marker = line.find(kPrivate, begin);
+    if (marker == std::string_view::npos) break;
+    begin = line.rfind(kBegin, marker);  // the BEGIN of this PRIVATE KEY
+    size_t body = marker + kPrivate.size();
+    size_t end = line.find(kEnd, body);
+    if (end != std::string_view::npos) {
+      // A whole key on one line.
+      if (!IsAlreadyRedacted(line.substr(body, end - body)))
+        spans->Redact(body, end, kRulePrivateKey, begin, end + kEnd.size());
+      from = end + kEnd.size();
+      continue;
+    }
+    in_private_key_ = true;
+    private_key_lines_ = 0;
+    private_key_counted_ = false;
+    if (body < n && !IsAlreadyRedacted(Trim(line.substr(body)))) {
+      spans->Redact(body, n, kRulePrivateKey, begin);
+      private_key_counted_ = true;
+    }
+    break;
+  }
+  FindSetdiagTokens(line, spans);
+  FindJwts(line, spans);
+  FindAwsKeys(line, spans);
+  FindHttpAuth(line, lower, spans);
+  FindUriCredentials(line, spans);
+  if (MayHoldKeys(lower) && !rest_is_value_)
+    KeyValueScanner(line, lower, continuation, spans, &pending_xml_value_).Run();
+  if (sql_closer_.empty() && lower.find("password") != std::string::npos) {
+    FindSqlPasswords(line, lower, spans, &sql_closer_, &sql_backslash_, &sql_counted_);
+    sql_literal_lines_ = 0;
+  }
+  FindCards(line, spans);
+}
+
+std::string LineRedactor::Line(std::string_view line, bool continuation) {
+  internal::Spans spans;
+  Collect(line, continuation, &spans);
   return spans.Apply(line, &counts_);
 }
 
@@ -662,17 +886,177 @@ std::string RedactText(std::string_view text, RedactionCounts* counts) {
   return out;
 }
 
+void RedactJsonStrings(nlohmann::json* value, RedactionCounts* counts) {
+  if (value->is_string()) {
+    const std::string& text = value->get_ref<const std::string&>();
+    RedactionCounts local;
+    std::string out = RedactText(text, &local);
+    if (!local.empty()) {
+      if (counts) AddCounts(counts, local);
+      *value = std::move(out);
+    }
+  } else if (value->is_object()) {
+    for (auto it = value->begin(); it != value->end(); ++it) {
+      if (it->is_string() && IsSecretKeyName(it.key())) {
+        const std::string& text = it->get_ref<const std::string&>();
+        if (!text.empty() && !IsAlreadyRedacted(text)) {
+          *it = std::string(kRedacted);
+          if (counts) ++(*counts)[std::string(kRuleKeyValue)];
+        }
+        continue;
+      }
+      RedactJsonStrings(&*it, counts);
+    }
+  } else if (value->is_array()) {
+    for (auto& v : *value) RedactJsonStrings(&v, counts);
+  }
+}
+
 StreamRedactor::StreamRedactor(Sink sink, size_t max_line)
     : sink_(std::move(sink)), max_line_(max_line) {
   if (max_line_ < 4096) max_line_ = 4096;
 }
 
-absl::Status StreamRedactor::Emit(std::string_view piece, bool newline) {
-  std::string out = line_.Line(piece, continuation_);
-  if (newline) out += '\n';
+namespace {
+
+// What a token is made of: a cut between two of these would split a word.
+bool IsWordChar(char c) {
+  return IsAlnum(c) || c == '_' || c == '-' || c == '.' || c == '+' || c == '/' || c == '=' ||
+         c == '%' || c == '*';
+}
+
+// Where an unquoted value ends.
+bool EndsValue(char c) { return IsSpace(c) || std::strchr("&;,\"'<>)]}|", c) != nullptr; }
+
+}  // namespace
+
+void StreamRedactor::AddCarry(std::string_view piece, bool last, internal::Spans* spans) const {
+  if (carry_bytes_ == 0 && !carry_open_ && !carry_to_line_end_) return;
+  size_t end = std::min(carry_bytes_, piece.size());
+  if (carry_to_line_end_ == internal::kUntilTag) {
+    size_t lt = piece.find('<');
+    end = lt == std::string_view::npos ? piece.size() : lt;
+    if (lt != std::string_view::npos || last) {
+      while (end > 0 && IsSpace(piece[end - 1])) --end;
+    }
+  } else if (carry_to_line_end_) {
+    end = piece.size();
+    if (last && carry_to_line_end_ != internal::kToLineEndAll) {
+      while (end > 0 && IsSpace(piece[end - 1])) --end;  // as a whole line's value
+    }
+  } else if (carry_open_) {
+    while (end < piece.size() && piece[end] != '\0' && !EndsValue(piece[end])) ++end;
+  }
+  if (end == 0) return;
+  spans->Add(0, end, "", "", 0, 0, true);  // counted where it began
+  spans->spans().back().to_line_end = carry_to_line_end_;
+}
+
+absl::Status StreamRedactor::Send(std::string out) {
   bytes_out_ += out.size();
   status_ = sink_(out);
   return status_;
+}
+
+absl::Status StreamRedactor::Emit(std::string_view piece, bool newline) {
+  internal::Spans spans;
+  AddCarry(piece, true, &spans);
+  carry_bytes_ = 0;
+  carry_open_ = false;
+  line_.rest_is_value_ = carry_to_line_end_ == internal::kRestOfLine;
+  carry_to_line_end_ = 0;
+  line_.Collect(piece, continuation_, &spans);
+  line_.rest_is_value_ = false;
+  std::string out = spans.Apply(piece, &line_.counts_);
+  if (newline) out += '\n';
+  return Send(std::move(out));
+}
+
+absl::Status StreamRedactor::Split() {
+  const std::string_view window(pending_);
+  const size_t n = window.size();
+  const size_t hold = std::min(kHoldBack, max_line_ / 4);
+  // What the whole window would redact, on a copy of the line state.
+  internal::Spans found;
+  AddCarry(window, false, &found);
+  LineRedactor probe = line_;
+  probe.rest_is_value_ = carry_to_line_end_ == internal::kRestOfLine;
+  probe.Collect(window, continuation_, &found);
+
+  // The cut: at least `hold` before the end, between words when there is
+  // such a place in the 1 KiB before...
+  size_t cut = n - hold;
+  for (size_t k = cut; k > 0 && k + 1024 > cut; --k) {
+    if (!IsWordChar(window[k - 1]) || !IsWordChar(window[k])) {
+      cut = k;
+      break;
+    }
+  }
+  const size_t preferred = cut;
+  // ...and never inside a secret or its context: before them instead.
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (const auto& sp : found.spans()) {
+      if (sp.guard_begin < cut && cut < sp.guard_end) {
+        cut = sp.guard_begin;
+        moved = true;
+      }
+    }
+  }
+  // A single secret (with its context) filling most of the window cannot be
+  // seen whole: cut through it, remove its front here and its rest after.
+  const bool forced = cut < n / 4;
+  if (forced) cut = preferred;
+
+  const std::string_view front = window.substr(0, cut);
+  internal::Spans spans;
+  AddCarry(front, false, &spans);
+  line_.rest_is_value_ = carry_to_line_end_ == internal::kRestOfLine;
+  line_.Collect(front, continuation_, &spans);
+  line_.rest_is_value_ = false;
+  size_t carry = 0;
+  bool open = false;
+  int to_line_end = 0;
+  std::vector<internal::Span> clipped;
+  for (const auto& sp : found.spans()) {
+    if (sp.begin >= cut || sp.end <= cut) continue;  // does not cross the cut
+    if (forced && sp.guard_begin < sp.guard_end) {
+      clipped.push_back(sp);
+      clipped.back().end = cut;
+      clipped.back().replacement = std::string(kRedacted);
+    }
+    if (!sp.carry) continue;  // the line state carries it on
+    carry = std::max(carry, sp.end - cut);
+    open = open || sp.end >= n;
+    to_line_end = std::max(to_line_end, sp.to_line_end);
+  }
+  if (!clipped.empty()) {
+    // Counted once, under the rule that saw it whole: what the front alone
+    // found of it joins it.
+    auto& front_spans = spans.spans();
+    for (auto& c : clipped) {
+      for (auto it = front_spans.begin(); it != front_spans.end();) {
+        // (A removal without a marker, the rest of an earlier secret, stays
+        // as it is: it covers what it covers.)
+        if (it->begin < c.end && c.begin < it->end && it->carry && !it->replacement.empty()) {
+          c.begin = std::min(c.begin, it->begin);
+          c.end = std::max(c.end, it->end);
+          it = front_spans.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& c : clipped) front_spans.push_back(std::move(c));
+  }
+  std::string out = spans.Apply(front, &line_.counts_);
+  carry_bytes_ = carry;
+  carry_open_ = open;
+  carry_to_line_end_ = to_line_end;
+  ++lines_split_;
+  pending_.erase(0, cut);
+  continuation_ = true;
+  return Send(std::move(out));
 }
 
 absl::Status StreamRedactor::Feed(std::string_view chunk) {
@@ -694,22 +1078,10 @@ absl::Status StreamRedactor::Feed(std::string_view chunk) {
       pending_.append(chunk);
       return absl::OkStatus();
     }
-    // The line is too long: emit a piece, preferably ending at a delimiter in
-    // its last 4 KiB so that a key and its value stay together.
+    // The line is longer than a window: emit its front, keep the rest.
     pending_.append(chunk.substr(0, room));
     chunk.remove_prefix(room);
-    size_t cut = pending_.size();
-    for (size_t k = pending_.size(); k-- > pending_.size() - 4096;) {
-      char c = pending_[k];
-      if (IsSpace(c) || c == ',' || c == ';' || c == '>' || c == '&') {
-        cut = k + 1;
-        break;
-      }
-    }
-    if (auto st = Emit(std::string_view(pending_).substr(0, cut), false); !st.ok()) return st;
-    ++lines_split_;
-    pending_.erase(0, cut);
-    continuation_ = true;
+    if (auto st = Split(); !st.ok()) return st;
   }
   return absl::OkStatus();
 }

@@ -140,6 +140,33 @@ SPEEDLOG> 2026-01-15 10:00:10,000 FINISH: ru.crystals.ERPIntegration.importGoods
        {"\"login\":\"erp\"", "\"count\":3", "\\\"user\\\":\\\"erp\\\""},
        {{"key_value", 4}}},
 
+      {"PostgreSQL log with role passwords",
+       R"(2026-01-15 10:00:00.123 MSK [4121] postgres@set LOG:  statement: ALTER ROLE postgres PASSWORD 'Pg#Admin2026';
+2026-01-15 10:00:01.456 MSK [4122] postgres@set LOG:  statement: CREATE USER erp_sync WITH ENCRYPTED PASSWORD 'Erp''Sync!77' VALID UNTIL '2027-01-01';
+2026-01-15 10:00:02.789 MSK [4123] postgres@set ERROR:  role "kassir" already exists
+2026-01-15 10:00:02.789 MSK [4123] postgres@set STATEMENT:  CREATE ROLE kassir LOGIN PASSWORD E'Kas\'sir\\9' CONNECTION LIMIT 5;
+2026-01-15 10:00:03.000 MSK [4124] postgres@set LOG:  statement: alter user backup with password $pw$Back$up-1$pw$;
+2026-01-15 10:00:04.000 MSK [4125] postgres@set LOG:  statement: ALTER USER report WITH PASSWORD 'md5a3556571e93b0d20722ba62be61e8c2d'	VALID UNTIL 'infinity';
+2026-01-15 10:00:05.000 MSK [4126] postgres@set LOG:  statement: ALTER ROLE old_user PASSWORD NULL;
+2026-01-15 10:00:06.000 MSK [4127] erp_sync@set FATAL:  password authentication failed for user "erp_sync"
+2026-01-15 10:00:06.000 MSK [4127] erp_sync@set DETAIL:  Connection matched pg_hba.conf line 92: "host all all 127.0.0.1/32 scram-sha-256"
+2026-01-15 10:00:07.000 MSK [4128] postgres@set LOG:  statement: CREATE USER multi PASSWORD 'first line
+	second-line-Secret' VALID UNTIL 'infinity';
+2026-01-15 10:00:08.000 MSK [4129] postgres@set LOG:  duration: 0.412 ms  statement: SELECT cashnum, lastactivity FROM od_cash_status
+)",
+       {"Pg#Admin2026", "Sync!77", "Erp''", "sir\\9", "Back$up-1",
+        "md5a3556571e93b0d20722ba62be61e8c2d", "first line", "second-line-Secret"},
+       {"LOG:  statement: ALTER ROLE postgres PASSWORD '[REDACTED]';",
+        "WITH ENCRYPTED PASSWORD '[REDACTED]' VALID UNTIL '2027-01-01';",
+        "ERROR:  role \"kassir\" already exists",
+        "LOGIN PASSWORD E'[REDACTED]' CONNECTION LIMIT 5;", "password $pw$[REDACTED]$pw$;",
+        "WITH PASSWORD '[REDACTED]'\tVALID UNTIL 'infinity';", "ALTER ROLE old_user PASSWORD NULL;",
+        "FATAL:  password authentication failed for user \"erp_sync\"",
+        "\"host all all 127.0.0.1/32 scram-sha-256\"", "CREATE USER multi PASSWORD '[REDACTED]\n",
+        "\n[REDACTED]' VALID UNTIL 'infinity';",
+        "statement: SELECT cashnum, lastactivity FROM od_cash_status"},
+       {{"sql_password", 6}}},
+
       {"PEM private keys",
        R"(-----BEGIN CERTIFICATE-----
 MIIBszCCAVmgAwIBAgIUCertificateBodyStaysReadable
@@ -296,6 +323,124 @@ TEST(RedactTest, JsonValuesUnderSecretKeysAreReplacedWhole) {
   EXPECT_EQ(j["token_file"], "/etc/setdiag/agent.token");
   EXPECT_EQ(j["nested"]["list"][1], "fine");
   EXPECT_EQ(counts["key_value"], 4);
+}
+
+TEST(RedactTest, SqlPasswordLiteralsAndLookalikes) {
+  const std::vector<CardCase> cases = {
+      {"ALTER ROLE x PASSWORD 'a''b'", "ALTER ROLE x PASSWORD '[REDACTED]'"},
+      {"alter role x password U&'d\\0061ta'", "alter role x password U&'[REDACTED]'"},
+      {"CREATE USER x PASSWORD $$dollar$$ LOGIN", "CREATE USER x PASSWORD $$[REDACTED]$$ LOGIN"},
+      // standard_conforming_strings off: \' escapes; the longer reading wins.
+      {"ALTER ROLE x PASSWORD 'a\\'b' LOGIN", "ALTER ROLE x PASSWORD '[REDACTED]' LOGIN"},
+      // Not literals after PASSWORD: left alone.
+      {"ALTER ROLE x PASSWORD NULL", "ALTER ROLE x PASSWORD NULL"},
+      {"PREPARE p AS ALTER ROLE x PASSWORD $1", "PREPARE p AS ALTER ROLE x PASSWORD $1"},
+      {"password 'x' is not a password_encryption 'md5'",
+       "password '[REDACTED]' is not a password_encryption 'md5'"},
+      {"ALTER ROLE x PASSWORD ''", "ALTER ROLE x PASSWORD ''"},
+  };
+  for (const auto& c : cases) {
+    RedactionCounts counts;
+    EXPECT_EQ(RedactText(c.in, &counts), c.out) << c.in;
+  }
+  {  // A literal opened at the end of a line.
+    RedactionCounts counts;
+    EXPECT_EQ(RedactText("CREATE USER x PASSWORD '\nOnNextLine9' LOGIN;\n", &counts),
+              "CREATE USER x PASSWORD '\n[REDACTED]' LOGIN;\n");
+    EXPECT_EQ(counts, (RedactionCounts{{"sql_password", 1}}));
+  }
+  // An SQL literal that never ends stops being one after 20 lines.
+  std::string text = "ALTER ROLE x PASSWORD 'never closed\n";
+  for (int i = 0; i < 30; ++i) text += "line " + std::to_string(i) + "\n";
+  std::string out = RedactText(text, nullptr);
+  EXPECT_THAT(out, Not(HasSubstr("never closed")));
+  EXPECT_THAT(out, Not(HasSubstr("line 18\n")));
+  EXPECT_THAT(out, HasSubstr("line 20\n"));
+}
+
+// Item 14: what the agent takes from SET (a rejected package's message, an
+// inbox file name, a cashier's name) is redacted in an event's payload with
+// the same rules as a bundle; ids, times, numbers and barcodes stay.
+TEST(RedactTest, EventPayloadStringsAreRedactedAndOtherFieldsKept) {
+  const std::string jwt =
+      "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMDQyIiwicm9sZSI6ImVycCJ9.dBjftJeZ4CVPmB92K27uhbUJU1p1r_"
+      "wW1gF";
+  nlohmann::json payload = {
+      {"state", "raised"},
+      {"episode", "agent-1042-a1b2c3-loading.import_errors-1768460400121"},
+      {"failed_packages",
+       {{{"ti", "TI-1042-77"},
+         {"arrived_ms", 1768460400121},
+         {"status", 5},
+         {"status_name", "internal error"},
+         {"import_type", "GOODS"},
+         {"message",
+          "org.postgresql.util.PSQLException: FATAL: password authentication failed; "
+          "url=jdbc:postgresql://10.0.0.5:5432/set?user=postgres&password=Pg$ecret42 "
+          "while charging card 4276 3800 1234 5679 with token " +
+              jwt}}}},
+      {"oldest_waiting_file",
+       {{"path", "/var/lib/jboss/products/source"},
+        {"name", "catalog-goods_password=Kassa2024.xml"},
+        {"mtime_ms", 1768460400121},
+        {"files", 3}}},
+      {"other_file", "goods_" + jwt + ".xml"},
+      {"cashiers", {"Иванова А. П.", "session=abc password: Kass1r!"}},
+      {"lagging_tills", {{{"till", 3}, {"last_load_ms", 1768460400121}, {"not_loaded", 2}}}},
+      {"barcode", "4600000000060"},
+      {"till_numbers", "3, 7, 11-14"},
+      {"password", "plain"},
+      {"summary_en", "1 import package(s) rejected"},
+      {"summary_ru", "Отклонено пакетов загрузки: 1"}};
+  const nlohmann::json before = payload;
+  RedactionCounts counts;
+  RedactJsonStrings(&payload, &counts);
+  const std::string text = payload.dump();
+  for (const std::string& secret :
+       {std::string("Pg$ecret42"), std::string("4276 3800 1234"), std::string("Kassa2024"),
+        std::string("Kass1r!"), std::string("\"plain\""), jwt.substr(0, 20), jwt.substr(40)}) {
+    EXPECT_THAT(text, Not(HasSubstr(secret))) << text;
+  }
+  const auto& message = payload["failed_packages"][0]["message"].get_ref<const std::string&>();
+  EXPECT_THAT(message, HasSubstr("FATAL: password authentication failed; "));
+  EXPECT_THAT(message, HasSubstr("user=postgres&password=[REDACTED] "));
+  EXPECT_THAT(message, HasSubstr("card **** **** **** 5679 with token [REDACTED]"));
+  EXPECT_EQ(payload["oldest_waiting_file"]["name"], "catalog-goods_password=[REDACTED]");
+  EXPECT_EQ(payload["other_file"], "goods_[REDACTED].xml");
+  EXPECT_EQ(payload["cashiers"][0], "Иванова А. П.");
+  EXPECT_EQ(payload["password"], "[REDACTED]");
+  EXPECT_EQ(counts, (RedactionCounts{{"key_value", 4}, {"card_number", 1}, {"jwt", 2}}));
+  // Everything else is exactly as it was.
+  for (const char* key : {"state", "episode", "lagging_tills", "barcode", "till_numbers",
+                          "summary_en", "summary_ru"}) {
+    EXPECT_EQ(payload[key], before[key]) << key;
+  }
+  for (const char* key : {"ti", "arrived_ms", "status", "status_name", "import_type"}) {
+    EXPECT_EQ(payload["failed_packages"][0][key], before["failed_packages"][0][key]) << key;
+  }
+  EXPECT_EQ(payload["oldest_waiting_file"]["mtime_ms"], 1768460400121);
+  EXPECT_EQ(payload["oldest_waiting_file"]["path"], "/var/lib/jboss/products/source");
+  // Once redacted, nothing more happens.
+  RedactionCounts again;
+  nlohmann::json twice = payload;
+  RedactJsonStrings(&twice, &again);
+  EXPECT_EQ(twice, payload);
+  EXPECT_TRUE(again.empty());
+}
+
+TEST(RedactTest, EveryPemKeyOnALineAndTextAfterAnEndMarker) {
+  RedactionCounts counts;
+  const std::string out = RedactText(
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+      "-----END PRIVATE KEY----- loaded; password=AfterEnd1\n"
+      "{\"a\":\"-----BEGIN PRIVATE KEY-----\\nFirstKeyBody1\\n-----END PRIVATE KEY-----\","
+      "\"b\":\"-----BEGIN EC PRIVATE KEY-----\\nSecondKeyBody2\\n-----END EC PRIVATE KEY-----\"}\n",
+      &counts);
+  for (const char* s : {"MIIEvQIBADANBgkq", "AfterEnd1", "FirstKeyBody1", "SecondKeyBody2"})
+    EXPECT_THAT(out, Not(HasSubstr(s))) << out;
+  EXPECT_THAT(out, HasSubstr("-----END PRIVATE KEY----- loaded; password=[REDACTED]\n"));
+  EXPECT_EQ(counts, (RedactionCounts{{"private_key", 3}, {"key_value", 1}}));
 }
 
 TEST(RedactTest, SecretKeyNames) {
