@@ -141,13 +141,35 @@ LoadingWatch::LoadingWatch(LoadingWatchOptions options, std::string agent_id, Ou
       on_committed_(std::move(on_committed)),
       context_(std::move(context)),
       clock_(clock),
-      detector_(options_.policy, std::move(agent_id)) {
+      detector_(options_.policy, agent_id),
+      sources_(agent_id, options_.set_db ? options_.set_db->failure_confirm_ms : 30'000) {
   if (options_.set_db) db_ = std::make_unique<SetDatabase>(*options_.set_db);
 }
 
 LoadingWatch::~LoadingWatch() { Stop(); }
 
-void LoadingWatch::Start() { thread_ = std::thread([this] { Loop(); }); }
+void LoadingWatch::Start() {
+  if (options_.state) {
+    state_.emplace(options_.state, "loading", "loading");
+    if (auto previous = state_->Load()) {
+      if (auto st = detector_.RestoreState(*previous); !st.ok()) {
+        log::Warn("loading", Cat("the conditions raised before the restart are not restored: ", st.message()));
+      } else {
+        for (const auto& h : HeldEpisodesOf(*previous)) {
+          log::Info("loading", Cat("restored ", h.kind, " (episode ", h.episode,
+                                   ") raised before the restart: cleared once it no longer holds"));
+        }
+      }
+    }
+    state_->Update(detector_.ExportState(), clock_.NowMs(), clock_.MonotonicMs());
+  }
+  if (options_.state) {
+    checks_state_.emplace(options_.state, "loading.checks", "loading");
+    if (auto previous = checks_state_->Load()) RestoreChecksState(*previous, &sources_, nullptr, nullptr);
+    checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), clock_.NowMs(), clock_.MonotonicMs());
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void LoadingWatch::Stop() {
   {
@@ -161,16 +183,38 @@ void LoadingWatch::Stop() {
 LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   LoadingSnapshot s;
   s.now_ms = now_ms;
+  auto note = [this](std::vector<Finding> f) { check_findings_.insert(check_findings_.end(), f.begin(), f.end()); };
   if (db_) {
     auto packages = db_->ReadPackages();
-    auto roster = packages.ok() && options_.watch_transport ? db_->ReadRoster()
-                                                            : absl::StatusOr<std::vector<RosterRow>>();
-    auto transport = packages.ok() && options_.watch_transport ? db_->ReadTransport()
-                                                               : absl::StatusOr<std::vector<std::vector<std::string>>>();
-    absl::Status st = !packages.ok() ? packages.status()
-                      : (options_.watch_transport && !roster.ok()) ? roster.status()
-                      : (options_.watch_transport && !transport.ok()) ? transport.status()
-                                                                       : absl::OkStatus();
+    note(sources_.Observe(QuerySource("loading", SetSource::kPackages), packages.status(), now_ms));
+    // Transport has queries of its own: one that does not fit this SET
+    // version leaves transport unwatched, not the packages.
+    absl::StatusOr<std::vector<RosterRow>> roster;
+    absl::StatusOr<std::vector<std::vector<std::string>>> transport;
+    if (packages.ok() && options_.watch_transport) {
+      roster = db_->ReadRoster();
+      note(sources_.Observe(QuerySource("loading", SetSource::kRoster), roster.status(), now_ms));
+      if (roster.ok()) {
+        transport = db_->ReadTransport();
+        note(sources_.Observe(QuerySource("loading", SetSource::kTransport), transport.status(), now_ms));
+      } else {
+        transport = roster.status();
+      }
+    }
+    absl::Status st = packages.status();
+    if (st.ok() && options_.watch_transport && absl::IsUnavailable(transport.status())) st = transport.status();
+    std::string transport_error;
+    if (st.ok() && options_.watch_transport) {
+      if (!transport.ok()) {
+        transport_error = std::string(transport.status().message());
+      } else if (auto shops = CheckShops(ShopsIn(*roster), options_.set_db->shop_number.has_value()); !shops.ok()) {
+        transport_error = std::string(shops.message());
+      }
+      if (!transport_error.empty() && transport_error != transport_error_) {
+        log::Warn("loading", Cat("transport to the tills is not watched: ", transport_error));
+      }
+      transport_error_ = transport_error;
+    }
     if (!st.ok()) {
       s.db_ok = false;
       s.db_error = std::string(st.message());
@@ -188,7 +232,7 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
         p.message = r[5];
         s.packages.push_back(std::move(p));
       }
-      if (options_.watch_transport) {
+      if (options_.watch_transport && transport_error.empty()) {
         std::map<int, bool> expected;
         for (const auto& r : *roster) {
           RosterStatus rs = ParseRosterStatus(r.status);
@@ -216,6 +260,8 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   for (const auto& path : options_.inboxes) {
     s.inboxes.push_back(ListInbox(path, options_.inbox_pattern));
     const auto& in = s.inboxes.back();
+    note(sources_.Observe(InboxSource(path), in.readable ? absl::OkStatus() : absl::FailedPreconditionError(in.error),
+                          now_ms));
     if (!in.readable && unreadable_inboxes_.insert(path).second) {
       log::Warn("loading", Cat("cannot list inbox ", path, ": ", in.error, "; its files are not watched"));
     } else if (in.readable) {
@@ -265,7 +311,12 @@ void LoadingWatch::Loop() {
     int64_t now = clock_.NowMs();
     if (clock_.MonotonicMs() >= next_poll_mono) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     auto findings = detector_.Evaluate(Gather(now));
+    findings.insert(findings.begin(), check_findings_.begin(), check_findings_.end());
+    check_findings_.clear();
     if (CommitFindings(outbox_, findings, "loading", options_.history.get()) > 0 && on_committed_) on_committed_();
+    if (checks_state_) checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), now, clock_.MonotonicMs());
+    // After the commit: a crash in between may forget a raise, never invent one.
+    if (state_) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
     int64_t wait_ms =
         WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
     std::unique_lock lock(mu_);

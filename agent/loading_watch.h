@@ -17,9 +17,11 @@
 #include <thread>
 #include <vector>
 
+#include "agent/detector_state.h"
 #include "agent/loading_detector.h"
 #include "agent/net_probe.h"
 #include "agent/outbox.h"
+#include "agent/set_checks.h"
 #include "agent/set_db.h"
 #include "common/clock.h"
 
@@ -43,6 +45,9 @@ struct LoadingWatchOptions {
   int erp_window_start_min = 0;    // minutes after local midnight
   int erp_window_end_min = 24 * 60;
   std::shared_ptr<HistoryStore> history;  // optional: findings are also recorded there
+  // Optional: the detector's raised conditions survive restarts there
+  // (row "loading"; restored in Start(), saved after each change).
+  std::shared_ptr<DetectorStateStore> state;
 };
 
 // What the store's own schedule says at an instant.
@@ -75,7 +80,14 @@ class LoadingWatch {
   Clock& clock_;
   std::set<std::string> unreadable_inboxes_;  // logged once each
   LoadingDetector detector_;
+  std::optional<DetectorStateKeeper> state_;  // loop thread only
   std::unique_ptr<SetDatabase> db_;
+  // Queries and folders that keep failing (agent/set_checks.h): their
+  // findings go out with the detector's; state in row "loading.checks".
+  SourceHealth sources_;
+  std::optional<DetectorStateKeeper> checks_state_;
+  std::vector<Finding> check_findings_;
+  std::string transport_error_;  // why transport is not watched (logged once)
   std::optional<bool> service_ok_;
   std::string service_error_;
   int64_t next_service_check_ms_ = 0;

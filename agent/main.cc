@@ -13,7 +13,9 @@
 #include "common/strings.h"
 #include "agent/agent_config.h"
 #include "agent/bundle/bundle.h"
+#include "agent/bundle/redact.h"
 #include "agent/bundle_child.h"
+#include "agent/detector_state.h"
 #include "agent/history.h"
 #include "agent/loading_watch.h"
 #include "agent/maintenance.h"
@@ -172,6 +174,8 @@ int Run(const AgentConfig& cfg) {
   if (!outbox->reset_reason().empty()) {
     nlohmann::json payload = {{"reason", outbox->reset_reason()},
                               {"in_memory", outbox->in_memory()}};
+    // What is known of the replaced outbox and what was recovered from it.
+    payload.update(nlohmann::json::parse(outbox->reset_details(), nullptr, false), true);
     auto seq = outbox->Append(
         {kOutboxResetKind, Severity::kImportant, clock.NowMs(), payload.dump()});
     if (!seq.ok()) log::Error("agent", seq.status().ToString());
@@ -195,6 +199,29 @@ int Run(const AgentConfig& cfg) {
   uo.server_name = cfg.server_name;
   uo.backoff = cfg.backoff;
   uo.status_interval_ms = cfg.status_interval_ms;
+  // What the detectors raised survives a restart (state.db, table
+  // detector_state): restored by the watches, announced in every Hello.
+  // Without it the agent runs on, and the Hello says nothing about it.
+  std::shared_ptr<DetectorStateStore> detector_state;
+  if (auto ds = DetectorStateStore::Open(cfg.StatePath()); ds.ok()) {
+    detector_state = std::move(*ds);
+    // A watch switched off holds nothing: the collector may resolve it.
+    for (auto [enabled, name] : {std::pair{cfg.tills_enabled, "tills"}, std::pair{cfg.loading_enabled, "loading"}}) {
+      if (enabled) continue;
+      if (auto st = detector_state->Forget(name); !st.ok()) log::Warn("agent", st.ToString());
+    }
+  } else {
+    log::Error("agent", Cat("raised conditions will not survive a restart: ", ds.status().ToString()));
+  }
+  uo.held_episodes = [detector_state]() -> std::optional<std::vector<HeldEpisode>> {
+    if (!detector_state) return std::nullopt;
+    auto held = detector_state->HeldEpisodes();
+    if (!held.ok()) {
+      log::Warn("uplink", Cat("cannot read the held condition episodes: ", held.status().ToString()));
+      return std::nullopt;
+    }
+    return std::move(*held);
+  };
   // Diagnostic bundles the collector asks for, and the flight recorder's:
   // built on the uplink's bundle thread, streamed from <state_dir>/bundles.
   // Each is built by a child process (this binary's `bundle` command), so
@@ -253,6 +280,7 @@ int Run(const AgentConfig& cfg) {
   if (cfg.tills_enabled) {
     TillWatchOptions till_options = cfg.tills;
     till_options.history = history;
+    till_options.state = detector_state;
     tills = std::make_unique<TillWatch>(till_options, uo.agent_id,
                                         MakeExpectation(cfg, maintenance ? &*maintenance : nullptr), board, *outbox,
                                         [&uplink] { uplink.Wake(); }, clock);
@@ -282,6 +310,7 @@ int Run(const AgentConfig& cfg) {
     };
     LoadingWatchOptions loading_options = cfg.loading;
     loading_options.history = history;
+    loading_options.state = detector_state;
     loading = std::make_unique<LoadingWatch>(loading_options, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); },
                                              context, clock);
     loading->Start();
@@ -290,12 +319,21 @@ int Run(const AgentConfig& cfg) {
                              " import service URL(s)"));
   }
 
-  // Housekeeping on the main thread between signals.
+  // Housekeeping on the main thread between signals: every 2 s events the
+  // disk refused are committed again (and sent at once), once a minute the
+  // outbox expires old events.
+  int64_t next_expiry_ms = clock.MonotonicMs() + 60'000;
   while (true) {
-    timespec timeout{60, 0};
+    timespec timeout{2, 0};
     int sig = sigtimedwait(&signals, nullptr, &timeout);
     if (sig == SIGINT || sig == SIGTERM) break;
-    if (auto st = outbox->ExpireOld(); !st.ok()) log::Error("outbox", st.ToString());
+    size_t committed = 0;
+    (void)outbox->CommitHeld(&committed);
+    if (committed > 0) uplink.Wake();
+    if (clock.MonotonicMs() >= next_expiry_ms) {
+      next_expiry_ms = clock.MonotonicMs() + 60'000;
+      if (auto st = outbox->ExpireOld(); !st.ok()) log::Error("outbox", st.ToString());
+    }
   }
   log::Info("agent", "stopping");
   bundle_child.Stop();  // a bundle being built in a child ends now (SIGTERM, SIGKILL after 2 s)
@@ -310,7 +348,14 @@ int Run(const AgentConfig& cfg) {
 }
 
 int Emit(const AgentConfig& cfg, const std::string& kind, const std::string& severity_text,
-         const std::string& payload, int count) {
+         const std::string& raw_payload, int count) {
+  // A script may pass on what it read from SET: redacted like a finding.
+  std::string payload = raw_payload;
+  if (auto j = nlohmann::json::parse(raw_payload, nullptr, false); !j.is_discarded()) {
+    bundle::RedactionCounts redacted;
+    bundle::RedactJsonStrings(&j, &redacted);
+    if (!redacted.empty()) payload = j.dump();
+  }
   Severity severity;
   if (!ParseSeverity(severity_text, &severity)) {
     std::cerr << "setdiag-agent emit: --severity must be info, normal, important or critical\n";
@@ -507,6 +552,10 @@ int main(int argc, char** argv) {
   CLI::App app{"setdiag-agent: watches a SET Retail 10 store server and streams diagnostics to the "
                "setdiag collector.\nWithout a subcommand it runs the agent (same as 'run')."};
   app.set_version_flag("--version", std::string("setdiag-agent ") + setdiag::kVersion);
+  // Options may come after the subcommand that owns them or after a nested
+  // one ("maintenance list --json", "bundle -c FILE"): subcommands inherit
+  // this and pass what they do not know up to their parent.
+  app.fallthrough();
   std::string config_path = "/etc/setdiag/agent.toml";
   app.add_option("-c,--config", config_path, "Configuration file (TOML)")->capture_default_str();
 

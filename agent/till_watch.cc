@@ -15,13 +15,37 @@ TillWatch::TillWatch(TillWatchOptions options, std::string agent_id, Expectation
       outbox_(outbox),
       on_committed_(std::move(on_committed)),
       clock_(clock),
-      detector_(options_.policy, std::move(agent_id)) {
+      detector_(options_.policy, agent_id),
+      sources_(agent_id, options_.set_db ? options_.set_db->failure_confirm_ms : 30'000),
+      clock_skew_(ClockSkewPolicy{options_.set_db ? options_.set_db->clock_tolerance_ms : 120'000,
+                                  options_.policy.confirm_ms, options_.policy.clear_ms},
+                  agent_id),
+      shops_(agent_id) {
   if (options_.set_db) db_ = std::make_unique<SetDatabase>(*options_.set_db);
 }
 
 TillWatch::~TillWatch() { Stop(); }
 
 void TillWatch::Start() {
+  if (options_.state) {
+    state_.emplace(options_.state, "tills", "tills");
+    if (auto previous = state_->Load()) {
+      if (auto st = detector_.RestoreState(*previous); !st.ok()) {
+        log::Warn("tills", Cat("the conditions raised before the restart are not restored: ", st.message()));
+      } else {
+        for (const auto& h : HeldEpisodesOf(*previous)) {
+          log::Info("tills", Cat("restored ", h.kind, " (episode ", h.episode,
+                                 ") raised before the restart: cleared once it no longer holds"));
+        }
+      }
+    }
+    state_->Update(detector_.ExportState(), clock_.NowMs(), clock_.MonotonicMs());
+  }
+  if (options_.state && db_) {
+    checks_state_.emplace(options_.state, "tills.checks", "tills");
+    if (auto previous = checks_state_->Load()) RestoreChecksState(*previous, &sources_, &clock_skew_, &shops_);
+    checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), clock_.NowMs(), clock_.MonotonicMs());
+  }
   loop_thread_ = std::thread([this] { Loop(); });
   probe_thread_ = std::thread([this] { ProbeLoop(); });
 }
@@ -46,26 +70,66 @@ std::vector<TillView> TillWatch::tills() const {
   return views_;
 }
 
-TillSnapshot TillWatch::Gather(int64_t now_ms, bool poll_source) {
-  if (db_ && poll_source) {
-    auto roster = db_->ReadRoster();
-    auto activity = roster.ok() ? db_->ReadActivity() : roster.status();
-    if (roster.ok() && activity.ok()) {
-      if (!source_ok_) log::Info("tills", "SET database readable again");
-      source_ok_ = true;
-      source_error_.clear();
-      roster_ = std::move(*roster);
-      db_activity_ = std::move(*activity);
-    } else {
-      std::string err(roster.ok() ? activity.status().message() : roster.status().message());
-      if (source_ok_ || err != source_error_) log::Warn("tills", Cat("cannot read SET's database: ", err));
-      source_ok_ = false;
-      source_error_ = err;
-    }
+void TillWatch::ReadSetDb(int64_t now_ms) {
+  auto note = [this](std::vector<Finding> f) { check_findings_.insert(check_findings_.end(), f.begin(), f.end()); };
+  auto roster = db_->ReadRoster();
+  note(sources_.Observe(QuerySource("tills", SetSource::kRoster), roster.status(), now_ms));
+  absl::StatusOr<std::map<int, int64_t>> activity = std::map<int, int64_t>();
+  if (roster.ok()) {
+    activity = db_->ReadActivity();
+    note(sources_.Observe(QuerySource("tills", SetSource::kActivity), activity.status(), now_ms));
   }
+  absl::Status st = roster.ok() ? activity.status() : roster.status();
+  if (st.ok()) {
+    // Till numbers repeat across shops: with several in the roster and none
+    // configured, which tills are this store's is unknown, not guessed.
+    std::set<int> shops = ShopsIn(*roster);
+    const bool configured = options_.set_db->shop_number.has_value();
+    note(shops_.Evaluate(shops, configured, now_ms));
+    st = CheckShops(shops, configured);
+  }
+  if (st.ok()) {
+    if (!source_ok_) log::Info("tills", "SET database readable again");
+    source_ok_ = true;
+    source_error_.clear();
+    roster_ = std::move(*roster);
+    db_activity_ = std::move(*activity);
+    // Clocks: the database's against the agent's, and heartbeats from the
+    // future (SET's naive local time read in the wrong zone).
+    ClockObservation o;
+    o.now_ms = now_ms;
+    int64_t before = clock_.NowMs();
+    auto db_clock = db_->ReadServerClock();
+    int64_t after = clock_.NowMs();
+    if (db_clock.ok() && after - before < 1000) o.db_offset_ms = *db_clock - (before + after) / 2;
+    for (const auto& [n, ms] : db_activity_) o.heartbeats_ms.push_back(ms);
+    o.reading_zone = db_->reading_zone();
+    o.session_time_zone = db_->session_time_zone();
+    auto skew = clock_skew_.Evaluate(o);
+    for (const auto& f : skew) {
+      if (f.payload.value("state", "") == "raised") {
+        log::Warn("tills", Cat(f.payload.value("summary_en", ""), ": ", f.payload["fix_en"].get<std::string>()));
+      }
+    }
+    note(std::move(skew));
+  } else {
+    std::string err(st.message());
+    if (source_ok_ || err != source_error_) log::Warn("tills", Cat("cannot read SET's database: ", err));
+    source_ok_ = false;
+    // Unavailable: down or timed out. Anything else (FailedPrecondition: a
+    // query that does not fit, several shops) came from a database that
+    // answered.
+    source_answered_ = !absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st);
+    source_error_ = err;
+  }
+}
+
+TillSnapshot TillWatch::Gather(int64_t now_ms, bool poll_source) {
+  if (db_ && poll_source) ReadSetDb(now_ms);
   TillSnapshot s;
   s.now_ms = now_ms;
   s.source_ok = source_ok_;
+  s.source_answered = !source_ok_ && source_answered_;
   s.source_error = source_error_;
   auto [expected, reason] = expectation_ ? expectation_(now_ms) : std::make_pair(true, std::string("open"));
   s.expected = expected;
@@ -119,7 +183,14 @@ void TillWatch::Loop() {
     if (poll) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     TillSnapshot snapshot = Gather(now, poll);
     std::vector<Finding> findings = detector_.Evaluate(snapshot);
+    findings.insert(findings.begin(), check_findings_.begin(), check_findings_.end());
+    check_findings_.clear();
     if (CommitFindings(outbox_, findings, "tills", options_.history.get()) > 0 && on_committed_) on_committed_();
+    if (checks_state_) {
+      checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), now, clock_.MonotonicMs());
+    }
+    // After the commit: a crash in between may forget a raise, never invent one.
+    if (state_) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
     std::vector<std::string> stopped_addresses;
     for (const auto& v : detector_.tills()) {
       if (v.state == TillState::kStopped && !v.address.empty()) stopped_addresses.push_back(v.address);

@@ -21,9 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "agent/detector_state.h"
 #include "agent/net_probe.h"
 #include "agent/outbox.h"
 #include "agent/push_receiver.h"
+#include "agent/set_checks.h"
 #include "agent/set_db.h"
 #include "agent/till_detector.h"
 #include "common/clock.h"
@@ -48,6 +50,9 @@ struct TillWatchOptions {
   int64_t probe_every_ms = 10'000;
   ServerCheckConfig server;
   std::shared_ptr<HistoryStore> history;  // optional: findings are also recorded there
+  // Optional: the detector's raised conditions survive restarts there
+  // (row "tills"; restored in Start(), saved after each change).
+  std::shared_ptr<DetectorStateStore> state;
 };
 
 // Whether tills are expected now, and why not (calendar + maintenance).
@@ -73,6 +78,9 @@ class TillWatch {
   void Loop();
   void ProbeLoop();
   TillSnapshot Gather(int64_t now_ms, bool poll_source);
+  // Reads the roster and the heartbeats from SET's database into roster_,
+  // db_activity_, source_ok_ and source_error_, and runs the checks.
+  void ReadSetDb(int64_t now_ms);
 
   TillWatchOptions options_;
   ExpectationFn expectation_;
@@ -81,10 +89,21 @@ class TillWatch {
   std::function<void()> on_committed_;
   Clock& clock_;
   TillDetector detector_;
+  std::optional<DetectorStateKeeper> state_;  // loop thread only
   std::unique_ptr<SetDatabase> db_;
+  // How SET's data is read (agent/set_checks.h; loop thread only): failing
+  // queries, clocks and time zones, several shops in one database. Their
+  // findings are committed with the detector's; their state is kept in the
+  // row "tills.checks" of the state store.
+  SourceHealth sources_;
+  ClockSkewDetector clock_skew_;
+  ShopCheck shops_;
+  std::optional<DetectorStateKeeper> checks_state_;
+  std::vector<Finding> check_findings_;
 
   // Last source read (loop thread only).
   bool source_ok_ = true;
+  bool source_answered_ = false;  // with !source_ok_: the database answered (see TillSnapshot)
   std::string source_error_;
   std::vector<RosterRow> roster_;
   std::map<int, int64_t> db_activity_;

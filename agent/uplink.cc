@@ -66,6 +66,7 @@ struct Uplink::OutBundle {
 
 struct Uplink::SessionResult {
   bool handshake_done = false;
+  bool acknowledged = false;  // the collector acknowledged a batch in this session
   int64_t overloaded_retry_after_ms = -1;  // >= 0 when the collector said so
   grpc::Status status;
 };
@@ -531,7 +532,11 @@ void Uplink::Run() {
       if (stopping_) return;
     }
     if (r.handshake_done) {
-      backoff_.Succeeded();
+      // Only a session that lasted or stored something resets the backoff: a
+      // collector with broken storage welcomes us and fails every batch.
+      if (!backoff_.SessionEnded(r.acknowledged)) {
+        log::Debug("uplink", "the session ended before it was healthy; the backoff keeps growing");
+      }
     } else {
       channel_ = MakeChannel();
     }
@@ -585,6 +590,20 @@ Uplink::SessionResult Uplink::RunSession() {
   hello->set_next_sequence(outbox_.Stats().next_sequence);
   hello->set_outbox_id(outbox_.outbox_id());
   hello->set_outbox_fresh(outbox_.fresh());
+  if (options_.held_episodes) {
+    if (auto held = options_.held_episodes()) {
+      hello->set_held_episodes_known(true);
+      std::string names;
+      for (const auto& h : *held) {
+        auto* e = hello->add_held_episodes();
+        e->set_kind(h.kind);
+        e->set_episode(h.episode);
+        Append(&names, names.empty() ? "" : ", ", h.kind, " ", h.episode);
+      }
+      if (held->empty()) log::Debug("uplink", "hello: holding no raised condition");
+      else log::Info("uplink", Cat("hello: holding ", held->size(), " raised condition episode(s): ", names));
+    }
+  }
   if (!stream->Write(hello_msg)) return finish(result);
 
   v1::CollectorMessage in;
@@ -611,6 +630,7 @@ Uplink::SessionResult Uplink::RunSession() {
                                    ? int64_t{welcome.status_interval_s()} * 1000
                                    : options_.status_interval_ms;
   result.handshake_done = true;
+  backoff_.SessionStarted();
   connected_ = true;
   // Bundle messages only to a collector that speaks version 2.
   const bool bundles_v2 = welcome.protocol_version() >= 2;
@@ -634,6 +654,7 @@ Uplink::SessionResult Uplink::RunSession() {
         }
         std::lock_guard lock(mu_);
         acked = std::max(acked, up_to);
+        result.acknowledged = true;
       } else if (msg.has_ping()) {
         std::lock_guard lock(mu_);
         pongs.push_back(msg.ping().nonce());
@@ -737,7 +758,19 @@ Uplink::SessionResult Uplink::RunSession() {
     });
     woken_ = false;
   }
-  ctx.TryCancel();
+  // When the collector ended the stream (or a write failed because it did),
+  // Finish() reports its status: cancelling first would replace the real
+  // cause (e.g. its storage error) with CANCELLED. Cancel only when we stop,
+  // or when the reader does not see the end within a moment (a dead link).
+  bool cancel;
+  {
+    std::unique_lock lock(mu_);
+    if (!stopping_ && !reader_done) {
+      cv_.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_ || reader_done; });
+    }
+    cancel = stopping_ || !reader_done;
+  }
+  if (cancel) ctx.TryCancel();
   reader.join();
   return finish(result);
 }

@@ -25,11 +25,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
+#include "agent/detector_state.h"
 #include "agent/outbox.h"
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -81,6 +84,11 @@ struct UplinkOptions {
   int64_t bundle_keep_ms = 24 * 3'600'000;        // built, never acknowledged: deleted after this
   bool flight_recorder = true;
   size_t bundle_max_queued = 8;                   // builds waiting; more flight recorder triggers are dropped
+
+  // The condition episodes the agent holds raised, for every Hello
+  // (Hello.held_episodes, docs/protocol.md). Called on the loop thread;
+  // nullopt (or no function) means "not known": the Hello says nothing.
+  std::function<std::optional<std::vector<HeldEpisode>>()> held_episodes;
 };
 
 class Uplink {

@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
+#include "collector/outbox_resets.h"
 #include "collector/storage.h"
 #include "common/log.h"
+#include "common/log_throttle.h"
 #include "common/version.h"
 
 namespace setdiag::collector {
@@ -23,6 +25,15 @@ std::string CheckId(std::string_view what, std::string_view id, size_t max) {
   if (id.size() > max) return Cat(what, " is longer than ", max, " bytes");
   if (!IsValidIdentifier(id, max)) return Cat(what, " may contain only letters, digits, '-', '_' and '.'");
   return {};
+}
+
+// The status an agent gets when our storage failed: UNAVAILABLE (it retries)
+// with the cause, so that its log names it (docs/protocol.md).
+grpc::Status StorageFailed(std::string_view what, const absl::Status& cause) {
+  std::string text(cause.message());
+  if (text.size() > 300) text = Cat(text.substr(0, 300), "...");
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      Cat(what, ": ", absl::StatusCodeToString(cause.code()), ": ", text, "; will retry"));
 }
 
 std::string BearerToken(const grpc::CallbackServerContext* ctx) {
@@ -43,6 +54,19 @@ std::string ValidateHello(const v1::Hello& hello, const IngestLimits& limits) {
   if (auto e = CheckId("hello.agent_id", hello.agent_id(), limits.max_id_bytes); !e.empty()) return e;
   if (hello.agent_version().size() > limits.max_id_bytes) return "hello.agent_version is too long";
   if (hello.outbox_id().size() > limits.max_id_bytes) return "hello.outbox_id is too long";
+  if (static_cast<size_t>(hello.held_episodes_size()) > kMaxHeldEpisodes) {
+    return Cat("hello.held_episodes has ", hello.held_episodes_size(), " entries; the limit is ", kMaxHeldEpisodes);
+  }
+  for (int i = 0; i < hello.held_episodes_size(); ++i) {
+    const auto& held = hello.held_episodes(i);
+    if (!IsValidIdentifier(held.kind(), limits.max_kind_bytes)) {
+      return Cat("hello.held_episodes[", i, "].kind must be 1..", limits.max_kind_bytes,
+                 " characters of [A-Za-z0-9._-]");
+    }
+    if (held.episode().empty() || held.episode().size() > kMaxEpisodeBytes) {
+      return Cat("hello.held_episodes[", i, "].episode must be 1..", kMaxEpisodeBytes, " bytes");
+    }
+  }
   return {};
 }
 
@@ -104,6 +128,9 @@ bool IsHex64(std::string_view s) {
 }  // namespace
 
 struct LinkService::Registry {
+  // Repeated identical errors (every agent failing on the same broken
+  // database) are logged once per 10 s with a count.
+  LogThrottle errors{10'000};
   std::mutex mu;
   // store -> connection -> the stream; only streams that speak version 2.
   std::map<std::string, std::map<int64_t, std::shared_ptr<SessionShared>>> by_store;
@@ -141,8 +168,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   LinkSession(grpc::CallbackServerContext* ctx, CommitQueue& queue, Clock& clock,
               const IngestLimits& limits, IngestCounters& counters, int64_t connection,
               const LinkService::EventSink& sink, LinkService::Registry& registry, BundleFiles* bundles,
-              const BundleLinkLimits& bundle_limits)
-      : queue_(queue), clock_(clock), limits_(limits), sink_(sink), counters_(counters),
+              const BundleLinkLimits& bundle_limits, const LinkService::HelloSink& hello_sink)
+      : queue_(queue), clock_(clock), limits_(limits), sink_(sink), hello_sink_(hello_sink), counters_(counters),
         registry_(registry), files_(bundles), bundle_limits_(bundle_limits),
         shared_(std::make_shared<Shared>()), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
@@ -276,6 +303,13 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     }
   }
 
+  void LogStorageError(std::string_view what, const absl::Status& st) {
+    uint64_t suppressed = 0;
+    if (!registry_.errors.Allow(Cat(what, st.ToString()), clock_.MonotonicMs(), &suppressed)) return;
+    log::Error("link", Cat("agent ", agent_id_, ": ", what, ": ", st.ToString(),
+                           suppressed ? Cat(" (and ", suppressed, " times the same in the last 10 s)") : ""));
+  }
+
   void Reject(grpc::StatusCode code, const std::string& why, Actions& a) {
     counters_.frames_rejected++;
     log::Warn("link", Cat(peer_, agent_id_.empty() ? "" : Cat(" agent ", agent_id_),
@@ -315,7 +349,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   void OnAuthenticated(const absl::Status& st, const std::optional<StoreGrant>& grant, Actions& a) {
     if (!st.ok()) {
-      RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector storage unavailable, retry"), a);
+      RequestFinish(StorageFailed("collector storage unavailable", st), a);
       return;
     }
     if (!grant) {
@@ -378,12 +412,21 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         std::min<uint32_t>(h.protocol_version(), files_ != nullptr ? kProtocolVersion : 1);
     auto last = std::make_shared<uint64_t>(0);
     auto pending = std::make_shared<std::vector<BundleRow>>();
+    HeldEpisodes held;
+    held.known = h.held_episodes_known();
+    for (const auto& e : h.held_episodes()) held.episodes.emplace_back(e.kind(), e.episode());
     Clock& clock = clock_;
     bool queued = queue_.Submit(
-        [hello, last, pending, version, &clock, connection = connection_](sql::Db& db) -> absl::Status {
+        [hello, last, pending, version, &clock, connection = connection_, held = std::move(held),
+         &hello_sink = hello_sink_](sql::Db& db) -> absl::Status {
           auto l = RecordHello(db, hello, connection, clock.NowMs());
           if (!l.ok()) return l.status();
           *last = *l;
+          // What the agent no longer holds (ticket reconciliation), in the
+          // same transaction as the registration.
+          if (hello_sink) {
+            if (auto st = hello_sink(db, hello.agent_id, hello.store_id, held); !st.ok()) return st;
+          }
           if (version >= 2) {
             // Requests that wait for this store go out right after Welcome.
             auto p = PendingBundles(db, hello.store_id);
@@ -398,7 +441,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
               return s.Reject(grpc::StatusCode::PERMISSION_DENIED, std::string(st.message()), act);
             }
             if (!st.ok()) {
-              return s.RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "storage unavailable"), act);
+              s.LogStorageError("registering the Hello failed", st);
+              return s.RequestFinish(StorageFailed("storage unavailable", st), act);
             }
             v1::CollectorMessage m;
             auto* w = m.mutable_welcome();
@@ -460,9 +504,14 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           if (failed->load()) return absl::AbortedError("an earlier batch on this stream failed");
           std::vector<EventRow> inserted;
           const int64_t now = clock.NowMs();
-          auto added = InsertEvents(db, agent, store, events, now, sink ? &inserted : nullptr);
+          auto added = InsertEvents(db, agent, store, events, now, &inserted);
           if (!added.ok()) failed->store(true);
           if (!added.ok()) return added.status();
+          // An agent.outbox_reset names what the corrupt outbox lost.
+          if (auto st = RecordOutboxResetGaps(db, agent, store, inserted, now); !st.ok()) {
+            failed->store(true);
+            return st;
+          }
           if (sink && !inserted.empty()) {
             if (auto st = sink(db, agent, store, inserted); !st.ok()) {
               failed->store(true);
@@ -478,9 +527,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           WithSession(shared, [&](LinkSession& s, Actions& act) {
             s.batches_in_flight_--;
             if (!st.ok()) {
-              log::Error("link", Cat("agent ", s.agent_id_, ": storing a batch failed: ", st.ToString()));
-              return s.RequestFinish(
-                  grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector storage failed; will retry"), act);
+              s.LogStorageError("storing a batch failed", st);
+              return s.RequestFinish(StorageFailed("collector storage failed", st), act);
             }
             v1::CollectorMessage m;
             m.mutable_ack()->set_up_to_sequence(last_seq);
@@ -794,6 +842,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   Clock& clock_;
   const IngestLimits& limits_;
   const LinkService::EventSink& sink_;
+  const LinkService::HelloSink& hello_sink_;
   IngestCounters& counters_;
   LinkService::Registry& registry_;
   BundleFiles* files_;
@@ -836,8 +885,10 @@ LinkService::~LinkService() = default;
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
   return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_, *registry_,
-                         bundles_, bundle_limits_);
+                         bundles_, bundle_limits_, hello_sink_);
 }
+
+void LinkService::SetHelloSink(HelloSink sink) { hello_sink_ = std::move(sink); }
 
 bool LinkService::DispatchBundle(const BundleRow& row) {
   auto shared = registry_->Newest(row.store_id);

@@ -9,7 +9,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "collector/bundle_store.h"
 #include "collector/commit_queue.h"
@@ -49,6 +52,17 @@ struct IngestCounters {
   std::atomic<uint64_t> bundles_completed{0};
 };
 
+// Hello.held_episodes: at most this many, each episode at most this long.
+inline constexpr size_t kMaxHeldEpisodes = 1000;
+inline constexpr size_t kMaxEpisodeBytes = 512;
+
+// What an agent says it holds raised at Hello (Hello.held_episodes_known and
+// held_episodes as (kind, episode)); `known` false: an agent that does not say.
+struct HeldEpisodes {
+  bool known = false;
+  std::vector<std::pair<std::string, std::string>> episodes;
+};
+
 // The method is registered "raw" (ByteBuffer in and out) so that a frame
 // that is not a valid AgentMessage gets INVALID_ARGUMENT from us instead of
 // a silently dropped read inside gRPC.
@@ -59,6 +73,11 @@ class LinkService final
   // the events that were new (the ticket engine).
   using EventSink = std::function<absl::Status(sql::Db& db, const std::string& agent_id,
                                                const std::string& store_id, const std::vector<EventRow>& added)>;
+  // Runs on the writer thread, in the transaction that registers a Hello,
+  // after the registration (the ticket engine's reconciliation). A failure
+  // fails the Hello like a storage error.
+  using HelloSink = std::function<absl::Status(sql::Db& db, const std::string& agent_id,
+                                               const std::string& store_id, const HeldEpisodes& held)>;
   // Without `bundles` the service speaks protocol version 1 only (no bundles).
   LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink = nullptr,
               BundleFiles* bundles = nullptr, BundleLinkLimits bundle_limits = {});
@@ -66,6 +85,8 @@ class LinkService final
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
   const IngestCounters& counters() const { return counters_; }
+  // Before the server starts.
+  void SetHelloSink(HelloSink sink);
 
   // Sends a committed bundle request to the store's connected agent (the
   // newest stream that speaks version 2). Returns false when none is
@@ -82,6 +103,7 @@ class LinkService final
   Clock& clock_;
   IngestLimits limits_;
   EventSink sink_;
+  HelloSink hello_sink_;
   BundleFiles* bundles_;
   BundleLinkLimits bundle_limits_;
   IngestCounters counters_;

@@ -138,6 +138,25 @@ absl::Status ApplyToTickets(TicketEngine& engine, sql::Db& db, const std::string
   return db.Exec("RELEASE tickets");
 }
 
+// On Hello: the conditions the agent no longer holds (it restarted) are
+// cleared, in their own savepoint like ApplyToTickets: a failure other than
+// storage is logged and the agent is still welcomed.
+absl::Status ReconcileTickets(TicketEngine& engine, sql::Db& db, const std::string& agent, const std::string& store,
+                              const HeldEpisodes& held, int64_t now) {
+  if (!held.known) return absl::OkStatus();
+  std::vector<HeldCondition> conditions;
+  for (const auto& [kind, episode] : held.episodes) conditions.push_back({kind, episode});
+  if (auto st = db.Exec("SAVEPOINT reconcile"); !st.ok()) return st;
+  absl::Status st = engine.OnHello(db, agent, store, conditions, now);
+  if (!st.ok()) {
+    if (absl::IsUnavailable(st) || absl::IsResourceExhausted(st) || absl::IsDataLoss(st)) return st;
+    log::Error("tickets", Cat("store ", store, ": agent ", agent,
+                              " said Hello, but its tickets were not reconciled: ", st.ToString()));
+    (void)db.Exec("ROLLBACK TO reconcile");
+  }
+  return db.Exec("RELEASE reconcile");
+}
+
 int Serve(const CollectorConfig& cfg) {
   log::Level level;
   log::ParseLevel(cfg.log_level, &level);
@@ -191,6 +210,10 @@ int Serve(const CollectorConfig& cfg) {
                      return ApplyToTickets(engine, db, agent, store, added, clock.NowMs());
                    },
                    &bundle_files, bundle_limits);
+  link.SetHelloSink([&engine, &clock](sql::Db& db, const std::string& agent, const std::string& store,
+                                      const HeldEpisodes& held) {
+    return ReconcileTickets(engine, db, agent, store, held, clock.NowMs());
+  });
   // On every way out, the writer finishes its queued work while everything
   // its jobs use (the engine, the notifier, the bundle files, the link's
   // sink and counters) still exists: declared after them, destroyed before.
@@ -332,6 +355,9 @@ int main(int argc, char** argv) {
   CLI::App app{"setdiag-collector: receives diagnostics from setdiag agents in SET Retail 10 stores.\n"
                "Without a subcommand it serves (same as 'serve')."};
   app.set_version_flag("--version", std::string("setdiag-collector ") + kVersion);
+  // Options may follow the subcommand ("token list --config FILE"):
+  // subcommands inherit this and pass unknown options upwards.
+  app.fallthrough();
   std::string config_path = "/etc/setdiag/collector.toml";
   app.add_option("-c,--config", config_path, "Configuration file (TOML)")->capture_default_str();
   auto* serve = app.add_subcommand("serve", "Accept agents and serve the admin API (the default)");

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <random>
+#include <sstream>
+#include <thread>
 
 #include "tests/integration/harness.h"
 #include "tests/integration/pg_server.h"
@@ -17,6 +19,17 @@ namespace {
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;
+
+// Whether a Hello the agent logged listed `held` ("kind episode").
+bool HelloHeld(const std::string& log, const std::string& held) {
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find("hello: holding") != std::string::npos && line.find(held) != std::string::npos) return true;
+  }
+  return false;
+}
+
 
 
 class StoreFixture : public ::testing::Test {
@@ -86,6 +99,28 @@ TEST_F(StoreFixture, ElevenOfTwentyStopRaisesCriticalWithEvidenceAndClears) {
   ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "cleared", 30s)) << agent_->process->Log();
   json cleared = FindEvents(d_->Events("1042"), "tills.majority_stopped", "cleared")[0];
   EXPECT_EQ(cleared["payload"]["episode"], p["episode"]);
+}
+
+TEST_F(StoreFixture, AnAgentRestartedWithinTheClearWindowStillClearsWhatItRaised) {
+  ASSERT_EQ(Ctl({"stop", "1-11"}).exit_code, 0);
+  ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "raised", 30s)) << agent_->process->Log();
+  const std::string episode =
+      FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised")[0]["payload"]["episode"];
+  // The tills recover while the agent restarts (an upgrade, a reboot): the
+  // old process never sees them up, the new one must clear its episode.
+  ASSERT_EQ(agent_->process->Stop(), 0) << agent_->process->Log();
+  ASSERT_EQ(Ctl({"start", "1-11"}).exit_code, 0);
+  std::this_thread::sleep_for(1s);
+  d_->StartAgent(*agent_);
+  ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "cleared", 30s)) << agent_->process->Log();
+  json events = d_->Events("1042");
+  json cleared = FindEvents(events, "tills.majority_stopped", "cleared")[0];
+  EXPECT_EQ(cleared["payload"]["episode"], episode);
+  EXPECT_EQ(FindEvents(events, "tills.majority_stopped", "raised").size(), 1u) << "not raised again";
+  // The new process restored the condition and announced it in its Hello.
+  std::string log = agent_->process->Log();
+  EXPECT_NE(log.find("restored tills.majority_stopped (episode " + episode + ")"), std::string::npos) << log;
+  EXPECT_TRUE(HelloHeld(log, "tills.majority_stopped " + episode)) << log;
 }
 
 TEST_F(StoreFixture, UnpluggedTillsPointAtNetworkOrPower) {
