@@ -29,10 +29,32 @@ int64_t SteadyMs() {
       .count();
 }
 
-std::string Describe(const json& b) {
+// Whether the bundle's store has an agent connected now (GET
+// /api/v1/stores/{id}); nullopt when that cannot be told.
+std::optional<bool> StoreOnline(ApiClient& client, const json& b) {
+  std::string store = Str(b, "store_id");
+  if (store.empty()) return std::nullopt;
+  auto res = client.Get(Cat("/api/v1/stores/", UrlEncode(store)));
+  if (!res.ok() || res->status != 200) return std::nullopt;
+  auto body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object()) return std::nullopt;
+  const json& s = body.contains("store") ? body["store"] : body;
+  if (!s.is_object() || !s.contains("online") || !s["online"].is_boolean()) return std::nullopt;
+  return s["online"].get<bool>();
+}
+
+std::string Describe(const json& b, std::optional<bool> store_online = std::nullopt) {
   std::string state = Str(b, "state");
   uint64_t size = static_cast<uint64_t>(Int(b, "size")), got = static_cast<uint64_t>(Int(b, "bytes_received"));
-  if (state == "requested") return "waiting for the store to connect";
+  if (state == "requested") {
+    // A requested bundle waits for the agent; only say "connect" when the
+    // store is really not connected.
+    if (store_online == std::optional<bool>(true)) {
+      return "the store is connected; waiting for its agent to take the request";
+    }
+    if (store_online == std::optional<bool>(false)) return "waiting for the store to connect";
+    return "waiting for the store's agent";
+  }
   if (state == "building") return "the store is building it";
   if (state == "transferring" && size > 0) {
     return Cat("transferring ", HumanSize(got), " of ", HumanSize(size), " (", got * 100 / size, "%)");
@@ -178,7 +200,9 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
     }
     last_ms = now;
     last_bytes = bytes;
-    std::string line = Cat("bundle ", id, ": ", Describe(b));
+    std::optional<bool> online;
+    if (state == "requested") online = StoreOnline(client, b);
+    std::string line = Cat("bundle ", id, ": ", Describe(b, online));
     if (state == "transferring" && rate > 0) Append(&line, ", ", HumanSize(static_cast<uint64_t>(rate)), "/s");
     if (tty) {
       std::cerr << "\r" << line << "\033[K" << std::flush;
@@ -252,7 +276,8 @@ int BundleShow(ApiClient& client, const std::string& id, bool json_out) {
     return kExitOk;
   }
   const json& b = (*body)["bundle"];
-  std::printf("Bundle %s: %s\n", Str(b, "id").c_str(), Describe(b).c_str());
+  std::printf("Bundle %s: %s\n", Str(b, "id").c_str(),
+              Describe(b, Str(b, "state") == "requested" ? StoreOnline(client, b) : std::nullopt).c_str());
   std::printf("  store       %s\n", Str(b, "store_id").c_str());
   std::printf("  ticket      %s\n", b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-");
   std::printf("  origin      %s (%s)\n", Str(b, "origin").c_str(), Str(b, "requested_by").c_str());

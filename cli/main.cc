@@ -271,6 +271,19 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
   if (t.contains("paged") && !Bool(t, "paged")) add("Paged", "no (recorded only or still settling)");
   fields.Print();
 
+  // What people act on: the stopped tills, the stuck package, ... (the
+  // collector words it in both languages).
+  if (t.contains("evidence") && t["evidence"].is_object()) {
+    const json& ev = t["evidence"];
+    const char* key = out.ru ? "lines_ru" : "lines_en";
+    if (ev.contains(key) && ev[key].is_array() && !ev[key].empty()) {
+      std::printf("\n%s\n", out.ru ? "Что известно" : "Evidence");
+      for (const auto& line : ev[key]) {
+        if (line.is_string()) std::printf("  %s\n", OneLine(line.get<std::string>()).c_str());
+      }
+    }
+  }
+
   std::printf("\nSLA\n");
   Table clocks({"CLOCK", "DUE", "STATUS"});
   for (const auto& [key, label] : kClocks) {
@@ -369,6 +382,9 @@ int main(int argc, char** argv) {
                "or ~/.config/setdiag/token (create one with 'setdiag-collector user create').\n"
                "Exit codes: 0 ok, 1 error, 2 usage, 3 auth (401/403), 4 not found (404)."};
   app.set_version_flag("--version", std::string("setdiag ") + setdiag::kVersion);
+  // Global options may also follow the subcommand ("setdiag tickets list
+  // --json"): subcommands inherit this and pass unknown options upwards.
+  app.fallthrough();
   const char* env_url = std::getenv("SETDIAG_COLLECTOR");
   std::string url = env_url ? env_url : "http://127.0.0.1:8088";
   std::string token;

@@ -316,7 +316,10 @@ TEST_F(BundleTest, TheDaemonBuildsInAChildProcessThatAStopEndsAtOnce) {
             std::string::npos)
       << cmdline;
   EXPECT_NE(cmdline.find("--manifest-out"), std::string::npos) << cmdline;
-  EXPECT_EQ(ReadFile("/proc/" + std::to_string(child) + "/comm"), "setdiag-agent\n");
+  // Executed as /proc/self/fd/3, the child names itself first thing in main:
+  // until then its comm is "3".
+  const std::string comm = "/proc/" + std::to_string(child) + "/comm";
+  EXPECT_TRUE(WaitFor([&] { return ReadFile(comm) == "setdiag-agent\n"; }, 5s, 5ms)) << ReadFile(comm);
   EXPECT_TRUE(WaitFor(
       [&] { return a.process->Log().find("bundle " + id + ": building in child pid " + std::to_string(child)) !=
                    std::string::npos; },

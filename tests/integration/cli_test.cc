@@ -1,0 +1,131 @@
+// The command lines as docs/config.md and docs/api.md write them: options
+// after the subcommand that owns them, or after a nested subcommand, are
+// accepted by setdiag-agent, setdiag-collector and setdiag alike (CLI11's
+// fallthrough), and a misplaced option still gets a usage error (exit 2).
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "setdiag/v1/link.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace setdiag::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+class CliOptionsTest : public ::testing::Test {
+ protected:
+  CliOptionsTest() : d_("cli-options") {}
+  Deployment d_;
+};
+
+TEST_F(CliOptionsTest, AgentMaintenanceListTakesJsonAfterTheSubcommand) {
+  AgentSetup& a = d_.AddAgent("1042", "unused-token");
+  auto opened = RunCommand({SETDIAG_AGENT_BIN, "maintenance", "--for", "1h", "--reason", "switch",
+                            "--config", a.config_path, "--json"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+
+  // As docs/config.md writes it: `setdiag-agent maintenance list --json`.
+  auto listed = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "maintenance", "list", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  json windows = json::parse(listed.out, nullptr, false);
+  ASSERT_TRUE(windows.is_array()) << listed.out;
+  ASSERT_EQ(windows.size(), 1u);
+  EXPECT_EQ(windows[0]["reason"], "switch");
+
+  // The config after the nested subcommand works too.
+  auto config_last = RunCommand({SETDIAG_AGENT_BIN, "maintenance", "list", "--json", "--config", a.config_path});
+  ASSERT_EQ(config_last.exit_code, 0) << config_last.err;
+  EXPECT_EQ(json::parse(config_last.out, nullptr, false), windows);
+
+  // An option nobody owns is still a usage error.
+  auto bad = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "maintenance", "list", "--no-such"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--no-such"), std::string::npos) << bad.err;
+}
+
+TEST_F(CliOptionsTest, SetdiagTakesGlobalOptionsAfterTheSubcommand) {
+  d_.StartCollector();
+  // Cli() puts --collector and --token first; --json and --lang come last here.
+  auto r = d_.Cli({"tickets", "list", "--json", "--lang", "en"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json body = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r.out;
+  EXPECT_TRUE(body.contains("tickets")) << r.out;
+
+  auto stores = d_.Cli({"stores", "list", "--json"});
+  ASSERT_EQ(stores.exit_code, 0) << stores.err;
+  EXPECT_TRUE(json::parse(stores.out, nullptr, false).contains("stores")) << stores.out;
+
+  EXPECT_EQ(d_.Cli({"tickets", "list", "--no-such"}).exit_code, 2);
+}
+
+TEST_F(CliOptionsTest, CollectorAdminCommandsTakeTheConfigAfterTheSubcommand) {
+  d_.StartCollector();
+  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "token", "list", "--config", d_.collector_config()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// A connected store whose agent has not taken the request yet: `bundle
+// show` and `bundle pull` must not say "waiting for the store to connect".
+// The store is played by a raw stream that speaks protocol 1 (an agent from
+// before bundles), so the collector keeps the request "requested" while the
+// store is online; once the stream is gone the text says so.
+TEST_F(CliOptionsTest, ARequestedBundleOfAConnectedStoreIsNotDescribedAsWaitingToConnect) {
+  d_.StartCollector();
+  const std::string token = d_.CreateStoreToken("1042", "acme");
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d_.grpc_port()), grpc::InsecureChannelCredentials());
+  auto stub = v1::AgentLink::NewStub(channel);
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->AddMetadata("authorization", "Bearer " + token);
+  auto stream = stub->Connect(ctx.get());
+  v1::AgentMessage hello;
+  hello.mutable_hello()->set_protocol_version(1);
+  hello.mutable_hello()->set_store_id("1042");
+  hello.mutable_hello()->set_agent_id("store-1042-raw");
+  hello.mutable_hello()->set_agent_version("test");
+  hello.mutable_hello()->set_next_sequence(1);
+  ASSERT_TRUE(stream->Write(hello));
+  v1::CollectorMessage welcome;
+  ASSERT_TRUE(stream->Read(&welcome));
+  ASSERT_TRUE(welcome.has_welcome());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = d_.Cli({"--json", "stores", "list"});
+        return r.exit_code == 0 && json::parse(r.out)["stores"].size() == 1 &&
+               json::parse(r.out)["stores"][0].value("online", false);
+      },
+      10s));
+
+  auto pulled = d_.Cli({"bundle", "pull", "--store", "1042", "--no-wait"});
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
+  std::string id = pulled.out.substr(0, pulled.out.find('\n'));
+  auto shown = d_.Cli({"bundle", "show", id});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  auto as_json = d_.Cli({"--json", "bundle", "show", id});
+  ASSERT_EQ(json::parse(as_json.out)["bundle"]["state"], "requested") << as_json.out;
+  EXPECT_EQ(shown.out.find("waiting for the store to connect"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("the store is connected"), std::string::npos) << shown.out;
+
+  ctx->TryCancel();
+  stream.reset();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = d_.Cli({"--json", "stores", "list"});
+        return r.exit_code == 0 && !json::parse(r.out)["stores"][0].value("online", true);
+      },
+      10s));
+  auto offline = d_.Cli({"bundle", "show", id});
+  EXPECT_NE(offline.out.find("waiting for the store to connect"), std::string::npos) << offline.out;
+}
+
+}  // namespace
+}  // namespace setdiag::testing
