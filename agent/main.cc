@@ -15,6 +15,7 @@
 #include "agent/bundle/bundle.h"
 #include "agent/bundle/redact.h"
 #include "agent/bundle_child.h"
+#include "agent/check.h"
 #include "agent/detector_state.h"
 #include "agent/history.h"
 #include "agent/loading_watch.h"
@@ -568,6 +569,13 @@ int main(int argc, char** argv) {
   emit->add_option("--payload", payload, "JSON object")->capture_default_str();
   emit->add_option("--count", count, "How many copies")->check(CLI::Range(1, 10'000'000));
   auto* status = app.add_subcommand("status", "Print the outbox state as JSON");
+  auto* check = app.add_subcommand(
+      "check", "Preflight on site: the config and SET's database as the watches read them; changes nothing. "
+               "Exit 0 when every check passes, 1 when one fails, 2 for a bad config");
+  bool check_json = false;
+  std::string check_lang;
+  check->add_flag("--json", check_json, "JSON output for scripts");
+  check->add_option("--lang", check_lang, "ru or en (default from $LANG)")->check(CLI::IsMember({"ru", "en"}));
   auto* maint = app.add_subcommand(
       "maintenance", "Open a maintenance window on site (no till condition meanwhile), or list/cancel them");
   std::string duration, reason, by;
@@ -610,6 +618,20 @@ int main(int argc, char** argv) {
   if (!cfg.ok()) return 2;
   if (emit->parsed()) return Emit(*cfg, kind, severity, payload, count);
   if (status->parsed()) return Status(*cfg);
+  if (check->parsed()) {
+    if (check_lang.empty()) {
+      check_lang = "en";
+      for (const char* var : {"LC_ALL", "LC_MESSAGES", "LANG"}) {
+        const char* v = std::getenv(var);
+        if (v != nullptr && *v != '\0') {
+          check_lang = std::string_view(v).starts_with("ru") ? "ru" : "en";
+          break;
+        }
+      }
+    }
+    setdiag::SystemClock clock;
+    return PrintChecks(RunChecks(*cfg, clock), check_lang == "ru", check_json);
+  }
   if (maint->parsed()) {
     std::string action = maint_list->parsed() ? "list" : maint_cancel->parsed() ? "cancel" : "open";
     if (action == "open" && (duration.empty() || reason.empty())) {

@@ -28,6 +28,21 @@ std::string SetDb(int port, const std::string& more = "") {
          "[server]\ncheck = false\n";
 }
 
+// `setdiag-agent check --json` with the agent's config.
+CommandResult Check(const AgentSetup& a) {
+  return RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "check", "--json", "--lang", "en"});
+}
+
+// The line `id` of a check's JSON output (null if absent or not JSON).
+json CheckLine(const CommandResult& r, const std::string& id) {
+  json body = json::parse(r.out, nullptr, false);
+  if (!body.is_object() || !body.contains("checks")) return json();
+  for (const auto& c : body["checks"]) {
+    if (c.value("id", "") == id) return c;
+  }
+  return json();
+}
+
 bool WaitForEvent(Deployment& d, const std::string& store, const std::string& kind,
                   const std::string& state, std::chrono::seconds timeout) {
   return WaitFor([&] { return !FindEvents(d.Events(store), kind, state).empty(); }, timeout, 200ms);
@@ -117,6 +132,17 @@ TEST(SetSources, QueriesThatDoNotFitRaiseSourceFailedShownInStoresList) {
           SetDb(pg->port(), "activity_query = \"SELECT cashnum, lastping FROM od_cash_status\"\n") +
           "[loading]\npoll_interval = \"500ms\"\nstuck_threshold = \"2s\"\nserver_confirm = "
           "\"1s\"\n");
+  // The preflight shows the same: the activity query fails naming its key.
+  auto checked = Check(a);
+  EXPECT_EQ(checked.exit_code, 1) << checked.out;
+  json act = CheckLine(checked, "set_db.activity");
+  EXPECT_EQ(act["verdict"], "fail") << checked.out;
+  EXPECT_NE(act.value("fix_en", "").find("set_db.activity_query"), std::string::npos) << checked.out;
+  EXPECT_NE(act.value("text_en", "").find("lastping"), std::string::npos) << checked.out;
+  json transport_line = CheckLine(checked, "set_db.transport");
+  EXPECT_EQ(transport_line["verdict"], "fail") << checked.out;
+  EXPECT_NE(transport_line.value("text_en", "").find("cash_activity.cashnumber"), std::string::npos) << checked.out;
+  EXPECT_EQ(CheckLine(checked, "set_db.roster")["verdict"], "ok") << checked.out;
   d.StartAgent(a);
 
   auto failed = [&](const std::string& source) {
@@ -156,6 +182,8 @@ TEST(SetSources, QueriesThatDoNotFitRaiseSourceFailedShownInStoresList) {
       },
       10s, 200ms))
       << d.Cli({"stores", "list"}).out;
+  // A query that does not fit is not an unreachable database.
+  EXPECT_TRUE(FindEvents(d.Events("1042"), "set.db_unreachable", "raised").empty()) << a.process->Log();
 }
 
 // Two shops in one database and no set_db.shop_number: the till numbers of
@@ -170,6 +198,11 @@ TEST(SetShops, TwoShopsWithoutAShopNumberAreAFindingAndNoTillCounts) {
               d.dir() + "/sim.log");
   ASSERT_TRUE(WaitFor([&] { return SimCtl(control, {"status"}).exit_code == 0; }, 30s))
       << sim.Log();
+  d.StartCollector();
+  AgentSetup& a = d.AddAgent("1042", d.CreateStoreToken("1042", "acme"),
+                             std::string(kFastTills) + SetDb(pg->port()));
+  // The preflight on the one-shop store: every check passes.
+  ASSERT_TRUE(WaitFor([&] { return Check(a).exit_code == 0; }, 20s, 200ms)) << Check(a).out;
   // The neighbouring shop's tills 1..5 in the same registry.
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -184,9 +217,12 @@ TEST(SetShops, TwoShopsWithoutAShopNumberAreAFindingAndNoTillCounts) {
   PgQuery(pg->ConnString("set"),
           "INSERT INTO cash_cash (number, shop_number, status, cash_ip) "
           "SELECT n, 1043, 'ACTIVE', '127.0.2.' || n FROM generate_series(1, 5) AS n");
-  d.StartCollector();
-  AgentSetup& a = d.AddAgent("1042", d.CreateStoreToken("1042", "acme"),
-                             std::string(kFastTills) + SetDb(pg->port()));
+  // The preflight names the key (item 7: a finding and a check failure).
+  auto checked = Check(a);
+  EXPECT_EQ(checked.exit_code, 1) << checked.out;
+  json shop = CheckLine(checked, "set_db.shop_number");
+  EXPECT_EQ(shop["verdict"], "fail") << checked.out;
+  EXPECT_NE(shop.value("fix_en", "").find("set_db.shop_number"), std::string::npos) << checked.out;
   d.StartAgent(a);
 
   ASSERT_TRUE(WaitForEvent(d, "1042", "set.shop_ambiguous", "raised", 30s)) << a.process->Log();
@@ -204,6 +240,8 @@ TEST(SetShops, TwoShopsWithoutAShopNumberAreAFindingAndNoTillCounts) {
       << a.process->Log();
   auto list = d.Cli({"stores", "list"});
   EXPECT_NE(list.out.find("set.shop_ambiguous important"), std::string::npos) << list.out;
+  // The database answers: it is not "unreachable" (the finding says what is wrong).
+  EXPECT_TRUE(FindEvents(d.Events("1042"), "set.db_unreachable", "raised").empty()) << a.process->Log();
 }
 
 }  // namespace

@@ -1,0 +1,41 @@
+#pragma once
+// `setdiag-agent check`: the preflight an engineer runs on the store server.
+// It reads the config and SET's database the way the watches do and prints
+// one line per check, each ✓ (ok), ✗ (fails: with what to do) or ! (works,
+// but look at it), in Russian or English, or JSON for scripts. It never
+// changes anything: no outbox, no state database, no events; SET's database
+// is read through read-only sessions.
+//
+// What it checks today: the config (it was loaded), and with [set_db]: the
+// roster query (ACTIVE / CLOSED_DOWN / DELETED counts), several shops
+// without set_db.shop_number, the activity query and how many tills
+// reported in the last 10 minutes, the packages and transport queries when
+// the loading watch runs, and the database's clock against this server's.
+// Each failing query names its config key (SetDatabase's errors do).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/agent_config.h"
+#include "common/clock.h"
+
+namespace setdiag::agent {
+
+enum class CheckVerdict { kOk, kWarn, kFail };
+
+struct CheckLine {
+  std::string id;  // "set_db.roster", ...: stable, for --json
+  CheckVerdict verdict = CheckVerdict::kOk;
+  std::string text_en, text_ru;  // what was found
+  std::string fix_en, fix_ru;    // what to do (✗ and !)
+};
+
+// Runs every check against the configured sources, in order.
+std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock);
+
+// Prints the lines (ru or en, or JSON with `json`); returns the exit code:
+// 0 when nothing failed, 1 otherwise.
+int PrintChecks(const std::vector<CheckLine>& lines, bool ru, bool json);
+
+}  // namespace setdiag::agent
