@@ -183,7 +183,13 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
   // An active condition whose source is no longer watched (transport
   // switched off, a restored condition) is stepped with nothing lagging, so
   // it clears instead of being held forever.
-  if (!s.transport.empty() || transport_.active) {
+  if (s.transport_unknown) {
+    // Unknown is not delivered: an active halt stays until it is seen.
+    if (transport_.active) {
+      Step(transport_, "loading.transport_halted", Severity::kCritical, false, 0, s, json::object(), out,
+           /*can_clear=*/false);
+    }
+  } else if (!s.transport.empty() || transport_.active) {
     int expected = 0;
     json lagging = json::array();
     for (const auto& t : s.transport) {

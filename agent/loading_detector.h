@@ -81,6 +81,10 @@ struct LoadingSnapshot {
   std::optional<bool> import_service_ok;     // nullopt: not checked
   std::string import_service_error;
   std::vector<TransportObservation> transport;  // empty: not watched
+  // Transport is watched but could not be read this time (its query does not
+  // fit this SET version, several shops and no set_db.shop_number): an
+  // active loading.transport_halted is neither raised nor cleared.
+  bool transport_unknown = false;
   ServerState server;
   std::vector<DiskObservation> disks;
   bool erp_window_open = true;

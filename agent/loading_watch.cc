@@ -214,6 +214,7 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
         log::Warn("loading", Cat("transport to the tills is not watched: ", transport_error));
       }
       transport_error_ = transport_error;
+      s.transport_unknown = !transport_error.empty();
     }
     if (!st.ok()) {
       s.db_ok = false;
@@ -314,9 +315,11 @@ void LoadingWatch::Loop() {
     findings.insert(findings.begin(), check_findings_.begin(), check_findings_.end());
     check_findings_.clear();
     if (CommitFindings(outbox_, findings, "loading", options_.history.get()) > 0 && on_committed_) on_committed_();
-    if (checks_state_) checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), now, clock_.MonotonicMs());
-    // After the commit: a crash in between may forget a raise, never invent one.
-    if (state_) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
+    if (checks_state_ && outbox_.held() == 0) checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), now, clock_.MonotonicMs());
+    // After the commit: a crash in between may forget a raise, never invent
+    // one. Not while the outbox holds findings in memory (full disk): a
+    // restart would then restore a raise that was never stored or sent.
+    if (state_ && outbox_.held() == 0) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
     int64_t wait_ms =
         WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
     std::unique_lock lock(mu_);

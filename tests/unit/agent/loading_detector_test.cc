@@ -212,6 +212,47 @@ TEST(LoadingDetector, LagCountsFromTheOldestWaitingFileNotTheLastLoad) {
   EXPECT_EQ(f[0].payload["lagging"], 20);
 }
 
+// A halted transport whose query stops fitting (a SET upgrade drops a
+// column, a second shop appears) is unknown, not delivered: it is not
+// cleared until the tills are seen taking their goods again.
+TEST(LoadingDetector, AHaltedTransportThatCannotBeReadIsNotCleared) {
+  LoadingPolicy p = Policy();
+  p.erp_every_ms = 0;
+  LoadingDetector d(p, "a");
+  auto lagging = [&](int64_t now) {
+    LoadingSnapshot s = Healthy(now);
+    for (int till = 1; till <= 20; ++till) {
+      TransportObservation t;
+      t.till = till;
+      t.not_loaded = 1;
+      t.oldest_pending_ms = kT0;
+      s.transport.push_back(t);
+    }
+    return s;
+  };
+  d.Evaluate(lagging(kT0));
+  auto raised = d.Evaluate(lagging(kT0 + 30 * kMin + 1));
+  ASSERT_EQ(Kinds(raised), std::vector<std::string>{"loading.transport_halted:raised"});
+  std::vector<Finding> all;
+  for (int64_t t = kT0 + 31 * kMin; t <= kT0 + 60 * kMin; t += 10 * kSec) {
+    LoadingSnapshot s = Healthy(t);
+    s.transport_unknown = true;  // no observations
+    auto f = d.Evaluate(s);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  EXPECT_TRUE(all.empty()) << ::testing::PrintToString(Kinds(all));
+  // Seen delivered again: cleared after the clear window, in its episode.
+  auto delivered = [&](int64_t now) {
+    LoadingSnapshot s = lagging(now);
+    for (auto& t : s.transport) t.not_loaded = 0;
+    return d.Evaluate(s);
+  };
+  EXPECT_TRUE(delivered(kT0 + 61 * kMin).empty());
+  auto cleared = delivered(kT0 + 62 * kMin + 1);
+  ASSERT_EQ(Kinds(cleared), std::vector<std::string>{"loading.transport_halted:cleared"});
+  EXPECT_EQ(cleared[0].payload["episode"], raised[0].payload["episode"]);
+}
+
 TEST(LoadingDetector, ANightlyPriceFileIsNotLateWhileTheStoreIsClosed) {
   LoadingPolicy p = Policy();
   p.erp_every_ms = 0;
