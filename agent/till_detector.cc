@@ -174,8 +174,13 @@ void TillDetector::ClearDbUnreachable(int64_t now_ms, std::vector<Finding>& out)
 
 void TillDetector::SourceDown(const TillSnapshot& s, std::vector<Finding>& out) {
   if (!source_down_since_) source_down_since_ = s.now_ms;
-  clear_pending_since_.reset();  // clearing needs continuous evidence
-  majority_seen_since_.reset();  // and so does confirming
+  if (s.now_ms - *source_down_since_ >= policy_.unreachable_confirm_ms) {
+    // Clearing and confirming need continuous evidence. A blip shorter than
+    // unreachable_confirm (one timed-out poll) only pauses them: a flaky
+    // database must not keep a stopped majority from ever being confirmed.
+    clear_pending_since_.reset();
+    majority_seen_since_.reset();
+  }
   for (auto& v : views_) v.state = TillState::kUnknown;
   if (s.source_answered) {
     // Reachable: whatever is wrong is said by the source's own finding.
@@ -211,8 +216,13 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
   ClearDbUnreachable(s.now_ms, out);
   if (source_down_since_) {
     // Nobody could report while the source was down: the tills it cut off
-    // get a full heartbeat timeout from now.
-    if (started_at_) AddOutage(*source_down_since_, s.now_ms);
+    // get a full heartbeat timeout from now. Only for an outage as long as
+    // unreachable_confirm: a blip (one timed-out poll) is absorbed by the
+    // confirm window, and a flaky database must not postpone a stopped
+    // majority for ever.
+    if (started_at_ && s.now_ms - *source_down_since_ >= policy_.unreachable_confirm_ms) {
+      AddOutage(*source_down_since_, s.now_ms);
+    }
     source_down_since_.reset();
   }
   if (!started_at_) started_at_ = s.now_ms;
