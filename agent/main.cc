@@ -209,7 +209,9 @@ int Run(const AgentConfig& cfg) {
     // A watch switched off holds nothing: the collector may resolve it.
     for (auto [enabled, name] : {std::pair{cfg.tills_enabled, "tills"}, std::pair{cfg.loading_enabled, "loading"}}) {
       if (enabled) continue;
-      if (auto st = detector_state->Forget(name); !st.ok()) log::Warn("agent", st.ToString());
+      for (const std::string& row : {std::string(name), std::string(name) + ".checks"}) {
+        if (auto st = detector_state->Forget(row); !st.ok()) log::Warn("agent", st.ToString());
+      }
     }
   } else {
     log::Error("agent", Cat("raised conditions will not survive a restart: ", ds.status().ToString()));

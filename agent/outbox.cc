@@ -738,9 +738,11 @@ void Outbox::LoadHeldSidecar() {
 
 Outbox::~Outbox() {
   std::lock_guard lock(mu_);
-  if (path_.empty() || (held_.empty() && lost_count_ == 0)) return;
+  // A raised agent.disk_full whose `cleared` could not be stored yet is kept
+  // too, so the next process clears it.
+  if (path_.empty() || (held_.empty() && lost_count_ == 0 && disk_episode_.empty())) return;
   (void)CommitHeldLocked(nullptr);
-  if (held_.empty() && lost_count_ == 0) return;
+  if (held_.empty() && lost_count_ == 0 && disk_episode_.empty()) return;
   WriteHeldSidecar();
 }
 

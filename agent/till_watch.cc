@@ -186,11 +186,13 @@ void TillWatch::Loop() {
     findings.insert(findings.begin(), check_findings_.begin(), check_findings_.end());
     check_findings_.clear();
     if (CommitFindings(outbox_, findings, "tills", options_.history.get()) > 0 && on_committed_) on_committed_();
-    if (checks_state_) {
+    if (checks_state_ && outbox_.held() == 0) {
       checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), now, clock_.MonotonicMs());
     }
-    // After the commit: a crash in between may forget a raise, never invent one.
-    if (state_) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
+    // After the commit: a crash in between may forget a raise, never invent
+    // one. Not while the outbox holds findings in memory (full disk): a
+    // restart would then restore a raise that was never stored or sent.
+    if (state_ && outbox_.held() == 0) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
     std::vector<std::string> stopped_addresses;
     for (const auto& v : detector_.tills()) {
       if (v.state == TillState::kStopped && !v.address.empty()) stopped_addresses.push_back(v.address);
