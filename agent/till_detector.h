@@ -69,9 +69,9 @@ struct ServerState {
   bool port_8090 = false;  // SOAP services, admin UI, till calls
   bool port_8091 = false;  // nginx file transport
   bool port_5432 = false;  // PostgreSQL (the name stays; the port is db_port)
-  int db_port = 5432;      // server.port_db, which follows set_db.port
   bool deployed = false;   // Set10.ear.deployed present
   bool deploy_failed = false;
+  int db_port = 5432;  // server.port_db (follows set_db.port); last, for aggregate initialisers
 };
 
 struct TillSnapshot {

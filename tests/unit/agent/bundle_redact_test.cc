@@ -361,6 +361,28 @@ TEST(RedactTest, SqlPasswordLiteralsAndLookalikes) {
 // Item 14: what the agent takes from SET (a rejected package's message, an
 // inbox file name, a cashier's name) is redacted in an event's payload with
 // the same rules as a bundle; ids, times, numbers and barcodes stay.
+// Ids the collector matches on stay as they are even where the free-text
+// rules would mask them: an episode ending in a 13-digit instant that passes
+// the Luhn check (as some do from 2033), a package TI made of 16 digits.
+TEST(RedactTest, EventIdentifiersAreNeverMasked) {
+  // 4276380012345679 passes Luhn; as an episode's instant suffix and as a TI.
+  nlohmann::json payload = {{"state", "raised"},
+                            {"episode", "store-1042-a1b2-tills-4276380012345679"},
+                            {"kind", "loading.import_errors"},
+                            {"source", "tills.activity"},
+                            {"failed_packages", {{{"ti", "4276380012345679"}, {"message", "card 4276380012345679"}}}}};
+  const nlohmann::json before = payload;
+  RedactionCounts counts;
+  RedactJsonStrings(&payload, &counts);
+  EXPECT_EQ(payload["episode"], before["episode"]);
+  EXPECT_EQ(payload["state"], "raised");
+  EXPECT_EQ(payload["source"], "tills.activity");
+  EXPECT_EQ(payload["failed_packages"][0]["ti"], "4276380012345679");
+  // Free text is still redacted.
+  EXPECT_EQ(payload["failed_packages"][0]["message"].get<std::string>().find("4276380012345679"), std::string::npos)
+      << payload.dump();
+}
+
 TEST(RedactTest, EventPayloadStringsAreRedactedAndOtherFieldsKept) {
   const std::string jwt =
       "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMDQyIiwicm9sZSI6ImVycCJ9.dBjftJeZ4CVPmB92K27uhbUJU1p1r_"
