@@ -621,16 +621,7 @@ int main(int argc, char** argv) {
   if (emit->parsed()) return Emit(*cfg, kind, severity, payload, count);
   if (status->parsed()) return Status(*cfg);
   if (check->parsed()) {
-    if (check_lang.empty()) {
-      check_lang = "en";
-      for (const char* var : {"LC_ALL", "LC_MESSAGES", "LANG"}) {
-        const char* v = std::getenv(var);
-        if (v != nullptr && *v != '\0') {
-          check_lang = std::string_view(v).starts_with("ru") ? "ru" : "en";
-          break;
-        }
-      }
-    }
+    if (check_lang.empty()) check_lang = setdiag::LanguageFromEnvironment();
     setdiag::SystemClock clock;
     return PrintChecks(RunChecks(*cfg, clock), check_lang == "ru", check_json);
   }

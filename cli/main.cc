@@ -152,13 +152,6 @@ std::string DefaultToken() {
 
 // Russian when the locale says so: the first set of $LC_ALL, $LC_MESSAGES,
 // $LANG starting with "ru".
-std::string DefaultLang() {
-  for (const char* var : {"LC_ALL", "LC_MESSAGES", "LANG"}) {
-    const char* v = std::getenv(var);
-    if (v != nullptr && *v != '\0') return std::string_view(v).starts_with("ru") ? "ru" : "en";
-  }
-  return "en";
-}
 
 // ---- tickets ----
 
@@ -389,7 +382,7 @@ int main(int argc, char** argv) {
   std::string url = env_url ? env_url : "http://127.0.0.1:8088";
   std::string token;
   bool as_json = false;
-  std::string lang = DefaultLang();
+  std::string lang = setdiag::LanguageFromEnvironment();
   app.add_option("--collector", url, "Collector admin API URL ($SETDIAG_COLLECTOR)")->capture_default_str();
   app.add_option("--token", token, "API token (default $SETDIAG_TOKEN or ~/.config/setdiag/token)");
   app.add_flag("--json", as_json, "Print JSON for scripts instead of a table");

@@ -10,6 +10,7 @@
 // shown in Moscow time, like every ticket text.
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -39,5 +40,9 @@ nlohmann::json EvidenceOf(const std::string& kind, const nlohmann::json& payload
 // The human lines of an evidence object in one language, one per line
 // (empty for null evidence).
 std::string EvidenceText(const nlohmann::json& evidence, bool ru);
+
+// "2026-12-02 10:57 MSK" ("-" for 0): how tickets, their evidence and their
+// notifications show instants to people.
+std::string MoscowTime(int64_t ms);
 
 }  // namespace setdiag::collector

@@ -333,16 +333,6 @@ std::string Str(const json& j, const char* key) {
   return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
 }
 
-std::string MoscowTime(int64_t ms) {
-  if (ms <= 0) return "-";
-  static const absl::TimeZone kMsk = [] {
-    absl::TimeZone tz;
-    if (!absl::LoadTimeZone("Europe/Moscow", &tz)) tz = absl::FixedTimeZone(3 * 3600);
-    return tz;
-  }();
-  return absl::FormatTime("%Y-%m-%d %H:%M MSK", absl::FromUnixMillis(ms), kMsk);
-}
-
 std::string HumanDuration(int64_t ms) {
   if (ms < 120'000) return Cat(ms / 1000, " s");
   if (ms < 2 * 3'600'000) return Cat(ms / 60'000, " min");

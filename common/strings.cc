@@ -1,5 +1,6 @@
 #include "common/strings.h"
 
+#include <cstdlib>
 #include <ctime>
 
 namespace setdiag {
@@ -44,6 +45,14 @@ std::string IsoUtc(int64_t ms, bool compact) {
   char buf[40];
   std::strftime(buf, sizeof buf, compact ? "%Y%m%dT%H%M%SZ" : "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::string LanguageFromEnvironment() {
+  for (const char* var : {"LC_ALL", "LC_MESSAGES", "LANG"}) {
+    const char* v = std::getenv(var);
+    if (v != nullptr && *v != '\0') return std::string_view(v).starts_with("ru") ? "ru" : "en";
+  }
+  return "en";
 }
 
 }  // namespace setdiag

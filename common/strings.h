@@ -54,6 +54,10 @@ bool IsValidIdentifier(std::string_view id, size_t max_bytes = 128);
 std::vector<std::string_view> Split(std::string_view s, char sep, bool skip_empty = true);
 std::string_view Trim(std::string_view s);
 
+// "ru" or "en" for texts people read, from $LC_ALL, $LC_MESSAGES or $LANG
+// (the first one set; "ru..." means Russian); "en" when none is set.
+std::string LanguageFromEnvironment();
+
 // A Unix-ms instant in UTC, to the second: "2026-01-15T10:00:00Z", or
 // compact "20260115T100000Z" for file names.
 std::string IsoUtc(int64_t ms, bool compact = false);

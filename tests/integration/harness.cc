@@ -308,4 +308,13 @@ nlohmann::json Deployment::Events(const std::string& store, const std::string& t
 
 size_t Deployment::EventCount(const std::string& store) { return Events(store).size(); }
 
+bool HelloHeld(const std::string& agent_log, const std::string& held) {
+  std::istringstream lines(agent_log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find("hello: holding") != std::string::npos && line.find(held) != std::string::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace setdiag::testing

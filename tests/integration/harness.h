@@ -53,6 +53,9 @@ CommandResult SimCtl(int control_port, const std::vector<std::string>& args);
 std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::string& kind,
                                        const std::string& state);
 std::string MakeTempDir(const std::string& name);
+// Whether a Hello the agent logged ("hello: holding ...") listed `held`
+// ("kind episode").
+bool HelloHeld(const std::string& agent_log, const std::string& held);
 // A log file of about `bytes` that gzip cannot shrink much (random base64
 // lines), so a bundle of it is about as large.
 void WriteIncompressibleLog(const std::string& path, size_t bytes, uint64_t seed = 42);

@@ -17,15 +17,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-// Whether a Hello the agent logged listed `held` ("kind episode").
-bool HelloHeld(const std::string& log, const std::string& held) {
-  std::istringstream lines(log);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.find("hello: holding") != std::string::npos && line.find(held) != std::string::npos) return true;
-  }
-  return false;
-}
 
 
 
