@@ -8,9 +8,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/time/time.h"
+#include "agent/resolve.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -53,8 +56,19 @@ absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
   // accepts and never answers is cut at the timeout.
   asio::io_context io;
   beast::error_code ec;
-  auto endpoints = asio::ip::tcp::resolver(io).resolve(host, port, ec);
-  if (ec) return absl::UnavailableError(Cat(url, ": ", ec.message()));
+  // c-ares, not asio's resolver (getaddrinfo, which loads NSS modules in the
+  // static agent): agent/resolve.h.
+  int port_number = 0;
+  if (!absl::SimpleAtoi(port, &port_number) || port_number < 1 || port_number > 65535)
+    return absl::InvalidArgumentError(Cat(url, ": bad port '", port, "'"));
+  auto resolved = ResolveTcp(host, port_number, std::chrono::milliseconds(timeout_ms));
+  if (!resolved.ok()) return absl::UnavailableError(Cat(url, ": ", resolved.status().message()));
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  for (const ResolvedAddress& a : *resolved) {
+    asio::ip::tcp::endpoint e;
+    std::memcpy(e.data(), &a.addr, a.len);
+    endpoints.push_back(e);
+  }
   beast::tcp_stream stream(io);
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, host);

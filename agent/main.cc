@@ -552,6 +552,11 @@ int Status(const AgentConfig& cfg) {
 
 int main(int argc, char** argv) {
   using namespace setdiag::agent;
+  // gRPC resolves the collector's name with c-ares, which reads /etc/hosts
+  // and resolv.conf itself. Its "native" resolver would call getaddrinfo(),
+  // which in this static binary loads the host's NSS modules (glibc 2.17's on
+  // CentOS 7, none in an empty root): never let the environment choose it.
+  setenv("GRPC_DNS_RESOLVER", "ares", 1);
   CLI::App app{"setdiag-agent: watches a SET Retail 10 store server and streams diagnostics to the "
                "setdiag collector.\nWithout a subcommand it runs the agent (same as 'run')."};
   app.set_version_flag("--version", std::string("setdiag-agent ") + setdiag::kVersion);

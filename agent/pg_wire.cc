@@ -1,5 +1,7 @@
 #include "agent/pg_wire.h"
 
+#include "agent/resolve.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -399,43 +401,25 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const PgConn
     return c;
   }
 
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  std::string port = Cat(p.port);
-  // An IP literal first, without any lookup; only a name goes to the
-  // resolver, whose time the deadline does not bound (see the header).
-  hints.ai_flags = AI_NUMERICHOST;
-  int rc = getaddrinfo(p.host.c_str(), port.c_str(), &hints, &list);
-  if (rc == EAI_NONAME) {
-    hints.ai_flags = 0;
-    rc = getaddrinfo(p.host.c_str(), port.c_str(), &hints, &list);
-  }
-  if (rc != 0) {
-    return absl::UnavailableError(
-        Cat("could not resolve host \"", p.host, "\": ", gai_strerror(rc)));
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(list, freeaddrinfo);
+  // A name is resolved by c-ares within the connect timeout (agent/resolve.h);
+  // an IP literal is never looked up.
+  auto resolved = ResolveTcp(p.host, p.port, timeout);
+  if (!resolved.ok()) return resolved.status();
   std::vector<std::string> failures;
   absl::StatusCode code = absl::StatusCode::kUnavailable;
-  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    char text[INET6_ADDRSTRLEN] = "?";
-    const void* in =
-        ai->ai_family == AF_INET6
-            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr)
-            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr);
-    inet_ntop(ai->ai_family, in, text, sizeof text);
+  for (const ResolvedAddress& a : *resolved) {
+    const std::string& text = a.text;
+    const auto* addr = reinterpret_cast<const sockaddr*>(&a.addr);
     std::unique_ptr<PgConnection> c(new PgConnection());
     const Clock::time_point deadline = Clock::now() + timeout;
-    absl::Status st = c->ConnectTo(p, ai->ai_addr, ai->ai_addrlen, ai->ai_family, deadline);
+    absl::Status st = c->ConnectTo(p, addr, a.len, a.family, deadline);
     if (st.ok()) return c;
     if (p.sslmode == PgSslMode::kPrefer && c->retry_without_tls_) {
       // As libpq: the same address again without TLS, within the same deadline.
       PgConnectParams plain = p;
       plain.sslmode = PgSslMode::kDisable;
       c.reset(new PgConnection());
-      absl::Status again = c->ConnectTo(plain, ai->ai_addr, ai->ai_addrlen, ai->ai_family, deadline);
+      absl::Status again = c->ConnectTo(plain, addr, a.len, a.family, deadline);
       if (again.ok()) return c;
       st = absl::Status(again.code(),
                         Cat(st.message(), "; then without TLS (sslmode=prefer): ", again.message()));

@@ -12,9 +12,9 @@
 //    and Unix sockets (host starting with '/' is the socket directory, the
 //    socket is <dir>/.s.PGSQL.<port>). TCP keepalive (idle 5 s, interval
 //    2 s, 3 probes) and TCP_USER_TIMEOUT are set on every TCP connection.
-//    An IP literal is never looked up in DNS; a host NAME is resolved with
-//    a blocking getaddrinfo() that connect_timeout_ms does NOT bound (the
-//    resolver's own timeouts apply, see resolv.conf).
+//    An IP literal is never looked up in DNS; a host NAME is resolved by
+//    c-ares from /etc/hosts, then DNS (agent/resolve.h: no NSS modules are
+//    loaded), within connect_timeout_ms.
 //  - sslmode disable | prefer (the default, as libpq's) | require. Like
 //    libpq in these modes the server certificate is NOT verified: TLS
 //    protects against passive eavesdropping only, not against an active
