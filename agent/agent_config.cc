@@ -1,5 +1,7 @@
 #include "agent/agent_config.h"
 
+#include <sys/stat.h>
+
 #include <arpa/inet.h>
 
 #include <cctype>
@@ -288,12 +290,25 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
         Cat(path, ": key 'agent.log_level': expected debug, info, warn or error"));
   }
   if (token_file) {
+    // The store token is a secret: as ssh with a private key, a token file
+    // that group or others may read or write is refused, so one left 0644
+    // is fixed at install instead of leaking.
+    struct stat st {};
+    if (stat(token_file->c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return absl::InvalidArgumentError(
+          Cat(path, ": key 'collector.token_file': ", *token_file, " is open to group or others (mode ", mode,
+              "); the store token is a secret: chmod 600 ", *token_file,
+              " (owned by the user the agent runs as)"));
+    }
     auto t = ReadWholeFile(*token_file);
     if (!t.ok()) {
       return absl::InvalidArgumentError(
           Cat(path, ": key 'collector.token_file': ", t.status().message()));
     }
     c.token = std::string(Trim(*t));
+    c.token_file = *token_file;
   } else if (token) {
     c.token = *token;
   }

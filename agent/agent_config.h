@@ -17,11 +17,12 @@ struct AgentConfig {
   std::string config_path;  // the file this was loaded from (bundles include it, redacted)
   std::string store_id;
   std::string agent_id;  // empty: generated once and kept in state_dir/agent-id
-  std::string state_dir = "/var/lib/setdiag-agent";
+  std::string state_dir = "/var/lib/setdiag";
   std::string log_level = "info";
 
   std::string collector_address;
   std::string token;      // from collector.token_file (preferred) or collector.token
+  std::string token_file;  // collector.token_file; empty when the token is inline
   std::string ca_file;    // TLS root; empty means plaintext
   std::string server_name;
   bool allow_insecure = false;

@@ -77,20 +77,20 @@ Uplink::Uplink(UplinkOptions options, Outbox& outbox, Clock& clock)
       clock_(clock),
       backoff_(options_.backoff, clock, std::random_device{}()),
       started_ms_(clock.MonotonicMs()) {
-  channel_ = MakeChannel();
+  channel_ = MakeLinkChannel(options_);
 }
 
-std::shared_ptr<grpc::Channel> Uplink::MakeChannel() const {
+std::shared_ptr<grpc::Channel> MakeLinkChannel(const UplinkOptions& options) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   grpc::ChannelArguments args;
-  if (options_.ca_pem.empty()) {
+  if (options.ca_pem.empty()) {
     creds = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = options_.ca_pem;
+    ssl.pem_root_certs = options.ca_pem;
     creds = grpc::SslCredentials(ssl);
-    if (!options_.server_name.empty()) {
-      args.SetSslTargetNameOverride(options_.server_name);
+    if (!options.server_name.empty()) {
+      args.SetSslTargetNameOverride(options.server_name);
     }
   }
   // Detect a dead link (a store router rebooting) within a minute.
@@ -107,7 +107,49 @@ std::shared_ptr<grpc::Channel> Uplink::MakeChannel() const {
   // then really starts over instead of waiting out gRPC's own backoff, which
   // would otherwise stack on top of ours.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(options_.target, creds, args);
+  return grpc::CreateCustomChannel(options.target, creds, args);
+}
+
+CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, Clock& clock) {
+  CollectorProbe r;
+  auto channel = MakeLinkChannel(options);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", Cat("Bearer ", options.token));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  auto stub = v1::AgentLink::NewStub(channel);
+  auto stream = stub->Connect(&ctx);
+  v1::AgentMessage hello_msg;
+  auto* hello = hello_msg.mutable_hello();
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_store_id(options.store_id);
+  hello->set_agent_id(options.agent_id);
+  hello->set_agent_version(kVersion);
+  hello->set_probe(true);
+  const int64_t sent = clock.NowMs();
+  v1::CollectorMessage in;
+  bool welcomed = false;
+  if (stream->Write(hello_msg)) {
+    while (stream->Read(&in)) {
+      if (in.has_welcome()) {
+        const int64_t received = clock.NowMs();
+        welcomed = true;
+        r.server_time_ms = in.welcome().server_time_ms();
+        r.round_trip_ms = received - sent;
+        r.offset_ms = r.server_time_ms - (sent + received) / 2;
+        break;
+      }
+    }
+  }
+  stream->WritesDone();
+  if (welcomed) ctx.TryCancel();  // a collector that ignores probe would keep the stream open
+  grpc::Status st = stream->Finish();
+  if (welcomed) {
+    r.code = grpc::StatusCode::OK;
+    return r;
+  }
+  r.code = st.ok() ? grpc::StatusCode::UNKNOWN : st.error_code();
+  r.message = st.ok() ? "the collector ended the stream without a Welcome" : st.error_message();
+  return r;
 }
 
 Uplink::~Uplink() { Stop(); }
@@ -538,7 +580,7 @@ void Uplink::Run() {
         log::Debug("uplink", "the session ended before it was healthy; the backoff keeps growing");
       }
     } else {
-      channel_ = MakeChannel();
+      channel_ = MakeLinkChannel(options_);
     }
     int64_t delay;
     if (r.overloaded_retry_after_ms >= 0 ||

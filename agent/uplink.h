@@ -91,6 +91,23 @@ struct UplinkOptions {
   std::function<std::optional<std::vector<HeldEpisode>>()> held_episodes;
 };
 
+// The channel to the collector: TLS against options.ca_pem (plaintext when
+// empty), keepalives, our own user agent.
+std::shared_ptr<grpc::Channel> MakeLinkChannel(const UplinkOptions& options);
+
+// A preflight handshake with the collector (Hello.probe, for
+// `setdiag-agent check`): the token and store id are checked and the
+// collector's clock read; no events are sent and nothing is stored on
+// either side.
+struct CollectorProbe {
+  int code = 0;             // grpc::StatusCode: OK when the collector answered with a Welcome
+  std::string message;      // gRPC's error message otherwise
+  int64_t server_time_ms = 0;
+  int64_t offset_ms = 0;    // collector's clock minus ours, at mid round trip
+  int64_t round_trip_ms = 0;
+};
+CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, Clock& clock);
+
 class Uplink {
  public:
   Uplink(UplinkOptions options, Outbox& outbox, Clock& clock);
@@ -113,7 +130,6 @@ class Uplink {
   struct OutBundle;
   void Run();
   SessionResult RunSession();
-  std::shared_ptr<grpc::Channel> MakeChannel() const;
   bool bundles_enabled() const { return !options_.bundle_dir.empty() && options_.bundle_builder != nullptr; }
   // Bundle state (guarded by bmu_).
   void LoadBuiltBundles();

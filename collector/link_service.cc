@@ -404,6 +404,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     }
     agent_id_ = h.agent_id();
     store_id_ = h.store_id();
+    if (h.probe()) return AnswerProbe(a);
     AgentHello hello{h.agent_id(), h.store_id(), h.agent_version(), h.outbox_id()};
     const bool fresh = h.outbox_fresh();
     const uint64_t lowest = h.first_unacked_sequence() ? h.first_unacked_sequence() : h.next_sequence();
@@ -468,6 +469,20 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         },
         /*weight=*/1);
     if (!queued) RejectOverloaded(a);
+  }
+
+  // `setdiag-agent check`: the token is good for this store (checked
+  // above); answer with the clock and end the stream. Nothing is stored.
+  void AnswerProbe(Actions& a) {
+    v1::CollectorMessage m;
+    auto* w = m.mutable_welcome();
+    w->set_protocol_version(std::min<uint32_t>(in_.hello().protocol_version(), kProtocolVersion));
+    w->set_server_time_ms(clock_.NowMs());
+    w->set_status_interval_s(limits_.status_interval_s);
+    log::Info("link", Cat("preflight check from agent ", agent_id_, " of store ", store_id_, " (", peer_,
+                          "): token accepted"));
+    Send(std::move(m), a);
+    RequestFinish(grpc::Status::OK, a);
   }
 
   void RejectOverloaded(Actions& a) {

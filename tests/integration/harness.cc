@@ -1,5 +1,7 @@
 #include "tests/integration/harness.h"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -262,6 +264,7 @@ AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& to
   a->log_path = dir_ + "/agent" + n + ".log";
   std::string token_path = dir_ + "/agent" + n + ".token";
   WriteFile(token_path, token + "\n");
+  chmod(token_path.c_str(), 0600);  // the agent refuses a token others can read
   std::ostringstream cfg;
   cfg << "[agent]\nstore_id = \"" << claimed_store.value_or(store) << "\"\nstate_dir = \"" << a->state_dir
       << "\"\nlog_level = \"debug\"\nstatus_interval = \"1s\"\n"
@@ -307,6 +310,21 @@ nlohmann::json Deployment::Events(const std::string& store, const std::string& t
 }
 
 size_t Deployment::EventCount(const std::string& store) { return Events(store).size(); }
+
+void MakeTestPki(const std::string& dir, const std::string& dns_name) {
+  auto run = [](const std::vector<std::string>& argv) {
+    CommandResult r = RunCommand(argv);
+    if (r.exit_code != 0) throw std::runtime_error("openssl failed: " + r.err);
+  };
+  run({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+       "/CN=setdiag test CA", "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem"});
+  run({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + dns_name, "-keyout",
+       dir + "/server.key", "-out", dir + "/server.csr"});
+  WriteFile(dir + "/ext.cnf", "subjectAltName=DNS:" + dns_name + "\n");
+  run({"/usr/bin/openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem", "-CAkey",
+       dir + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", dir + "/ext.cnf", "-out",
+       dir + "/server.pem"});
+}
 
 bool HelloHeld(const std::string& agent_log, const std::string& held) {
   std::istringstream lines(agent_log);

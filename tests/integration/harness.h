@@ -56,6 +56,9 @@ std::string MakeTempDir(const std::string& name);
 // Whether a Hello the agent logged ("hello: holding ...") listed `held`
 // ("kind episode").
 bool HelloHeld(const std::string& agent_log, const std::string& held);
+// A throwaway CA and a server certificate for `dns_name` signed by it, made
+// with the openssl command in `dir`: dir/ca.pem, dir/server.pem, dir/server.key.
+void MakeTestPki(const std::string& dir, const std::string& dns_name);
 // A log file of about `bytes` that gzip cannot shrink much (random base64
 // lines), so a bundle of it is about as large.
 void WriteIncompressibleLog(const std::string& path, size_t bytes, uint64_t seed = 42);

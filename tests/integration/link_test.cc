@@ -351,15 +351,7 @@ TEST(Link, FreshOutboxIsRenumberedAboveWhatTheCollectorHas) {
 
 TEST(Link, TlsLinkWithServerCertificate) {
   std::string pki = MakeTempDir("pki");
-  auto ok = [](const CommandResult& r) { return r.exit_code == 0; };
-  ASSERT_TRUE(ok(RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                      "-subj", "/CN=setdiag test CA", "-keyout", pki + "/ca.key", "-out", pki + "/ca.pem"})));
-  ASSERT_TRUE(ok(RunCommand({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
-                      "/CN=collector.test", "-keyout", pki + "/server.key", "-out", pki + "/server.csr"})));
-  WriteFile(pki + "/ext.cnf", "subjectAltName=DNS:collector.test\n");
-  ASSERT_TRUE(ok(RunCommand({"/usr/bin/openssl", "x509", "-req", "-in", pki + "/server.csr", "-CA", pki + "/ca.pem",
-                      "-CAkey", pki + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", pki + "/ext.cnf",
-                      "-out", pki + "/server.pem"})));
+  MakeTestPki(pki, "collector.test");
   Deployment d("tls", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki + "/server.key\"\n");
   auto& agent = d.AddAgent("7001", d.CreateStoreToken("7001", "acme"),
                            "");

@@ -1,6 +1,7 @@
 #include "agent/agent_config.h"
 
 #include <gmock/gmock.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -12,6 +13,7 @@ namespace setdiag::agent {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class AgentConfigTest : public ::testing::Test {
  protected:
@@ -42,8 +44,8 @@ TEST_F(AgentConfigTest, MinimalLoopbackConfigLoadsWithDefaults) {
   EXPECT_EQ(c->store_id, "store-1");
   EXPECT_EQ(c->collector_address, "127.0.0.1:7443");
   EXPECT_EQ(c->token, "sdst_abc");
-  EXPECT_EQ(c->state_dir, "/var/lib/setdiag-agent");
-  EXPECT_EQ(c->OutboxPath(), "/var/lib/setdiag-agent/outbox.db");
+  EXPECT_EQ(c->state_dir, "/var/lib/setdiag");
+  EXPECT_EQ(c->OutboxPath(), "/var/lib/setdiag/outbox.db");
   EXPECT_EQ(c->outbox.max_bytes, int64_t{256} * 1024 * 1024);
   EXPECT_EQ(c->status_interval_ms, 30'000);
 }
@@ -66,10 +68,27 @@ TEST_F(AgentConfigTest, UnitsAreAppliedToOutboxAndBackoff) {
 TEST_F(AgentConfigTest, TokenFileIsReadAndTrimmed) {
   std::string token_path = dir_.File("token");
   testutil::WriteBytes(token_path, "  sdst_from_file\n");
+  chmod(token_path.c_str(), 0600);
   auto c = LoadText(Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
                         "token_file = \"", token_path, "\"\n"));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->token, "sdst_from_file");
+}
+
+TEST_F(AgentConfigTest, ATokenFileOthersCanReadIsRefusedWithTheFix) {
+  std::string token_path = dir_.File("token");
+  testutil::WriteBytes(token_path, "sdst_secret\n");
+  const std::string text = Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
+                               "token_file = \"", token_path, "\"\n");
+  for (mode_t mode : {0644u, 0640u, 0604u, 0620u}) {
+    chmod(token_path.c_str(), mode);
+    std::string err = Err(text);
+    EXPECT_THAT(err, HasSubstr("collector.token_file")) << mode;
+    EXPECT_THAT(err, HasSubstr("chmod 600 " + token_path)) << mode;
+    EXPECT_THAT(err, Not(HasSubstr("sdst_secret")));
+  }
+  chmod(token_path.c_str(), 0400);
+  EXPECT_TRUE(LoadText(text).ok());
 }
 
 TEST_F(AgentConfigTest, UnreadableTokenFileIsAnError) {

@@ -42,7 +42,7 @@ TEST_F(BundleConfigTest, Defaults) {
   EXPECT_EQ(c->bundle.log_file_cap_bytes, 20 * 1024 * 1024);
   EXPECT_EQ(c->bundle.log_total_cap_bytes, 200 * 1024 * 1024);
   EXPECT_THAT(c->bundle.log_globs.front(), HasSubstr("/var/lib/jboss/standalone/log/"));
-  EXPECT_EQ(c->HistoryPath(), "/var/lib/setdiag-agent/history.db");
+  EXPECT_EQ(c->HistoryPath(), "/var/lib/setdiag/history.db");
   auto o = bundle::BundleOptions::FromConfig(*c);
   EXPECT_EQ(o.agent_config_path, path_);
   EXPECT_EQ(o.config.window_ms, c->bundle.window_ms);

@@ -30,7 +30,7 @@ std::vector<Fixture> Fixtures() {
       {"setdiag agent.toml",
        R"([agent]
 store_id = "1042"
-state_dir = "/var/lib/setdiag-agent"
+state_dir = "/var/lib/setdiag"
 
 [collector]
 address = "collector.partner.ru:7443"
