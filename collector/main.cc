@@ -16,6 +16,7 @@
 #include "common/strings.h"
 #include "collector/admin_api.h"
 #include "collector/bundle_store.h"
+#include "collector/check.h"
 #include "collector/collector_config.h"
 #include "collector/commit_queue.h"
 #include "common/http_server.h"
@@ -389,6 +390,16 @@ int main(int argc, char** argv) {
   partner_set->add_option("--name", partner, "Partner (as given to 'token create --partner')")->required();
   partner_set->add_option("--tariff", tariff, "expert, free, or a [tariffs.<name>] of the config")->required();
   auto* partner_list = partner_cmd->add_subcommand("list", "List partners, their tariff and stores");
+  auto* check = app.add_subcommand(
+      "check", "Preflight of the support side: the config, the listening addresses, the TLS certificate, the "
+               "production calendars, the database and every notification target; without --send-test it sends "
+               "nothing and changes nothing. Exit 0 when every check passes, 1 when one fails, 2 for a bad config");
+  bool check_json = false, check_send_test = false;
+  std::string check_lang;
+  check->add_flag("--json", check_json, "JSON output for scripts");
+  check->add_option("--lang", check_lang, "ru or en (default from $LANG)")->check(CLI::IsMember({"ru", "en"}));
+  check->add_flag("--send-test", check_send_test,
+                  "Also send one test notification (marked TEST) to each webhook and e-mail target");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -397,6 +408,14 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
 
+  if (check->parsed()) {
+    if (check_lang.empty()) check_lang = LanguageFromEnvironment();
+    CheckOptions check_options;
+    check_options.send_test = check_send_test;
+    check_options.source_calendar_dir = SETDIAG_SOURCE_CALENDAR_DIR;
+    SystemClock check_clock;
+    return RunCheckCommand(config_path, check_options, check_lang == "ru", check_json, check_clock);
+  }
   auto cfg = LoadCollectorConfig(config_path);
   if (!cfg.ok()) {
     std::cerr << "setdiag-collector: bad config: " << cfg.status().message() << "\n";
