@@ -33,6 +33,8 @@
 # SETDIAG_STATIC_AGENT=OFF links the agent like every other binary (for a
 # distribution that insists on shared libraries); everything still works,
 # on the build machine's glibc and newer.
+option(SETDIAG_STATIC_AGENT "Link setdiag-agent as one static-pie executable, glibc included" ON)
+
 function(setdiag_link_static target)
   pkg_check_modules(SETDIAG_STATIC REQUIRED grpc++ protobuf-lite sqlite3 libssl libcrypto zlib libcares)
   # glibc's own libraries come with -static-pie from libc.a.
