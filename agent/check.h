@@ -24,24 +24,16 @@
 #include <vector>
 
 #include "agent/agent_config.h"
+#include "common/check_report.h"
 #include "common/clock.h"
 
 namespace setdiag::agent {
 
-enum class CheckVerdict { kOk, kWarn, kFail };
-
-struct CheckLine {
-  std::string id;  // "set_db.roster", ...: stable, for --json
-  CheckVerdict verdict = CheckVerdict::kOk;
-  std::string text_en, text_ru;  // what was found
-  std::string fix_en, fix_ru;    // what to do (✗ and !)
-};
+using setdiag::CheckLine;
+using setdiag::CheckVerdict;
+using setdiag::PrintChecks;
 
 // Runs every check against the configured sources, in order.
 std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock);
-
-// Prints the lines (ru or en, or JSON with `json`); returns the exit code:
-// 0 when nothing failed, 1 otherwise.
-int PrintChecks(const std::vector<CheckLine>& lines, bool ru, bool json);
 
 }  // namespace setdiag::agent

@@ -30,18 +30,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "collector/collector_config.h"
+#include "common/check_report.h"
 #include "common/clock.h"
 
 namespace setdiag::collector {
 
-enum class CheckVerdict { kOk, kWarn, kFail };
-
-struct CheckLine {
-  std::string id;  // "grpc.listen", "notify.webhook.helpdesk", ...: stable, for --json
-  CheckVerdict verdict = CheckVerdict::kOk;
-  std::string text_en, text_ru;  // what was found
-  std::string fix_en, fix_ru;    // what to do (✗ and !)
-};
+using setdiag::CheckLine;
+using setdiag::CheckVerdict;
+using setdiag::PrintChecks;
 
 struct CheckOptions {
   // Send one test notification to every target.
@@ -62,9 +58,6 @@ int RunCheckCommand(const std::string& config_path, const CheckOptions& options,
 std::vector<CheckLine> RunChecks(const CollectorConfig& cfg, const std::string& config_path,
                                  const CheckOptions& options, Clock& clock);
 
-// Prints the lines (ru or en, or JSON with `json`); returns 0 when nothing
-// failed, 1 otherwise.
-int PrintChecks(const std::vector<CheckLine>& lines, bool ru, bool json);
 
 // ---- The pieces, exposed for tests. ----
 
