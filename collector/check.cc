@@ -363,47 +363,6 @@ size_t ReadMail(char* buf, size_t size, size_t n, void* user) {
   return len;
 }
 
-bool IsAscii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
-// RFC 2047 encoded words on UTF-8 boundaries, folded (as the notifier writes them).
-std::string EncodeHeaderText(std::string_view text) {
-  if (IsAscii(text)) return std::string(text);
-  std::string out;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t end = std::min(i + 45, text.size());
-    while (end > i && end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-    if (end == i) end = std::min(i + 45, text.size());
-    if (!out.empty()) out += "\r\n ";
-    Append(&out, "=?UTF-8?B?", Base64(text.substr(i, end - i)), "?=");
-    i = end;
-  }
-  return out;
-}
-
-std::string BareAddress(std::string_view addr) {
-  auto lt = addr.find('<');
-  auto gt = addr.rfind('>');
-  if (lt != std::string_view::npos && gt != std::string_view::npos && gt > lt) {
-    return std::string(Trim(addr.substr(lt + 1, gt - lt - 1)));
-  }
-  return std::string(Trim(addr));
-}
-
-std::string HeaderAddress(std::string_view addr) {
-  auto lt = addr.find('<');
-  if (lt == std::string_view::npos || lt == 0) return std::string(Trim(addr));
-  std::string_view name = Trim(addr.substr(0, lt));
-  if (IsAscii(name)) return std::string(Trim(addr));
-  return Cat(EncodeHeaderText(name), " ", addr.substr(lt));
-}
-
-std::string RfcDate(int64_t ms) {
-  return absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", absl::FromUnixMillis(ms), absl::UTCTimeZone());
-}
-
 std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";

@@ -37,6 +37,9 @@ constexpr size_t kMaxErrorBody = 200;
 
 std::once_flag g_curl_init;
 
+}  // namespace
+
+// Mail headers (notifications.h), shared with `setdiag-collector check --send-test`.
 bool IsAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -103,6 +106,8 @@ std::string RfcDate(int64_t ms) {
                 tm.tm_sec);
   return buf;
 }
+
+namespace {
 
 // A Message-ID part: letters, digits, '-' and '_' stay; anything else becomes
 // "=XX" ('=' is valid atext), so distinct keys stay distinct.

@@ -95,6 +95,18 @@ std::string NotificationId(std::string_view notice_key, std::string_view target)
 // "sha256=<lowercase hex of HMAC-SHA256(secret, body)>". Exposed for tests and docs.
 std::string SignBody(const std::string& secret, const std::string& body);
 
+// Mail headers, as the notifier writes them (also for the collector check's
+// test mail): whether text is ASCII; a line with CR, LF and TAB made spaces
+// (no header injection); RFC 2047 encoded words on UTF-8 boundaries, folded;
+// "Name <a@b>" -> "a@b"; an address with a non-ASCII display name encoded;
+// an RFC 5322 date in UTC.
+bool IsAscii(std::string_view s);
+std::string OneLine(std::string_view s);
+std::string EncodeHeaderText(std::string_view text);
+std::string BareAddress(std::string_view addr);
+std::string HeaderAddress(std::string_view addr);
+std::string RfcDate(int64_t ms);
+
 // Delivers the outbox. One worker thread drives all targets at once through
 // libcurl's multi interface, each target one delivery at a time in order of
 // due time, so a receiver that hangs delays only its own notifications.
