@@ -54,6 +54,15 @@ std::string ValidateHello(const v1::Hello& hello, const IngestLimits& limits) {
   if (auto e = CheckId("hello.agent_id", hello.agent_id(), limits.max_id_bytes); !e.empty()) return e;
   if (hello.agent_version().size() > limits.max_id_bytes) return "hello.agent_version is too long";
   if (hello.outbox_id().size() > limits.max_id_bytes) return "hello.outbox_id is too long";
+  // next_sequence may be one past the highest storable sequence.
+  if (hello.first_unacked_sequence() > kMaxSequence) {
+    return Cat("hello.first_unacked_sequence ", hello.first_unacked_sequence(), " is above the highest sequence ",
+               kMaxSequence, " the collector can store");
+  }
+  if (hello.next_sequence() > kMaxSequence + 1) {
+    return Cat("hello.next_sequence ", hello.next_sequence(), " is above ", kMaxSequence + 1,
+               ", one past the highest sequence the collector can store");
+  }
   if (static_cast<size_t>(hello.held_episodes_size()) > kMaxHeldEpisodes) {
     return Cat("hello.held_episodes has ", hello.held_episodes_size(), " entries; the limit is ", kMaxHeldEpisodes);
   }
@@ -82,6 +91,9 @@ std::string ValidateBatch(const v1::EventBatch& batch, const IngestLimits& limit
     std::string where = Cat("event ", i, " (sequence ", e.sequence(), "): ");
     if (e.sequence() == 0) return Cat(where, "sequence is required");
     if (e.sequence() <= prev) return Cat(where, "sequences must strictly increase");
+    if (e.sequence() > kMaxSequence) {
+      return Cat(where, "sequence is above ", kMaxSequence, ", the highest the collector can store");
+    }
     prev = e.sequence();
     if (!IsValidIdentifier(e.kind(), limits.max_kind_bytes)) {
       return Cat(where, "kind must be 1..", limits.max_kind_bytes, " characters of [A-Za-z0-9._-]");
@@ -488,6 +500,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void RejectOverloaded(Actions& a) {
     v1::CollectorMessage m;
     m.mutable_overloaded()->set_retry_after_ms(limits_.overload_retry_after_ms);
+    m.mutable_overloaded()->set_retry_spread_ms(limits_.overload_retry_spread_ms);
     m.mutable_overloaded()->set_reason("ingest queue full");
     Send(m, a);
     log::Warn("link", Cat(peer_, " agent ", agent_id_, ": ingest queue full; asked it to back off"));

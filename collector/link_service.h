@@ -32,6 +32,7 @@ struct IngestLimits {
   size_t max_batches_in_flight = 16;  // per stream, before we stop reading
   uint32_t status_interval_s = 30;
   uint32_t overload_retry_after_ms = 15'000;
+  uint32_t overload_retry_spread_ms = 15'000;
 };
 
 // Diagnostic bundles over the link (protocol version 2).
@@ -55,6 +56,11 @@ struct IngestCounters {
 // Hello.held_episodes: at most this many, each episode at most this long.
 inline constexpr size_t kMaxHeldEpisodes = 1000;
 inline constexpr size_t kMaxEpisodeBytes = 512;
+// The highest event sequence the collector's store can hold: sequences are
+// SQLite INTEGERs (signed 64 bits). A larger one would wrap to a negative
+// number and the next Welcome would resume from the wrong place, so frames
+// carrying one are refused (docs/protocol.md).
+inline constexpr uint64_t kMaxSequence = 0x7fff'ffff'ffff'ffffULL;
 
 // What an agent says it holds raised at Hello (Hello.held_episodes_known and
 // held_episodes as (kind, episode)); `known` false: an agent that does not say.

@@ -20,6 +20,11 @@ struct BackoffPolicy {
   // After "overloaded" the next delay is at least this (and at least the
   // server's retry-after), and the exponent jumps two steps.
   int64_t overloaded_min_ms = 15'000;
+  // ...and it is drawn uniformly from [floor, floor + spread], spread being
+  // the server's retry_spread_ms or, without one, this fraction of the
+  // floor. Jitter below the floor cannot spread a herd that the floor then
+  // lines up again: every agent told "15 s" would come back at 15 s exactly.
+  double overloaded_spread = 1.0;
   // A completed handshake alone proves nothing (a collector whose storage is
   // broken accepts the Hello and fails the first batch): a session resets the
   // backoff only once it has lasted this long or had a batch acknowledged.
@@ -32,8 +37,9 @@ class Backoff {
 
   // A connection attempt failed: schedules the next one. Returns the delay.
   int64_t Failed();
-  // The server asked us to go away for a while.
-  int64_t Overloaded(int64_t retry_after_ms);
+  // The server asked us to go away for a while: at least retry_after_ms,
+  // spread over the next spread_ms (0: the policy's overloaded_spread).
+  int64_t Overloaded(int64_t retry_after_ms, int64_t spread_ms = 0);
   // A session went well: the next failure starts small again.
   void Succeeded();
   // A handshake completed: the session's age is counted from now.

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "collector/link_service.h"
+#include "collector/storage.h"
+#include "temp_dir.h"
 
 namespace setdiag::collector {
 namespace {
@@ -255,6 +257,61 @@ TEST(ValidateBatchTest, OneBadEventRejectsTheBatchAndIsNamed) {
   std::string err = Check(b);
   EXPECT_THAT(err, HasSubstr("event 3"));
   EXPECT_THAT(err, HasSubstr("sequence 9"));
+}
+
+// ---- sequences the store cannot hold ----
+// Sequences are SQLite INTEGERs: 2^63 and above used to wrap to negative, so
+// the collector acknowledged 2^63 and the next Welcome resumed from 1.
+
+constexpr uint64_t k2p63 = uint64_t{1} << 63;
+
+TEST(ValidateBatchTest, SequencesAboveTheHighestStorableAreRefused) {
+  v1::EventBatch highest;
+  AddEvent(highest, k2p63 - 1);
+  EXPECT_EQ(Check(highest), "");
+
+  v1::EventBatch wraps;
+  AddEvent(wraps, k2p63 - 1);
+  AddEvent(wraps, k2p63);
+  EXPECT_THAT(Check(wraps), HasSubstr("event 1 (sequence 9223372036854775808): sequence is above 9223372036854775807"));
+
+  v1::EventBatch top;
+  AddEvent(top, UINT64_MAX);
+  EXPECT_THAT(Check(top), HasSubstr("the highest the collector can store"));
+}
+
+TEST(ValidateHelloTest, ResumePointsAboveTheHighestStorableSequenceAreRefused) {
+  auto h = GoodHello();
+  h.set_first_unacked_sequence(k2p63 - 1);
+  h.set_next_sequence(k2p63);  // one past the highest: an outbox that used it up
+  EXPECT_EQ(ValidateHello(h, {}), "");
+
+  h.set_next_sequence(k2p63 + 1);
+  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("hello.next_sequence 9223372036854775809 is above"));
+
+  h = GoodHello();
+  h.set_first_unacked_sequence(k2p63);
+  h.set_next_sequence(k2p63);
+  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("hello.first_unacked_sequence 9223372036854775808 is above"));
+}
+
+TEST(SequenceEdgeTest, TheHighestAcceptedSequenceIsStoredAndResumedFromExactly) {
+  testutil::TempDir dir;
+  auto db = sql::Db::Open(dir.File("collector.db"));
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_TRUE(InitSchema(*db).ok());
+  ASSERT_TRUE(CreateStoreToken(*db, "store-1", "partner-a", kNow).ok());
+  ASSERT_TRUE(RecordHello(*db, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, 1, kNow).ok());
+
+  std::vector<IncomingEvent> edge = {{k2p63 - 2, "tills.majority_stopped", 3, kNow, "{}"},
+                                     {k2p63 - 1, "tills.majority_stopped", 3, kNow, "{}"}};
+  auto added = InsertEvents(*db, "agent-1", "store-1", edge, kNow);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(*added, 2);
+
+  auto resumed = RecordHello(*db, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, 2, kNow + 1);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ(*resumed, k2p63 - 1) << "the next Welcome resumes after the highest stored sequence";
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ BackoffPolicy NoJitter() {
   p.multiplier = 2.0;
   p.jitter = 0.0;
   p.overloaded_min_ms = 15'000;
+  p.overloaded_spread = 0.0;
   return p;
 }
 
@@ -171,6 +172,46 @@ TEST(BackoffTest, OverloadedRetryAfterBeyondTheCapIsStillHonoured) {
   EXPECT_FALSE(b.ReadyNow());
   clock.Advance(milliseconds(1));
   EXPECT_TRUE(b.ReadyNow());
+}
+
+// Issue 13: jitter that only shortened the delay was undone by the floor, so
+// every agent told "overloaded, retry after 15 s" came back at 15 s exactly:
+// a thundering herd that turned a 9 s drain into 38 s.
+TEST(BackoffTest, AgentsTurnedAwayTogetherComeBackSpreadOverAWindow) {
+  const BackoffPolicy p;  // the defaults the agent runs with
+  constexpr int kAgents = 1000;
+  std::vector<int64_t> delays;
+  for (uint64_t seed = 1; seed <= kAgents; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    delays.push_back(b.Overloaded(/*retry_after_ms=*/15'000));
+  }
+  std::sort(delays.begin(), delays.end());
+  EXPECT_GE(delays.front(), 15'000) << "never before the server's retry-after";
+  EXPECT_LE(delays.back(), 30'000) << "within one floor's length after it";
+  EXPECT_GE(delays.back() - delays.front(), 12'000) << "spread over the window";
+  // No second of the window gets more than 2.5 times its share.
+  std::vector<int> per_second(16, 0);
+  for (int64_t d : delays) ++per_second[static_cast<size_t>((d - 15'000) / 1000)];
+  const int most = *std::max_element(per_second.begin(), per_second.end());
+  EXPECT_LE(most, kAgents / 15 * 5 / 2) << "the busiest second";
+}
+
+TEST(BackoffTest, OverloadedSpreadsOverTheWindowTheServerNames) {
+  BackoffPolicy p;
+  p.overloaded_min_ms = 1000;
+  int64_t lo = INT64_MAX, hi = 0;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    const int64_t d = b.Overloaded(/*retry_after_ms=*/5000, /*spread_ms=*/2000);
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+    EXPECT_EQ(b.MsUntilReady(), d);
+  }
+  EXPECT_GE(lo, 5000);
+  EXPECT_LE(hi, 7000);
+  EXPECT_GE(hi - lo, 1500) << "200 agents use most of the 2 s window";
 }
 
 TEST(BackoffTest, OverloadedGrowsHarderThanFailed) {
