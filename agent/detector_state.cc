@@ -1,17 +1,12 @@
 #include "agent/detector_state.h"
 
+#include "agent/state_schema.h"
+
 #include "common/log.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
 namespace {
-
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS detector_state(
-  detector TEXT PRIMARY KEY,
-  state TEXT NOT NULL,
-  saved_ms INTEGER NOT NULL);
-)sql";
 
 absl::StatusOr<nlohmann::json> ParseState(std::string_view detector, const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -42,9 +37,7 @@ absl::StatusOr<std::shared_ptr<DetectorStateStore>> DetectorStateStore::Open(
     const std::string& path, int busy_timeout_ms) {
   auto db = sql::Db::Open(path, busy_timeout_ms);
   if (!db.ok()) return db.status();
-  if (auto st = db->Exec(kSchema); !st.ok()) {
-    return absl::Status(st.code(), Cat(path, ": creating table detector_state: ", st.message()));
-  }
+  if (auto st = MigrateStateDb(*db, path); !st.ok()) return st;
   return std::shared_ptr<DetectorStateStore>(new DetectorStateStore(std::move(*db)));
 }
 

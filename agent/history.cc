@@ -2,13 +2,17 @@
 
 #include <sys/stat.h>
 
+#include <array>
+
 #include "common/log.h"
+#include "common/schema.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
 namespace {
 
-constexpr const char* kSchema = R"sql(
+// Version 1: the first release (0.1.0).
+constexpr const char* kVersion1 = R"sql(
 CREATE TABLE IF NOT EXISTS findings(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   seq INTEGER NOT NULL DEFAULT 0,
@@ -21,6 +25,10 @@ CREATE TABLE IF NOT EXISTS findings(
 CREATE INDEX IF NOT EXISTS findings_by_detected ON findings(detected_at_ms);
 CREATE INDEX IF NOT EXISTS findings_by_recorded ON findings(recorded_at_ms);
 )sql";
+
+const std::array<sql::Migration, 1> kSteps = {{
+    {1, "findings (0.1.0)", [](sql::Db& db) { return db.Exec(kVersion1); }},
+}};
 
 }  // namespace
 
@@ -38,15 +46,16 @@ absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::Open(const std::stri
   std::unique_ptr<HistoryStore> store(new HistoryStore(std::move(*db)));
   if (read_only) {
     if (auto st = store->db_.Exec("PRAGMA query_only=ON"); !st.ok()) return st;
-  } else if (auto st = store->InitSchema(); !st.ok()) {
-    return absl::Status(st.code(), Cat(path, ": ", st.message()));
+  } else if (auto st = store->InitSchema(path); !st.ok()) {
+    return st;
   }
   return store;
 }
 
-absl::Status HistoryStore::InitSchema() {
+absl::Status HistoryStore::InitSchema(const std::string& path) {
   if (auto st = db_.Exec("PRAGMA synchronous=NORMAL"); !st.ok()) return st;
-  return db_.Exec(kSchema);
+  auto r = sql::Migrate(db_, "history", path, kSteps);
+  return r.ok() ? absl::OkStatus() : r.status();
 }
 
 absl::Status HistoryStore::Append(const HistoryRecord& r, int64_t now_ms) {

@@ -66,7 +66,7 @@ class HistoryStore {
 
  private:
   explicit HistoryStore(sql::Db db) : db_(std::move(db)) {}
-  absl::Status InitSchema();
+  absl::Status InitSchema(const std::string& path);
 
   std::mutex mu_;
   sql::Db db_;

@@ -3,23 +3,11 @@
 #include <algorithm>
 
 #include "absl/time/time.h"
+#include "agent/state_schema.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
 namespace {
-
-// CHECKs guard against another writer (an older CLI, a hand-made INSERT)
-// leaving rows that would make a window active forever or never.
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS maintenance(
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  start_ms INTEGER NOT NULL,
-  end_ms INTEGER NOT NULL CHECK (end_ms > start_ms),
-  reason TEXT NOT NULL CHECK (reason <> ''),
-  opened_by TEXT NOT NULL,
-  cancelled_ms INTEGER);
-CREATE INDEX IF NOT EXISTS maintenance_by_end ON maintenance(end_ms);
-)sql";
 
 constexpr const char* kColumns = "id, start_ms, end_ms, reason, opened_by, cancelled_ms";
 
@@ -95,9 +83,7 @@ int64_t MaintenanceWindow::EffectiveEndMs() const {
 absl::StatusOr<MaintenanceStore> MaintenanceStore::Open(const std::string& path) {
   auto db = sql::Db::Open(path);
   if (!db.ok()) return db.status();
-  if (auto st = db->Exec(kSchema); !st.ok()) {
-    return absl::Status(st.code(), Cat(path, ": creating table maintenance: ", st.message()));
-  }
+  if (auto st = MigrateStateDb(*db, path); !st.ok()) return st;
   return MaintenanceStore(std::move(*db));
 }
 

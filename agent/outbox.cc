@@ -4,6 +4,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <iterator>
 #include <map>
@@ -11,12 +12,14 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "common/schema.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
 namespace {
 
-constexpr const char* kSchema = R"sql(
+// Version 1: the first release (0.1.0).
+constexpr const char* kVersion1 = R"sql(
 CREATE TABLE IF NOT EXISTS outbox(
   seq INTEGER PRIMARY KEY,
   kind TEXT NOT NULL,
@@ -30,6 +33,10 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, ivalue INTEGER, tvalue TEX
 INSERT OR IGNORE INTO meta(key, ivalue) VALUES ('next_seq', 1), ('bytes', 0), ('gaps_total', 0),
   ('fresh', 1);
 )sql";
+
+const std::array<sql::Migration, 1> kSteps = {{
+    {1, "outbox and meta (0.1.0)", [](sql::Db& db) { return db.Exec(kVersion1); }},
+}};
 
 // Per-row overhead counted towards the byte limit besides kind and payload.
 constexpr int64_t kRowOverhead = 64;
@@ -174,7 +181,7 @@ absl::StatusOr<std::unique_ptr<Outbox>> Outbox::OpenWithoutRepair(const std::str
   if (!check.ok()) return check.status();
   if (*check != "ok") return absl::DataLossError(Cat("integrity check failed: ", *check));
   std::unique_ptr<Outbox> box(new Outbox(std::move(*db), limits, clock, path == ":memory:"));
-  if (auto st = box->InitSchema(); !st.ok()) return st;
+  if (auto st = box->InitSchema(path); !st.ok()) return st;
   return box;
 }
 
@@ -220,9 +227,9 @@ std::unique_ptr<Outbox> Outbox::Open(const std::string& path, OutboxLimits limit
   return std::move(*mem);
 }
 
-absl::Status Outbox::InitSchema() {
+absl::Status Outbox::InitSchema(const std::string& path) {
   if (auto st = db_.Exec("PRAGMA synchronous=NORMAL"); !st.ok()) return st;
-  if (auto st = db_.Exec(kSchema); !st.ok()) return st;
+  if (auto r = sql::Migrate(db_, "outbox", path, kSteps); !r.ok()) return r.status();
   auto id = db_.QueryText("SELECT tvalue FROM meta WHERE key='outbox_id'");
   if (!id.ok()) return id.status();
   if (id->empty()) {

@@ -125,7 +125,7 @@ class Outbox {
 
  private:
   Outbox(sql::Db db, OutboxLimits limits, Clock& clock, bool in_memory);
-  absl::Status InitSchema();
+  absl::Status InitSchema(const std::string& path);
   absl::StatusOr<int64_t> Meta(sql::Db& db, const char* key);
   absl::Status SetMeta(const char* key, int64_t value);
   // Inside a transaction: evicts events no more important than the newcomer

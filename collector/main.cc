@@ -18,6 +18,7 @@
 #include "collector/bundle_store.h"
 #include "collector/check.h"
 #include "collector/collector_config.h"
+#include "collector/collector_schema.h"
 #include "collector/commit_queue.h"
 #include "common/http_server.h"
 #include "collector/link_service.h"
@@ -41,10 +42,7 @@ absl::StatusOr<sql::Db> OpenDatabase(const CollectorConfig& cfg) {
   if (!db.ok()) return db.status();
   // Acknowledged means on disk: FULL fsyncs each (group) commit.
   if (auto st = db->Exec("PRAGMA synchronous=FULL"); !st.ok()) return st;
-  if (auto st = InitSchema(*db); !st.ok()) return st;
-  if (auto st = InitTicketSchema(*db); !st.ok()) return st;
-  if (auto st = InitNotificationSchema(*db); !st.ok()) return st;
-  if (auto st = InitBundleSchema(*db); !st.ok()) return st;
+  if (auto st = MigrateCollectorDb(*db, cfg.DatabasePath()); !st.ok()) return st;
   return db;
 }
 

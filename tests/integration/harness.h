@@ -117,6 +117,9 @@ class Deployment {
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_port_; }
   const std::string& support_token() const { return support_token_; }
+  // After the collector's database was replaced (the upgrade test): the
+  // support user to act as from now on.
+  void UseSupportToken(std::string token) { support_token_ = std::move(token); }
   std::string collector_config() const { return dir_ + "/collector.toml"; }
 
  private:

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/sqlite.h"
 #include "common/strings.h"
 #include "temp_dir.h"
 
@@ -515,6 +516,58 @@ TEST_F(OutboxTest, CorruptFileIsMovedAsideAndAFreshOutboxWorks) {
   // The fresh file is a real, durable outbox.
   auto again = OpenBox();
   EXPECT_THAT(Seqs(ReadAll(*again)), ElementsAre(1u));
+}
+
+// A downgraded agent meets an outbox written by a newer build: it keeps
+// watching with events in memory and says why, and the newer file with its
+// unsent events is never moved aside, rewritten or migrated.
+TEST_F(OutboxTest, AnOutboxFromANewerBuildIsLeftAsItIsAndTheAgentRunsInMemory) {
+  {
+    auto box = OpenBox();
+    MustAppend(*box, Ev("unsent.by.the.newer.build", Severity::kCritical));
+  }
+  {
+    auto db = sql::Db::Open(path_);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("PRAGMA user_version = 99").ok());
+    ASSERT_TRUE(db->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
+  }
+  const std::string bytes = testutil::ReadBytes(path_);
+
+  auto box = Outbox::Open(path_, {}, clock_);
+  ASSERT_NE(box, nullptr);
+  EXPECT_TRUE(box->in_memory());
+  EXPECT_THAT(box->reset_reason(), HasSubstr("has schema version 99, newer than this build knows (1)"));
+  EXPECT_THAT(box->reset_reason(), HasSubstr("left unchanged"));
+  box.reset();
+  EXPECT_EQ(testutil::ReadBytes(path_), bytes);
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_FALSE(entry.path().filename().string().starts_with("outbox.db.corrupt-")) << entry.path();
+  }
+}
+
+// The first release's outbox (no user_version) opens as version 1 with its
+// events, sequences and outbox id as they were.
+TEST_F(OutboxTest, AnOutboxOfTheFirstReleaseIsMigratedWithEverythingInIt) {
+  std::string id;
+  {
+    auto box = OpenBox();
+    MustAppend(*box, Ev("a", Severity::kNormal));
+    MustAppend(*box, Ev("b", Severity::kCritical));
+    id = box->outbox_id();
+  }
+  {
+    auto db = sql::Db::Open(path_);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("PRAGMA user_version = 0").ok());  // as 0.1.0 left it
+  }
+  auto box = OpenBox();
+  EXPECT_EQ(box->outbox_id(), id);
+  EXPECT_THAT(Seqs(ReadAll(*box)), ElementsAre(1u, 2u));
+  EXPECT_EQ(MustAppend(*box, Ev("c", Severity::kNormal)), 3u);
+  auto db = sql::Db::Open(path_);
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ(*db->QueryInt("PRAGMA user_version"), 1);
 }
 
 TEST_F(OutboxTest, UnwritableDirectoryFallsBackToMemory) {

@@ -1,0 +1,35 @@
+#include "collector/collector_schema.h"
+
+#include <array>
+
+#include "collector/bundle_store.h"
+#include "collector/notifications.h"
+#include "collector/storage.h"
+#include "collector/tickets.h"
+#include "common/schema.h"
+
+namespace setdiag::collector {
+namespace {
+
+// Version 1: the first release (0.1.0), whose files say 0.
+absl::Status Version1(sql::Db& db) {
+  if (auto st = InitSchema(db); !st.ok()) return st;
+  if (auto st = InitTicketSchema(db); !st.ok()) return st;
+  if (auto st = InitNotificationSchema(db); !st.ok()) return st;
+  return InitBundleSchema(db);
+}
+
+const std::array<sql::Migration, 1> kSteps = {{
+    {1, "stores, tokens, users, agents, events, tickets, notifications, bundles (0.1.0)", Version1},
+}};
+
+}  // namespace
+
+int CollectorSchemaVersion() { return kSteps.back().to_version; }
+
+absl::Status MigrateCollectorDb(sql::Db& db, const std::string& path) {
+  auto r = sql::Migrate(db, "collector database", path, kSteps);
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+}  // namespace setdiag::collector
