@@ -3,9 +3,13 @@
 #include <sys/stat.h>
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <set>
 
 #include "absl/time/time.h"
@@ -41,7 +45,75 @@ bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* po
   return true;
 }
 
+absl::Status CheckCaPem(const std::string& pem) {
+  size_t certificates = 0;
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return absl::ResourceExhaustedError("out of memory");
+  ERR_clear_error();
+  // PEM_read_bio_X509 skips blocks that are not certificates (a key) and
+  // fails with "no start line" after the last certificate.
+  bool damaged = false;
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    X509_free(cert);
+    ++certificates;
+  }
+  const unsigned long err = ERR_peek_last_error();
+  if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) damaged = true;
+  ERR_clear_error();
+  BIO_free(bio);
+  if (damaged) {
+    return absl::InvalidArgumentError(
+        Cat("holds a damaged PEM certificate", certificates > 0 ? Cat(" (after ", certificates, " good one(s))") : "",
+            ": copy the collector's CA certificate (ca.pem from support) again"));
+  }
+  if (certificates > 0) return absl::OkStatus();
+  const bool key = pem.find("PRIVATE KEY-----") != std::string::npos;
+  return absl::InvalidArgumentError(
+      Cat("holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)",
+          key ? "; it holds a private key, which never goes to a store" : "",
+          ": put the collector's CA certificate there (ca.pem from support)"));
+}
+
 namespace {
+
+// A dotted-quad IPv4 address, each part 0..255 ("999.1.1.1" is not one).
+bool IsIpv4Literal(const std::string& text) {
+  in_addr addr{};
+  return inet_pton(AF_INET, text.c_str(), &addr) == 1;
+}
+
+// Empty when group and others have no access to `file` (or it cannot be
+// looked at: reading it then says why); otherwise why it is refused. A
+// secret that others may read or write is refused, as ssh does with a
+// private key, so that one left 0644 is fixed at install instead of leaking.
+std::string OpenToOthers(const std::string& file, const char* secret) {
+  struct stat st {};
+  if (stat(file.c_str(), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0) return "";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return Cat(file, " is open to group or others (mode ", mode, "); ", secret, " is a secret: chmod 600 ", file,
+             " (owned by the user the agent runs as: chown setdiag ", file, ")");
+}
+
+// A push listener: "IPv4:port" with a port 1..65535 (empty: off).
+void CheckListenAddress(ConfigReader& r, const char* key, const std::string& value, const char* example) {
+  if (value.empty()) return;
+  std::string host;
+  uint16_t port = 0;
+  std::string what;
+  if (!SplitHostPort(value, &host, &port)) {
+    auto colon = value.rfind(':');
+    what = colon != std::string::npos && !IsIpv4Literal(value.substr(0, colon))
+               ? Cat("'", value.substr(0, colon), "' is not an IPv4 address (four numbers 0..255)")
+               : std::string("not an IPv4 address and port");
+  } else if (port == 0) {
+    what = "port 0 is not a port to listen on";
+  } else {
+    return;
+  }
+  r.Invalid(key, Cat("'", value, "': ", what, "; expected e.g. \"", example, "\" (names such as localhost are not "
+                     "accepted)"));
+}
 
 // A zone absl (the system tzdata) knows, spelled so it can go into SQL.
 bool IsKnownTimeZone(const std::string& name) {
@@ -79,7 +151,13 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
       r.Invalid(full, "roster keys are till numbers, e.g. 7 = \"10.0.0.17\"");
       continue;
     }
-    t.roster.push_back({number, r.String(full, ""), mothballed.erase(number) > 0});
+    std::string address = r.String(full, "");
+    if (!address.empty() && !IsIpv4Literal(address)) {
+      r.Invalid(full, Cat("'", address, "' is not an IPv4 address: expected four numbers 0..255 such as "
+                          "\"10.0.0.17\", or \"\" for none (the till is then not probed)"));
+      continue;
+    }
+    t.roster.push_back({number, address, mothballed.erase(number) > 0});
   }
   // Mothballed tills not listed with an address: with [set_db] this marks a
   // database till mothballed; without, it adds one to the roster.
@@ -92,9 +170,13 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
     db.user = r.String("set_db.user", db.user);
     db.password = r.String("set_db.password", "");
     if (auto file = r.OptionalString("set_db.password_file")) {
-      auto pw = ReadWholeFile(*file);
-      if (!pw.ok()) r.Invalid("set_db.password_file", std::string(pw.status().message()));
-      else db.password = std::string(Trim(*pw));
+      if (std::string open = OpenToOthers(*file, "the database password"); !open.empty()) {
+        r.Invalid("set_db.password_file", open);
+      } else if (auto pw = ReadWholeFile(*file); !pw.ok()) {
+        r.Invalid("set_db.password_file", std::string(pw.status().message()));
+      } else {
+        db.password = std::string(Trim(*pw));
+      }
     }
     db.database_set = r.String("set_db.database_set", db.database_set);
     db.database_operday = r.String("set_db.database_operday", db.database_operday);
@@ -130,17 +212,17 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   }
   c->push_udp_listen = r.String("push.udp_listen", "");
   c->push_http_listen = r.String("push.http_listen", "");
-  std::string host;
-  uint16_t port = 0;
-  if (!c->push_udp_listen.empty() && !SplitHostPort(c->push_udp_listen, &host, &port)) {
-    r.Invalid("push.udp_listen", "expected an IPv4 address and port, e.g. \"0.0.0.0:7555\"");
-  }
-  if (!c->push_http_listen.empty() && !SplitHostPort(c->push_http_listen, &host, &port)) {
-    r.Invalid("push.http_listen", "expected an IPv4 address and port, e.g. \"0.0.0.0:7556\"");
-  }
+  CheckListenAddress(r, "push.udp_listen", c->push_udp_listen, "0.0.0.0:7555");
+  CheckListenAddress(r, "push.http_listen", c->push_http_listen, "0.0.0.0:7556");
   ServerCheckConfig& sc = t.server;
   sc.enabled = r.Bool("server.check", sc.enabled);
   sc.host = r.String("server.host", sc.host);
+  // Probed over IPv4 without resolving names: anything else would make
+  // every port look closed.
+  if (!IsIpv4Literal(sc.host)) {
+    r.Invalid("server.host", Cat("'", sc.host, "' is not an IPv4 address: expected four numbers 0..255 such "
+                                 "as \"127.0.0.1\" (the ports are probed over IPv4; names are not resolved)"));
+  }
   sc.port_soap = static_cast<uint16_t>(r.Int("server.port_soap", sc.port_soap, 1, 65535));
   sc.port_transport = static_cast<uint16_t>(r.Int("server.port_transport", sc.port_transport, 1, 65535));
   // PostgreSQL's port is SET's database's unless given: a store whose
@@ -248,6 +330,19 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   auto token_file = r->OptionalString("collector.token_file");
   auto token = r->OptionalString("collector.token");
   c.ca_file = r->String("collector.ca_file", "");
+  if (!c.ca_file.empty()) {
+    // Read here, not when the link starts: a file without a certificate
+    // would otherwise make gRPC retry forever with "empty address list".
+    auto pem = ReadWholeFile(c.ca_file);
+    if (!pem.ok()) {
+      r->Invalid("collector.ca_file", Cat(pem.status().message(),
+                                          ": install the collector's CA certificate there (ca.pem from support)"));
+    } else if (auto st = CheckCaPem(*pem); !st.ok()) {
+      r->Invalid("collector.ca_file", Cat(c.ca_file, " ", st.message()));
+    } else {
+      c.ca_pem = std::move(*pem);
+    }
+  }
   c.server_name = r->String("collector.server_name", "");
   c.allow_insecure = r->Bool("collector.allow_insecure", false);
 
@@ -290,17 +385,8 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
         Cat(path, ": key 'agent.log_level': expected debug, info, warn or error"));
   }
   if (token_file) {
-    // The store token is a secret: as ssh with a private key, a token file
-    // that group or others may read or write is refused, so one left 0644
-    // is fixed at install instead of leaking.
-    struct stat st {};
-    if (stat(token_file->c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-      char mode[8];
-      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      return absl::InvalidArgumentError(
-          Cat(path, ": key 'collector.token_file': ", *token_file, " is open to group or others (mode ", mode,
-              "); the store token is a secret: chmod 600 ", *token_file,
-              " (owned by the user the agent runs as)"));
+    if (std::string open = OpenToOthers(*token_file, "the store token"); !open.empty()) {
+      return absl::InvalidArgumentError(Cat(path, ": key 'collector.token_file': ", open));
     }
     auto t = ReadWholeFile(*token_file);
     if (!t.ok()) {

@@ -24,6 +24,7 @@ struct AgentConfig {
   std::string token;      // from collector.token_file (preferred) or collector.token
   std::string token_file;  // collector.token_file; empty when the token is inline
   std::string ca_file;    // TLS root; empty means plaintext
+  std::string ca_pem;     // ca_file's content, read and checked at load (holds a certificate)
   std::string server_name;
   bool allow_insecure = false;
   int64_t status_interval_ms = 30'000;
@@ -53,6 +54,10 @@ struct AgentConfig {
 
 // Reads and validates the file. Errors name the file, line and key.
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
+// OK when `pem` holds at least one PEM certificate and no damaged one;
+// otherwise says what is wrong ("holds no PEM certificate ...; it holds a
+// private key ..."), to follow the file's name.
+absl::Status CheckCaPem(const std::string& pem);
 // Splits "host:port" (IPv4 literal host); false if it is not one.
 bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* port);
 // True when host:port names this machine (plaintext is allowed there).

@@ -365,17 +365,9 @@ void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>
     if (auto id = ReadWholeFile(cfg.state_dir + "/agent-id"); id.ok()) o.agent_id = std::string(Trim(*id));
   }
   if (o.agent_id.empty()) o.agent_id = Cat("check-", cfg.store_id);
-  if (!cfg.ca_file.empty()) {
-    auto pem = ReadWholeFile(cfg.ca_file);
-    if (!pem.ok()) {
-      out->push_back(Fail("collector.tls", Cat("collector CA ", cfg.ca_file, ": ", pem.status().message()),
-                          Cat("сертификат УЦ коллектора ", cfg.ca_file, ": ", pem.status().message()),
-                          "put the CA certificate support gave you at collector.ca_file",
-                          "положите сертификат УЦ, выданный поддержкой, по пути collector.ca_file"));
-      return;
-    }
-    o.ca_pem = *pem;
-  }
+  // Read and checked with the config: a CA file that is unreadable or holds
+  // no certificate does not load (exit 2 before any line).
+  o.ca_pem = cfg.ca_pem;
   const std::string where = Cat("collector ", cfg.collector_address);
   const std::string where_ru = Cat("коллектор ", cfg.collector_address);
   CollectorProbe p = ProbeCollector(o, 5000, clock);
@@ -419,17 +411,36 @@ void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>
       return;
     default: break;
   }
-  const bool tls_failed = !o.ca_pem.empty() && (msg.find("andshake") != std::string::npos ||
-                                                 msg.find("SSL") != std::string::npos ||
-                                                 msg.find("ertificate") != std::string::npos);
-  if (tls_failed) {
-    out->push_back(Fail("collector.tls", Cat(where, ": TLS failed (", msg, ")"),
-                        Cat(where_ru, ": ошибка TLS (", msg, ")"),
-                        "collector.ca_file must be the CA that signed the collector's certificate, and the "
-                        "certificate must name the address's host (or set collector.server_name)",
-                        "collector.ca_file должен быть сертификатом УЦ, подписавшего сертификат коллектора, а "
-                        "сертификат должен содержать имя хоста из адреса (или задайте collector.server_name)"));
-    return;
+  const LinkTlsProblem tls = ClassifyTlsProblem(!o.ca_pem.empty(), p.code, msg);
+  switch (tls) {
+    case LinkTlsProblem::kCollectorExpectsTls:
+      out->push_back(Fail("collector.tls",
+                          Cat(where, ": closed the connection without answering: it probably expects TLS (", msg,
+                              ")"),
+                          Cat(where_ru, ": закрыл соединение без ответа: вероятно, он ждёт TLS (", msg, ")"),
+                          "set collector.ca_file to the collector's CA certificate (ca.pem from support), and "
+                          "collector.server_name if the certificate names another host",
+                          "укажите в collector.ca_file сертификат УЦ коллектора (ca.pem от поддержки) и "
+                          "collector.server_name, если в сертификате другое имя хоста"));
+      return;
+    case LinkTlsProblem::kCollectorWithoutTls:
+      out->push_back(Fail("collector.tls",
+                          Cat(where, ": does not speak TLS on this port, it answered in plaintext (", msg, ")"),
+                          Cat(where_ru, ": не использует TLS на этом порту, ответил без шифрования (", msg, ")"),
+                          "check the port in collector.address; a loopback collector without TLS needs no "
+                          "collector.ca_file",
+                          "проверьте порт в collector.address; коллектору на loopback без TLS collector.ca_file "
+                          "не нужен"));
+      return;
+    case LinkTlsProblem::kHandshakeFailed:
+      out->push_back(Fail("collector.tls", Cat(where, ": TLS failed (", msg, ")"),
+                          Cat(where_ru, ": ошибка TLS (", msg, ")"),
+                          "collector.ca_file must be the CA that signed the collector's certificate, and the "
+                          "certificate must name the address's host (or set collector.server_name)",
+                          "collector.ca_file должен быть сертификатом УЦ, подписавшего сертификат коллектора, а "
+                          "сертификат должен содержать имя хоста из адреса (или задайте collector.server_name)"));
+      return;
+    case LinkTlsProblem::kNone: break;
   }
   out->push_back(Fail("collector", Cat(where, ": not reachable (", msg, ")"),
                       Cat(where_ru, ": недоступен (", msg, ")"),

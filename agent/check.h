@@ -7,7 +7,8 @@
 // is read through read-only sessions.
 //
 // What it checks, in order: the config (it was loaded; the loader refuses
-// unknown keys and a token file others can read), the token file, free
+// unknown keys, a token or password file others can read and a CA file
+// without a certificate), the token file, free
 // space for the outbox, the opening hours (open or closed now and the next
 // change, in the store's zone), the push ports (can they be bound), the
 // inbox folders, the SET server's ports and deployment markers, SET's
@@ -15,7 +16,7 @@
 // shops without set_db.shop_number, how many tills reported in the last 10
 // minutes, the packages and transport queries when the loading watch runs,
 // the database's clock), and the collector: reachable, TLS verified against
-// collector.ca_file, the token accepted for this store id (a handshake with
+// collector.ca_file (or which side lacks TLS), the token accepted for this store id (a handshake with
 // Hello.probe: no events, nothing stored) and the clock offset.
 // Each failing query names its config key (SetDatabase's errors do).
 

@@ -182,15 +182,7 @@ int Run(const AgentConfig& cfg) {
     if (!seq.ok()) log::Error("agent", seq.status().ToString());
   }
 
-  std::string ca_pem;
-  if (!cfg.ca_file.empty()) {
-    auto pem = ReadWholeFile(cfg.ca_file);
-    if (!pem.ok()) {
-      std::cerr << "setdiag-agent: collector.ca_file: " << pem.status().message() << "\n";
-      return kExitConfig;
-    }
-    ca_pem = *pem;
-  }
+  const std::string& ca_pem = cfg.ca_pem;  // read and checked with the config
   UplinkOptions uo;
   uo.target = cfg.collector_address;
   uo.store_id = cfg.store_id;

@@ -68,6 +68,7 @@ struct Uplink::SessionResult {
   bool handshake_done = false;
   bool acknowledged = false;  // the collector acknowledged a batch in this session
   int64_t overloaded_retry_after_ms = -1;  // >= 0 when the collector said so
+  int64_t overloaded_retry_spread_ms = 0;   // the collector's spread hint, 0: none
   grpc::Status status;
 };
 
@@ -108,6 +109,42 @@ std::shared_ptr<grpc::Channel> MakeLinkChannel(const UplinkOptions& options) {
   // would otherwise stack on top of ours.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(options.target, creds, args);
+}
+
+LinkTlsProblem ClassifyTlsProblem(bool agent_uses_tls, int code, const std::string& message) {
+  auto has = [&](const char* text) { return message.find(text) != std::string::npos; };
+  if (!agent_uses_tls) {
+    // A TLS port reads the HTTP/2 preface as a broken handshake and closes
+    // the connection without a word.
+    const bool closed = has("Socket closed") || has("Connection reset");
+    return code == grpc::StatusCode::UNAVAILABLE && closed ? LinkTlsProblem::kCollectorExpectsTls
+                                                           : LinkTlsProblem::kNone;
+  }
+  // A plaintext HTTP/2 port answers the ClientHello with frames that are no
+  // TLS record.
+  if (has("wrong version number") || has("packet length too long") || has("http request")) {
+    return LinkTlsProblem::kCollectorWithoutTls;
+  }
+  if (has("andshake") || has("SSL") || has("ertificate")) return LinkTlsProblem::kHandshakeFailed;
+  return LinkTlsProblem::kNone;
+}
+
+const char* LinkTlsHint(LinkTlsProblem problem) {
+  switch (problem) {
+    case LinkTlsProblem::kCollectorExpectsTls:
+      return "the collector closed the connection without answering: it probably expects TLS; set "
+             "collector.ca_file to the collector's CA certificate (and collector.server_name if the certificate "
+             "names another host)";
+    case LinkTlsProblem::kCollectorWithoutTls:
+      return "the collector does not speak TLS on this port (it answered in plaintext): check the port in "
+             "collector.address; a loopback collector without TLS needs no collector.ca_file";
+    case LinkTlsProblem::kHandshakeFailed:
+      return "the TLS handshake failed: collector.ca_file must be the CA that signed the collector's "
+             "certificate, and the certificate must name the host of collector.address (or set "
+             "collector.server_name)";
+    case LinkTlsProblem::kNone: break;
+  }
+  return "";
 }
 
 CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, Clock& clock) {
@@ -585,7 +622,7 @@ void Uplink::Run() {
     int64_t delay;
     if (r.overloaded_retry_after_ms >= 0 ||
         r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-      delay = backoff_.Overloaded(std::max<int64_t>(0, r.overloaded_retry_after_ms));
+      delay = backoff_.Overloaded(std::max<int64_t>(0, r.overloaded_retry_after_ms), r.overloaded_retry_spread_ms);
       log::Warn("uplink", Cat("collector is overloaded; reconnecting in ", delay, " ms"));
     } else if (r.status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
                r.status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
@@ -593,6 +630,23 @@ void Uplink::Run() {
       log::Error("uplink", Cat("the collector refused this agent: ", CodeName(r.status.error_code()),
                                " ", r.status.error_message(), "; check collector.token_file and "
                                "agent.store_id; retrying in ", delay, " ms"));
+    } else if (LinkTlsProblem tls = r.handshake_done ? LinkTlsProblem::kNone
+                                                      : ClassifyTlsProblem(!options_.ca_pem.empty(),
+                                                                           r.status.error_code(),
+                                                                           r.status.error_message());
+               tls != LinkTlsProblem::kNone) {
+      // A configuration problem that no retry mends: an error, once per
+      // window with how often it repeated meanwhile.
+      delay = backoff_.Failed();
+      const std::string line = Cat("link to ", options_.target, ": ", LinkTlsHint(tls), " (",
+                                   CodeName(r.status.error_code()), " ", r.status.error_message(), ")");
+      uint64_t skipped = 0;
+      if (tls_errors_.Allow(line, clock_.MonotonicMs(), &skipped)) {
+        log::Error("uplink", Cat(line, skipped > 0 ? Cat("; ", skipped, " more time(s) since the last such line") : "",
+                                 "; reconnecting in ", delay, " ms"));
+      } else {
+        log::Debug("uplink", Cat("link to ", options_.target, ": the same TLS failure; reconnecting in ", delay, " ms"));
+      }
     } else {
       delay = backoff_.Failed();
       log::Warn("uplink", Cat("link to ", options_.target, " ended: ",
@@ -651,7 +705,10 @@ Uplink::SessionResult Uplink::RunSession() {
   v1::CollectorMessage in;
   if (!stream->Read(&in)) return finish(result);  // the collector ended it: Finish says why
   if (!in.has_welcome()) {
-    if (in.has_overloaded()) result.overloaded_retry_after_ms = in.overloaded().retry_after_ms();
+    if (in.has_overloaded()) {
+      result.overloaded_retry_after_ms = in.overloaded().retry_after_ms();
+      result.overloaded_retry_spread_ms = in.overloaded().retry_spread_ms();
+    }
     ctx.TryCancel();
     return finish(result);
   }
@@ -703,6 +760,7 @@ Uplink::SessionResult Uplink::RunSession() {
       } else if (msg.has_overloaded()) {
         std::lock_guard lock(mu_);
         result.overloaded_retry_after_ms = msg.overloaded().retry_after_ms();
+        result.overloaded_retry_spread_ms = msg.overloaded().retry_spread_ms();
       } else if (msg.has_bundle_request() && bundles_v2) {
         const auto& r = msg.bundle_request();
         OnBundleRequest(r.request_id(), r.resume_offset(), r.sha256(), r.window_ms(), r.exclude_logs(), r.reason());

@@ -36,6 +36,7 @@
 #include "agent/outbox.h"
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/log_throttle.h"
 
 namespace grpc {
 class ClientContext;
@@ -108,6 +109,17 @@ struct CollectorProbe {
 };
 CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, Clock& clock);
 
+// What a failed connection says about TLS, for the log and for
+// `setdiag-agent check`: a plaintext agent whose collector closes the
+// connection unanswered (it probably expects TLS), a TLS agent whose
+// collector answers in plaintext, or a TLS handshake that failed (an
+// untrusted certificate, a name mismatch). Only meaningful for a failure
+// before the collector's Welcome; `code` is a grpc::StatusCode.
+enum class LinkTlsProblem { kNone, kCollectorExpectsTls, kCollectorWithoutTls, kHandshakeFailed };
+LinkTlsProblem ClassifyTlsProblem(bool agent_uses_tls, int code, const std::string& message);
+// What is wrong and what to do, in English, for the agent's log.
+const char* LinkTlsHint(LinkTlsProblem problem);
+
 class Uplink {
  public:
   Uplink(UplinkOptions options, Outbox& outbox, Clock& clock);
@@ -150,6 +162,8 @@ class Uplink {
   Outbox& outbox_;
   Clock& clock_;
   Backoff backoff_;
+  // A TLS mismatch repeats at every reconnect: one error line per window.
+  LogThrottle tls_errors_{5 * 60'000};
   std::shared_ptr<grpc::Channel> channel_;
   int64_t started_ms_;
 

@@ -1,6 +1,8 @@
 // setdiag: the command line for engineers and support.
 
 #include <CLI/CLI.hpp>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -138,10 +140,24 @@ std::optional<json> PostJson(ApiClient& client, const std::string& path, const j
   return Parse(client.Post(path, Dump(body)), exit_code);
 }
 
+// The API token is a secret: a token file that group or others may read or
+// write gets a warning naming the fix (the CLI still uses it: refusing would
+// lock a person out of their own tool, the agent refuses instead).
+void WarnIfOpenToOthers(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0) return;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  std::cerr << "setdiag: warning: the API token file " << path << " is open to group or others (mode " << mode
+            << "); the token is a secret: chmod 600 " << path << "\n";
+}
+
 std::string DefaultToken() {
   if (const char* t = std::getenv("SETDIAG_TOKEN")) return t;
   if (const char* home = std::getenv("HOME")) {
-    if (auto t = ReadWholeFile(Cat(home, "/.config/setdiag/token")); t.ok()) {
+    const std::string path = Cat(home, "/.config/setdiag/token");
+    if (auto t = ReadWholeFile(path); t.ok()) {
+      WarnIfOpenToOthers(path);
       std::string s = *t;
       while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
       return s;

@@ -51,6 +51,7 @@ class AgentCheck : public ::testing::Test {
     d_->StartCollector();
     password_file_ = d_->dir() + "/pg.password";
     WriteFile(password_file_, "ro-Secret\n");
+    chmod(password_file_.c_str(), 0600);  // the agent refuses a password file others can read
     agent_ = &d_->AddAgent("1042", d_->CreateStoreToken("1042", "acme"), DbConfig());
   }
 
@@ -176,6 +177,23 @@ TEST_F(AgentCheck, ATokenFileOthersCanReadIsRefusedBeforeAnythingRuns) {
   CommandResult r = Check();
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   EXPECT_NE(r.err.find("chmod 600 " + d_->dir() + "/agent0.token"), std::string::npos) << r.err;
+}
+
+// Issue 13: the database password is a secret like the store token.
+TEST_F(AgentCheck, APasswordFileOthersCanReadIsRefusedBeforeAnythingRuns) {
+  chmod(password_file_.c_str(), 0640);
+  CommandResult r = Check();
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("key 'set_db.password_file': " + password_file_ + " is open to group or others (mode 0640)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("chmod 600 " + password_file_), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("chown setdiag " + password_file_), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("ro-Secret"), std::string::npos) << "the password is never printed";
+  EXPECT_EQ(r.out, "") << "no check ran";
+  // Every subcommand loads the same config (run as well).
+  CommandResult run = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "status"});
+  EXPECT_EQ(run.exit_code, 2) << run.err;
 }
 
 }  // namespace

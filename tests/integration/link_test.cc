@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/sqlite.h"
@@ -373,6 +375,140 @@ TEST(Link, TlsLinkWithServerCertificate) {
   std::filesystem::remove_all(pki);
 }
 
+// Lines of `log` that contain every one of `parts`.
+size_t CountLines(const std::string& log, const std::vector<std::string>& parts) {
+  std::istringstream lines(log);
+  std::string line;
+  size_t n = 0;
+  while (std::getline(lines, line)) {
+    bool all = true;
+    for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
+    n += all;
+  }
+  return n;
+}
+
+const json* CheckLine(const json& report, const std::string& id) {
+  for (const auto& c : report["checks"])
+    if (c["id"] == id) return &c;
+  return nullptr;
+}
+
+// Issue 13: a plaintext agent (loopback, no ca_file) against a TLS port
+// logged only "Socket closed", as a warning at every reconnect. It says the
+// collector probably expects TLS, as an error, once (repeats are counted),
+// and `check` says the same on its collector.tls line.
+TEST(Link, PlaintextAgentAgainstATlsCollectorSaysItProbablyExpectsTlsAsAnError) {
+  std::string pki = MakeTempDir("pki");
+  MakeTestPki(pki, "collector.test");
+  Deployment d("tls-plain", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki + "/server.key\"\n");
+  auto& agent = d.AddAgent("7101", d.CreateStoreToken("7101", "acme"));
+  d.StartCollector();
+  d.StartAgent(agent);
+  // Several attempts, each starting with a Hello (backoff.max is 500 ms).
+  ASSERT_TRUE(WaitFor([&] { return CountLines(agent.process->Log(), {"uplink: hello: "}) >= 4; }, 20s))
+      << agent.process->Log();
+  const std::string log = agent.process->Log();
+  EXPECT_EQ(CountLines(log, {"ERROR uplink: link to 127.0.0.1:" + std::to_string(d.grpc_port()),
+                             "it probably expects TLS; set collector.ca_file", "Socket closed"}),
+            1u)
+      << log;
+  EXPECT_GE(CountLines(log, {"DEBUG uplink:", "the same TLS failure"}), 2u) << "repeats are counted:\n" << log;
+  EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << "a TLS mismatch is no warning:\n" << log;
+
+  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  json report = json::parse(r.out);
+  const json* tls = CheckLine(report, "collector.tls");
+  ASSERT_NE(tls, nullptr) << report.dump(2);
+  EXPECT_EQ((*tls)["verdict"], "fail");
+  EXPECT_NE((*tls)["text_en"].get<std::string>().find("it probably expects TLS"), std::string::npos) << tls->dump(2);
+  EXPECT_NE((*tls)["text_ru"].get<std::string>().find("вероятно, он ждёт TLS"), std::string::npos) << tls->dump(2);
+  EXPECT_NE((*tls)["fix_en"].get<std::string>().find("collector.ca_file"), std::string::npos) << tls->dump(2);
+  EXPECT_EQ(CheckLine(report, "collector"), nullptr) << "not the firewall hint: " << report.dump(2);
+  std::filesystem::remove_all(pki);
+}
+
+// The reverse: a TLS agent against a plaintext port.
+TEST(Link, TlsAgentAgainstAPlaintextCollectorSaysItDoesNotSpeakTls) {
+  std::string pki = MakeTempDir("pki");
+  MakeTestPki(pki, "collector.test");
+  Deployment d("plain-tls");
+  auto& agent = d.AddAgent("7102", d.CreateStoreToken("7102", "acme"));
+  std::string cfg = ReadFile(agent.config_path);
+  cfg.replace(cfg.find("[backoff]"), 0, "ca_file = \"" + pki + "/ca.pem\"\nserver_name = \"collector.test\"\n");
+  WriteFile(agent.config_path, cfg);
+  d.StartCollector();
+  d.StartAgent(agent);
+  ASSERT_TRUE(WaitFor([&] { return CountLines(agent.process->Log(), {"uplink: hello: "}) >= 4; }, 20s))
+      << agent.process->Log();
+  const std::string log = agent.process->Log();
+  EXPECT_EQ(CountLines(log, {"ERROR uplink: link to", "the collector does not speak TLS on this port"}), 1u) << log;
+  EXPECT_GE(CountLines(log, {"DEBUG uplink:", "the same TLS failure"}), 2u) << log;
+  EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << log;
+
+  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  json report = json::parse(r.out);
+  const json* tls = CheckLine(report, "collector.tls");
+  ASSERT_NE(tls, nullptr) << report.dump(2);
+  EXPECT_NE((*tls)["text_en"].get<std::string>().find("does not speak TLS on this port"), std::string::npos)
+      << tls->dump(2);
+  EXPECT_NE((*tls)["text_ru"].get<std::string>().find("не использует TLS"), std::string::npos) << tls->dump(2);
+  std::filesystem::remove_all(pki);
+}
+
+// Issue 13: a CA file that holds no certificate (garbage, or the private key
+// copied instead) made the agent retry forever with "empty address list".
+TEST(Link, ACaFileWithoutACertificateExitsTwoNamingKeyFileAndWhatIsWrong) {
+  Deployment d("badca");
+  auto& agent = d.AddAgent("7103", "sdst_unused");
+  const std::string ca = d.dir() + "/ca.pem";
+  std::string cfg = ReadFile(agent.config_path);
+  cfg.replace(cfg.find("[backoff]"), 0, "ca_file = \"" + ca + "\"\n");
+  WriteFile(agent.config_path, cfg);
+  for (const std::string& content : {std::string("not a certificate\n"),
+                                    std::string("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")}) {
+    WriteFile(ca, content);
+    d.StartAgent(agent);
+    ASSERT_TRUE(WaitFor([&] { return !agent.process->Running(); }, 10s))
+        << "the agent runs on with " << ca << ":\n" << agent.process->Log();
+    EXPECT_EQ(agent.process->Stop(), 2);
+    const std::string log = agent.process->Log();
+    EXPECT_NE(log.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"), std::string::npos) << log;
+    CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check"});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"), std::string::npos) << r.err;
+    std::filesystem::remove(agent.log_path);
+  }
+}
+
+// Issue 13: the `setdiag` CLI warns about an API token file others can read.
+TEST(Link, CliWarnsWhenItsTokenFileIsOpenToOthers) {
+  Deployment d("clitoken");
+  d.StartCollector();
+  const std::string home = d.dir() + "/home";
+  std::filesystem::create_directories(home + "/.config/setdiag");
+  const std::string token = home + "/.config/setdiag/token";
+  WriteFile(token, d.support_token() + "\n");
+  auto cli = [&] {
+    return RunCommand({"/usr/bin/env", "-u", "SETDIAG_TOKEN", "HOME=" + home, SETDIAG_CLI_BIN, "--collector",
+                       "http://127.0.0.1:" + std::to_string(d.http_port()), "agents", "list"});
+  };
+  chmod(token.c_str(), 0644);
+  CommandResult r = cli();
+  EXPECT_EQ(r.exit_code, 0) << r.err << "a warning, the command still runs";
+  EXPECT_NE(r.err.find("setdiag: warning: the API token file " + token + " is open to group or others (mode 0644)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("chmod 600 " + token), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(d.support_token()), std::string::npos) << "the token is never printed";
+  chmod(token.c_str(), 0600);
+  r = cli();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+}
+
 TEST(Link, BadConfigNamesKeyAndLineAndExitsTwo) {
   std::string dir = MakeTempDir("badcfg");
   WriteFile(dir + "/agent.toml", "[agent]\nstore_id = \"1\"\nstatus_interval = \"soon\"\n[collector]\naddress = \"127.0.0.1:1\"\ntoken = \"t\"\n");
@@ -380,6 +516,13 @@ TEST(Link, BadConfigNamesKeyAndLineAndExitsTwo) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("agent.toml:3"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("agent.status_interval"), std::string::npos) << r.err;
+  // Issue 13: a roster address that is no IPv4 address.
+  WriteFile(dir + "/roster.toml", "[agent]\nstore_id = \"1\"\n[collector]\naddress = \"127.0.0.1:1\"\ntoken = \"t\"\n"
+                                  "[tills.roster]\n7 = \"999.1.1.1\"\n");
+  r = RunCommand({SETDIAG_AGENT_BIN, "--config", dir + "/roster.toml", "status"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("roster.toml:7: key 'tills.roster.7': '999.1.1.1' is not an IPv4 address"), std::string::npos)
+      << r.err;
 
   WriteFile(dir + "/collector.toml", "[grpc]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 5\n");
   r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", dir + "/collector.toml"});

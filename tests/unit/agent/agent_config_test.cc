@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 #include "common/strings.h"
@@ -30,6 +31,25 @@ class AgentConfigTest : public ::testing::Test {
   testutil::TempDir dir_;
   std::string path_ = dir_.File("agent.toml");
 };
+
+// A throwaway self-signed CA certificate (EC P-256), and a PEM block that
+// looks like the private key someone copied instead.
+constexpr const char* kCaPem =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBljCCATugAwIBAgIULbLUI8DTPZB6FA4avZHZ51uN8z4wCgYIKoZIzj0EAwIw\n"
+    "HzEdMBsGA1UEAwwUc2V0ZGlhZyB1bml0IHRlc3QgQ0EwIBcNMjYxMjAzMDY0ODE0\n"
+    "WhgPMjEyNjExMDkwNjQ4MTRaMB8xHTAbBgNVBAMMFHNldGRpYWcgdW5pdCB0ZXN0\n"
+    "IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE466/tZNMGlqDKrUBejp0NVDh\n"
+    "j1XMHdi6wx8ciedBNkUJ2zDNCV8i3r2nd1JVnVxZoiJfP0MtNyHayML6riX8sKNT\n"
+    "MFEwHQYDVR0OBBYEFDAUfeMHgQslPonXfwv5wRX9a6jCMB8GA1UdIwQYMBaAFDAU\n"
+    "feMHgQslPonXfwv5wRX9a6jCMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID\n"
+    "SQAwRgIhAK0wtPnD8C58GOiBB7qWbyiAt37HzrvUZlKaWrO2t947AiEAp8MA6fWz\n"
+    "Wz3l+Ki/aO1jjsUwTDUvUvJHjdqzQilxsBo=\n"
+    "-----END CERTIFICATE-----\n";
+constexpr const char* kPrivateKeyPem =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "bm90IGEgcmVhbCBrZXksIGJ1dCBzaGFwZWQgbGlrZSBvbmUgZm9yIHRoZSB0ZXN0\n"
+    "-----END PRIVATE KEY-----\n";
 
 constexpr const char* kMinimal =
     "[agent]\n"
@@ -85,6 +105,7 @@ TEST_F(AgentConfigTest, ATokenFileOthersCanReadIsRefusedWithTheFix) {
     std::string err = Err(text);
     EXPECT_THAT(err, HasSubstr("collector.token_file")) << mode;
     EXPECT_THAT(err, HasSubstr("chmod 600 " + token_path)) << mode;
+    EXPECT_THAT(err, HasSubstr("chown setdiag " + token_path)) << mode;
     EXPECT_THAT(err, Not(HasSubstr("sdst_secret")));
   }
   chmod(token_path.c_str(), 0400);
@@ -114,8 +135,107 @@ TEST_F(AgentConfigTest, PlaintextToARemoteCollectorNeedsExplicitConsent) {
   EXPECT_THAT(Err(remote), HasSubstr("collector.ca_file"));
   auto ok = LoadText(remote + "allow_insecure = true\n");
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
-  auto tls = LoadText(remote + "ca_file = \"/etc/ssl/ca.pem\"\n");
-  EXPECT_TRUE(tls.ok()) << tls.status().ToString();
+  std::string ca = dir_.File("ca.pem");
+  testutil::WriteBytes(ca, kCaPem);
+  auto tls = LoadText(remote + "ca_file = \"" + ca + "\"\n");
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  EXPECT_EQ(tls->ca_pem, kCaPem) << "read once, at load";
+}
+
+// Issue 13: a CA file that is there but holds no certificate made gRPC retry
+// forever with "empty address list"; it is a config error naming the key,
+// its line, the file and what is in it instead.
+TEST_F(AgentConfigTest, ACaFileWithoutACertificateIsRefusedNamingKeyLineFileAndWhatIsWrong) {
+  const std::string ca = dir_.File("ca.pem");
+  const std::string text = Cat(kMinimal, "ca_file = \"", ca, "\"\n");  // line 6
+  testutil::WriteBytes(ca, "this is not a certificate\n");
+  std::string err = Err(text);
+  EXPECT_THAT(err, HasSubstr(Cat(path_, ":6: key 'collector.ca_file': ", ca, " holds no PEM certificate")));
+  EXPECT_THAT(err, HasSubstr("ca.pem from support"));
+
+  testutil::WriteBytes(ca, kPrivateKeyPem);
+  err = Err(text);
+  EXPECT_THAT(err, HasSubstr(Cat(ca, " holds no PEM certificate")));
+  EXPECT_THAT(err, HasSubstr("it holds a private key"));
+
+  testutil::WriteBytes(ca, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
+  EXPECT_THAT(Err(text), HasSubstr(Cat(ca, " holds a damaged PEM certificate")));
+
+  testutil::WriteBytes(ca, "");
+  EXPECT_THAT(Err(text), HasSubstr(Cat(ca, " holds no PEM certificate")));
+
+  EXPECT_THAT(Err(Cat(kMinimal, "ca_file = \"", dir_.File("missing.pem"), "\"\n")),
+              HasSubstr(Cat(":6: key 'collector.ca_file': cannot read ", dir_.File("missing.pem"))));
+
+  // A key next to the certificate does not hide it; the certificate counts.
+  testutil::WriteBytes(ca, Cat(kPrivateKeyPem, kCaPem));
+  auto ok = LoadText(text);
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+// Issue 13: a roster address like 999.1.1.1 was accepted and the till was
+// then never probed.
+TEST_F(AgentConfigTest, ARosterAddressThatIsNotIPv4IsRefusedNamingKeyAndLine) {
+  for (const char* bad : {"999.1.1.1", "10.0.0", "10.0.0.1.5", "till-7", " 10.0.0.17", "10.0.0.17:22", "::1"}) {
+    std::string err = Err(Cat(kMinimal, "[tills.roster]\n1 = \"10.0.0.11\"\n7 = \"", bad, "\"\n"));  // line 8
+    EXPECT_THAT(err, HasSubstr(Cat(path_, ":8: key 'tills.roster.7': '", bad, "' is not an IPv4 address"))) << bad;
+  }
+  auto ok = LoadText(Cat(kMinimal, "[tills.roster]\n1 = \"10.0.0.11\"\n7 = \"\"\n8 = \"255.255.255.254\"\n"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->tills.roster.size(), 3u);
+}
+
+// The other addresses the agent uses only as IPv4 literals.
+TEST_F(AgentConfigTest, ServerHostAndPushListenersMustBeIPv4LiteralsAndSayWhatIsWrong) {
+  std::string err = Err(Cat(kMinimal, "[server]\nhost = \"999.0.0.1\"\n"));
+  EXPECT_THAT(err, HasSubstr(Cat(path_, ":7: key 'server.host': '999.0.0.1' is not an IPv4 address")));
+  err = Err(Cat(kMinimal, "[server]\nhost = \"set-server\"\n"));
+  EXPECT_THAT(err, HasSubstr("key 'server.host': 'set-server' is not an IPv4 address"));
+  EXPECT_THAT(err, HasSubstr("names are not resolved"));
+
+  err = Err(Cat(kMinimal, "[push]\nudp_listen = \"999.1.1.1:7555\"\n"));
+  EXPECT_THAT(err, HasSubstr(Cat(path_, ":7: key 'push.udp_listen': '999.1.1.1:7555': '999.1.1.1' is not an "
+                                        "IPv4 address")));
+  err = Err(Cat(kMinimal, "[push]\nhttp_listen = \"0.0.0.0:0\"\n"));
+  EXPECT_THAT(err, HasSubstr("key 'push.http_listen': '0.0.0.0:0': port 0"));
+  err = Err(Cat(kMinimal, "[push]\nhttp_listen = \"localhost:7556\"\n"));
+  EXPECT_THAT(err, HasSubstr("key 'push.http_listen': 'localhost:7556': 'localhost' is not an IPv4 address"));
+  err = Err(Cat(kMinimal, "[push]\nudp_listen = \"0.0.0.0:70000\"\n"));
+  EXPECT_THAT(err, HasSubstr("key 'push.udp_listen': '0.0.0.0:70000': not an IPv4 address and port"));
+
+  auto ok = LoadText(Cat(kMinimal, "[push]\nudp_listen = \"0.0.0.0:7555\"\nhttp_listen = \"127.0.0.1:7556\"\n"
+                                   "[server]\nhost = \"10.1.2.3\"\n"));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+// Issue 13: the database password is a secret like the store token, with
+// the same decision and the same words.
+TEST_F(AgentConfigTest, APasswordFileOthersCanReadIsRefusedWithTheFix) {
+  const std::string pw = dir_.File("set-db.password");
+  testutil::WriteBytes(pw, "ro-Secret\n");
+  const std::string text = Cat(kMinimal, "[set_db]\nenabled = true\npassword_file = \"", pw, "\"\n");  // line 8
+  for (mode_t mode : {0644u, 0640u, 0604u, 0620u, 0660u}) {
+    chmod(pw.c_str(), mode);
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    std::string err = Err(text);
+    EXPECT_THAT(err, HasSubstr(Cat(path_, ":8: key 'set_db.password_file': ", pw,
+                                   " is open to group or others (mode ", octal, ")")));
+    EXPECT_THAT(err, HasSubstr("chmod 600 " + pw)) << mode;
+    EXPECT_THAT(err, HasSubstr("chown setdiag " + pw)) << mode;
+    EXPECT_THAT(err, Not(HasSubstr("ro-Secret")));
+  }
+  for (mode_t mode : {0600u, 0400u}) {
+    chmod(pw.c_str(), mode);
+    auto c = LoadText(text);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->tills.set_db->password, "ro-Secret");
+  }
+  // With [set_db] off the file is not read, nor judged.
+  chmod(pw.c_str(), 0644);
+  std::string off = text;
+  off.replace(off.find("enabled = true"), 14, "enabled = false");
+  EXPECT_TRUE(LoadText(off).ok());
 }
 
 TEST_F(AgentConfigTest, OutboxBelowMinimumNamesLineAndKey) {
