@@ -1,10 +1,14 @@
 #include "collector/collector_config.h"
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <memory>
 
 #include "common/strings.h"
 #include "common/config.h"
@@ -72,6 +76,57 @@ std::string ReadSecretFile(ConfigReader& r, const std::string& key) {
     return {};
   }
   return std::string(Trim(*text));
+}
+
+int NoPassphrase(char*, int, int, void*) { return 0; }
+
+// Reads the certificate and key files and checks that gRPC can use them, so
+// that a wrong file is a config error naming its key instead of a failure to
+// listen. The same checks as `check` (TlsLines in check.cc), which reports
+// them with hints instead of refusing.
+void ReadTlsFiles(ConfigReader& r, CollectorConfig* c) {
+  auto cert = ReadWholeFile(c->tls_cert_file);
+  if (!cert.ok()) {
+    r.Invalid("grpc.tls_cert_file", std::string(cert.status().message()));  // "cannot read PATH: why"
+  }
+  auto key = ReadWholeFile(c->tls_key_file);
+  if (!key.ok()) {
+    r.Invalid("grpc.tls_key_file", std::string(key.status().message()));
+  }
+  if (!cert.ok() || !key.ok()) return;
+  ERR_clear_error();
+  std::unique_ptr<X509, decltype(&X509_free)> leaf(nullptr, &X509_free);
+  {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(cert->data(), static_cast<int>(cert->size())),
+                                                  &BIO_free);
+    leaf.reset(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
+  }
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(nullptr, &EVP_PKEY_free);
+  {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(key->data(), static_cast<int>(key->size())),
+                                                  &BIO_free);
+    pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
+  }
+  ERR_clear_error();
+  if (!leaf) {
+    r.Invalid("grpc.tls_cert_file", Cat("'", c->tls_cert_file,
+                                        "' holds no PEM certificate (-----BEGIN CERTIFICATE-----): put the "
+                                        "collector's certificate there, then any intermediate certificates"));
+  }
+  if (!pkey) {
+    r.Invalid("grpc.tls_key_file", Cat("'", c->tls_key_file,
+                                       "' is not a PEM private key (-----BEGIN PRIVATE KEY-----), or it is protected "
+                                       "by a passphrase (remove it: openssl pkey -in KEY -out KEY.plain)"));
+  }
+  if (leaf && pkey && X509_check_private_key(leaf.get(), pkey.get()) != 1) {
+    ERR_clear_error();
+    r.Invalid("grpc.tls_key_file",
+              Cat("'", c->tls_key_file, "' does not match the certificate in '", c->tls_cert_file,
+                  "' (grpc.tls_cert_file): put the key the certificate was issued for here (compare openssl x509 "
+                  "-noout -pubkey -in CERT with openssl pkey -pubout -in KEY)"));
+  }
+  c->tls_cert_pem = std::move(*cert);
+  c->tls_key_pem = std::move(*key);
 }
 
 void ReadFilters(ConfigReader& r, const std::string& prefix, NotificationTarget* t) {
@@ -183,7 +238,7 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
 
 }  // namespace
 
-absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
+absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, bool read_tls_files) {
   std::unique_ptr<ConfigReader> r;
   if (auto st = ConfigReader::Load(path, &r); !st.ok()) return st;
   CollectorConfig c;
@@ -203,6 +258,12 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
       r->Bytes("ingest.max_payload_bytes", static_cast<int64_t>(c.limits.max_payload_bytes), 1024));
   c.limits.status_interval_s = static_cast<uint32_t>(
       r->DurationMs("ingest.status_interval", int64_t{c.limits.status_interval_s} * 1000, 1000) / 1000);
+  c.limits.hello_timeout_ms = r->DurationMs("ingest.hello_timeout", c.limits.hello_timeout_ms, 1000);
+  if (c.limits.hello_timeout_ms > 600'000) r->Invalid("ingest.hello_timeout", "must be at most 10m");
+  c.limits.idle_timeout_ms = r->DurationMs("ingest.idle_timeout", c.limits.idle_timeout_ms, 0);
+  if (c.limits.idle_timeout_ms != 0 && (c.limits.idle_timeout_ms < 1000 || c.limits.idle_timeout_ms > 3'600'000)) {
+    r->Invalid("ingest.idle_timeout", "must be 1s..1h, or 0s for 3 x ingest.status_interval + 10 s");
+  }
   LoadTicketSections(*r, &c);
   c.bundle_dir = r->String("bundles.dir", "");
   c.bundles.keep_for_ms = r->DurationMs("bundles.keep_for", c.bundles.keep_for_ms, 60'000);
@@ -211,6 +272,7 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path) {
   c.bundles.max_bundle_bytes = static_cast<uint64_t>(
       r->Bytes("bundles.max_bundle_bytes", static_cast<int64_t>(c.bundles.max_bundle_bytes), 1024 * 1024));
   c.bundles.sweep_interval_ms = r->DurationMs("bundles.sweep_interval", c.bundles.sweep_interval_ms, 100);
+  if (read_tls_files && !c.tls_cert_file.empty() && !c.tls_key_file.empty()) ReadTlsFiles(*r, &c);
   if (auto st = r->Finish(); !st.ok()) return st;
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
     return absl::InvalidArgumentError(

@@ -16,6 +16,8 @@ struct CollectorConfig {
   std::string log_level = "info";
   std::string grpc_listen = "0.0.0.0:7443";
   std::string tls_cert_file, tls_key_file;
+  // Their contents, read and checked only when loaded for serving (below).
+  std::string tls_cert_pem, tls_key_pem;
   bool allow_insecure = false;
   int64_t max_message_bytes = 4 * 1024 * 1024;
   std::string http_listen = "127.0.0.1:8088";
@@ -37,7 +39,14 @@ struct CollectorConfig {
   bool tls() const { return !tls_cert_file.empty(); }
 };
 
-absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path);
+// With `read_tls_files` (the collector about to serve), also reads
+// grpc.tls_cert_file and grpc.tls_key_file into tls_cert_pem / tls_key_pem
+// and refuses, naming the key and its line, a certificate file without a PEM
+// certificate, a key file without a PEM private key (or one protected by a
+// passphrase), and a key that is not the first certificate's. Without it
+// (admin commands, `check`, which reports these itself) the files are not
+// opened.
+absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, bool read_tls_files = false);
 
 struct ListenAddress {
   std::string host;  // IP literal ("localhost" becomes 127.0.0.1)

@@ -250,14 +250,9 @@ int Serve(const CollectorConfig& cfg) {
 
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (cfg.tls()) {
-    auto cert = ReadWholeFile(cfg.tls_cert_file);
-    auto key = ReadWholeFile(cfg.tls_key_file);
-    if (!cert.ok() || !key.ok()) {
-      log::Error("collector", !cert.ok() ? cert.status().ToString() : key.status().ToString());
-      return 2;
-    }
+    // Read and checked with the config (LoadCollectorConfig).
     grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    ssl.pem_key_cert_pairs.push_back({cfg.tls_key_pem, cfg.tls_cert_pem});
     creds = grpc::SslServerCredentials(ssl);
   } else {
     creds = grpc::InsecureServerCredentials();
@@ -380,7 +375,16 @@ int main(int argc, char** argv) {
   user_create->add_option("--name", name, "User name")->required();
   user_create->add_option("--role", role, "support (sees all stores) or partner")
       ->check(CLI::IsMember({"support", "partner"}))->capture_default_str();
-  user_create->add_option("--partner", partner, "Partner, for role partner");
+  auto* user_partner = user_create->add_option("--partner", partner, "Partner, for role partner (known: a store's "
+                                                                    "partner, or one made with 'partner set')");
+  std::string user_id;
+  auto* user_list = user->add_subcommand("list", "List users (ids, names, roles; never tokens)");
+  auto* user_revoke = user->add_subcommand("revoke", "Revoke a user's API token (effective at its next request)");
+  user_revoke->add_option("--id", user_id, "User id from 'user list'");
+  user_revoke->add_option("--name", name, "User name");
+  auto* user_delete = user->add_subcommand("delete", "Delete a user (its name can be used again)");
+  user_delete->add_option("--id", user_id, "User id from 'user list'");
+  user_delete->add_option("--name", name, "User name");
   auto* partner_cmd = app.add_subcommand("partner", "Partners and their support tariff (SLA policy)");
   partner_cmd->require_subcommand(1);
   std::string tariff;
@@ -414,12 +418,44 @@ int main(int argc, char** argv) {
     SystemClock check_clock;
     return RunCheckCommand(config_path, check_options, check_lang == "ru", check_json, check_clock);
   }
-  auto cfg = LoadCollectorConfig(config_path);
+  // Serving reads the TLS files with the config, so that a wrong one is a
+  // config error; the admin commands do not need them.
+  const bool serving = !token->parsed() && !user->parsed() && !partner_cmd->parsed();
+  auto cfg = LoadCollectorConfig(config_path, /*read_tls_files=*/serving);
   if (!cfg.ok()) {
     std::cerr << "setdiag-collector: bad config: " << cfg.status().message() << "\n";
     return 2;
   }
-  if (!token->parsed() && !user->parsed() && !partner_cmd->parsed()) return Serve(*cfg);
+  if (serving) return Serve(*cfg);
+
+  // Usage errors of the user commands, before the database is touched.
+  if (user_create->parsed()) {
+    if (!IsValidIdentifier(name)) {
+      std::cerr << "setdiag-collector user create: --name must be 1..128 characters of [A-Za-z0-9._-] (the rule "
+                   "of store ids)\n";
+      return 2;
+    }
+    if (role == "support" && user_partner->count() > 0) {
+      std::cerr << "setdiag-collector user create: --partner is for role partner; a support user sees every "
+                   "store (drop --partner, or add --role partner)\n";
+      return 2;
+    }
+    if (role == "partner" && partner.empty()) {
+      std::cerr << "setdiag-collector user create: --partner is required for role partner\n";
+      return 2;
+    }
+    if (role == "partner" && !IsValidIdentifier(partner)) {
+      std::cerr << "setdiag-collector user create: --partner must be 1..128 characters of [A-Za-z0-9._-], as "
+                   "given to 'token create --partner'\n";
+      return 2;
+    }
+  }
+  for (const auto& [command, verb] : {std::pair{user_revoke, "revoke"}, std::pair{user_delete, "delete"}}) {
+    if (command->parsed() && user_id.empty() == name.empty()) {
+      std::cerr << "setdiag-collector user " << verb << ": give exactly one of --id or --name\n";
+      return 2;
+    }
+  }
 
   auto db = OpenDatabase(*cfg);
   if (!db.ok()) {
@@ -509,17 +545,84 @@ int main(int argc, char** argv) {
   }
   if (user_create->parsed()) {
     Role r = role == "support" ? Role::kSupport : Role::kPartner;
-    if (r == Role::kPartner && partner.empty()) {
-      std::cerr << "setdiag-collector user create: --partner is required for role partner\n";
-      return 2;
+    if (r == Role::kPartner) {
+      auto known = PartnerIsKnown(*db, partner);
+      if (!known.ok()) {
+        std::cerr << "setdiag-collector: " << known.status().message() << "\n";
+        return 1;
+      }
+      if (!*known) {
+        std::string tariffs;
+        for (const auto& [tariff_name, policy] : cfg->tickets.tariffs) {
+          Append(&tariffs, tariffs.empty() ? "" : ", ", tariff_name);
+        }
+        std::cerr << "setdiag-collector user create: no partner '" << partner
+                  << "': no store has it and it has no tariff. Create it first with 'setdiag-collector partner set "
+                     "--name "
+                  << partner << " --tariff T' (T: " << tariffs << "), or give its first store a token with "
+                  << "'token create --store S --partner " << partner << "'\n";
+        return 2;
+      }
     }
     auto t = CreateUser(*db, name, r, partner, clock.NowMs());
     if (!t.ok()) {
       std::cerr << "setdiag-collector: " << t.status().message() << "\n";
-      return 1;
+      return absl::IsInvalidArgument(t.status()) ? 2 : 1;
     }
     std::cerr << "User " << name << " (" << role << "). The API token is shown only this once.\n";
     std::cout << t->secret << "\n";
+    return 0;
+  }
+  if (user_list->parsed()) {
+    auto rows = ListUsers(*db);
+    if (!rows.ok()) {
+      std::cerr << "setdiag-collector: " << rows.status().message() << "\n";
+      return 1;
+    }
+    // A name from before names were checked (empty, a newline) is shown
+    // quoted and escaped; revoke or delete such a user by its id.
+    auto shown = [](const std::string& text) -> std::string {
+      if (IsValidIdentifier(text)) return text;
+      std::string out = "\"";
+      for (char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+          out += '\\';
+          out += static_cast<char>(c);
+        } else if (c == '\n') {
+          out += "\\n";
+        } else if (c < 0x20 || c == 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\x%02x", c);
+          out += hex;
+        } else {
+          out += static_cast<char>(c);
+        }
+      }
+      return out + "\"";
+    };
+    std::printf("%-10s %-24s %-8s %-16s %s\n", "ID", "NAME", "ROLE", "PARTNER", "STATE");
+    for (const auto& u : *rows) {
+      std::printf("%-10s %-24s %-8s %-16s %s\n", u.id.c_str(), shown(u.name).c_str(),
+                  u.role == Role::kSupport ? "support" : "partner",
+                  u.role == Role::kSupport ? "-" : shown(u.partner).c_str(), u.revoked_at_ms ? "revoked" : "active");
+    }
+    return 0;
+  }
+  if (user_revoke->parsed() || user_delete->parsed()) {
+    const bool revoke = user_revoke->parsed();
+    auto n = revoke ? RevokeUser(*db, user_id, name, clock.NowMs()) : DeleteUser(*db, user_id, name);
+    if (!n.ok()) {
+      std::cerr << "setdiag-collector: " << n.status().message() << "\n";
+      return 1;
+    }
+    if (*n == 0) {
+      std::cerr << "setdiag-collector user " << (revoke ? "revoke" : "delete") << ": no "
+                << (revoke ? "active " : "") << "user with " << (user_id.empty() ? "name " : "id ")
+                << (user_id.empty() ? name : user_id) << " (see 'user list')\n";
+      return 1;
+    }
+    std::cout << (revoke ? "revoked " : "deleted ") << *n << " user(s)\n";
     return 0;
   }
   return 0;

@@ -47,8 +47,32 @@ struct User {
   Role role = Role::kPartner;
   std::string partner;  // for kPartner
 };
+// `name` follows the store id rule (IsValidIdentifier: 1..128 characters of
+// [A-Za-z0-9._-]); a partner user names its partner (same rule), a support
+// user none: InvalidArgument otherwise. AlreadyExists if the name is taken
+// (a revoked user keeps its name until DeleteUser). Whether the partner is
+// known is the caller's business (PartnerIsKnown in tickets.h).
 absl::StatusOr<IssuedToken> CreateUser(sql::Db& db, const std::string& name, Role role,
                                        const std::string& partner, int64_t now_ms);
+struct UserRow {
+  std::string id, name;
+  Role role = Role::kPartner;
+  std::string partner;  // empty for kSupport
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> revoked_at_ms;
+};
+// Every user, by name; never the token hash.
+absl::StatusOr<std::vector<UserRow>> ListUsers(sql::Db& db);
+// Revokes the API token of the user with this id or this name (the other
+// argument empty): LookupUser no longer finds it, so the admin API answers
+// its next request with 401. Returns how many were revoked (0: no such
+// active user).
+absl::StatusOr<int64_t> RevokeUser(sql::Db& db, const std::string& user_id, const std::string& name,
+                                   int64_t now_ms);
+// Deletes the user with this id or this name, revoked or not; its name is
+// free again. Timeline entries and bundles keep the name they recorded.
+// Returns how many were deleted (0: no such user).
+absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id, const std::string& name);
 absl::StatusOr<std::optional<User>> LookupUser(sql::Db& db, std::string_view secret);
 // Whether `user` may see `store_id` (support sees all; a partner its own).
 absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::string& store_id);

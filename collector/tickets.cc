@@ -373,6 +373,16 @@ absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std
   return s->Run();
 }
 
+absl::StatusOr<bool> PartnerIsKnown(sql::Db& db, const std::string& partner) {
+  auto s = db.Prepare(
+      "SELECT EXISTS (SELECT 1 FROM stores WHERE partner=?1) OR EXISTS (SELECT 1 FROM partners WHERE partner=?1)");
+  if (!s.ok()) return s.status();
+  s->Bind(1, partner);
+  auto row = s->Step();
+  if (!row.ok()) return row.status();
+  return *row && s->Int(0) != 0;
+}
+
 // ---- reads ----
 
 absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user, const TicketQuery& q) {

@@ -129,6 +129,9 @@ nlohmann::json TimelineJson(const TimelineEntry& e);
 
 // Partners and their tariff (setdiag-collector partner set).
 absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std::string& tariff, int64_t now_ms);
+// Whether the collector knows `partner`: a store's partner (token create) or
+// one given a tariff (partner set).
+absl::StatusOr<bool> PartnerIsKnown(sql::Db& db, const std::string& partner);
 
 // What people do to a ticket. Each returns NotFound if the user may not see
 // the ticket, FailedPrecondition if the state does not allow it.

@@ -223,6 +223,7 @@ TEST_F(BundleTest, APullRequestedWhileTheStoreIsOfflineCompletesAfterReconnect) 
 
 TEST_F(BundleTest, APartnerCannotPullAnotherPartnersStore) {
   std::string acme = d_.CreateUser("acme-engineer", "partner", "acme");
+  d_.CreateStoreToken("2001", "beta");  // partner beta and its own store
   std::string beta = d_.CreateUser("beta-engineer", "partner", "beta");
   AgentSetup& a = AddAgent();
   d_.StartAgent(a);

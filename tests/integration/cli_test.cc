@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,105 @@ TEST_F(CliOptionsTest, CollectorAdminCommandsTakeTheConfigAfterTheSubcommand) {
   d_.StartCollector();
   auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "token", "list", "--config", d_.collector_config()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// `user create` checks names like store ids and partners against what the
+// collector knows; each refusal is a usage error (exit 2) that creates nothing.
+TEST_F(CliOptionsTest, UserCreateRefusesBadNamesAndUnknownPartners) {
+  auto collector = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {SETDIAG_COLLECTOR_BIN, "--config", d_.collector_config()});
+    return RunCommand(args);
+  };
+  ASSERT_EQ(collector({"token", "create", "--store", "1042", "--partner", "acme"}).exit_code, 0);
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--name", ""}, "--name must be 1..128 characters of [A-Za-z0-9._-]"},
+           {{"--name", "ivan\nov"}, "--name must be 1..128 characters of [A-Za-z0-9._-]"},
+           {{"--name", std::string(129, 'a')}, "--name must be 1..128 characters"},
+           {{"--name", "petrov", "--role", "support", "--partner", "acme"}, "--partner is for role partner"},
+           {{"--name", "petrov", "--partner", "acme"}, "--partner is for role partner"},  // support is the default
+           {{"--name", "petrov", "--role", "partner"}, "--partner is required for role partner"},
+           {{"--name", "petrov", "--role", "partner", "--partner", "beta "}, "--partner must be 1..128 characters"},
+           {{"--name", "petrov", "--role", "partner", "--partner", "%"}, "--partner must be 1..128 characters"},
+           {{"--name", "petrov", "--role", "partner", "--partner", "beta"},
+            "no partner 'beta': no store has it and it has no tariff. Create it first with 'setdiag-collector "
+            "partner set --name beta --tariff T' (T: expert, free)"},
+       }) {
+    std::vector<std::string> args{"user", "create"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    SCOPED_TRACE(c.error);
+    CommandResult r = collector(args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(c.error), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "") << "no token printed";
+  }
+  CommandResult listed = collector({"user", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_EQ(listed.out.find("petrov"), std::string::npos) << listed.out;
+
+  // A partner of a store, or one given a tariff, is known.
+  EXPECT_EQ(collector({"user", "create", "--name", "petrov", "--role", "partner", "--partner", "acme"}).exit_code, 0);
+  ASSERT_EQ(collector({"partner", "set", "--name", "beta", "--tariff", "free"}).exit_code, 0);
+  CommandResult beta = collector({"user", "create", "--name", "sidorov", "--role", "partner", "--partner", "beta"});
+  EXPECT_EQ(beta.exit_code, 0) << beta.err;
+  EXPECT_EQ(beta.out.rfind("sdu_", 0), 0u) << beta.out;
+}
+
+// `user list|revoke|delete`: list never shows a token or its hash; a revoked
+// token is refused at its next request to the running collector; a deleted
+// user's name can be used again.
+TEST_F(CliOptionsTest, UsersAreListedRevokedAtTheNextRequestAndDeleted) {
+  auto collector = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {SETDIAG_COLLECTOR_BIN, "--config", d_.collector_config()});
+    return RunCommand(args);
+  };
+  d_.CreateStoreToken("1042", "acme");
+  d_.StartCollector();
+  const std::string petrov = d_.CreateUser("petrov", "partner", "acme");
+  ASSERT_EQ(d_.Cli({"stores", "list"}, petrov).exit_code, 0);
+
+  CommandResult listed = collector({"user", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  std::string petrov_line;
+  for (size_t at = 0; at < listed.out.size();) {
+    size_t end = listed.out.find('\n', at);
+    std::string line = listed.out.substr(at, end - at);
+    if (line.find(" petrov ") != std::string::npos) petrov_line = line;
+    at = end == std::string::npos ? listed.out.size() : end + 1;
+  }
+  ASSERT_NE(petrov_line, "") << listed.out;
+  EXPECT_NE(petrov_line.find(" partner "), std::string::npos) << petrov_line;
+  EXPECT_NE(petrov_line.find(" acme "), std::string::npos) << petrov_line;
+  EXPECT_NE(petrov_line.find(" active"), std::string::npos) << petrov_line;
+  EXPECT_NE(listed.out.find("support-desk"), std::string::npos) << listed.out;
+  EXPECT_EQ(listed.out.find("sdu_"), std::string::npos) << listed.out;
+  EXPECT_FALSE(std::regex_search(listed.out, std::regex("[0-9a-f]{16}"))) << "no secret or hash: " << listed.out;
+  const std::string petrov_id = petrov_line.substr(0, petrov_line.find(' '));
+
+  CommandResult revoked = collector({"user", "revoke", "--name", "petrov"});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_EQ(revoked.out, "revoked 1 user(s)\n");
+  // The same collector, not restarted: the next request is refused (exit 3: authentication).
+  CommandResult refused = d_.Cli({"stores", "list"}, petrov);
+  EXPECT_EQ(refused.exit_code, 3) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("unknown or revoked token"), std::string::npos) << refused.err;
+  EXPECT_EQ(d_.Cli({"stores", "list"}).exit_code, 0) << "the support desk's token still works";
+  EXPECT_NE(collector({"user", "list"}).out.find(petrov_id), std::string::npos);
+  EXPECT_EQ(collector({"user", "revoke", "--name", "petrov"}).exit_code, 1) << "nothing left to revoke";
+  EXPECT_EQ(collector({"user", "revoke"}).exit_code, 2);
+  EXPECT_EQ(collector({"user", "delete", "--id", petrov_id, "--name", "petrov"}).exit_code, 2);
+
+  CommandResult deleted = collector({"user", "delete", "--id", petrov_id});
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_EQ(deleted.out, "deleted 1 user(s)\n");
+  EXPECT_EQ(collector({"user", "list"}).out.find("petrov"), std::string::npos);
+  EXPECT_EQ(collector({"user", "delete", "--name", "petrov"}).exit_code, 1);
+  const std::string again = d_.CreateUser("petrov", "partner", "acme");
+  EXPECT_EQ(d_.Cli({"stores", "list"}, again).exit_code, 0);
+  EXPECT_NE(d_.Cli({"stores", "list"}, petrov).exit_code, 0) << "the old token stays dead";
 }
 
 // A connected store whose agent has not taken the request yet: `bundle

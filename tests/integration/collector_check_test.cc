@@ -390,6 +390,47 @@ TEST_F(CollectorCheck, AnExpiredCertificateFailsOnItsLineWithTheHint) {
       << mismatch.out;
 }
 
+// `check` reports a wrong key as a failed check (exit 1, above); serving
+// with it is a bad config: exit 2 naming the key, its line and what is
+// wrong, instead of exit 1 "cannot listen on ...".
+TEST_F(CollectorCheck, ServingWithTlsFilesGrpcCannotUseIsABadConfigNamingTheKey) {
+  WriteFile(dir_ + "/junk", "not a key\n");
+  Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", "/CN=other.test", "-keyout",
+           dir_ + "/other.key", "-out", dir_ + "/other.pem"});
+  auto serve = [&](const std::string& config) {
+    Process p({SETDIAG_COLLECTOR_BIN, "-c", config}, dir_ + "/serve-" + std::to_string(configs_) + ".log");
+    EXPECT_TRUE(WaitFor([&] { return !p.Running(); }, 20s)) << "still serving:\n" << p.Log();
+    const int rc = p.Stop();
+    return std::pair{rc, p.Log()};
+  };
+  struct Case {
+    std::string cert, key, line_and_key, what;
+  };
+  for (const Case& c : std::vector<Case>{
+           {dir_ + "/good.pem", dir_ + "/junk", ":6: key 'grpc.tls_key_file': ",
+            "'" + dir_ + "/junk' is not a PEM private key"},
+           {dir_ + "/good.pem", dir_ + "/good.pem", ":6: key 'grpc.tls_key_file': ",
+            "'" + dir_ + "/good.pem' is not a PEM private key"},
+           {dir_ + "/good.pem", dir_ + "/other.key", ":6: key 'grpc.tls_key_file': ",
+            "'" + dir_ + "/other.key' does not match the certificate in '" + dir_ + "/good.pem'"},
+           {dir_ + "/junk", dir_ + "/good.key", ":5: key 'grpc.tls_cert_file': ",
+            "'" + dir_ + "/junk' holds no PEM certificate"},
+       }) {
+    SCOPED_TRACE(c.cert + " + " + c.key);
+    const std::string config = Config({.cert = c.cert, .key = c.key});
+    auto [rc, log] = serve(config);
+    EXPECT_EQ(rc, 2) << log;
+    EXPECT_NE(log.find("setdiag-collector: bad config: " + config + c.line_and_key + c.what), std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("cannot listen"), std::string::npos) << log;
+  }
+  // The admin commands do not need the TLS files.
+  EXPECT_EQ(RunCommand({SETDIAG_COLLECTOR_BIN, "-c", Config({.key = dir_ + "/junk"}), "token", "list"}).exit_code, 0);
+  // The good pair still serves.
+  StartCollector(Config());
+  EXPECT_TRUE(collector_->Running());
+}
+
 TEST_F(CollectorCheck, APortTakenByAnotherProgramFailsNamingIt) {
   WriteFile(dir_ + "/hold.py",
             "import socket, sys, time\n"

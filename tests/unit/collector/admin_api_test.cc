@@ -7,9 +7,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,6 +32,7 @@
 #include "collector/storage.h"
 #include "collector/tickets.h"
 #include "common/clock.h"
+#include "common/http_server.h"
 #include "common/sqlite.h"
 #include "common/strings.h"
 #include "temp_dir.h"
@@ -575,6 +582,30 @@ TEST_F(AdminApiTest, EveryEndpointNeedsAValidToken) {
   EXPECT_EQ(DumpDatabase(writer_), db_before);
 }
 
+TEST_F(AdminApiTest, ARevokedOrDeletedUsersTokenIsRefusedAtItsNextRequest) {
+  // `setdiag-collector user revoke` writes through its own connection; the
+  // API's connection reads the change at the very next request.
+  ASSERT_EQ(Get("/api/v1/tickets", partner_a_token_).status, 200);
+  ASSERT_EQ(Get("/api/v1/tickets", partner_b_token_).status, 200);
+  auto revoked = RevokeUser(writer_, "", "alice", kNow);
+  ASSERT_TRUE(revoked.ok()) << revoked.status().ToString();
+  ASSERT_EQ(*revoked, 1);
+  for (const char* target : {"/api/v1/tickets", "/api/v1/stores", "/api/v1/events"}) {
+    HttpResponse r = Get(target, partner_a_token_);
+    EXPECT_EQ(r.status, 401) << target << ": " << r.body;
+    EXPECT_EQ(ErrorOf(r), "unknown or revoked token");
+  }
+  HttpResponse ack = Post(Cat("/api/v1/tickets/", a_ticket_, "/ack"), partner_a_token_);
+  EXPECT_EQ(ack.status, 401) << ack.body;
+  EXPECT_EQ(MustGetTicket(a_ticket_).state, TicketState::kOpen) << "a revoked user changes nothing";
+
+  auto deleted = DeleteUser(writer_, partner_b_.id, "");
+  ASSERT_TRUE(deleted.ok());
+  ASSERT_EQ(*deleted, 1);
+  EXPECT_EQ(Get("/api/v1/tickets", partner_b_token_).status, 401);
+  EXPECT_EQ(Get("/api/v1/tickets", support_token_).status, 200) << "the others keep working";
+}
+
 TEST_F(AdminApiTest, WrongMethodOnAKnownPathIs405UnknownPathIs404) {
   const std::string t = Cat(a_ticket_);
   for (const auto& [method, target] : std::vector<std::pair<std::string, std::string>>{
@@ -599,6 +630,91 @@ TEST_F(AdminApiTest, WrongMethodOnAKnownPathIs405UnknownPathIs404) {
 }
 
 // The API maps what the writer answers, whatever the engine decides.
+// ---- the request limits, over a real socket (common/http_server.h) ----
+
+class AdminApiHttpTest : public AdminApiTest {
+ protected:
+  void SetUp() override {
+    AdminApiTest::SetUp();
+    server_ = std::make_unique<HttpServer>([this](const HttpRequest& r) { return api_->Handle(r); });
+    ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
+  }
+  void TearDown() override { server_->Stop(); }
+
+  // Sends `target` and header `fields` (each "Name: value"), then reads the
+  // answer to the end (the server closes: Connection: close). Returns the
+  // status and the body.
+  std::pair<int, std::string> Send(const std::string& target, const std::vector<std::string>& fields) {
+    std::string request = Cat("GET ", target, " HTTP/1.1\r\n");
+    for (const auto& f : fields) Append(&request, f, "\r\n");
+    request += "\r\n";
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval timeout{10, 0};  // a hung server fails the test instead of blocking it
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server_->port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd);
+      return {-1, "connect failed"};
+    }
+    for (size_t sent = 0; sent < request.size();) {
+      ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;  // the server may answer and stop reading early
+      sent += static_cast<size_t>(n);
+    }
+    std::string answer;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    int status = -1;
+    std::sscanf(answer.c_str(), "HTTP/1.1 %d", &status);
+    const size_t body = answer.find("\r\n\r\n");
+    return {status, body == std::string::npos ? answer : answer.substr(body + 4)};
+  }
+
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(AdminApiHttpTest, AUrlOverTheLimitIs414WithTheLimit) {
+  const std::vector<std::string> fields = {"Host: t", "Connection: close"};
+  // Exactly at the limit it reaches the API (no such endpoint).
+  EXPECT_EQ(Send("/" + std::string(kMaxRequestTargetBytes - 1, 'a'), fields).first, 404);
+  for (size_t size : {kMaxRequestTargetBytes + 1, size_t{10'000}, size_t{100'000}}) {
+    SCOPED_TRACE(size);
+    auto [status, body] = Send("/" + std::string(size - 1, 'a'), fields);
+    EXPECT_EQ(status, 414) << body;
+    EXPECT_EQ(json::parse(body, nullptr, false).value("error", ""), "request target (URL) over 4096 bytes") << body;
+  }
+  // With a large header block too, the URL is what is named.
+  auto [status, body] = Send("/" + std::string(9'999, 'a'), {"Host: t", "X-Pad: " + std::string(20'000, 'p')});
+  EXPECT_EQ(status, 414) << body;
+  // The API still answers afterwards.
+  EXPECT_EQ(Send("/healthz", fields).first, 200);
+}
+
+TEST_F(AdminApiHttpTest, HeaderFieldsOverTheLimitAre431WithTheLimit) {
+  // "Host: t\r\n" and "Connection: close\r\n" take 28 bytes, "X-Pad: ...\r\n" 9 more than its value.
+  const size_t pad_at_limit = kMaxHeaderFieldsBytes - 28 - 9;
+  auto with_pad = [](size_t n) {
+    return std::vector<std::string>{"Host: t", "Connection: close", "X-Pad: " + std::string(n, 'p')};
+  };
+  EXPECT_EQ(Send("/healthz", with_pad(pad_at_limit)).first, 200);
+  std::vector<std::string> many = {"Host: t", "Connection: close"};
+  for (int i = 0; i < 400; ++i) many.push_back(Cat("X-Field-", i, ": ", std::string(20, 'v')));
+  for (const auto& fields : {with_pad(pad_at_limit + 1), with_pad(20'000), with_pad(100'000), many}) {
+    SCOPED_TRACE(fields.size());
+    auto [status, body] = Send("/healthz", fields);
+    EXPECT_EQ(status, 431) << body;
+    EXPECT_EQ(json::parse(body, nullptr, false).value("error", ""), "request header fields over 8192 bytes") << body;
+  }
+  // A long URL within its limit does not make the header block's fault a 414.
+  auto [status, body] = Send("/healthz?" + std::string(4'000, 'q'), with_pad(20'000));
+  EXPECT_EQ(status, 431) << body;
+  EXPECT_EQ(Send("/healthz", with_pad(10)).first, 200);
+}
+
 TEST(AdminApiStatusTest, ActionStatusesMapToHttp) {
   testutil::TempDir dir;
   auto db = sql::Db::Open(dir.File("c.db"));

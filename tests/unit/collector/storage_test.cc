@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "collector/tickets.h"
 #include "common/files.h"
 #include "common/sqlite.h"
 #include "common/strings.h"
@@ -212,6 +213,107 @@ TEST_F(StorageTest, UsersLookUpByTokenAndNamesAreUnique) {
   auto nobody = LookupUser(db_, "sdu_nope");
   ASSERT_TRUE(nobody.ok());
   EXPECT_FALSE(nobody->has_value());
+}
+
+TEST_F(StorageTest, UserNamesFollowTheStoreIdRuleAndOnlyPartnerUsersHaveAPartner) {
+  struct Case {
+    std::string name;
+    Role role;
+    std::string partner;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", Role::kSupport, ""},
+           {"ivan\nov", Role::kSupport, ""},
+           {"ivan ov", Role::kSupport, ""},
+           {std::string(129, 'a'), Role::kSupport, ""},
+           {"petrov", Role::kSupport, "acme"},  // support sees every store
+           {"petrov", Role::kPartner, ""},
+           {"petrov", Role::kPartner, "beta "},
+           {"petrov", Role::kPartner, "%"},
+       }) {
+    SCOPED_TRACE(Cat("name '", c.name, "' partner '", c.partner, "'"));
+    auto t = CreateUser(db_, c.name, c.role, c.partner, kNow);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM users"), 0);
+  EXPECT_TRUE(CreateUser(db_, std::string(128, 'a'), Role::kSupport, "", kNow).ok());
+  EXPECT_TRUE(CreateUser(db_, "petrov.a-1_x", Role::kPartner, "acme", kNow).ok());
+}
+
+TEST_F(StorageTest, UsersAreListedWithoutSecretsRevokedAndDeleted) {
+  auto anna = CreateUser(db_, "anna", Role::kSupport, "", kNow);
+  auto boris = CreateUser(db_, "boris", Role::kPartner, "acme", kNow + 1);
+  ASSERT_TRUE(anna.ok() && boris.ok());
+
+  auto rows = ListUsers(db_);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].id, anna->id);
+  EXPECT_EQ((*rows)[0].name, "anna");
+  EXPECT_EQ((*rows)[0].role, Role::kSupport);
+  EXPECT_EQ((*rows)[0].partner, "");
+  EXPECT_EQ((*rows)[1].name, "boris");
+  EXPECT_EQ((*rows)[1].role, Role::kPartner);
+  EXPECT_EQ((*rows)[1].partner, "acme");
+  EXPECT_EQ((*rows)[1].created_at_ms, kNow + 1);
+  EXPECT_FALSE((*rows)[1].revoked_at_ms.has_value());
+
+  // Revoked by name: the token no longer looks up; a second revoke finds nothing.
+  auto n = RevokeUser(db_, "", "boris", kNow + 5);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  auto gone = LookupUser(db_, boris->secret);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  EXPECT_EQ(*RevokeUser(db_, "", "boris", kNow + 6), 0);
+  rows = ListUsers(db_);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[1].revoked_at_ms, kNow + 5);
+  auto still = LookupUser(db_, anna->secret);
+  ASSERT_TRUE(still.ok());
+  EXPECT_TRUE(still->has_value()) << "only boris was revoked";
+  // A revoked user keeps its name until deleted.
+  EXPECT_EQ(CreateUser(db_, "boris", Role::kPartner, "acme", kNow).status().code(), absl::StatusCode::kAlreadyExists);
+
+  // Deleted by id: the name is free again.
+  EXPECT_EQ(*DeleteUser(db_, boris->id, ""), 1);
+  EXPECT_EQ(*DeleteUser(db_, boris->id, ""), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM users WHERE name='boris'"), 0);
+  EXPECT_TRUE(CreateUser(db_, "boris", Role::kPartner, "acme", kNow).ok());
+
+  // Deleting an active user revokes its token with it.
+  EXPECT_EQ(*DeleteUser(db_, "", "anna"), 1);
+  auto deleted = LookupUser(db_, anna->secret);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(deleted->has_value());
+}
+
+TEST_F(StorageTest, AnEmptySelectorRevokesOrDeletesNoUserEvenOneNamedEmpty) {
+  // A user with an empty name, as a version that did not check names made.
+  ASSERT_TRUE(db_.Exec("INSERT INTO users(user_id, name, role, partner, token_hash, created_at_ms) "
+                       "VALUES ('0badname', '', 'support', NULL, 'h', 1)")
+                  .ok());
+  auto other = CreateUser(db_, "anna", Role::kSupport, "", kNow);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(*RevokeUser(db_, other->id, "", kNow), 1);
+  EXPECT_EQ(*DeleteUser(db_, other->id, ""), 1);
+  EXPECT_EQ(*RevokeUser(db_, "", "", kNow), 0);
+  EXPECT_EQ(*DeleteUser(db_, "", ""), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM users WHERE name='' AND revoked_at_ms IS NULL"), 1);
+  // It goes by its id.
+  EXPECT_EQ(*DeleteUser(db_, "0badname", ""), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM users"), 0);
+}
+
+TEST_F(StorageTest, APartnerIsKnownFromItsStoresOrItsTariff) {
+  ASSERT_TRUE(InitTicketSchema(db_).ok());
+  MustCreateToken("store-1", "acme");
+  ASSERT_TRUE(SetPartnerTariff(db_, "bolt", "free", kNow).ok());
+  for (const char* known : {"acme", "bolt"}) EXPECT_TRUE(*PartnerIsKnown(db_, known)) << known;
+  for (const char* unknown : {"beta", "", "acme ", "ACME", "%"}) {
+    EXPECT_FALSE(*PartnerIsKnown(db_, unknown)) << unknown;
+  }
 }
 
 // ---- agents and events ----
