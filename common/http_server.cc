@@ -1,6 +1,9 @@
 #include "common/http_server.h"
 
+#include <algorithm>
+#include <array>
 #include <optional>
+#include <string_view>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -18,6 +21,30 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// Beast's own cap on a request head, only a backstop: the limits people are
+// told of are checked exactly below (Beast counts the request line and the
+// fields apart, or the whole head, depending on how the bytes arrived).
+constexpr size_t kHeadLimit = kMaxRequestTargetBytes + kMaxHeaderFieldsBytes + 256;
+
+std::string TargetTooLong() {
+  return Cat(R"({"error":"request target (URL) over )", kMaxRequestTargetBytes, R"( bytes"})");
+}
+std::string FieldsTooLarge() {
+  return Cat(R"({"error":"request header fields over )", kMaxHeaderFieldsBytes, R"( bytes"})");
+}
+
+// Whether a request line at the start of `head` ("GET /x HTTP/1.1\r\n", maybe
+// cut short) has a target over the limit.
+bool TargetOverLimit(std::string_view head) {
+  const size_t eol = head.find("\r\n");
+  std::string_view line = head.substr(0, eol);
+  const size_t sp = line.find(' ');
+  if (sp == std::string_view::npos) return line.size() > kMaxRequestTargetBytes;
+  std::string_view rest = line.substr(sp + 1);
+  if (eol != std::string_view::npos) rest = rest.substr(0, std::min(rest.size(), rest.rfind(' ')));
+  return rest.size() > kMaxRequestTargetBytes;
+}
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, const HttpServer::Handler& handler, size_t max_body)
@@ -29,6 +56,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Read() {
     parser_.emplace();
     parser_->body_limit(max_body_);
+    parser_->header_limit(static_cast<std::uint32_t>(kHeadLimit));
     stream_.expires_after(std::chrono::seconds(30));
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
@@ -41,14 +69,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     if (ec) {
-      if (ec == http::error::body_limit) Reply(413, R"({"error":"request body too large"})", false);
-      else if (ec != beast::error::timeout && ec != asio::error::operation_aborted &&
-               ec != asio::error::connection_reset) {
+      if (ec == http::error::body_limit) {
+        Reply(413, R"({"error":"request body too large"})", false);
+      } else if (ec == http::error::header_limit) {
+        // The request line is still in the buffer unless Beast parsed it
+        // (then its target is known and the fields are what is too large).
+        const auto target = parser_->get().target();
+        const auto data = buffer_.cdata();
+        const bool too_long = !target.empty() ? target.size() > kMaxRequestTargetBytes
+                                              : TargetOverLimit({static_cast<const char*>(data.data()), data.size()});
+        Reply(too_long ? 414 : 431, too_long ? TargetTooLong() : FieldsTooLarge(), false);
+      } else if (ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+                 ec != asio::error::connection_reset) {
         Reply(400, R"({"error":"malformed HTTP request"})", false);
       }
       return;
     }
     auto& req = parser_->get();
+    if (req.target().size() > kMaxRequestTargetBytes) return Reply(414, TargetTooLong(), false);
+    size_t fields = 0;
+    for (const auto& f : req) fields += f.name_string().size() + f.value().size() + 4;
+    if (fields > kMaxHeaderFieldsBytes) return Reply(431, FieldsTooLarge(), false);
     HttpRequest in;
     in.method = std::string(req.method_string());
     in.target = std::string(req.target());
@@ -106,10 +147,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res->prepare_payload();
     http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
       if (!ec && keep_alive) self->Read();
+      else if (!ec) self->Linger();
     });
   }
 
+  // Closing a socket with unread bytes (the rest of a refused request)
+  // resets it, and the client may lose the answer: stop sending, then read
+  // and drop what still comes, for a moment, before closing.
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain(0);
+  }
+  void Drain(size_t dropped) {
+    if (dropped > kLingerBytes) return;
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this(), dropped](beast::error_code ec, size_t n) {
+                              if (!ec) self->Drain(dropped + n);
+                            });
+  }
+  static constexpr size_t kLingerBytes = 1024 * 1024;
+
   beast::tcp_stream stream_;
+  std::array<char, 4096> drain_{};
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpServer::Handler& handler_;
