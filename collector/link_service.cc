@@ -146,6 +146,25 @@ struct LinkService::Registry {
   std::mutex mu;
   // store -> connection -> the stream; only streams that speak version 2.
   std::map<std::string, std::map<int64_t, std::shared_ptr<SessionShared>>> by_store;
+  // Every open stream, for the timeouts.
+  std::map<int64_t, std::weak_ptr<SessionShared>> open;
+
+  void Opened(int64_t connection, const std::shared_ptr<SessionShared>& shared) {
+    std::lock_guard lock(mu);
+    open[connection] = shared;
+  }
+  void Closed(int64_t connection) {
+    std::lock_guard lock(mu);
+    open.erase(connection);
+  }
+  std::vector<std::shared_ptr<SessionShared>> AllOpen() {
+    std::lock_guard lock(mu);
+    std::vector<std::shared_ptr<SessionShared>> out;
+    for (const auto& [c, weak] : open) {
+      if (auto s = weak.lock()) out.push_back(std::move(s));
+    }
+    return out;
+  }
 
   void Add(const std::string& store, int64_t connection, std::shared_ptr<SessionShared> shared) {
     std::lock_guard lock(mu);
@@ -186,6 +205,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         shared_(std::make_shared<Shared>()), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
+    opened_ms_ = clock_.MonotonicMs();
+    registry_.Opened(connection_, shared_);
     std::string token = BearerToken(ctx);
     if (token.empty()) {
       counters_.auth_failures++;
@@ -239,6 +260,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       registered = registered_;
     }
     if (registered) registry_.Remove(store_id_, connection_);
+    registry_.Closed(connection_);
     counters_.streams_open--;
     if (!agent_id.empty()) {
       Clock& clock = clock_;
@@ -250,9 +272,14 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     delete this;
   }
 
- // A committed request for this stream's store (LinkService::DispatchBundle).
+  // A committed request for this stream's store (LinkService::DispatchBundle).
   static void Dispatch(const std::shared_ptr<Shared>& shared, const BundleRow& row) {
     WithSession(shared, [&](LinkSession& s, Actions& a) { s.BeginBundle(row, a); });
+  }
+
+  // LinkService's sweeper, about once a second.
+  static void CheckTimeouts(const std::shared_ptr<Shared>& shared, int64_t now_ms) {
+    WithSession(shared, [&](LinkSession& s, Actions& a) { s.TimeOut(now_ms, a); });
   }
 
  private:
@@ -355,8 +382,34 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!reading_ && !read_closed_ && !finish_requested_ && batches_in_flight_ < limits_.max_batches_in_flight &&
         bundle_bytes_in_flight_ < bundle_limits_.max_bytes_in_flight) {
       reading_ = true;
+      read_started_ms_ = clock_.MonotonicMs();
       a.read = true;
     }
+  }
+
+  void TimeOut(int64_t now_ms, Actions& a) {
+    if (finish_requested_) return;
+    if (!hello_seen_) {
+      if (now_ms - opened_ms_ < limits_.hello_timeout_ms) return;
+      counters_.frames_rejected++;
+      log::Warn("link", Cat(peer_, ": no Hello within ", Seconds(limits_.hello_timeout_ms), " s; closing the stream"));
+      return RequestFinish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                        Cat("no Hello within ", Seconds(limits_.hello_timeout_ms), " s of connecting")),
+                           a);
+    }
+    // Only while we wait for the agent: a stream we stopped reading
+    // (batches or bundle data still being stored) is not idle.
+    if (!reading_ || now_ms - read_started_ms_ < limits_.IdleTimeoutMs()) return;
+    log::Warn("link", Cat("agent ", agent_id_, " (store ", store_id_, "): nothing received for ",
+                          Seconds(limits_.IdleTimeoutMs()), " s; closing the stream"));
+    RequestFinish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                               Cat("nothing received for ", Seconds(limits_.IdleTimeoutMs()),
+                                   " s (an agent sends a status every ", limits_.status_interval_s, " s)")),
+                  a);
+  }
+
+  static std::string Seconds(int64_t ms) {
+    return ms % 1000 == 0 ? Cat(ms / 1000) : Cat(ms / 1000, ".", (ms % 1000) / 100);
   }
 
   void OnAuthenticated(const absl::Status& st, const std::optional<StoreGrant>& grant, Actions& a) {
@@ -888,6 +941,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   std::string agent_id_, store_id_;
   bool hello_seen_ = false;
   bool reading_ = false;
+  int64_t opened_ms_ = 0;        // monotonic
+  int64_t read_started_ms_ = 0;  // monotonic, of the outstanding read
   bool read_closed_ = false;
   bool writing_ = false;
   bool finish_requested_ = false;
@@ -906,9 +961,28 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink,
                          BundleFiles* bundles, BundleLinkLimits bundle_limits)
     : queue_(queue), clock_(clock), limits_(limits), sink_(std::move(sink)), bundles_(bundles),
-      bundle_limits_(bundle_limits), registry_(std::make_unique<Registry>()) {}
+      bundle_limits_(bundle_limits), registry_(std::make_unique<Registry>()), sweeper_([this] { SweepLoop(); }) {}
 
-LinkService::~LinkService() = default;
+LinkService::~LinkService() {
+  {
+    std::lock_guard lock(sweep_mu_);
+    stopping_ = true;
+  }
+  sweep_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+void LinkService::SweepLoop() {
+  std::unique_lock lock(sweep_mu_);
+  while (!stopping_) {
+    sweep_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    const int64_t now = clock_.MonotonicMs();
+    for (const auto& shared : registry_->AllOpen()) LinkSession::CheckTimeouts(shared, now);
+    lock.lock();
+  }
+}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {

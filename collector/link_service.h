@@ -9,6 +9,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <thread>
+#include <condition_variable>
 #include <functional>
 #include <string>
 #include <utility>
@@ -33,6 +36,16 @@ struct IngestLimits {
   uint32_t status_interval_s = 30;
   uint32_t overload_retry_after_ms = 15'000;
   uint32_t overload_retry_spread_ms = 15'000;
+  // A stream that sends no Hello this long after it opened is closed.
+  int64_t hello_timeout_ms = 30'000;
+  // A stream that said Hello and then sends nothing for this long while we
+  // wait for it is closed (agents send a status every status_interval_s);
+  // 0: 3 x status_interval_s + 10 s. Time we do not read (our own
+  // backpressure) does not count.
+  int64_t idle_timeout_ms = 0;
+  int64_t IdleTimeoutMs() const {
+    return idle_timeout_ms > 0 ? idle_timeout_ms : 3 * int64_t{status_interval_s} * 1000 + 10'000;
+  }
 };
 
 // Diagnostic bundles over the link (protocol version 2).
@@ -115,6 +128,12 @@ class LinkService final
   IngestCounters counters_;
   std::atomic<int64_t> next_connection_{1};
   std::unique_ptr<Registry> registry_;
+  // Closes streams that sent no Hello, or nothing for too long (Sweep).
+  void SweepLoop();
+  std::mutex sweep_mu_;
+  std::condition_variable sweep_cv_;
+  bool stopping_ = false;
+  std::thread sweeper_;
 };
 
 // Pure frame validation, exposed for unit tests. Empty string: valid.

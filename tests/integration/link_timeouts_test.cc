@@ -1,0 +1,119 @@
+// The collector closes streams that hold a connection and say nothing: no
+// Hello within ingest.hello_timeout, or nothing at all (not even the status
+// an agent sends every status interval) for ingest.idle_timeout. A stream
+// that keeps talking stays open. Real collector, raw gRPC clients.
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "setdiag/v1/link.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace setdiag::testing {
+namespace {
+
+namespace v1 = ::setdiag::v1;
+using namespace std::chrono_literals;
+
+// A collector with short timeouts: no Hello within 1 s, nothing for 2 s.
+std::string ShortTimeouts(Deployment& d) {
+  std::string cfg = ReadFile(d.collector_config());
+  const std::string section = "[ingest]\n";
+  auto at = cfg.find(section);
+  if (at == std::string::npos) throw std::runtime_error("no [ingest] in the test config");
+  cfg.insert(at + section.size(), "hello_timeout = \"1s\"\nidle_timeout = \"2s\"\n");
+  WriteFile(d.collector_config(), cfg);
+  return cfg;
+}
+
+class Stream {
+ public:
+  Stream(int port, const std::string& token)
+      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials())),
+        stub_(v1::AgentLink::NewStub(channel_)) {
+    ctx_.AddMetadata("authorization", "Bearer " + token);
+    // Never hang the test: the collector must close long before this.
+    ctx_.set_deadline(std::chrono::system_clock::now() + 30s);
+    stream_ = stub_->Connect(&ctx_);
+  }
+  bool Write(const v1::AgentMessage& m) { return stream_->Write(m); }
+  bool Read(v1::CollectorMessage* m) { return stream_->Read(m); }
+  // Reads until the collector ends the stream; its status.
+  grpc::Status Ended() {
+    v1::CollectorMessage ignored;
+    while (stream_->Read(&ignored)) {
+    }
+    return stream_->Finish();
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentLink::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CollectorMessage>> stream_;
+};
+
+v1::AgentMessage Hello(const std::string& store, const std::string& agent) {
+  v1::AgentMessage m;
+  auto* h = m.mutable_hello();
+  h->set_protocol_version(1);
+  h->set_store_id(store);
+  h->set_agent_id(agent);
+  h->set_agent_version("test");
+  h->set_next_sequence(1);
+  return m;
+}
+
+v1::AgentMessage Status() {
+  v1::AgentMessage m;
+  m.mutable_status();
+  return m;
+}
+
+TEST(LinkTimeouts, AStreamThatSendsNoHelloIsClosedAndSaysWhy) {
+  Deployment d("hello-timeout");
+  const std::string token = d.CreateStoreToken("8101", "acme");
+  ShortTimeouts(d);
+  d.StartCollector();
+  Stream silent(d.grpc_port(), token);
+  const auto started = std::chrono::steady_clock::now();
+  grpc::Status st = silent.Ended();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  EXPECT_NE(st.error_message().find("no Hello within 1 s of connecting"), std::string::npos) << st.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 25s) << "closed by the collector, not by the client's deadline";
+  EXPECT_NE(d.collector().Log().find("no Hello within 1 s; closing the stream"), std::string::npos)
+      << d.collector().Log();
+}
+
+TEST(LinkTimeouts, AnAgentThatFallsSilentAfterHelloIsClosedOneThatTalksStaysOpen) {
+  Deployment d("idle-timeout");
+  const std::string token = d.CreateStoreToken("8102", "acme");
+  ShortTimeouts(d);
+  d.StartCollector();
+
+  Stream talking(d.grpc_port(), token);
+  ASSERT_TRUE(talking.Write(Hello("8102", "agent-talking")));
+  v1::CollectorMessage welcome;
+  ASSERT_TRUE(talking.Read(&welcome));
+  ASSERT_TRUE(welcome.has_welcome());
+  // Twice the idle timeout, a status every 300 ms: the stream stays open.
+  const auto until = std::chrono::steady_clock::now() + 4s;
+  while (std::chrono::steady_clock::now() < until) {
+    ASSERT_TRUE(talking.Write(Status())) << "closed although it talks";
+    std::this_thread::sleep_for(300ms);  // the agent's pace, not a wait for a result
+  }
+  // Then it falls silent, and is closed.
+  grpc::Status st = talking.Ended();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  EXPECT_NE(st.error_message().find("nothing received for 2 s"), std::string::npos) << st.error_message();
+  EXPECT_NE(d.collector().Log().find("agent agent-talking (store 8102): nothing received for 2 s"),
+            std::string::npos)
+      << d.collector().Log();
+}
+
+}  // namespace
+}  // namespace setdiag::testing
