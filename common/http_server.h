@@ -1,8 +1,11 @@
 #pragma once
-// A small HTTP/1.1 server (Boost.Beast) for the admin JSON API. One I/O
-// thread; handlers run on it and must be quick (indexed SQLite reads).
-// Request bodies are capped. Responses are JSON, or a file streamed from
-// disk in pieces (never loaded whole), e.g. a diagnostic bundle.
+// A small HTTP/1.1 server (Boost.Beast) for the admin JSON API and the
+// agent's push receiver. One I/O thread; handlers run on it and must be
+// quick (indexed SQLite reads). Requests are capped before any handler
+// sees them: the request target (URL) at kMaxRequestTargetBytes (414), the
+// header fields at kMaxHeaderFieldsBytes (431), the body at max_body_bytes
+// (413). Responses are JSON, or a file streamed from disk in pieces (never
+// loaded whole), e.g. a diagnostic bundle.
 
 #include <cstdint>
 #include <functional>
@@ -13,6 +16,12 @@
 #include "absl/status/status.h"
 
 namespace setdiag {
+
+// Larger is answered 414 URI Too Long.
+inline constexpr size_t kMaxRequestTargetBytes = 4096;
+// All header fields together, each counted as "Name: value\r\n"; larger is
+// answered 431 Request Header Fields Too Large.
+inline constexpr size_t kMaxHeaderFieldsBytes = 8192;
 
 struct HttpRequest {
   std::string method;
