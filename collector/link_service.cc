@@ -202,7 +202,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
               const BundleLinkLimits& bundle_limits, const LinkService::HelloSink& hello_sink)
       : queue_(queue), clock_(clock), limits_(limits), sink_(sink), hello_sink_(hello_sink), counters_(counters),
         registry_(registry), files_(bundles), bundle_limits_(bundle_limits),
-        shared_(std::make_shared<Shared>()), peer_(ctx->peer()), connection_(connection) {
+        shared_(std::make_shared<Shared>()), ctx_(ctx), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
     opened_ms_ = clock_.MonotonicMs();
@@ -247,6 +247,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         return;
       }
       s.PumpWrites(a);
+      if (!a.finish) s.MaybeRead(a);  // below max_queued_replies again
     });
   }
 
@@ -289,6 +290,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     grpc::ByteBuffer* write = nullptr;
     bool finish = false;
     grpc::Status status;
+    bool cancel = false;  // TryCancel: the agent stopped reading our writes
   };
 
   // Runs `fn` on the live session under its lock, then performs the reactor
@@ -304,7 +306,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       fn(*s, a);
       if (a.finish) {
         s->finished_ = true;
-      } else if (a.read || a.write) {
+      } else if (a.read || a.write || a.cancel) {
         s->api_calls_++;
       } else {
         return;
@@ -316,6 +318,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     }
     if (a.read) s->StartRead(&s->in_buf_);
     if (a.write) s->StartWrite(a.write);
+    if (a.cancel) s->ctx_->TryCancel();
     Actions after;
     {
       std::lock_guard lock(shared->mu);
@@ -371,6 +374,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void PumpWrites(Actions& a) {
     if (!writing_ && !out_.empty()) {
       writing_ = true;
+      write_started_ms_ = clock_.MonotonicMs();
       a.write = &out_.front();
     } else if (!writing_ && finish_requested_ && api_calls_ == 0) {
       a.finish = true;
@@ -380,7 +384,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   void MaybeRead(Actions& a) {
     if (!reading_ && !read_closed_ && !finish_requested_ && batches_in_flight_ < limits_.max_batches_in_flight &&
-        bundle_bytes_in_flight_ < bundle_limits_.max_bytes_in_flight) {
+        bundle_bytes_in_flight_ < bundle_limits_.max_bytes_in_flight && out_.size() < limits_.max_queued_replies) {
       reading_ = true;
       read_started_ms_ = clock_.MonotonicMs();
       a.read = true;
@@ -396,6 +400,15 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       return RequestFinish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                                         Cat("no Hello within ", Seconds(limits_.hello_timeout_ms), " s of connecting")),
                            a);
+    }
+    // An agent that does not read what we send: our write never completes,
+    // so Finish would wait for it forever; the call is cancelled instead.
+    if (writing_ && now_ms - write_started_ms_ >= limits_.IdleTimeoutMs()) {
+      log::Warn("link", Cat("agent ", agent_id_, " (store ", store_id_, "): has not read what the collector sent for ",
+                            Seconds(limits_.IdleTimeoutMs()), " s (", out_.size(), " replies queued); closing the stream"));
+      finish_requested_ = true;
+      a.cancel = true;
+      return;
     }
     // Only while we wait for the agent: a stream we stopped reading
     // (batches or bundle data still being stored) is not idle.
@@ -929,6 +942,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   BundleFiles* files_;
   const BundleLinkLimits& bundle_limits_;
   std::shared_ptr<Shared> shared_;
+  grpc::CallbackServerContext* ctx_;
   std::string peer_;
   const int64_t connection_;
   // Set on the commit thread when a batch of this stream failed to commit.
@@ -942,6 +956,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   bool hello_seen_ = false;
   bool reading_ = false;
   int64_t opened_ms_ = 0;        // monotonic
+  int64_t write_started_ms_ = 0;  // monotonic, of the outstanding write
   int64_t read_started_ms_ = 0;  // monotonic, of the outstanding read
   bool read_closed_ = false;
   bool writing_ = false;

@@ -33,6 +33,10 @@ struct IngestLimits {
   int64_t max_future_skew_ms = 24 * 3'600'000;  // detection times ahead of us
   int64_t min_detected_at_ms = 1'577'836'800'000;  // 2020-01-01: older is a broken clock
   size_t max_batches_in_flight = 16;  // per stream, before we stop reading
+  // Replies (acks, pings, bundle requests) queued for one stream whose agent
+  // does not read them; beyond it we stop reading that stream too, so one
+  // peer that never reads cannot make the collector hold its acks in memory.
+  size_t max_queued_replies = 64;
   uint32_t status_interval_s = 30;
   uint32_t overload_retry_after_ms = 15'000;
   uint32_t overload_retry_spread_ms = 15'000;

@@ -30,10 +30,20 @@ std::string ShortTimeouts(Deployment& d) {
   return cfg;
 }
 
+// A small receive window and no BDP probing: a client that does not read
+// fills it after a few KiB of replies.
+grpc::ChannelArguments SmallWindow() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  return args;
+}
+
 class Stream {
  public:
-  Stream(int port, const std::string& token)
-      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials())),
+  Stream(int port, const std::string& token, const grpc::ChannelArguments& args = {})
+      : channel_(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(),
+                                           args)),
         stub_(v1::AgentLink::NewStub(channel_)) {
     ctx_.AddMetadata("authorization", "Bearer " + token);
     // Never hang the test: the collector must close long before this.
@@ -113,6 +123,42 @@ TEST(LinkTimeouts, AnAgentThatFallsSilentAfterHelloIsClosedOneThatTalksStaysOpen
   EXPECT_NE(d.collector().Log().find("agent agent-talking (store 8102): nothing received for 2 s"),
             std::string::npos)
       << d.collector().Log();
+}
+
+v1::AgentMessage Batch(uint64_t seq) {
+  v1::AgentMessage m;
+  auto* e = m.mutable_batch()->add_events();
+  e->set_sequence(seq);
+  e->set_kind("test.unread");
+  e->set_severity(v1::SEVERITY_INFO);
+  e->set_detected_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count());
+  e->set_payload("{}");
+  return m;
+}
+
+// Issue 13: a client that sends batches and never reads its acks used to be
+// read and committed without end while every ack queued in the collector's
+// memory. Now the collector stops reading once 64 replies wait, and closes
+// the stream when a write has not completed for the idle timeout.
+TEST(LinkTimeouts, AnAgentThatNeverReadsItsAcksIsNoLongerReadAndIsClosed) {
+  Deployment d("unread-acks");
+  const std::string token = d.CreateStoreToken("8103", "acme");
+  ShortTimeouts(d);
+  d.StartCollector();
+  Stream greedy(d.grpc_port(), token, SmallWindow());
+  ASSERT_TRUE(greedy.Write(Hello("8103", "agent-greedy")));
+  v1::CollectorMessage welcome;
+  ASSERT_TRUE(greedy.Read(&welcome));
+  constexpr uint64_t kTries = 200'000;
+  uint64_t written = 0;
+  while (written < kTries && greedy.Write(Batch(written + 1))) ++written;  // never reads
+  EXPECT_LT(written, kTries) << "the collector kept reading a stream whose acks nobody reads";
+  EXPECT_NE(d.collector().Log().find("agent agent-greedy (store 8103): has not read what the collector sent"),
+            std::string::npos)
+      << d.collector().Log();
+  const size_t stored = d.EventCount("8103");
+  EXPECT_LT(stored, 20'000u) << "stored while nobody read the acks (written " << written << ")";
 }
 
 }  // namespace
