@@ -215,6 +215,12 @@ TEST_F(TicketTest, RecurrenceReopensAndEscalationUpgradesTheSameTicket) {
 
 TEST_F(TicketTest, SilentStoreOpensUnreachableAndItsStaleConditionsAreNotPaged) {
   ASSERT_TRUE(Drained());
+  // A fresh outbox is drained before the agent ever connected: a store the
+  // collector has never heard from is not "unreachable". Under load (CI's
+  // parallel run) the agent was stopped before its first Hello.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(agent_->log_path).find("uplink: connected to") != std::string::npos; },
+                      20s))
+      << ReadFile(agent_->log_path);
   agent_->process->Stop();
   json t = WaitTicket("store.unreachable", [](const json& x) { return x["condition_active"] == true; });
   ASSERT_FALSE(t.is_null()) << d_.collector().Log();
