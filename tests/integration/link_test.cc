@@ -22,6 +22,7 @@
 #include "common/sqlite.h"
 #include "setdiag/v1/link.grpc.pb.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/raw_link.h"
 
 namespace setdiag::testing {
 namespace {
@@ -102,43 +103,6 @@ TEST(Link, CollectorKilledDuringIngestLosesNothingAndStoresNothingTwice) {
   ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") >= 20'000; }, 120s)) << agent.process->Log();
   ExpectExactlyOnceInOrder(d.Events("1003"), "test.burst", 20'000);
   EXPECT_NE(d.collector().Log().find("resume after"), std::string::npos);
-}
-
-// A raw client for frames no well-behaved agent would send.
-class RawLink {
- public:
-  RawLink(int port, const std::string& token)
-      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials())),
-        stub_(v1::AgentLink::NewStub(channel_)) {
-    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
-    stream_ = stub_->Connect(&ctx_);
-  }
-  bool Write(const v1::AgentMessage& m) { return stream_->Write(m); }
-  bool Read(v1::CollectorMessage* m) { return stream_->Read(m); }
-  grpc::Status Finish() {
-    stream_->WritesDone();
-    v1::CollectorMessage ignored;
-    while (stream_->Read(&ignored)) {
-    }
-    return stream_->Finish();
-  }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::AgentLink::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CollectorMessage>> stream_;
-};
-
-v1::AgentMessage Hello(const std::string& store, const std::string& agent) {
-  v1::AgentMessage m;
-  auto* h = m.mutable_hello();
-  h->set_protocol_version(1);
-  h->set_store_id(store);
-  h->set_agent_id(agent);
-  h->set_agent_version("test");
-  h->set_next_sequence(1);
-  return m;
 }
 
 v1::AgentMessage Batch(uint64_t seq, v1::Severity severity, std::string payload = "{}") {

@@ -12,6 +12,7 @@
 
 #include "setdiag/v1/link.grpc.pb.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/raw_link.h"
 
 namespace setdiag::testing {
 namespace {
@@ -39,45 +40,6 @@ grpc::ChannelArguments SmallWindow() {
   return args;
 }
 
-class Stream {
- public:
-  Stream(int port, const std::string& token, const grpc::ChannelArguments& args = {})
-      : channel_(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(),
-                                           args)),
-        stub_(v1::AgentLink::NewStub(channel_)) {
-    ctx_.AddMetadata("authorization", "Bearer " + token);
-    // Never hang the test: the collector must close long before this.
-    ctx_.set_deadline(std::chrono::system_clock::now() + 30s);
-    stream_ = stub_->Connect(&ctx_);
-  }
-  bool Write(const v1::AgentMessage& m) { return stream_->Write(m); }
-  bool Read(v1::CollectorMessage* m) { return stream_->Read(m); }
-  // Reads until the collector ends the stream; its status.
-  grpc::Status Ended() {
-    v1::CollectorMessage ignored;
-    while (stream_->Read(&ignored)) {
-    }
-    return stream_->Finish();
-  }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::AgentLink::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CollectorMessage>> stream_;
-};
-
-v1::AgentMessage Hello(const std::string& store, const std::string& agent) {
-  v1::AgentMessage m;
-  auto* h = m.mutable_hello();
-  h->set_protocol_version(1);
-  h->set_store_id(store);
-  h->set_agent_id(agent);
-  h->set_agent_version("test");
-  h->set_next_sequence(1);
-  return m;
-}
-
 v1::AgentMessage Status() {
   v1::AgentMessage m;
   m.mutable_status();
@@ -89,7 +51,7 @@ TEST(LinkTimeouts, AStreamThatSendsNoHelloIsClosedAndSaysWhy) {
   const std::string token = d.CreateStoreToken("8101", "acme");
   ShortTimeouts(d);
   d.StartCollector();
-  Stream silent(d.grpc_port(), token);
+  RawLink silent(d.grpc_port(), token, {}, 30s);
   const auto started = std::chrono::steady_clock::now();
   grpc::Status st = silent.Ended();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
@@ -105,7 +67,7 @@ TEST(LinkTimeouts, AnAgentThatFallsSilentAfterHelloIsClosedOneThatTalksStaysOpen
   ShortTimeouts(d);
   d.StartCollector();
 
-  Stream talking(d.grpc_port(), token);
+  RawLink talking(d.grpc_port(), token, {}, 30s);
   ASSERT_TRUE(talking.Write(Hello("8102", "agent-talking")));
   v1::CollectorMessage welcome;
   ASSERT_TRUE(talking.Read(&welcome));
@@ -146,7 +108,7 @@ TEST(LinkTimeouts, AnAgentThatNeverReadsItsAcksIsNoLongerReadAndIsClosed) {
   const std::string token = d.CreateStoreToken("8103", "acme");
   ShortTimeouts(d);
   d.StartCollector();
-  Stream greedy(d.grpc_port(), token, SmallWindow());
+  RawLink greedy(d.grpc_port(), token, SmallWindow(), 30s);
   ASSERT_TRUE(greedy.Write(Hello("8103", "agent-greedy")));
   v1::CollectorMessage welcome;
   ASSERT_TRUE(greedy.Read(&welcome));
