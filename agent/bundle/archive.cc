@@ -37,7 +37,7 @@ constexpr Field kName{0, 100}, kMode{100, 8}, kUid{108, 8}, kGid{116, 8}, kSize{
 using Block = std::array<char, kBlock>;
 
 void PutString(Block& b, Field f, std::string_view s) {
-  std::memcpy(b.data() + f.off, s.data(), std::min(s.size(), f.len));
+  if (!s.empty()) std::memcpy(b.data() + f.off, s.data(), std::min(s.size(), f.len));
 }
 
 // `digits` octal digits, zero-filled, then `tail` (" " or " \0"), as
@@ -156,7 +156,50 @@ Block HeaderBlock(std::string_view prefix, std::string_view name, char type, uin
 
 bool IsDiskFull(int err) { return err == ENOSPC || err == EDQUOT; }
 
+// The '/'-separated components of `path`, empty ones included.
+std::vector<std::string_view> Components(std::string_view path) {
+  std::vector<std::string_view> out;
+  for (size_t start = 0;;) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) {
+      out.push_back(path.substr(start));
+      return out;
+    }
+    out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+}
+
 }  // namespace
+
+absl::Status CheckMemberName(std::string_view name) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(Cat("archive member name \"", name, "\" ", why));
+  };
+  if (name.empty()) return bad("is empty");
+  if (name.find('\0') != std::string_view::npos) return bad("holds a NUL byte");
+  if (name.front() == '/') return bad("is absolute");
+  if (name.back() == '/') return bad("ends in '/' (a reader takes it for a directory)");
+  for (std::string_view part : Components(name)) {
+    if (part == "..") return bad("has a '..' component");
+  }
+  return absl::OkStatus();
+}
+
+std::string MemberPathOf(std::string_view path) {
+  std::vector<std::string_view> parts;
+  for (std::string_view part : Components(path)) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  std::string out;
+  for (std::string_view part : parts) Append(&out, out.empty() ? "" : "/", part);
+  return out;
+}
 
 TarGzWriter::TarGzWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
 
@@ -272,6 +315,8 @@ absl::Status TarGzWriter::EndEntry(uint64_t size) {
 
 absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t mtime_s) {
   if (auto st = Usable(Cat("header of ", name)); !st.ok()) return st;
+  // Refused before anything is written: the archive stays usable.
+  if (auto st = CheckMemberName(name); !st.ok()) return st;
   std::string_view prefix, base;
   const bool plain = IsAscii(name) && SplitUstar(name, &prefix, &base);
   const bool big = size >> 33 != 0;  // 8 GiB: does not fit 11 octal digits

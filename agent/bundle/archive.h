@@ -31,6 +31,20 @@ struct z_stream_s;
 
 namespace setdiag::agent::bundle {
 
+// A member name the writer accepts: not empty, relative, no '..' component,
+// no NUL, not ending in '/' (readers take such a regular file for a
+// directory and lose the rest of the archive). InvalidArgument naming the
+// name and what is wrong otherwise. An extractor can then write every
+// member below its own directory.
+absl::Status CheckMemberName(std::string_view name);
+
+// `path` (a collected file's path on the store server) as a member path
+// that CheckMemberName accepts, resolved lexically: leading '/', empty and
+// '.' components dropped, '..' removing the component before it (never
+// climbing above the start). "/var/log/../../x" -> "x". Empty when nothing
+// is left.
+std::string MemberPathOf(std::string_view path);
+
 class TarGzWriter {
  public:
   static constexpr size_t kChunkBytes = 64 * 1024;
@@ -42,6 +56,8 @@ class TarGzWriter {
   TarGzWriter& operator=(const TarGzWriter&) = delete;
 
   // Adds a regular file with the content of `local_path`, read in chunks.
+  // A name CheckMemberName refuses is InvalidArgument; nothing is written
+  // and the archive stays usable.
   // Returns the SHA-256 of the content written; `size` gets its length.
   absl::StatusOr<std::string> AddFile(const std::string& name, const std::string& local_path,
                                       int64_t mtime_s, uint64_t* size);

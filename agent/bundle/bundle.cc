@@ -369,8 +369,11 @@ absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const Bundle
           f.local_path.empty() ? (*writer)->AddBytes(name, f.content, mtime_s)
                                : (*writer)->AddFile(name, f.local_path, mtime_s, &size);
       if (!sha.ok()) {
+        // A scratch file that cannot be read, one that changed, or a name the
+        // writer refuses: that file is left out, the bundle goes on.
         if (sha.status().code() == absl::StatusCode::kFailedPrecondition ||
-            sha.status().code() == absl::StatusCode::kDataLoss) {
+            sha.status().code() == absl::StatusCode::kDataLoss ||
+            sha.status().code() == absl::StatusCode::kInvalidArgument) {
           skipped.push_back({{"step", r.step.name},
                              {"source", f.source},
                              {"reason", Cat("not archived: ", sha.status().message())}});

@@ -14,6 +14,7 @@
 #include <set>
 #include <vector>
 
+#include "agent/bundle/archive.h"
 #include "common/strings.h"
 
 namespace setdiag::agent::bundle {
@@ -237,7 +238,7 @@ BundleStep MakeConfigStep(std::string agent_config_path, nlohmann::json effectiv
             ctx.Skip(f, Cat("not collected: ", std::strerror(errno)));
             continue;
           }
-          copy(f, Cat("config/files", f.starts_with('/') ? "" : "/", f), false);
+          copy(f, Cat("config/files/", MemberPathOf(f)), false);
         }
         if (!failures.empty()) return absl::UnavailableError(failures);
         return absl::OkStatus();
@@ -279,7 +280,7 @@ BundleStep MakeLogsStep(std::vector<std::string> globs, uint64_t file_cap, uint6
             continue;
           }
           left -= std::min(left, c->bytes_read);
-          if (!ctx.AddFile(FromCopy(Cat("logs", f.path.starts_with('/') ? "" : "/", f.path), dest,
+          if (!ctx.AddFile(FromCopy(Cat("logs/", MemberPathOf(f.path)), dest,
                                     f.path, *c, f.mtime_ms, SinceMs(t0)))) {
             return absl::CancelledError("stopped at the step timeout");
           }

@@ -332,6 +332,29 @@ TEST_F(BundleTest, TotalLogCapLeavesOutOlderFiles) {
   ExpectConsistent(*r);
 }
 
+// A glob or a config path with '..' in it (bundle.log_globs and glob()'s
+// ".*" both allow it) is archived under its resolved path: no member of a
+// bundle can point outside the directory it is extracted into.
+TEST_F(BundleTest, DotDotInCollectedPathsNeverReachesTheArchive) {
+  std::string logs = dir_.File("log");
+  ::mkdir(logs.c_str(), 0750);
+  ::mkdir((logs + "/sub").c_str(), 0750);
+  testutil::WriteBytes(logs + "/a.log", "line\n");
+  testutil::WriteBytes(logs + "/x.conf", "key = 1\n");
+  BundleOptions o = Nothing();
+  o.include_logs = o.include_config = true;
+  o.config.log_globs = {logs + "/sub/../*.log"};
+  o.config.config_files = {logs + "/sub/../x.conf"};
+  auto r = Build(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto entries = ReadTarGz(out_);
+  for (const auto& e : entries) EXPECT_THAT(e.name, Not(HasSubstr(".."))) << e.name;
+  auto files = ByName(entries);
+  EXPECT_EQ(files["logs" + logs + "/a.log"], "line\n");
+  EXPECT_EQ(files["config/files" + logs + "/x.conf"], "key = 1\n");
+  ExpectConsistent(*r);
+}
+
 TEST_F(BundleTest, ConfigIsRedactedAndSecretsNeverReachTheManifest) {
   std::string path = dir_.File("agent.toml");
   testutil::WriteBytes(path, R"([agent]

@@ -468,3 +468,41 @@ TEST(TarGzWriterTest, NonUtf8NameIsMarkedBinaryAndKeepsItsBytes) {
 
 }  // namespace
 }  // namespace setdiag::agent::bundle
+
+namespace setdiag::agent::bundle {
+namespace {
+
+// Names an extractor could be tricked by are refused, the archive goes on,
+// and what was refused is not in it (tests/fuzz/corpus/tar_names holds the
+// fuzzer's inputs for each).
+TEST(TarGzWriterNames, UnsafeNamesAreRefusedAndTheArchiveStaysUsable) {
+  testutil::TempDir dir;
+  const std::string out = dir.File("names.tar.gz");
+  auto w = TarGzWriter::Create(out);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (std::string bad : {std::string(""), std::string("/etc/cron.d/x"),
+                          std::string("../../../etc/cron.d/x"), std::string("a/../../b"),
+                          std::string("dir/"), std::string("a\0b", 3), std::string("..")}) {
+    auto sha = (*w)->AddBytes(bad, "x\n", 1'768'471'200);
+    EXPECT_EQ(sha.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  ASSERT_TRUE((*w)->AddBytes("ok/..name/a..b/.", "x\n", 1'768'471'200).ok());
+  ASSERT_TRUE((*w)->Close().ok());
+  auto entries = setdiag::testing::ReadTarGz(out);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].name, "ok/..name/a..b/.");
+}
+
+TEST(TarGzWriterNames, MemberPathOfResolvesLexically) {
+  EXPECT_EQ(MemberPathOf("/var/log/set/a.log"), "var/log/set/a.log");
+  EXPECT_EQ(MemberPathOf("/var/log/../../x"), "x");
+  EXPECT_EQ(MemberPathOf("../../../etc/passwd"), "etc/passwd");
+  EXPECT_EQ(MemberPathOf("a//./b/"), "a/b");
+  EXPECT_EQ(MemberPathOf("/"), "");
+  EXPECT_EQ(MemberPathOf(".."), "");
+  for (const char* p : {"/var/log/../../x", "../a", "a/./b/", "//x//"})
+    EXPECT_TRUE(CheckMemberName(MemberPathOf(p)).ok()) << p;
+}
+
+}  // namespace
+}  // namespace setdiag::agent::bundle
