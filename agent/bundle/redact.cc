@@ -504,9 +504,11 @@ class KeyValueScanner {
       }
       size_t before = spans_->spans().size();
       Take(b, v, kind);
+      // A *key value that is not a secret ("primaryKey: 'id password=x'")
+      // is text like any other: the keys in it are looked at.
+      if (spans_->spans().size() == before) return b;
       // Never closed: the value is the rest of the line.
-      if (v == n && spans_->spans().size() > before)
-        spans_->spans().back().to_line_end = kToLineEndAll;
+      if (v == n) spans_->spans().back().to_line_end = kToLineEndAll;
       return v;
     }
     if (line_.substr(j).starts_with(kRedacted)) return j + kRedacted.size();
@@ -516,7 +518,10 @@ class KeyValueScanner {
       while (v > j && IsSpace(line_[v - 1])) --v;
       size_t before = spans_->spans().size();
       Take(j, v, kind);
-      if (spans_->spans().size() > before) spans_->spans().back().to_line_end = kRestOfLine;
+      // Not taken (a *key whose value is no generated secret, as in
+      // "primaryKey: id password=x"): the rest of the line is scanned.
+      if (spans_->spans().size() == before) return j;
+      spans_->spans().back().to_line_end = kRestOfLine;
       return v;
     }
     while (v < n && !IsSpace(line_[v]) && std::strchr("&;,\"'<>)]}|", line_[v]) == nullptr) ++v;

@@ -89,15 +89,18 @@ export SET_API_TOKEN="tok_live_9f8e7d6c5b4a"
 aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
 signing.key=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 primaryKey=cash_number
+primaryKey: id password=Kassa2024secret
+cacheKey = "erp password=QuotedAfterKey1"
 pg_dump --username=postgres --password secretFlagPw --dbname=set
 )",
        {"Erp-Pa55", "zq9x", "0per$day", "AKIAIOSFODNN7EXAMPLE", "SmtpPass77", "pgEnvSecret",
         "tok_live_9f8e7d6c5b4a", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "secretFlagPw"},
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "secretFlagPw",
+        "Kassa2024secret", "QuotedAfterKey1"},
        {"erp.ws.url=http://erp.local:8080/ws", "erp.ws.user=integration",
         "user=postgres&password=[REDACTED]&ssl=false", "primaryKey=cash_number",
-        "--username=postgres", "--dbname=set"},
-       {{"key_value", 8}, {"aws_access_key", 1}}},
+        "primaryKey: id password=[REDACTED]", "--username=postgres", "--dbname=set"},
+       {{"key_value", 10}, {"aws_access_key", 1}}},
 
       {"SET server.log",
        R"(2026-01-15 10:00:00,123 INFO  [ru.crystals.setretailx.cash.CashManagerImpl] (default task-12) savePingMessage cashNum=3 shopNum=1042 lastActivity=1768460400121
