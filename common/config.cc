@@ -1,6 +1,10 @@
 #include "common/config.h"
 
 #include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <toml++/toml.h>
 
 #include "common/strings.h"
@@ -32,6 +36,72 @@ std::optional<int64_t> ParseNumberWithUnit(std::string_view text,
   return std::nullopt;
 }
 
+// toml++ 3.3.0 (Debian 12) has undefined behaviour on some non-ASCII
+// characters where TOML allows none: its is_unicode_whitespace() reaches
+// __builtin_unreachable for U+00A1..U+0499 (Latin-1 letters, Greek, most of
+// Cyrillic), which it asks about for the character after a value, a key or
+// '=' ("max_message_bytes = 5б"), and after a backslash in a multi-line
+// basic string. TOML 1.0 allows non-ASCII only inside strings and comments,
+// so such a file is refused here, before toml++ sees it, naming the line
+// and the character. Found by tests/fuzz (agent_config, collector_config).
+absl::Status CheckNonAsciiPlacement(std::string_view text, const std::string& origin) {
+  size_t line = 1;
+  size_t i = 0;
+  if (text.starts_with("\xEF\xBB\xBF")) i = 3;  // UTF-8 byte order mark
+  auto refuse = [&](size_t at, std::string_view where) {
+    uint32_t cp = 0;
+    auto c = static_cast<unsigned char>(text[at]);
+    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    cp = len == 1 ? c : c & (0x7fu >> len);
+    for (size_t k = 1; k < len && at + k < text.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(text[at + k]) & 0x3fu);
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "U+%04X", cp);
+    return absl::InvalidArgumentError(
+        Cat(origin, ":", line, ": a non-ASCII character (", hex, ") ", where,
+            "; TOML allows letters other than Latin only inside quoted strings and comments"));
+  };
+  auto non_ascii = [&](size_t k) { return static_cast<unsigned char>(text[k]) >= 0x80; };
+  const size_t n = text.size();
+  while (i < n) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      ++i;
+    } else if (c == '#') {
+      while (i < n && text[i] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      const bool multi = text.substr(i, 3) == std::string(3, c);
+      const bool basic = c == '"';
+      i += multi ? 3 : 1;
+      while (i < n) {
+        if (multi ? text.substr(i, 3) == std::string(3, c) : text[i] == c) {
+          i += multi ? 3 : 1;
+          // A multi-line string may end in up to two more quotes.
+          while (multi && i < n && text[i] == c) ++i;
+          break;
+        }
+        if (text[i] == '\n') {
+          ++line;
+          if (!multi) break;  // unterminated: toml++ names it
+        }
+        if (basic && text[i] == '\\' && i + 1 < n) {
+          if (multi && non_ascii(i + 1)) return refuse(i + 1, "after a backslash in a string");
+          if (text[i + 1] == '\n') ++line;
+          i += 2;
+          continue;
+        }
+        ++i;
+      }
+    } else if (non_ascii(i)) {
+      return refuse(i, "outside a string or comment");
+    } else {
+      ++i;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 ConfigReader::ConfigReader(std::string origin, std::unique_ptr<toml::table> table)
@@ -40,6 +110,7 @@ ConfigReader::~ConfigReader() = default;
 
 absl::Status ConfigReader::Parse(std::string_view text, const std::string& origin,
                                  std::unique_ptr<ConfigReader>* out) {
+  if (auto st = CheckNonAsciiPlacement(text, origin); !st.ok()) return st;
   try {
     auto tbl = std::make_unique<toml::table>(toml::parse(text, origin));
     out->reset(new ConfigReader(origin, std::move(tbl)));
@@ -51,7 +122,14 @@ absl::Status ConfigReader::Parse(std::string_view text, const std::string& origi
 }
 
 absl::Status ConfigReader::Load(const std::string& path, std::unique_ptr<ConfigReader>* out) {
-  try {
+  std::error_code ec;
+  std::ifstream in(path, std::ios::binary);
+  if (in && !std::filesystem::is_directory(path, ec)) {
+    std::ostringstream text;
+    text << in.rdbuf();
+    return Parse(text.str(), path, out);
+  }
+  try {  // cannot be opened: toml++ says why, as before
     auto tbl = std::make_unique<toml::table>(toml::parse_file(path));
     out->reset(new ConfigReader(path, std::move(tbl)));
     return absl::OkStatus();
