@@ -468,8 +468,12 @@ int main(int argc, char** argv) {
 
   auto* stores = app.add_subcommand("stores", "Stores: online, last seen, agent version, current conditions");
   stores->require_subcommand(1);
-  auto* stores_list = stores->add_subcommand("list", "List stores");
+  auto* stores_list = stores->add_subcommand("list", "List stores, by store id");
   stores_list->add_option("--store", store, "Only this store");
+  std::string after_store;
+  stores_list->add_option("--limit", limit, "At most this many per page (1..1000)")->capture_default_str();
+  stores_list->add_option("--after", after_store, "Only stores whose id sorts after this one");
+  stores_list->add_flag("--all", all, "Fetch every page, not just the first");
 
   auto* bundle = app.add_subcommand("bundle", "Diagnostic bundles pulled from stores through the collector");
   bundle->require_subcommand(1);
@@ -646,15 +650,32 @@ int main(int argc, char** argv) {
   if (bundle_manifest->parsed()) return BundleManifest(client, bundle_id, as_json);
 
   if (stores_list->parsed()) {
-    std::string path = "/api/v1/stores";
-    if (!store.empty()) Append(&path, "?store=", UrlEncode(store));
-    auto body = Fetch(client, path, &rc);
-    if (!body) return rc;
+    json collected = json::array();
+    std::string cursor = after_store;
+    bool more = false;
+    while (true) {
+      std::string path = Cat("/api/v1/stores?limit=", limit);
+      if (!cursor.empty()) Append(&path, "&after=", UrlEncode(cursor));
+      if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
+      auto body = Fetch(client, path, &rc);
+      if (!body) return rc;
+      json page = (*body)["stores"];
+      for (auto& st : page) collected.push_back(st);
+      // A short page is the last one; a full one may have more after it.
+      more = static_cast<int64_t>(page.size()) == limit;
+      cursor = (*body)["next_after"].get<std::string>();
+      if (!all || !more) break;
+    }
     if (as_json) {
-      std::cout << Dump(*body, 2) << "\n";
+      std::cout << Dump(json{{"stores", collected}}, 2) << "\n";
       return kExitOk;
     }
-    PrintStoreTable((*body)["stores"]);
+    PrintStoreTable(collected);
+    if (more && !all) {
+      std::fprintf(stderr, out.ru ? "показаны первые %zu; дальше: --after %s или --all\n"
+                                  : "first %zu shown; more with --after %s or --all\n",
+                   collected.size(), cursor.c_str());
+    }
     return kExitOk;
   }
   return kExitOk;

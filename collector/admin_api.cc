@@ -1,5 +1,6 @@
 #include "collector/admin_api.h"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <map>
@@ -263,21 +264,65 @@ HttpResponse MethodNotAllowed(std::string_view method, std::string_view path, st
 
 }  // namespace
 
-AdminApi::AdminApi(sql::Db read_db, Clock& clock, ActFn act)
-    : db_(std::move(read_db)), clock_(clock), act_(std::move(act)) {}
+AdminApi::AdminApi(sql::Db read_db, Clock& clock, ActFn act) : clock_(clock), act_(std::move(act)) {
+  idle_.push_back(std::make_unique<sql::Db>(std::move(read_db)));
+}
+
+void AdminApi::set_reader_pool(OpenReader open, size_t max_readers) {
+  std::lock_guard lock(readers_mu_);
+  open_reader_ = std::move(open);
+  max_readers_ = std::max<size_t>(1, max_readers);
+}
+
+absl::StatusOr<AdminApi::Reader> AdminApi::Acquire() {
+  std::unique_lock lock(readers_mu_);
+  for (;;) {
+    if (!idle_.empty()) {
+      sql::Db* db = idle_.back().release();
+      idle_.pop_back();
+      return Reader(db, ReturnReader{this});
+    }
+    if (open_reader_ && readers_open_ < max_readers_) break;
+    readers_free_.wait(lock);
+  }
+  ++readers_open_;
+  OpenReader open = open_reader_;
+  lock.unlock();
+  auto db = open();
+  if (!db.ok()) {
+    lock.lock();
+    --readers_open_;
+    readers_free_.notify_one();
+    return db.status();
+  }
+  return Reader(new sql::Db(std::move(*db)), ReturnReader{this});
+}
+
+void AdminApi::Release(sql::Db* db) {
+  std::lock_guard lock(readers_mu_);
+  idle_.emplace_back(db);
+  readers_free_.notify_one();
+}
+
+std::optional<HttpResponse> AdminApi::HandleInline(const HttpRequest& request) {
+  if (ParseTarget(request.target).path == "/healthz") return HttpResponse{200, R"({"status":"ok"})"};
+  return std::nullopt;
+}
 
 HttpResponse AdminApi::Handle(const HttpRequest& request) {
+  if (auto quick = HandleInline(request)) return *quick;
   Target t = ParseTarget(request.target);
-  if (t.path == "/healthz") return {200, R"({"status":"ok"})"};
   constexpr std::string_view kPrefix = "/api/v1/";
   if (!t.path.starts_with(kPrefix)) return Error(404, "no such endpoint");
 
-  std::unique_lock lock(mu_);
+  auto reader = Acquire();
+  if (!reader.ok()) return StorageError(reader.status());
+  sql::Db& db = **reader;  // this request's own read connection
   constexpr std::string_view kBearer = "Bearer ";
   if (!std::string_view(request.authorization).starts_with(kBearer)) {
     return Error(401, "missing 'Authorization: Bearer <token>' (create one with 'setdiag-collector user create')");
   }
-  auto user = LookupUser(db_, std::string_view(request.authorization).substr(kBearer.size()));
+  auto user = LookupUser(db, std::string_view(request.authorization).substr(kBearer.size()));
   if (!user.ok()) return StorageError(user.status());
   if (!*user) return Error(401, "unknown or revoked token");
   const User who = **user;
@@ -298,7 +343,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
   auto check_store_param = [&](const std::string& store) -> std::optional<HttpResponse> {
     if (store.empty()) return std::nullopt;
     if (!CheckIdentifier("store", store, &err)) return Error(400, err);
-    auto may = UserMaySeeStore(db_, who, store);
+    auto may = UserMaySeeStore(db, who, store);
     if (!may.ok()) return StorageError(may.status());
     if (!*may) return NoStore(store);
     return std::nullopt;
@@ -315,7 +360,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       return Error(400, err);
     }
     if (auto bad = check_store_param(q.store_id)) return *bad;
-    auto rows = ListEvents(db_, who, q);
+    auto rows = ListEvents(db, who, q);
     if (!rows.ok()) return StorageError(rows.status());
     json events = json::array();
     for (const auto& r : *rows) {
@@ -338,7 +383,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
     std::string store = t.query["store"];
     if (auto bad = check_store_param(store)) return *bad;
-    auto rows = ListAgents(db_, who, store);
+    auto rows = ListAgents(db, who, store);
     if (!rows.ok()) return StorageError(rows.status());
     json agents = json::array();
     int64_t now = clock_.NowMs();
@@ -380,7 +425,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       return Error(400, err);
     }
     if (auto bad = check_store_param(q.store_id)) return *bad;
-    auto rows = ListTickets(db_, who, q);
+    auto rows = ListTickets(db, who, q);
     if (!rows.ok()) return StorageError(rows.status());
     json tickets = json::array();
     for (const auto& tk : *rows) tickets.push_back(TicketJson(tk));
@@ -394,10 +439,10 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     std::string raw = UrlDecode(seg[1]);
     auto id = ParseTicketId(raw);
     if (!id) return BadTicketId(raw);
-    auto ticket = GetTicket(db_, who, *id);
+    auto ticket = GetTicket(db, who, *id);
     if (!ticket.ok()) return StorageError(ticket.status());
     if (!*ticket) return NoTicket(*id);
-    auto timeline = GetTimeline(db_, *id);
+    auto timeline = GetTimeline(db, *id);
     if (!timeline.ok()) return StorageError(timeline.status());
     json entries = json::array();
     for (const auto& e : *timeline) entries.push_back(TimelineJson(e));
@@ -406,7 +451,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       BundleQuery bq;
       bq.ticket_id = *id;
       bq.limit = 1000;
-      auto attached = ListBundles(db_, who, bq);
+      auto attached = ListBundles(db, who, bq);
       if (!attached.ok()) return StorageError(attached.status());
       json bundles = json::array();
       for (const auto& b : *attached) bundles.push_back(BundleJson(b, LiveBytes(b)));
@@ -429,7 +474,6 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (!ParseActionBody(request.body, route->text_required, &req.text, &err)) return Error(400, err);
     if (!act_) return Error(503, "this collector does not accept ticket changes (the API is read-only)");
     // The action waits for the writer thread; reads need not wait for it.
-    lock.unlock();
     auto ticket = act_(who, req);
     if (!ticket.ok()) {
       const absl::Status& st = ticket.status();
@@ -455,14 +499,14 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (method != "POST") return MethodNotAllowed(method, t.path, "POST");
     std::string store = UrlDecode(seg[1]);
     if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
-    auto may = who.role == Role::kSupport ? StoreExists(db_, store) : UserMaySeeStore(db_, who, store);
+    auto may = who.role == Role::kSupport ? StoreExists(db, store) : UserMaySeeStore(db, who, store);
     if (!may.ok()) return StorageError(may.status());
     if (!*may) return NoStore(store);
     NewBundleRequest req;
     req.store_id = store;
     if (!ParseBundleBody(request.body, &req, &err)) return Error(400, err);
     if (req.ticket_id > 0) {
-      auto ticket = GetTicket(db_, who, req.ticket_id);
+      auto ticket = GetTicket(db, who, req.ticket_id);
       if (!ticket.ok()) return StorageError(ticket.status());
       if (!*ticket) return NoTicket(req.ticket_id);
       if ((*ticket)->store_id != store) {
@@ -470,7 +514,6 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       }
     }
     if (!bundles_.request) return Error(503, "this collector does not take bundle requests");
-    lock.unlock();
     auto row = bundles_.request(who, req);
     if (!row.ok()) {
       log::Warn("admin-api", Cat(method, " ", t.path, " by ", who.name, ": ", row.status().ToString()));
@@ -491,11 +534,11 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     }
     if (auto bad = check_store_param(q.store_id)) return *bad;
     if (q.ticket_id > 0) {
-      auto ticket = GetTicket(db_, who, q.ticket_id);
+      auto ticket = GetTicket(db, who, q.ticket_id);
       if (!ticket.ok()) return StorageError(ticket.status());
       if (!*ticket) return NoTicket(q.ticket_id);
     }
-    auto rows = ListBundles(db_, who, q);
+    auto rows = ListBundles(db, who, q);
     if (!rows.ok()) return StorageError(rows.status());
     json list = json::array();
     for (const auto& b : *rows) list.push_back(BundleJson(b, LiveBytes(b)));
@@ -507,7 +550,7 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
     std::string id = UrlDecode(seg[1]);
     if (!CheckIdentifier("bundle id", id, &err)) return Error(400, err);
-    auto row = GetBundle(db_, id);
+    auto row = GetBundle(db, id);
     if (!row.ok()) return StorageError(row.status());
     if (!*row || (who.role != Role::kSupport && (*row)->partner != who.partner)) {
       return Error(404, Cat("no bundle ", id, " visible to you"));
@@ -529,17 +572,21 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (method != "GET") return MethodNotAllowed(method, t.path, "GET");
     int64_t now = clock_.NowMs();
     if (seg.size() == 1) {
-      std::string store = t.query["store"];
-      if (auto bad = check_store_param(store)) return *bad;
-      auto rows = ListStores(db_, who, store, default_tariff_);
+      StoreQuery q;
+      q.store_id = t.query["store"];
+      q.after = t.query["after"];
+      if (auto bad = check_store_param(q.store_id)) return *bad;
+      if (!q.after.empty() && !CheckIdentifier("after", q.after, &err)) return Error(400, err);
+      if (!ParseInt(t.query, "limit", 100, 1, 1'000, &q.limit, &err)) return Error(400, err);
+      auto rows = ListStores(db, who, q, default_tariff_);
       if (!rows.ok()) return StorageError(rows.status());
       json stores = json::array();
       for (const auto& s : *rows) stores.push_back(StoreJson(s, now));
-      return Answer(200, json{{"stores", stores}});
+      return Answer(200, json{{"stores", stores}, {"next_after", rows->empty() ? q.after : rows->back().store_id}});
     }
     std::string store = UrlDecode(seg[1]);
     if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
-    auto rows = ListStores(db_, who, store, default_tariff_);
+    auto rows = ListStores(db, who, store, default_tariff_);
     if (!rows.ok()) return StorageError(rows.status());
     for (const auto& s : *rows) {
       if (s.store_id == store) return Answer(200, json{{"store", StoreJson(s, now)}});

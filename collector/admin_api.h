@@ -4,14 +4,21 @@
 // its own, and a ticket or store the person may not see answers exactly like
 // one that does not exist (404).
 //
-// Reads go through the read-only SQLite connection the API owns. Changes to
+// Reads go through read-only SQLite connections the API owns. Changes to
 // tickets (acknowledge, note, error, workaround, resolve) are handed to `act`,
 // which the composition root wires to TicketEngine::Act on the writer thread
 // (through the CommitQueue) and which blocks until the change is committed or
-// refused. Handle() is called on the HTTP thread; it serialises itself.
+// refused. Handle() is thread-safe: the HTTP server calls it from several
+// worker threads, each request on a read connection of its own from a small
+// pool (set_reader_pool), so a slow list or a wait for the writer does not
+// hold up the other requests. /healthz (HandleInline) needs no database.
 
+#include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -49,15 +56,36 @@ class AdminApi {
   // The tariff shown for partners without one of their own.
   void set_default_tariff(std::string tariff) { default_tariff_ = std::move(tariff); }
 
+  // More read-only connections, opened as concurrent requests need them, up
+  // to `max_readers` in all (the one given to the constructor included).
+  using OpenReader = std::function<absl::StatusOr<sql::Db>()>;
+  void set_reader_pool(OpenReader open, size_t max_readers);
+
   HttpResponse Handle(const HttpRequest& request);
+  // What can be answered without the database, at once (/healthz); nullopt
+  // otherwise. For HttpServer::Options::inline_handler.
+  static std::optional<HttpResponse> HandleInline(const HttpRequest& request);
 
   // The longest note, error description or resolution accepted, in Unicode
   // code points.
   static constexpr size_t kMaxTextChars = 10'000;
 
  private:
-  std::mutex mu_;  // guards db_
-  sql::Db db_;
+  struct ReturnReader {
+    AdminApi* api;
+    void operator()(sql::Db* db) const { api->Release(db); }
+  };
+  using Reader = std::unique_ptr<sql::Db, ReturnReader>;
+  // A read connection for one request; waits while all are in use.
+  absl::StatusOr<Reader> Acquire();
+  void Release(sql::Db* db);
+
+  std::mutex readers_mu_;
+  std::condition_variable readers_free_;
+  std::vector<std::unique_ptr<sql::Db>> idle_;  // guarded by readers_mu_
+  size_t readers_open_ = 1;                     // guarded by readers_mu_
+  size_t max_readers_ = 1;                      // guarded by readers_mu_
+  OpenReader open_reader_;                      // guarded by readers_mu_
   Clock& clock_;
   ActFn act_;
   BundleHooks bundles_;

@@ -250,6 +250,7 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, boo
   c.allow_insecure = r->Bool("grpc.allow_insecure", false);
   c.max_message_bytes = r->Bytes("grpc.max_message_bytes", c.max_message_bytes, 64 * 1024);
   c.http_listen = r->String("http.listen", c.http_listen);
+  c.http_workers = r->Int("http.workers", c.http_workers, 1, 64);
   c.max_pending_events = static_cast<size_t>(
       r->Int("ingest.max_pending_events", static_cast<int64_t>(c.max_pending_events), 1000, 100'000'000));
   c.limits.max_events_per_batch = static_cast<size_t>(

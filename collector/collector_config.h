@@ -21,6 +21,9 @@ struct CollectorConfig {
   bool allow_insecure = false;
   int64_t max_message_bytes = 4 * 1024 * 1024;
   std::string http_listen = "127.0.0.1:8088";
+  // Threads that answer admin API requests (each with its own read
+  // connection): one slow request leaves the others these to run on.
+  int64_t http_workers = 4;
   size_t max_pending_events = 200'000;
   IngestLimits limits;
   TicketPolicy tickets;

@@ -313,7 +313,19 @@ int Serve(const CollectorConfig& cfg) {
   bundle_hooks.live_bytes = [&bundle_files](const std::string& id) { return bundle_files.LiveBytes(id); };
   bundle_hooks.file_path = [&bundle_files](const std::string& id) { return bundle_files.FinalPath(id); };
   api.set_bundles(std::move(bundle_hooks));
-  HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); });
+  const size_t http_workers = static_cast<size_t>(cfg.http_workers);
+  api.set_reader_pool(
+      [path = cfg.DatabasePath()]() -> absl::StatusOr<sql::Db> {
+        auto db = sql::Db::Open(path);
+        if (!db.ok()) return db.status();
+        if (auto st = db->Exec("PRAGMA query_only=ON"); !st.ok()) return st;
+        return db;
+      },
+      http_workers);
+  HttpServer::Options http_options;
+  http_options.workers = http_workers;
+  http_options.inline_handler = &AdminApi::HandleInline;
+  HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); }, http_options);
   auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
   if (!http_addr->loopback) {
     log::Warn("collector", Cat("the admin API listens on ", cfg.http_listen,

@@ -443,18 +443,31 @@ absl::StatusOr<std::vector<TimelineEntry>> GetTimeline(sql::Db& db, int64_t tick
 
 absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id,
                                                  const std::string& default_tariff) {
-  auto s = db.Prepare(
+  StoreQuery q;
+  q.store_id = store_id;
+  return ListStores(db, user, q, default_tariff);
+}
+
+absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const StoreQuery& q,
+                                                 const std::string& default_tariff) {
+  // Only the filters given become SQL (as in ListTickets), so SQLite walks
+  // the store key (or stores_by_partner) from `after` and stops at the
+  // limit; each agent subquery is one lookup in agents_by_store.
+  std::string where = "s.store_id > ?5";
+  if (!q.store_id.empty()) where += " AND s.store_id = ?1";
+  if (user.role != Role::kSupport) where += " AND s.partner = ?3";
+  auto s = db.Prepare(Cat(
       "SELECT s.store_id, s.partner, COALESCE(p.tariff, ?4), "
       "COALESCE((SELECT MAX(connected) FROM agents a WHERE a.store_id = s.store_id), 0), "
       "COALESCE((SELECT MAX(last_seen_ms) FROM agents a WHERE a.store_id = s.store_id), 0), "
       "COALESCE((SELECT agent_version FROM agents a WHERE a.store_id = s.store_id "
       "          ORDER BY last_seen_ms DESC LIMIT 1), ''), "
       "COALESCE((SELECT group_concat(agent_id, ' ') FROM agents a WHERE a.store_id = s.store_id), '') "
-      "FROM stores s LEFT JOIN partners p USING (partner) "
-      "WHERE (?1 = '' OR s.store_id = ?1) AND (?2 = 'support' OR s.partner = ?3) ORDER BY s.store_id");
+      "FROM stores s LEFT JOIN partners p USING (partner) WHERE ",
+      where, " ORDER BY s.store_id LIMIT ?6"));
   if (!s.ok()) return s.status();
-  s->Bind(1, store_id).Bind(2, user.role == Role::kSupport ? "support" : "partner").Bind(3, user.partner);
-  s->Bind(4, default_tariff);
+  s->Bind(1, q.store_id).Bind(3, user.partner).Bind(4, default_tariff).Bind(5, q.after);
+  s->Bind(6, q.limit > 0 ? q.limit : int64_t{-1});
   std::vector<StoreRow> out;
   while (true) {
     auto row = s->Step();
@@ -476,12 +489,15 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
   // Every store's current conditions in one pass over the unresolved
   // tickets (one query, not one per store); stores the user may not see are
   // not in `by_store`.
+  if (out.empty()) return out;
   std::map<std::string, StoreRow*> by_store;
   for (auto& r : out) by_store[r.store_id] = &r;
+  // The page's stores are a range of ids: tickets_one_open (store_id, ...
+  // WHERE state != 'resolved') gives exactly their unresolved tickets.
   auto t = db.Prepare(Cat("SELECT ", kColumns,
-                          " FROM tickets WHERE state != 'resolved' AND (?1 = '' OR store_id = ?1) ORDER BY id"));
+                          " FROM tickets WHERE state != 'resolved' AND store_id BETWEEN ?1 AND ?2 ORDER BY id"));
   if (!t.ok()) return t.status();
-  t->Bind(1, store_id);
+  t->Bind(1, out.front().store_id).Bind(2, out.back().store_id);
   while (true) {
     auto row = t->Step();
     if (!row.ok()) return row.status();

@@ -119,7 +119,15 @@ struct StoreRow {
   std::vector<std::string> agent_ids;
   std::vector<Ticket> open_tickets;  // not resolved, with their conditions
 };
-// `default_tariff` is reported for partners that have none set.
+struct StoreQuery {
+  std::string store_id;  // only this store
+  std::string after;     // stores whose id sorts after this, ascending
+  int64_t limit = 0;     // at most this many; 0: all
+};
+// `default_tariff` is reported for partners that have none set. A page
+// costs O(page) (indexes agents_by_store, tickets_one_open).
+absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const StoreQuery& q,
+                                                 const std::string& default_tariff = "");
 absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id,
                                                  const std::string& default_tariff = "");
 

@@ -47,15 +47,16 @@ bool TargetOverLimit(std::string_view head) {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, const HttpServer::Handler& handler, size_t max_body)
-      : stream_(std::move(socket)), handler_(handler), max_body_(max_body) {}
+  Connection(tcp::socket socket, const HttpServer::Handler& handler, const HttpServer::Options& options,
+             asio::thread_pool* workers)
+      : stream_(std::move(socket)), handler_(handler), options_(options), workers_(workers) {}
 
   void Start() { Read(); }
 
  private:
   void Read() {
     parser_.emplace();
-    parser_->body_limit(max_body_);
+    parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(kHeadLimit));
     stream_.expires_after(std::chrono::seconds(30));
     http::async_read(stream_, buffer_, *parser_,
@@ -95,15 +96,35 @@ class Connection : public std::enable_shared_from_this<Connection> {
     in.target = std::string(req.target());
     in.authorization = std::string(req[http::field::authorization]);
     in.body = std::move(req.body());
-    HttpResponse out;
+    const bool keep_alive = req.keep_alive();
+    if (options_.inline_handler) {
+      if (auto out = Run(options_.inline_handler, in)) return Respond(std::move(*out), keep_alive);
+    }
+    if (workers_ == nullptr) return Respond(*Run(handler_, in), keep_alive);
+    // On a worker; the answer is written from the I/O thread again. Nothing
+    // else is read from this connection meanwhile (HTTP/1.1 answers in order).
+    asio::post(*workers_, [self = shared_from_this(), in = std::move(in), keep_alive] {
+      std::optional<HttpResponse> out = Run(self->handler_, in);
+      asio::post(self->stream_.get_executor(), [self, out = std::move(out), keep_alive]() mutable {
+        self->Respond(std::move(*out), keep_alive);
+      });
+    });
+  }
+
+  // The handler's answer; an exception is a logged 500.
+  template <typename Fn>
+  static std::optional<HttpResponse> Run(const Fn& fn, const HttpRequest& in) {
     try {
-      out = handler_(in);
+      return fn(in);
     } catch (const std::exception& e) {
       log::Error("http", Cat(in.method, " ", in.target, ": ", e.what()));
-      out = {500, R"({"error":"internal error"})"};
+      return HttpResponse{500, R"({"error":"internal error"})"};
     }
-    if (!out.file_path.empty()) return ReplyFile(out, req.keep_alive());
-    Reply(out.status, std::move(out.body), req.keep_alive());
+  }
+
+  void Respond(HttpResponse out, bool keep_alive) {
+    if (!out.file_path.empty()) return ReplyFile(out, keep_alive);
+    Reply(out.status, std::move(out.body), keep_alive);
   }
 
   // Streams a file: Beast's file_body reads it piece by piece as the socket
@@ -174,7 +195,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpServer::Handler& handler_;
-  size_t max_body_;
+  const HttpServer::Options& options_;
+  asio::thread_pool* workers_;  // null: handlers run on the I/O thread
 };
 
 }  // namespace
@@ -183,21 +205,34 @@ struct HttpServer::Impl {
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   Handler handler;
-  size_t max_body;
+  Options options;
+  std::unique_ptr<asio::thread_pool> workers;
   std::thread thread;
 
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Connection>(std::move(socket), handler, max_body)->Start();
+      if (!ec) std::make_shared<Connection>(std::move(socket), handler, options, workers.get())->Start();
       Accept();
     });
   }
 };
 
-HttpServer::HttpServer(Handler handler, size_t max_body_bytes) : impl_(std::make_unique<Impl>()) {
+namespace {
+HttpServer::Options WithBodyLimit(size_t max_body_bytes) {
+  HttpServer::Options o;
+  o.max_body_bytes = max_body_bytes;
+  return o;
+}
+}  // namespace
+
+HttpServer::HttpServer(Handler handler, size_t max_body_bytes)
+    : HttpServer(std::move(handler), WithBodyLimit(max_body_bytes)) {}
+
+HttpServer::HttpServer(Handler handler, Options options) : impl_(std::make_unique<Impl>()) {
   impl_->handler = std::move(handler);
-  impl_->max_body = max_body_bytes;
+  impl_->options = std::move(options);
+  if (impl_->options.workers > 0) impl_->workers = std::make_unique<asio::thread_pool>(impl_->options.workers);
 }
 
 HttpServer::~HttpServer() { Stop(); }
@@ -227,6 +262,9 @@ void HttpServer::Stop() {
   });
   impl_->io.stop();
   impl_->thread.join();
+  // Requests still running finish before the handler's owner may go away;
+  // their answers are dropped with the stopped I/O context.
+  if (impl_->workers) impl_->workers->join();
 }
 
 }  // namespace setdiag

@@ -1,7 +1,8 @@
 #pragma once
 // A small HTTP/1.1 server (Boost.Beast) for the admin JSON API and the
-// agent's push receiver. One I/O thread; handlers run on it and must be
-// quick (indexed SQLite reads). Requests are capped before any handler
+// agent's push receiver. One I/O thread; handlers run on it (quick ones:
+// the push receiver) or on a pool of worker threads (Options::workers: the
+// admin API, whose reads and writes may wait). Requests are capped before any handler
 // sees them: the request target (URL) at kMaxRequestTargetBytes (414), the
 // header fields at kMaxHeaderFieldsBytes (431), the body at max_body_bytes
 // (413). Responses are JSON, or a file streamed from disk in pieces (never
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -43,7 +45,21 @@ struct HttpResponse {
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  // Answers a request on the I/O thread when it can do so at once (e.g.
+  // /healthz); nullopt hands it to `handler`.
+  using InlineHandler = std::function<std::optional<HttpResponse>(const HttpRequest&)>;
+  struct Options {
+    size_t max_body_bytes = 1024 * 1024;
+    // 0: `handler` runs on the I/O thread, one request at a time (the
+    // agent's push receiver, whose handler is quick). N > 0: on a pool of N
+    // threads, so a slow request (a long query, a wait for the writer)
+    // holds up neither the others nor the I/O of any connection; the
+    // handler must then be thread-safe.
+    size_t workers = 0;
+    InlineHandler inline_handler = nullptr;
+  };
   HttpServer(Handler handler, size_t max_body_bytes = 1024 * 1024);
+  HttpServer(Handler handler, Options options);
   ~HttpServer();
   // Binds an IP literal and port (0 picks one) and starts serving.
   absl::Status Start(const std::string& host, uint16_t port);

@@ -69,6 +69,31 @@ TEST_F(CliOptionsTest, SetdiagTakesGlobalOptionsAfterTheSubcommand) {
   EXPECT_EQ(d_.Cli({"tickets", "list", "--no-such"}).exit_code, 2);
 }
 
+// `stores list` shows one page and says how to get the next; --all follows
+// next_after to the end.
+TEST_F(CliOptionsTest, StoresListPagesAndAllFetchesEveryPage) {
+  for (const char* store : {"3001", "3002", "3003", "3004", "3005"}) d_.CreateStoreToken(store, "acme");
+  d_.StartCollector();
+  auto ids = [](const CommandResult& r) {
+    std::vector<std::string> out;
+    const json body = json::parse(r.out, nullptr, false);  // not a temporary's member in the range-for
+    for (const auto& s : body["stores"]) out.push_back(s["store_id"].get<std::string>());
+    return out;
+  };
+  auto first = d_.Cli({"--json", "stores", "list", "--limit", "2"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(ids(first), (std::vector<std::string>{"3001", "3002"}));
+  auto table = d_.Cli({"--lang", "en", "stores", "list", "--limit", "2"});
+  EXPECT_NE(table.err.find("first 2 shown; more with --after 3002 or --all"), std::string::npos) << table.err;
+  auto next = d_.Cli({"--json", "stores", "list", "--limit", "2", "--after", "3002"});
+  EXPECT_EQ(ids(next), (std::vector<std::string>{"3003", "3004"}));
+  auto all = d_.Cli({"--json", "stores", "list", "--limit", "2", "--all"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_EQ(ids(all), (std::vector<std::string>{"3001", "3002", "3003", "3004", "3005"}));
+  auto last = d_.Cli({"--lang", "en", "stores", "list", "--limit", "2", "--after", "3004"});
+  EXPECT_EQ(last.err.find("more with"), std::string::npos) << "a short page is the last: " << last.err;
+}
+
 TEST_F(CliOptionsTest, CollectorAdminCommandsTakeTheConfigAfterTheSubcommand) {
   d_.StartCollector();
   auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "token", "list", "--config", d_.collector_config()});

@@ -108,8 +108,11 @@ TEST_F(UpgradeTest, TheFirstReleasesCollectorDatabaseKeepsEveryRowAndShowsItsTic
   // The first command of the new build opens (and migrates) the database.
   const std::string token = d_.CreateUser("upgrade-desk", "support");
   d_.UseSupportToken(token);
-  EXPECT_EQ(Count(db_, "PRAGMA user_version"), 1);
+  EXPECT_EQ(Count(db_, "PRAGMA user_version"), 2) << "0.1.0 (0, schema 1) -> 2: the list indexes";
   EXPECT_EQ(Lost(before_, Rows(db_)), "") << "rows of 0.1.0 lost or changed by the upgrade";
+  EXPECT_EQ(Count(db_, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                       "('agents_by_store', 'stores_by_partner', 'tickets_by_partner')"),
+            3);
 
   d_.StartCollector();
   auto tickets = d_.Cli({"--json", "tickets", "list", "--state", "all"}, token);

@@ -17,11 +17,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -438,6 +440,36 @@ TEST_F(AdminApiTest, StoresShowAgentsAndCurrentConditions) {
   EXPECT_EQ(Get("/api/v1/stores/nosuch", support_token_).status, 404);
 }
 
+// Stores come a page at a time, by store id: `after` the previous page's
+// next_after, `limit` 1..1000; a partner's pages hold only its stores.
+TEST_F(AdminApiTest, StoresArePagedByStoreId) {
+  auto ids = [](const HttpResponse& r) {
+    std::vector<std::string> out;
+    const json body = Body(r);  // not a temporary's member in the range-for
+    for (const auto& s : body["stores"]) out.push_back(s["store_id"].get<std::string>());
+    return out;
+  };
+  HttpResponse r = Get("/api/v1/stores?limit=2", support_token_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ids(r), (std::vector<std::string>{"0042", "0043"}));
+  EXPECT_EQ(Body(r)["next_after"], "0043");
+  r = Get("/api/v1/stores?limit=2&after=0043", support_token_);
+  EXPECT_EQ(ids(r), (std::vector<std::string>{"0077"}));
+  ASSERT_EQ(Body(r)["stores"][0]["conditions"].size(), 1u) << "a later page has its stores' conditions";
+  EXPECT_EQ(Body(r)["stores"][0]["conditions"][0]["ticket_id"], b_ticket_);
+  r = Get("/api/v1/stores?after=0077", support_token_);
+  EXPECT_EQ(ids(r), std::vector<std::string>{});
+  EXPECT_EQ(Body(r)["next_after"], "0077");
+  // A partner pages through its own stores only.
+  r = Get("/api/v1/stores?limit=1&after=0042", partner_a_token_);
+  EXPECT_EQ(ids(r), (std::vector<std::string>{"0043"}));
+  r = Get("/api/v1/stores?after=0043", partner_a_token_);
+  EXPECT_EQ(ids(r), std::vector<std::string>{}) << "bolt's 0077 sorts after, but is not acme's";
+  for (const char* bad : {"/api/v1/stores?limit=0", "/api/v1/stores?limit=1001", "/api/v1/stores?after=a%20b"}) {
+    EXPECT_EQ(Get(bad, support_token_).status, 400) << bad;
+  }
+}
+
 // ---- actions ----
 
 TEST_F(AdminApiTest, OwnerActsOnItsTicketThroughEveryAction) {
@@ -713,6 +745,74 @@ TEST_F(AdminApiHttpTest, HeaderFieldsOverTheLimitAre431WithTheLimit) {
   auto [status, body] = Send("/healthz?" + std::string(4'000, 'q'), with_pad(20'000));
   EXPECT_EQ(status, 431) << body;
   EXPECT_EQ(Send("/healthz", with_pad(10)).first, 200);
+}
+
+// With workers (as the collector runs it, http.workers), a request that
+// waits (here an action held until the test releases it) holds up neither
+// /healthz nor other reads: each runs on its own worker with its own read
+// connection. Without workers or without a reader pool, the GET below
+// would wait for the action and the test would time out.
+class AdminApiWorkersTest : public AdminApiTest {
+ protected:
+  void SetUp() override {
+    AdminApiTest::SetUp();
+    auto reader = sql::Db::Open(path_);
+    ASSERT_TRUE(reader.ok());
+    api_ = std::make_unique<AdminApi>(std::move(*reader), clock_,
+                                      [this](const User& user, const ActionRequest& request) {
+                                        entered_.set_value();
+                                        release_.get_future().wait();
+                                        return engine_.Act(writer_, user, request, clock_.NowMs());
+                                      });
+    api_->set_reader_pool([this]() { return sql::Db::Open(path_); }, 4);
+    HttpServer::Options options;
+    options.workers = 4;
+    options.inline_handler = &AdminApi::HandleInline;
+    server_ = std::make_unique<HttpServer>([this](const HttpRequest& r) { return api_->Handle(r); }, options);
+    ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
+  }
+  void TearDown() override { server_->Stop(); }
+
+  // One request over its own connection; the status, or -1 when no answer
+  // came within 10 s.
+  int Request(const std::string& method, const std::string& target, const std::string& token) {
+    std::string request = Cat(method, " ", target, " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    if (!token.empty()) Append(&request, "Authorization: Bearer ", token, "\r\n");
+    request += "Content-Length: 0\r\n\r\n";
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval timeout{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server_->port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+      ::close(fd);
+      return -1;
+    }
+    std::string answer;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    int status = -1;
+    std::sscanf(answer.c_str(), "HTTP/1.1 %d", &status);
+    return status;
+  }
+
+  std::promise<void> entered_, release_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(AdminApiWorkersTest, ARequestThatWaitsHoldsUpNeitherHealthzNorOtherReads) {
+  std::thread ack([&] { EXPECT_EQ(Request("POST", Cat("/api/v1/tickets/", a_ticket_, "/ack"), support_token_), 200); });
+  entered_.get_future().wait();  // the action holds a worker and a read connection now
+  EXPECT_EQ(Request("GET", "/healthz", ""), 200);
+  EXPECT_EQ(Request("GET", "/api/v1/stores", support_token_), 200);
+  EXPECT_EQ(Request("GET", Cat("/api/v1/tickets/", b_ticket_), support_token_), 200);
+  release_.set_value();
+  ack.join();
+  EXPECT_EQ(MustGetTicket(a_ticket_).state, TicketState::kAcknowledged);
 }
 
 TEST(AdminApiStatusTest, ActionStatusesMapToHttp) {
