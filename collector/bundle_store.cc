@@ -253,13 +253,26 @@ absl::StatusOr<bool> RecordBundleMismatch(sql::Db& db, const std::string& id, in
   return false;
 }
 
+std::string BundleIdForOffer(std::string_view store_id, std::string_view request_id) {
+  if (!request_id.starts_with(kFlightRecorderIdPrefix)) return std::string(request_id);
+  // A '-' in the store id would make "fr-<store>-<rest>" ambiguous (store
+  // "a" with "fr-b-x", store "a-b" with "fr-x"): such stores get the hash.
+  if (store_id.find('-') == std::string_view::npos) {
+    std::string id = Cat(kFlightRecorderIdPrefix, store_id, "-", request_id.substr(kFlightRecorderIdPrefix.size()));
+    if (IsValidIdentifier(id, kMaxBundleIdBytes)) return id;
+  }
+  return Cat(kFlightRecorderIdPrefix, Sha256Hex(Cat(store_id, "\n", request_id)).substr(0, 40));
+}
+
 absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_id, const IncomingOffer& offer,
                                           uint64_t max_bundle_bytes, int64_t now_ms) {
   OfferDecision d;
-  auto row = GetBundle(db, offer.request_id);
+  const std::string id = BundleIdForOffer(store_id, offer.request_id);
+  auto row = GetBundle(db, id);
   if (!row.ok()) return row.status();
   if (!*row) {
-    if (offer.origin != "flight_recorder" || !std::string_view(offer.request_id).starts_with("fr-")) {
+    if (offer.origin != "flight_recorder" ||
+        !std::string_view(offer.request_id).starts_with(kFlightRecorderIdPrefix)) {
       d.why = "no such request (deleted or expired)";
       return d;
     }
@@ -270,11 +283,11 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
         "size, sha256, created_at_ms, updated_at_ms) "
         "VALUES (?,?,?,'flight_recorder','flight recorder',?,?,?,'transferring',?,?,?,?)");
     if (!s.ok()) return s.status();
-    s->Bind(1, offer.request_id).Bind(2, store_id).Bind(3, *ticket)
+    s->Bind(1, id).Bind(2, store_id).Bind(3, *ticket)
         .Bind(4, Cat("critical ", offer.event_kind, " raised")).Bind(5, offer.episode).Bind(6, offer.event_kind);
     s->Bind(7, static_cast<int64_t>(offer.size)).Bind(8, offer.sha256).Bind(9, now_ms).Bind(10, now_ms);
     if (auto st = s->Run(); !st.ok()) return st;
-    row = GetBundle(db, offer.request_id);
+    row = GetBundle(db, id);
     if (!row.ok()) return row.status();
     if (!*row) return absl::InternalError("the new bundle row is missing");
   }

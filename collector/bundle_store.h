@@ -23,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -64,6 +65,8 @@ struct NewBundleRequest {
   std::string reason;
 };
 
+// The new row's id is "b<now_ms>-<8 hex>": it never starts with "fr-", so
+// BundleIdForOffer keeps it as it is.
 absl::StatusOr<BundleRow> CreateBundleRequest(sql::Db& db, const NewBundleRequest& req,
                                               const std::string& requested_by, int64_t now_ms);
 absl::StatusOr<std::optional<BundleRow>> GetBundle(sql::Db& db, const std::string& id);
@@ -93,6 +96,29 @@ absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t siz
 // Returns true when it failed for good.
 absl::StatusOr<bool> RecordBundleMismatch(sql::Db& db, const std::string& id, int64_t now_ms);
 
+// Bundle ids at the collector. A request's id is the collector's own and
+// unique (CreateBundleRequest); a flight recorder bundle's is chosen by the
+// agent ("fr-<episode>-<state>"), so two stores may send the same one. Inside
+// the collector (the `bundles` row, the files, the admin API, the logs) a
+// flight recorder id is therefore namespaced by the store that sent it:
+//  - an id not starting with "fr-" is returned unchanged;
+//  - "fr-<rest>" becomes "fr-<store_id>-<rest>" when the store id has no
+//    '-' and the result is a valid identifier (IsValidIdentifier, at most
+//    kMaxBundleIdBytes);
+//  - otherwise "fr-" + the first 40 hex digits of the SHA-256 of
+//    "<store_id>\n<request_id>".
+// Pure, deterministic, thread-safe. Two different (store, "fr-" id) pairs
+// never give the same id: a store id without '-' ends at the first '-'
+// after "fr-", a hashed id has no '-' after "fr-", and two hashed ids are
+// equal only by a SHA-256 collision. So no store can take another's id,
+// whatever it sends, and an id stays the same across offers. The agent keeps
+// its own id on the wire: the link maps each message's request_id through
+// this and answers with the agent's id. Rows written by 0.1.0, which used
+// the agent's id as it was, keep their ids.
+inline constexpr std::string_view kFlightRecorderIdPrefix = "fr-";
+inline constexpr size_t kMaxBundleIdBytes = 128;
+std::string BundleIdForOffer(std::string_view store_id, std::string_view request_id);
+
 // What the collector does with an agent's BundleOffer.
 struct OfferDecision {
   enum Kind { kRequest, kComplete, kCancel } kind = kCancel;
@@ -101,9 +127,12 @@ struct OfferDecision {
   std::string why;    // for kCancel, logged
 };
 struct IncomingOffer {
-  std::string request_id, sha256, origin, episode, event_kind;
+  std::string request_id, sha256, origin, episode, event_kind;  // request_id: the agent's
   uint64_t size = 0;
 };
+// Finds (or, for a flight recorder offer, creates) the row
+// BundleIdForOffer(store_id, offer.request_id); the decision's row carries
+// that id.
 absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_id, const IncomingOffer& offer,
                                           uint64_t max_bundle_bytes, int64_t now_ms);
 

@@ -275,7 +275,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   // A committed request for this stream's store (LinkService::DispatchBundle).
   static void Dispatch(const std::shared_ptr<Shared>& shared, const BundleRow& row) {
-    WithSession(shared, [&](LinkSession& s, Actions& a) { s.BeginBundle(row, a); });
+    WithSession(shared, [&](LinkSession& s, Actions& a) { s.BeginBundle(row, row.id, a); });
   }
 
   // LinkService's sweeper, about once a second.
@@ -540,7 +540,13 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
             if (version >= 2 && s.files_ != nullptr && !s.finish_requested_) {
               s.registry_.Add(s.store_id_, s.connection_, shared);
               s.registered_ = true;
-              for (const auto& row : *pending) s.BeginBundle(row, act);
+              for (const auto& row : *pending) {
+                // A flight recorder bundle's id here is not the agent's
+                // (BundleIdForOffer): the agent offers it again itself
+                // after this Welcome, and that offer resumes it.
+                if (std::string_view(row.id).starts_with(kFlightRecorderIdPrefix)) continue;
+                s.BeginBundle(row, row.id, act);
+              }
             }
             s.MaybeRead(act);
           });
@@ -642,7 +648,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   // ---- bundles (protocol version 2) ----
 
+  // bundles_ is keyed by the collector's id (BundleIdForOffer), as are the
+  // rows, the files and the logs; the agent's own id is only for what is
+  // sent to it.
   struct BundleEntry {
+    std::string wire_id;     // the agent's request_id
     std::string sha256;      // of the file the held bytes belong to; empty: none yet
     uint64_t size = 0;
     int64_t window_ms = 0;
@@ -656,9 +666,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   // A request (new, pending at Hello, or the answer to an offer) goes out
   // with the offset held on disk, which only the files thread knows.
-  void BeginBundle(const BundleRow& row, Actions& a, bool reset = false) {
+  // `wire_id` is the agent's id of the row.
+  void BeginBundle(const BundleRow& row, const std::string& wire_id, Actions& a, bool reset = false) {
     if (finish_requested_ || files_ == nullptr) return;
     BundleEntry& e = bundles_[row.id];
+    e.wire_id = wire_id;
     if (e.sha256 != row.sha256) e.announced = false;
     e.sha256 = row.sha256;
     e.size = row.size;
@@ -686,20 +698,23 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     const BundleEntry& e = it->second;
     v1::CollectorMessage m;
     auto* r = m.mutable_bundle_request();
-    r->set_request_id(id);
+    r->set_request_id(e.wire_id);
     r->set_resume_offset(held);
     if (held > 0) r->set_sha256(e.sha256);
     r->set_window_ms(e.window_ms);
     r->set_exclude_logs(e.exclude_logs);
     r->set_reason(e.reason);
-    log::Info("link", Cat("agent ", agent_id_, ": bundle ", id, " requested", held > 0 ? Cat(", resume_offset ", held) : ""));
+    log::Info("link", Cat("agent ", agent_id_, ": bundle ", id,
+                          e.wire_id != id ? Cat(" (the agent's ", e.wire_id, ")") : "", " requested",
+                          held > 0 ? Cat(", resume_offset ", held) : ""));
     Send(m, a);
   }
 
-  void SendBundleAck(const std::string& id, uint64_t held, bool complete, Actions& a) {
+  // `wire_id`: the agent's request_id.
+  void SendBundleAck(const std::string& wire_id, uint64_t held, bool complete, Actions& a) {
     v1::CollectorMessage m;
     auto* ack = m.mutable_bundle_ack();
-    ack->set_request_id(id);
+    ack->set_request_id(wire_id);
     ack->set_received_up_to(held);
     ack->set_complete(complete);
     ack->set_cancelled(!complete);
@@ -744,7 +759,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           *decision = std::move(*d);
           return absl::OkStatus();
         },
-        [shared = shared_, decision, id = offer.request_id](absl::Status st) {
+        [shared = shared_, decision, wire_id = offer.request_id,
+         id = BundleIdForOffer(store_id_, offer.request_id)](absl::Status st) {
           WithSession(shared, [&](LinkSession& s, Actions& act) {
             if (!st.ok()) {
               log::Error("link", Cat("agent ", s.agent_id_, ": bundle offer ", id, ": ", st.ToString()));
@@ -752,12 +768,12 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
             }
             switch (decision->kind) {
               case OfferDecision::kRequest:
-                return s.BeginBundle(decision->row, act, decision->reset);
+                return s.BeginBundle(decision->row, wire_id, act, decision->reset);
               case OfferDecision::kComplete:
-                return s.SendBundleAck(id, decision->row.size, true, act);
+                return s.SendBundleAck(wire_id, decision->row.size, true, act);
               case OfferDecision::kCancel:
                 log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " not wanted: ", decision->why));
-                return s.SendBundleAck(id, 0, false, act);
+                return s.SendBundleAck(wire_id, 0, false, act);
             }
           });
         },
@@ -788,13 +804,13 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (c.manifest().size() > bundle_limits_.max_manifest_bytes) {
       return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.manifest is too large", a);
     }
-    auto it = bundles_.find(c.request_id());
+    const std::string id = BundleIdForOffer(store_id_, c.request_id());
+    auto it = bundles_.find(id);
     if (it == bundles_.end()) {
       // Not requested on this stream: another store's bundle, or one that
       // is done. Ignored; the agent is told to drop it.
-      log::Warn("link", Cat("agent ", agent_id_, ": chunk of bundle ", c.request_id(), " that was not requested here"));
+      log::Warn("link", Cat("agent ", agent_id_, ": chunk of bundle ", id, " that was not requested here"));
       SendBundleAck(c.request_id(), 0, false, a);
-      bundles_.erase(c.request_id());
       return MaybeRead(a);
     }
     BundleEntry& e = it->second;
@@ -804,28 +820,28 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         // Bytes of another file: ask for this one from the start.
         if (e.last_resync != 0) {
           e.last_resync = 0;
-          SendBundleRequest(c.request_id(), 0, a);
+          SendBundleRequest(id, 0, a);
         }
         return MaybeRead(a);
       }
       // A new file from offset 0 replaces what was held.
       e.sha256 = c.sha256();
       e.announced = false;
-      files_->Reset(c.request_id());
+      files_->Reset(id);
     }
     e.size = c.total_size();
     if (!e.announced) {
       e.announced = true;
       Clock& clock = clock_;
-      queue_.Submit([id = c.request_id(), size = c.total_size(), sha = c.sha256(), held = c.offset(),
+      queue_.Submit([id, size = c.total_size(), sha = c.sha256(), held = c.offset(),
                      &clock](sql::Db& db) { return MarkBundleTransferring(db, id, size, sha, held, clock.NowMs()); },
                     nullptr);
     }
     if (c.last()) e.manifest = c.manifest();
     bundle_bytes_in_flight_ += len;
     counters_.bundle_bytes_received += len;
-    files_->Append(c.request_id(), c.offset(), std::move(*c.mutable_data()), c.total_size(), c.sha256(),
-                   [shared = shared_, id = c.request_id(), len](const BundleFiles::AppendResult& r) {
+    files_->Append(id, c.offset(), std::move(*c.mutable_data()), c.total_size(), c.sha256(),
+                   [shared = shared_, id, len](const BundleFiles::AppendResult& r) {
                      WithSession(shared, [&](LinkSession& s, Actions& act) { s.OnAppended(id, len, r, act); });
                    });
     MaybeRead(a);
@@ -861,8 +877,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
               auto entry = s.bundles_.find(id);
               if (entry == s.bundles_.end()) return;
               if (st.ok() && *failed) {
+                const std::string wire_id = entry->second.wire_id;
                 s.bundles_.erase(entry);
-                return s.SendBundleAck(id, 0, false, act);
+                return s.SendBundleAck(wire_id, 0, false, act);
               }
               entry->second.finishing = false;
               entry->second.sha256.clear();
@@ -879,7 +896,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
             auto m = nlohmann::json::parse(manifest, nullptr, false);
             return MarkBundleComplete(db, id, size, sha, m.is_discarded() ? "" : manifest, clock.NowMs());
           },
-          [shared = shared_, id, size = e.size, &counters](absl::Status st) {
+          [shared = shared_, id, wire_id = e.wire_id, size = e.size, &counters](absl::Status st) {
             WithSession(shared, [&](LinkSession& s, Actions& act) {
               if (!st.ok()) {
                 // The file is in place; the agent keeps its copy and offers
@@ -891,7 +908,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
               counters.bundles_completed++;
               log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " complete, ", size, " bytes, checksum verified"));
               s.bundles_.erase(id);
-              s.SendBundleAck(id, size, true, act);
+              s.SendBundleAck(wire_id, size, true, act);
             });
           });
     }
@@ -901,13 +918,14 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void HandleBundleFailed(Actions& a) {
     if (!CheckBundlePreconditions(a)) return;
     const v1::BundleFailed& f = in_.bundle_failed();
-    auto it = bundles_.find(f.request_id());
+    const std::string id = BundleIdForOffer(store_id_, f.request_id());
+    auto it = bundles_.find(id);
     if (it == bundles_.end()) return MaybeRead(a);
     bundles_.erase(it);
     std::string error = f.error().substr(0, 1000);
-    log::Warn("link", Cat("agent ", agent_id_, ": bundle ", f.request_id(), " failed: ", error));
+    log::Warn("link", Cat("agent ", agent_id_, ": bundle ", id, " failed: ", error));
     Clock& clock = clock_;
-    queue_.Submit([id = f.request_id(), error, &clock](sql::Db& db) {
+    queue_.Submit([id, error, &clock](sql::Db& db) {
       return MarkBundleFailed(db, id, Cat("the agent: ", error), clock.NowMs());
     }, nullptr);
     MaybeRead(a);

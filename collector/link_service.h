@@ -6,6 +6,11 @@
 //
 // Every frame is validated (docs/protocol.md lists the rules); a bad frame
 // ends that stream with a clear status and everyone else keeps streaming.
+//
+// Bundle messages carry the agent's request_id, and everything sent back to
+// the agent carries it too; rows, files and logs use the collector's id of
+// that bundle, BundleIdForOffer(store, request_id) (bundle_store.h), so a
+// flight recorder id one store sends can never be another store's.
 
 #include <atomic>
 #include <cstdint>

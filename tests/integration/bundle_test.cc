@@ -5,8 +5,9 @@
 // SIGKILL mid-transfer and restarted: the transfer resumes and the checksum
 // matches), a pull requested while the store is offline, partner scoping,
 // and the flight recorder leaving a bundle on the ticket of a critical
-// condition, and that the daemon builds in a child process that a stop
-// ends at once.
+// condition (under an id of its store's own, which another store sending
+// the same flight recorder id cannot take), and that the daemon builds in a
+// child process that a stop ends at once.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -100,10 +101,34 @@ class BundleTest : public ::testing::Test {
     return a;
   }
 
-  AgentSetup& AddAgent() {
+  AgentSetup& AddAgent() { return AddAgent("1042", token_); }
+  AgentSetup& AddAgent(const std::string& store, const std::string& token) {
     std::string extra = "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"5s\"\n"
                         "log_file_cap = \"200MiB\"\nlog_total_cap = \"200MiB\"\n";
-    return d_.AddAgent("1042", token_, extra);
+    return d_.AddAgent(store, token, extra);
+  }
+
+  // `tickets show` of the store's first ticket once a flight recorder
+  // bundle on it is complete; null if none within a minute.
+  json TicketWithFlightRecorderBundle(const std::string& store, const AgentSetup& a) {
+    json ticket;
+    bool done = WaitFor(
+        [&] {
+          auto r = d_.Cli({"--json", "tickets", "list", "--store", store});
+          if (r.exit_code != 0) return false;
+          json tickets = json::parse(r.out)["tickets"];
+          if (tickets.empty()) return false;
+          auto show = d_.Cli({"--json", "tickets", "show", std::to_string(tickets[0]["id"].get<int64_t>())});
+          if (show.exit_code != 0) return false;
+          ticket = json::parse(show.out);
+          for (const auto& b : ticket["bundles"]) {
+            if (b["origin"] == "flight_recorder" && b["state"] == "complete") return true;
+          }
+          return false;
+        },
+        60s, 300ms);
+    EXPECT_TRUE(done) << "store " << store << ": " << ticket.dump(2) << ReadFile(a.log_path);
+    return done ? ticket : json();
   }
 
   json Bundle(const std::string& id, const std::string& token = "") {
@@ -255,27 +280,15 @@ TEST_F(BundleTest, ACriticalConditionLeavesAFlightRecorderBundleOnItsTicket) {
   d_.StartAgent(a);
   d_.Emit(a, "tills.majority_stopped", "critical", 1,
           R"({"state":"raised","episode":"store-1042-it-tills-1","expected":10,"stopped":7})");
-  json ticket;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto r = d_.Cli({"--json", "tickets", "list", "--store", "1042"});
-        if (r.exit_code != 0) return false;
-        json tickets = json::parse(r.out)["tickets"];
-        if (tickets.empty()) return false;
-        auto show = d_.Cli({"--json", "tickets", "show", std::to_string(tickets[0]["id"].get<int64_t>())});
-        if (show.exit_code != 0) return false;
-        ticket = json::parse(show.out);
-        for (const auto& b : ticket["bundles"]) {
-          if (b["origin"] == "flight_recorder" && b["state"] == "complete") return true;
-        }
-        return false;
-      },
-      60s, 300ms))
-      << ticket.dump(2) << ReadFile(a.log_path);
+  json ticket = TicketWithFlightRecorderBundle("1042", a);
+  ASSERT_TRUE(ticket.is_object());
   json b = ticket["bundles"][0];
   EXPECT_EQ(b["episode"], "store-1042-it-tills-1");
   EXPECT_EQ(b["event_kind"], "tills.majority_stopped");
-  EXPECT_EQ(b["sha256"], BuiltSha(a, b["id"]));
+  // The agent's id is "fr-<episode>-<state>"; the collector lists it under
+  // an id namespaced by the store.
+  EXPECT_EQ(b["id"], "fr-1042-store-1042-it-tills-1-raised");
+  EXPECT_EQ(b["sha256"], BuiltSha(a, "fr-store-1042-it-tills-1-raised"));
   bool on_timeline = false;
   for (const auto& e : ticket["timeline"]) on_timeline |= e["type"] == "bundle";
   EXPECT_TRUE(on_timeline) << ticket["timeline"].dump(2);
@@ -286,6 +299,49 @@ TEST_F(BundleTest, ACriticalConditionLeavesAFlightRecorderBundleOnItsTicket) {
   std::this_thread::sleep_for(2s);
   auto list = d_.Cli({"--json", "bundle", "list", "--store", "1042"});
   EXPECT_EQ(json::parse(list.out)["bundles"].size(), 1u);
+}
+
+// Issue 13: the flight recorder's id comes from the episode, which the
+// agent chooses, so another store can send first the very id this store's
+// agent will use. Each store's bundle still lands on its own ticket.
+TEST_F(BundleTest, AnotherStoreSendingTheSameFlightRecorderIdFirstDoesNotTakeThisStoresBundle) {
+  const std::string payload = R"({"state":"raised","episode":"store-1042-it-tills-1","expected":10,"stopped":7})";
+  const std::string agents_id = "fr-store-1042-it-tills-1-raised";
+  AgentSetup& other = AddAgent("2001", d_.CreateStoreToken("2001", "acme"));
+  d_.StartAgent(other);
+  d_.Emit(other, "tills.majority_stopped", "critical", 1, payload);
+  json theirs = TicketWithFlightRecorderBundle("2001", other);
+  ASSERT_TRUE(theirs.is_object());
+
+  AgentSetup& a = AddAgent();
+  d_.StartAgent(a);
+  d_.Emit(a, "tills.majority_stopped", "critical", 1, payload);
+  json ours = TicketWithFlightRecorderBundle("1042", a);
+  ASSERT_TRUE(ours.is_object());
+  EXPECT_NE(ours["ticket"]["id"], theirs["ticket"]["id"]);
+  json mine = ours["bundles"][0], their = theirs["bundles"][0];
+  EXPECT_EQ(mine["ticket_id"], ours["ticket"]["id"]);
+  EXPECT_EQ(their["ticket_id"], theirs["ticket"]["id"]);
+  EXPECT_EQ(mine["id"], "fr-1042-store-1042-it-tills-1-raised");
+  EXPECT_EQ(mine["store_id"], "1042");
+  EXPECT_EQ(mine["sha256"], BuiltSha(a, agents_id));
+  EXPECT_EQ(their["id"], "fr-2001-store-1042-it-tills-1-raised");
+  EXPECT_EQ(their["store_id"], "2001");
+  EXPECT_EQ(their["sha256"], BuiltSha(other, agents_id));
+  EXPECT_EQ(ReadFile(a.log_path).find("not wanted by the collector"), std::string::npos) << ReadFile(a.log_path);
+  // Each downloads as what its own agent built.
+  for (const auto& [id, agent] : {std::pair<std::string, const AgentSetup*>{mine["id"], &a},
+                                  std::pair<std::string, const AgentSetup*>{their["id"], &other}}) {
+    const std::string out = d_.dir() + "/" + id + ".tar.gz";
+    auto get = d_.Cli({"bundle", "get", id, "-o", out});
+    ASSERT_EQ(get.exit_code, 0) << get.err;
+    EXPECT_EQ(Sha256Hex(ReadFile(out)), BuiltSha(*agent, agents_id));
+  }
+  auto list = d_.Cli({"--json", "bundle", "list", "--store", "1042"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  json listed = json::parse(list.out)["bundles"];
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_NE(listed[0]["id"].get<std::string>().find("1042"), std::string::npos);
 }
 
 // The daemon builds in a child process (its own binary's `bundle` command),

@@ -140,6 +140,57 @@ TEST_F(BundleFilesTest, SweepRemovesExpiredFilesAndKeepsOthers) {
   EXPECT_FALSE(std::filesystem::exists(files_->FinalPath("gone")));
 }
 
+// ---- bundle ids ----
+
+TEST(BundleIdForOfferTest, IdsThatAreNotFlightRecorderIdsAreKeptAsTheyAre) {
+  for (const char* id : {"b1764000000000-0a1b2c3d", "sneaky", "fr", "frx-1", "FR-ep-7-raised", "f-r-x"}) {
+    EXPECT_EQ(BundleIdForOffer("1042", id), id);
+    EXPECT_EQ(BundleIdForOffer("2001", id), id);
+  }
+}
+
+TEST(BundleIdForOfferTest, AFlightRecorderIdIsNamespacedByItsStore) {
+  EXPECT_EQ(BundleIdForOffer("1042", "fr-ep-7-raised"), "fr-1042-ep-7-raised");
+  EXPECT_EQ(BundleIdForOffer("2001", "fr-ep-7-raised"), "fr-2001-ep-7-raised");
+  EXPECT_NE(BundleIdForOffer("1042", "fr-ep-7-raised"), BundleIdForOffer("2001", "fr-ep-7-raised"));
+  // Already namespaced by someone else: namespaced again, never the other store's id.
+  EXPECT_EQ(BundleIdForOffer("2001", "fr-1042-ep-7-raised"), "fr-2001-1042-ep-7-raised");
+  EXPECT_NE(BundleIdForOffer("2001", "fr-1042-ep-7-raised"), BundleIdForOffer("1042", "fr-ep-7-raised"));
+  EXPECT_EQ(BundleIdForOffer("1042", "fr-"), "fr-1042-");
+  // Deterministic: a re-offer after a reconnect or restart finds its row.
+  EXPECT_EQ(BundleIdForOffer("1042", "fr-ep-7-raised"), BundleIdForOffer("1042", "fr-ep-7-raised"));
+}
+
+TEST(BundleIdForOfferTest, AStoreIdWithADashIsHashedSoThatNoTwoStoresShareAnId) {
+  // "fr-a-b-x" would be store "a" with "fr-b-x" as well as store "a-b" with "fr-x".
+  EXPECT_EQ(BundleIdForOffer("a", "fr-b-x"), "fr-a-b-x");
+  const std::string dashed = BundleIdForOffer("a-b", "fr-x");
+  EXPECT_EQ(dashed, Cat("fr-", Sha256Hex("a-b\nfr-x").substr(0, 40)));
+  EXPECT_NE(dashed, BundleIdForOffer("a", "fr-b-x"));
+  EXPECT_TRUE(IsValidIdentifier(dashed));
+}
+
+TEST(BundleIdForOfferTest, AnIdTooLongOrInvalidWithItsStoreIsHashedToAValidIdentifier) {
+  const std::string longest = "fr-" + std::string(125, 'e');  // 128 bytes: valid on the wire
+  ASSERT_TRUE(IsValidIdentifier(longest));
+  const std::string a = BundleIdForOffer("1042", longest);
+  const std::string b = BundleIdForOffer("2001", longest);
+  EXPECT_EQ(a, Cat("fr-", Sha256Hex(Cat("1042\n", longest)).substr(0, 40)));
+  EXPECT_EQ(a.size(), 43u);
+  EXPECT_TRUE(IsValidIdentifier(a));
+  EXPECT_TRUE(IsValidIdentifier(b));
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, BundleIdForOffer("1042", longest));
+  // The limit is the result's length: 128 bytes stay readable, 129 are hashed.
+  const std::string fits = "fr-" + std::string(128 - 8, 'e');  // "fr-1042-" + 120
+  EXPECT_EQ(BundleIdForOffer("1042", fits), "fr-1042-" + std::string(120, 'e'));
+  EXPECT_EQ(BundleIdForOffer("1042", fits + "e").size(), 43u);
+  // A store id that is not an identifier cannot make an invalid bundle id.
+  const std::string odd = BundleIdForOffer("a b/..", "fr-x");
+  EXPECT_TRUE(IsValidIdentifier(odd)) << odd;
+  EXPECT_EQ(odd.size(), 43u);
+}
+
 // ---- the table ----
 
 class BundleTableTest : public ::testing::Test {
@@ -170,6 +221,7 @@ TEST_F(BundleTableTest, ARequestWaitsAndAPartnerSeesOnlyItsOwn) {
   Request("2001");
   EXPECT_EQ(a.state, "requested");
   EXPECT_TRUE(IsValidIdentifier(a.id));
+  EXPECT_EQ(BundleIdForOffer("1042", a.id), a.id);  // the agent's id is the collector's
   EXPECT_EQ(PendingBundles(db_, "1042")->size(), 1u);
   User acme{"u1", "p", Role::kPartner, "acme"};
   auto mine = ListBundles(db_, acme, {});
@@ -210,20 +262,101 @@ TEST_F(BundleTableTest, AFlightRecorderBundleLandsOnTheTicketOfItsEpisode) {
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->kind, OfferDecision::kRequest);
   EXPECT_EQ(d->row.ticket_id, 42);
-  ASSERT_TRUE(MarkBundleComplete(db_, offer.request_id, 300, offer.sha256, R"({"format":"setdiag-bundle"})", kNow).ok());
-  auto row = GetBundle(db_, offer.request_id).value();
+  EXPECT_EQ(d->row.id, "fr-1042-ep-7-raised");
+  EXPECT_FALSE(GetBundle(db_, offer.request_id).value().has_value());
+  ASSERT_TRUE(MarkBundleComplete(db_, d->row.id, 300, offer.sha256, R"({"format":"setdiag-bundle"})", kNow).ok());
+  auto row = GetBundle(db_, d->row.id).value();
   EXPECT_EQ(row->state, "complete");
   EXPECT_EQ(row->origin, "flight_recorder");
   auto timeline = GetTimeline(db_, 42);
   ASSERT_TRUE(timeline.ok());
   ASSERT_FALSE(timeline->empty());
   EXPECT_EQ(timeline->back().type, "bundle");
-  EXPECT_THAT(timeline->back().text, HasSubstr("fr-ep-7-raised"));
+  EXPECT_THAT(timeline->back().text, HasSubstr("fr-1042-ep-7-raised"));
   // Offered again after a lost acknowledgement: complete.
   EXPECT_EQ(DecideOffer(db_, "1042", offer, 1 << 20, kNow)->kind, OfferDecision::kComplete);
   // A flight recorder id needs the "fr-" prefix to create a row.
   IncomingOffer bad{"sneaky", std::string(64, 'd'), "flight_recorder", "ep-7", "x", 1};
   EXPECT_EQ(DecideOffer(db_, "1042", bad, 1 << 20, kNow)->kind, OfferDecision::kCancel);
+}
+
+// Issue 13: flight recorder ids are the agent's choice, so store 2001 can
+// send the id store 1042's agent will use; 1042's own bundle must still get
+// its row on its own ticket.
+TEST_F(BundleTableTest, AFlightRecorderIdAnotherStoreOfferedFirstDoesNotBlockTheStoresOwn) {
+  ASSERT_TRUE(db_.Exec("INSERT INTO ticket_episodes(store_id, episode, ticket_id) VALUES "
+                       "('1042', 'ep-7', 42), ('2001', 'ep-7', 43)")
+                  .ok());
+  const std::string sha_a(64, 'a'), sha_b(64, 'b');
+  IncomingOffer from_b{"fr-ep-7-raised", sha_b, "flight_recorder", "ep-7", "tills.majority_stopped", 200};
+  auto b = DecideOffer(db_, "2001", from_b, 1 << 20, kNow);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->kind, OfferDecision::kRequest);
+  EXPECT_EQ(b->row.store_id, "2001");
+  EXPECT_EQ(b->row.ticket_id, 43);
+
+  IncomingOffer from_a{"fr-ep-7-raised", sha_a, "flight_recorder", "ep-7", "tills.majority_stopped", 300};
+  auto a = DecideOffer(db_, "1042", from_a, 1 << 20, kNow + 1);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->kind, OfferDecision::kRequest) << a->why;
+  EXPECT_FALSE(a->reset);
+  EXPECT_EQ(a->row.store_id, "1042");
+  EXPECT_EQ(a->row.ticket_id, 42);
+  EXPECT_EQ(a->row.sha256, sha_a);
+  EXPECT_NE(a->row.id, b->row.id);
+  EXPECT_THAT(a->row.id, HasSubstr("1042"));
+  EXPECT_THAT(b->row.id, HasSubstr("2001"));
+
+  // Store 2001 offering 1042's collector id gets a row of its own, too: it
+  // cannot reach 1042's row (its checksum and state stay).
+  IncomingOffer poach{a->row.id, sha_b, "flight_recorder", "ep-7", "tills.majority_stopped", 200};
+  auto p = DecideOffer(db_, "2001", poach, 1 << 20, kNow + 2);
+  ASSERT_TRUE(p.ok());
+  EXPECT_NE(p->row.id, a->row.id);
+  EXPECT_EQ(p->row.store_id, "2001");
+  EXPECT_EQ(GetBundle(db_, a->row.id).value()->sha256, sha_a);
+
+  // Each completes on its own ticket.
+  ASSERT_TRUE(MarkBundleComplete(db_, b->row.id, 200, sha_b, "{}", kNow + 3).ok());
+  ASSERT_TRUE(MarkBundleComplete(db_, a->row.id, 300, sha_a, "{}", kNow + 4).ok());
+  auto row_a = GetBundle(db_, a->row.id).value();
+  auto row_b = GetBundle(db_, b->row.id).value();
+  EXPECT_EQ(row_a->state, "complete");
+  EXPECT_EQ(row_a->ticket_id, 42);
+  EXPECT_EQ(row_b->state, "complete");
+  EXPECT_EQ(row_b->ticket_id, 43);
+  EXPECT_THAT(GetTimeline(db_, 42)->back().text, HasSubstr(a->row.id));
+  EXPECT_THAT(GetTimeline(db_, 43)->back().text, HasSubstr(b->row.id));
+  // Each store's re-offer (a lost acknowledgement) finds its own row.
+  EXPECT_EQ(DecideOffer(db_, "1042", from_a, 1 << 20, kNow + 5)->kind, OfferDecision::kComplete);
+  EXPECT_EQ(DecideOffer(db_, "2001", from_b, 1 << 20, kNow + 5)->kind, OfferDecision::kComplete);
+  User support{"u2", "s", Role::kSupport, ""};
+  BundleQuery of_1042;
+  of_1042.store_id = "1042";
+  auto listed = ListBundles(db_, support, of_1042);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, a->row.id);
+}
+
+// A 0.1.0 database holds flight recorder rows under the agent's id: they
+// stay readable; the same id offered again gets a namespaced row.
+TEST_F(BundleTableTest, AFlightRecorderRowOfTheFirstReleaseKeepsItsId) {
+  ASSERT_TRUE(db_.Exec("INSERT INTO bundles(id, store_id, origin, requested_by, episode, state, size, sha256, "
+                       "created_at_ms, updated_at_ms) VALUES ('fr-ep-1-raised', '1042', 'flight_recorder', "
+                       "'flight recorder', 'ep-1', 'transferring', 10, '" + std::string(64, 'c') + "', 1, 1)")
+                  .ok());
+  User support{"u2", "s", Role::kSupport, ""};
+  auto listed = ListBundles(db_, support, {});
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, "fr-ep-1-raised");
+  IncomingOffer again{"fr-ep-1-raised", std::string(64, 'c'), "flight_recorder", "ep-1", "x", 10};
+  auto d = DecideOffer(db_, "1042", again, 1 << 20, kNow);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->kind, OfferDecision::kRequest);
+  EXPECT_EQ(d->row.id, "fr-1042-ep-1-raised");
+  EXPECT_EQ(GetBundle(db_, "fr-ep-1-raised").value()->state, "transferring");
 }
 
 TEST_F(BundleTableTest, RetentionExpiresOldBundlesThenTheOldestOverTheTotal) {

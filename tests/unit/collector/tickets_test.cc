@@ -741,8 +741,9 @@ TEST_F(TicketsTest, ASmallBundleOnTheTimelineIsCountedInKiB) {
   const int64_t id = Only().id;
   IncomingOffer offer{"fr-ep-7-raised", std::string(64, 'd'), "flight_recorder", "ep-7", "tills.majority_stopped",
                       10 * 1024};
-  ASSERT_TRUE(DecideOffer(db_, "1042", offer, 1 << 20, clock_.NowMs()).ok());
-  ASSERT_TRUE(MarkBundleComplete(db_, offer.request_id, 10 * 1024, offer.sha256, "{}", clock_.NowMs()).ok());
+  auto decision = DecideOffer(db_, "1042", offer, 1 << 20, clock_.NowMs());
+  ASSERT_TRUE(decision.ok());
+  ASSERT_TRUE(MarkBundleComplete(db_, decision->row.id, 10 * 1024, offer.sha256, "{}", clock_.NowMs()).ok());
   ASSERT_EQ(Timeline(id).back().type, "bundle");
   EXPECT_THAT(Timeline(id).back().text, HasSubstr("attached, 10.0 KiB"));
 }
