@@ -1,5 +1,7 @@
 #include "collector/commit_queue.h"
 
+#include <chrono>
+
 #include "common/strings.h"
 #include "common/log.h"
 
@@ -21,11 +23,12 @@ void CommitQueue::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool CommitQueue::Submit(Work work, Done done, size_t weight) {
+bool CommitQueue::Submit(Work work, Done done, size_t weight, Kind kind) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
-    if (weight > 0 && weight_ + weight > max_pending_) return false;
+    const size_t bound = kind == Kind::kHandshake ? max_pending_ + max_pending_ / 8 : max_pending_;
+    if (weight > 0 && weight_ + weight > bound) return false;
     weight_ += weight;
     jobs_.push_back({std::move(work), std::move(done), weight});
   }
@@ -36,6 +39,11 @@ bool CommitQueue::Submit(Work work, Done done, size_t weight) {
 size_t CommitQueue::pending_weight() {
   std::lock_guard lock(mu_);
   return weight_;
+}
+
+double CommitQueue::drain_rate() {
+  std::lock_guard lock(mu_);
+  return rate_;
 }
 
 void CommitQueue::Loop() {
@@ -51,14 +59,11 @@ void CommitQueue::Loop() {
       }
     }
     RunGroup(group);
-    size_t done_weight = 0;
-    for (const auto& j : group) done_weight += j.weight;
-    std::lock_guard lock(mu_);
-    weight_ -= done_weight;
   }
 }
 
 void CommitQueue::RunGroup(std::deque<Job>& group) {
+  const auto started = std::chrono::steady_clock::now();
   std::vector<absl::Status> results(group.size());
   absl::Status begin = db_.Exec("BEGIN IMMEDIATE");
   if (begin.ok()) {
@@ -94,6 +99,21 @@ void CommitQueue::RunGroup(std::deque<Job>& group) {
   } else {
     log::Error("store", Cat("cannot begin a transaction: ", begin.ToString()));
     for (auto& r : results) r = begin;
+  }
+  // Committed (or failed): no longer pending. Released before the Done
+  // callbacks, which send the acks and may take a while with many streams,
+  // so that Submit does not answer Overloaded for work already stored.
+  size_t done_weight = 0;
+  for (const auto& j : group) done_weight += j.weight;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  {
+    std::lock_guard lock(mu_);
+    weight_ -= done_weight;
+    // Only busy groups say what the writer can do; a lone event's fsync
+    // would make it look slow.
+    if (done_weight >= kRateMinWeight && seconds > 0) {
+      rate_ = 0.8 * rate_ + 0.2 * (static_cast<double>(done_weight) / seconds);
+    }
   }
   for (size_t i = 0; i < group.size(); ++i) {
     if (group[i].done) group[i].done(results[i]);

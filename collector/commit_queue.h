@@ -25,7 +25,9 @@ class CommitQueue {
   using Done = std::function<void(absl::Status)>;
 
   // `max_pending_events` bounds the weight waiting; beyond it Submit refuses
-  // weighted work (the caller tells the agent it is overloaded).
+  // weighted work (the caller tells the agent it is overloaded). A job's
+  // weight counts from Submit until its transaction has committed or
+  // failed, not while its Done callback runs.
   CommitQueue(sql::Db db, size_t max_pending_events, size_t max_jobs_per_commit = 512);
   ~CommitQueue();
 
@@ -33,9 +35,19 @@ class CommitQueue {
   // Runs what is queued, then stops.
   void Stop();
   // Thread-safe. Returns false (and does not queue) when weight > 0 and the
-  // queue is over its bound.
-  bool Submit(Work work, Done done, size_t weight = 0);
+  // queue is over its bound. Handshake work (a token look-up, a Hello's
+  // registration: small, and what lets an agent be told when to come back)
+  // may also use a reserve above the bound, max_pending_events / 8.
+  enum class Kind { kWork, kHandshake };
+  bool Submit(Work work, Done done, size_t weight = 0, Kind kind = Kind::kWork);
   size_t pending_weight();
+  size_t max_pending() const { return max_pending_; }
+  // Weight committed per second while the writer was busy (a moving
+  // average over groups of at least kRateMinWeight), what Overloaded
+  // answers schedule returning agents by; kInitialRate until measured.
+  double drain_rate();
+  static constexpr double kInitialRate = 50'000;
+  static constexpr size_t kRateMinWeight = 500;
   uint64_t commits() const { return commits_; }
   // Called on the writer thread after every successful COMMIT, before the
   // jobs' Done callbacks (e.g. to wake the notifier). Set before Start().
@@ -57,6 +69,7 @@ class CommitQueue {
   std::condition_variable cv_;
   std::deque<Job> jobs_;
   size_t weight_ = 0;
+  double rate_ = kInitialRate;  // guarded by mu_
   bool stopping_ = false;
   uint64_t commits_ = 0;
   std::function<void()> after_commit_;

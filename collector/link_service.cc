@@ -199,9 +199,10 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   LinkSession(grpc::CallbackServerContext* ctx, CommitQueue& queue, Clock& clock,
               const IngestLimits& limits, IngestCounters& counters, int64_t connection,
               const LinkService::EventSink& sink, LinkService::Registry& registry, BundleFiles* bundles,
-              const BundleLinkLimits& bundle_limits, const LinkService::HelloSink& hello_sink)
+              const BundleLinkLimits& bundle_limits, const LinkService::HelloSink& hello_sink,
+              RetrySchedule& retry_schedule)
       : queue_(queue), clock_(clock), limits_(limits), sink_(sink), hello_sink_(hello_sink), counters_(counters),
-        registry_(registry), files_(bundles), bundle_limits_(bundle_limits),
+        registry_(registry), files_(bundles), bundle_limits_(bundle_limits), retry_schedule_(retry_schedule),
         shared_(std::make_shared<Shared>()), ctx_(ctx), peer_(ctx->peer()), connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
@@ -227,7 +228,10 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         [shared = shared_, grant](absl::Status st) {
           WithSession(shared, [&](LinkSession& s, Actions& a) { s.OnAuthenticated(st, *grant, a); });
         },
-        /*weight=*/1);  // bounded like events: a flood of bad connects cannot grow the queue
+        // Bounded like events (a flood of bad connects cannot grow the
+        // queue), but in the handshake reserve: an agent that finds the
+        // queue full still gets to say Hello and hear when to come back.
+        /*weight=*/1, CommitQueue::Kind::kHandshake);
     if (!queued) {
       finished_ = true;
       Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded or stopping, retry later"));
@@ -486,6 +490,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     AgentHello hello{h.agent_id(), h.store_id(), h.agent_version(), h.outbox_id()};
     const bool fresh = h.outbox_fresh();
     const uint64_t lowest = h.first_unacked_sequence() ? h.first_unacked_sequence() : h.next_sequence();
+    backlog_end_ = h.next_sequence();
     // Without a place for bundle files this collector speaks version 1.
     const uint32_t version =
         std::min<uint32_t>(h.protocol_version(), files_ != nullptr ? kProtocolVersion : 1);
@@ -551,8 +556,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
             s.MaybeRead(act);
           });
         },
-        /*weight=*/1);
-    if (!queued) RejectOverloaded(a);
+        /*weight=*/1, CommitQueue::Kind::kHandshake);
+    if (!queued) RejectOverloaded(h.next_sequence() - lowest, a);
   }
 
   // `setdiag-agent check`: the token is good for this store (checked
@@ -569,13 +574,24 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     RequestFinish(grpc::Status::OK, a);
   }
 
-  void RejectOverloaded(Actions& a) {
+  // `backlog`: the events the agent still has to send, by which its slot in
+  // the retry schedule is sized (collector/retry_schedule.h).
+  void RejectOverloaded(uint64_t backlog, Actions& a) {
+    const RetrySchedule::Hint hint =
+        retry_schedule_.Next(clock_.MonotonicMs(), queue_.pending_weight(), backlog, queue_.drain_rate());
     v1::CollectorMessage m;
-    m.mutable_overloaded()->set_retry_after_ms(limits_.overload_retry_after_ms);
-    m.mutable_overloaded()->set_retry_spread_ms(limits_.overload_retry_spread_ms);
+    m.mutable_overloaded()->set_retry_after_ms(hint.retry_after_ms);
+    m.mutable_overloaded()->set_retry_spread_ms(hint.spread_ms);
     m.mutable_overloaded()->set_reason("ingest queue full");
     Send(m, a);
-    log::Warn("link", Cat(peer_, " agent ", agent_id_, ": ingest queue full; asked it to back off"));
+    counters_.overloaded++;
+    uint64_t suppressed = 0;
+    if (registry_.errors.Allow("overloaded", clock_.MonotonicMs(), &suppressed)) {
+      log::Warn("link", Cat("ingest queue full (", queue_.pending_weight(), " events waiting, committing about ",
+                            static_cast<int64_t>(queue_.drain_rate()), "/s): agent ", agent_id_,
+                            " asked to come back in ", hint.retry_after_ms, " ms + up to ", hint.spread_ms, " ms",
+                            suppressed ? Cat("; ", suppressed, " more agents turned away in the last 10 s") : ""));
+    }
     RequestFinish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later"), a);
   }
 
@@ -593,6 +609,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       events.push_back({e.sequence(), e.kind(), static_cast<int>(e.severity()), e.detected_at_ms(), e.payload()});
     }
     const uint64_t last_seq = events.back().sequence;
+    const uint64_t first_seq = events.front().sequence;
     const size_t n = events.size();
     Clock& clock = clock_;
     IngestCounters& counters = counters_;
@@ -641,7 +658,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           });
         },
         n);
-    if (!queued) return RejectOverloaded(a);
+    if (!queued) return RejectOverloaded(backlog_end_ > first_seq ? backlog_end_ - first_seq : n, a);
     batches_in_flight_++;
     MaybeRead(a);
   }
@@ -778,7 +795,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           });
         },
         /*weight=*/1);
-    if (!queued) return RejectOverloaded(a);
+    if (!queued) return RejectOverloaded(1, a);  // a bundle offer: a slot of the shortest length
     MaybeRead(a);
   }
 
@@ -959,6 +976,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   LinkService::Registry& registry_;
   BundleFiles* files_;
   const BundleLinkLimits& bundle_limits_;
+  RetrySchedule& retry_schedule_;
   std::shared_ptr<Shared> shared_;
   grpc::CallbackServerContext* ctx_;
   std::string peer_;
@@ -972,6 +990,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   StoreGrant grant_;
   std::string agent_id_, store_id_;
   bool hello_seen_ = false;
+  uint64_t backlog_end_ = 0;  // the Hello's next_sequence
   bool reading_ = false;
   int64_t opened_ms_ = 0;        // monotonic
   int64_t write_started_ms_ = 0;  // monotonic, of the outstanding write
@@ -1020,7 +1039,7 @@ void LinkService::SweepLoop() {
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
   return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_, *registry_,
-                         bundles_, bundle_limits_, hello_sink_);
+                         bundles_, bundle_limits_, hello_sink_, retry_schedule_);
 }
 
 void LinkService::SetHelloSink(HelloSink sink) { hello_sink_ = std::move(sink); }

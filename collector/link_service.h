@@ -24,6 +24,7 @@
 
 #include "collector/bundle_store.h"
 #include "collector/commit_queue.h"
+#include "collector/retry_schedule.h"
 #include "collector/storage.h"
 #include "common/clock.h"
 #include "setdiag/v1/link.grpc.pb.h"
@@ -43,8 +44,6 @@ struct IngestLimits {
   // peer that never reads cannot make the collector hold its acks in memory.
   size_t max_queued_replies = 64;
   uint32_t status_interval_s = 30;
-  uint32_t overload_retry_after_ms = 15'000;
-  uint32_t overload_retry_spread_ms = 15'000;
   // A stream that sends no Hello this long after it opened is closed.
   int64_t hello_timeout_ms = 30'000;
   // A stream that said Hello and then sends nothing for this long while we
@@ -73,6 +72,7 @@ struct IngestCounters {
   std::atomic<uint64_t> auth_failures{0};
   std::atomic<uint64_t> bundle_bytes_received{0};
   std::atomic<uint64_t> bundles_completed{0};
+  std::atomic<uint64_t> overloaded{0};  // Overloaded answers sent
 };
 
 // Hello.held_episodes: at most this many, each episode at most this long.
@@ -137,6 +137,8 @@ class LinkService final
   IngestCounters counters_;
   std::atomic<int64_t> next_connection_{1};
   std::unique_ptr<Registry> registry_;
+  // When agents turned away by Overloaded come back: shared by all streams.
+  RetrySchedule retry_schedule_;
   // Closes streams that sent no Hello, or nothing for too long (Sweep).
   void SweepLoop();
   std::mutex sweep_mu_;

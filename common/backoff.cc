@@ -25,6 +25,15 @@ int64_t Backoff::Failed() {
 }
 
 int64_t Backoff::Overloaded(int64_t retry_after_ms, int64_t spread_ms) {
+  if (spread_ms > 0) {
+    // The server's schedule: it knows how fast it drains and whom it
+    // turned away before us. A later failure still backs off harder.
+    ++attempts_;
+    const int64_t floor = std::clamp(retry_after_ms, kMinScheduledMs, std::max(kMinScheduledMs, policy_.max_ms));
+    const int64_t delay = floor + std::uniform_int_distribution<int64_t>(0, spread_ms)(rng_);
+    next_attempt_ms_ = clock_.MonotonicMs() + delay;
+    return delay;
+  }
   attempts_ += 2;
   double exp = std::pow(policy_.multiplier, std::min(attempts_, 62));
   double grown = static_cast<double>(policy_.initial_ms) * exp;

@@ -37,9 +37,15 @@ class Backoff {
 
   // A connection attempt failed: schedules the next one. Returns the delay.
   int64_t Failed();
-  // The server asked us to go away for a while: at least retry_after_ms,
-  // spread over the next spread_ms (0: the policy's overloaded_spread).
+  // The server asked us to go away for a while. With a spread (a collector
+  // that schedules returning agents, collector/retry_schedule.h) the delay
+  // is drawn from [retry_after_ms, retry_after_ms + spread_ms], the
+  // server's slot for this agent, whatever our own overloaded minimum (at
+  // least kMinScheduledMs, at most max_ms + spread_ms). Without one (0.1.0
+  // collectors): at least retry_after_ms, overloaded_min_ms and the grown
+  // delay, spread over the policy's overloaded_spread of that floor.
   int64_t Overloaded(int64_t retry_after_ms, int64_t spread_ms = 0);
+  static constexpr int64_t kMinScheduledMs = 250;
   // A session went well: the next failure starts small again.
   void Succeeded();
   // A handshake completed: the session's age is counted from now.

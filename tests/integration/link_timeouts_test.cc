@@ -7,9 +7,13 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "common/sqlite.h"
+#include "common/strings.h"
 #include "setdiag/v1/link.grpc.pb.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/raw_link.h"
@@ -19,6 +23,8 @@ namespace {
 
 namespace v1 = ::setdiag::v1;
 using namespace std::chrono_literals;
+
+// Also: Overloaded answers (LinkOverload) with the queue held full.
 
 // A collector with short timeouts: no Hello within 1 s, nothing for 2 s.
 std::string ShortTimeouts(Deployment& d) {
@@ -121,6 +127,106 @@ TEST(LinkTimeouts, AnAgentThatNeverReadsItsAcksIsNoLongerReadAndIsClosed) {
       << d.collector().Log();
   const size_t stored = d.EventCount("8103");
   EXPECT_LT(stored, 20'000u) << "stored while nobody read the acks (written " << written << ")";
+}
+
+// ---- Overloaded: the collector schedules who comes back when ----
+
+// `n` events from `first` on, in one batch.
+v1::AgentMessage BigBatch(uint64_t first, size_t n) {
+  v1::AgentMessage m;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (size_t i = 0; i < n; ++i) {
+    auto* e = m.mutable_batch()->add_events();
+    e->set_sequence(first + i);
+    e->set_kind("test.overload");
+    e->set_severity(v1::SEVERITY_NORMAL);
+    e->set_detected_at_ms(now);
+    e->set_payload("{}");
+  }
+  return m;
+}
+
+v1::AgentMessage HelloWithBacklog(const std::string& store, const std::string& agent, uint64_t next) {
+  v1::AgentMessage m = Hello(store, agent);
+  m.mutable_hello()->set_first_unacked_sequence(1);
+  m.mutable_hello()->set_next_sequence(next);
+  return m;
+}
+
+// The queue is kept full by holding SQLite's write lock from the test (the
+// writer waits for it, up to its 5 s busy timeout): every agent turned away
+// meanwhile gets its own slot after the previous one, sized by its backlog,
+// and a Hello still fits into the handshake reserve. Nothing is lost.
+TEST(LinkOverload, AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothingIsLost) {
+  Deployment d("overload");
+  std::string cfg = ReadFile(d.collector_config());
+  cfg.insert(cfg.find("[ingest]\n") + 9, "max_pending_events = 1000\n");
+  WriteFile(d.collector_config(), cfg);
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 4; ++i) tokens.push_back(d.CreateStoreToken(Cat("81", 10 + i), "acme"));
+  d.StartCollector();
+  std::vector<std::unique_ptr<RawLink>> links;
+  for (int i = 0; i < 3; ++i) {
+    links.push_back(std::make_unique<RawLink>(d.grpc_port(), tokens[static_cast<size_t>(i)], grpc::ChannelArguments{}, 30s));
+    // Agents 1 and 2 say 100,000 events wait in their outboxes: at the
+    // writer's initial rate estimate (50,000/s) that is a 2 s slot each.
+    ASSERT_TRUE(links.back()->Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), i == 0 ? 1001 : 100'001)));
+    v1::CollectorMessage welcome;
+    ASSERT_TRUE(links.back()->Read(&welcome));
+    ASSERT_TRUE(welcome.has_welcome());
+  }
+  auto lock = sql::Db::Open(d.dir() + "/collector/collector.db");
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  ASSERT_TRUE(lock->Exec("BEGIN IMMEDIATE").ok());
+  // The first agent's 1,000 events fill the queue; the other two are
+  // turned away, the third told to come back after the second.
+  ASSERT_TRUE(links[0]->Write(BigBatch(1, 1000)));
+  std::vector<v1::Overloaded> told;
+  for (size_t i = 1; i < 3; ++i) {
+    ASSERT_TRUE(links[i]->Write(BigBatch(1, 500)));
+    v1::CollectorMessage m;
+    ASSERT_TRUE(links[i]->Read(&m)) << "agent " << i;
+    ASSERT_TRUE(m.has_overloaded()) << m.DebugString();
+    told.push_back(m.overloaded());
+    EXPECT_EQ(links[i]->Ended().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // A new agent arriving now still gets its token looked up (the reserve).
+  RawLink late(d.grpc_port(), tokens[3], grpc::ChannelArguments{}, 30s);
+  ASSERT_TRUE(late.Write(HelloWithBacklog("8113", "agent-3", 1)));
+  ASSERT_TRUE(lock->Exec("COMMIT").ok());
+  v1::CollectorMessage welcome;
+  ASSERT_TRUE(late.Read(&welcome));
+  EXPECT_TRUE(welcome.has_welcome()) << welcome.DebugString();
+
+  for (const auto& o : told) {
+    EXPECT_GE(o.retry_after_ms(), 250u);
+    EXPECT_LE(o.retry_after_ms(), 60'000u);
+    EXPECT_GE(o.retry_spread_ms(), 100u) << "a slot, not an instant";
+  }
+  EXPECT_GE(told[0].retry_spread_ms(), 1'000u) << "sized by the 100,000 events still to send";
+  // Less the time between the two answers (well under a second).
+  EXPECT_GE(told[1].retry_after_ms() + 1'000, told[0].retry_after_ms() + told[0].retry_spread_ms())
+      << "the second agent turned away comes back after the first one's slot";
+  v1::CollectorMessage ack;
+  ASSERT_TRUE(links[0]->Read(&ack));
+  ASSERT_TRUE(ack.has_ack()) << ack.DebugString();
+  EXPECT_EQ(ack.ack().up_to_sequence(), 1000u);
+  // The two come back and deliver; each store holds its events once.
+  for (size_t i = 1; i < 3; ++i) {
+    RawLink again(d.grpc_port(), tokens[i], grpc::ChannelArguments{}, 30s);
+    ASSERT_TRUE(again.Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), 1001)));
+    v1::CollectorMessage m;
+    ASSERT_TRUE(again.Read(&m));
+    ASSERT_TRUE(m.has_welcome()) << m.DebugString();
+    EXPECT_EQ(m.welcome().last_committed_sequence(), 0u) << "nothing of the refused batch was stored";
+    ASSERT_TRUE(again.Write(BigBatch(1, 1000)));
+    ASSERT_TRUE(again.Read(&m));
+    ASSERT_TRUE(m.has_ack()) << m.DebugString();
+    EXPECT_EQ(again.Finish().error_code(), grpc::StatusCode::OK);
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(d.EventCount(Cat("81", 10 + i)), 1000u) << i;
 }
 
 }  // namespace

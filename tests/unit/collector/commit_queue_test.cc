@@ -146,6 +146,61 @@ TEST_F(CommitQueueTest, RefusesWeightedWorkBeyondMaxPending) {
   EXPECT_EQ(q.pending_weight(), 0u) << "weight is released after the commit";
 }
 
+// What is committed is no longer pending while its Done callbacks (the
+// acks to agents) run: a full queue accepts new work from then on, so an
+// agent is not told Overloaded for events already stored.
+TEST_F(CommitQueueTest, CommittedWorkIsNotPendingWhileItsDoneRuns) {
+  CommitQueue q(std::move(writer_), /*max_pending_events=*/10);
+  size_t seen_pending = 99;
+  bool resubmitted = false;
+  std::promise<void> done;
+  ASSERT_TRUE(q.Submit(Insert("a"),
+                       [&](absl::Status st) {
+                         EXPECT_TRUE(st.ok());
+                         seen_pending = q.pending_weight();
+                         resubmitted = q.Submit(Insert("b"), nullptr, 10);
+                         done.set_value();
+                       },
+                       10));
+  q.Start();
+  done.get_future().wait();  // Stop() refuses new work, so not before this
+  q.Stop();
+  EXPECT_EQ(seen_pending, 0u);
+  EXPECT_TRUE(resubmitted) << "the committed job's weight was still counted";
+  EXPECT_EQ(Committed(), (std::vector<std::string>{"a", "b"}));
+}
+
+// A full queue still takes handshakes (token look-ups, Hellos) into a
+// reserve of an eighth of the bound, so that a returning agent can be
+// answered with when to come back instead of a bare refusal.
+TEST_F(CommitQueueTest, HandshakesUseAReserveAboveTheBound) {
+  CommitQueue q(std::move(writer_), /*max_pending_events=*/80);
+  auto work = [](sql::Db&) { return absl::OkStatus(); };
+  ASSERT_TRUE(q.Submit(work, nullptr, 80));
+  EXPECT_FALSE(q.Submit(work, nullptr, 1)) << "ordinary work: the queue is full";
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.Submit(work, nullptr, 1, CommitQueue::Kind::kHandshake)) << i;
+  EXPECT_FALSE(q.Submit(work, nullptr, 1, CommitQueue::Kind::kHandshake)) << "80 + 80/8 is the reserve's end";
+  EXPECT_EQ(q.pending_weight(), 90u);
+  q.Start();
+  q.Stop();
+}
+
+// The rate Overloaded answers are scheduled by comes from busy groups only.
+TEST_F(CommitQueueTest, DrainRateIsMeasuredOnBusyGroupsOnly) {
+  CommitQueue q(std::move(writer_), 100'000);
+  auto work = [](sql::Db&) { return absl::OkStatus(); };
+  ASSERT_TRUE(q.Submit(work, nullptr, CommitQueue::kRateMinWeight - 1));
+  q.Start();
+  q.Stop();
+  EXPECT_EQ(q.drain_rate(), CommitQueue::kInitialRate) << "a small group says nothing about capacity";
+  CommitQueue busy(sql::Db::Open(path_).value(), 100'000);
+  ASSERT_TRUE(busy.Submit(work, nullptr, 50'000));
+  busy.Start();
+  busy.Stop();
+  EXPECT_NE(busy.drain_rate(), CommitQueue::kInitialRate);
+  EXPECT_GT(busy.drain_rate(), 0.0);
+}
+
 TEST_F(CommitQueueTest, SubmitAfterStopIsRefused) {
   CommitQueue q(std::move(writer_), 10);
   q.Start();

@@ -214,6 +214,30 @@ TEST(BackoffTest, OverloadedSpreadsOverTheWindowTheServerNames) {
   EXPECT_GE(hi - lo, 1500) << "200 agents use most of the 2 s window";
 }
 
+// A collector that schedules returning agents (it sends a spread) is
+// followed even below the agent's own 15 s overloaded minimum: its slots are
+// what makes 1,000 agents drain in seconds instead of all waiting 15 s.
+TEST(BackoffTest, AScheduledReturnFollowsTheServersSlot) {
+  const BackoffPolicy p;  // overloaded_min_ms = 15 s
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    FakeClock clock;
+    Backoff b(p, clock, seed);
+    const int64_t d = b.Overloaded(/*retry_after_ms=*/1200, /*spread_ms=*/300);
+    EXPECT_GE(d, 1200);
+    EXPECT_LE(d, 1500);
+  }
+  FakeClock clock;
+  Backoff b(p, clock, 7);
+  EXPECT_GE(b.Overloaded(0, 100), Backoff::kMinScheduledMs) << "never straight back";
+  EXPECT_LE(b.Overloaded(10'000'000, 100), p.max_ms + 100) << "at most the policy's cap";
+  // The hint does not stop later failures from backing off harder.
+  FakeClock c1, c2;
+  BackoffPolicy nj = NoJitter();
+  Backoff fresh(nj, c1, 1), told(nj, c2, 1);
+  (void)told.Overloaded(300, 100);
+  EXPECT_GT(told.Failed(), fresh.Failed());
+}
+
 TEST(BackoffTest, OverloadedGrowsHarderThanFailed) {
   BackoffPolicy p = NoJitter();
   p.overloaded_min_ms = 0;  // isolate the exponent from the floor
