@@ -663,7 +663,9 @@ int main(int argc, char** argv) {
       for (auto& st : page) collected.push_back(st);
       // A short page is the last one; a full one may have more after it.
       more = static_cast<int64_t>(page.size()) == limit;
-      cursor = (*body)["next_after"].get<std::string>();
+      // A collector before 0.1.1 sends every store at once, no next_after.
+      cursor = body->value("next_after", std::string());
+      if (cursor.empty()) more = false;
       if (!all || !more) break;
     }
     if (as_json) {
@@ -672,8 +674,8 @@ int main(int argc, char** argv) {
     }
     PrintStoreTable(collected);
     if (more && !all) {
-      std::fprintf(stderr, out.ru ? "показаны первые %zu; дальше: --after %s или --all\n"
-                                  : "first %zu shown; more with --after %s or --all\n",
+      std::fprintf(stderr, out.ru ? "показано магазинов: %zu; дальше: --after %s или --all\n"
+                                  : "%zu stores shown; more with --after %s or --all\n",
                    collected.size(), cursor.c_str());
     }
     return kExitOk;

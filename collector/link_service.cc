@@ -557,7 +557,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           });
         },
         /*weight=*/1, CommitQueue::Kind::kHandshake);
-    if (!queued) RejectOverloaded(h.next_sequence() - lowest, a);
+    if (!queued) RejectOverloaded(h.next_sequence() > lowest ? h.next_sequence() - lowest : 0, a);
   }
 
   // `setdiag-agent check`: the token is good for this store (checked

@@ -25,7 +25,9 @@ class RetrySchedule {
     uint32_t spread_ms = 0;
   };
   static constexpr int64_t kMinDelayMs = 250;
-  static constexpr int64_t kMaxDelayMs = 60'000;  // later slots are handed out again then
+  // An agent whose slot would start later is told to come back after this,
+  // scattered over kMaxSlotMs, without taking a slot: it gets one then.
+  static constexpr int64_t kMaxDelayMs = 60'000;
   static constexpr int64_t kMinSlotMs = 1;
   static constexpr int64_t kMaxSlotMs = 10'000;
   static constexpr int64_t kMinSpreadMs = 100;

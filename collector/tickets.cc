@@ -492,19 +492,28 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
   if (out.empty()) return out;
   std::map<std::string, StoreRow*> by_store;
   for (auto& r : out) by_store[r.store_id] = &r;
-  // The page's stores are a range of ids: tickets_one_open (store_id, ...
-  // WHERE state != 'resolved') gives exactly their unresolved tickets.
-  auto t = db.Prepare(Cat("SELECT ", kColumns,
-                          " FROM tickets WHERE state != 'resolved' AND store_id BETWEEN ?1 AND ?2 ORDER BY id"));
-  if (!t.ok()) return t.status();
-  t->Bind(1, out.front().store_id).Bind(2, out.back().store_id);
-  while (true) {
-    auto row = t->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    Ticket ticket = ReadRow(*t).t;
-    if (auto it = by_store.find(ticket.store_id); it != by_store.end()) {
-      it->second->open_tickets.push_back(std::move(ticket));
+  // The page's own stores (a partner's ids may interleave with others'):
+  // one lookup each in tickets_one_open (store_id, ... WHERE state !=
+  // 'resolved'), in chunks well within SQLite's parameter limit. Tickets
+  // come in id order per chunk, and chunks go in store order, so each
+  // store's tickets are in id order.
+  constexpr size_t kChunk = 500;
+  for (size_t from = 0; from < out.size(); from += kChunk) {
+    const size_t n = std::min(kChunk, out.size() - from);
+    std::string ids;
+    for (size_t i = 0; i < n; ++i) Append(&ids, i ? ",?" : "?");
+    auto t = db.Prepare(
+        Cat("SELECT ", kColumns, " FROM tickets WHERE state != 'resolved' AND store_id IN (", ids, ") ORDER BY id"));
+    if (!t.ok()) return t.status();
+    for (size_t i = 0; i < n; ++i) t->Bind(static_cast<int>(i + 1), out[from + i].store_id);
+    while (true) {
+      auto row = t->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      Ticket ticket = ReadRow(*t).t;
+      if (auto it = by_store.find(ticket.store_id); it != by_store.end()) {
+        it->second->open_tickets.push_back(std::move(ticket));
+      }
     }
   }
   return out;

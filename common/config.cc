@@ -7,6 +7,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "absl/status/statusor.h"
 #include "common/strings.h"
 
 namespace setdiag {
@@ -37,48 +38,71 @@ std::optional<int64_t> ParseNumberWithUnit(std::string_view text,
 }
 
 // toml++ 3.3.0 (Debian 12) has undefined behaviour on some non-ASCII
-// characters where TOML allows none: its is_unicode_whitespace() reaches
-// __builtin_unreachable for U+00A1..U+0499 (Latin-1 letters, Greek, most of
-// Cyrillic), which it asks about for the character after a value, a key or
-// '=' ("max_message_bytes = 5б"), and after a backslash in a multi-line
-// basic string. TOML 1.0 allows non-ASCII only inside strings and comments,
-// so such a file is refused here, before toml++ sees it, naming the line
-// and the character. Found by tests/fuzz (agent_config, collector_config).
-absl::Status CheckNonAsciiPlacement(std::string_view text, const std::string& origin) {
+// characters: its is_unicode_whitespace() reaches __builtin_unreachable for
+// U+00A1..U+0499 (Latin-1 letters, Greek, most of Cyrillic) and
+// U+FB46..U+FEFE, and it asks about the character after a value, a key or
+// '=' ("max_message_bytes = 5б"), after a backslash in a multi-line basic
+// string, and the first one after a line-ending backslash there (valid
+// TOML: "motd = \"\"\"\\" then "    Магазин\"\"\""). TOML 1.0 allows
+// non-ASCII only inside strings and comments, so outside them a file is
+// refused here, before toml++ sees it, naming the line and the character;
+// after a backslash it is refused too (no escape starts with one); and the
+// first character after a line-ending backslash is handed to toml++ as the
+// \uXXXX escape that means the same. Found by tests/fuzz (agent_config,
+// collector_config).
+absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::string& origin) {
   size_t line = 1;
   size_t i = 0;
-  if (text.starts_with("\xEF\xBB\xBF")) i = 3;  // UTF-8 byte order mark
-  auto refuse = [&](size_t at, std::string_view where) {
-    uint32_t cp = 0;
+  std::string out;
+  out.reserve(text.size() + 16);
+  if (text.starts_with("\xEF\xBB\xBF")) {  // UTF-8 byte order mark
+    out.append(text.substr(0, 3));
+    i = 3;
+  }
+  const size_t n = text.size();
+  // The code point at `at` and its length in bytes; 0 if not UTF-8.
+  auto decode = [&](size_t at, size_t* len) -> uint32_t {
     auto c = static_cast<unsigned char>(text[at]);
-    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-    cp = len == 1 ? c : c & (0x7fu >> len);
-    for (size_t k = 1; k < len && at + k < text.size(); ++k)
-      cp = (cp << 6) | (static_cast<unsigned char>(text[at + k]) & 0x3fu);
+    *len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (*len == 0 || at + *len > n) return 0;
+    uint32_t cp = c & (0x7fu >> *len);
+    for (size_t k = 1; k < *len; ++k) {
+      auto cc = static_cast<unsigned char>(text[at + k]);
+      if ((cc & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (cc & 0x3fu);
+    }
+    return cp;
+  };
+  auto refuse = [&](size_t at, std::string_view where) {
+    size_t len = 0;
+    const uint32_t cp = decode(at, &len);
     char hex[16];
     std::snprintf(hex, sizeof hex, "U+%04X", cp);
     return absl::InvalidArgumentError(
-        Cat(origin, ":", line, ": a non-ASCII character (", hex, ") ", where,
+        Cat(origin, ":", line, ": ",
+            cp == 0 ? std::string("a byte that is not UTF-8 ") : Cat("a non-ASCII character (", hex, ") "), where,
             "; TOML allows letters other than Latin only inside quoted strings and comments"));
   };
   auto non_ascii = [&](size_t k) { return static_cast<unsigned char>(text[k]) >= 0x80; };
-  const size_t n = text.size();
   while (i < n) {
     char c = text[i];
     if (c == '\n') {
       ++line;
-      ++i;
+      out.push_back(text[i++]);
     } else if (c == '#') {
-      while (i < n && text[i] != '\n') ++i;
+      while (i < n && text[i] != '\n') out.push_back(text[i++]);
     } else if (c == '"' || c == '\'') {
       const bool multi = text.substr(i, 3) == std::string(3, c);
       const bool basic = c == '"';
-      i += multi ? 3 : 1;
+      const size_t open = multi ? 3 : 1;
+      out.append(text.substr(i, open));
+      i += open;
       while (i < n) {
         if (multi ? text.substr(i, 3) == std::string(3, c) : text[i] == c) {
+          out.append(text.substr(i, multi ? 3 : 1));
           i += multi ? 3 : 1;
           // A multi-line string may end in up to two more quotes.
-          while (multi && i < n && text[i] == c) ++i;
+          while (multi && i < n && text[i] == c) out.push_back(text[i++]);
           break;
         }
         if (text[i] == '\n') {
@@ -86,20 +110,49 @@ absl::Status CheckNonAsciiPlacement(std::string_view text, const std::string& or
           if (!multi) break;  // unterminated: toml++ names it
         }
         if (basic && text[i] == '\\' && i + 1 < n) {
-          if (multi && non_ascii(i + 1)) return refuse(i + 1, "after a backslash in a string");
-          if (text[i + 1] == '\n') ++line;
+          if (!multi) {
+            out.append(text.substr(i, 2));
+            if (text[i + 1] == '\n') ++line;
+            i += 2;
+            continue;
+          }
+          size_t j = i + 1;
+          while (j < n && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r')) ++j;
+          if (j < n && non_ascii(j)) return refuse(j, "after a backslash in a string");
+          if (j < n && text[j] == '\n') {
+            // A line-ending backslash: toml++ skips the blanks and line
+            // breaks after it, asking about the first other character.
+            size_t k = j;
+            while (k < n && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) {
+              if (text[k] == '\n') ++line;
+              ++k;
+            }
+            out.append(text.substr(i, k - i));
+            i = k;
+            if (i < n && non_ascii(i)) {
+              size_t len = 0;
+              const uint32_t cp = decode(i, &len);
+              if (cp == 0) return refuse(i, "in a string");
+              char esc[16];
+              std::snprintf(esc, sizeof esc, cp > 0xffff ? "\\U%08X" : "\\u%04X", cp);
+              out.append(esc);
+              i += len;
+            }
+            continue;
+          }
+          out.append(text.substr(i, 2));
           i += 2;
           continue;
         }
-        ++i;
+        out.push_back(text[i++]);
       }
     } else if (non_ascii(i)) {
       return refuse(i, "outside a string or comment");
     } else {
-      ++i;
+      out.push_back(text[i++]);
     }
   }
-  return absl::OkStatus();
+  return out;
 }
 
 }  // namespace
@@ -110,9 +163,10 @@ ConfigReader::~ConfigReader() = default;
 
 absl::Status ConfigReader::Parse(std::string_view text, const std::string& origin,
                                  std::unique_ptr<ConfigReader>* out) {
-  if (auto st = CheckNonAsciiPlacement(text, origin); !st.ok()) return st;
+  auto prepared = PrepareForToml(text, origin);
+  if (!prepared.ok()) return prepared.status();
   try {
-    auto tbl = std::make_unique<toml::table>(toml::parse(text, origin));
+    auto tbl = std::make_unique<toml::table>(toml::parse(*prepared, origin));
     out->reset(new ConfigReader(origin, std::move(tbl)));
     return absl::OkStatus();
   } catch (const toml::parse_error& e) {

@@ -123,6 +123,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Respond(HttpResponse out, bool keep_alive) {
+    // The read's deadline may have passed while a worker ran the handler:
+    // the answer gets its own.
+    stream_.expires_after(std::chrono::seconds(30));
     if (!out.file_path.empty()) return ReplyFile(out, keep_alive);
     Reply(out.status, std::move(out.body), keep_alive);
   }

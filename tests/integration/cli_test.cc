@@ -84,7 +84,7 @@ TEST_F(CliOptionsTest, StoresListPagesAndAllFetchesEveryPage) {
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_EQ(ids(first), (std::vector<std::string>{"3001", "3002"}));
   auto table = d_.Cli({"--lang", "en", "stores", "list", "--limit", "2"});
-  EXPECT_NE(table.err.find("first 2 shown; more with --after 3002 or --all"), std::string::npos) << table.err;
+  EXPECT_NE(table.err.find("2 stores shown; more with --after 3002 or --all"), std::string::npos) << table.err;
   auto next = d_.Cli({"--json", "stores", "list", "--limit", "2", "--after", "3002"});
   EXPECT_EQ(ids(next), (std::vector<std::string>{"3003", "3004"}));
   auto all = d_.Cli({"--json", "stores", "list", "--limit", "2", "--all"});

@@ -51,6 +51,18 @@ TEST(RetryScheduleTest, DelaysAndSlotsAreBounded) {
   auto h = s.Next(0, 100'000'000, 100'000'000, 1'000);
   EXPECT_EQ(h.retry_after_ms, RetrySchedule::kMaxDelayMs) << "asked again then, not told to wait a day";
   EXPECT_EQ(h.spread_ms, RetrySchedule::kMaxSlotMs);
+  // Past the cap the horizon stays where it is: the overflow is scattered
+  // over the longest slot and scheduled behind everyone when it asks again.
+  RetrySchedule busy;
+  RetrySchedule::Hint in_time;
+  for (int i = 0; i < 200; ++i) in_time = busy.Next(0, 0, 500'000, kRate);  // 5 s slots
+  EXPECT_EQ(in_time.retry_after_ms, RetrySchedule::kMaxDelayMs) << "the 13th and later are past the cap";
+  EXPECT_EQ(in_time.spread_ms, RetrySchedule::kMaxSlotMs);
+  EXPECT_EQ(busy.Next(50'000, 0, 1'000, kRate).retry_after_ms, 10'250u)
+      << "behind the 12 slots handed out before the cap, which end at 60.25 s";
+  // A backlog of 2^64 - 1 (a Hello whose numbers are odd) is still bounded.
+  auto odd = RetrySchedule().Next(0, UINT64_MAX, UINT64_MAX, 1.0);
+  EXPECT_EQ(odd.retry_after_ms, RetrySchedule::kMaxDelayMs);
   RetrySchedule zero_rate;
   auto z = zero_rate.Next(0, 10, 10, 0.0);
   EXPECT_GE(z.retry_after_ms, RetrySchedule::kMinDelayMs) << "a rate of 0 is read as 1/s, not a division by 0";

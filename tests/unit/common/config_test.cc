@@ -300,6 +300,7 @@ TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedWithItsLine) {
            {"a = \xD0\xB4\n", "x.toml:1", "U+0434"},
            {"# \xD0\xBA\n\"k\"\xC3\xA9 = 1\n", "x.toml:2", "U+00E9"},
            {"s = \"\"\"\nx\\\xD0\xB1\"\"\"\n", "x.toml:2", "U+0431"},
+           {"s = \"\"\"x\\ \xD0\xB1\"\"\"\n", "x.toml:1", "U+0431"},
        }) {
     std::unique_ptr<ConfigReader> r;
     absl::Status st = ConfigReader::Parse(c.text, "x.toml", &r);
@@ -314,6 +315,11 @@ TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedWithItsLine) {
   ASSERT_NE(ok, nullptr);
   EXPECT_EQ(ok->String("name", ""), "\xD0\x9C\xD0\xB0\xD0\xB3\xD0\xB0\xD0\xB7\xD0\xB8\xD0\xBD");
   EXPECT_EQ(ok->String("lit", ""), "\xD0\xB1");
+  // A line-ending backslash before Cyrillic is valid TOML and reads as it
+  // should (toml++ itself would reach its undefined behaviour on it).
+  auto motd = MustParse("motd = \"\"\"\\\n    \xD0\x9C\xD0\xB0\xD0\xB3 1042\\\n\n  \xF0\x9F\x9B\x92\"\"\"\n");
+  ASSERT_NE(motd, nullptr);
+  EXPECT_EQ(motd->String("motd", ""), "\xD0\x9C\xD0\xB0\xD0\xB3 1042\xF0\x9F\x9B\x92");
 }
 
 }  // namespace
