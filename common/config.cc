@@ -84,6 +84,12 @@ absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::str
             "; TOML allows letters other than Latin only inside quoted strings and comments"));
   };
   auto non_ascii = [&](size_t k) { return static_cast<unsigned char>(text[k]) >= 0x80; };
+  // A quote right after a bare value's character ("0000\"\"\"...") does not
+  // start a string for toml++: it scans it as part of that value.
+  auto bare = [](char ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+           ch == '-' || ch == '+' || ch == ':';
+  };
   while (i < n) {
     char c = text[i];
     if (c == '\n') {
@@ -91,7 +97,7 @@ absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::str
       out.push_back(text[i++]);
     } else if (c == '#') {
       while (i < n && text[i] != '\n') out.push_back(text[i++]);
-    } else if (c == '"' || c == '\'') {
+    } else if ((c == '"' || c == '\'') && (out.empty() || !bare(out.back()))) {
       const bool multi = text.substr(i, 3) == std::string(3, c);
       const bool basic = c == '"';
       const size_t open = multi ? 3 : 1;

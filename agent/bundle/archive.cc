@@ -182,6 +182,9 @@ absl::Status CheckMemberName(std::string_view name) {
   if (name.back() == '/') return bad("ends in '/' (a reader takes it for a directory)");
   for (std::string_view part : Components(name)) {
     if (part == "..") return bad("has a '..' component");
+    // "a//b": readers join the ustar prefix and name with one '/' or fold
+    // them, so such a name would not read back as written.
+    if (part.empty()) return bad("has an empty component ('//')");
   }
   return absl::OkStatus();
 }

@@ -31,8 +31,8 @@ struct z_stream_s;
 
 namespace setdiag::agent::bundle {
 
-// A member name the writer accepts: not empty, relative, no '..' component,
-// no NUL, not ending in '/' (readers take such a regular file for a
+// A member name the writer accepts: not empty, relative, no '..' or empty
+// ('//') component, no NUL, not ending in '/' (readers take such a regular file for a
 // directory and lose the rest of the archive). InvalidArgument naming the
 // name and what is wrong otherwise. An extractor can then write every
 // member below its own directory.

@@ -301,6 +301,8 @@ TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedWithItsLine) {
            {"# \xD0\xBA\n\"k\"\xC3\xA9 = 1\n", "x.toml:2", "U+00E9"},
            {"s = \"\"\"\nx\\\xD0\xB1\"\"\"\n", "x.toml:2", "U+0431"},
            {"s = \"\"\"x\\ \xD0\xB1\"\"\"\n", "x.toml:1", "U+0431"},
+           // Quotes inside a bare value start no string: toml++ reads on.
+           {"n = 0000\"\"\"00\xD0\x8C\"\"\"\n", "x.toml:1", "U+040C"},
        }) {
     std::unique_ptr<ConfigReader> r;
     absl::Status st = ConfigReader::Parse(c.text, "x.toml", &r);
