@@ -156,20 +156,6 @@ Block HeaderBlock(std::string_view prefix, std::string_view name, char type, uin
 
 bool IsDiskFull(int err) { return err == ENOSPC || err == EDQUOT; }
 
-// The '/'-separated components of `path`, empty ones included.
-std::vector<std::string_view> Components(std::string_view path) {
-  std::vector<std::string_view> out;
-  for (size_t start = 0;;) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) {
-      out.push_back(path.substr(start));
-      return out;
-    }
-    out.push_back(path.substr(start, end - start));
-    start = end + 1;
-  }
-}
-
 }  // namespace
 
 absl::Status CheckMemberName(std::string_view name) {
@@ -180,7 +166,7 @@ absl::Status CheckMemberName(std::string_view name) {
   if (name.find('\0') != std::string_view::npos) return bad("holds a NUL byte");
   if (name.front() == '/') return bad("is absolute");
   if (name.back() == '/') return bad("ends in '/' (a reader takes it for a directory)");
-  for (std::string_view part : Components(name)) {
+  for (std::string_view part : Split(name, '/', /*skip_empty=*/false)) {
     if (part == "..") return bad("has a '..' component");
     // "a//b": readers join the ustar prefix and name with one '/' or fold
     // them, so such a name would not read back as written.
@@ -191,8 +177,8 @@ absl::Status CheckMemberName(std::string_view name) {
 
 std::string MemberPathOf(std::string_view path) {
   std::vector<std::string_view> parts;
-  for (std::string_view part : Components(path)) {
-    if (part.empty() || part == ".") continue;
+  for (std::string_view part : Split(path, '/')) {
+    if (part == ".") continue;
     if (part == "..") {
       if (!parts.empty()) parts.pop_back();
       continue;
