@@ -3,11 +3,10 @@
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <toml++/toml.h>
 
 #include "absl/status/statusor.h"
+#include "common/files.h"
 #include "common/strings.h"
 
 namespace setdiag {
@@ -183,11 +182,8 @@ absl::Status ConfigReader::Parse(std::string_view text, const std::string& origi
 
 absl::Status ConfigReader::Load(const std::string& path, std::unique_ptr<ConfigReader>* out) {
   std::error_code ec;
-  std::ifstream in(path, std::ios::binary);
-  if (in && !std::filesystem::is_directory(path, ec)) {
-    std::ostringstream text;
-    text << in.rdbuf();
-    return Parse(text.str(), path, out);
+  if (!std::filesystem::is_directory(path, ec)) {
+    if (auto text = ReadWholeFile(path); text.ok()) return Parse(*text, path, out);
   }
   try {  // cannot be opened: toml++ says why, as before
     auto tbl = std::make_unique<toml::table>(toml::parse_file(path));
