@@ -10,6 +10,7 @@
 #include <ctime>
 #include <iostream>
 #include <iterator>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -134,6 +135,31 @@ std::string Or(std::string s, const char* fallback) { return s.empty() ? fallbac
 // Fetches JSON or explains the failure on stderr. Returns nullopt on error.
 std::optional<json> Fetch(ApiClient& client, const std::string& path, int* exit_code) {
   return Parse(client.Get(path), exit_code);
+}
+
+// The items of a list endpoint (under `key`), page by page: `path(cursor)`
+// for each, the cursor being the previous page's next_after. One page, or
+// with `all` every page: a page shorter than `limit` is the last. `more`:
+// the server may hold more after what was fetched (`next` is where).
+struct Pages {
+  json items = json::array();
+  json next;
+  bool more = false;
+};
+std::optional<Pages> FetchPages(ApiClient& client, const std::string& key, int64_t limit, bool all, json cursor,
+                                const std::function<std::string(const json&)>& path, int* exit_code) {
+  Pages p;
+  while (true) {
+    auto body = Fetch(client, path(cursor), exit_code);
+    if (!body) return std::nullopt;
+    const json page = (*body)[key];
+    for (const auto& item : page) p.items.push_back(item);
+    // A collector before 0.1.1 sent every store at once, without next_after.
+    p.more = static_cast<int64_t>(page.size()) == limit && body->contains("next_after");
+    if (p.more) cursor = (*body)["next_after"];
+    p.next = cursor;
+    if (!all || !p.more) return p;
+  }
 }
 
 std::optional<json> PostJson(ApiClient& client, const std::string& path, const json& body, int* exit_code) {
@@ -515,19 +541,14 @@ int main(int argc, char** argv) {
   int rc = kExitOk;
 
   if (events_list->parsed()) {
-    json collected = json::array();
-    int64_t cursor = after;
-    while (true) {
-      std::string path = Cat("/api/v1/events?limit=", limit, "&after=", cursor);
+    auto pages = FetchPages(client, "events", limit, all, after, [&](const json& cursor) {
+      std::string path = Cat("/api/v1/events?limit=", limit, "&after=", cursor.get<int64_t>());
       if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
       if (!kind.empty()) Append(&path, "&kind=", UrlEncode(kind));
-      auto body = Fetch(client, path, &rc);
-      if (!body) return rc;
-      json page = (*body)["events"];
-      for (auto& e : page) collected.push_back(e);
-      if (!all || page.empty()) break;
-      cursor = (*body)["next_after"].get<int64_t>();
-    }
+      return path;
+    }, &rc);
+    if (!pages) return rc;
+    const json& collected = pages->items;
     if (as_json) {
       std::cout << Dump(json{{"events", collected}}, 2) << "\n";
       return kExitOk;
@@ -572,21 +593,16 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (tickets_list->parsed()) {
-    json collected = json::array();
-    int64_t cursor = after;
-    while (true) {
-      std::string path = Cat("/api/v1/tickets?limit=", limit, "&after=", cursor);
+    auto pages = FetchPages(client, "tickets", limit, all, after, [&](const json& cursor) {
+      std::string path = Cat("/api/v1/tickets?limit=", limit, "&after=", cursor.get<int64_t>());
       if (state != "all") Append(&path, "&state=", UrlEncode(state));
       if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
       if (!priority.empty()) Append(&path, "&priority=", UrlEncode(priority));
       if (!condition.empty()) Append(&path, "&condition=", UrlEncode(condition));
-      auto body = Fetch(client, path, &rc);
-      if (!body) return rc;
-      json page = (*body)["tickets"];
-      for (auto& t : page) collected.push_back(t);
-      if (!all || page.empty()) break;
-      cursor = (*body)["next_after"].get<int64_t>();
-    }
+      return path;
+    }, &rc);
+    if (!pages) return rc;
+    const json& collected = pages->items;
     if (as_json) {
       std::cout << Dump(json{{"tickets", collected}}, 2) << "\n";
       return kExitOk;
@@ -650,33 +666,23 @@ int main(int argc, char** argv) {
   if (bundle_manifest->parsed()) return BundleManifest(client, bundle_id, as_json);
 
   if (stores_list->parsed()) {
-    json collected = json::array();
-    std::string cursor = after_store;
-    bool more = false;
-    while (true) {
+    auto pages = FetchPages(client, "stores", limit, all, after_store, [&](const json& cursor) {
       std::string path = Cat("/api/v1/stores?limit=", limit);
-      if (!cursor.empty()) Append(&path, "&after=", UrlEncode(cursor));
+      if (!cursor.get<std::string>().empty()) Append(&path, "&after=", UrlEncode(cursor.get<std::string>()));
       if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
-      auto body = Fetch(client, path, &rc);
-      if (!body) return rc;
-      json page = (*body)["stores"];
-      for (auto& st : page) collected.push_back(st);
-      // A short page is the last one; a full one may have more after it.
-      more = static_cast<int64_t>(page.size()) == limit;
-      // A collector before 0.1.1 sends every store at once, no next_after.
-      cursor = body->value("next_after", std::string());
-      if (cursor.empty()) more = false;
-      if (!all || !more) break;
-    }
+      return path;
+    }, &rc);
+    if (!pages) return rc;
+    const json& collected = pages->items;
     if (as_json) {
       std::cout << Dump(json{{"stores", collected}}, 2) << "\n";
       return kExitOk;
     }
     PrintStoreTable(collected);
-    if (more && !all) {
+    if (pages->more && !all) {
       std::fprintf(stderr, out.ru ? "показано магазинов: %zu; дальше: --after %s или --all\n"
                                   : "%zu stores shown; more with --after %s or --all\n",
-                   collected.size(), cursor.c_str());
+                   collected.size(), pages->next.get<std::string>().c_str());
     }
     return kExitOk;
   }
