@@ -662,6 +662,36 @@ TEST_F(AdminApiTest, WrongMethodOnAKnownPathIs405UnknownPathIs404) {
 }
 
 // The API maps what the writer answers, whatever the engine decides.
+// Sends raw request bytes to 127.0.0.1:`port` and reads the answer until
+// the server closes (requests say Connection: close). The status (-1 when
+// nothing came within 10 s) and the body.
+std::pair<int, std::string> RawHttp(uint16_t port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{10, 0};  // a hung server fails the test instead of blocking it
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {-1, "connect failed"};
+  }
+  for (size_t sent = 0; sent < request.size();) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may answer and stop reading early
+    sent += static_cast<size_t>(n);
+  }
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  int status = -1;
+  std::sscanf(answer.c_str(), "HTTP/1.1 %d", &status);
+  const size_t body = answer.find("\r\n\r\n");
+  return {status, body == std::string::npos ? answer : answer.substr(body + 4)};
+}
+
 // ---- the request limits, over a real socket (common/http_server.h) ----
 
 class AdminApiHttpTest : public AdminApiTest {
@@ -680,30 +710,7 @@ class AdminApiHttpTest : public AdminApiTest {
     std::string request = Cat("GET ", target, " HTTP/1.1\r\n");
     for (const auto& f : fields) Append(&request, f, "\r\n");
     request += "\r\n";
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval timeout{10, 0};  // a hung server fails the test instead of blocking it
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(server_->port());
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(fd);
-      return {-1, "connect failed"};
-    }
-    for (size_t sent = 0; sent < request.size();) {
-      ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;  // the server may answer and stop reading early
-      sent += static_cast<size_t>(n);
-    }
-    std::string answer;
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
-    ::close(fd);
-    int status = -1;
-    std::sscanf(answer.c_str(), "HTTP/1.1 %d", &status);
-    const size_t body = answer.find("\r\n\r\n");
-    return {status, body == std::string::npos ? answer : answer.substr(body + 4)};
+    return RawHttp(server_->port(), request);
   }
 
   std::unique_ptr<HttpServer> server_;
@@ -779,25 +786,7 @@ class AdminApiWorkersTest : public AdminApiTest {
     std::string request = Cat(method, " ", target, " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
     if (!token.empty()) Append(&request, "Authorization: Bearer ", token, "\r\n");
     request += "Content-Length: 0\r\n\r\n";
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval timeout{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(server_->port());
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-      ::close(fd);
-      return -1;
-    }
-    std::string answer;
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
-    ::close(fd);
-    int status = -1;
-    std::sscanf(answer.c_str(), "HTTP/1.1 %d", &status);
-    return status;
+    return RawHttp(server_->port(), request).first;
   }
 
   std::promise<void> entered_, release_;
