@@ -205,42 +205,30 @@ int Lists(int stores, int tickets, int partners, int samples, double load_second
     results[name] = SummaryJson(t.ms);
     results[name]["failures"] = t.failures;
   };
+  // Every sample of a series asks for the same path.
+  auto Fixed = [](std::string path) { return [path](int) { return path; }; };
   // Warm the page cache and the connections' statement caches.
-  (void)TimeGets(support, 5, [](int) { return std::string("/api/v1/stores?limit=1000"); });
+  (void)TimeGets(support, 5, Fixed("/api/v1/stores?limit=1000"));
 
-  report("GET /stores?limit=100 (support, first page)", TimeGets(support, samples, [](int) {
-           return std::string("/api/v1/stores?limit=100");
-         }), true);
+  report("GET /stores?limit=100 (support, first page)", TimeGets(support, samples, Fixed("/api/v1/stores?limit=100")), true);
   report("GET /stores?limit=100&after=<random> (support)", TimeGets(support, samples, [&](int) {
            return Cat("/api/v1/stores?limit=100&after=", random_store());
          }), true);
-  report("GET /stores?limit=1000 (support, largest page)", TimeGets(support, samples / 4, [](int) {
-           return std::string("/api/v1/stores?limit=1000");
-         }), true);
-  report("GET /stores?limit=100 (partner, 1 of 20)", TimeGets(partner, samples, [](int) {
-           return std::string("/api/v1/stores?limit=100");
-         }), true);
+  report("GET /stores?limit=1000 (support, largest page)", TimeGets(support, samples / 4, Fixed("/api/v1/stores?limit=1000")), true);
+  report("GET /stores?limit=100 (partner, 1 of 20)", TimeGets(partner, samples, Fixed("/api/v1/stores?limit=100")), true);
   report("GET /stores/<random> (support)", TimeGets(support, samples, [&](int) {
            return Cat("/api/v1/stores/", random_store());
          }), true);
-  report("GET /tickets?state=active&limit=100 (support)", TimeGets(support, samples, [](int) {
-           return std::string("/api/v1/tickets?state=active&limit=100");
-         }), true);
+  report("GET /tickets?state=active&limit=100 (support)", TimeGets(support, samples, Fixed("/api/v1/tickets?state=active&limit=100")), true);
   report("GET /tickets?limit=100&after=<random> (support, all states)", TimeGets(support, samples, [&](int) {
            return Cat("/api/v1/tickets?limit=100&after=", random_ticket());
          }), true);
-  report("GET /tickets?limit=1000 (support, largest page)", TimeGets(support, samples / 4, [](int) {
-           return std::string("/api/v1/tickets?limit=1000");
-         }), true);
-  report("GET /tickets?limit=100 (partner, all states)", TimeGets(partner, samples, [](int) {
-           return std::string("/api/v1/tickets?limit=100");
-         }), true);
+  report("GET /tickets?limit=1000 (support, largest page)", TimeGets(support, samples / 4, Fixed("/api/v1/tickets?limit=1000")), true);
+  report("GET /tickets?limit=100 (partner, all states)", TimeGets(partner, samples, Fixed("/api/v1/tickets?limit=100")), true);
   report("GET /tickets?store=<random>&state=all (support)", TimeGets(support, samples, [&](int) {
            return Cat("/api/v1/tickets?state=all&store=", random_store());
          }), true);
-  report("GET /tickets?state=resolved&priority=critical&limit=100", TimeGets(support, samples, [](int) {
-           return std::string("/api/v1/tickets?state=resolved&priority=critical&limit=100");
-         }), true);
+  report("GET /tickets?state=resolved&priority=critical&limit=100", TimeGets(support, samples, Fixed("/api/v1/tickets?state=resolved&priority=critical&limit=100")), true);
   const int cli_runs = std::max(5, samples / 10);
   report("setdiag stores list (process, first 100)", TimeCli(d, cli_runs, {"stores", "list"}), true);
   report("setdiag tickets list (process, active, first 100)", TimeCli(d, cli_runs, {"tickets", "list"}), true);
@@ -347,6 +335,10 @@ void RunStormAgent(StormAgent& a, const std::string& target, uint64_t events, co
     h->set_next_sequence(events + 1);
     h->set_outbox_id(a.outbox_id);
     int64_t retry_after = -1, spread = 0;
+    auto overloaded = [&](const v1::CollectorMessage& msg) {
+      retry_after = msg.overloaded().retry_after_ms();
+      spread = msg.overloaded().retry_spread_ms();
+    };
     bool ok = stream->Write(hello);
     v1::CollectorMessage m;
     ok = ok && stream->Read(&m);
@@ -374,22 +366,17 @@ void RunStormAgent(StormAgent& a, const std::string& target, uint64_t events, co
         if (!writing || !stream->Read(&m)) break;
         if (m.has_ack()) a.acked = std::max(a.acked, m.ack().up_to_sequence());
         if (m.has_overloaded()) {
-          retry_after = m.overloaded().retry_after_ms();
-          spread = m.overloaded().retry_spread_ms();
+          overloaded(m);
           break;
         }
       }
     } else if (ok && m.has_overloaded()) {
-      retry_after = m.overloaded().retry_after_ms();
-      spread = m.overloaded().retry_spread_ms();
+      overloaded(m);
     }
     stream->WritesDone();
     while (stream->Read(&m)) {
       if (m.has_ack()) a.acked = std::max(a.acked, m.ack().up_to_sequence());
-      if (m.has_overloaded()) {
-        retry_after = m.overloaded().retry_after_ms();
-        spread = m.overloaded().retry_spread_ms();
-      }
+      if (m.has_overloaded()) overloaded(m);
     }
     grpc::Status st = stream->Finish();
     if (a.acked >= events) break;
