@@ -767,14 +767,40 @@ bool PassesLuhn(std::string_view text) {
   return count > 0 && sum % 10 == 0;
 }
 
+namespace {
+
+constexpr std::string_view kPemBegin = "-----BEGIN", kPemEnd = "-----END",
+                           kPemPrivate = "PRIVATE KEY-----";
+
+// The first PEM end marker of a private key at or after `from`:
+// "-----END", then only capitals and blanks ("RSA ", "ENCRYPTED "), then
+// "PRIVATE KEY-----". Sets *end to where it begins and returns where its
+// "PRIVATE KEY-----" begins, or npos. "-----ENDy: ... -----BEGIN PRIVATE
+// KEY-----" ends nothing: its PRIVATE KEY belongs to a new BEGIN.
+size_t FindPemEnd(std::string_view line, size_t from, size_t* end) {
+  for (size_t e = line.find(kPemEnd, from); e != std::string_view::npos;
+       e = line.find(kPemEnd, e + 1)) {
+    const size_t marker = line.find(kPemPrivate, e);
+    if (marker == std::string_view::npos) return marker;
+    size_t j = e + kPemEnd.size();
+    while (j < marker && (IsUpper(line[j]) || line[j] == ' ')) ++j;
+    if (j == marker) {
+      *end = e;
+      return marker;
+    }
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 void LineRedactor::Collect(std::string_view line, bool continuation, internal::Spans* spans) {
-  constexpr std::string_view kBegin = "-----BEGIN", kEnd = "-----END",
-                             kPrivate = "PRIVATE KEY-----";
+  constexpr std::string_view kBegin = kPemBegin, kPrivate = kPemPrivate;
   const size_t n = line.size();
   size_t scan_keys_from = 0;  // where a new PEM block may begin
   if (in_private_key_) {
-    size_t end = line.find(kEnd);
-    size_t marker = end == std::string_view::npos ? end : line.find(kPrivate, end);
+    size_t end = 0;
+    size_t marker = FindPemEnd(line, 0, &end);
     if (marker != std::string_view::npos) {
       in_private_key_ = false;
       // The key's last line goes; the END marker must not be split. What
@@ -835,12 +861,13 @@ void LineRedactor::Collect(std::string_view line, bool continuation, internal::S
     if (marker == std::string_view::npos) break;
     begin = line.rfind(kBegin, marker);  // the BEGIN of this PRIVATE KEY
     size_t body = marker + kPrivate.size();
-    size_t end = line.find(kEnd, body);
-    if (end != std::string_view::npos) {
+    size_t end = 0;
+    const size_t end_marker = FindPemEnd(line, body, &end);
+    if (end_marker != std::string_view::npos) {
       // A whole key on one line.
       if (!IsAlreadyRedacted(line.substr(body, end - body)))
-        spans->Redact(body, end, kRulePrivateKey, begin, end + kEnd.size());
-      from = end + kEnd.size();
+        spans->Redact(body, end, kRulePrivateKey, begin, end_marker + kPrivate.size());
+      from = end_marker + kPrivate.size();
       continue;
     }
     in_private_key_ = true;

@@ -468,6 +468,26 @@ TEST(RedactTest, EveryPemKeyOnALineAndTextAfterAnEndMarker) {
   EXPECT_EQ(counts, (RedactionCounts{{"private_key", 3}, {"key_value", 1}}));
 }
 
+// Found by fuzzing (docs/fuzzing.md): a line of key material starting with
+// "-----END" but no end marker, followed on the line by a new BEGIN, used to
+// end the first key at the second key's "PRIVATE KEY-----" and leave the
+// second key's body in the text.
+TEST(RedactTest, OnlyARealEndMarkerEndsAKey) {
+  const std::string out = RedactText(
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MIIEvQFirstBody\n"
+      "-----ENDy: user=set -----BEGIN PRIVATE KEY-----MIIEvQSecondBody\n"
+      "-----END PRIVATE KEY-----\n"
+      "-----BEGIN RSA PRIVATE KEY-----OneLineBody -----END of a sentence\n"
+      "MIIEvQThirdBody\n"
+      "-----END RSA PRIVATE KEY----- after\n",
+      nullptr);
+  for (const char* s : {"FirstBody", "SecondBody", "OneLineBody", "ThirdBody"})
+    EXPECT_THAT(out, Not(HasSubstr(s))) << out;
+  EXPECT_THAT(out, HasSubstr("-----END RSA PRIVATE KEY----- after\n"));
+  EXPECT_EQ(RedactText(out, nullptr), out);
+}
+
 TEST(RedactTest, SecretKeyNames) {
   for (const char* k : {"password", "DB_PASSWORD", "apiToken", "client_secret", "api-key",
                         "private_key", "pwd", "mail.pass", "credentials"}) {
