@@ -6,8 +6,12 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -156,13 +160,13 @@ v1::AgentMessage HelloWithBacklog(const std::string& store, const std::string& a
 }
 
 // The queue is kept full by holding SQLite's write lock from the test (the
-// writer waits for it, up to its 5 s busy timeout): every agent turned away
-// meanwhile gets its own slot after the previous one, sized by its backlog,
-// and a Hello still fits into the handshake reserve. Nothing is lost.
-// DISABLED: racy under CI load (failed 1 of 2 clean-clone runs): the first
-// agent's batch is assumed to reach the queue before the others', which
-// the test does not ensure. To be made order-independent (issue 13 note).
-TEST(LinkOverload, DISABLED_AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothingIsLost) {
+// writer waits for it, up to its 5 s busy timeout). Three agents each send
+// a batch as large as the queue: whichever arrives first fills it, the
+// other two are turned away, each with its own slot after the previous
+// one's, sized by its backlog; a Hello still fits into the handshake
+// reserve. Which agent gets in is up to the collector, so the test reads
+// all three at once and does not assume an order. Nothing is lost.
+TEST(LinkOverload, AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothingIsLost) {
   Deployment d("overload");
   std::string cfg = ReadFile(d.collector_config());
   cfg.insert(cfg.find("[ingest]\n") + 9, "max_pending_events = 1000\n");
@@ -170,12 +174,13 @@ TEST(LinkOverload, DISABLED_AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothin
   std::vector<std::string> tokens;
   for (int i = 0; i < 4; ++i) tokens.push_back(d.CreateStoreToken(Cat("81", 10 + i), "acme"));
   d.StartCollector();
+  constexpr size_t kAgents = 3;
   std::vector<std::unique_ptr<RawLink>> links;
-  for (int i = 0; i < 3; ++i) {
-    links.push_back(std::make_unique<RawLink>(d.grpc_port(), tokens[static_cast<size_t>(i)], grpc::ChannelArguments{}, 30s));
-    // Agents 1 and 2 say 100,000 events wait in their outboxes: at the
-    // writer's initial rate estimate (50,000/s) that is a 2 s slot each.
-    ASSERT_TRUE(links.back()->Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), i == 0 ? 1001 : 100'001)));
+  for (size_t i = 0; i < kAgents; ++i) {
+    links.push_back(std::make_unique<RawLink>(d.grpc_port(), tokens[i], grpc::ChannelArguments{}, 30s));
+    // Each says 100,000 events wait in its outbox: at the writer's initial
+    // rate estimate (50,000/s) that is a 2 s slot.
+    ASSERT_TRUE(links.back()->Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), 100'001)));
     v1::CollectorMessage welcome;
     ASSERT_TRUE(links.back()->Read(&welcome));
     ASSERT_TRUE(welcome.has_welcome());
@@ -183,17 +188,49 @@ TEST(LinkOverload, DISABLED_AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothin
   auto lock = sql::Db::Open(d.dir() + "/collector/collector.db");
   ASSERT_TRUE(lock.ok()) << lock.status();
   ASSERT_TRUE(lock->Exec("BEGIN IMMEDIATE").ok());
-  // The first agent's 1,000 events fill the queue; the other two are
-  // turned away, the third told to come back after the second.
-  ASSERT_TRUE(links[0]->Write(BigBatch(1, 1000)));
-  std::vector<v1::Overloaded> told;
-  for (size_t i = 1; i < 3; ++i) {
-    ASSERT_TRUE(links[i]->Write(BigBatch(1, 500)));
-    v1::CollectorMessage m;
-    ASSERT_TRUE(links[i]->Read(&m)) << "agent " << i;
-    ASSERT_TRUE(m.has_overloaded()) << m.DebugString();
-    told.push_back(m.overloaded());
-    EXPECT_EQ(links[i]->Ended().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // Each agent's first answer, read on a thread of its own.
+  std::mutex mu;
+  std::condition_variable answered;
+  std::vector<std::optional<v1::CollectorMessage>> first(kAgents);
+  std::vector<std::thread> readers;
+  struct JoinAll {  // also when an assertion returns early
+    std::vector<std::thread>& threads;
+    ~JoinAll() {
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join_readers{readers};
+  for (size_t i = 0; i < kAgents; ++i) ASSERT_TRUE(links[i]->Write(BigBatch(1, 1000)));
+  for (size_t i = 0; i < kAgents; ++i) {
+    readers.emplace_back([&, i] {
+      v1::CollectorMessage m;
+      if (!links[i]->Read(&m)) m.Clear();  // the stream ended without an answer
+      std::lock_guard<std::mutex> g(mu);
+      first[i] = m;
+      answered.notify_all();
+    });
+  }
+  auto count_answers = [&] {
+    size_t n = 0;
+    for (const auto& a : first) if (a.has_value()) ++n;
+    return n;
+  };
+  std::vector<size_t> turned_away;
+  size_t admitted = kAgents;
+  {
+    std::unique_lock<std::mutex> g(mu);
+    // The write lock holds the admitted batch's ack back: two answers come.
+    answered.wait_for(g, 20s, [&] { return count_answers() >= 2; });
+    ASSERT_EQ(count_answers(), 2u) << "two agents are turned away while the queue is full";
+    for (size_t i = 0; i < kAgents; ++i) {
+      if (!first[i].has_value()) {
+        admitted = i;
+        continue;
+      }
+      ASSERT_TRUE(first[i]->has_overloaded()) << "agent " << i << ": " << first[i]->DebugString();
+      turned_away.push_back(i);
+    }
   }
   // A new agent arriving now still gets its token looked up (the reserve).
   RawLink late(d.grpc_port(), tokens[3], grpc::ChannelArguments{}, 30s);
@@ -202,22 +239,28 @@ TEST(LinkOverload, DISABLED_AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothin
   v1::CollectorMessage welcome;
   ASSERT_TRUE(late.Read(&welcome));
   EXPECT_TRUE(welcome.has_welcome()) << welcome.DebugString();
-
+  for (auto& r : readers) r.join();
+  ASSERT_TRUE(first[admitted]->has_ack()) << first[admitted]->DebugString();
+  EXPECT_EQ(first[admitted]->ack().up_to_sequence(), 1000u);
+  std::vector<v1::Overloaded> told;
+  for (size_t i : turned_away) {
+    told.push_back(first[i]->overloaded());
+    EXPECT_EQ(links[i]->Ended().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << i;
+  }
   for (const auto& o : told) {
     EXPECT_GE(o.retry_after_ms(), 250u);
     EXPECT_LE(o.retry_after_ms(), 60'000u);
-    EXPECT_GE(o.retry_spread_ms(), 100u) << "a slot, not an instant";
+    EXPECT_GE(o.retry_spread_ms(), 1'000u) << "a slot sized by the 100,000 events still to send";
   }
-  EXPECT_GE(told[0].retry_spread_ms(), 1'000u) << "sized by the 100,000 events still to send";
-  // Less the time between the two answers (well under a second).
+  // The agent told later comes back after the other one's slot, less the
+  // time between the two answers (well under a second).
+  std::sort(told.begin(), told.end(), [](const v1::Overloaded& a, const v1::Overloaded& b) {
+    return a.retry_after_ms() < b.retry_after_ms();
+  });
   EXPECT_GE(told[1].retry_after_ms() + 1'000, told[0].retry_after_ms() + told[0].retry_spread_ms())
-      << "the second agent turned away comes back after the first one's slot";
-  v1::CollectorMessage ack;
-  ASSERT_TRUE(links[0]->Read(&ack));
-  ASSERT_TRUE(ack.has_ack()) << ack.DebugString();
-  EXPECT_EQ(ack.ack().up_to_sequence(), 1000u);
+      << "consecutive slots, not one instant for both";
   // The two come back and deliver; each store holds its events once.
-  for (size_t i = 1; i < 3; ++i) {
+  for (size_t i : turned_away) {
     RawLink again(d.grpc_port(), tokens[i], grpc::ChannelArguments{}, 30s);
     ASSERT_TRUE(again.Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), 1001)));
     v1::CollectorMessage m;
@@ -229,7 +272,7 @@ TEST(LinkOverload, DISABLED_AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothin
     ASSERT_TRUE(m.has_ack()) << m.DebugString();
     EXPECT_EQ(again.Finish().error_code(), grpc::StatusCode::OK);
   }
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(d.EventCount(Cat("81", 10 + i)), 1000u) << i;
+  for (size_t i = 0; i < kAgents; ++i) EXPECT_EQ(d.EventCount(Cat("81", 10 + i)), 1000u) << i;
 }
 
 }  // namespace
