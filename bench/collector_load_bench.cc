@@ -42,7 +42,7 @@
 
 #include "bench/bench_stats.h"
 #include "cli/api_client.h"
-#include "collector/storage.h"
+#include "collector/store/storage.h"
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/sqlite.h"

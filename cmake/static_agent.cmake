@@ -16,7 +16,7 @@
 # Linux store server, from CentOS 7 (glibc 2.17, kernel 3.10) to Debian 12
 # (docs/portability.md). What a static glibc would still load at run time
 # is kept out of reach: host names are resolved by c-ares, not NSS
-# (agent/resolve.h; gRPC's resolver is pinned to c-ares in agent/main.cc),
+# (agent/sources/resolve.h; gRPC's resolver is pinned to c-ares in agent/main.cc),
 # and the agent looks up no users or groups. The linker still warns that
 # some functions "require at runtime the shared libraries": they are linked
 # in but never called: getaddrinfo by gRPC's native resolver, getservbyname
@@ -58,7 +58,8 @@ function(setdiag_link_static target)
   # also untangles Abseil's circular references). The shared objects CMake
   # still lists afterwards through the imported targets are dropped by the
   # link launcher (cmake/link_static.sh); the build checks the result below.
-  set(own setdiag_agent_lib setdiag_common setdiag_proto)
+  get_property(agent_libraries GLOBAL PROPERTY SETDIAG_AGENT_LIBRARIES)
+  set(own ${agent_libraries} setdiag_common setdiag_proto)
   set(own_files)
   foreach(lib IN LISTS own)
     list(APPEND own_files $<TARGET_FILE:${lib}>)

@@ -37,8 +37,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "agent/agent_config.h"
-#include "agent/bundle/bundle_config.h"
+#include "agent/config/agent_config.h"
+#include "agent/config/bundle_config.h"
 #include "agent/bundle/step.h"
 #include "common/clock.h"
 

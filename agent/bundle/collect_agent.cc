@@ -10,8 +10,8 @@
 #include <charconv>
 #include <cstring>
 
-#include "agent/history.h"
-#include "agent/maintenance.h"
+#include "agent/store/history.h"
+#include "agent/store/maintenance.h"
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/strings.h"

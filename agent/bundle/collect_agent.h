@@ -12,7 +12,7 @@
 #include <string>
 
 #include "agent/bundle/step.h"
-#include "agent/outbox.h"
+#include "agent/store/outbox.h"
 
 namespace setdiag::agent::bundle {
 

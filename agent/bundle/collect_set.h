@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "agent/bundle/step.h"
-#include "agent/net_probe.h"
-#include "agent/set_db.h"
+#include "agent/sources/net_probe.h"
+#include "agent/sources/set_db.h"
 
 namespace setdiag::agent::bundle {
 

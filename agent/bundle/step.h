@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "agent/bundle/redact.h"
+#include "agent/core/redact.h"
 
 namespace setdiag::agent::bundle {
 

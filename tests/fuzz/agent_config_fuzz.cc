@@ -1,5 +1,5 @@
 // Fuzz target: the agent's TOML config reader, LoadAgentConfig
-// (agent/agent_config.h), on a file holding the input: toml++ parsing and
+// (agent/config/agent_config.h), on a file holding the input: toml++ parsing and
 // every key's validation (durations, byte sizes, listen addresses, the
 // roster, the store calendar, [set_db], [loading], [bundle]...).
 //
@@ -11,7 +11,7 @@
 
 #include <string>
 
-#include "agent/agent_config.h"
+#include "agent/config/agent_config.h"
 #include "config_fuzz_common.h"
 
 using setdiag::fuzz::Fail;

@@ -1,5 +1,5 @@
 // Fuzz target: the production calendar parser, ProductionCalendar::Parse
-// (collector/production_calendar.h), on one file's text, and the business
+// (collector/tickets/production_calendar.h), on one file's text, and the business
 // clock built on what it accepts.
 //
 // Oracles beyond the sanitizers: a rejected file is InvalidArgument and the
@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <string>
 
-#include "collector/production_calendar.h"
+#include "collector/tickets/production_calendar.h"
 #include "fuzz_util.h"
 
 namespace {

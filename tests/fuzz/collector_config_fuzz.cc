@@ -1,5 +1,5 @@
 // Fuzz target: the collector's TOML config reader, LoadCollectorConfig
-// (collector/collector_config.h), on a file holding the input: toml++
+// (collector/config/collector_config.h), on a file holding the input: toml++
 // parsing and every key's validation (listen addresses, ingest limits,
 // tariffs and SLA spans, business hours, notification targets, bundles),
 // once as the admin commands load it and once as `serve` does
@@ -15,7 +15,7 @@
 
 #include <string>
 
-#include "collector/collector_config.h"
+#include "collector/config/collector_config.h"
 #include "config_fuzz_common.h"
 
 using setdiag::fuzz::Fail;

@@ -1,4 +1,4 @@
-// Fuzz target: heartbeats pushed by tills (agent/push_receiver.h). The UDP
+// Fuzz target: heartbeats pushed by tills (agent/sources/push_receiver.h). The UDP
 // receiver hands each datagram, and the HTTP receiver each POST body, to
 // the one pure parser ParseHeartbeat (the sockets around it only count and
 // cap sizes; the HTTP request handling is fuzzed by http_server_fuzz.cc).
@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "agent/push_receiver.h"
+#include "agent/sources/push_receiver.h"
 #include "fuzz_util.h"
 
 using setdiag::fuzz::Fail;

@@ -1,7 +1,7 @@
 // Fuzz target: the collector's validation of agent frames. The input is one
 // gRPC message as the collector's raw Connect method receives it: bytes ->
 // grpc::SerializationTraits<AgentMessage>::Deserialize (what LinkSession's
-// HandleRead calls) -> ValidateHello / ValidateBatch (collector/link_service.h,
+// HandleRead calls) -> ValidateHello / ValidateBatch (collector/link/link_service.h,
 // the pure checks LinkSession runs on every Hello and EventBatch).
 //
 // Oracles beyond the sanitizers: whatever ValidateHello / ValidateBatch
@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "collector/link_service.h"  // and link.grpc.pb.h: SerializationTraits
+#include "collector/link/link_service.h"  // and link.grpc.pb.h: SerializationTraits
 #include "fuzz_util.h"
 
 namespace {

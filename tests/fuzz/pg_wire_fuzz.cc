@@ -1,4 +1,4 @@
-// Fuzz target: the agent's PostgreSQL client (agent/pg_wire.h) decoding
+// Fuzz target: the agent's PostgreSQL client (agent/sources/pg_wire.h) decoding
 // what a server sends. The input is the server's whole byte stream.
 //
 // 1. The pure decoders, as PgConnection uses them: TakeMessage frames the
@@ -29,7 +29,7 @@
 #include <string>
 #include <thread>
 
-#include "agent/pg_wire.h"
+#include "agent/sources/pg_wire.h"
 #include "fuzz_util.h"
 
 namespace {

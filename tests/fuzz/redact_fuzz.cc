@@ -1,4 +1,4 @@
-// Fuzz target: the redactor (agent/bundle/redact.h) with an oracle. Each
+// Fuzz target: the redactor (agent/core/redact.h) with an oracle. Each
 // input plants one known secret in fuzzer text, at a fuzzer-chosen offset,
 // and runs it through one of the redactor's entry points: RedactText
 // (configs, command lines), StreamRedactor (files: chunks of a
@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "agent/bundle/redact.h"
+#include "agent/core/redact.h"
 #include "fuzz_util.h"
 
 namespace {

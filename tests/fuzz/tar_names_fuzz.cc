@@ -7,7 +7,7 @@
 // from collected paths (agent/bundle/bundle.cc and collect_files.cc:
 // "<root>/logs/" + MemberPathOf(path), root "setdiag-bundle-<store>-<time>"). Both
 // archives are read back with libarchive, as the CLI and
-// tests/unit/agent/tar_reader.h do.
+// tests/unit/agent/bundle/tar_reader.h do.
 //
 // Oracles (issue 13: "the tar writer's name handling: no .., no absolute
 // paths"): no member read back has a ".." component or starts with '/'

@@ -18,7 +18,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "collector/notifications.h"
+#include "collector/notify/notifications.h"
 #include "tests/integration/harness.h"
 
 namespace setdiag::testing {

@@ -19,10 +19,10 @@
 #include <set>
 #include <thread>
 
-#include "collector/commit_queue.h"
-#include "collector/notifications.h"
-#include "collector/storage.h"
-#include "collector/tickets.h"
+#include "collector/store/commit_queue.h"
+#include "collector/notify/notifications.h"
+#include "collector/store/storage.h"
+#include "collector/tickets/tickets.h"
 #include "common/clock.h"
 #include "common/sqlite.h"
 #include "tests/integration/harness.h"

@@ -1,10 +1,10 @@
-// The agent's own PostgreSQL client (agent/pg_wire.h) against a real
+// The agent's own PostgreSQL client (agent/sources/pg_wire.h) against a real
 // PostgreSQL 15: trust, MD5 and SCRAM-SHA-256 authentication, TLS modes,
 // the Unix socket, errors that keep the session usable, NULLs, timeouts, a
-// server that goes away; and SetDatabase (agent/set_db.h) on top of it.
+// server that goes away; and SetDatabase (agent/sources/set_db.h) on top of it.
 // libpq (tests only) sets the servers up.
 
-#include "agent/pg_wire.h"
+#include "agent/sources/pg_wire.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
@@ -29,7 +29,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/set_db.h"
+#include "agent/sources/set_db.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/pg_server.h"
 

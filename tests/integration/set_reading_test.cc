@@ -1,5 +1,5 @@
-// How the agent reads SET's data, end to end (agent/set_db.h,
-// agent/set_checks.h): a database whose TimeZone is not the store's, a SET
+// How the agent reads SET's data, end to end (agent/sources/set_db.h,
+// agent/sources/set_checks.h): a database whose TimeZone is not the store's, a SET
 // version whose columns differ from the defaults, several shops in one
 // database. Real PostgreSQL, simulator, agent, collector and CLI.
 

@@ -1,0 +1,187 @@
+#pragma once
+// The agent's one outbound link: a long-lived bidirectional gRPC stream to
+// the collector that drains the outbox in order and deletes events only when
+// the collector acknowledges a durable commit.
+//
+// Threads: Start() runs one loop thread that connects, writes (Hello,
+// batches, status, pongs) and reconnects with backoff; each session adds a
+// reader thread that applies acks and queues pongs. Stop() cancels the
+// stream and joins both. Wake() may be called from any thread.
+//
+// Diagnostic bundles (protocol version 2, docs/protocol.md): a
+// BundleRequest from the collector is built by the injected builder on a
+// bundle thread into <bundle_dir>/<id>.tar.gz (kept with a <id>.json
+// sidecar across reconnects and restarts until the collector acknowledges
+// it, or `bundle_keep_ms` passes), offered, and streamed by the loop thread
+// in chunks read from disk, after any waiting event batch. The flight
+// recorder builds and offers a bundle of its own when the loop sends a
+// critical event whose payload says "raised" or "escalated".
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+#include "agent/store/detector_state.h"
+#include "agent/store/outbox.h"
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/log_throttle.h"
+
+namespace grpc {
+class ClientContext;
+class Channel;
+}  // namespace grpc
+
+namespace setdiag::agent {
+
+// What to build: from a BundleRequest, or the flight recorder.
+struct BundleBuildRequest {
+  std::string request_id;
+  std::string out_path;   // write the .tar.gz here
+  int64_t window_ms = 0;  // 0: the configured window
+  bool exclude_logs = false;
+  std::string reason;     // who asked and why (collector) or the event (flight recorder)
+};
+struct BuiltBundle {
+  std::string path;
+  uint64_t size = 0;
+  std::string sha256;         // of the whole .tar.gz, lowercase hex
+  std::string manifest_json;  // the bundle's manifest.json
+};
+// Runs on the uplink's bundle thread; may take as long as the build does.
+using BundleBuilder = std::function<absl::StatusOr<BuiltBundle>(const BundleBuildRequest&)>;
+
+struct UplinkOptions {
+  std::string target;       // "host:port" of the collector
+  std::string store_id;
+  std::string agent_id;
+  std::string token;        // store token; sent as metadata, never logged
+  std::string ca_pem;       // root CA for TLS; empty means plaintext
+  std::string server_name;  // TLS name override; empty uses the target host
+  BackoffPolicy backoff;
+  size_t batch_max_events = 500;
+  size_t batch_max_bytes = 1024 * 1024;
+  uint64_t max_inflight = 5000;        // sent but not yet acknowledged
+  int64_t status_interval_ms = 30'000;  // the collector's Welcome may change it
+  int64_t idle_poll_ms = 200;           // picks up events other processes appended
+
+  // Bundles: off unless both are set (requests are then answered with
+  // BundleFailed).
+  std::string bundle_dir;  // <state_dir>/bundles
+  BundleBuilder bundle_builder;
+  size_t bundle_chunk_bytes = 256 * 1024;
+  size_t bundle_chunks_per_turn = 4;              // then the loop looks for events again
+  int64_t bundle_keep_ms = 24 * 3'600'000;        // built, never acknowledged: deleted after this
+  bool flight_recorder = true;
+  size_t bundle_max_queued = 8;                   // builds waiting; more flight recorder triggers are dropped
+
+  // The condition episodes the agent holds raised, for every Hello
+  // (Hello.held_episodes, docs/protocol.md). Called on the loop thread;
+  // nullopt (or no function) means "not known": the Hello says nothing.
+  std::function<std::optional<std::vector<HeldEpisode>>()> held_episodes;
+};
+
+// The channel to the collector: TLS against options.ca_pem (plaintext when
+// empty), keepalives, our own user agent.
+std::shared_ptr<grpc::Channel> MakeLinkChannel(const UplinkOptions& options);
+
+// A preflight handshake with the collector (Hello.probe, for
+// `setdiag-agent check`): the token and store id are checked and the
+// collector's clock read; no events are sent and nothing is stored on
+// either side.
+struct CollectorProbe {
+  int code = 0;             // grpc::StatusCode: OK when the collector answered with a Welcome
+  std::string message;      // gRPC's error message otherwise
+  int64_t server_time_ms = 0;
+  int64_t offset_ms = 0;    // collector's clock minus ours, at mid round trip
+  int64_t round_trip_ms = 0;
+};
+CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, Clock& clock);
+
+// What a failed connection says about TLS, for the log and for
+// `setdiag-agent check`: a plaintext agent whose collector closes the
+// connection unanswered (it probably expects TLS), a TLS agent whose
+// collector answers in plaintext, or a TLS handshake that failed (an
+// untrusted certificate, a name mismatch). Only meaningful for a failure
+// before the collector's Welcome; `code` is a grpc::StatusCode.
+enum class LinkTlsProblem { kNone, kCollectorExpectsTls, kCollectorWithoutTls, kHandshakeFailed };
+LinkTlsProblem ClassifyTlsProblem(bool agent_uses_tls, int code, const std::string& message);
+// What is wrong and what to do, in English, for the agent's log.
+const char* LinkTlsHint(LinkTlsProblem problem);
+
+class Uplink {
+ public:
+  Uplink(UplinkOptions options, Outbox& outbox, Clock& clock);
+  ~Uplink();
+  Uplink(const Uplink&) = delete;
+  Uplink& operator=(const Uplink&) = delete;
+
+  void Start();
+  void Stop();
+  // New events are in the outbox.
+  void Wake();
+  bool connected() const { return connected_.load(); }
+
+  // The flight recorder: capture a bundle for this episode now (once per
+  // episode and state). Called by the loop for critical events it sends.
+  void CaptureFlightRecorder(const std::string& episode, const std::string& event_kind, const std::string& state);
+
+ private:
+  struct SessionResult;
+  struct OutBundle;
+  void Run();
+  SessionResult RunSession();
+  bool bundles_enabled() const { return !options_.bundle_dir.empty() && options_.bundle_builder != nullptr; }
+  // Bundle state (guarded by bmu_).
+  void LoadBuiltBundles();
+  void BuilderLoop();
+  void ForgetBundle(const std::string& id, bool done_marker);  // bmu_ held
+  void ExpireBundles();
+  void NotifyLoop();
+  void OnBundleRequest(const std::string& id, uint64_t resume_offset, const std::string& sha256, int64_t window_ms,
+                       bool exclude_logs, const std::string& reason);
+  void OnBundleAck(const std::string& id, bool complete, bool cancelled);
+  void OnBundleSessionStart();
+  // Writes what bundle work is due on the stream (loop thread). Returns
+  // whether it wrote anything; false in `*write_failed` when a write failed.
+  template <typename Stream>
+  bool PumpBundles(Stream& stream, bool* write_failed);
+
+  UplinkOptions options_;
+  Outbox& outbox_;
+  Clock& clock_;
+  Backoff backoff_;
+  // A TLS mismatch repeats at every reconnect: one error line per window.
+  LogThrottle tls_errors_{5 * 60'000};
+  std::shared_ptr<grpc::Channel> channel_;
+  int64_t started_ms_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool woken_ = false;
+  grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_
+  std::atomic<bool> connected_{false};
+  std::thread thread_;
+
+  std::mutex bmu_;
+  std::condition_variable bcv_;  // the bundle thread waits on it
+  std::map<std::string, std::unique_ptr<OutBundle>> bundles_;  // by request id
+  std::deque<std::string> build_queue_;
+  std::deque<std::pair<std::string, std::string>> failures_;  // (id, error) to report
+  bool bundle_stopping_ = false;
+  std::thread builder_;
+};
+
+}  // namespace setdiag::agent
