@@ -10,24 +10,24 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "common/strings.h"
-#include "agent/config/agent_config.h"
 #include "agent/bundle/bundle.h"
-#include "agent/core/redact.h"
 #include "agent/bundle/bundle_child.h"
 #include "agent/commands/check.h"
+#include "agent/config/agent_config.h"
+#include "agent/core/redact.h"
+#include "agent/link/uplink.h"
+#include "agent/sources/push_receiver.h"
 #include "agent/store/detector_state.h"
 #include "agent/store/history.h"
-#include "agent/watches/loading_watch.h"
 #include "agent/store/maintenance.h"
 #include "agent/store/outbox.h"
-#include "agent/sources/push_receiver.h"
+#include "agent/watches/loading_watch.h"
 #include "agent/watches/till_watch.h"
-#include "agent/link/uplink.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/version.h"
 
 namespace setdiag::agent {
@@ -73,8 +73,10 @@ ExpectationFn MakeExpectation(const AgentConfig& cfg, MaintenanceStore* maintena
     std::vector<MaintenanceWindow> windows;
     if (maintenance) {
       auto active = maintenance->ActiveAt(now_ms);
-      if (active.ok()) windows = std::move(*active);
-      else log::Warn("maintenance", active.status().ToString());
+      if (active.ok())
+        windows = std::move(*active);
+      else
+        log::Warn("maintenance", active.status().ToString());
     }
     auto e = calendar->ExpectedAt(now_ms, windows);
     return std::make_pair(e.expected, e.reason);
@@ -101,8 +103,12 @@ int Maintenance(const AgentConfig& cfg, const std::string& action, const std::st
   auto print = [&](const std::vector<MaintenanceWindow>& windows) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& w : windows) {
-      out.push_back({{"id", w.id}, {"start_ms", w.start_ms}, {"end_ms", w.EffectiveEndMs()},
-                     {"reason", w.reason}, {"opened_by", w.opened_by}, {"active", w.ActiveAt(clock.NowMs())}});
+      out.push_back({{"id", w.id},
+                     {"start_ms", w.start_ms},
+                     {"end_ms", w.EffectiveEndMs()},
+                     {"reason", w.reason},
+                     {"opened_by", w.opened_by},
+                     {"active", w.ActiveAt(clock.NowMs())}});
     }
     if (as_json) {
       std::cout << out.dump(2) << "\n";
@@ -111,8 +117,9 @@ int Maintenance(const AgentConfig& cfg, const std::string& action, const std::st
     if (windows.empty()) std::cout << "no maintenance windows\n";
     for (const auto& w : out) {
       std::cout << "#" << w["id"] << (w["active"].get<bool>() ? " ACTIVE " : " planned ")
-                << "until " << FormatLocal(w["end_ms"].get<int64_t>()) << " by " << w["opened_by"].get<std::string>()
-                << ": " << w["reason"].get<std::string>() << "\n";
+                << "until " << FormatLocal(w["end_ms"].get<int64_t>()) << " by "
+                << w["opened_by"].get<std::string>() << ": " << w["reason"].get<std::string>()
+                << "\n";
     }
   };
   if (action == "list") {
@@ -177,8 +184,8 @@ int Run(const AgentConfig& cfg) {
                               {"in_memory", outbox->in_memory()}};
     // What is known of the replaced outbox and what was recovered from it.
     payload.update(nlohmann::json::parse(outbox->reset_details(), nullptr, false), true);
-    auto seq = outbox->Append(
-        {kOutboxResetKind, Severity::kImportant, clock.NowMs(), payload.dump()});
+    auto seq =
+        outbox->Append({kOutboxResetKind, Severity::kImportant, clock.NowMs(), payload.dump()});
     if (!seq.ok()) log::Error("agent", seq.status().ToString());
   }
 
@@ -199,20 +206,23 @@ int Run(const AgentConfig& cfg) {
   if (auto ds = DetectorStateStore::Open(cfg.StatePath()); ds.ok()) {
     detector_state = std::move(*ds);
     // A watch switched off holds nothing: the collector may resolve it.
-    for (auto [enabled, name] : {std::pair{cfg.tills_enabled, "tills"}, std::pair{cfg.loading_enabled, "loading"}}) {
+    for (auto [enabled, name] :
+         {std::pair{cfg.tills_enabled, "tills"}, std::pair{cfg.loading_enabled, "loading"}}) {
       if (enabled) continue;
       for (const std::string& row : {std::string(name), std::string(name) + ".checks"}) {
         if (auto st = detector_state->Forget(row); !st.ok()) log::Warn("agent", st.ToString());
       }
     }
   } else {
-    log::Error("agent", Cat("raised conditions will not survive a restart: ", ds.status().ToString()));
+    log::Error("agent",
+               Cat("raised conditions will not survive a restart: ", ds.status().ToString()));
   }
   uo.held_episodes = [detector_state]() -> std::optional<std::vector<HeldEpisode>> {
     if (!detector_state) return std::nullopt;
     auto held = detector_state->HeldEpisodes();
     if (!held.ok()) {
-      log::Warn("uplink", Cat("cannot read the held condition episodes: ", held.status().ToString()));
+      log::Warn("uplink",
+                Cat("cannot read the held condition episodes: ", held.status().ToString()));
       return std::nullopt;
     }
     return std::move(*held);
@@ -225,10 +235,12 @@ int Run(const AgentConfig& cfg) {
   // Declared before the uplink, whose bundle thread uses it until Stop().
   BundleChild bundle_child(BundleChildOptions{
       .config_path = cfg.config_path,
-      .deadline_ms = BundleChild::DefaultDeadlineMs(cfg.bundle.step_timeout_ms, cfg.bundle.logs_timeout_ms),
+      .deadline_ms =
+          BundleChild::DefaultDeadlineMs(cfg.bundle.step_timeout_ms, cfg.bundle.logs_timeout_ms),
       .finish_grace_ms = cfg.bundle.stop_grace_ms});
   uo.bundle_dir = cfg.state_dir + "/bundles";
-  uo.bundle_builder = [&cfg, &clock, &bundle_child](const BundleBuildRequest& r) -> absl::StatusOr<BuiltBundle> {
+  uo.bundle_builder = [&cfg, &clock,
+                       &bundle_child](const BundleBuildRequest& r) -> absl::StatusOr<BuiltBundle> {
     // Cancelled once the agent is stopping: never falls back then.
     bool not_started = false;
     auto child_built = bundle_child.Build(r, &not_started);
@@ -240,8 +252,9 @@ int Run(const AgentConfig& cfg) {
     options.include_logs = !r.exclude_logs;
     auto built = bundle::BuildBundle(cfg, options, r.out_path, clock);
     if (!built.ok()) return built.status();
-    return BuiltBundle{built->path, built->size, built->sha256,
-                       built->manifest.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+    return BuiltBundle{
+        built->path, built->size, built->sha256,
+        built->manifest.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   };
   Uplink uplink(uo, *outbox, clock);
   uplink.Start();
@@ -251,19 +264,25 @@ int Run(const AgentConfig& cfg) {
   std::string host;
   uint16_t port = 0;
   if (SplitHostPort(cfg.push_udp_listen, &host, &port)) {
-    if (auto st = push.StartUdp(host, port); !st.ok()) log::Error("push", st.ToString());
-    else log::Info("push", Cat("heartbeats accepted on udp ", host, ":", push.udp_port()));
+    if (auto st = push.StartUdp(host, port); !st.ok())
+      log::Error("push", st.ToString());
+    else
+      log::Info("push", Cat("heartbeats accepted on udp ", host, ":", push.udp_port()));
   }
   if (SplitHostPort(cfg.push_http_listen, &host, &port)) {
-    if (auto st = push.StartHttp(host, port); !st.ok()) log::Error("push", st.ToString());
-    else log::Info("push", Cat("heartbeats accepted on http://", host, ":", push.http_port(), "/v1/heartbeat"));
+    if (auto st = push.StartHttp(host, port); !st.ok())
+      log::Error("push", st.ToString());
+    else
+      log::Info("push", Cat("heartbeats accepted on http://", host, ":", push.http_port(),
+                            "/v1/heartbeat"));
   }
   // Findings are also kept locally for bundles; without it the agent runs on.
   std::shared_ptr<HistoryStore> history;
   if (auto h = HistoryStore::Open(cfg.HistoryPath()); h.ok()) {
     history = std::move(*h);
   } else {
-    log::Error("history", Cat("local history unavailable (bundles will lack it): ", h.status().ToString()));
+    log::Error("history",
+               Cat("local history unavailable (bundles will lack it): ", h.status().ToString()));
   }
   std::unique_ptr<TillWatch> tills;
   std::optional<MaintenanceStore> maintenance;
@@ -276,17 +295,18 @@ int Run(const AgentConfig& cfg) {
     TillWatchOptions till_options = cfg.tills;
     till_options.history = history;
     till_options.state = detector_state;
-    tills = std::make_unique<TillWatch>(till_options, uo.agent_id,
-                                        MakeExpectation(cfg, maintenance ? &*maintenance : nullptr), board, *outbox,
-                                        [&uplink] { uplink.Wake(); }, clock);
+    tills = std::make_unique<TillWatch>(
+        till_options, uo.agent_id, MakeExpectation(cfg, maintenance ? &*maintenance : nullptr),
+        board, *outbox, [&uplink] { uplink.Wake(); }, clock);
     tills->Start();
-    log::Info("tills", Cat("watching tills: ", cfg.tills.set_db ? "SET database" : "configured roster",
-                           ", heartbeat timeout ", cfg.tills.policy.heartbeat_timeout_ms, " ms, confirm window ",
-                           cfg.tills.policy.confirm_ms, " ms"));
+    log::Info("tills",
+              Cat("watching tills: ", cfg.tills.set_db ? "SET database" : "configured roster",
+                  ", heartbeat timeout ", cfg.tills.policy.heartbeat_timeout_ms,
+                  " ms, confirm window ", cfg.tills.policy.confirm_ms, " ms"));
   }
-  log::Info("agent", Cat("setdiag-agent ", kVersion, " for store ", cfg.store_id,
-                                  " (agent ", uo.agent_id, ") sending to ", cfg.collector_address,
-                                  ca_pem.empty() ? " (plaintext)" : " (TLS)"));
+  log::Info("agent", Cat("setdiag-agent ", kVersion, " for store ", cfg.store_id, " (agent ",
+                         uo.agent_id, ") sending to ", cfg.collector_address,
+                         ca_pem.empty() ? " (plaintext)" : " (TLS)"));
 
   std::unique_ptr<LoadingWatch> loading;
   if (cfg.loading_enabled) {
@@ -306,12 +326,13 @@ int Run(const AgentConfig& cfg) {
     LoadingWatchOptions loading_options = cfg.loading;
     loading_options.history = history;
     loading_options.state = detector_state;
-    loading = std::make_unique<LoadingWatch>(loading_options, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); },
-                                             context, clock);
+    loading = std::make_unique<LoadingWatch>(
+        loading_options, uo.agent_id, *outbox, [&uplink] { uplink.Wake(); }, context, clock);
     loading->Start();
-    log::Info("loading", Cat("watching goods and prices loading: ", cfg.loading.set_db ? "SET database" : "no database",
-                             ", ", cfg.loading.inboxes.size(), " inbox folder(s), ", cfg.loading.service_urls.size(),
-                             " import service URL(s)"));
+    log::Info("loading", Cat("watching goods and prices loading: ",
+                             cfg.loading.set_db ? "SET database" : "no database", ", ",
+                             cfg.loading.inboxes.size(), " inbox folder(s), ",
+                             cfg.loading.service_urls.size(), " import service URL(s)"));
   }
 
   // Housekeeping on the main thread between signals: every 2 s events the
@@ -335,9 +356,10 @@ int Run(const AgentConfig& cfg) {
   if (loading) loading->Stop();
   if (tills) tills->Stop();
   push.Stop();
-  log::Info("push", Cat("heartbeats accepted ", push.counters().accepted.load(), ", malformed ",
-                        push.counters().malformed.load(), ", oversized ", push.counters().oversized.load(),
-                        ", other store ", push.counters().wrong_store.load()));
+  log::Info("push",
+            Cat("heartbeats accepted ", push.counters().accepted.load(), ", malformed ",
+                push.counters().malformed.load(), ", oversized ", push.counters().oversized.load(),
+                ", other store ", push.counters().wrong_store.load()));
   uplink.Stop();
   return 0;
 }
@@ -389,9 +411,12 @@ int Emit(const AgentConfig& cfg, const std::string& kind, const std::string& sev
 
 std::string HumanBytes(uint64_t n) {
   char buf[32];
-  if (n >= 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1024.0 * 1024.0));
-  else if (n >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  if (n >= 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1024.0 * 1024.0));
+  else if (n >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
   return buf;
 }
 
@@ -435,7 +460,8 @@ int Bundle(const std::string& config_path, const BundleArgs& args) {
   if (!args.window.empty()) {
     int64_t ms = ParseDurationArg(args.window);
     if (ms < 60'000) {
-      std::cerr << "setdiag-agent bundle: --window needs a duration of at least 1m, such as 6h or 2d\n";
+      std::cerr
+          << "setdiag-agent bundle: --window needs a duration of at least 1m, such as 6h or 2d\n";
       return kExitConfig;
     }
     options.config.window_ms = ms;
@@ -443,7 +469,8 @@ int Bundle(const std::string& config_path, const BundleArgs& args) {
   if (!args.step_timeout.empty()) {
     int64_t ms = ParseDurationArg(args.step_timeout);
     if (ms < 100) {
-      std::cerr << "setdiag-agent bundle: --step-timeout needs a duration of at least 100ms, such as 20s\n";
+      std::cerr << "setdiag-agent bundle: --step-timeout needs a duration of at least 100ms, such "
+                   "as 20s\n";
       return kExitConfig;
     }
     options.config.step_timeout_ms = ms;
@@ -457,10 +484,12 @@ int Bundle(const std::string& config_path, const BundleArgs& args) {
     gmtime_r(&secs, &tm);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    out = Cat("setdiag-bundle-", cfg.store_id.empty() ? "unknown" : cfg.store_id, "-", stamp, ".tar.gz");
+    out = Cat("setdiag-bundle-", cfg.store_id.empty() ? "unknown" : cfg.store_id, "-", stamp,
+              ".tar.gz");
   }
-  std::cerr << "setdiag-agent bundle: collecting (each step at most " << options.config.step_timeout_ms / 1000
-            << " s, logs " << options.config.logs_timeout_ms / 1000 << " s)...\n";
+  std::cerr << "setdiag-agent bundle: collecting (each step at most "
+            << options.config.step_timeout_ms / 1000 << " s, logs "
+            << options.config.logs_timeout_ms / 1000 << " s)...\n";
   auto result = bundle::BuildBundle(cfg, options, out, clock);
   if (!result.ok()) {
     std::cerr << "setdiag-agent bundle: " << result.status().message() << "\n";
@@ -469,16 +498,20 @@ int Bundle(const std::string& config_path, const BundleArgs& args) {
   const auto& m = result->manifest;
   if (!args.manifest_out.empty()) {
     if (auto st = WriteFileAtomically(
-            args.manifest_out, m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 0640);
+            args.manifest_out, m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+            0640);
         !st.ok()) {
       std::cerr << "setdiag-agent bundle: --manifest-out: " << st.message() << "\n";
       return 1;
     }
   }
   if (args.json) {
-    nlohmann::json summary = {{"path", result->path},          {"size", result->size},
-                              {"sha256", result->sha256},      {"summary", m["summary"]},
-                              {"steps", m["steps"]},           {"redactions", m["redactions"]["by_rule"]},
+    nlohmann::json summary = {{"path", result->path},
+                              {"size", result->size},
+                              {"sha256", result->sha256},
+                              {"summary", m["summary"]},
+                              {"steps", m["steps"]},
+                              {"redactions", m["redactions"]["by_rule"]},
                               {"not_collected", m["not_collected"].size()}};
     std::cout << summary.dump(2) << "\n";
     if (result->steps_timed_out > 0) {
@@ -522,7 +555,8 @@ int Status(const AgentConfig& cfg) {
   SystemClock clock;
   auto outbox = Outbox::OpenWithoutRepair(cfg.OutboxPath(), cfg.outbox, clock);
   if (!outbox.ok()) {
-    std::cerr << "setdiag-agent status: cannot open the outbox: " << outbox.status().message() << "\n";
+    std::cerr << "setdiag-agent status: cannot open the outbox: " << outbox.status().message()
+              << "\n";
     return 1;
   }
   OutboxStats s = (*outbox)->Stats();
@@ -531,7 +565,8 @@ int Status(const AgentConfig& cfg) {
       {"outbox", cfg.OutboxPath()},
       {"depth", s.depth},
       {"bytes", s.bytes},
-      {"oldest_unsent_age_s", s.oldest_enqueued_ms ? (clock.NowMs() - s.oldest_enqueued_ms) / 1000 : 0},
+      {"oldest_unsent_age_s",
+       s.oldest_enqueued_ms ? (clock.NowMs() - s.oldest_enqueued_ms) / 1000 : 0},
       {"gaps_total", s.gaps_total},
       {"next_sequence", s.next_sequence},
   };
@@ -549,8 +584,9 @@ int main(int argc, char** argv) {
   // which in this static binary loads the host's NSS modules (glibc 2.17's on
   // CentOS 7, none in an empty root): never let the environment choose it.
   setenv("GRPC_DNS_RESOLVER", "ares", 1);
-  CLI::App app{"setdiag-agent: watches a SET Retail 10 store server and streams diagnostics to the "
-               "setdiag collector.\nWithout a subcommand it runs the agent (same as 'run')."};
+  CLI::App app{
+      "setdiag-agent: watches a SET Retail 10 store server and streams diagnostics to the "
+      "setdiag collector.\nWithout a subcommand it runs the agent (same as 'run')."};
   app.set_version_flag("--version", std::string("setdiag-agent ") + setdiag::kVersion);
   // Options may come after the subcommand that owns them or after a nested
   // one ("maintenance list --json", "bundle -c FILE"): subcommands inherit
@@ -564,19 +600,23 @@ int main(int argc, char** argv) {
   std::string kind, severity = "normal", payload = "{}";
   int count = 1;
   emit->add_option("--kind", kind, "Event kind, e.g. script.heartbeat")->required();
-  emit->add_option("--severity", severity, "info, normal, important or critical")->capture_default_str();
+  emit->add_option("--severity", severity, "info, normal, important or critical")
+      ->capture_default_str();
   emit->add_option("--payload", payload, "JSON object")->capture_default_str();
   emit->add_option("--count", count, "How many copies")->check(CLI::Range(1, 10'000'000));
   auto* status = app.add_subcommand("status", "Print the outbox state as JSON");
   auto* check = app.add_subcommand(
-      "check", "Preflight on site: the config and SET's database as the watches read them; changes nothing. "
-               "Exit 0 when every check passes, 1 when one fails, 2 for a bad config");
+      "check",
+      "Preflight on site: the config and SET's database as the watches read them; changes nothing. "
+      "Exit 0 when every check passes, 1 when one fails, 2 for a bad config");
   bool check_json = false;
   std::string check_lang;
   check->add_flag("--json", check_json, "JSON output for scripts");
-  check->add_option("--lang", check_lang, "ru or en (default from $LANG)")->check(CLI::IsMember({"ru", "en"}));
+  check->add_option("--lang", check_lang, "ru or en (default from $LANG)")
+      ->check(CLI::IsMember({"ru", "en"}));
   auto* maint = app.add_subcommand(
-      "maintenance", "Open a maintenance window on site (no till condition meanwhile), or list/cancel them");
+      "maintenance",
+      "Open a maintenance window on site (no till condition meanwhile), or list/cancel them");
   std::string duration, reason, by;
   int64_t maint_id = 0;
   bool maint_json = false;
@@ -589,8 +629,9 @@ int main(int argc, char** argv) {
   auto* maint_list = maint->add_subcommand("list", "Active and planned windows");
   auto* maint_cancel = maint->add_subcommand("cancel", "End a window now");
   maint_cancel->add_option("id", maint_id, "Window number from 'list'")->required();
-  auto* bundle_cmd = app.add_subcommand(
-      "bundle", "Collect a diagnostic bundle (.tar.gz) for support; needs neither the daemon nor the collector");
+  auto* bundle_cmd = app.add_subcommand("bundle",
+                                        "Collect a diagnostic bundle (.tar.gz) for support; needs "
+                                        "neither the daemon nor the collector");
   BundleArgs bundle_args;
   bundle_cmd->add_option("-o,--output", bundle_args.output,
                          "Output file (default ./setdiag-bundle-<store>-<UTC time>.tar.gz)");
@@ -603,7 +644,8 @@ int main(int argc, char** argv) {
   bundle_cmd->add_option("--manifest-out", bundle_args.manifest_out,
                          "Also write the full manifest.json to FILE (atomically)");
   // Hidden: set by the daemon for the child that builds its bundles.
-  bundle_cmd->add_option("--parent-pid", bundle_args.parent_pid, "Exit when this process does")->group("");
+  bundle_cmd->add_option("--parent-pid", bundle_args.parent_pid, "Exit when this process does")
+      ->group("");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -625,7 +667,8 @@ int main(int argc, char** argv) {
   if (maint->parsed()) {
     std::string action = maint_list->parsed() ? "list" : maint_cancel->parsed() ? "cancel" : "open";
     if (action == "open" && (duration.empty() || reason.empty())) {
-      std::cerr << "setdiag-agent maintenance: give --for DURATION and --reason TEXT, or 'list' / 'cancel ID'\n";
+      std::cerr << "setdiag-agent maintenance: give --for DURATION and --reason TEXT, or 'list' / "
+                   "'cancel ID'\n";
       return 2;
     }
     return Maintenance(*cfg, action, duration, reason, by, maint_id, maint_json);

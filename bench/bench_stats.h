@@ -14,7 +14,8 @@
 namespace setdiag::bench {
 
 inline int64_t NowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 inline int64_t NowMs() { return NowUs() / 1000; }
@@ -46,15 +47,15 @@ inline Summary Summarize(const std::vector<double>& v) {
 
 inline void Report(const std::string& what, const std::vector<double>& v) {
   Summary s = Summarize(v);
-  std::printf("%-66s n=%-4zu p50=%7.1f p90=%7.1f p99=%7.1f max=%7.1f min=%7.1f\n", what.c_str(), s.n, s.p50, s.p90,
-              s.p99, s.max, s.min);
+  std::printf("%-66s n=%-4zu p50=%7.1f p90=%7.1f p99=%7.1f max=%7.1f min=%7.1f\n", what.c_str(),
+              s.n, s.p50, s.p90, s.p99, s.max, s.min);
 }
 
 inline nlohmann::json SummaryJson(const std::vector<double>& v) {
   Summary s = Summarize(v);
   auto r1 = [](double x) { return std::round(x * 10) / 10; };
-  return {{"n", s.n}, {"p50", r1(s.p50)}, {"p90", r1(s.p90)}, {"p99", r1(s.p99)}, {"max", r1(s.max)},
-          {"min", r1(s.min)}};
+  return {{"n", s.n},         {"p50", r1(s.p50)}, {"p90", r1(s.p90)},
+          {"p99", r1(s.p99)}, {"max", r1(s.max)}, {"min", r1(s.min)}};
 }
 
 }  // namespace setdiag::bench

@@ -39,7 +39,8 @@ using json = nlohmann::json;
 namespace {
 
 int64_t SteadyUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -47,8 +48,6 @@ int64_t FileSize(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
 }
-
-
 
 }  // namespace
 
@@ -61,26 +60,35 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  Deployment d("bench-bundles", "[bundles]\nmax_bundle_bytes = \"2GiB\"\nmax_total_bytes = \"20GiB\"\n");
+  Deployment d("bench-bundles",
+               "[bundles]\nmax_bundle_bytes = \"2GiB\"\nmax_total_bytes = \"20GiB\"\n");
   d.StartCollector();
   const std::string logs = d.dir() + "/store-logs";
   std::filesystem::create_directories(logs);
-  WriteIncompressibleLog(logs + "/server.log", static_cast<size_t>(megabytes) * 1000 * 1000 / 3 * 4, 7);
+  WriteIncompressibleLog(logs + "/server.log", static_cast<size_t>(megabytes) * 1000 * 1000 / 3 * 4,
+                         7);
   std::string token = d.CreateStoreToken("1042", "acme");
-  AgentSetup& a = d.AddAgent("1042", token,
-                             "[bundle]\nlog_globs = [\"" + logs + "/*.log\"]\nstep_timeout = \"10s\"\n"
-                             "log_file_cap = \"2GiB\"\nlog_total_cap = \"2GiB\"\nlogs_timeout = \"5m\"\n");
+  AgentSetup& a =
+      d.AddAgent("1042", token,
+                 "[bundle]\nlog_globs = [\"" + logs +
+                     "/*.log\"]\nstep_timeout = \"10s\"\n"
+                     "log_file_cap = \"2GiB\"\nlog_total_cap = \"2GiB\"\nlogs_timeout = \"5m\"\n");
   d.StartAgent(a);
-  if (!WaitFor([&] { return d.Cli({"--json", "agents", "list"}).out.find("\"connected\": true") != std::string::npos; },
-               20s)) {
+  if (!WaitFor(
+          [&] {
+            return d.Cli({"--json", "agents", "list"}).out.find("\"connected\": true") !=
+                   std::string::npos;
+          },
+          20s)) {
     std::fprintf(stderr, "the agent did not connect:\n%s\n", ReadFile(a.log_path).c_str());
     return 1;
   }
   const pid_t agent_pid = a.process->pid();
   std::printf("bundles of ~%d MB, %d run(s); agent pid %d; RSS in MiB\n", megabytes, runs,
               static_cast<int>(agent_pid));
-  std::printf("%-4s %8s %8s %10s %8s %9s %10s %10s %10s %10s %9s\n", "run", "size MB", "build s", "transfer s",
-              "MB/s", "RSS idle", "build peak", "send start", "send peak", "send grow", "get MB/s");
+  std::printf("%-4s %8s %8s %10s %8s %9s %10s %10s %10s %10s %9s\n", "run", "size MB", "build s",
+              "transfer s", "MB/s", "RSS idle", "build peak", "send start", "send peak",
+              "send grow", "get MB/s");
   bool all_ok = true;
   double worst_rate = 1e9, worst_growth = 0;
   for (int run = 1; run <= runs; ++run) {
@@ -101,8 +109,10 @@ int main(int argc, char** argv) {
     std::thread sampler([&] {
       while (sampling) {
         int64_t kib = SampleProcess(agent_pid).rss_kib;
-        if (transferring) peak_transfer = std::max<int64_t>(peak_transfer, kib);
-        else if (first_byte_seen == false) peak_build = std::max<int64_t>(peak_build, kib);
+        if (transferring)
+          peak_transfer = std::max<int64_t>(peak_transfer, kib);
+        else if (first_byte_seen == false)
+          peak_build = std::max<int64_t>(peak_build, kib);
         std::this_thread::sleep_for(50ms);
       }
     });
@@ -134,11 +144,17 @@ int main(int argc, char** argv) {
     sampling = false;
     sampler.join();
     if (done == 0 || first_byte == 0) {
-      std::fprintf(stderr, "run %d: the bundle did not arrive\n%s\n", run, ReadFile(a.log_path).c_str());
+      std::fprintf(stderr, "run %d: the bundle did not arrive\n%s\n", run,
+                   ReadFile(a.log_path).c_str());
       return 1;
     }
     // Let the row commit before downloading.
-    WaitFor([&] { return d.Cli({"--json", "bundle", "show", id}).out.find("\"complete\"") != std::string::npos; }, 30s);
+    WaitFor(
+        [&] {
+          return d.Cli({"--json", "bundle", "show", id}).out.find("\"complete\"") !=
+                 std::string::npos;
+        },
+        30s);
     const double size_mb = static_cast<double>(FileSize(final_path)) / 1e6;
     const double transfer_s = static_cast<double>(done - first_byte) / 1e6;
     const double rate = size_mb / transfer_s;
@@ -153,15 +169,18 @@ int main(int argc, char** argv) {
       all_ok = false;
     }
     std::filesystem::remove(out);
-    std::printf("%-4d %8.1f %8.2f %10.2f %8.1f %9.1f %10.1f %10.1f %10.1f %10.1f %9.1f\n", run, size_mb,
-                static_cast<double>(first_byte - requested) / 1e6, transfer_s, rate, static_cast<double>(idle) / 1024.0,
-                static_cast<double>(peak_build) / 1024.0, start_mib, peak_mib, peak_mib - start_mib, get_rate);
+    std::printf("%-4d %8.1f %8.2f %10.2f %8.1f %9.1f %10.1f %10.1f %10.1f %10.1f %9.1f\n", run,
+                size_mb, static_cast<double>(first_byte - requested) / 1e6, transfer_s, rate,
+                static_cast<double>(idle) / 1024.0, static_cast<double>(peak_build) / 1024.0,
+                start_mib, peak_mib, peak_mib - start_mib, get_rate);
     std::fflush(stdout);
     worst_rate = std::min(worst_rate, rate);
     worst_growth = std::max(worst_growth, peak_mib - start_mib);
   }
-  std::printf("worst: %.1f MB/s through the collector (goal >= 50), agent RSS growth %.1f MiB while sending "
-              "(goal <= 20)\n",
-              worst_rate, worst_growth);
+  std::printf(
+      "worst: %.1f MB/s through the collector (goal >= 50), agent RSS growth %.1f MiB while "
+      "sending "
+      "(goal <= 20)\n",
+      worst_rate, worst_growth);
   return all_ok && worst_rate >= 50 && worst_growth <= 20 ? 0 : 1;
 }

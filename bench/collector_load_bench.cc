@@ -69,7 +69,8 @@ void QuietCollector(Deployment& d, const std::string& extra = "") {
   std::string cfg = ReadFile(d.collector_config());
   cfg.replace(cfg.find("log_level = \"debug\""), 19, "log_level = \"info\"");
   const std::string si = "status_interval = \"1s\"";
-  if (auto at = cfg.find(si); at != std::string::npos) cfg.replace(at, si.size(), "status_interval = \"30s\"");
+  if (auto at = cfg.find(si); at != std::string::npos)
+    cfg.replace(at, si.size(), "status_interval = \"30s\"");
   WriteFile(d.collector_config(), cfg + extra);
 }
 
@@ -98,7 +99,8 @@ void Seed(const std::string& path, int stores, int tickets, int partners) {
   }
   auto st = db->Prepare("INSERT INTO stores(store_id, partner, created_at_ms) VALUES (?,?,?)");
   auto ag = db->Prepare(
-      "INSERT INTO agents(agent_id, store_id, agent_version, outbox_id, last_committed_seq, first_seen_ms, "
+      "INSERT INTO agents(agent_id, store_id, agent_version, outbox_id, last_committed_seq, "
+      "first_seen_ms, "
       "last_seen_ms, connected, connection, status_json) VALUES (?,?,?,?,?,?,?,?,0,'{}')");
   Check(st.status(), "prepare stores");
   Check(ag.status(), "prepare agents");
@@ -106,19 +108,27 @@ void Seed(const std::string& path, int stores, int tickets, int partners) {
     st->Bind(1, StoreId(i)).Bind(2, PartnerOf(i, partners)).Bind(3, now - 86'400'000);
     Check(st->Run(), "store");
     st->Reset();
-    ag->Bind(1, Cat("store-", StoreId(i), "-a1")).Bind(2, StoreId(i)).Bind(3, "0.2.0").Bind(4, Cat("ob", i));
+    ag->Bind(1, Cat("store-", StoreId(i), "-a1"))
+        .Bind(2, StoreId(i))
+        .Bind(3, "0.2.0")
+        .Bind(4, Cat("ob", i));
     ag->Bind(5, int64_t{1000 + i}).Bind(6, now - 86'400'000).Bind(7, now - (i % 600) * 1000);
     ag->Bind(8, int64_t{i % 10 != 0});
     Check(ag->Run(), "agent");
     ag->Reset();
   }
   auto tk = db->Prepare(
-      "INSERT INTO tickets(store_id, partner, tariff, condition, priority, state, condition_active, paged, late, "
-      "title_en, title_ru, summary_en, summary_ru, detected_at_ms, registered_at_ms, updated_at_ms, "
-      "cleared_at_ms, acknowledged_at_ms, acknowledged_by, resolved_at_ms, resolved_by, resolution, "
+      "INSERT INTO tickets(store_id, partner, tariff, condition, priority, state, "
+      "condition_active, paged, late, "
+      "title_en, title_ru, summary_en, summary_ru, detected_at_ms, registered_at_ms, "
+      "updated_at_ms, "
+      "cleared_at_ms, acknowledged_at_ms, acknowledged_by, resolved_at_ms, resolved_by, "
+      "resolution, "
       "error_registered_at_ms, reopen_count, last_episode, reg_due, reg_warn, reg_met, reg_warned, "
-      "reg_breached, resp_due, resp_warn, resp_met, resp_warned, resp_breached, wa_due, wa_warn, wa_met, "
-      "wa_warned, wa_breached, next_due_ms) VALUES (?1,?2,'expert',?3,?4,?5,?6,1,0,?7,?8,?9,?10,?11,?11,?11,"
+      "reg_breached, resp_due, resp_warn, resp_met, resp_warned, resp_breached, wa_due, wa_warn, "
+      "wa_met, "
+      "wa_warned, wa_breached, next_due_ms) VALUES "
+      "(?1,?2,'expert',?3,?4,?5,?6,1,0,?7,?8,?9,?10,?11,?11,?11,"
       "0,0,'',?12,?13,'',0,0,?14,?11,?11,?11,0,0,?11,?11,0,0,0,?11,?11,0,0,0,?15)");
   Check(tk.status(), "prepare tickets");
   const char* conditions[] = {"tills", "loading", "agent.unreachable", "set.server_down"};
@@ -129,9 +139,14 @@ void Seed(const std::string& path, int stores, int tickets, int partners) {
       const bool current = k == per_store - 1 && i % 5 == 0;
       const int64_t at = now - int64_t{per_store - k} * 3'600'000;
       const std::string cond = conditions[k % 4];
-      tk->Bind(1, StoreId(i)).Bind(2, PartnerOf(i, partners)).Bind(3, cond).Bind(4, int64_t{k % 4 == 0 ? 3 : 2});
-      tk->Bind(5, current ? (i % 10 == 0 ? "acknowledged" : "open") : "resolved").Bind(6, int64_t{current});
-      tk->Bind(7, Cat("Store ", StoreId(i), ": ", cond)).Bind(8, Cat("Магазин ", StoreId(i), ": ", cond));
+      tk->Bind(1, StoreId(i))
+          .Bind(2, PartnerOf(i, partners))
+          .Bind(3, cond)
+          .Bind(4, int64_t{k % 4 == 0 ? 3 : 2});
+      tk->Bind(5, current ? (i % 10 == 0 ? "acknowledged" : "open") : "resolved")
+          .Bind(6, int64_t{current});
+      tk->Bind(7, Cat("Store ", StoreId(i), ": ", cond))
+          .Bind(8, Cat("Магазин ", StoreId(i), ": ", cond));
       tk->Bind(9, "bench").Bind(10, "бенчмарк").Bind(11, at);
       tk->Bind(12, current ? int64_t{0} : at + 1'800'000).Bind(13, current ? "" : "collector");
       tk->Bind(14, Cat("ep-", i, "-", k)).Bind(15, current ? at + 7'200'000 : int64_t{0});
@@ -148,16 +163,19 @@ struct Timed {
 };
 
 // One request per sample, each on a fresh connection, as the CLI makes them.
-Timed TimeGets(setdiag::cli::ApiClient& client, int n, const std::function<std::string(int)>& path) {
+Timed TimeGets(setdiag::cli::ApiClient& client, int n,
+               const std::function<std::string(int)>& path) {
   Timed t;
   for (int i = 0; i < n; ++i) {
     const std::string p = path(i);
     const auto t0 = std::chrono::steady_clock::now();
     auto r = client.Get(p);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!r.ok() || r->status != 200) {
       if (++t.failures == 1)
-        std::fprintf(stderr, "GET %s: %s\n", p.c_str(), r.ok() ? r->body.substr(0, 200).c_str() : r.status().ToString().c_str());
+        std::fprintf(stderr, "GET %s: %s\n", p.c_str(),
+                     r.ok() ? r->body.substr(0, 200).c_str() : r.status().ToString().c_str());
       continue;
     }
     t.ms.push_back(ms);
@@ -165,14 +183,17 @@ Timed TimeGets(setdiag::cli::ApiClient& client, int n, const std::function<std::
   return t;
 }
 
-Timed TimeCli(Deployment& d, int n, const std::vector<std::string>& args, const std::string& token = "") {
+Timed TimeCli(Deployment& d, int n, const std::vector<std::string>& args,
+              const std::string& token = "") {
   Timed t;
   for (int i = 0; i < n; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     CommandResult r = d.Cli(args, token);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (r.exit_code != 0) {
-      if (++t.failures == 1) std::fprintf(stderr, "setdiag %s: %s\n", args[0].c_str(), r.err.c_str());
+      if (++t.failures == 1)
+        std::fprintf(stderr, "setdiag %s: %s\n", args[0].c_str(), r.err.c_str());
       continue;
     }
     t.ms.push_back(ms);
@@ -183,17 +204,22 @@ Timed TimeCli(Deployment& d, int n, const std::vector<std::string>& args, const 
 int Lists(int stores, int tickets, int partners, int samples, double load_seconds) {
   Deployment d("bench-lists");
   QuietCollector(d);
-  std::printf("lists: seeding %d stores (%d partners, one agent each) and %d tickets\n", stores, partners, tickets);
+  std::printf("lists: seeding %d stores (%d partners, one agent each) and %d tickets\n", stores,
+              partners, tickets);
   std::fflush(stdout);
   const auto s0 = std::chrono::steady_clock::now();
   Seed(DbPath(d), stores, tickets, partners);
-  std::printf("lists: seeded in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count());
-  const std::string partner_token = d.CreateUser("bench-partner", "partner", PartnerOf(3, partners));
+  std::printf("lists: seeded in %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count());
+  const std::string partner_token =
+      d.CreateUser("bench-partner", "partner", PartnerOf(3, partners));
   d.StartCollector();
   const std::string base = Cat("http://127.0.0.1:", d.http_port());
   setdiag::cli::ApiClient support(base, d.support_token()), partner(base, partner_token);
   std::mt19937 rng(42);
-  auto random_store = [&] { return StoreId(static_cast<int>(rng() % static_cast<unsigned>(stores))); };
+  auto random_store = [&] {
+    return StoreId(static_cast<int>(rng() % static_cast<unsigned>(stores)));
+  };
   auto random_ticket = [&] { return 1 + rng() % static_cast<unsigned>(tickets); };
 
   json results = json::object();
@@ -210,30 +236,44 @@ int Lists(int stores, int tickets, int partners, int samples, double load_second
   // Warm the page cache and the connections' statement caches.
   (void)TimeGets(support, 5, Fixed("/api/v1/stores?limit=1000"));
 
-  report("GET /stores?limit=100 (support, first page)", TimeGets(support, samples, Fixed("/api/v1/stores?limit=100")), true);
-  report("GET /stores?limit=100&after=<random> (support)", TimeGets(support, samples, [&](int) {
-           return Cat("/api/v1/stores?limit=100&after=", random_store());
-         }), true);
-  report("GET /stores?limit=1000 (support, largest page)", TimeGets(support, samples / 4, Fixed("/api/v1/stores?limit=1000")), true);
-  report("GET /stores?limit=100 (partner, 1 of 20)", TimeGets(partner, samples, Fixed("/api/v1/stores?limit=100")), true);
-  report("GET /stores/<random> (support)", TimeGets(support, samples, [&](int) {
-           return Cat("/api/v1/stores/", random_store());
-         }), true);
-  report("GET /tickets?state=active&limit=100 (support)", TimeGets(support, samples, Fixed("/api/v1/tickets?state=active&limit=100")), true);
-  report("GET /tickets?limit=100&after=<random> (support, all states)", TimeGets(support, samples, [&](int) {
-           return Cat("/api/v1/tickets?limit=100&after=", random_ticket());
-         }), true);
-  report("GET /tickets?limit=1000 (support, largest page)", TimeGets(support, samples / 4, Fixed("/api/v1/tickets?limit=1000")), true);
-  report("GET /tickets?limit=100 (partner, all states)", TimeGets(partner, samples, Fixed("/api/v1/tickets?limit=100")), true);
-  report("GET /tickets?store=<random>&state=all (support)", TimeGets(support, samples, [&](int) {
-           return Cat("/api/v1/tickets?state=all&store=", random_store());
-         }), true);
-  report("GET /tickets?state=resolved&priority=critical&limit=100", TimeGets(support, samples, Fixed("/api/v1/tickets?state=resolved&priority=critical&limit=100")), true);
+  report("GET /stores?limit=100 (support, first page)",
+         TimeGets(support, samples, Fixed("/api/v1/stores?limit=100")), true);
+  report("GET /stores?limit=100&after=<random> (support)",
+         TimeGets(support, samples,
+                  [&](int) { return Cat("/api/v1/stores?limit=100&after=", random_store()); }),
+         true);
+  report("GET /stores?limit=1000 (support, largest page)",
+         TimeGets(support, samples / 4, Fixed("/api/v1/stores?limit=1000")), true);
+  report("GET /stores?limit=100 (partner, 1 of 20)",
+         TimeGets(partner, samples, Fixed("/api/v1/stores?limit=100")), true);
+  report("GET /stores/<random> (support)",
+         TimeGets(support, samples, [&](int) { return Cat("/api/v1/stores/", random_store()); }),
+         true);
+  report("GET /tickets?state=active&limit=100 (support)",
+         TimeGets(support, samples, Fixed("/api/v1/tickets?state=active&limit=100")), true);
+  report("GET /tickets?limit=100&after=<random> (support, all states)",
+         TimeGets(support, samples,
+                  [&](int) { return Cat("/api/v1/tickets?limit=100&after=", random_ticket()); }),
+         true);
+  report("GET /tickets?limit=1000 (support, largest page)",
+         TimeGets(support, samples / 4, Fixed("/api/v1/tickets?limit=1000")), true);
+  report("GET /tickets?limit=100 (partner, all states)",
+         TimeGets(partner, samples, Fixed("/api/v1/tickets?limit=100")), true);
+  report("GET /tickets?store=<random>&state=all (support)",
+         TimeGets(support, samples,
+                  [&](int) { return Cat("/api/v1/tickets?state=all&store=", random_store()); }),
+         true);
+  report("GET /tickets?state=resolved&priority=critical&limit=100",
+         TimeGets(support, samples,
+                  Fixed("/api/v1/tickets?state=resolved&priority=critical&limit=100")),
+         true);
   const int cli_runs = std::max(5, samples / 10);
-  report("setdiag stores list (process, first 100)", TimeCli(d, cli_runs, {"stores", "list"}), true);
-  report("setdiag tickets list (process, active, first 100)", TimeCli(d, cli_runs, {"tickets", "list"}), true);
-  report("setdiag stores list --all (process, every store)", TimeCli(d, 3, {"stores", "list", "--all", "--limit", "1000"}),
-         false);
+  report("setdiag stores list (process, first 100)", TimeCli(d, cli_runs, {"stores", "list"}),
+         true);
+  report("setdiag tickets list (process, active, first 100)",
+         TimeCli(d, cli_runs, {"tickets", "list"}), true);
+  report("setdiag stores list --all (process, every store)",
+         TimeCli(d, 3, {"stores", "list", "--all", "--limit", "1000"}), false);
 
   // /healthz idle, then while four clients read the largest pages.
   auto probe = [&](std::atomic<bool>& stop) {
@@ -266,7 +306,8 @@ int Lists(int stores, int tickets, int partners, int samples, double load_second
       setdiag::cli::ApiClient c(base, d.support_token());
       while (!stop) {
         Timed one = TimeGets(c, 1, [k](int) {
-          return std::string(k % 2 == 0 ? "/api/v1/stores?limit=1000" : "/api/v1/tickets?limit=1000&state=all");
+          return std::string(k % 2 == 0 ? "/api/v1/stores?limit=1000"
+                                        : "/api/v1/tickets?limit=1000&state=all");
         });
         loaded[k].failures += one.failures;
         loaded[k].ms.insert(loaded[k].ms.end(), one.ms.begin(), one.ms.end());
@@ -292,7 +333,8 @@ int Lists(int stores, int tickets, int partners, int samples, double load_second
   results["healthz_p99_ratio"] = std::round(ratio * 100) / 100;
   const auto cpu = SampleProcess(d.collector().pid());
   std::printf("collector: %.0f MiB resident at the end\n", static_cast<double>(cpu.rss_kib) / 1024);
-  std::printf("RESULT %s\n", json{{"lists", results}, {"all_under_200ms", all_under}}.dump().c_str());
+  std::printf("RESULT %s\n",
+              json{{"lists", results}, {"all_under_200ms", all_under}}.dump().c_str());
   d.StopCollector();
   return all_under ? 0 : 1;
 }
@@ -312,12 +354,13 @@ struct StormAgent {
 
 // One agent's whole life in the storm on its own thread: sessions until
 // every event is acknowledged, with the agent's backoff between them.
-void RunStormAgent(StormAgent& a, const std::string& target, uint64_t events, const std::string& payload,
-                   bool old_agent, uint64_t seed) {
+void RunStormAgent(StormAgent& a, const std::string& target, uint64_t events,
+                   const std::string& payload, bool old_agent, uint64_t seed) {
   setdiag::SystemClock clock;
   setdiag::Backoff backoff(setdiag::BackoffPolicy{}, clock, seed);
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // one connection per agent, as with real stores
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+              1);  // one connection per agent, as with real stores
   auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::AgentLink::NewStub(channel);
   while (a.acked < events) {
@@ -423,8 +466,8 @@ int Storm(int agents, int events, bool old_agents) {
   // per store would measure the ticket engine's updates, not the drain).
   const std::string payload =
       json{{"tills_total", 20}, {"stopped", {3, 7, 11}}, {"note", std::string(160, 'x')}}.dump();
-  std::printf("storm: %d agents with %d events each reconnect at once (%s agents)\n", agents, events,
-              old_agents ? "0.1.0" : "today's");
+  std::printf("storm: %d agents with %d events each reconnect at once (%s agents)\n", agents,
+              events, old_agents ? "0.1.0" : "today's");
   std::fflush(stdout);
   const double cpu0 = SampleProcess(d.collector().pid()).cpu_s;
   std::barrier start(agents + 1);
@@ -455,32 +498,41 @@ int Storm(int agents, int events, bool old_agents) {
   Check(db.status(), "open");
   auto q = db->Prepare(
       "SELECT COUNT(*), COALESCE(SUM(n = ?1 AND lo = 1 AND hi = ?1), 0), COALESCE(SUM(n), 0) FROM "
-      "(SELECT agent_id, COUNT(*) AS n, MIN(seq) AS lo, MAX(seq) AS hi FROM events WHERE kind = 'bench.storm' "
+      "(SELECT agent_id, COUNT(*) AS n, MIN(seq) AS lo, MAX(seq) AS hi FROM events WHERE kind = "
+      "'bench.storm' "
       "GROUP BY agent_id)");
   Check(q.status(), "prepare");
   q->Bind(1, int64_t{events});
   auto row = q->Step();
   Check(row.status(), "count");
   const int64_t agents_seen = q->Int(0), agents_exact = q->Int(1), stored = q->Int(2);
-  const bool exact = agents_seen == agents && agents_exact == agents && stored == int64_t{agents} * events;
+  const bool exact =
+      agents_seen == agents && agents_exact == agents && stored == int64_t{agents} * events;
   std::printf("storm: drained in %.2f s: %lld events stored (%s), %.0f events/s\n", drain_s,
-              static_cast<long long>(stored), exact ? "each agent's 1..M exactly once" : "NOT EXACT",
+              static_cast<long long>(stored),
+              exact ? "each agent's 1..M exactly once" : "NOT EXACT",
               static_cast<double>(stored) / drain_s);
-  std::printf("storm: %d sessions; %d agents were turned away (Overloaded) %d times in all\n", sessions, turned_away,
-              overloaded);
+  std::printf("storm: %d sessions; %d agents were turned away (Overloaded) %d times in all\n",
+              sessions, turned_away, overloaded);
   Report("storm: seconds until an agent's last event was acknowledged", done_s);
   std::vector<double> hints;
   for (const auto& a : fleet) hints.insert(hints.end(), a.hints_s.begin(), a.hints_s.end());
   Report("storm: retry_after of the Overloaded answers, s", hints);
   std::printf("storm: collector CPU %.1f s (%.0f%% of one core over the drain)\n", cpu1 - cpu0,
               100 * (cpu1 - cpu0) / drain_s);
-  std::printf("RESULT %s\n", json{{"storm", {{"agents", agents}, {"events", events}, {"old_agents", old_agents},
-                                              {"drain_s", std::round(drain_s * 100) / 100}, {"stored", stored},
-                                              {"exact", exact}, {"sessions", sessions},
-                                              {"turned_away", turned_away}, {"overloaded", overloaded},
-                                              {"done_s", SummaryJson(done_s)}}}}
-                                     .dump()
-                                     .c_str());
+  std::printf("RESULT %s\n", json{{"storm",
+                                   {{"agents", agents},
+                                    {"events", events},
+                                    {"old_agents", old_agents},
+                                    {"drain_s", std::round(drain_s * 100) / 100},
+                                    {"stored", stored},
+                                    {"exact", exact},
+                                    {"sessions", sessions},
+                                    {"turned_away", turned_away},
+                                    {"overloaded", overloaded},
+                                    {"done_s", SummaryJson(done_s)}}}}
+                                 .dump()
+                                 .c_str());
   d.StopCollector();
   return exact ? 0 : 1;
 }
@@ -534,8 +586,10 @@ int SlowReader(int seconds, bool small_window) {
       sent += kBatchEvents;
     }
   });
-  std::printf("slow-reader: one agent writes batches of %zu and never reads its acks, for %d s (%s window)\n",
-              kBatchEvents, seconds, small_window ? "a small receive" : "gRPC's default receive");
+  std::printf(
+      "slow-reader: one agent writes batches of %zu and never reads its acks, for %d s (%s "
+      "window)\n",
+      kBatchEvents, seconds, small_window ? "a small receive" : "gRPC's default receive");
   std::printf("%6s %12s %12s\n", "second", "RSS MiB", "events sent");
   std::vector<double> rss;
   double first = 0, peak = 0;
@@ -545,7 +599,8 @@ int SlowReader(int seconds, bool small_window) {
     if (i == 0) first = mib;
     peak = std::max(peak, mib);
     rss.push_back(mib);
-    if (i % 5 == 0) std::printf("%6d %12.1f %12llu\n", i, mib, static_cast<unsigned long long>(sent.load()));
+    if (i % 5 == 0)
+      std::printf("%6d %12.1f %12llu\n", i, mib, static_cast<unsigned long long>(sent.load()));
     std::fflush(stdout);
     std::this_thread::sleep_for(1s);
   }
@@ -555,21 +610,28 @@ int SlowReader(int seconds, bool small_window) {
   // What the collector did with the stream: closed it (never read) or not.
   const std::string log = d.collector().Log();
   const bool closed = log.find("has not read what the collector sent") != std::string::npos;
-  std::printf("slow-reader: the collector %s the stream for not reading\n", closed ? "closed" : "did not close");
-  std::printf("slow-reader: RSS %.1f MiB at the start, %.1f MiB at most, %.1f MiB at the end; %llu events sent\n",
-              first, peak, rss.back(), static_cast<unsigned long long>(sent.load()));
+  std::printf("slow-reader: the collector %s the stream for not reading\n",
+              closed ? "closed" : "did not close");
+  std::printf(
+      "slow-reader: RSS %.1f MiB at the start, %.1f MiB at most, %.1f MiB at the end; %llu events "
+      "sent\n",
+      first, peak, rss.back(), static_cast<unsigned long long>(sent.load()));
   auto db = sql::Db::Open(DbPath(d));
   Check(db.status(), "open");
   auto count = db->QueryInt("SELECT COUNT(*) FROM events WHERE store_id = 'S900001'");
   Check(count.status(), "count");
   const auto stored = static_cast<size_t>(*count);
   std::printf("slow-reader: %zu of them stored (committed) by the collector\n", stored);
-  std::printf("RESULT %s\n", json{{"slow_reader", {{"seconds", seconds}, {"small_window", small_window},
-                                                    {"stored", stored}, {"rss_first_mib", first},
-                                                    {"rss_peak_mib", peak}, {"rss_last_mib", rss.back()},
-                                                    {"events_sent", sent.load()}}}}
-                                     .dump()
-                                     .c_str());
+  std::printf("RESULT %s\n", json{{"slow_reader",
+                                   {{"seconds", seconds},
+                                    {"small_window", small_window},
+                                    {"stored", stored},
+                                    {"rss_first_mib", first},
+                                    {"rss_peak_mib", peak},
+                                    {"rss_last_mib", rss.back()},
+                                    {"events_sent", sent.load()}}}}
+                                 .dump()
+                                 .c_str());
   d.StopCollector();
   return 0;
 }
@@ -581,22 +643,27 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int stores = 10'000, tickets = 100'000, partners = 20, samples = 200;
   double load_seconds = 20;
-  auto* lists = app.add_subcommand("lists", "Store and ticket lists with many stores and tickets; /healthz meanwhile");
+  auto* lists = app.add_subcommand(
+      "lists", "Store and ticket lists with many stores and tickets; /healthz meanwhile");
   lists->add_option("--stores", stores)->capture_default_str();
   lists->add_option("--tickets", tickets)->capture_default_str();
   lists->add_option("--partners", partners)->capture_default_str();
   lists->add_option("--samples", samples, "Requests per measured series")->capture_default_str();
-  lists->add_option("--load-seconds", load_seconds, "How long the four clients read while /healthz is measured")
+  lists
+      ->add_option("--load-seconds", load_seconds,
+                   "How long the four clients read while /healthz is measured")
       ->capture_default_str();
   int agents = 1000, events = 1000;
   bool old_agents = false;
   auto* storm = app.add_subcommand("storm", "Agents with queued events reconnecting at once");
   storm->add_option("--agents", agents)->capture_default_str();
-  storm->add_option("--events", events, "Events waiting in each agent's outbox")->capture_default_str();
+  storm->add_option("--events", events, "Events waiting in each agent's outbox")
+      ->capture_default_str();
   storm->add_flag("--old-agents", old_agents, "Agents wait 15 s after Overloaded, as 0.1.0 did");
   int seconds = 90;
   bool small_window = false;
-  auto* slow = app.add_subcommand("slow-reader", "Collector memory while an agent never reads its acks");
+  auto* slow =
+      app.add_subcommand("slow-reader", "Collector memory while an agent never reads its acks");
   slow->add_option("--seconds", seconds)->capture_default_str();
   slow->add_flag("--small-window", small_window, "The client's receive window stays a few KiB");
   CLI11_PARSE(app, argc, argv);

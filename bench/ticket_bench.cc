@@ -88,7 +88,8 @@ class Receiver {
 
 std::string WebhookConfig(const std::string& secret_dir, const std::string& url) {
   WriteFile(secret_dir + "/hook.secret", "bench-secret\n");
-  return "[notify.webhook.bench]\nurl = \"" + url + "\"\nsecret_file = \"" + secret_dir + "/hook.secret\"\n";
+  return "[notify.webhook.bench]\nurl = \"" + url + "\"\nsecret_file = \"" + secret_dir +
+         "/hook.secret\"\n";
 }
 
 // The benchmark measures the product, not debug logging.
@@ -166,7 +167,8 @@ void ConnectAgent(BenchAgent& a, const std::string& target, std::mt19937_64& rng
   h->set_next_sequence(1);
   h->set_outbox_id(RandomHex(rng, 32));
   h->set_outbox_fresh(true);
-  if (!a.stream->Write(hello)) throw std::runtime_error("agent " + a.agent_id + ": cannot write Hello");
+  if (!a.stream->Write(hello))
+    throw std::runtime_error("agent " + a.agent_id + ": cannot write Hello");
   v1::CollectorMessage m;
   if (!a.stream->Read(&m) || !m.has_welcome()) {
     grpc::Status st = a.stream->Finish();
@@ -195,7 +197,8 @@ void ConnectAgent(BenchAgent& a, const std::string& target, std::mt19937_64& rng
 }
 
 // Writes one event; `ack_slot` receives the ack's arrival time.
-bool SendEvent(BenchAgent& a, const std::string& kind, const json& payload, int64_t* send_slot, int64_t* ack_slot) {
+bool SendEvent(BenchAgent& a, const std::string& kind, const json& payload, int64_t* send_slot,
+               int64_t* ack_slot) {
   v1::AgentMessage msg;
   auto* e = msg.mutable_batch()->add_events();
   const uint64_t seq = a.next_seq++;
@@ -215,7 +218,8 @@ bool SendEvent(BenchAgent& a, const std::string& kind, const json& payload, int6
 
 // Writes `kinds.size()` events in one batch (the preload); `ack_slot`
 // receives the batch's ack time.
-bool SendBatch(BenchAgent& a, const std::vector<std::pair<std::string, json>>& events, int64_t* ack_slot) {
+bool SendBatch(BenchAgent& a, const std::vector<std::pair<std::string, json>>& events,
+               int64_t* ack_slot) {
   v1::AgentMessage msg;
   const int64_t now_ms = NowMs();
   {
@@ -251,26 +255,34 @@ void Preload(std::vector<std::unique_ptr<BenchAgent>>& agents, Receiver& receive
       for (size_t b = 0; b < batches_per_state; ++b) {
         std::vector<std::pair<std::string, json>> events;
         for (size_t k = b * kPerBatch; k < std::min(per_store, (b + 1) * kPerBatch); ++k) {
-          events.emplace_back(Cat("bench.pre.", k),
-                              json{{"state", state}, {"episode", Cat("pre-", run_id, "-", j, "-", k)}});
+          events.emplace_back(
+              Cat("bench.pre.", k),
+              json{{"state", state}, {"episode", Cat("pre-", run_id, "-", j, "-", k)}});
         }
-        if (!SendBatch(*agents[j], events, &acks[slot++])) throw std::runtime_error("preload: a stream broke");
+        if (!SendBatch(*agents[j], events, &acks[slot++]))
+          throw std::runtime_error("preload: a stream broke");
       }
     }
   }
-  auto all_acked = [&] { return std::all_of(acks.begin(), acks.end(), [](int64_t x) { return x != 0; }); };
+  auto all_acked = [&] {
+    return std::all_of(acks.begin(), acks.end(), [](int64_t x) { return x != 0; });
+  };
   if (!WaitFor(all_acked, 600s, 100ms)) {
     throw std::runtime_error("preload: not every batch was acknowledged within 10 min");
   }
-  const double stored_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double stored_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const size_t pages = hooks_before + 2 * per_store * agents.size();
   if (!WaitFor([&] { return receiver.Count() >= pages; }, 1200s, 200ms)) {
     throw std::runtime_error("preload: not every page arrived within 20 min");
   }
-  const double paged_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("preload: %zu tickets opened and cleared (not resolved) in %.1f s; their %zu pages delivered after "
-              "%.1f s\n",
-              per_store * agents.size(), stored_s, 2 * per_store * agents.size(), paged_s);
+  const double paged_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(
+      "preload: %zu tickets opened and cleared (not resolved) in %.1f s; their %zu pages delivered "
+      "after "
+      "%.1f s\n",
+      per_store * agents.size(), stored_s, 2 * per_store * agents.size(), paged_s);
   std::fflush(stdout);
   std::this_thread::sleep_for(3s);
 }
@@ -286,13 +298,15 @@ bool SendStatus(BenchAgent& a) {
   return a.stream->Write(msg);
 }
 
-int IngestLatency(int rate, double minutes, int stores, double warmup_s, double clear_after_s, int preload,
-                  const std::string& tick_interval) {
-  if (rate <= 0 || stores <= 0 || minutes <= 0) throw std::runtime_error("--rate, --stores, --minutes must be > 0");
+int IngestLatency(int rate, double minutes, int stores, double warmup_s, double clear_after_s,
+                  int preload, const std::string& tick_interval) {
+  if (rate <= 0 || stores <= 0 || minutes <= 0)
+    throw std::runtime_error("--rate, --stores, --minutes must be > 0");
   Receiver receiver;
   const std::string secret_dir = MakeTempDir("bench-tickets-secret");
   // Normal ticket timings; tick_interval only for diagnosis (--tick-interval).
-  std::string tickets = tick_interval.empty() ? "" : "[tickets]\ntick_interval = \"" + tick_interval + "\"\n";
+  std::string tickets =
+      tick_interval.empty() ? "" : "[tickets]\ntick_interval = \"" + tick_interval + "\"\n";
   Deployment d("bench-tickets", tickets + WebhookConfig(secret_dir, receiver.url()));
   QuietCollector(d, "30s");
   // Tokens before the collector starts: each is a `setdiag-collector token
@@ -311,11 +325,13 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   for (auto& a : agents) ConnectAgent(*a, target, rng);
   const std::string run_id = RandomHex(rng, 8);
   if (preload > 0) {
-    Preload(agents, receiver, (static_cast<size_t>(preload) + agents.size() - 1) / agents.size(), run_id);
+    Preload(agents, receiver, (static_cast<size_t>(preload) + agents.size() - 1) / agents.size(),
+            run_id);
   }
   const size_t hooks_before = receiver.Count();
-  std::printf("ingest-latency: %d stores connected; %d conditions/min for %.2f min, clear after %.1f s\n", stores,
-              rate, minutes, clear_after_s);
+  std::printf(
+      "ingest-latency: %d stores connected; %d conditions/min for %.2f min, clear after %.1f s\n",
+      stores, rate, minutes, clear_after_s);
   std::fflush(stdout);
 
   const auto total = static_cast<size_t>(std::llround(static_cast<double>(rate) * minutes));
@@ -344,12 +360,14 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   std::priority_queue<Due, std::vector<Due>, std::greater<>> plan;
   const auto t0 = Clock::now() + 500ms;
   const auto interval = std::chrono::nanoseconds(static_cast<int64_t>(60e9 / rate));
-  for (size_t i = 0; i < total; ++i) plan.push({t0 + interval * static_cast<int64_t>(i), What::kRaise, i});
+  for (size_t i = 0; i < total; ++i)
+    plan.push({t0 + interval * static_cast<int64_t>(i), What::kRaise, i});
   const auto end_of_raises = t0 + interval * static_cast<int64_t>(total);
   for (size_t j = 0; j < agents.size(); ++j) {
     // Spread the status reports over their interval.
-    auto first = t0 + std::chrono::milliseconds(static_cast<int64_t>(agents[j]->status_interval_s) * 1000 *
-                                                 static_cast<int64_t>(j) / static_cast<int64_t>(agents.size()));
+    auto first = t0 + std::chrono::milliseconds(static_cast<int64_t>(agents[j]->status_interval_s) *
+                                                1000 * static_cast<int64_t>(j) /
+                                                static_cast<int64_t>(agents.size()));
     plan.push({first, What::kStatus, j});
   }
   const int64_t run_start_us = NowUs() + 500'000;
@@ -367,16 +385,20 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
         Condition& c = conds[next.index];
         json payload = {{"state", "raised"},
                         {"episode", c.episode},
-                        {"summary_en", Cat("Benchmark condition ", c.kind, " on store ", agents[c.agent]->store)},
-                        {"summary_ru", Cat("Условие бенчмарка ", c.kind, ", магазин ", agents[c.agent]->store)}};
-        if (!SendEvent(*agents[c.agent], c.kind, payload, &c.raise_send_us, &c.raise_ack_us)) ++write_failures;
+                        {"summary_en",
+                         Cat("Benchmark condition ", c.kind, " on store ", agents[c.agent]->store)},
+                        {"summary_ru",
+                         Cat("Условие бенчмарка ", c.kind, ", магазин ", agents[c.agent]->store)}};
+        if (!SendEvent(*agents[c.agent], c.kind, payload, &c.raise_send_us, &c.raise_ack_us))
+          ++write_failures;
         if (clear_after_s > 0) plan.push({next.at + clear_after, What::kClear, next.index});
         break;
       }
       case What::kClear: {
         Condition& c = conds[next.index];
         json payload = {{"state", "cleared"}, {"episode", c.episode}};
-        if (!SendEvent(*agents[c.agent], c.kind, payload, &c.clear_send_us, &c.clear_ack_us)) ++write_failures;
+        if (!SendEvent(*agents[c.agent], c.kind, payload, &c.clear_send_us, &c.clear_ack_us))
+          ++write_failures;
         break;
       }
       case What::kStatus: {
@@ -403,8 +425,8 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
     grpc::Status st = a->stream->Finish();
     if (!st.ok()) {
       ++bad_status;
-      std::fprintf(stderr, "agent %s: stream ended %d %s\n", a->agent_id.c_str(), static_cast<int>(st.error_code()),
-                   st.error_message().c_str());
+      std::fprintf(stderr, "agent %s: stream ended %d %s\n", a->agent_id.c_str(),
+                   static_cast<int>(st.error_code()), st.error_message().c_str());
     }
   }
 
@@ -430,14 +452,17 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
     }
     const size_t i = it->second;
     if (type == "ticket.opened") {
-      if (opened_us[i] != 0) ++duplicates;
+      if (opened_us[i] != 0)
+        ++duplicates;
       else {
         opened_us[i] = h.at_us;
         registered_ms[i] = t.value("registered_at_ms", int64_t{0});
       }
     } else if (type == "ticket.cleared") {
-      if (cleared_us[i] != 0) ++duplicates;
-      else cleared_us[i] = h.at_us;
+      if (cleared_us[i] != 0)
+        ++duplicates;
+      else
+        cleared_us[i] = h.at_us;
     }
   }
 
@@ -471,22 +496,26 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
       ++missing_cleared;
       continue;
     }
-    if (conds[i].raise_send_us >= warm_end_us) clear_e2e.push_back(ms(cleared_us[i] - conds[i].clear_send_us));
+    if (conds[i].raise_send_us >= warm_end_us)
+      clear_e2e.push_back(ms(cleared_us[i] - conds[i].clear_send_us));
   }
 
   const double cpu_pct = 100.0 * (cpu1 - cpu0) / send_wall;
   const double raise_window = std::chrono::duration<double>(end_of_raises - t0).count();
-  std::printf("\n%zu conditions raised over %.1f s to %d stores (%.2f/s; clears until %.1f s), %zu write failures, "
-              "%zu streams ended badly\n",
-              total, raise_window, stores, static_cast<double>(total) / raise_window, send_wall, write_failures,
-              bad_status);
+  std::printf(
+      "\n%zu conditions raised over %.1f s to %d stores (%.2f/s; clears until %.1f s), %zu write "
+      "failures, "
+      "%zu streams ended badly\n",
+      total, raise_window, stores, static_cast<double>(total) / raise_window, send_wall,
+      write_failures, bad_status);
   std::printf("webhooks: ");
   for (const auto& [type, n] : by_type) std::printf("%s=%zu ", type.c_str(), n);
-  std::printf("unmatched=%zu duplicates=%zu missing_opened=%zu missing_cleared=%zu\n", unmatched, duplicates,
-              missing_opened, missing_cleared);
-  std::printf("collector CPU while sending (raises and clears): %.1f%% of one core (%.2f s); "
-              "until the last page: %.2f s\n",
-              cpu_pct, cpu1 - cpu0, cpu2 - cpu0);
+  std::printf("unmatched=%zu duplicates=%zu missing_opened=%zu missing_cleared=%zu\n", unmatched,
+              duplicates, missing_opened, missing_cleared);
+  std::printf(
+      "collector CPU while sending (raises and clears): %.1f%% of one core (%.2f s); "
+      "until the last page: %.2f s\n",
+      cpu_pct, cpu1 - cpu0, cpu2 - cpu0);
   std::printf("latency, ms (after the %.0f s warm-up unless said):\n", warmup_s);
   Report("event written -> ticket.opened webhook at the receiver", e2e);
   Report("  warm-up only (first seconds)", e2e_warm);
@@ -504,7 +533,9 @@ int IngestLatency(int rate, double minutes, int stores, double warmup_s, double 
   }
   if (by_minute.size() > 1) {
     for (const auto& [minute, v] : by_minute) {
-      Report(Cat("  minute ", minute + 1, " (warm-up included): event written -> ticket.opened webhook"), v);
+      Report(Cat("  minute ", minute + 1,
+                 " (warm-up included): event written -> ticket.opened webhook"),
+             v);
     }
   }
 
@@ -562,13 +593,25 @@ int EndToEnd(int runs, bool push) {
   auto pg = PgServer::Start();
   Receiver receiver;
   const std::string secret_dir = MakeTempDir("bench-tickets-secret");
-  Deployment d("bench-tickets-e2e", "[tickets]\nauto_resolve_after = \"1s\"\nreopen_within = \"0s\"\n" +
-                                        WebhookConfig(secret_dir, receiver.url()));
+  Deployment d("bench-tickets-e2e",
+               "[tickets]\nauto_resolve_after = \"1s\"\nreopen_within = \"0s\"\n" +
+                   WebhookConfig(secret_dir, receiver.url()));
   QuietCollector(d, "30s");
   int control = FreePort(), probe = FreePort(), udp = FreePort();
-  std::vector<std::string> sim_args{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store", "1042",
-                                    "--tills", "20", "--interval", "1s", "--control",
-                                    "127.0.0.1:" + std::to_string(control), "--probe-port", std::to_string(probe)};
+  std::vector<std::string> sim_args{SETDIAG_STORE_SIM_BIN,
+                                    "run",
+                                    "--pg",
+                                    pg->ServerConnString(),
+                                    "--store",
+                                    "1042",
+                                    "--tills",
+                                    "20",
+                                    "--interval",
+                                    "1s",
+                                    "--control",
+                                    "127.0.0.1:" + std::to_string(control),
+                                    "--probe-port",
+                                    std::to_string(probe)};
   if (push) {
     sim_args.push_back("--push-udp");
     sim_args.push_back("127.0.0.1:" + std::to_string(udp));
@@ -580,16 +623,18 @@ int EndToEnd(int runs, bool push) {
   }
   d.StartCollector();
   // The same agent setup as bench_till_watch poll-latency.
-  std::string extra = std::string("[tills]\npoll_interval = \"1s\"\nheartbeat_timeout = \"3s\"\n") +
-                      "confirm_window = \"5s\"\nclear_window = \"2s\"\nprobe_port = " + std::to_string(probe) +
-                      "\n[set_db]\nenabled = true\nport = " + std::to_string(pg->port()) +
-                      "\n[server]\ncheck = false\n";
+  std::string extra =
+      std::string("[tills]\npoll_interval = \"1s\"\nheartbeat_timeout = \"3s\"\n") +
+      "confirm_window = \"5s\"\nclear_window = \"2s\"\nprobe_port = " + std::to_string(probe) +
+      "\n[set_db]\nenabled = true\nport = " + std::to_string(pg->port()) +
+      "\n[server]\ncheck = false\n";
   if (push) {
     // Heartbeats pushed every second by the tills themselves (UDP), the
     // roster from the config, a till stopped 1.5 s after its last beat.
-    extra = std::string("[tills]\npoll_interval = \"1s\"\nheartbeat_timeout = \"1500ms\"\n") +
-            "confirm_window = \"5s\"\nclear_window = \"2s\"\nprobe_port = " + std::to_string(probe) +
-            "\n[tills.roster]\n";
+    extra =
+        std::string("[tills]\npoll_interval = \"1s\"\nheartbeat_timeout = \"1500ms\"\n") +
+        "confirm_window = \"5s\"\nclear_window = \"2s\"\nprobe_port = " + std::to_string(probe) +
+        "\n[tills.roster]\n";
     for (int t = 1; t <= 20; ++t) extra += Cat(t, " = \"127.0.1.", 10 + t, "\"\n");
     extra += Cat("[push]\nudp_listen = \"127.0.0.1:", udp, "\"\n[server]\ncheck = false\n");
   }
@@ -614,7 +659,8 @@ int EndToEnd(int runs, bool push) {
     }
     std::optional<json> ticket;
     int64_t visible_ms = 0, last_poll_ms = 0;
-    const std::string query = Cat("/api/v1/tickets?condition=tills&priority=critical&state=all&after=", after_ticket);
+    const std::string query =
+        Cat("/api/v1/tickets?condition=tills&priority=critical&state=all&after=", after_ticket);
     WaitFor(
         [&] {
           const int64_t asked = NowMs();
@@ -630,7 +676,8 @@ int EndToEnd(int runs, bool push) {
         },
         60s, 20ms);
     if (!ticket) {
-      std::fprintf(stderr, "run %d: no critical tills ticket\n%s\n", run, agent.process->Log().c_str());
+      std::fprintf(stderr, "run %d: no critical tills ticket\n%s\n", run,
+                   agent.process->Log().c_str());
       return 1;
     }
     const int64_t id = (*ticket)["id"].get<int64_t>();
@@ -640,7 +687,9 @@ int EndToEnd(int runs, bool push) {
     std::optional<json> event;
     WaitFor(
         [&] {
-          auto j = api.Get(Cat("/api/v1/events?store=1042&kind=tills.majority_stopped&limit=1000&after=", after_event));
+          auto j =
+              api.Get(Cat("/api/v1/events?store=1042&kind=tills.majority_stopped&limit=1000&after=",
+                          after_event));
           if (!j) return false;
           const json events = (*j)["events"];
           for (const auto& e : events) {
@@ -667,7 +716,8 @@ int EndToEnd(int runs, bool push) {
           for (const auto& h : receiver.Take()) {
             json b = json::parse(h.body, nullptr, false);
             if (b.is_object() && b.value("ticket_id", int64_t{0}) == id &&
-                (b.value("type", "") == "ticket.opened" || b.value("type", "") == "ticket.escalated") &&
+                (b.value("type", "") == "ticket.opened" ||
+                 b.value("type", "") == "ticket.escalated") &&
                 b["ticket"].value("priority", "") == "critical") {
               hook_us = h.at_us;
               return true;
@@ -684,10 +734,12 @@ int EndToEnd(int runs, bool push) {
     registered_visible.push_back(static_cast<double>(visible_ms - registered));
     ctl_ms.push_back(static_cast<double>(stop_after - stop_before));
     if (hook_us != 0) onset_hook.push_back(static_cast<double>(hook_us / 1000 - onset));
-    std::printf("run %d: ticket #%lld  onset->visible %lld ms, stop->visible %lld ms, onset->webhook %s ms\n", run,
-                static_cast<long long>(id), static_cast<long long>(visible_ms - onset),
-                static_cast<long long>(visible_ms - stop_before),
-                hook_us ? std::to_string(hook_us / 1000 - onset).c_str() : "(none)");
+    std::printf(
+        "run %d: ticket #%lld  onset->visible %lld ms, stop->visible %lld ms, onset->webhook %s "
+        "ms\n",
+        run, static_cast<long long>(id), static_cast<long long>(visible_ms - onset),
+        static_cast<long long>(visible_ms - stop_before),
+        hook_us ? std::to_string(hook_us / 1000 - onset).c_str() : "(none)");
     std::fflush(stdout);
 
     // Tills back; the ticket clears and resolves itself (auto_resolve_after 1 s).
@@ -699,18 +751,23 @@ int EndToEnd(int runs, bool push) {
         },
         90s, 200ms);
     if (!resolved) {
-      std::fprintf(stderr, "run %d: ticket #%lld did not resolve\n", run, static_cast<long long>(id));
+      std::fprintf(stderr, "run %d: ticket #%lld did not resolve\n", run,
+                   static_cast<long long>(id));
       return 1;
     }
-    if (auto j = api.Get(Cat("/api/v1/events?store=1042&kind=tills.majority_stopped&limit=1000&after=", after_event))) {
+    if (auto j =
+            api.Get(Cat("/api/v1/events?store=1042&kind=tills.majority_stopped&limit=1000&after=",
+                        after_event))) {
       const json events = (*j)["events"];
       for (const auto& e : events) after_event = std::max(after_event, e["id"].get<int64_t>());
     }
     std::this_thread::sleep_for(2s);
   }
-  std::printf(push ? "\ne2e: 20 tills push UDP heartbeats every 1 s, 11 stop; heartbeat timeout 1.5 s, confirm 5 s; "
+  std::printf(push ? "\ne2e: 20 tills push UDP heartbeats every 1 s, 11 stop; heartbeat timeout "
+                     "1.5 s, confirm 5 s; "
                      "API polled every 20 ms. ms:\n"
-                   : "\ne2e: 20 tills, 11 stop; agent polls SET's DB every 1 s, heartbeat timeout 3 s, confirm 5 s; "
+                   : "\ne2e: 20 tills, 11 stop; agent polls SET's DB every 1 s, heartbeat timeout "
+                     "3 s, confirm 5 s; "
                      "API polled every 20 ms. ms:\n");
   Report("majority overdue (onset) -> critical tills ticket visible in the API", onset_visible);
   Report("stop command -> critical tills ticket visible in the API", stop_visible);
@@ -748,7 +805,8 @@ int main(int argc, char** argv) {
   int rate = 1000, stores = 100, runs = 5, preload = 0;
   std::string tick_interval;
   double minutes = 1, warmup = 10, clear_after = 5;
-  auto* ingest = app.add_subcommand("ingest-latency", "condition event -> ticket committed and paged (webhook)");
+  auto* ingest = app.add_subcommand("ingest-latency",
+                                    "condition event -> ticket committed and paged (webhook)");
   ingest->add_option("--rate", rate, "conditions per minute")->capture_default_str();
   ingest->add_option("--minutes", minutes)->capture_default_str();
   ingest->add_option("--stores", stores, "agents, one stream each")->capture_default_str();
@@ -762,11 +820,13 @@ int main(int argc, char** argv) {
   auto* e2e = app.add_subcommand("e2e", "tills stop in the simulator -> ticket visible in the API");
   e2e->add_option("--runs", runs)->capture_default_str();
   bool push = false;
-  e2e->add_flag("--push", push, "tills push UDP heartbeats (1.5 s timeout) instead of the agent polling SET's DB");
+  e2e->add_flag("--push", push,
+                "tills push UDP heartbeats (1.5 s timeout) instead of the agent polling SET's DB");
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (ingest->parsed()) return IngestLatency(rate, minutes, stores, warmup, clear_after, preload, tick_interval);
+    if (ingest->parsed())
+      return IngestLatency(rate, minutes, stores, warmup, clear_after, preload, tick_interval);
     return EndToEnd(runs, push);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "benchmark failed: %s\n", e.what());

@@ -23,9 +23,9 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
-#include <optional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -54,14 +54,15 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 void Report(const char* what, const std::vector<double>& v) {
-  std::printf("%-58s n=%zu median=%.1f p90=%.1f min=%.1f max=%.1f\n", what, v.size(), Percentile(v, 0.5),
-              Percentile(v, 0.9), v.empty() ? 0 : *std::min_element(v.begin(), v.end()),
+  std::printf("%-58s n=%zu median=%.1f p90=%.1f min=%.1f max=%.1f\n", what, v.size(),
+              Percentile(v, 0.5), Percentile(v, 0.9),
+              v.empty() ? 0 : *std::min_element(v.begin(), v.end()),
               v.empty() ? 0 : *std::max_element(v.begin(), v.end()));
 }
 
 std::vector<json> Raised(Deployment& d, const std::string& store, int64_t after_id) {
-  auto r = d.Cli({"--json", "events", "list", "--store", store, "--kind", "tills.majority_stopped", "--after",
-                  std::to_string(after_id), "--limit", "100"});
+  auto r = d.Cli({"--json", "events", "list", "--store", store, "--kind", "tills.majority_stopped",
+                  "--after", std::to_string(after_id), "--limit", "100"});
   std::vector<json> out;
   if (r.exit_code != 0) return out;
   json body = json::parse(r.out);
@@ -118,13 +119,16 @@ int PushLatency(int runs) {
     silent = true;
     int64_t silent_at = last_beat_of_silent.load();
     std::vector<json> raised;
-    WaitFor([&] {
-      raised.clear();
-      for (auto& e : Raised(d, "3042", after_id)) {
-        if (e["payload"]["state"] == "raised" || e["payload"]["state"] == "escalated") raised.push_back(e);
-      }
-      return !raised.empty();
-    }, 30s, 20ms);
+    WaitFor(
+        [&] {
+          raised.clear();
+          for (auto& e : Raised(d, "3042", after_id)) {
+            if (e["payload"]["state"] == "raised" || e["payload"]["state"] == "escalated")
+              raised.push_back(e);
+          }
+          return !raised.empty();
+        },
+        30s, 20ms);
     if (raised.empty()) {
       std::fprintf(stderr, "run %d: no critical event\n%s\n", run, agent.process->Log().c_str());
       return 1;
@@ -137,15 +141,17 @@ int PushLatency(int runs) {
     floor_check.push_back(static_cast<double>(onset - silent_at));
     silent = false;
     // Wait for the clear before the next run.
-    WaitFor([&] {
-      for (auto& x : Raised(d, "3042", e["id"].get<int64_t>())) {
-        if (x["payload"]["state"] == "cleared") {
-          after_id = x["id"];
-          return true;
-        }
-      }
-      return false;
-    }, 30s, 50ms);
+    WaitFor(
+        [&] {
+          for (auto& x : Raised(d, "3042", e["id"].get<int64_t>())) {
+            if (x["payload"]["state"] == "cleared") {
+              after_id = x["id"];
+              return true;
+            }
+          }
+          return false;
+        },
+        30s, 50ms);
     std::this_thread::sleep_for(1500ms);
   }
   stop = true;
@@ -157,12 +163,13 @@ int PushLatency(int runs) {
   return 0;
 }
 
-std::unique_ptr<Process> StartSim(PgServer& pg, Deployment& d, int tills, int control_port, int probe_port) {
+std::unique_ptr<Process> StartSim(PgServer& pg, Deployment& d, int tills, int control_port,
+                                  int probe_port) {
   auto sim = std::make_unique<Process>(
-      std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg.ServerConnString(), "--store", "1042", "--tills",
-                               std::to_string(tills), "--interval", "1s", "--control",
-                               "127.0.0.1:" + std::to_string(control_port), "--probe-port",
-                               std::to_string(probe_port)},
+      std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg.ServerConnString(),
+                               "--store", "1042", "--tills", std::to_string(tills), "--interval",
+                               "1s", "--control", "127.0.0.1:" + std::to_string(control_port),
+                               "--probe-port", std::to_string(probe_port)},
       d.dir() + "/sim.log");
   auto ok = WaitFor([&] { return SimCtl(control_port, {"status"}).exit_code == 0; }, 30s);
   if (!ok) throw std::runtime_error("simulator did not start: " + sim->Log());
@@ -170,9 +177,11 @@ std::unique_ptr<Process> StartSim(PgServer& pg, Deployment& d, int tills, int co
 }
 
 std::string DbAgentConfig(PgServer& pg, int probe_port, const char* confirm) {
-  return std::string("[tills]\npoll_interval = \"1s\"\nheartbeat_timeout = \"3s\"\nconfirm_window = \"") + confirm +
-         "\"\nclear_window = \"2s\"\nprobe_port = " + std::to_string(probe_port) +
-         "\n[set_db]\nenabled = true\nport = " + std::to_string(pg.port()) + "\n[server]\ncheck = false\n";
+  return std::string(
+             "[tills]\npoll_interval = \"1s\"\nheartbeat_timeout = \"3s\"\nconfirm_window = \"") +
+         confirm + "\"\nclear_window = \"2s\"\nprobe_port = " + std::to_string(probe_port) +
+         "\n[set_db]\nenabled = true\nport = " + std::to_string(pg.port()) +
+         "\n[server]\ncheck = false\n";
 }
 
 int PollLatency(int runs) {
@@ -181,7 +190,8 @@ int PollLatency(int runs) {
   int control = FreePort(), probe = FreePort();
   auto sim = StartSim(*pg, d, 20, control, probe);
   d.StartCollector();
-  auto& agent = d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), DbAgentConfig(*pg, probe, "5s"));
+  auto& agent =
+      d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), DbAgentConfig(*pg, probe, "5s"));
   d.StartAgent(agent);
   auto ctl = [&](const char* verb) { return SimCtl(control, {verb, "1-11"}); };
   std::vector<double> decided, stored;
@@ -190,13 +200,15 @@ int PollLatency(int runs) {
   for (int run = 0; run < runs; ++run) {
     ctl("stop");
     std::vector<json> raised;
-    WaitFor([&] {
-      raised.clear();
-      for (auto& e : Raised(d, "1042", after_id)) {
-        if (e["payload"]["state"] != "cleared") raised.push_back(e);
-      }
-      return !raised.empty();
-    }, 60s, 50ms);
+    WaitFor(
+        [&] {
+          raised.clear();
+          for (auto& e : Raised(d, "1042", after_id)) {
+            if (e["payload"]["state"] != "cleared") raised.push_back(e);
+          }
+          return !raised.empty();
+        },
+        60s, 50ms);
     if (raised.empty()) {
       std::fprintf(stderr, "run %d: no critical event\n%s\n", run, agent.process->Log().c_str());
       return 1;
@@ -206,15 +218,17 @@ int PollLatency(int runs) {
     decided.push_back(static_cast<double>(e["detected_at_ms"].get<int64_t>() - onset));
     stored.push_back(static_cast<double>(e["received_at_ms"].get<int64_t>() - onset));
     ctl("start");
-    WaitFor([&] {
-      for (auto& x : Raised(d, "1042", e["id"].get<int64_t>())) {
-        if (x["payload"]["state"] == "cleared") {
-          after_id = x["id"];
-          return true;
-        }
-      }
-      return false;
-    }, 60s, 100ms);
+    WaitFor(
+        [&] {
+          for (auto& x : Raised(d, "1042", e["id"].get<int64_t>())) {
+            if (x["payload"]["state"] == "cleared") {
+              after_id = x["id"];
+              return true;
+            }
+          }
+          return false;
+        },
+        60s, 100ms);
     std::this_thread::sleep_for(2s);
   }
   Report("poll 1 s, confirm 5 s: overdue -> decided (outbox), ms", decided);
@@ -229,10 +243,10 @@ int StallLatency(int runs) {
   Deployment d("bench-stall");
   int control = FreePort();
   auto sim = std::make_unique<Process>(
-      std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store", "1042",
-                               "--tills", "5", "--interval", "1s", "--control",
-                               "127.0.0.1:" + std::to_string(control), "--probe-port", "0", "--erp-every", "1s",
-                               "--process-delay", "200ms"},
+      std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(),
+                               "--store", "1042", "--tills", "5", "--interval", "1s", "--control",
+                               "127.0.0.1:" + std::to_string(control), "--probe-port", "0",
+                               "--erp-every", "1s", "--process-delay", "200ms"},
       d.dir() + "/sim.log");
   auto sim_ctl = [&](const std::vector<std::string>& args) { return SimCtl(control, args); };
   if (!WaitFor([&] { return sim_ctl({"status"}).exit_code == 0; }, 30s)) {
@@ -240,17 +254,18 @@ int StallLatency(int runs) {
     return 1;
   }
   d.StartCollector();
-  std::string extra = "[tills]\nenabled = false\n[loading]\npoll_interval = \"1s\"\nstuck_threshold = \"3s\"\n"
-                      "clear_window = \"1s\"\ntransport = false\n[set_db]\nenabled = true\nport = " +
-                      std::to_string(pg->port()) + "\n[server]\ncheck = false\n";
+  std::string extra =
+      "[tills]\nenabled = false\n[loading]\npoll_interval = \"1s\"\nstuck_threshold = \"3s\"\n"
+      "clear_window = \"1s\"\ntransport = false\n[set_db]\nenabled = true\nport = " +
+      std::to_string(pg->port()) + "\n[server]\ncheck = false\n";
   auto& agent = d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), extra);
   d.StartAgent(agent);
   std::this_thread::sleep_for(3s);
   std::vector<double> decided, stored;
   int64_t after_id = 0;
   auto events = [&](int64_t after) {
-    auto r = d.Cli({"--json", "events", "list", "--store", "1042", "--kind", "loading.halted", "--after",
-                    std::to_string(after)});
+    auto r = d.Cli({"--json", "events", "list", "--store", "1042", "--kind", "loading.halted",
+                    "--after", std::to_string(after)});
     std::vector<json> out;
     if (r.exit_code == 0) {
       json body = json::parse(r.out);
@@ -261,12 +276,14 @@ int StallLatency(int runs) {
   for (int run = 0; run < runs; ++run) {
     sim_ctl({"server", "stall"});
     std::optional<json> raised;
-    WaitFor([&] {
-      for (auto& e : events(after_id)) {
-        if (e["payload"]["state"] == "raised") raised = e;
-      }
-      return raised.has_value();
-    }, 60s, 50ms);
+    WaitFor(
+        [&] {
+          for (auto& e : events(after_id)) {
+            if (e["payload"]["state"] == "raised") raised = e;
+          }
+          return raised.has_value();
+        },
+        60s, 50ms);
     if (!raised) {
       std::fprintf(stderr, "run %d: no loading.halted\n%s\n", run, agent.process->Log().c_str());
       return 1;
@@ -277,22 +294,23 @@ int StallLatency(int runs) {
     stored.push_back(static_cast<double>((*raised)["received_at_ms"].get<int64_t>() - crossing));
     sim_ctl({"server", "resume"});
     int64_t raised_id = (*raised)["id"];
-    WaitFor([&] {
-      for (auto& e : events(raised_id)) {
-        if (e["payload"]["state"] == "cleared") {
-          after_id = e["id"];
-          return true;
-        }
-      }
-      return false;
-    }, 60s, 100ms);
+    WaitFor(
+        [&] {
+          for (auto& e : events(raised_id)) {
+            if (e["payload"]["state"] == "cleared") {
+              after_id = e["id"];
+              return true;
+            }
+          }
+          return false;
+        },
+        60s, 100ms);
     std::this_thread::sleep_for(1s);
   }
   Report("stall: threshold crossed -> decided (outbox), ms", decided);
   Report("stall: threshold crossed -> stored at collector, ms", stored);
   return 0;
 }
-
 
 // Where the agent's resident memory is: anonymous (heap, stacks, relocated
 // data) against file-backed (code and read-only data of the binary and of
@@ -304,7 +322,8 @@ void PrintResidentBreakdown(pid_t pid) {
   long anon = 0;
   std::string line, current;
   while (std::getline(smaps, line)) {
-    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find('-') < line.find(' ')) {
       // "start-end perms offset dev inode   path"
       std::istringstream fields(line);
       std::string range, perms, offset, dev, inode;
@@ -329,9 +348,11 @@ void PrintResidentBreakdown(pid_t pid) {
   }
   std::sort(sorted.rbegin(), sorted.rend());
   std::printf("  resident at the end: %.1f MiB anonymous, %.1f MiB file-backed in %zu files:\n",
-              static_cast<double>(anon) / 1024.0, static_cast<double>(files) / 1024.0, sorted.size());
+              static_cast<double>(anon) / 1024.0, static_cast<double>(files) / 1024.0,
+              sorted.size());
   for (auto& [kib, path] : sorted) {
-    if (kib >= 64) std::printf("    %7.1f MiB  %s\n", static_cast<double>(kib) / 1024.0, path.c_str());
+    if (kib >= 64)
+      std::printf("    %7.1f MiB  %s\n", static_cast<double>(kib) / 1024.0, path.c_str());
   }
 }
 
@@ -341,7 +362,8 @@ int Footprint(int tills, int seconds) {
   int control = FreePort(), probe = FreePort();
   auto sim = StartSim(*pg, d, tills, control, probe);
   d.StartCollector();
-  auto& agent = d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), DbAgentConfig(*pg, probe, "30s"));
+  auto& agent =
+      d.AddAgent("1042", d.CreateStoreToken("1042", "bench"), DbAgentConfig(*pg, probe, "30s"));
   std::string cfg = ReadFile(agent.config_path);
   cfg.replace(cfg.find("log_level = \"debug\""), 19, "log_level = \"info\"");
   WriteFile(agent.config_path, cfg);
@@ -370,7 +392,8 @@ int Footprint(int tills, int seconds) {
 int main(int argc, char** argv) {
   CLI::App app{"setdiag till watch benchmarks (see docs/benchmarks.md)"};
   int runs = 10, tills = 200, seconds = 60;
-  auto* push = app.add_subcommand("push-latency", "push heartbeats, 1 s timeout, no confirm window");
+  auto* push =
+      app.add_subcommand("push-latency", "push heartbeats, 1 s timeout, no confirm window");
   push->add_option("--runs", runs)->capture_default_str();
   auto* poll = app.add_subcommand("poll-latency", "SET database polled every second");
   poll->add_option("--runs", runs)->capture_default_str();

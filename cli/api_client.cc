@@ -3,7 +3,6 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
 #include <cstdio>
 #include <filesystem>
 
@@ -36,7 +35,8 @@ ApiClient::ApiClient(std::string base_url, std::string token) : token_(std::move
   std::string_view u = base_url;
   if (!u.starts_with("http://")) {
     config_error_ = absl::InvalidArgumentError(
-        Cat("collector URL '", base_url, "' must start with http:// (the admin API listens on loopback)"));
+        Cat("collector URL '", base_url,
+            "' must start with http:// (the admin API listens on loopback)"));
     return;
   }
   u.remove_prefix(7);
@@ -54,7 +54,8 @@ absl::StatusOr<ApiResponse> ApiClient::Post(const std::string& path, const std::
   return Send(true, path, json_body);
 }
 
-absl::StatusOr<ApiResponse> ApiClient::Send(bool post, const std::string& target, const std::string& body) {
+absl::StatusOr<ApiResponse> ApiClient::Send(bool post, const std::string& target,
+                                            const std::string& body) {
   if (!config_error_.ok()) return config_error_;
   try {
     asio::io_context io;
@@ -85,8 +86,8 @@ absl::StatusOr<ApiResponse> ApiClient::Send(bool post, const std::string& target
   }
 }
 
-absl::StatusOr<ApiResponse> ApiClient::Download(const std::string& target, const std::string& out_path,
-                                                uint64_t* bytes) {
+absl::StatusOr<ApiResponse> ApiClient::Download(const std::string& target,
+                                                const std::string& out_path, uint64_t* bytes) {
   if (!config_error_.ok()) return config_error_;
   *bytes = 0;
   const std::string part = out_path + ".part";

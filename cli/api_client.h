@@ -26,7 +26,8 @@ class ApiClient {
   // GETs a file and streams the body into `out_path` (never whole in
   // memory). On 200 the ApiResponse body is empty and `*bytes` is the size
   // written; any other answer leaves no file and carries the (JSON) body.
-  absl::StatusOr<ApiResponse> Download(const std::string& path, const std::string& out_path, uint64_t* bytes);
+  absl::StatusOr<ApiResponse> Download(const std::string& path, const std::string& out_path,
+                                       uint64_t* bytes);
 
  private:
   absl::StatusOr<ApiResponse> Send(bool post, const std::string& target, const std::string& body);

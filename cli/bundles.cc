@@ -25,7 +25,8 @@ namespace {
 using json = nlohmann::json;
 
 int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -45,7 +46,8 @@ std::optional<bool> StoreOnline(ApiClient& client, const json& b) {
 
 std::string Describe(const json& b, std::optional<bool> store_online = std::nullopt) {
   std::string state = Str(b, "state");
-  uint64_t size = static_cast<uint64_t>(Int(b, "size")), got = static_cast<uint64_t>(Int(b, "bytes_received"));
+  uint64_t size = static_cast<uint64_t>(Int(b, "size")),
+           got = static_cast<uint64_t>(Int(b, "bytes_received"));
   if (state == "requested") {
     // A requested bundle waits for the agent; only say "connect" when the
     // store is really not connected.
@@ -57,7 +59,8 @@ std::string Describe(const json& b, std::optional<bool> store_online = std::null
   }
   if (state == "building") return "the store is building it";
   if (state == "transferring" && size > 0) {
-    return Cat("transferring ", HumanSize(got), " of ", HumanSize(size), " (", got * 100 / size, "%)");
+    return Cat("transferring ", HumanSize(got), " of ", HumanSize(size), " (", got * 100 / size,
+               "%)");
   }
   if (state == "failed") return Cat("failed: ", Str(b, "error"));
   return state;
@@ -80,23 +83,26 @@ int Download(ApiClient& client, const json& b, std::string output, bool json_out
     return kExitError;
   }
   if (*sha != Str(b, "sha256")) {
-    std::cerr << "setdiag: " << output << ": checksum " << *sha << " does not match the collector's "
-              << Str(b, "sha256") << "; the download is damaged, try again\n";
+    std::cerr << "setdiag: " << output << ": checksum " << *sha
+              << " does not match the collector's " << Str(b, "sha256")
+              << "; the download is damaged, try again\n";
     std::remove(output.c_str());
     return kExitError;
   }
   if (json_out) {
-    std::cout << Dump(json{{"bundle", b}, {"file", output}, {"bytes", bytes}, {"sha256_verified", true}}, 2) << "\n";
+    std::cout
+        << Dump(json{{"bundle", b}, {"file", output}, {"bytes", bytes}, {"sha256_verified", true}},
+                2)
+        << "\n";
   } else {
     std::cout << output << "\n";
-    std::cerr << "bundle " << id << " saved to " << output << " (" << HumanSize(bytes) << ", sha256 " << *sha
-              << " verified)\n";
+    std::cerr << "bundle " << id << " saved to " << output << " (" << HumanSize(bytes)
+              << ", sha256 " << *sha << " verified)\n";
   }
   return kExitOk;
 }
 
 }  // namespace
-
 
 absl::StatusOr<std::string> FileSha256(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -163,16 +169,19 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
   if (args.no_logs) request["exclude_logs"] = true;
   if (!args.reason.empty()) request["reason"] = args.reason;
   int rc = kExitOk;
-  auto created = Parse(client.Post(Cat("/api/v1/stores/", UrlEncode(args.store), "/bundles"), Dump(request)), &rc);
+  auto created = Parse(
+      client.Post(Cat("/api/v1/stores/", UrlEncode(args.store), "/bundles"), Dump(request)), &rc);
   if (!created) return rc;
   json b = (*created)["bundle"];
   const std::string id = Str(b, "id");
   if (!args.wait) {
-    if (json_out) std::cout << Dump(*created, 2) << "\n";
-    else std::cout << id << "\n";
+    if (json_out)
+      std::cout << Dump(*created, 2) << "\n";
+    else
+      std::cout << id << "\n";
     std::cerr << "bundle " << id << " requested from store " << args.store
-              << "; follow it with 'setdiag bundle show " << id << "', fetch it with 'setdiag bundle get " << id
-              << "'\n";
+              << "; follow it with 'setdiag bundle show " << id
+              << "', fetch it with 'setdiag bundle get " << id << "'\n";
     return kExitOk;
   }
   std::cerr << "bundle " << id << " requested from store " << args.store << "\n";
@@ -194,7 +203,8 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
         transfer_started = now;
         first_bytes = bytes;
       } else if (now > last_ms && bytes >= last_bytes) {
-        double inst = static_cast<double>(bytes - last_bytes) / (static_cast<double>(now - last_ms) / 1000.0);
+        double inst =
+            static_cast<double>(bytes - last_bytes) / (static_cast<double>(now - last_ms) / 1000.0);
         rate = rate == 0 ? inst : 0.5 * rate + 0.5 * inst;
       }
     }
@@ -203,7 +213,8 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
     std::optional<bool> online;
     if (state == "requested") online = StoreOnline(client, b);
     std::string line = Cat("bundle ", id, ": ", Describe(b, online));
-    if (state == "transferring" && rate > 0) Append(&line, ", ", HumanSize(static_cast<uint64_t>(rate)), "/s");
+    if (state == "transferring" && rate > 0)
+      Append(&line, ", ", HumanSize(static_cast<uint64_t>(rate)), "/s");
     if (tty) {
       std::cerr << "\r" << line << "\033[K" << std::flush;
     } else if (line.substr(0, line.find('(')) != last_line.substr(0, last_line.find('('))) {
@@ -214,8 +225,11 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
       if (tty) std::cerr << "\n";
       if (transfer_started > 0 && now > transfer_started) {
         double secs = static_cast<double>(now - transfer_started) / 1000.0;
-        std::cerr << "received " << HumanSize(static_cast<uint64_t>(Int(b, "size"))) << " in " << secs << " s ("
-                  << HumanSize(static_cast<uint64_t>(static_cast<double>(Int(b, "size") - static_cast<int64_t>(first_bytes)) / secs))
+        std::cerr << "received " << HumanSize(static_cast<uint64_t>(Int(b, "size"))) << " in "
+                  << secs << " s ("
+                  << HumanSize(static_cast<uint64_t>(
+                         static_cast<double>(Int(b, "size") - static_cast<int64_t>(first_bytes)) /
+                         secs))
                   << "/s)\n";
       }
       return Download(client, b, args.output, json_out);
@@ -229,8 +243,9 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
     if (now - started >= args.timeout_ms) {
       if (tty) std::cerr << "\n";
       std::cerr << "setdiag: bundle " << id << " is not complete after " << args.timeout_ms / 1000
-                << " s (" << Describe(b) << "); the request stays open: fetch it later with 'setdiag bundle get "
-                << id << "'\n";
+                << " s (" << Describe(b)
+                << "); the request stays open: fetch it later with 'setdiag bundle get " << id
+                << "'\n";
       if (json_out) std::cout << Dump(*got, 2) << "\n";
       return kExitStillWaiting;
     }
@@ -249,8 +264,8 @@ int BundleList(ApiClient& client, const std::string& store, int64_t ticket_id, b
     std::cout << Dump(*body, 2) << "\n";
     return kExitOk;
   }
-  std::printf("%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", "ID", "STORE", "TICKET", "ORIGIN", "STATE", "SIZE",
-              "CREATED (UTC)", "BY");
+  std::printf("%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", "ID", "STORE", "TICKET", "ORIGIN",
+              "STATE", "SIZE", "CREATED (UTC)", "BY");
   size_t n = 0;
   for (const auto& b : (*body)["bundles"]) {
     ++n;
@@ -258,9 +273,11 @@ int BundleList(ApiClient& client, const std::string& store, int64_t ticket_id, b
     if (state == "transferring" && Int(b, "size") > 0) {
       state = Cat(state, " ", Int(b, "bytes_received") * 100 / Int(b, "size"), "%");
     }
-    std::printf("%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", Str(b, "id").c_str(), Str(b, "store_id").c_str(),
-                b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-", Str(b, "origin").c_str(),
-                state.c_str(), Int(b, "size") > 0 ? HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str() : "-",
+    std::printf("%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", Str(b, "id").c_str(),
+                Str(b, "store_id").c_str(),
+                b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-",
+                Str(b, "origin").c_str(), state.c_str(),
+                Int(b, "size") > 0 ? HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str() : "-",
                 FormatUtc(Int(b, "created_at_ms")).c_str(), Str(b, "requested_by").c_str());
   }
   std::fprintf(stderr, "%zu bundle(s)\n", n);
@@ -276,15 +293,19 @@ int BundleShow(ApiClient& client, const std::string& id, bool json_out) {
     return kExitOk;
   }
   const json& b = (*body)["bundle"];
-  std::printf("Bundle %s: %s\n", Str(b, "id").c_str(),
-              Describe(b, Str(b, "state") == "requested" ? StoreOnline(client, b) : std::nullopt).c_str());
+  std::printf(
+      "Bundle %s: %s\n", Str(b, "id").c_str(),
+      Describe(b, Str(b, "state") == "requested" ? StoreOnline(client, b) : std::nullopt).c_str());
   std::printf("  store       %s\n", Str(b, "store_id").c_str());
-  std::printf("  ticket      %s\n", b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-");
+  std::printf("  ticket      %s\n",
+              b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-");
   std::printf("  origin      %s (%s)\n", Str(b, "origin").c_str(), Str(b, "requested_by").c_str());
   if (!Str(b, "reason").empty()) std::printf("  reason      %s\n", Str(b, "reason").c_str());
   std::printf("  requested   %s\n", FormatUtc(Int(b, "created_at_ms")).c_str());
-  if (Int(b, "completed_at_ms") > 0) std::printf("  completed   %s\n", FormatUtc(Int(b, "completed_at_ms")).c_str());
-  if (Int(b, "size") > 0) std::printf("  size        %s\n", HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str());
+  if (Int(b, "completed_at_ms") > 0)
+    std::printf("  completed   %s\n", FormatUtc(Int(b, "completed_at_ms")).c_str());
+  if (Int(b, "size") > 0)
+    std::printf("  size        %s\n", HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str());
   if (!Str(b, "sha256").empty()) std::printf("  sha256      %s\n", Str(b, "sha256").c_str());
   return kExitOk;
 }
@@ -296,7 +317,8 @@ int BundleGet(ApiClient& client, const std::string& id, const std::string& outpu
   const json& b = (*body)["bundle"];
   if (Str(b, "state") != "complete") {
     std::cerr << "setdiag: bundle " << id << " is not complete: " << Describe(b) << "\n";
-    return Str(b, "state") == "failed" || Str(b, "state") == "expired" ? kExitError : kExitStillWaiting;
+    return Str(b, "state") == "failed" || Str(b, "state") == "expired" ? kExitError
+                                                                       : kExitStillWaiting;
   }
   return Download(client, b, output, json_out);
 }
@@ -321,7 +343,8 @@ int BundleManifest(ApiClient& client, const std::string& what, bool json_out) {
     if (!body) return rc;
     manifest = (*body)["bundle"]["manifest"];
     if (manifest.is_null()) {
-      std::cerr << "setdiag: bundle " << what << " has no manifest yet (" << Describe((*body)["bundle"]) << ")\n";
+      std::cerr << "setdiag: bundle " << what << " has no manifest yet ("
+                << Describe((*body)["bundle"]) << ")\n";
       return kExitNotFound;
     }
   }
@@ -338,31 +361,35 @@ int BundleManifest(ApiClient& client, const std::string& what, bool json_out) {
               Str(manifest, "agent_id").c_str(), Str(manifest, "agent_version").c_str(),
               FormatUtc(Int(manifest, "created_at_ms")).c_str());
   if (window.is_object() && Int(window, "ms") > 0) {
-    std::printf("Window: %s .. %s\n", FormatUtc(Int(window, "from_ms")).c_str(), FormatUtc(Int(window, "to_ms")).c_str());
+    std::printf("Window: %s .. %s\n", FormatUtc(Int(window, "from_ms")).c_str(),
+                FormatUtc(Int(window, "to_ms")).c_str());
   }
   if (manifest.contains("steps") && manifest["steps"].is_array()) {
     std::printf("\nSTEP            STATUS      TIME     FILES  ERROR\n");
     for (const auto& s : manifest["steps"]) {
-      std::printf("%-15s %-11s %6lld ms %5lld  %s\n", Str(s, "name").c_str(), Str(s, "status").c_str(),
-                  static_cast<long long>(Int(s, "duration_ms")), static_cast<long long>(Int(s, "files")),
-                  Str(s, "error").c_str());
+      std::printf("%-15s %-11s %6lld ms %5lld  %s\n", Str(s, "name").c_str(),
+                  Str(s, "status").c_str(), static_cast<long long>(Int(s, "duration_ms")),
+                  static_cast<long long>(Int(s, "files")), Str(s, "error").c_str());
     }
   }
   if (manifest.contains("files") && manifest["files"].is_array()) {
     std::printf("\nFILE                                                          SIZE  STEP\n");
     for (const auto& f : manifest["files"]) {
-      std::printf("%-58s %10s  %s\n", Str(f, "path").c_str(), HumanSize(static_cast<uint64_t>(Int(f, "size"))).c_str(),
-                  Str(f, "step").c_str());
+      std::printf("%-58s %10s  %s\n", Str(f, "path").c_str(),
+                  HumanSize(static_cast<uint64_t>(Int(f, "size"))).c_str(), Str(f, "step").c_str());
     }
   }
-  if (manifest.contains("not_collected") && manifest["not_collected"].is_array() && !manifest["not_collected"].empty()) {
+  if (manifest.contains("not_collected") && manifest["not_collected"].is_array() &&
+      !manifest["not_collected"].empty()) {
     std::printf("\nNot collected:\n");
     for (const auto& n : manifest["not_collected"]) {
-      std::printf("  %s (%s): %s\n", Str(n, "source").c_str(), Str(n, "step").c_str(), Str(n, "reason").c_str());
+      std::printf("  %s (%s): %s\n", Str(n, "source").c_str(), Str(n, "step").c_str(),
+                  Str(n, "reason").c_str());
     }
   }
   if (manifest.contains("redactions") && manifest["redactions"].is_object()) {
-    std::printf("\nValues redacted: %lld\n", static_cast<long long>(Int(manifest["redactions"], "total")));
+    std::printf("\nValues redacted: %lld\n",
+                static_cast<long long>(Int(manifest["redactions"], "total")));
   }
   return kExitOk;
 }

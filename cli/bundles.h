@@ -13,8 +13,8 @@ namespace setdiag::cli {
 struct PullArgs {
   std::string store;
   int64_t ticket_id = 0;
-  std::string output;      // empty: bundle-<store>-<id>.tar.gz
-  std::string window;      // e.g. "24h"; empty: the agent's default
+  std::string output;  // empty: bundle-<store>-<id>.tar.gz
+  std::string window;  // e.g. "24h"; empty: the agent's default
   bool no_logs = false;
   std::string reason;
   bool wait = true;

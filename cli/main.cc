@@ -1,16 +1,16 @@
 // setdiag: the command line for engineers and support.
 
-#include <CLI/CLI.hpp>
 #include <sys/stat.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <iterator>
-#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -18,12 +18,12 @@
 #include <tuple>
 #include <vector>
 
-#include "common/strings.h"
 #include "cli/api_client.h"
 #include "cli/bundles.h"
 #include "cli/output.h"
 #include "common/config.h"
 #include "common/files.h"
+#include "common/strings.h"
 #include "common/version.h"
 
 namespace setdiag::cli {
@@ -103,7 +103,8 @@ class Table {
         if (i + 1 < r.size()) width[i] = std::max(width[i], Columns(r[i]));
       }
     }
-    bool skip_header = std::all_of(rows_[0].begin(), rows_[0].end(), [](const auto& c) { return c.empty(); });
+    bool skip_header =
+        std::all_of(rows_[0].begin(), rows_[0].end(), [](const auto& c) { return c.empty(); });
     for (size_t n = skip_header ? 1 : 0; n < rows_.size(); ++n) {
       const auto& r = rows_[n];
       std::string line;
@@ -146,8 +147,9 @@ struct Pages {
   json next;
   bool more = false;
 };
-std::optional<Pages> FetchPages(ApiClient& client, const std::string& key, int64_t limit, bool all, json cursor,
-                                const std::function<std::string(const json&)>& path, int* exit_code) {
+std::optional<Pages> FetchPages(ApiClient& client, const std::string& key, int64_t limit, bool all,
+                                json cursor, const std::function<std::string(const json&)>& path,
+                                int* exit_code) {
   Pages p;
   while (true) {
     auto body = Fetch(client, path(cursor), exit_code);
@@ -162,7 +164,8 @@ std::optional<Pages> FetchPages(ApiClient& client, const std::string& key, int64
   }
 }
 
-std::optional<json> PostJson(ApiClient& client, const std::string& path, const json& body, int* exit_code) {
+std::optional<json> PostJson(ApiClient& client, const std::string& path, const json& body,
+                             int* exit_code) {
   return Parse(client.Post(path, Dump(body)), exit_code);
 }
 
@@ -174,7 +177,8 @@ void WarnIfOpenToOthers(const std::string& path) {
   if (stat(path.c_str(), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0) return;
   char mode[8];
   std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-  std::cerr << "setdiag: warning: the API token file " << path << " is open to group or others (mode " << mode
+  std::cerr << "setdiag: warning: the API token file " << path
+            << " is open to group or others (mode " << mode
             << "); the token is a secret: chmod 600 " << path << "\n";
 }
 
@@ -222,19 +226,23 @@ std::string ClockStatus(const json& c, int64_t now_ms, int64_t resolved_ms = 0) 
   int64_t due = Int(c, "due_ms"), met = Int(c, "met_at_ms");
   if (due <= 0) return "-";
   if (met > 0) {
-    if (met > due || Bool(c, "breached")) return Cat("met ", FormatMsk(met), ", ", FormatDuration(met - due), " late");
+    if (met > due || Bool(c, "breached"))
+      return Cat("met ", FormatMsk(met), ", ", FormatDuration(met - due), " late");
     return Cat("met ", FormatMsk(met));
   }
   if (resolved_ms > 0) {
-    if (resolved_ms > due || Bool(c, "breached")) return Cat("BREACHED; stopped when resolved ", FormatMsk(resolved_ms));
+    if (resolved_ms > due || Bool(c, "breached"))
+      return Cat("BREACHED; stopped when resolved ", FormatMsk(resolved_ms));
     return Cat("stopped when resolved ", FormatMsk(resolved_ms), " (no response was needed)");
   }
-  if (now_ms >= due || Bool(c, "breached")) return Cat("BREACHED ", FormatDuration(now_ms - due), " ago");
+  if (now_ms >= due || Bool(c, "breached"))
+    return Cat("BREACHED ", FormatDuration(now_ms - due), " ago");
   return Cat(FormatDuration(due - now_ms), " left", Bool(c, "warned") ? " (warning sent)" : "");
 }
 
-constexpr std::pair<const char*, const char*> kClocks[] = {
-    {"registration", "registration"}, {"first_response", "first response"}, {"workaround", "workaround"}};
+constexpr std::pair<const char*, const char*> kClocks[] = {{"registration", "registration"},
+                                                           {"first_response", "first response"},
+                                                           {"workaround", "workaround"}};
 
 // The clock a person should look at first: the running one due soonest.
 std::string NextDue(const json& t, int64_t now_ms) {
@@ -261,29 +269,33 @@ int64_t NowMs() {
 
 void PrintTicketTable(const json& tickets, const Output& out) {
   int64_t now = NowMs();
-  Table table({"ID", "STORE", "PRIORITY", "STATE", "CONDITION", "DETECTED (MSK)", "NEXT SLA", "TITLE"});
+  Table table(
+      {"ID", "STORE", "PRIORITY", "STATE", "CONDITION", "DETECTED (MSK)", "NEXT SLA", "TITLE"});
   for (const auto& t : tickets) {
     std::string condition = Str(t, "condition");
     if (t.contains("condition_active") && !Bool(t, "condition_active")) condition += " (cleared)";
-    table.Add({Cat(Int(t, "id")), Shorten(Str(t, "store_id"), 12), Str(t, "priority"), Str(t, "state"),
-               Shorten(condition, 32), FormatMsk(Int(t, "detected_at_ms"), false), NextDue(t, now),
-               Shorten(OneLine(Title(t, out)), 60)});
+    table.Add({Cat(Int(t, "id")), Shorten(Str(t, "store_id"), 12), Str(t, "priority"),
+               Str(t, "state"), Shorten(condition, 32), FormatMsk(Int(t, "detected_at_ms"), false),
+               NextDue(t, now), Shorten(OneLine(Title(t, out)), 60)});
   }
   table.Print();
   std::fprintf(stderr, "%zu ticket(s)\n", table.size());
 }
 
-void PrintTicketDetails(const json& t, const json& timeline, const json& bundles, const Output& out) {
+void PrintTicketDetails(const json& t, const json& timeline, const json& bundles,
+                        const Output& out) {
   int64_t now = NowMs();
   std::string state = Str(t, "state");
-  std::printf("Ticket %lld: %s\n", static_cast<long long>(Int(t, "id")), OneLine(Title(t, out)).c_str());
+  std::printf("Ticket %lld: %s\n", static_cast<long long>(Int(t, "id")),
+              OneLine(Title(t, out)).c_str());
   Table fields({"", ""});
   auto add = [&fields](const char* label, const std::string& value) {
     if (!value.empty()) fields.Add({label, value});
   };
   add("Store", Cat(Str(t, "store_id"), " (partner ", Or(Str(t, "partner"), "-"), ", tariff ",
                    Or(Str(t, "tariff"), "-"), ")"));
-  add("Condition", Cat(Str(t, "condition"), Bool(t, "condition_active") ? " (active)" : " (cleared)"));
+  add("Condition",
+      Cat(Str(t, "condition"), Bool(t, "condition_active") ? " (active)" : " (cleared)"));
   add("Priority", Str(t, "priority"));
   add("State", state);
   std::string en = Str(t, "title_en"), ru = Str(t, "title_ru");
@@ -297,13 +309,16 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
   if (int64_t a = Int(t, "acknowledged_at_ms"); a > 0) {
     add("Acknowledged", Cat(FormatMsk(a), " by ", Or(Str(t, "acknowledged_by"), "-")));
   }
-  if (int64_t e = Int(t, "error_registered_at_ms"); e > 0) add("Error", Cat("registered ", FormatMsk(e)));
+  if (int64_t e = Int(t, "error_registered_at_ms"); e > 0)
+    add("Error", Cat("registered ", FormatMsk(e)));
   if (int64_t r = Int(t, "resolved_at_ms"); r > 0) {
     add("Resolved", Cat(FormatMsk(r), " by ", Or(Str(t, "resolved_by"), "-")));
     add("Resolution", Str(t, "resolution"));
   }
-  if (int64_t n = Int(t, "reopen_count"); n > 0) add("Reopened", Cat(n, n == 1 ? " time" : " times"));
-  if (t.contains("paged") && !Bool(t, "paged")) add("Paged", "no (recorded only or still settling)");
+  if (int64_t n = Int(t, "reopen_count"); n > 0)
+    add("Reopened", Cat(n, n == 1 ? " time" : " times"));
+  if (t.contains("paged") && !Bool(t, "paged"))
+    add("Paged", "no (recorded only or still settling)");
   fields.Print();
 
   // What people act on: the stopped tills, the stuck package, ... (the
@@ -324,8 +339,10 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
   for (const auto& [key, label] : kClocks) {
     json c = SlaClockJson(t, key);
     int64_t due = Int(c, "due_ms");
-    std::string status = ClockStatus(c, now, Str(t, "state") == "resolved" ? Int(t, "resolved_at_ms") : 0);
-    if (due <= 0) status = std::string_view(key) == "workaround" ? "not running (no error registered)" : "-";
+    std::string status =
+        ClockStatus(c, now, Str(t, "state") == "resolved" ? Int(t, "resolved_at_ms") : 0);
+    if (due <= 0)
+      status = std::string_view(key) == "workaround" ? "not running (no error registered)" : "-";
     clocks.Add({label, due > 0 ? FormatMsk(due) : "-", status});
   }
   clocks.Print();
@@ -334,7 +351,8 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
   Table lines({"TIME (MSK)", "ACTOR", "TYPE", "TEXT"});
   for (const auto& e : timeline) {
     std::string text = Str(e, "text");
-    if (int64_t ev = Int(e, "event_id"); ev > 0) text = text.empty() ? Cat("event ", ev) : Cat(text, " (event ", ev, ")");
+    if (int64_t ev = Int(e, "event_id"); ev > 0)
+      text = text.empty() ? Cat("event ", ev) : Cat(text, " (event ", ev, ")");
     lines.Add({FormatMsk(Int(e, "at_ms"), false), Str(e, "actor"), Str(e, "type"), text});
   }
   lines.Print();
@@ -367,7 +385,8 @@ std::string ReadText(const std::vector<std::string>& words) {
 
 // One line saying what a ticket action did.
 std::string ActionDone(const std::string& endpoint, const json& t) {
-  std::string id = Cat("ticket ", Int(t, "id"), " (store ", Str(t, "store_id"), ", ", Str(t, "priority"), ")");
+  std::string id =
+      Cat("ticket ", Int(t, "id"), " (store ", Str(t, "store_id"), ", ", Str(t, "priority"), ")");
   if (endpoint == "ack") return Cat(id, " acknowledged by ", Str(t, "acknowledged_by"));
   if (endpoint == "resolve") return Cat(id, " resolved by ", Str(t, "resolved_by"));
   if (endpoint == "error") {
@@ -394,12 +413,14 @@ std::string Conditions(const json& s) {
 
 void PrintStoreTable(const json& stores) {
   int64_t now = NowMs();
-  Table table({"STORE", "PARTNER", "TARIFF", "ONLINE", "LAST SEEN (MSK)", "AGO", "VERSION", "CONDITIONS"});
+  Table table(
+      {"STORE", "PARTNER", "TARIFF", "ONLINE", "LAST SEEN (MSK)", "AGO", "VERSION", "CONDITIONS"});
   for (const auto& s : stores) {
     int64_t seen = Int(s, "last_seen_ms");
     table.Add({Str(s, "store_id"), Shorten(Str(s, "partner"), 16), Or(Str(s, "tariff"), "-"),
                Bool(s, "online") ? "yes" : "no", FormatMsk(seen, false),
-               seen > 0 ? FormatDuration(now - seen) : "-", Or(Str(s, "agent_version"), "-"), Conditions(s)});
+               seen > 0 ? FormatDuration(now - seen) : "-", Or(Str(s, "agent_version"), "-"),
+               Conditions(s)});
   }
   table.Print();
   std::fprintf(stderr, "%zu store(s)\n", table.size());
@@ -412,10 +433,11 @@ int main(int argc, char** argv) {
   using namespace setdiag::cli;
   using setdiag::Append;
   using setdiag::Cat;
-  CLI::App app{"setdiag: the command line of the setdiag store diagnostics system.\n"
-               "Talks to the collector's admin API; the token comes from --token, $SETDIAG_TOKEN\n"
-               "or ~/.config/setdiag/token (create one with 'setdiag-collector user create').\n"
-               "Exit codes: 0 ok, 1 error, 2 usage, 3 auth (401/403), 4 not found (404)."};
+  CLI::App app{
+      "setdiag: the command line of the setdiag store diagnostics system.\n"
+      "Talks to the collector's admin API; the token comes from --token, $SETDIAG_TOKEN\n"
+      "or ~/.config/setdiag/token (create one with 'setdiag-collector user create').\n"
+      "Exit codes: 0 ok, 1 error, 2 usage, 3 auth (401/403), 4 not found (404)."};
   app.set_version_flag("--version", std::string("setdiag ") + setdiag::kVersion);
   // Global options may also follow the subcommand ("setdiag tickets list
   // --json"): subcommands inherit this and pass unknown options upwards.
@@ -425,7 +447,8 @@ int main(int argc, char** argv) {
   std::string token;
   bool as_json = false;
   std::string lang = setdiag::LanguageFromEnvironment();
-  app.add_option("--collector", url, "Collector admin API URL ($SETDIAG_COLLECTOR)")->capture_default_str();
+  app.add_option("--collector", url, "Collector admin API URL ($SETDIAG_COLLECTOR)")
+      ->capture_default_str();
   app.add_option("--token", token, "API token (default $SETDIAG_TOKEN or ~/.config/setdiag/token)");
   app.add_flag("--json", as_json, "Print JSON for scripts instead of a table");
   app.add_option("--lang", lang, "Language of ticket titles and summaries (default from $LANG)")
@@ -456,13 +479,16 @@ int main(int argc, char** argv) {
   auto* tickets_list = tickets->add_subcommand("list", "List tickets, oldest first");
   std::string state = "active", priority, condition;
   tickets_list->add_option("--store", store, "Only this store");
-  tickets_list->add_option("--state", state, "active (not resolved), open, acknowledged, resolved or all")
+  tickets_list
+      ->add_option("--state", state, "active (not resolved), open, acknowledged, resolved or all")
       ->check(CLI::IsMember({"active", "open", "acknowledged", "resolved", "all"}))
       ->capture_default_str();
-  tickets_list->add_option("--priority", priority, "Only this priority: normal, important or critical")
+  tickets_list
+      ->add_option("--priority", priority, "Only this priority: normal, important or critical")
       ->check(CLI::IsMember({"normal", "important", "critical"}));
   tickets_list->add_option("--condition", condition, "Only this condition, e.g. tills");
-  tickets_list->add_option("--limit", limit, "At most this many per page (1..1000)")->capture_default_str();
+  tickets_list->add_option("--limit", limit, "At most this many per page (1..1000)")
+      ->capture_default_str();
   tickets_list->add_option("--after", after, "Only tickets with id greater than this");
   tickets_list->add_flag("--all", all, "Fetch every page, not just the first");
 
@@ -482,53 +508,69 @@ int main(int argc, char** argv) {
   for (auto [name, endpoint, help] :
        {std::tuple{"note", "notes", "Add a note to a ticket"},
         std::tuple{"error", "error", "Register a software error (starts the workaround clock)"},
-        std::tuple{"workaround", "workaround", "Record that a workaround was delivered (stops that clock)"}}) {
+        std::tuple{"workaround", "workaround",
+                   "Record that a workaround was delivered (stops that clock)"}}) {
     auto* cmd = tickets->add_subcommand(name, help);
     cmd->add_option("id", ticket_id, "Ticket id")->required()->check(kTicketId);
-    cmd->add_option("text", words, "The text (several words are joined; '-' reads standard input)")->required();
+    cmd->add_option("text", words, "The text (several words are joined; '-' reads standard input)")
+        ->required();
     text_actions.push_back({cmd, endpoint});
   }
   auto* tickets_resolve = tickets->add_subcommand("resolve", "Resolve a ticket");
   tickets_resolve->add_option("id", ticket_id, "Ticket id")->required()->check(kTicketId);
   tickets_resolve->add_option("--note", note, "The resolution");
 
-  auto* stores = app.add_subcommand("stores", "Stores: online, last seen, agent version, current conditions");
+  auto* stores =
+      app.add_subcommand("stores", "Stores: online, last seen, agent version, current conditions");
   stores->require_subcommand(1);
   auto* stores_list = stores->add_subcommand("list", "List stores, by store id");
   stores_list->add_option("--store", store, "Only this store");
   std::string after_store;
-  stores_list->add_option("--limit", limit, "At most this many per page (1..1000)")->capture_default_str();
+  stores_list->add_option("--limit", limit, "At most this many per page (1..1000)")
+      ->capture_default_str();
   stores_list->add_option("--after", after_store, "Only stores whose id sorts after this one");
   stores_list->add_flag("--all", all, "Fetch every page, not just the first");
 
-  auto* bundle = app.add_subcommand("bundle", "Diagnostic bundles pulled from stores through the collector");
+  auto* bundle =
+      app.add_subcommand("bundle", "Diagnostic bundles pulled from stores through the collector");
   bundle->require_subcommand(1);
   PullArgs pull;
   std::string pull_timeout = "10m", bundle_output, bundle_id;
   bool no_wait = false;
   auto* bundle_pull = bundle->add_subcommand(
-      "pull", "Ask a store for a bundle (sent over its agent's own link; waits for an offline store), "
-              "show progress, download and verify it");
+      "pull",
+      "Ask a store for a bundle (sent over its agent's own link; waits for an offline store), "
+      "show progress, download and verify it");
   bundle_pull->add_option("--store", pull.store, "Store id")->required();
-  bundle_pull->add_option("--ticket", pull.ticket_id, "Attach it to this ticket (of that store)")->check(kTicketId);
-  bundle_pull->add_option("-o,--output", pull.output, "Where to save it (default bundle-<store>-<id>.tar.gz)");
-  bundle_pull->add_option("--window", pull.window, "How far back logs and history go, e.g. 6h (default: the agent's)");
+  bundle_pull->add_option("--ticket", pull.ticket_id, "Attach it to this ticket (of that store)")
+      ->check(kTicketId);
+  bundle_pull->add_option("-o,--output", pull.output,
+                          "Where to save it (default bundle-<store>-<id>.tar.gz)");
+  bundle_pull->add_option("--window", pull.window,
+                          "How far back logs and history go, e.g. 6h (default: the agent's)");
   bundle_pull->add_flag("--no-logs", pull.no_logs, "Leave the store server's log files out");
   bundle_pull->add_option("--reason", pull.reason, "Why, for the record");
   bundle_pull->add_flag("--no-wait", no_wait, "Print the bundle id and return at once");
-  bundle_pull->add_option("--timeout", pull_timeout, "Give up waiting after this long (the request stays open)")
+  bundle_pull
+      ->add_option("--timeout", pull_timeout,
+                   "Give up waiting after this long (the request stays open)")
       ->capture_default_str();
   auto* bundle_list = bundle->add_subcommand("list", "List bundles, oldest first");
   int64_t bundle_ticket = 0;
   bundle_list->add_option("--store", store, "Only this store");
-  bundle_list->add_option("--ticket", bundle_ticket, "Only bundles attached to this ticket")->check(kTicketId);
+  bundle_list->add_option("--ticket", bundle_ticket, "Only bundles attached to this ticket")
+      ->check(kTicketId);
   auto* bundle_show = bundle->add_subcommand("show", "A bundle's state and progress");
   bundle_show->add_option("id", bundle_id, "Bundle id")->required();
-  auto* bundle_get = bundle->add_subcommand("get", "Download a complete bundle and verify its checksum");
+  auto* bundle_get =
+      bundle->add_subcommand("get", "Download a complete bundle and verify its checksum");
   bundle_get->add_option("id", bundle_id, "Bundle id")->required();
-  bundle_get->add_option("-o,--output", bundle_output, "Where to save it (default bundle-<store>-<id>.tar.gz)");
-  auto* bundle_manifest = bundle->add_subcommand("manifest", "Print a bundle's manifest: what is inside and what is not");
-  bundle_manifest->add_option("bundle", bundle_id, "A downloaded .tar.gz, or a bundle id")->required();
+  bundle_get->add_option("-o,--output", bundle_output,
+                         "Where to save it (default bundle-<store>-<id>.tar.gz)");
+  auto* bundle_manifest = bundle->add_subcommand(
+      "manifest", "Print a bundle's manifest: what is inside and what is not");
+  bundle_manifest->add_option("bundle", bundle_id, "A downloaded .tar.gz, or a bundle id")
+      ->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -541,27 +583,31 @@ int main(int argc, char** argv) {
   int rc = kExitOk;
 
   if (events_list->parsed()) {
-    auto pages = FetchPages(client, "events", limit, all, after, [&](const json& cursor) {
-      std::string path = Cat("/api/v1/events?limit=", limit, "&after=", cursor.get<int64_t>());
-      if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
-      if (!kind.empty()) Append(&path, "&kind=", UrlEncode(kind));
-      return path;
-    }, &rc);
+    auto pages = FetchPages(
+        client, "events", limit, all, after,
+        [&](const json& cursor) {
+          std::string path = Cat("/api/v1/events?limit=", limit, "&after=", cursor.get<int64_t>());
+          if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
+          if (!kind.empty()) Append(&path, "&kind=", UrlEncode(kind));
+          return path;
+        },
+        &rc);
     if (!pages) return rc;
     const json& collected = pages->items;
     if (as_json) {
       std::cout << Dump(json{{"events", collected}}, 2) << "\n";
       return kExitOk;
     }
-    std::printf("%-8s %-8s %-22s %-8s %-10s %-28s %-21s %s\n", "ID", "STORE", "AGENT", "SEQ", "SEVERITY",
-                "KIND", "DETECTED (UTC)", "PAYLOAD");
+    std::printf("%-8s %-8s %-22s %-8s %-10s %-28s %-21s %s\n", "ID", "STORE", "AGENT", "SEQ",
+                "SEVERITY", "KIND", "DETECTED (UTC)", "PAYLOAD");
     for (const auto& e : collected) {
       std::printf("%-8lld %-8s %-22s %-8llu %-10s %-28s %-21s %s\n",
                   static_cast<long long>(e["id"].get<int64_t>()),
                   Shorten(e["store_id"].get<std::string>(), 8).c_str(),
                   Shorten(e["agent_id"].get<std::string>(), 22).c_str(),
                   static_cast<unsigned long long>(e["sequence"].get<uint64_t>()),
-                  e["severity"].get<std::string>().c_str(), Shorten(e["kind"].get<std::string>(), 28).c_str(),
+                  e["severity"].get<std::string>().c_str(),
+                  Shorten(e["kind"].get<std::string>(), 28).c_str(),
                   FormatUtc(e["detected_at_ms"].get<int64_t>()).c_str(),
                   Shorten(Dump(e["payload"]), 60).c_str());
     }
@@ -577,30 +623,37 @@ int main(int argc, char** argv) {
       std::cout << Dump(*body, 2) << "\n";
       return kExitOk;
     }
-    std::printf("%-8s %-24s %-12s %-8s %-10s %-21s %-7s %-12s %s\n", "STORE", "AGENT", "PARTNER", "VERSION",
-                "ONLINE", "LAST SEEN (UTC)", "OUTBOX", "OLDEST UNSENT", "GAPS");
+    std::printf("%-8s %-24s %-12s %-8s %-10s %-21s %-7s %-12s %s\n", "STORE", "AGENT", "PARTNER",
+                "VERSION", "ONLINE", "LAST SEEN (UTC)", "OUTBOX", "OLDEST UNSENT", "GAPS");
     for (const auto& a : (*body)["agents"]) {
       const auto& st = a["status"];
       std::printf("%-8s %-24s %-12s %-8s %-10s %-21s %-7s %-12s %s\n",
                   Shorten(a["store_id"].get<std::string>(), 8).c_str(),
                   Shorten(a["agent_id"].get<std::string>(), 24).c_str(),
-                  Shorten(a["partner"].get<std::string>(), 12).c_str(), a["version"].get<std::string>().c_str(),
-                  a["connected"].get<bool>() ? "yes" : "no", FormatUtc(a["last_seen_ms"].get<int64_t>()).c_str(),
+                  Shorten(a["partner"].get<std::string>(), 12).c_str(),
+                  a["version"].get<std::string>().c_str(),
+                  a["connected"].get<bool>() ? "yes" : "no",
+                  FormatUtc(a["last_seen_ms"].get<int64_t>()).c_str(),
                   st.contains("outbox_depth") ? st["outbox_depth"].dump().c_str() : "-",
-                  st.contains("oldest_unsent_age_s") ? Cat(st["oldest_unsent_age_s"].get<int64_t>(), " s").c_str() : "-",
+                  st.contains("oldest_unsent_age_s")
+                      ? Cat(st["oldest_unsent_age_s"].get<int64_t>(), " s").c_str()
+                      : "-",
                   st.contains("gaps_total") ? st["gaps_total"].dump().c_str() : "-");
     }
     return kExitOk;
   }
   if (tickets_list->parsed()) {
-    auto pages = FetchPages(client, "tickets", limit, all, after, [&](const json& cursor) {
-      std::string path = Cat("/api/v1/tickets?limit=", limit, "&after=", cursor.get<int64_t>());
-      if (state != "all") Append(&path, "&state=", UrlEncode(state));
-      if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
-      if (!priority.empty()) Append(&path, "&priority=", UrlEncode(priority));
-      if (!condition.empty()) Append(&path, "&condition=", UrlEncode(condition));
-      return path;
-    }, &rc);
+    auto pages = FetchPages(
+        client, "tickets", limit, all, after,
+        [&](const json& cursor) {
+          std::string path = Cat("/api/v1/tickets?limit=", limit, "&after=", cursor.get<int64_t>());
+          if (state != "all") Append(&path, "&state=", UrlEncode(state));
+          if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
+          if (!priority.empty()) Append(&path, "&priority=", UrlEncode(priority));
+          if (!condition.empty()) Append(&path, "&condition=", UrlEncode(condition));
+          return path;
+        },
+        &rc);
     if (!pages) return rc;
     const json& collected = pages->items;
     if (as_json) {
@@ -666,12 +719,16 @@ int main(int argc, char** argv) {
   if (bundle_manifest->parsed()) return BundleManifest(client, bundle_id, as_json);
 
   if (stores_list->parsed()) {
-    auto pages = FetchPages(client, "stores", limit, all, after_store, [&](const json& cursor) {
-      std::string path = Cat("/api/v1/stores?limit=", limit);
-      if (!cursor.get<std::string>().empty()) Append(&path, "&after=", UrlEncode(cursor.get<std::string>()));
-      if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
-      return path;
-    }, &rc);
+    auto pages = FetchPages(
+        client, "stores", limit, all, after_store,
+        [&](const json& cursor) {
+          std::string path = Cat("/api/v1/stores?limit=", limit);
+          if (!cursor.get<std::string>().empty())
+            Append(&path, "&after=", UrlEncode(cursor.get<std::string>()));
+          if (!store.empty()) Append(&path, "&store=", UrlEncode(store));
+          return path;
+        },
+        &rc);
     if (!pages) return rc;
     const json& collected = pages->items;
     if (as_json) {
@@ -680,8 +737,9 @@ int main(int argc, char** argv) {
     }
     PrintStoreTable(collected);
     if (pages->more && !all) {
-      std::fprintf(stderr, out.ru ? "показано магазинов: %zu; дальше: --after %s или --all\n"
-                                  : "%zu stores shown; more with --after %s or --all\n",
+      std::fprintf(stderr,
+                   out.ru ? "показано магазинов: %zu; дальше: --after %s или --all\n"
+                          : "%zu stores shown; more with --after %s or --all\n",
                    collected.size(), pages->next.get<std::string>().c_str());
     }
     return kExitOk;

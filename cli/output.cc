@@ -1,14 +1,16 @@
 #include "cli/output.h"
 
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 
 namespace setdiag::cli {
 
 using json = nlohmann::json;
 
-std::string Dump(const json& j, int indent) { return j.dump(indent, ' ', false, json::error_handler_t::replace); }
+std::string Dump(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
 
 std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
@@ -34,14 +36,21 @@ std::optional<json> Parse(const absl::StatusOr<ApiResponse>& res, int* exit_code
   if (res->status != 200) {
     auto body = json::parse(res->body, nullptr, false);
     std::string msg = Str(body, "error");
-    std::cerr << "setdiag: the collector answered " << res->status << ": " << (msg.empty() ? res->body : msg)
-              << "\n";
+    std::cerr << "setdiag: the collector answered " << res->status << ": "
+              << (msg.empty() ? res->body : msg) << "\n";
     switch (res->status) {
-      case 400: *exit_code = kExitUsage; break;
+      case 400:
+        *exit_code = kExitUsage;
+        break;
       case 401:
-      case 403: *exit_code = kExitAuth; break;
-      case 404: *exit_code = kExitNotFound; break;
-      default: *exit_code = kExitError;
+      case 403:
+        *exit_code = kExitAuth;
+        break;
+      case 404:
+        *exit_code = kExitNotFound;
+        break;
+      default:
+        *exit_code = kExitError;
     }
     return std::nullopt;
   }

@@ -13,20 +13,19 @@
 #include <mutex>
 #include <thread>
 
-#include "common/strings.h"
+#include "absl/time/clock.h"
 #include "collector/api/admin_api.h"
 #include "collector/bundles/bundle_store.h"
 #include "collector/commands/check.h"
-#include "collector/config/collector_config.h"
 #include "collector/commands/collector_schema.h"
-#include "collector/store/commit_queue.h"
-#include "common/http_server.h"
+#include "collector/config/collector_config.h"
 #include "collector/link/link_service.h"
+#include "collector/store/commit_queue.h"
 #include "collector/store/storage.h"
 #include "collector/tickets/tickets.h"
-#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/files.h"
+#include "common/http_server.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -64,7 +63,8 @@ class Ticker {
  private:
   void Loop() {
     std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; })) {
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_),
+                         [this] { return stopping_; })) {
       lock.unlock();
       fn_();
       lock.lock();
@@ -103,17 +103,20 @@ absl::StatusOr<BusinessClock> LoadBusinessClock(const CollectorConfig& cfg) {
   hours.start_minute = cfg.business_start_minute;
   hours.end_minute = cfg.business_end_minute;
   if (!absl::LoadTimeZone(cfg.business_zone, &hours.zone)) {
-    return absl::InvalidArgumentError(Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"));
+    return absl::InvalidArgumentError(
+        Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"));
   }
   std::string years;
   for (int64_t y : calendar->Years()) Append(&years, years.empty() ? "" : ", ", y);
-  log::Info("collector", Cat("production calendar from ", dir, ": ", years.empty() ? "no years" : years));
+  log::Info("collector",
+            Cat("production calendar from ", dir, ": ", years.empty() ? "no years" : years));
   const int64_t this_year = absl::ToCivilYear(absl::Now(), hours.zone).year();
   for (int64_t y : {this_year, this_year + 1}) {
     if (!calendar->Covers(y)) {
       log::Warn("collector", Cat("no production calendar for ", y, " in ", dir,
                                  ": business hours that year follow the plain week (no holidays); "
-                                 "add ru-", y, ".txt (docs/sla.md)"));
+                                 "add ru-",
+                                 y, ".txt (docs/sla.md)"));
     }
   }
   return BusinessClock(std::move(*calendar), hours);
@@ -125,7 +128,8 @@ absl::StatusOr<BusinessClock> LoadBusinessClock(const CollectorConfig& cfg) {
 // unless storage itself failed, in which case the batch fails and the agent
 // resends it.
 absl::Status ApplyToTickets(TicketEngine& engine, sql::Db& db, const std::string& agent,
-                            const std::string& store, const std::vector<EventRow>& added, int64_t now) {
+                            const std::string& store, const std::vector<EventRow>& added,
+                            int64_t now) {
   if (auto st = db.Exec("SAVEPOINT tickets"); !st.ok()) return st;
   absl::Status st = engine.OnEvents(db, agent, store, added, now);
   if (!st.ok()) {
@@ -140,8 +144,8 @@ absl::Status ApplyToTickets(TicketEngine& engine, sql::Db& db, const std::string
 // On Hello: the conditions the agent no longer holds (it restarted) are
 // cleared, in their own savepoint like ApplyToTickets: a failure other than
 // storage is logged and the agent is still welcomed.
-absl::Status ReconcileTickets(TicketEngine& engine, sql::Db& db, const std::string& agent, const std::string& store,
-                              const HeldEpisodes& held, int64_t now) {
+absl::Status ReconcileTickets(TicketEngine& engine, sql::Db& db, const std::string& agent,
+                              const std::string& store, const HeldEpisodes& held, int64_t now) {
   if (!held.known) return absl::OkStatus();
   std::vector<HeldCondition> conditions;
   for (const auto& [kind, episode] : held.episodes) conditions.push_back({kind, episode});
@@ -178,7 +182,8 @@ int Serve(const CollectorConfig& cfg) {
   }
   auto reader_db = sql::Db::Open(cfg.DatabasePath());
   if (!reader_db.ok() || !reader_db->Exec("PRAGMA query_only=ON").ok()) {
-    log::Error("collector", reader_db.ok() ? "cannot make the API connection read-only" : reader_db.status().ToString());
+    log::Error("collector", reader_db.ok() ? "cannot make the API connection read-only"
+                                           : reader_db.status().ToString());
     return 1;
   }
   auto business = LoadBusinessClock(cfg);
@@ -203,14 +208,15 @@ int Serve(const CollectorConfig& cfg) {
   notifier.Start();
   BundleLinkLimits bundle_limits;
   bundle_limits.max_bundle_bytes = cfg.bundles.max_bundle_bytes;
-  LinkService link(queue, clock, cfg.limits,
-                   [&engine, &clock](sql::Db& db, const std::string& agent, const std::string& store,
-                                     const std::vector<EventRow>& added) {
-                     return ApplyToTickets(engine, db, agent, store, added, clock.NowMs());
-                   },
-                   &bundle_files, bundle_limits);
-  link.SetHelloSink([&engine, &clock](sql::Db& db, const std::string& agent, const std::string& store,
-                                      const HeldEpisodes& held) {
+  LinkService link(
+      queue, clock, cfg.limits,
+      [&engine, &clock](sql::Db& db, const std::string& agent, const std::string& store,
+                        const std::vector<EventRow>& added) {
+        return ApplyToTickets(engine, db, agent, store, added, clock.NowMs());
+      },
+      &bundle_files, bundle_limits);
+  link.SetHelloSink([&engine, &clock](sql::Db& db, const std::string& agent,
+                                      const std::string& store, const HeldEpisodes& held) {
     return ReconcileTickets(engine, db, agent, store, held, clock.NowMs());
   });
   // On every way out, the writer finishes its queued work while everything
@@ -222,29 +228,31 @@ int Serve(const CollectorConfig& cfg) {
   } stop_queue_first{queue};
   // Bundle retention: expire rows on the writer thread, then delete files
   // (and orphans) on the files thread.
-  Ticker bundle_sweeper(cfg.bundles.sweep_interval_ms, [&queue, &bundle_files, &clock, policy = cfg.bundles] {
-    auto plan = std::make_shared<SweepPlan>();
-    queue.Submit(
-        [plan, policy, &clock](sql::Db& db) -> absl::Status {
-          auto p = ExpireBundles(db, policy, clock.NowMs());
-          if (!p.ok()) return p.status();
-          *plan = std::move(*p);
-          return absl::OkStatus();
-        },
-        [plan, &bundle_files](absl::Status st) {
-          if (!st.ok()) {
-            log::Error("bundles", Cat("retention failed: ", st.ToString()));
-            return;
-          }
-          bundle_files.Sweep(std::move(plan->remove), std::move(plan->keep));
-        });
-  });
+  Ticker bundle_sweeper(cfg.bundles.sweep_interval_ms,
+                        [&queue, &bundle_files, &clock, policy = cfg.bundles] {
+                          auto plan = std::make_shared<SweepPlan>();
+                          queue.Submit(
+                              [plan, policy, &clock](sql::Db& db) -> absl::Status {
+                                auto p = ExpireBundles(db, policy, clock.NowMs());
+                                if (!p.ok()) return p.status();
+                                *plan = std::move(*p);
+                                return absl::OkStatus();
+                              },
+                              [plan, &bundle_files](absl::Status st) {
+                                if (!st.ok()) {
+                                  log::Error("bundles", Cat("retention failed: ", st.ToString()));
+                                  return;
+                                }
+                                bundle_files.Sweep(std::move(plan->remove), std::move(plan->keep));
+                              });
+                        });
   // Time-driven ticket work (SLA warnings and breaches, automatic
   // resolution, silent stores) runs on the writer thread too.
   Ticker ticker(cfg.tick_interval_ms, [&queue, &engine, &clock] {
     queue.Submit([&engine, &clock](sql::Db& db) { return engine.Tick(db, clock.NowMs()); },
                  [](absl::Status st) {
-                   if (!st.ok()) log::Error("tickets", Cat("periodic ticket work failed: ", st.ToString()));
+                   if (!st.ok())
+                     log::Error("tickets", Cat("periodic ticket work failed: ", st.ToString()));
                  });
   });
 
@@ -274,9 +282,11 @@ int Serve(const CollectorConfig& cfg) {
   }
 
   AdminApi api(std::move(*reader_db), clock,
-               [&queue, &engine, &clock](const User& user, const ActionRequest& request) -> absl::StatusOr<Ticket> {
+               [&queue, &engine, &clock](const User& user,
+                                         const ActionRequest& request) -> absl::StatusOr<Ticket> {
                  auto result = std::make_shared<std::promise<absl::StatusOr<Ticket>>>();
-                 auto answer = std::make_shared<absl::StatusOr<Ticket>>(absl::UnavailableError("not run"));
+                 auto answer =
+                     std::make_shared<absl::StatusOr<Ticket>>(absl::UnavailableError("not run"));
                  bool queued = queue.Submit(
                      [&engine, &clock, user, request, answer](sql::Db& db) {
                        *answer = engine.Act(db, user, request, clock.NowMs());
@@ -286,13 +296,15 @@ int Serve(const CollectorConfig& cfg) {
                        if (!st.ok()) *answer = st;  // e.g. the commit failed
                        result->set_value(*answer);
                      });
-                 if (!queued) return absl::UnavailableError("the collector is overloaded; try again");
+                 if (!queued)
+                   return absl::UnavailableError("the collector is overloaded; try again");
                  return result->get_future().get();
                });
   api.set_default_tariff(cfg.tickets.default_tariff);
   AdminApi::BundleHooks bundle_hooks;
-  bundle_hooks.request = [&queue, &link, &clock](const User& user,
-                                                 const NewBundleRequest& request) -> absl::StatusOr<BundleRow> {
+  bundle_hooks.request = [&queue, &link, &clock](
+                             const User& user,
+                             const NewBundleRequest& request) -> absl::StatusOr<BundleRow> {
     auto result = std::make_shared<std::promise<absl::StatusOr<BundleRow>>>();
     auto row = std::make_shared<absl::StatusOr<BundleRow>>(absl::UnavailableError("not run"));
     bool queued = queue.Submit(
@@ -310,8 +322,12 @@ int Serve(const CollectorConfig& cfg) {
     if (!queued) return absl::UnavailableError("the collector is overloaded; try again");
     return result->get_future().get();
   };
-  bundle_hooks.live_bytes = [&bundle_files](const std::string& id) { return bundle_files.LiveBytes(id); };
-  bundle_hooks.file_path = [&bundle_files](const std::string& id) { return bundle_files.FinalPath(id); };
+  bundle_hooks.live_bytes = [&bundle_files](const std::string& id) {
+    return bundle_files.LiveBytes(id);
+  };
+  bundle_hooks.file_path = [&bundle_files](const std::string& id) {
+    return bundle_files.FinalPath(id);
+  };
   api.set_bundles(std::move(bundle_hooks));
   const size_t http_workers = static_cast<size_t>(cfg.http_workers);
   api.set_reader_pool(
@@ -337,8 +353,8 @@ int Serve(const CollectorConfig& cfg) {
     return 1;
   }
   log::Info("collector", Cat("setdiag-collector ", kVersion, ": agents on ", cfg.grpc_listen,
-                                      cfg.tls() ? " (TLS)" : " (plaintext)", ", admin API on http://",
-                                      cfg.http_listen, ", database ", cfg.DatabasePath()));
+                             cfg.tls() ? " (TLS)" : " (plaintext)", ", admin API on http://",
+                             cfg.http_listen, ", database ", cfg.DatabasePath()));
   int sig = 0;
   sigwait(&signals, &sig);
   log::Info("collector", "stopping");
@@ -358,8 +374,9 @@ int Serve(const CollectorConfig& cfg) {
 int main(int argc, char** argv) {
   using namespace setdiag;
   using namespace setdiag::collector;
-  CLI::App app{"setdiag-collector: receives diagnostics from setdiag agents in SET Retail 10 stores.\n"
-               "Without a subcommand it serves (same as 'serve')."};
+  CLI::App app{
+      "setdiag-collector: receives diagnostics from setdiag agents in SET Retail 10 stores.\n"
+      "Without a subcommand it serves (same as 'serve')."};
   app.set_version_flag("--version", std::string("setdiag-collector ") + kVersion);
   // Options may follow the subcommand ("token list --config FILE"):
   // subcommands inherit this and pass unknown options upwards.
@@ -373,9 +390,11 @@ int main(int argc, char** argv) {
   token->require_subcommand(1);
   std::string store, partner, token_id;
   auto* token_create = token->add_subcommand("create", "Create a token for a store; printed once");
-  token_create->add_option("--store", store, "Store id (as in the agent's agent.store_id)")->required();
+  token_create->add_option("--store", store, "Store id (as in the agent's agent.store_id)")
+      ->required();
   token_create->add_option("--partner", partner, "Partner that looks after the store")->required();
-  auto* token_revoke = token->add_subcommand("revoke", "Revoke a token (effective at the next connect)");
+  auto* token_revoke =
+      token->add_subcommand("revoke", "Revoke a token (effective at the next connect)");
   token_revoke->add_option("--id", token_id, "Token id from 'token list'");
   token_revoke->add_option("--store", store, "Revoke every token of this store");
   auto* token_list = token->add_subcommand("list", "List tokens (ids only, never secrets)");
@@ -386,34 +405,47 @@ int main(int argc, char** argv) {
   auto* user_create = user->add_subcommand("create", "Create a user; prints an API token once");
   user_create->add_option("--name", name, "User name")->required();
   user_create->add_option("--role", role, "support (sees all stores) or partner")
-      ->check(CLI::IsMember({"support", "partner"}))->capture_default_str();
-  auto* user_partner = user_create->add_option("--partner", partner, "Partner, for role partner (known: a store's "
-                                                                    "partner, or one made with 'partner set')");
+      ->check(CLI::IsMember({"support", "partner"}))
+      ->capture_default_str();
+  auto* user_partner = user_create->add_option("--partner", partner,
+                                               "Partner, for role partner (known: a store's "
+                                               "partner, or one made with 'partner set')");
   std::string user_id;
   auto* user_list = user->add_subcommand("list", "List users (ids, names, roles; never tokens)");
-  auto* user_revoke = user->add_subcommand("revoke", "Revoke a user's API token (effective at its next request)");
+  auto* user_revoke =
+      user->add_subcommand("revoke", "Revoke a user's API token (effective at its next request)");
   user_revoke->add_option("--id", user_id, "User id from 'user list'");
   user_revoke->add_option("--name", name, "User name");
   auto* user_delete = user->add_subcommand("delete", "Delete a user (its name can be used again)");
   user_delete->add_option("--id", user_id, "User id from 'user list'");
   user_delete->add_option("--name", name, "User name");
-  auto* partner_cmd = app.add_subcommand("partner", "Partners and their support tariff (SLA policy)");
+  auto* partner_cmd =
+      app.add_subcommand("partner", "Partners and their support tariff (SLA policy)");
   partner_cmd->require_subcommand(1);
   std::string tariff;
-  auto* partner_set = partner_cmd->add_subcommand("set", "Set a partner's tariff (applies to tickets opened from now on)");
-  partner_set->add_option("--name", partner, "Partner (as given to 'token create --partner')")->required();
-  partner_set->add_option("--tariff", tariff, "expert, free, or a [tariffs.<name>] of the config")->required();
-  auto* partner_list = partner_cmd->add_subcommand("list", "List partners, their tariff and stores");
-  auto* check = app.add_subcommand(
-      "check", "Preflight of the support side: the config, the listening addresses, the TLS certificate, the "
-               "production calendars, the database and every notification target; without --send-test it sends "
-               "nothing and changes nothing. Exit 0 when every check passes, 1 when one fails, 2 for a bad config");
+  auto* partner_set = partner_cmd->add_subcommand(
+      "set", "Set a partner's tariff (applies to tickets opened from now on)");
+  partner_set->add_option("--name", partner, "Partner (as given to 'token create --partner')")
+      ->required();
+  partner_set->add_option("--tariff", tariff, "expert, free, or a [tariffs.<name>] of the config")
+      ->required();
+  auto* partner_list =
+      partner_cmd->add_subcommand("list", "List partners, their tariff and stores");
+  auto* check = app.add_subcommand("check",
+                                   "Preflight of the support side: the config, the listening "
+                                   "addresses, the TLS certificate, the "
+                                   "production calendars, the database and every notification "
+                                   "target; without --send-test it sends "
+                                   "nothing and changes nothing. Exit 0 when every check passes, 1 "
+                                   "when one fails, 2 for a bad config");
   bool check_json = false, check_send_test = false;
   std::string check_lang;
   check->add_flag("--json", check_json, "JSON output for scripts");
-  check->add_option("--lang", check_lang, "ru or en (default from $LANG)")->check(CLI::IsMember({"ru", "en"}));
-  check->add_flag("--send-test", check_send_test,
-                  "Also send one test notification (marked TEST) to each webhook and e-mail target");
+  check->add_option("--lang", check_lang, "ru or en (default from $LANG)")
+      ->check(CLI::IsMember({"ru", "en"}));
+  check->add_flag(
+      "--send-test", check_send_test,
+      "Also send one test notification (marked TEST) to each webhook and e-mail target");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -443,12 +475,14 @@ int main(int argc, char** argv) {
   // Usage errors of the user commands, before the database is touched.
   if (user_create->parsed()) {
     if (!IsValidIdentifier(name)) {
-      std::cerr << "setdiag-collector user create: --name must be 1..128 characters of [A-Za-z0-9._-] (the rule "
+      std::cerr << "setdiag-collector user create: --name must be 1..128 characters of "
+                   "[A-Za-z0-9._-] (the rule "
                    "of store ids)\n";
       return 2;
     }
     if (role == "support" && user_partner->count() > 0) {
-      std::cerr << "setdiag-collector user create: --partner is for role partner; a support user sees every "
+      std::cerr << "setdiag-collector user create: --partner is for role partner; a support user "
+                   "sees every "
                    "store (drop --partner, or add --role partner)\n";
       return 2;
     }
@@ -457,12 +491,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (role == "partner" && !IsValidIdentifier(partner)) {
-      std::cerr << "setdiag-collector user create: --partner must be 1..128 characters of [A-Za-z0-9._-], as "
+      std::cerr << "setdiag-collector user create: --partner must be 1..128 characters of "
+                   "[A-Za-z0-9._-], as "
                    "given to 'token create --partner'\n";
       return 2;
     }
   }
-  for (const auto& [command, verb] : {std::pair{user_revoke, "revoke"}, std::pair{user_delete, "delete"}}) {
+  for (const auto& [command, verb] :
+       {std::pair{user_revoke, "revoke"}, std::pair{user_delete, "delete"}}) {
     if (command->parsed() && user_id.empty() == name.empty()) {
       std::cerr << "setdiag-collector user " << verb << ": give exactly one of --id or --name\n";
       return 2;
@@ -477,8 +513,9 @@ int main(int argc, char** argv) {
   SystemClock clock;
   if (token_create->parsed()) {
     if (!IsValidIdentifier(store) || !IsValidIdentifier(partner)) {
-      std::cerr << "setdiag-collector token create: --store and --partner must be 1..128 characters of "
-                   "[A-Za-z0-9._-] (the agent's agent.store_id follows the same rule)\n";
+      std::cerr
+          << "setdiag-collector token create: --store and --partner must be 1..128 characters of "
+             "[A-Za-z0-9._-] (the agent's agent.store_id follows the same rule)\n";
       return 2;
     }
     auto t = CreateStoreToken(*db, store, partner, clock.NowMs());
@@ -519,13 +556,16 @@ int main(int argc, char** argv) {
   }
   if (partner_set->parsed()) {
     if (!IsValidIdentifier(partner)) {
-      std::cerr << "setdiag-collector partner set: --name must be 1..128 characters of [A-Za-z0-9._-]\n";
+      std::cerr
+          << "setdiag-collector partner set: --name must be 1..128 characters of [A-Za-z0-9._-]\n";
       return 2;
     }
     if (!cfg->tickets.tariffs.contains(tariff)) {
       std::string known;
-      for (const auto& [tariff_name, policy] : cfg->tickets.tariffs) Append(&known, known.empty() ? "" : ", ", tariff_name);
-      std::cerr << "setdiag-collector partner set: no tariff '" << tariff << "' (known: " << known << ")\n";
+      for (const auto& [tariff_name, policy] : cfg->tickets.tariffs)
+        Append(&known, known.empty() ? "" : ", ", tariff_name);
+      std::cerr << "setdiag-collector partner set: no tariff '" << tariff << "' (known: " << known
+                << ")\n";
       return 2;
     }
     if (auto st = SetPartnerTariff(*db, partner, tariff, clock.NowMs()); !st.ok()) {
@@ -539,7 +579,8 @@ int main(int argc, char** argv) {
     auto s = db->Prepare(
         "SELECT p.partner, COALESCE(t.tariff, ''), COUNT(DISTINCT s.store_id) FROM "
         "(SELECT partner FROM stores UNION SELECT partner FROM partners) p "
-        "LEFT JOIN partners t USING (partner) LEFT JOIN stores s USING (partner) GROUP BY p.partner ORDER BY 1");
+        "LEFT JOIN partners t USING (partner) LEFT JOIN stores s USING (partner) GROUP BY "
+        "p.partner ORDER BY 1");
     if (!s.ok()) {
       std::cerr << "setdiag-collector: " << s.status().message() << "\n";
       return 1;
@@ -569,9 +610,11 @@ int main(int argc, char** argv) {
           Append(&tariffs, tariffs.empty() ? "" : ", ", tariff_name);
         }
         std::cerr << "setdiag-collector user create: no partner '" << partner
-                  << "': no store has it and it has no tariff. Create it first with 'setdiag-collector partner set "
+                  << "': no store has it and it has no tariff. Create it first with "
+                     "'setdiag-collector partner set "
                      "--name "
-                  << partner << " --tariff T' (T: " << tariffs << "), or give its first store a token with "
+                  << partner << " --tariff T' (T: " << tariffs
+                  << "), or give its first store a token with "
                   << "'token create --store S --partner " << partner << "'\n";
         return 2;
       }
@@ -617,13 +660,15 @@ int main(int argc, char** argv) {
     for (const auto& u : *rows) {
       std::printf("%-10s %-24s %-8s %-16s %s\n", u.id.c_str(), shown(u.name).c_str(),
                   u.role == Role::kSupport ? "support" : "partner",
-                  u.role == Role::kSupport ? "-" : shown(u.partner).c_str(), u.revoked_at_ms ? "revoked" : "active");
+                  u.role == Role::kSupport ? "-" : shown(u.partner).c_str(),
+                  u.revoked_at_ms ? "revoked" : "active");
     }
     return 0;
   }
   if (user_revoke->parsed() || user_delete->parsed()) {
     const bool revoke = user_revoke->parsed();
-    auto n = revoke ? RevokeUser(*db, user_id, name, clock.NowMs()) : DeleteUser(*db, user_id, name);
+    auto n =
+        revoke ? RevokeUser(*db, user_id, name, clock.NowMs()) : DeleteUser(*db, user_id, name);
     if (!n.ok()) {
       std::cerr << "setdiag-collector: " << n.status().message() << "\n";
       return 1;

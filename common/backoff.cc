@@ -21,7 +21,7 @@ int64_t Backoff::Failed() {
   double base = static_cast<double>(policy_.initial_ms) * exp;
   ++attempts_;
   return Schedule(base >= static_cast<double>(policy_.max_ms) ? policy_.max_ms
-                                                               : static_cast<int64_t>(base));
+                                                              : static_cast<int64_t>(base));
 }
 
 int64_t Backoff::Overloaded(int64_t retry_after_ms, int64_t spread_ms) {
@@ -29,7 +29,8 @@ int64_t Backoff::Overloaded(int64_t retry_after_ms, int64_t spread_ms) {
     // The server's schedule: it knows how fast it drains and whom it
     // turned away before us. A later failure still backs off harder.
     ++attempts_;
-    const int64_t floor = std::clamp(retry_after_ms, kMinScheduledMs, std::max(kMinScheduledMs, policy_.max_ms));
+    const int64_t floor =
+        std::clamp(retry_after_ms, kMinScheduledMs, std::max(kMinScheduledMs, policy_.max_ms));
     const int64_t delay = floor + std::uniform_int_distribution<int64_t>(0, spread_ms)(rng_);
     next_attempt_ms_ = clock_.MonotonicMs() + delay;
     return delay;
@@ -37,14 +38,15 @@ int64_t Backoff::Overloaded(int64_t retry_after_ms, int64_t spread_ms) {
   attempts_ += 2;
   double exp = std::pow(policy_.multiplier, std::min(attempts_, 62));
   double grown = static_cast<double>(policy_.initial_ms) * exp;
-  int64_t base = grown >= static_cast<double>(policy_.max_ms) ? policy_.max_ms
-                                                             : static_cast<int64_t>(grown);
+  int64_t base =
+      grown >= static_cast<double>(policy_.max_ms) ? policy_.max_ms : static_cast<int64_t>(grown);
   // Never before the server's retry-after or our own overloaded minimum;
   // above that floor, spread over a window so that the agents the server
   // turned away together do not all come back at the same instant.
   const int64_t floor = std::max({base, policy_.overloaded_min_ms, retry_after_ms});
   const int64_t spread =
-      spread_ms > 0 ? spread_ms : static_cast<int64_t>(static_cast<double>(floor) * policy_.overloaded_spread);
+      spread_ms > 0 ? spread_ms
+                    : static_cast<int64_t>(static_cast<double>(floor) * policy_.overloaded_spread);
   int64_t delay = floor;
   if (spread > 0) delay += std::uniform_int_distribution<int64_t>(0, spread)(rng_);
   next_attempt_ms_ = clock_.MonotonicMs() + delay;

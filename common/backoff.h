@@ -38,7 +38,7 @@ class Backoff {
   // A connection attempt failed: schedules the next one. Returns the delay.
   int64_t Failed();
   // The server asked us to go away for a while. With a spread (a collector
-  // that schedules returning agents, collector/retry_schedule.h) the delay
+  // that schedules returning agents, collector/link/retry_schedule.h) the delay
   // is drawn from [retry_after_ms, retry_after_ms + spread_ms], the
   // server's slot for this agent, whatever our own overloaded minimum (at
   // least kMinScheduledMs, at most max_ms + spread_ms). Without one (0.1.0

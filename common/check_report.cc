@@ -8,18 +8,24 @@ namespace {
 
 const char* Mark(CheckVerdict v) {
   switch (v) {
-    case CheckVerdict::kOk: return "✓";
-    case CheckVerdict::kWarn: return "!";
-    case CheckVerdict::kFail: return "✗";
+    case CheckVerdict::kOk:
+      return "✓";
+    case CheckVerdict::kWarn:
+      return "!";
+    case CheckVerdict::kFail:
+      return "✗";
   }
   return "?";
 }
 
 const char* VerdictName(CheckVerdict v) {
   switch (v) {
-    case CheckVerdict::kOk: return "ok";
-    case CheckVerdict::kWarn: return "warn";
-    case CheckVerdict::kFail: return "fail";
+    case CheckVerdict::kOk:
+      return "ok";
+    case CheckVerdict::kWarn:
+      return "warn";
+    case CheckVerdict::kFail:
+      return "fail";
   }
   return "?";
 }
@@ -33,14 +39,18 @@ int PrintChecks(const std::vector<CheckLine>& lines, bool ru, bool as_json) {
   if (as_json) {
     json checks = json::array();
     for (const auto& l : lines) {
-      json c = {{"id", l.id}, {"verdict", VerdictName(l.verdict)}, {"text_en", l.text_en}, {"text_ru", l.text_ru}};
+      json c = {{"id", l.id},
+                {"verdict", VerdictName(l.verdict)},
+                {"text_en", l.text_en},
+                {"text_ru", l.text_ru}};
       if (!l.fix_en.empty()) {
         c["fix_en"] = l.fix_en;
         c["fix_ru"] = l.fix_ru;
       }
       checks.push_back(std::move(c));
     }
-    std::cout << json{{"ok", !failed}, {"checks", checks}}.dump(2, ' ', false, json::error_handler_t::replace)
+    std::cout << json{{"ok", !failed}, {"checks", checks}}.dump(2, ' ', false,
+                                                                json::error_handler_t::replace)
               << "\n";
     return failed ? 1 : 0;
   }

@@ -1,9 +1,10 @@
 #include "common/config.h"
 
+#include <toml++/toml.h>
+
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
-#include <toml++/toml.h>
 
 #include "absl/status/statusor.h"
 #include "common/files.h"
@@ -17,8 +18,8 @@ std::string Where(const std::string& origin, const toml::node* node) {
   return Cat(origin, ":", node->source().begin.line);
 }
 
-std::optional<int64_t> ParseNumberWithUnit(std::string_view text,
-                                           std::initializer_list<std::pair<std::string_view, int64_t>> units) {
+std::optional<int64_t> ParseNumberWithUnit(
+    std::string_view text, std::initializer_list<std::pair<std::string_view, int64_t>> units) {
   size_t i = 0;
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
   if (i == 0) return std::nullopt;
@@ -77,17 +78,18 @@ absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::str
     const uint32_t cp = decode(at, &len);
     char hex[16];
     std::snprintf(hex, sizeof hex, "U+%04X", cp);
-    return absl::InvalidArgumentError(
-        Cat(origin, ":", line, ": ",
-            cp == 0 ? std::string("a byte that is not UTF-8 ") : Cat("a non-ASCII character (", hex, ") "), where,
-            "; TOML allows letters other than Latin only inside quoted strings and comments"));
+    return absl::InvalidArgumentError(Cat(
+        origin, ":", line, ": ",
+        cp == 0 ? std::string("a byte that is not UTF-8 ")
+                : Cat("a non-ASCII character (", hex, ") "),
+        where, "; TOML allows letters other than Latin only inside quoted strings and comments"));
   };
   auto non_ascii = [&](size_t k) { return static_cast<unsigned char>(text[k]) >= 0x80; };
   // A quote right after a bare value's character ("0000\"\"\"...") does not
   // start a string for toml++: it scans it as part of that value.
   auto bare = [](char ch) {
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-           ch == '-' || ch == '+' || ch == ':';
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           ch == '_' || ch == '-' || ch == '+' || ch == ':';
   };
   while (i < n) {
     char c = text[i];
@@ -128,7 +130,8 @@ absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::str
             // A line-ending backslash: toml++ skips the blanks and line
             // breaks after it, asking about the first other character.
             size_t k = j;
-            while (k < n && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) {
+            while (k < n &&
+                   (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) {
               if (text[k] == '\n') ++line;
               ++k;
             }
@@ -193,8 +196,7 @@ absl::Status ConfigReader::Load(const std::string& path, std::unique_ptr<ConfigR
     if (e.source().begin.line == 0) {
       return absl::NotFoundError(Cat(path, ": ", e.description()));
     }
-    return absl::InvalidArgumentError(
-        Cat(path, ":", e.source().begin.line, ": ", e.description()));
+    return absl::InvalidArgumentError(Cat(path, ":", e.source().begin.line, ": ", e.description()));
   }
 }
 
@@ -390,7 +392,8 @@ absl::Status ConfigReader::Finish() {
         continue;
       }
       if (tables_.contains(full) && !v.is_table()) {
-        errors_.push_back(Cat(Where(origin_, &v), ": key '", full, "' must be a table ([", full, "])"));
+        errors_.push_back(
+            Cat(Where(origin_, &v), ": key '", full, "' must be a table ([", full, "])"));
         continue;
       }
       if (const auto* sub = v.as_table()) self(self, *sub, full);

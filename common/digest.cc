@@ -22,7 +22,8 @@ std::string Hex(std::string_view raw) {
 std::string Base64(std::string_view raw) {
   std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
+                          reinterpret_cast<const unsigned char*>(raw.data()),
+                          static_cast<int>(raw.size()));
   out.resize(static_cast<size_t>(std::max(n, 0)));
   return out;
 }
@@ -31,10 +32,12 @@ std::optional<std::string> Unbase64(std::string_view text) {
   if (text.size() % 4 != 0) return std::nullopt;
   std::string out(text.size() / 4 * 3 + 1, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+                          reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
   if (n < 0) return std::nullopt;
   size_t len = static_cast<size_t>(n);
-  for (size_t i = text.size(); i > 0 && text[i - 1] == '=' && len > 0; --i) --len;  // padding decodes as zeros
+  for (size_t i = text.size(); i > 0 && text[i - 1] == '=' && len > 0; --i)
+    --len;  // padding decodes as zeros
   out.resize(len);
   return out;
 }

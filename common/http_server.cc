@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
-#include <string_view>
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <optional>
+#include <string_view>
 
-#include "common/strings.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace setdiag {
 
@@ -47,8 +46,8 @@ bool TargetOverLimit(std::string_view head) {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, const HttpServer::Handler& handler, const HttpServer::Options& options,
-             asio::thread_pool* workers)
+  Connection(tcp::socket socket, const HttpServer::Handler& handler,
+             const HttpServer::Options& options, asio::thread_pool* workers)
       : stream_(std::move(socket)), handler_(handler), options_(options), workers_(workers) {}
 
   void Start() { Read(); }
@@ -59,8 +58,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(kHeadLimit));
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -77,8 +77,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // (then its target is known and the fields are what is too large).
         const auto target = parser_->get().target();
         const auto data = buffer_.cdata();
-        const bool too_long = !target.empty() ? target.size() > kMaxRequestTargetBytes
-                                              : TargetOverLimit({static_cast<const char*>(data.data()), data.size()});
+        const bool too_long =
+            !target.empty() ? target.size() > kMaxRequestTargetBytes
+                            : TargetOverLimit({static_cast<const char*>(data.data()), data.size()});
         Reply(too_long ? 414 : 431, too_long ? TargetTooLong() : FieldsTooLarge(), false);
       } else if (ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                  ec != asio::error::connection_reset) {
@@ -147,16 +148,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res->set(http::field::content_type, out.content_type);
     res->set(http::field::cache_control, "no-store");
     if (!out.download_name.empty()) {
-      res->set(http::field::content_disposition, Cat("attachment; filename=\"", out.download_name, "\""));
+      res->set(http::field::content_disposition,
+               Cat("attachment; filename=\"", out.download_name, "\""));
     }
     res->keep_alive(keep_alive);
     res->body() = std::move(body);
     res->prepare_payload();
     // A large body goes out at the client's pace; only a stalled one is cut.
     stream_.expires_after(std::chrono::hours(1));
-    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
-      if (!wec && keep_alive) self->Read();
-    });
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
+                        if (!wec && keep_alive) self->Read();
+                      });
   }
 
   void Reply(int status, std::string body, bool keep_alive) {
@@ -169,10 +172,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res->keep_alive(keep_alive);
     res->body() = std::move(body);
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
-      if (!ec && keep_alive) self->Read();
-      else if (!ec) self->Linger();
-    });
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                        if (!ec && keep_alive)
+                          self->Read();
+                        else if (!ec)
+                          self->Linger();
+                      });
   }
 
   // Closing a socket with unread bytes (the rest of a refused request)
@@ -215,7 +221,8 @@ struct HttpServer::Impl {
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Connection>(std::move(socket), handler, options, workers.get())->Start();
+      if (!ec)
+        std::make_shared<Connection>(std::move(socket), handler, options, workers.get())->Start();
       Accept();
     });
   }
@@ -235,7 +242,8 @@ HttpServer::HttpServer(Handler handler, size_t max_body_bytes)
 HttpServer::HttpServer(Handler handler, Options options) : impl_(std::make_unique<Impl>()) {
   impl_->handler = std::move(handler);
   impl_->options = std::move(options);
-  if (impl_->options.workers > 0) impl_->workers = std::make_unique<asio::thread_pool>(impl_->options.workers);
+  if (impl_->options.workers > 0)
+    impl_->workers = std::make_unique<asio::thread_pool>(impl_->options.workers);
 }
 
 HttpServer::~HttpServer() { Stop(); }

@@ -16,10 +16,11 @@ absl::StatusOr<int> SchemaVersion(Db& db) {
 namespace {
 
 absl::Status Newer(std::string_view name, const std::string& path, int found, int latest) {
-  return absl::FailedPreconditionError(
-      Cat(name, " ", path, " has schema version ", found, ", newer than this build knows (", latest,
-          "): it was written by a newer setdiag, which a downgrade cannot read; install that version again. "
-          "The file was left unchanged"));
+  return absl::FailedPreconditionError(Cat(name, " ", path, " has schema version ", found,
+                                           ", newer than this build knows (", latest,
+                                           "): it was written by a newer setdiag, which a "
+                                           "downgrade cannot read; install that version again. "
+                                           "The file was left unchanged"));
 }
 
 }  // namespace
@@ -29,7 +30,8 @@ absl::StatusOr<MigrationResult> Migrate(Db& db, std::string_view name, const std
   const int latest = steps.empty() ? 0 : steps.back().to_version;
   for (size_t i = 0; i < steps.size(); ++i) {
     if (steps[i].to_version != static_cast<int>(i) + 1) {
-      return absl::InternalError(Cat(name, ": migration ", i, " goes to version ", steps[i].to_version));
+      return absl::InternalError(
+          Cat(name, ": migration ", i, " goes to version ", steps[i].to_version));
     }
   }
   MigrationResult result;
@@ -66,16 +68,19 @@ absl::StatusOr<MigrationResult> Migrate(Db& db, std::string_view name, const std
       continue;  // rolls back the empty transaction and looks again
     }
     if (auto st = step.apply(db); !st.ok()) {
-      return absl::Status(st.code(), Cat(name, " ", path, ": migrating to schema version ", step.to_version,
-                                         " (", step.what, "): ", st.message()));
+      return absl::Status(st.code(), Cat(name, " ", path, ": migrating to schema version ",
+                                         step.to_version, " (", step.what, "): ", st.message()));
     }
     if (auto st = db.Exec(Cat("PRAGMA user_version = ", step.to_version)); !st.ok()) return st;
     if (auto st = tx->Commit(); !st.ok()) return st;
     result.to_version = step.to_version;
   }
   if (!fresh && result.to_version != result.from_version) {
-    log::Info("schema", Cat(name, " ", path, ": schema version ", result.from_version, " -> ", result.to_version,
-                            result.backup_path.empty() ? "" : Cat(" (the old file is kept as ", result.backup_path, ")")));
+    log::Info("schema", Cat(name, " ", path, ": schema version ", result.from_version, " -> ",
+                            result.to_version,
+                            result.backup_path.empty()
+                                ? ""
+                                : Cat(" (the old file is kept as ", result.backup_path, ")")));
   }
   return result;
 }

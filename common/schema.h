@@ -22,8 +22,8 @@
 namespace setdiag::sql {
 
 struct Migration {
-  int to_version = 0;          // 1, 2, 3 ... in order
-  std::string_view what;       // for the log: "add bundles.agent_request_id"
+  int to_version = 0;     // 1, 2, 3 ... in order
+  std::string_view what;  // for the log: "add bundles.agent_request_id"
   std::function<absl::Status(Db&)> apply;
   bool rewrites_data = false;  // back the file up before this step
 };

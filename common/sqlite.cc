@@ -9,8 +9,8 @@ namespace setdiag::sql {
 
 absl::Status FromSqlite(int rc, sqlite3* db, std::string_view what) {
   if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return absl::OkStatus();
-  std::string msg = Cat(what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
-                                 " (sqlite code ", rc, ")");
+  std::string msg =
+      Cat(what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), " (sqlite code ", rc, ")");
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -108,9 +108,9 @@ Db::~Db() {
 
 absl::StatusOr<Db> Db::Open(const std::string& path, int busy_timeout_ms) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status st = FromSqlite(rc, raw, Cat("open ", path));
     sqlite3_close_v2(raw);

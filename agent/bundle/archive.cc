@@ -85,7 +85,11 @@ bool IsUtf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
     if (len == 0 || i + len > s.size()) return false;
     uint32_t cp = len == 1 ? c : c & (0xffu >> (len + 1));
     for (size_t k = 1; k < len; ++k) {
@@ -203,7 +207,8 @@ absl::StatusOr<std::unique_ptr<TarGzWriter>> TarGzWriter::Create(const std::stri
       deflateInit2(z, kGzipLevel, Z_DEFLATED, kGzipWindowBits, kGzipMemLevel, Z_DEFAULT_STRATEGY);
   if (rc != Z_OK) {
     delete z;
-    absl::Status st = w->Fail("set up gzip", rc == Z_MEM_ERROR ? ENOMEM : 0, Cat("zlib error ", rc));
+    absl::Status st =
+        w->Fail("set up gzip", rc == Z_MEM_ERROR ? ENOMEM : 0, Cat("zlib error ", rc));
     w.reset();  // closes the file, which is empty: nobody else would remove it
     ::unlink(path.c_str());
     return st;

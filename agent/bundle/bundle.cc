@@ -45,7 +45,6 @@ int64_t MsBetween(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
-
 bool ValidStepName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {

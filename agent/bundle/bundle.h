@@ -37,9 +37,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "agent/bundle/step.h"
 #include "agent/config/agent_config.h"
 #include "agent/config/bundle_config.h"
-#include "agent/bundle/step.h"
 #include "common/clock.h"
 
 namespace setdiag::agent::bundle {

@@ -79,8 +79,12 @@ std::string DescribeStatus(int status) {
   if (WIFEXITED(status)) return Cat("exited with code ", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
-    const char* name = sig == SIGKILL ? " (SIGKILL)" : sig == SIGTERM ? " (SIGTERM)" : sig == SIGSEGV ? " (SIGSEGV)"
-                       : sig == SIGABRT ? " (SIGABRT)" : sig == SIGBUS ? " (SIGBUS)" : "";
+    const char* name = sig == SIGKILL   ? " (SIGKILL)"
+                       : sig == SIGTERM ? " (SIGTERM)"
+                       : sig == SIGSEGV ? " (SIGSEGV)"
+                       : sig == SIGABRT ? " (SIGABRT)"
+                       : sig == SIGBUS  ? " (SIGBUS)"
+                                        : "";
     return Cat("killed by signal ", sig, name);
   }
   return Cat("ended with status ", status);
@@ -154,22 +158,26 @@ absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool
     ::unlink(manifest_file.c_str());
   };
   int out_fd = ::open(out_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int err_fd = out_fd < 0 ? -1 : ::open(err_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int err_fd =
+      out_fd < 0 ? -1 : ::open(err_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (out_fd < 0 || err_fd < 0) {
-    std::string error = Cat("cannot create ", out_fd < 0 ? out_file : err_file, ": ", std::strerror(errno));
+    std::string error =
+        Cat("cannot create ", out_fd < 0 ? out_file : err_file, ": ", std::strerror(errno));
     if (out_fd >= 0) ::close(out_fd);
     remove_temp();
     *not_started = true;
     return absl::UnavailableError(error);
   }
 
-  std::vector<std::string> argv{"setdiag-agent", "--config", options_.config_path, "bundle", "-o", r.out_path};
+  std::vector<std::string> argv{"setdiag-agent", "--config", options_.config_path,
+                                "bundle",        "-o",       r.out_path};
   if (r.window_ms > 0) {
     // The command's floor; collectors ask for 1m at least anyway.
     argv.insert(argv.end(), {"--window", Cat(std::max<int64_t>(r.window_ms, 60'000), "ms")});
   }
   if (r.exclude_logs) argv.emplace_back("--no-logs");
-  argv.insert(argv.end(), {"--json", "--manifest-out", manifest_file, "--parent-pid", Cat(::getpid())});
+  argv.insert(argv.end(),
+              {"--json", "--manifest-out", manifest_file, "--parent-pid", Cat(::getpid())});
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -185,7 +193,8 @@ absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool
   posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
   posix_spawn_file_actions_adddup2(&fa, exe_fd_, kExeFd);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  posix_spawn_file_actions_addclosefrom_np(&fa, kExeFd + 1);  // the daemon's sockets and databases stay here
+  posix_spawn_file_actions_addclosefrom_np(
+      &fa, kExeFd + 1);  // the daemon's sockets and databases stay here
 #endif
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -195,8 +204,10 @@ absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) sigaddset(&defaults, sig);
   posix_spawnattr_setsigmask(&attr, &none);  // the daemon blocks SIGTERM/SIGINT in all its threads
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);  // its own group: a stop or the deadline kills what it started too
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr,
+                            0);  // its own group: a stop or the deadline kills what it started too
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -229,8 +240,8 @@ absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool
       if (stopping_ && !stop_seen_at) {
         stop_seen_at = now;
         if (options_.finish_grace_ms > 0) {
-          log::Info("bundles", Cat("bundle ", r.request_id, ": the agent is stopping; child pid ", pid,
-                                   " may finish within ", options_.finish_grace_ms, " ms"));
+          log::Info("bundles", Cat("bundle ", r.request_id, ": the agent is stopping; child pid ",
+                                   pid, " may finish within ", options_.finish_grace_ms, " ms"));
         }
       }
       if (stop_seen_at && !term_at && !kill_at &&
@@ -240,16 +251,18 @@ absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool
         log::Info("bundles", Cat("bundle ", r.request_id, ": stopping child pid ", pid));
         ::kill(-pid, SIGTERM);
       }
-      if (!kill_at && ((term_at && now - *term_at >= std::chrono::milliseconds(options_.term_grace_ms)) ||
-                       now >= deadline)) {
+      if (!kill_at &&
+          ((term_at && now - *term_at >= std::chrono::milliseconds(options_.term_grace_ms)) ||
+           now >= deadline)) {
         deadline_hit = !stopped;
         kill_at = now;
         ::kill(-pid, SIGKILL);
       }
       if (kill_at && now - *kill_at >= std::chrono::milliseconds(options_.kill_reap_ms)) {
         // Stuck in the kernel: poll it later, init takes it when we exit.
-        log::Warn("bundles", Cat("bundle ", r.request_id, ": child pid ", pid,
-                                 " does not end after SIGKILL (stuck in the kernel?); left behind"));
+        log::Warn("bundles",
+                  Cat("bundle ", r.request_id, ": child pid ", pid,
+                      " does not end after SIGKILL (stuck in the kernel?); left behind"));
         unreaped_.push_back(pid);
         break;
       }
@@ -260,38 +273,43 @@ absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool
       std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - started).count();
   const std::string tail = StderrTail(err_file, options_.stderr_keep_bytes);
   auto fail = [&](absl::Status st) -> absl::StatusOr<BuiltBundle> {
-    log::Warn("bundles", Cat("bundle ", r.request_id, ": child pid ", pid, " failed after ", took_ms,
-                             " ms: ", st.ToString()));
+    log::Warn("bundles", Cat("bundle ", r.request_id, ": child pid ", pid, " failed after ",
+                             took_ms, " ms: ", st.ToString()));
     remove_temp();
     RemoveLeftovers(r.out_path);
     return st;
   };
-  if (stopped) return fail(absl::CancelledError(Cat("the agent stopped while the bundle was built (child ",
-                                                      reaped ? DescribeStatus(status) : "not reaped", ")")));
+  if (stopped)
+    return fail(absl::CancelledError(Cat("the agent stopped while the bundle was built (child ",
+                                         reaped ? DescribeStatus(status) : "not reaped", ")")));
   if (deadline_hit) {
-    return fail(absl::DeadlineExceededError(Cat("the bundle was not built within ", options_.deadline_ms / 1000,
-                                                " s; child killed", tail.empty() ? "" : ": ", tail)));
+    return fail(absl::DeadlineExceededError(Cat("the bundle was not built within ",
+                                                options_.deadline_ms / 1000, " s; child killed",
+                                                tail.empty() ? "" : ": ", tail)));
   }
   if (!reaped || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string how = reaped ? DescribeStatus(status) : "could not be waited for";
     std::string msg = Cat("bundle child ", how, tail.empty() ? "" : ": ", tail);
-    if (reaped && WIFEXITED(status) && WEXITSTATUS(status) == 2) return fail(absl::InvalidArgumentError(msg));
+    if (reaped && WIFEXITED(status) && WEXITSTATUS(status) == 2)
+      return fail(absl::InvalidArgumentError(msg));
     if (reaped && WIFEXITED(status)) return fail(absl::UnavailableError(msg));
     return fail(absl::InternalError(msg));
   }
   auto summary_text = ReadWholeFile(out_file);
-  auto summary = nlohmann::json::parse(summary_text.ok() ? *summary_text : std::string(), nullptr, false);
+  auto summary =
+      nlohmann::json::parse(summary_text.ok() ? *summary_text : std::string(), nullptr, false);
   auto manifest = ReadWholeFile(manifest_file);
   if (summary.is_discarded() || !summary.is_object() || !summary["path"].is_string() ||
       !summary["size"].is_number_unsigned() || !summary["sha256"].is_string() || !manifest.ok()) {
-    return fail(absl::InternalError(Cat("bundle child exited 0 but its output is unusable",
-                                        manifest.ok() ? "" : Cat(" (", manifest.status().message(), ")"))));
+    return fail(
+        absl::InternalError(Cat("bundle child exited 0 but its output is unusable",
+                                manifest.ok() ? "" : Cat(" (", manifest.status().message(), ")"))));
   }
   BuiltBundle built{summary["path"].get<std::string>(), summary["size"].get<uint64_t>(),
                     summary["sha256"].get<std::string>(), std::move(*manifest)};
   remove_temp();
-  log::Info("bundles", Cat("bundle ", r.request_id, ": child pid ", pid, " done in ", took_ms, " ms: ", built.size,
-                           " bytes"));
+  log::Info("bundles", Cat("bundle ", r.request_id, ": child pid ", pid, " done in ", took_ms,
+                           " ms: ", built.size, " bytes"));
   return built;
 }
 

@@ -32,12 +32,12 @@
 namespace setdiag::agent {
 
 struct BundleChildOptions {
-  std::string config_path;         // the daemon's config file, passed to the child
-  int64_t deadline_ms = 0;         // the child is killed after this long
-  int64_t finish_grace_ms = 0;     // Stop(): a running build may finish within this
-  int64_t term_grace_ms = 2000;    // then SIGTERM, and SIGKILL after this
-  int64_t kill_reap_ms = 5000;     // after SIGKILL, wait at most this long to reap
-  size_t stderr_keep_bytes = 4096; // of the child's stderr, for errors
+  std::string config_path;          // the daemon's config file, passed to the child
+  int64_t deadline_ms = 0;          // the child is killed after this long
+  int64_t finish_grace_ms = 0;      // Stop(): a running build may finish within this
+  int64_t term_grace_ms = 2000;     // then SIGTERM, and SIGKILL after this
+  int64_t kill_reap_ms = 5000;      // after SIGKILL, wait at most this long to reap
+  size_t stderr_keep_bytes = 4096;  // of the child's stderr, for errors
 };
 
 class BundleChild {

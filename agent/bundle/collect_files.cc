@@ -280,8 +280,8 @@ BundleStep MakeLogsStep(std::vector<std::string> globs, uint64_t file_cap, uint6
             continue;
           }
           left -= std::min(left, c->bytes_read);
-          if (!ctx.AddFile(FromCopy(Cat("logs/", MemberPathOf(f.path)), dest,
-                                    f.path, *c, f.mtime_ms, SinceMs(t0)))) {
+          if (!ctx.AddFile(FromCopy(Cat("logs/", MemberPathOf(f.path)), dest, f.path, *c,
+                                    f.mtime_ms, SinceMs(t0)))) {
             return absl::CancelledError("stopped at the step timeout");
           }
           ++taken;

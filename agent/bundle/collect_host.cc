@@ -60,7 +60,6 @@ std::vector<std::string_view> Fields(std::string_view line) {
   return out;
 }
 
-
 // /proc/mounts escapes blanks as octal (\040).
 std::string Unescape(std::string_view s) {
   std::string out;

@@ -17,7 +17,6 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxRows = 5000;
 constexpr size_t kMaxListing = 500;
 
-
 std::optional<int64_t> Int(const std::string& s) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -70,11 +69,14 @@ BundleStep MakeSetDbStep(SetDbConfig db) {
     c.query_timeout_ms = std::clamp<int64_t>(c.query_timeout_ms, 100, 10'000);
     std::string roster_q =
         c.roster_query.empty() ? DefaultRosterQuery(c.shop_number) : c.roster_query;
-    std::string activity_q =
-        c.activity_query.empty() ? DefaultActivityQuery(c.shop_number, c.time_zone) : c.activity_query;
-    std::string packages_q = c.packages_query.empty() ? DefaultPackagesQuery(c.time_zone) : c.packages_query;
-    std::string transport_q =
-        c.transport_query.empty() ? DefaultTransportQuery(c.shop_number, c.time_zone) : c.transport_query;
+    std::string activity_q = c.activity_query.empty()
+                                 ? DefaultActivityQuery(c.shop_number, c.time_zone)
+                                 : c.activity_query;
+    std::string packages_q =
+        c.packages_query.empty() ? DefaultPackagesQuery(c.time_zone) : c.packages_query;
+    std::string transport_q = c.transport_query.empty()
+                                  ? DefaultTransportQuery(c.shop_number, c.time_zone)
+                                  : c.transport_query;
     const std::string where = Cat(c.host, ":", c.port);
     SetDatabase set(c);
     std::vector<std::string> failures;

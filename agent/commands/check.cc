@@ -18,11 +18,11 @@
 #include <set>
 
 #include "absl/time/time.h"
+#include "agent/detectors/till_detector.h"
+#include "agent/link/uplink.h"
 #include "agent/sources/net_probe.h"
 #include "agent/sources/set_checks.h"
 #include "agent/sources/set_db.h"
-#include "agent/detectors/till_detector.h"
-#include "agent/link/uplink.h"
 #include "common/files.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -38,9 +38,10 @@ CheckLine Ok(std::string id, std::string en, std::string ru) {
   return {std::move(id), CheckVerdict::kOk, std::move(en), std::move(ru), "", ""};
 }
 
-CheckLine Fail(std::string id, std::string en, std::string ru, std::string fix_en, std::string fix_ru,
-               CheckVerdict verdict = CheckVerdict::kFail) {
-  return {std::move(id), verdict, std::move(en), std::move(ru), std::move(fix_en), std::move(fix_ru)};
+CheckLine Fail(std::string id, std::string en, std::string ru, std::string fix_en,
+               std::string fix_ru, CheckVerdict verdict = CheckVerdict::kFail) {
+  return {std::move(id), verdict,           std::move(en),
+          std::move(ru), std::move(fix_en), std::move(fix_ru)};
 }
 
 // What to do when a query fails: unreachable, or a query that does not fit
@@ -52,33 +53,39 @@ CheckLine QueryFailed(const std::string& id, const std::string& what_en, const s
   // (no pg_hba.conf line, or a role without LOGIN).
   if (err.find("SQLSTATE 28P01") != std::string::npos) {
     return Fail(id, Cat(what_en, ": ", err), Cat(what_ru, ": ", err),
-                "the password in set_db.password_file (or set_db.password) is not set_db.user's: write the one "
+                "the password in set_db.password_file (or set_db.password) is not set_db.user's: "
+                "write the one "
                 "given to the read-only role (docs/install.en.md, \"A read-only role\")",
-                "пароль в set_db.password_file (или set_db.password) не подходит к set_db.user: запишите пароль "
+                "пароль в set_db.password_file (или set_db.password) не подходит к set_db.user: "
+                "запишите пароль "
                 "роли только для чтения (docs/install.ru.md, «Роль только для чтения»)");
   }
   if (err.find("SQLSTATE 28000") != std::string::npos) {
     return Fail(id, Cat(what_en, ": ", err), Cat(what_ru, ": ", err),
-                "PostgreSQL does not let set_db.user in from this host: add its line to pg_hba.conf and reload "
+                "PostgreSQL does not let set_db.user in from this host: add its line to "
+                "pg_hba.conf and reload "
                 "PostgreSQL (docs/install.en.md, \"A read-only role\")",
-                "PostgreSQL не пускает set_db.user с этого адреса: добавьте строку в pg_hba.conf и перечитайте "
+                "PostgreSQL не пускает set_db.user с этого адреса: добавьте строку в pg_hba.conf и "
+                "перечитайте "
                 "конфигурацию PostgreSQL (docs/install.ru.md, «Роль только для чтения»)");
   }
   if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
-    return Fail(id, Cat(what_en, ": ", err), Cat(what_ru, ": ", err),
-                "check set_db.host, set_db.port, set_db.user and the password file, and that PostgreSQL "
-                "accepts this user from this host (pg_hba.conf)",
-                "проверьте set_db.host, set_db.port, set_db.user и файл пароля, а также что PostgreSQL "
-                "пускает этого пользователя с этого адреса (pg_hba.conf)");
+    return Fail(
+        id, Cat(what_en, ": ", err), Cat(what_ru, ": ", err),
+        "check set_db.host, set_db.port, set_db.user and the password file, and that PostgreSQL "
+        "accepts this user from this host (pg_hba.conf)",
+        "проверьте set_db.host, set_db.port, set_db.user и файл пароля, а также что PostgreSQL "
+        "пускает этого пользователя с этого адреса (pg_hba.conf)");
   }
   return Fail(id, Cat(what_en, ": ", err), Cat(what_ru, ": ", err),
-              Cat("replace the query with ", SetSourceKey(source), " (columns: ", SetSourceColumns(source),
-                  ") for this SET version"),
-              Cat("задайте запрос ключом ", SetSourceKey(source), " (столбцы: ", SetSourceColumns(source),
-                  ") под эту версию SET"));
+              Cat("replace the query with ", SetSourceKey(source),
+                  " (columns: ", SetSourceColumns(source), ") for this SET version"),
+              Cat("задайте запрос ключом ", SetSourceKey(source),
+                  " (столбцы: ", SetSourceColumns(source), ") под эту версию SET"));
 }
 
-void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock, std::vector<CheckLine>* out) {
+void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock,
+                std::vector<CheckLine>* out) {
   SetDatabase db(db_config);
   auto roster = db.ReadRoster();
   if (!roster.ok()) {
@@ -89,29 +96,38 @@ void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock, std::v
   int active = 0, mothballed = 0, deleted = 0;
   for (const auto& r : *roster) {
     switch (ParseRosterStatus(r.status)) {
-      case RosterStatus::kActive: ++active; break;
-      case RosterStatus::kMothballed: ++mothballed; break;
-      case RosterStatus::kDeleted: ++deleted; break;
+      case RosterStatus::kActive:
+        ++active;
+        break;
+      case RosterStatus::kMothballed:
+        ++mothballed;
+        break;
+      case RosterStatus::kDeleted:
+        ++deleted;
+        break;
     }
   }
-  const std::string counts_en = Cat(active, " ACTIVE, ", mothballed, " CLOSED_DOWN, ", deleted, " DELETED");
-  const std::string counts_ru =
-      Cat(active, " ACTIVE (в работе), ", mothballed, " CLOSED_DOWN (законсервированы), ", deleted, " DELETED");
+  const std::string counts_en =
+      Cat(active, " ACTIVE, ", mothballed, " CLOSED_DOWN, ", deleted, " DELETED");
+  const std::string counts_ru = Cat(active, " ACTIVE (в работе), ", mothballed,
+                                    " CLOSED_DOWN (законсервированы), ", deleted, " DELETED");
   if (active == 0) {
-    out->push_back(Fail("set_db.roster", Cat("SET's till registry: no active till (", counts_en, ")"),
-                        Cat("реестр касс SET: нет ни одной кассы в работе (", counts_ru, ")"),
-                        "check set_db.shop_number and set_db.database_set: the registry read is empty",
-                        "проверьте set_db.shop_number и set_db.database_set: реестр пуст",
-                        CheckVerdict::kWarn));
+    out->push_back(Fail(
+        "set_db.roster", Cat("SET's till registry: no active till (", counts_en, ")"),
+        Cat("реестр касс SET: нет ни одной кассы в работе (", counts_ru, ")"),
+        "check set_db.shop_number and set_db.database_set: the registry read is empty",
+        "проверьте set_db.shop_number и set_db.database_set: реестр пуст", CheckVerdict::kWarn));
   } else {
-    out->push_back(Ok("set_db.roster", Cat("SET's till registry: ", counts_en), Cat("реестр касс SET: ", counts_ru)));
+    out->push_back(Ok("set_db.roster", Cat("SET's till registry: ", counts_en),
+                      Cat("реестр касс SET: ", counts_ru)));
   }
 
   std::set<int> shops = ShopsIn(*roster);
   if (auto st = CheckShops(shops, db_config.shop_number.has_value()); !st.ok()) {
     std::string list;
     for (int s : shops) Append(&list, list.empty() ? "" : ", ", s);
-    out->push_back(Fail("set_db.shop_number", Cat("SET's database holds tills of several shops (", list, ")"),
+    out->push_back(Fail("set_db.shop_number",
+                        Cat("SET's database holds tills of several shops (", list, ")"),
                         Cat("в базе SET кассы нескольких магазинов (", list, ")"),
                         "set set_db.shop_number to this store's shop number",
                         "укажите номер магазина в set_db.shop_number"));
@@ -128,15 +144,18 @@ void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock, std::v
     for (const auto& [till, ms] : *activity) {
       if (now - ms <= kRecentMs) ++recent;
     }
-    std::string en = Cat("tills' last activity: ", recent, " of ", activity->size(), " reported in the last 10 minutes");
-    std::string ru = Cat("активность касс: ", recent, " из ", activity->size(), " отвечали за последние 10 минут");
+    std::string en = Cat("tills' last activity: ", recent, " of ", activity->size(),
+                         " reported in the last 10 minutes");
+    std::string ru = Cat("активность касс: ", recent, " из ", activity->size(),
+                         " отвечали за последние 10 минут");
     if (recent == 0 && active > 0) {
-      out->push_back(Fail("set_db.activity", en, ru,
-                          "if the store is open, the tills or SET's ping are not working; if the heartbeats "
-                          "look hours off, set set_db.time_zone",
-                          "если магазин открыт, кассы или их пинг не работают; если время активности "
-                          "сдвинуто на часы, задайте set_db.time_zone",
-                          CheckVerdict::kWarn));
+      out->push_back(
+          Fail("set_db.activity", en, ru,
+               "if the store is open, the tills or SET's ping are not working; if the heartbeats "
+               "look hours off, set set_db.time_zone",
+               "если магазин открыт, кассы или их пинг не работают; если время активности "
+               "сдвинуто на часы, задайте set_db.time_zone",
+               CheckVerdict::kWarn));
     } else {
       out->push_back(Ok("set_db.activity", en, ru));
     }
@@ -149,7 +168,8 @@ void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock, std::v
                                  "пакеты импорта (erp_transport_package)", SetSource::kPackages,
                                  packages.status()));
     } else {
-      out->push_back(Ok("set_db.packages", Cat("import packages readable (", packages->size(), " recent)"),
+      out->push_back(Ok("set_db.packages",
+                        Cat("import packages readable (", packages->size(), " recent)"),
                         Cat("пакеты импорта читаются (последних: ", packages->size(), ")")));
     }
     auto transport = db.ReadTransport();
@@ -158,7 +178,8 @@ void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock, std::v
                                  "доставка товаров на кассы (cash_activity)", SetSource::kTransport,
                                  transport.status()));
     } else {
-      out->push_back(Ok("set_db.transport", Cat("goods transport readable (", transport->size(), " tills)"),
+      out->push_back(Ok("set_db.transport",
+                        Cat("goods transport readable (", transport->size(), " tills)"),
                         Cat("доставка товаров на кассы читается (касс: ", transport->size(), ")")));
     }
   }
@@ -172,7 +193,8 @@ void CheckSetDb(const SetDbConfig& db_config, bool loading, Clock& clock, std::v
     std::string en = Cat("SET database clock: ", offset / 1000, " s from this server's");
     std::string ru = Cat("часы базы SET: расхождение с этим сервером ", offset / 1000, " с");
     if (abs_offset > db_config.clock_tolerance_ms) {
-      out->push_back(Fail("set_db.clock", en, ru, "synchronise the clocks (NTP) of the database and this server",
+      out->push_back(Fail("set_db.clock", en, ru,
+                          "synchronise the clocks (NTP) of the database and this server",
                           "синхронизируйте часы (NTP) базы и этого сервера", CheckVerdict::kWarn));
     } else {
       out->push_back(Ok("set_db.clock", en, ru));
@@ -190,21 +212,24 @@ std::string LocalTime(int64_t unix_ms, const std::string& zone_name) {
 
 void CheckTokenFile(const AgentConfig& cfg, std::vector<CheckLine>* out) {
   if (cfg.token_file.empty()) {
-    out->push_back(Fail("collector.token_file", "store token: written in the config file itself (collector.token)",
-                        "токен магазина: записан прямо в файле конфигурации (collector.token)",
-                        "move it to a file readable by the agent's user only (chmod 600) and name it in "
-                        "collector.token_file",
-                        "перенесите его в файл, доступный только пользователю агента (chmod 600), и укажите "
-                        "его в collector.token_file",
-                        CheckVerdict::kWarn));
+    out->push_back(Fail(
+        "collector.token_file", "store token: written in the config file itself (collector.token)",
+        "токен магазина: записан прямо в файле конфигурации (collector.token)",
+        "move it to a file readable by the agent's user only (chmod 600) and name it in "
+        "collector.token_file",
+        "перенесите его в файл, доступный только пользователю агента (chmod 600), и укажите "
+        "его в collector.token_file",
+        CheckVerdict::kWarn));
     return;
   }
   struct stat st {};
   stat(cfg.token_file.c_str(), &st);  // the loader read it and refused group/other access
   char mode[8];
   std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-  out->push_back(Ok("collector.token_file", Cat("store token ", cfg.token_file, ": mode ", mode, ", owner uid ", st.st_uid),
-                    Cat("токен магазина ", cfg.token_file, ": права ", mode, ", владелец uid ", st.st_uid)));
+  out->push_back(
+      Ok("collector.token_file",
+         Cat("store token ", cfg.token_file, ": mode ", mode, ", owner uid ", st.st_uid),
+         Cat("токен магазина ", cfg.token_file, ": права ", mode, ", владелец uid ", st.st_uid)));
 }
 
 void CheckOutboxSpace(const AgentConfig& cfg, std::vector<CheckLine>* out) {
@@ -214,23 +239,24 @@ void CheckOutboxSpace(const AgentConfig& cfg, std::vector<CheckLine>* out) {
   while (statvfs(dir.c_str(), &vfs) != 0) {
     auto slash = dir.rfind('/');
     if (slash == std::string::npos || dir == "/") {
-      out->push_back(Fail("outbox.space", Cat("outbox ", cfg.state_dir, ": cannot read free space"),
-                          Cat("очередь событий ", cfg.state_dir, ": не удалось узнать свободное место"),
-                          "check agent.state_dir", "проверьте agent.state_dir"));
+      out->push_back(
+          Fail("outbox.space", Cat("outbox ", cfg.state_dir, ": cannot read free space"),
+               Cat("очередь событий ", cfg.state_dir, ": не удалось узнать свободное место"),
+               "check agent.state_dir", "проверьте agent.state_dir"));
       return;
     }
     dir = slash == 0 ? "/" : dir.substr(0, slash);
   }
   const auto free_bytes = static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
   const int64_t mib = 1024 * 1024;
-  std::string en = Cat("outbox ", cfg.state_dir, ": ", free_bytes / mib, " MiB free (the outbox may use up to ",
-                       cfg.outbox.max_bytes / mib, " MiB)");
+  std::string en = Cat("outbox ", cfg.state_dir, ": ", free_bytes / mib,
+                       " MiB free (the outbox may use up to ", cfg.outbox.max_bytes / mib, " MiB)");
   std::string ru = Cat("очередь событий ", cfg.state_dir, ": свободно ", free_bytes / mib,
                        " МиБ (очередь может занять до ", cfg.outbox.max_bytes / mib, " МиБ)");
   if (free_bytes < cfg.outbox.max_bytes) {
-    out->push_back(Fail("outbox.space", en, ru,
-                        "free space on that file system, or lower outbox.max_bytes",
-                        "освободите место на этом разделе или уменьшите outbox.max_bytes", CheckVerdict::kWarn));
+    out->push_back(Fail(
+        "outbox.space", en, ru, "free space on that file system, or lower outbox.max_bytes",
+        "освободите место на этом разделе или уменьшите outbox.max_bytes", CheckVerdict::kWarn));
   } else {
     out->push_back(Ok("outbox.space", en, ru));
   }
@@ -238,11 +264,12 @@ void CheckOutboxSpace(const AgentConfig& cfg, std::vector<CheckLine>* out) {
 
 void CheckCalendar(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>* out) {
   if (!cfg.calendar || cfg.calendar->time_zone_name().empty()) {
-    out->push_back(Fail("calendar", "opening hours: none configured, tills are expected around the clock",
-                        "часы работы: не заданы, кассы ожидаются круглосуточно",
-                        "add [calendar] with time_zone and the store's hours unless it is open 24/7",
-                        "добавьте [calendar] с time_zone и часами работы, если магазин работает не круглосуточно",
-                        CheckVerdict::kWarn));
+    out->push_back(Fail(
+        "calendar", "opening hours: none configured, tills are expected around the clock",
+        "часы работы: не заданы, кассы ожидаются круглосуточно",
+        "add [calendar] with time_zone and the store's hours unless it is open 24/7",
+        "добавьте [calendar] с time_zone и часами работы, если магазин работает не круглосуточно",
+        CheckVerdict::kWarn));
     return;
   }
   const int64_t now = clock.NowMs();
@@ -250,7 +277,8 @@ void CheckCalendar(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>*
   const std::string& zone = cfg.calendar->time_zone_name();
   auto next = cfg.calendar->NextChangeAfter(now);
   std::string en = Cat("opening hours: ", open ? "open" : "closed", " now, ", LocalTime(now, zone));
-  std::string ru = Cat("часы работы: сейчас ", open ? "открыт" : "закрыт", ", ", LocalTime(now, zone));
+  std::string ru =
+      Cat("часы работы: сейчас ", open ? "открыт" : "закрыт", ", ", LocalTime(now, zone));
   if (next) {
     Append(&en, "; ", open ? "closes" : "opens", " at ", LocalTime(*next, zone));
     Append(&ru, "; ", open ? "закрывается" : "открывается", " в ", LocalTime(*next, zone));
@@ -281,18 +309,22 @@ std::string TryBind(const std::string& host_port, bool udp) {
 }
 
 void CheckPushPorts(const AgentConfig& cfg, std::vector<CheckLine>* out) {
-  for (const auto& [listen, udp, key] : {std::tuple{cfg.push_udp_listen, true, "push.udp_listen"},
-                                         std::tuple{cfg.push_http_listen, false, "push.http_listen"}}) {
+  for (const auto& [listen, udp, key] :
+       {std::tuple{cfg.push_udp_listen, true, "push.udp_listen"},
+        std::tuple{cfg.push_http_listen, false, "push.http_listen"}}) {
     if (listen.empty()) continue;
     std::string err = TryBind(listen, udp);
     if (err.empty()) {
-      out->push_back(Ok(key, Cat(key, " ", listen, ": can be bound"), Cat(key, " ", listen, ": порт свободен")));
+      out->push_back(Ok(key, Cat(key, " ", listen, ": can be bound"),
+                        Cat(key, " ", listen, ": порт свободен")));
     } else {
-      out->push_back(Fail(key, Cat(key, " ", listen, ": cannot be bound: ", err),
-                          Cat(key, " ", listen, ": порт не занять: ", err),
-                          "if the agent is already running this is expected; otherwise free the port or change the key",
-                          "если агент уже запущен, так и должно быть; иначе освободите порт или измените ключ",
-                          CheckVerdict::kWarn));
+      out->push_back(
+          Fail(key, Cat(key, " ", listen, ": cannot be bound: ", err),
+               Cat(key, " ", listen, ": порт не занять: ", err),
+               "if the agent is already running this is expected; otherwise free the port or "
+               "change the key",
+               "если агент уже запущен, так и должно быть; иначе освободите порт или измените ключ",
+               CheckVerdict::kWarn));
     }
   }
 }
@@ -303,12 +335,13 @@ void CheckInboxes(const AgentConfig& cfg, std::vector<CheckLine>* out) {
     DIR* d = opendir(dir.c_str());
     if (d == nullptr) {
       std::string err = std::strerror(errno);
-      out->push_back(Fail("loading.inboxes", Cat("inbox folder ", dir, ": ", err),
-                          Cat("папка входящих файлов ", dir, ": ", err),
-                          "check the path in loading.inboxes and that the agent's user may read it "
-                          "(group jboss, docs/install.en.md)",
-                          "проверьте путь в loading.inboxes и что пользователь агента может её читать "
-                          "(группа jboss, docs/install.ru.md)"));
+      out->push_back(
+          Fail("loading.inboxes", Cat("inbox folder ", dir, ": ", err),
+               Cat("папка входящих файлов ", dir, ": ", err),
+               "check the path in loading.inboxes and that the agent's user may read it "
+               "(group jboss, docs/install.en.md)",
+               "проверьте путь в loading.inboxes и что пользователь агента может её читать "
+               "(группа jboss, docs/install.ru.md)"));
       continue;
     }
     closedir(d);
@@ -322,34 +355,43 @@ void CheckSetServer(const ServerCheckConfig& server, std::vector<CheckLine>* out
   ServerState s = CheckServer(server, 1000);
   auto port = [&](bool up, int n, const char* what_en, const char* what_ru) {
     if (up) {
-      out->push_back(Ok("server.ports", Cat("SET server ", server.host, ":", n, " (", what_en, "): listening"),
+      out->push_back(Ok("server.ports",
+                        Cat("SET server ", server.host, ":", n, " (", what_en, "): listening"),
                         Cat("сервер SET ", server.host, ":", n, " (", what_ru, "): слушает")));
     } else {
-      out->push_back(Fail("server.ports", Cat("SET server ", server.host, ":", n, " (", what_en, "): not listening"),
-                          Cat("сервер SET ", server.host, ":", n, " (", what_ru, "): не слушает"),
-                          "check that SET Retail runs on this server, or set server.host and the server.port_* keys",
-                          "проверьте, что SET Retail запущен на этом сервере, или задайте server.host и ключи "
-                          "server.port_*",
-                          CheckVerdict::kWarn));
+      out->push_back(
+          Fail("server.ports",
+               Cat("SET server ", server.host, ":", n, " (", what_en, "): not listening"),
+               Cat("сервер SET ", server.host, ":", n, " (", what_ru, "): не слушает"),
+               "check that SET Retail runs on this server, or set server.host and the "
+               "server.port_* keys",
+               "проверьте, что SET Retail запущен на этом сервере, или задайте server.host и ключи "
+               "server.port_*",
+               CheckVerdict::kWarn));
     }
   };
   port(s.port_8090, server.port_soap, "SOAP services", "веб-сервисы SOAP");
   port(s.port_8091, server.port_transport, "file transport", "файловый транспорт");
   port(s.port_5432, server.port_db, "PostgreSQL", "PostgreSQL");
   if (s.deploy_failed) {
-    out->push_back(Fail("server.markers", Cat("SET application: ", server.failed_marker, " is present (deployment failed)"),
-                        Cat("приложение SET: есть ", server.failed_marker, " (развёртывание не удалось)"),
-                        "look at SET's server.log and redeploy", "посмотрите server.log SET и разверните заново",
-                        CheckVerdict::kWarn));
+    out->push_back(
+        Fail("server.markers",
+             Cat("SET application: ", server.failed_marker, " is present (deployment failed)"),
+             Cat("приложение SET: есть ", server.failed_marker, " (развёртывание не удалось)"),
+             "look at SET's server.log and redeploy",
+             "посмотрите server.log SET и разверните заново", CheckVerdict::kWarn));
   } else if (s.deployed) {
-    out->push_back(Ok("server.markers", Cat("SET application: ", server.deployed_marker, " present"),
+    out->push_back(Ok("server.markers",
+                      Cat("SET application: ", server.deployed_marker, " present"),
                       Cat("приложение SET: ", server.deployed_marker, " на месте")));
   } else {
-    out->push_back(Fail("server.markers", Cat("SET application: ", server.deployed_marker, " not found"),
-                        Cat("приложение SET: ", server.deployed_marker, " не найден"),
-                        "set server.deployed_marker to where this SET installation keeps it, or server.check = false",
-                        "укажите server.deployed_marker для этой установки SET или server.check = false",
-                        CheckVerdict::kWarn));
+    out->push_back(
+        Fail("server.markers", Cat("SET application: ", server.deployed_marker, " not found"),
+             Cat("приложение SET: ", server.deployed_marker, " не найден"),
+             "set server.deployed_marker to where this SET installation keeps it, or server.check "
+             "= false",
+             "укажите server.deployed_marker для этой установки SET или server.check = false",
+             CheckVerdict::kWarn));
   }
 }
 
@@ -362,7 +404,8 @@ void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>
   // The id the agent uses if it has one; the check makes none (it changes nothing).
   o.agent_id = cfg.agent_id;
   if (o.agent_id.empty()) {
-    if (auto id = ReadWholeFile(cfg.state_dir + "/agent-id"); id.ok()) o.agent_id = std::string(Trim(*id));
+    if (auto id = ReadWholeFile(cfg.state_dir + "/agent-id"); id.ok())
+      o.agent_id = std::string(Trim(*id));
   }
   if (o.agent_id.empty()) o.agent_id = Cat("check-", cfg.store_id);
   // Read and checked with the config: a CA file that is unreadable or holds
@@ -374,80 +417,94 @@ void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>
   const std::string msg = p.message;
   switch (p.code) {
     case 0: {  // grpc::StatusCode::OK
-      std::string tls_en = o.ca_pem.empty() ? "plaintext (loopback)" : Cat("TLS verified against ", cfg.ca_file);
-      std::string tls_ru = o.ca_pem.empty() ? "без шифрования (loopback)" : Cat("TLS, проверен по ", cfg.ca_file);
-      out->push_back(Ok("collector", Cat(where, ": reachable, ", tls_en, ", token accepted for store ", cfg.store_id,
-                                         " (", p.round_trip_ms, " ms)"),
-                        Cat(where_ru, ": доступен, ", tls_ru, ", токен принят для магазина ", cfg.store_id, " (",
-                            p.round_trip_ms, " мс)")));
+      std::string tls_en =
+          o.ca_pem.empty() ? "plaintext (loopback)" : Cat("TLS verified against ", cfg.ca_file);
+      std::string tls_ru =
+          o.ca_pem.empty() ? "без шифрования (loopback)" : Cat("TLS, проверен по ", cfg.ca_file);
+      out->push_back(Ok("collector",
+                        Cat(where, ": reachable, ", tls_en, ", token accepted for store ",
+                            cfg.store_id, " (", p.round_trip_ms, " ms)"),
+                        Cat(where_ru, ": доступен, ", tls_ru, ", токен принят для магазина ",
+                            cfg.store_id, " (", p.round_trip_ms, " мс)")));
       const int64_t abs_offset = p.offset_ms < 0 ? -p.offset_ms : p.offset_ms;
       char secs[32];
       std::snprintf(secs, sizeof secs, "%+.1f", static_cast<double>(p.offset_ms) / 1000.0);
       std::string en = Cat("clock against the collector: ", secs, " s");
       std::string ru = Cat("часы относительно коллектора: ", secs, " с");
       if (abs_offset > 5000) {
-        out->push_back(Fail("collector.clock", en, ru, "synchronise this server's clock (NTP, chronyd or ntpd)",
-                            "синхронизируйте часы этого сервера (NTP, chronyd или ntpd)", CheckVerdict::kWarn));
+        out->push_back(Fail(
+            "collector.clock", en, ru, "synchronise this server's clock (NTP, chronyd or ntpd)",
+            "синхронизируйте часы этого сервера (NTP, chronyd или ntpd)", CheckVerdict::kWarn));
       } else {
         out->push_back(Ok("collector.clock", en, ru));
       }
       return;
     }
     case 16:  // UNAUTHENTICATED
-      out->push_back(Fail("collector.token", Cat(where, ": the store token was refused (", msg, ")"),
-                          Cat(where_ru, ": токен магазина отклонён (", msg, ")"),
-                          Cat("ask support for this store's token ('setdiag-collector token create --store ", cfg.store_id,
-                              "') and write it to ", cfg.token_file.empty() ? "collector.token_file" : cfg.token_file,
-                              " (chmod 600)"),
-                          Cat("запросите у поддержки токен этого магазина ('setdiag-collector token create --store ",
-                              cfg.store_id, "') и запишите его в ",
-                              cfg.token_file.empty() ? "collector.token_file" : cfg.token_file, " (chmod 600)")));
+      out->push_back(Fail(
+          "collector.token", Cat(where, ": the store token was refused (", msg, ")"),
+          Cat(where_ru, ": токен магазина отклонён (", msg, ")"),
+          Cat("ask support for this store's token ('setdiag-collector token create --store ",
+              cfg.store_id, "') and write it to ",
+              cfg.token_file.empty() ? "collector.token_file" : cfg.token_file, " (chmod 600)"),
+          Cat("запросите у поддержки токен этого магазина ('setdiag-collector token create "
+              "--store ",
+              cfg.store_id, "') и запишите его в ",
+              cfg.token_file.empty() ? "collector.token_file" : cfg.token_file, " (chmod 600)")));
       return;
     case 7:  // PERMISSION_DENIED
-      out->push_back(Fail("collector.token", Cat(where, ": the token is not for store ", cfg.store_id, " (", msg, ")"),
-                          Cat(where_ru, ": токен выдан не для магазина ", cfg.store_id, " (", msg, ")"),
-                          "check agent.store_id, or ask support for this store's own token",
-                          "проверьте agent.store_id или запросите токен именно этого магазина"));
+      out->push_back(
+          Fail("collector.token",
+               Cat(where, ": the token is not for store ", cfg.store_id, " (", msg, ")"),
+               Cat(where_ru, ": токен выдан не для магазина ", cfg.store_id, " (", msg, ")"),
+               "check agent.store_id, or ask support for this store's own token",
+               "проверьте agent.store_id или запросите токен именно этого магазина"));
       return;
-    default: break;
+    default:
+      break;
   }
   const LinkTlsProblem tls = ClassifyTlsProblem(!o.ca_pem.empty(), p.code, msg);
   switch (tls) {
     case LinkTlsProblem::kCollectorExpectsTls:
-      out->push_back(Fail("collector.tls",
-                          Cat(where, ": closed the connection without answering: it probably expects TLS (", msg,
-                              ")"),
-                          Cat(where_ru, ": закрыл соединение без ответа: вероятно, он ждёт TLS (", msg, ")"),
-                          "set collector.ca_file to the collector's CA certificate (ca.pem from support), and "
-                          "collector.server_name if the certificate names another host",
-                          "укажите в collector.ca_file сертификат УЦ коллектора (ca.pem от поддержки) и "
-                          "collector.server_name, если в сертификате другое имя хоста"));
+      out->push_back(
+          Fail("collector.tls",
+               Cat(where, ": closed the connection without answering: it probably expects TLS (",
+                   msg, ")"),
+               Cat(where_ru, ": закрыл соединение без ответа: вероятно, он ждёт TLS (", msg, ")"),
+               "set collector.ca_file to the collector's CA certificate (ca.pem from support), and "
+               "collector.server_name if the certificate names another host",
+               "укажите в collector.ca_file сертификат УЦ коллектора (ca.pem от поддержки) и "
+               "collector.server_name, если в сертификате другое имя хоста"));
       return;
     case LinkTlsProblem::kCollectorWithoutTls:
-      out->push_back(Fail("collector.tls",
-                          Cat(where, ": does not speak TLS on this port, it answered in plaintext (", msg, ")"),
-                          Cat(where_ru, ": не использует TLS на этом порту, ответил без шифрования (", msg, ")"),
-                          "check the port in collector.address; a loopback collector without TLS needs no "
-                          "collector.ca_file",
-                          "проверьте порт в collector.address; коллектору на loopback без TLS collector.ca_file "
-                          "не нужен"));
+      out->push_back(Fail(
+          "collector.tls",
+          Cat(where, ": does not speak TLS on this port, it answered in plaintext (", msg, ")"),
+          Cat(where_ru, ": не использует TLS на этом порту, ответил без шифрования (", msg, ")"),
+          "check the port in collector.address; a loopback collector without TLS needs no "
+          "collector.ca_file",
+          "проверьте порт в collector.address; коллектору на loopback без TLS collector.ca_file "
+          "не нужен"));
       return;
     case LinkTlsProblem::kHandshakeFailed:
-      out->push_back(Fail("collector.tls", Cat(where, ": TLS failed (", msg, ")"),
-                          Cat(where_ru, ": ошибка TLS (", msg, ")"),
-                          "collector.ca_file must be the CA that signed the collector's certificate, and the "
-                          "certificate must name the address's host (or set collector.server_name)",
-                          "collector.ca_file должен быть сертификатом УЦ, подписавшего сертификат коллектора, а "
-                          "сертификат должен содержать имя хоста из адреса (или задайте collector.server_name)"));
+      out->push_back(Fail(
+          "collector.tls", Cat(where, ": TLS failed (", msg, ")"),
+          Cat(where_ru, ": ошибка TLS (", msg, ")"),
+          "collector.ca_file must be the CA that signed the collector's certificate, and the "
+          "certificate must name the address's host (or set collector.server_name)",
+          "collector.ca_file должен быть сертификатом УЦ, подписавшего сертификат коллектора, а "
+          "сертификат должен содержать имя хоста из адреса (или задайте collector.server_name)"));
       return;
-    case LinkTlsProblem::kNone: break;
+    case LinkTlsProblem::kNone:
+      break;
   }
-  out->push_back(Fail("collector", Cat(where, ": not reachable (", msg, ")"),
-                      Cat(where_ru, ": недоступен (", msg, ")"),
-                      "check collector.address, that the collector runs, and that the firewall lets this server "
-                      "out to that host and TCP port",
-                      "проверьте collector.address, что коллектор запущен и что межсетевой экран выпускает этот "
-                      "сервер на этот хост и TCP-порт"));
+  out->push_back(Fail(
+      "collector", Cat(where, ": not reachable (", msg, ")"),
+      Cat(where_ru, ": недоступен (", msg, ")"),
+      "check collector.address, that the collector runs, and that the firewall lets this server "
+      "out to that host and TCP port",
+      "проверьте collector.address, что коллектор запущен и что межсетевой экран выпускает этот "
+      "сервер на этот хост и TCP-порт"));
 }
 
 }  // namespace
@@ -469,11 +526,13 @@ std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock) {
   return out;
 }
 
-static void CheckSetDbPart(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>* out_lines) {
+static void CheckSetDbPart(const AgentConfig& cfg, Clock& clock,
+                           std::vector<CheckLine>* out_lines) {
   std::vector<CheckLine>& out = *out_lines;
   std::optional<SetDbConfig> db = cfg.tills.set_db ? cfg.tills.set_db : cfg.loading.set_db;
   if (!db) {
-    out.push_back(Fail("set_db", "SET's database: not configured ([set_db] enabled = true is missing)",
+    out.push_back(Fail("set_db",
+                       "SET's database: not configured ([set_db] enabled = true is missing)",
                        "база SET: не настроена (нет [set_db] enabled = true)",
                        "add [set_db] with enabled = true unless the tills push their heartbeats",
                        "добавьте [set_db] с enabled = true, если кассы не присылают пинги сами",

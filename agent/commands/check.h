@@ -16,9 +16,9 @@
 // shops without set_db.shop_number, how many tills reported in the last 10
 // minutes, the packages and transport queries when the loading watch runs,
 // the database's clock), and the collector: reachable, TLS verified against
-// collector.ca_file (or which side lacks TLS), the token accepted for this store id (a handshake with
-// Hello.probe: no events, nothing stored) and the clock offset.
-// Each failing query names its config key (SetDatabase's errors do).
+// collector.ca_file (or which side lacks TLS), the token accepted for this store id (a handshake
+// with Hello.probe: no events, nothing stored) and the clock offset. Each failing query names its
+// config key (SetDatabase's errors do).
 
 #include <cstdint>
 #include <string>

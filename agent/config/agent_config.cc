@@ -1,11 +1,10 @@
 #include "agent/config/agent_config.h"
 
-#include <sys/stat.h>
-
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include <cctype>
 #include <charconv>
@@ -13,10 +12,9 @@
 #include <set>
 
 #include "absl/time/time.h"
-
-#include "common/strings.h"
 #include "common/config.h"
 #include "common/files.h"
+#include "common/strings.h"
 
 namespace setdiag::agent {
 
@@ -37,8 +35,10 @@ bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* po
   if (colon == std::string::npos) return false;
   *host = host_port.substr(0, colon);
   int p = 0;
-  auto [ptr, ec] = std::from_chars(host_port.data() + colon + 1, host_port.data() + host_port.size(), p);
-  if (ec != std::errc() || ptr != host_port.data() + host_port.size() || p < 0 || p > 65535) return false;
+  auto [ptr, ec] =
+      std::from_chars(host_port.data() + colon + 1, host_port.data() + host_port.size(), p);
+  if (ec != std::errc() || ptr != host_port.data() + host_port.size() || p < 0 || p > 65535)
+    return false;
   in_addr addr{};
   if (inet_pton(AF_INET, host->c_str(), &addr) != 1) return false;
   *port = static_cast<uint16_t>(p);
@@ -58,12 +58,14 @@ absl::Status CheckCaPem(const std::string& pem) {
     ++certificates;
   }
   const unsigned long err = ERR_peek_last_error();
-  if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) damaged = true;
+  if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE))
+    damaged = true;
   ERR_clear_error();
   BIO_free(bio);
   if (damaged) {
     return absl::InvalidArgumentError(
-        Cat("holds a damaged PEM certificate", certificates > 0 ? Cat(" (after ", certificates, " good one(s))") : "",
+        Cat("holds a damaged PEM certificate",
+            certificates > 0 ? Cat(" (after ", certificates, " good one(s))") : "",
             ": copy the collector's CA certificate (ca.pem from support) again"));
   }
   if (certificates > 0) return absl::OkStatus();
@@ -91,12 +93,14 @@ std::string OpenToOthers(const std::string& file, const char* secret) {
   if (stat(file.c_str(), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0) return "";
   char mode[8];
   std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-  return Cat(file, " is open to group or others (mode ", mode, "); ", secret, " is a secret: chmod 600 ", file,
+  return Cat(file, " is open to group or others (mode ", mode, "); ", secret,
+             " is a secret: chmod 600 ", file,
              " (owned by the user the agent runs as: chown setdiag ", file, ")");
 }
 
 // A push listener: "IPv4:port" with a port 1..65535 (empty: off).
-void CheckListenAddress(ConfigReader& r, const char* key, const std::string& value, const char* example) {
+void CheckListenAddress(ConfigReader& r, const char* key, const std::string& value,
+                        const char* example) {
   if (value.empty()) return;
   std::string host;
   uint16_t port = 0;
@@ -111,7 +115,8 @@ void CheckListenAddress(ConfigReader& r, const char* key, const std::string& val
   } else {
     return;
   }
-  r.Invalid(key, Cat("'", value, "': ", what, "; expected e.g. \"", example, "\" (names such as localhost are not "
+  r.Invalid(key, Cat("'", value, "': ", what, "; expected e.g. \"", example,
+                     "\" (names such as localhost are not "
                      "accepted)"));
 }
 
@@ -119,7 +124,9 @@ void CheckListenAddress(ConfigReader& r, const char* key, const std::string& val
 bool IsKnownTimeZone(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   for (char ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '/' && ch != '_' && ch != '-' && ch != '+') return false;
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '/' && ch != '_' && ch != '-' &&
+        ch != '+')
+      return false;
   }
   absl::TimeZone tz;
   return absl::LoadTimeZone(name, &tz);
@@ -132,14 +139,17 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   const bool tills_explicit = r.Has("tills.enabled");
   c->tills_enabled = r.Bool("tills.enabled", true);
   t.poll_interval_ms = r.DurationMs("tills.poll_interval", t.poll_interval_ms, 100);
-  t.policy.heartbeat_timeout_ms = r.DurationMs("tills.heartbeat_timeout", t.policy.heartbeat_timeout_ms, 100);
+  t.policy.heartbeat_timeout_ms =
+      r.DurationMs("tills.heartbeat_timeout", t.policy.heartbeat_timeout_ms, 100);
   t.policy.confirm_ms = r.DurationMs("tills.confirm_window", t.policy.confirm_ms, 0);
   t.policy.clear_ms = r.DurationMs("tills.clear_window", t.policy.clear_ms, 0);
-  t.policy.single_till_ms = r.DurationMs("tills.single_till_threshold", t.policy.single_till_ms, 1000);
+  t.policy.single_till_ms =
+      r.DurationMs("tills.single_till_threshold", t.policy.single_till_ms, 1000);
   t.policy.unreachable_confirm_ms =
       r.DurationMs("tills.unreachable_confirm", t.policy.unreachable_confirm_ms, 0);
   t.probe_port = static_cast<uint16_t>(r.Int("tills.probe_port", t.probe_port, 1, 65535));
-  t.probe_timeout_ms = static_cast<int>(r.DurationMs("tills.probe_timeout", t.probe_timeout_ms, 10));
+  t.probe_timeout_ms =
+      static_cast<int>(r.DurationMs("tills.probe_timeout", t.probe_timeout_ms, 10));
   t.probe_every_ms = r.DurationMs("tills.probe_every", t.probe_every_ms, 1000);
   std::set<int64_t> mothballed;
   for (int64_t n : r.IntList("tills.mothballed", 1, 99'999)) mothballed.insert(n);
@@ -153,7 +163,8 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
     }
     std::string address = r.String(full, "");
     if (!address.empty() && !IsIpv4Literal(address)) {
-      r.Invalid(full, Cat("'", address, "' is not an IPv4 address: expected four numbers 0..255 such as "
+      r.Invalid(full, Cat("'", address,
+                          "' is not an IPv4 address: expected four numbers 0..255 such as "
                           "\"10.0.0.17\", or \"\" for none (the till is then not probed)"));
       continue;
     }
@@ -189,9 +200,10 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
     // Empty here: calendar.time_zone, else the session's (LoadAgentConfig).
     db.time_zone = r.String("set_db.time_zone", "");
     if (r.Has("set_db.time_zone") && !IsKnownTimeZone(db.time_zone)) {
-      r.Invalid("set_db.time_zone",
-                Cat("unknown time zone '", db.time_zone,
-                    "': expected the IANA name of the zone SET's server runs in, e.g. Europe/Moscow"));
+      r.Invalid(
+          "set_db.time_zone",
+          Cat("unknown time zone '", db.time_zone,
+              "': expected the IANA name of the zone SET's server runs in, e.g. Europe/Moscow"));
     }
     db.clock_tolerance_ms = r.DurationMs("set_db.clock_tolerance", db.clock_tolerance_ms, 1000);
     db.failure_confirm_ms = r.DurationMs("set_db.failure_confirm", db.failure_confirm_ms, 0);
@@ -220,11 +232,14 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   // Probed over IPv4 without resolving names: anything else would make
   // every port look closed.
   if (!IsIpv4Literal(sc.host)) {
-    r.Invalid("server.host", Cat("'", sc.host, "' is not an IPv4 address: expected four numbers 0..255 such "
-                                 "as \"127.0.0.1\" (the ports are probed over IPv4; names are not resolved)"));
+    r.Invalid("server.host",
+              Cat("'", sc.host,
+                  "' is not an IPv4 address: expected four numbers 0..255 such "
+                  "as \"127.0.0.1\" (the ports are probed over IPv4; names are not resolved)"));
   }
   sc.port_soap = static_cast<uint16_t>(r.Int("server.port_soap", sc.port_soap, 1, 65535));
-  sc.port_transport = static_cast<uint16_t>(r.Int("server.port_transport", sc.port_transport, 1, 65535));
+  sc.port_transport =
+      static_cast<uint16_t>(r.Int("server.port_transport", sc.port_transport, 1, 65535));
   // PostgreSQL's port is SET's database's unless given: a store whose
   // database listens elsewhere must not look like a server that is down.
   if (t.set_db && !r.Has("server.port_db")) sc.port_db = static_cast<uint16_t>(t.set_db->port);
@@ -233,7 +248,9 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   sc.failed_marker = r.String("server.failed_marker", sc.failed_marker);
   if (c->tills_enabled && !t.set_db && t.roster.empty()) {
     if (tills_explicit) {
-      r.Invalid("tills.enabled", "the till watch needs a roster: enable [set_db] or list tills under [tills.roster]");
+      r.Invalid(
+          "tills.enabled",
+          "the till watch needs a roster: enable [set_db] or list tills under [tills.roster]");
     } else {
       c->tills_enabled = false;  // nothing configured to watch
     }
@@ -261,25 +278,31 @@ void ReadLoadingWatch(ConfigReader& r, AgentConfig* c) {
   l.poll_interval_ms = r.DurationMs("loading.poll_interval", l.poll_interval_ms, 100);
   l.policy.stuck_ms = r.DurationMs("loading.stuck_threshold", l.policy.stuck_ms, 1000);
   l.policy.inbox_age_ms = r.DurationMs("loading.inbox_threshold", l.policy.inbox_age_ms, 1000);
-  l.policy.transport_lag_ms = r.DurationMs("loading.transport_threshold", l.policy.transport_lag_ms, 1000);
+  l.policy.transport_lag_ms =
+      r.DurationMs("loading.transport_threshold", l.policy.transport_lag_ms, 1000);
   l.watch_transport = r.Bool("loading.transport", l.watch_transport);
   l.policy.erp_every_ms = r.DurationMs("loading.erp_every", 0, 0);
   if (l.policy.erp_every_ms > 0 && !l.set_db) {
-    r.Invalid("loading.erp_every", "watching the ERP's cadence needs [set_db] (packages are read there)");
+    r.Invalid("loading.erp_every",
+              "watching the ERP's cadence needs [set_db] (packages are read there)");
   }
   std::string window = r.String("loading.erp_window", "00:00-24:00");
   if (!ParseDailyWindow(window, &l.erp_window_start_min, &l.erp_window_end_min)) {
-    r.Invalid("loading.erp_window", "expected a daily window such as \"06:00-23:00\" (store time zone)");
+    r.Invalid("loading.erp_window",
+              "expected a daily window such as \"06:00-23:00\" (store time zone)");
   }
-  l.policy.server_confirm_ms = r.DurationMs("loading.server_confirm", l.policy.server_confirm_ms, 0);
-  l.policy.service_confirm_ms = r.DurationMs("loading.service_confirm", l.policy.service_confirm_ms, 0);
+  l.policy.server_confirm_ms =
+      r.DurationMs("loading.server_confirm", l.policy.server_confirm_ms, 0);
+  l.policy.service_confirm_ms =
+      r.DurationMs("loading.service_confirm", l.policy.service_confirm_ms, 0);
   l.policy.clear_ms = r.DurationMs("loading.clear_window", l.policy.clear_ms, 0);
   l.inbox_pattern = r.String("loading.inbox_pattern", l.inbox_pattern);
   l.server = c->tills.server;
   std::vector<std::string> def_urls;
   if (l.server.enabled) {
     for (const char* svc : {"WSGoodsCatalogImport", "FeedbackWS"}) {
-      def_urls.push_back(Cat("http://", l.server.host, ":", l.server.port_soap, "/SET-ERPIntegration/SET/", svc, "?wsdl"));
+      def_urls.push_back(Cat("http://", l.server.host, ":", l.server.port_soap,
+                             "/SET-ERPIntegration/SET/", svc, "?wsdl"));
     }
   }
   auto urls = r.StringList("loading.import_services");
@@ -289,8 +312,8 @@ void ReadLoadingWatch(ConfigReader& r, AgentConfig* c) {
   if (l.disks.empty() && l.server.enabled) l.disks = {"/"};
   l.policy.disk_min_free_fraction =
       static_cast<double>(r.Int("loading.disk_min_free_percent", 5, 0, 99)) / 100.0;
-  l.policy.disk_min_free_bytes =
-      static_cast<uint64_t>(r.Bytes("loading.disk_min_free", static_cast<int64_t>(l.policy.disk_min_free_bytes), 0));
+  l.policy.disk_min_free_bytes = static_cast<uint64_t>(
+      r.Bytes("loading.disk_min_free", static_cast<int64_t>(l.policy.disk_min_free_bytes), 0));
 }
 
 void ReadBundle(ConfigReader& r, AgentConfig* c) {
@@ -301,7 +324,8 @@ void ReadBundle(ConfigReader& r, AgentConfig* c) {
   if (r.Has("bundle.log_globs")) b.log_globs = r.StringList("bundle.log_globs");
   for (const auto& g : b.log_globs) {
     if (!g.starts_with('/')) {
-      r.Invalid("bundle.log_globs", "each glob must be an absolute path, e.g. \"/var/log/nginx/*.log\"");
+      r.Invalid("bundle.log_globs",
+                "each glob must be an absolute path, e.g. \"/var/log/nginx/*.log\"");
     }
   }
   b.log_file_cap_bytes = r.Bytes("bundle.log_file_cap", b.log_file_cap_bytes, 64 * 1024);
@@ -310,7 +334,8 @@ void ReadBundle(ConfigReader& r, AgentConfig* c) {
   b.step_timeout_ms = r.DurationMs("bundle.step_timeout", b.step_timeout_ms, 100);
   b.logs_timeout_ms = r.DurationMs("bundle.logs_timeout", b.logs_timeout_ms, 100);
   b.stop_grace_ms = r.DurationMs("bundle.stop_grace", b.stop_grace_ms, 0);
-  if (b.stop_grace_ms > 60'000) r.Invalid("bundle.stop_grace", "at most 60s: a stopping agent must not hang");
+  if (b.stop_grace_ms > 60'000)
+    r.Invalid("bundle.stop_grace", "at most 60s: a stopping agent must not hang");
 }
 
 }  // namespace
@@ -335,8 +360,9 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
     // would otherwise make gRPC retry forever with "empty address list".
     auto pem = ReadWholeFile(c.ca_file);
     if (!pem.ok()) {
-      r->Invalid("collector.ca_file", Cat(pem.status().message(),
-                                          ": install the collector's CA certificate there (ca.pem from support)"));
+      r->Invalid("collector.ca_file",
+                 Cat(pem.status().message(),
+                     ": install the collector's CA certificate there (ca.pem from support)"));
     } else if (auto st = CheckCaPem(*pem); !st.ok()) {
       r->Invalid("collector.ca_file", Cat(c.ca_file, " ", st.message()));
     } else {
@@ -357,7 +383,8 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
 
   c.backoff.initial_ms = r->DurationMs("backoff.initial", c.backoff.initial_ms, 10);
   c.backoff.max_ms = r->DurationMs("backoff.max", c.backoff.max_ms, 10);
-  c.backoff.overloaded_min_ms = r->DurationMs("backoff.overloaded_min", c.backoff.overloaded_min_ms, 0);
+  c.backoff.overloaded_min_ms =
+      r->DurationMs("backoff.overloaded_min", c.backoff.overloaded_min_ms, 0);
   ReadTillWatch(*r, &c);
   ReadLoadingWatch(*r, &c);
   ReadBundle(*r, &c);
@@ -399,20 +426,22 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
     c.token = *token;
   }
   if (c.token.empty()) {
-    return absl::InvalidArgumentError(Cat(
-        path, ": key 'collector.token_file' (or 'collector.token') is required: the store token "
-              "printed by 'setdiag-collector token create'"));
+    return absl::InvalidArgumentError(
+        Cat(path,
+            ": key 'collector.token_file' (or 'collector.token') is required: the store token "
+            "printed by 'setdiag-collector token create'"));
   }
   c.loading.time_zone = c.calendar->time_zone_name();
   // SET's naive timestamps are read in the store's zone: set_db.time_zone,
   // else the calendar's; with neither, in the session's TimeZone.
   for (auto* db : {&c.tills.set_db, &c.loading.set_db}) {
-    if (*db && (*db)->time_zone.empty() && calendar_zone) (*db)->time_zone = c.calendar->time_zone_name();
+    if (*db && (*db)->time_zone.empty() && calendar_zone)
+      (*db)->time_zone = c.calendar->time_zone_name();
   }
   if (c.ca_file.empty() && !c.allow_insecure && !IsLoopbackTarget(c.collector_address)) {
-    return absl::InvalidArgumentError(Cat(
-        path, ": key 'collector.ca_file': required for a non-loopback collector (",
-        c.collector_address, "); plaintext needs 'collector.allow_insecure = true'"));
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'collector.ca_file': required for a non-loopback collector (",
+            c.collector_address, "); plaintext needs 'collector.allow_insecure = true'"));
   }
   return c;
 }

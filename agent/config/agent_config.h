@@ -6,8 +6,8 @@
 #include "absl/status/statusor.h"
 #include "agent/config/bundle_config.h"
 #include "agent/core/calendar.h"
-#include "agent/watches/loading_watch.h"
 #include "agent/store/outbox.h"
+#include "agent/watches/loading_watch.h"
 #include "agent/watches/till_watch.h"
 #include "common/backoff.h"
 
@@ -21,10 +21,10 @@ struct AgentConfig {
   std::string log_level = "info";
 
   std::string collector_address;
-  std::string token;      // from collector.token_file (preferred) or collector.token
+  std::string token;       // from collector.token_file (preferred) or collector.token
   std::string token_file;  // collector.token_file; empty when the token is inline
-  std::string ca_file;    // TLS root; empty means plaintext
-  std::string ca_pem;     // ca_file's content, read and checked at load (holds a certificate)
+  std::string ca_file;     // TLS root; empty means plaintext
+  std::string ca_pem;      // ca_file's content, read and checked at load (holds a certificate)
   std::string server_name;
   bool allow_insecure = false;
   int64_t status_interval_ms = 30'000;

@@ -14,10 +14,10 @@ bool ParseSeverity(std::string_view text, Severity* out);
 const char* SeverityName(Severity s);
 
 struct NewEvent {
-  std::string kind;           // e.g. "tills.majority_stopped"
+  std::string kind;  // e.g. "tills.majority_stopped"
   Severity severity = Severity::kNormal;
   int64_t detected_at_ms = 0;  // wall clock, when the condition was seen
-  std::string payload;        // JSON object
+  std::string payload;         // JSON object
 };
 
 struct StoredEvent {

@@ -6,10 +6,14 @@ namespace setdiag::agent {
 
 const char* ProbeResultName(ProbeResult p) {
   switch (p) {
-    case ProbeResult::kNotProbed: return "not_probed";
-    case ProbeResult::kAnswers: return "answers";
-    case ProbeResult::kRefused: return "refused";
-    case ProbeResult::kNoAnswer: return "no_answer";
+    case ProbeResult::kNotProbed:
+      return "not_probed";
+    case ProbeResult::kAnswers:
+      return "answers";
+    case ProbeResult::kRefused:
+      return "refused";
+    case ProbeResult::kNoAnswer:
+      return "no_answer";
   }
   return "unknown";
 }

@@ -932,9 +932,10 @@ void RedactJsonStrings(nlohmann::json* value, RedactionCounts* counts) {
       // Ids the collector matches on (episode ids hold 13-digit instants
       // that can pass the card check, TIs are digits): never SET's free
       // text, and masking them would split one condition into two.
-      static constexpr std::string_view kIdentifiers[] = {"episode", "state", "kind", "source", "config_key", "ti"};
-      if (it->is_string() &&
-          std::find(std::begin(kIdentifiers), std::end(kIdentifiers), it.key()) != std::end(kIdentifiers)) {
+      static constexpr std::string_view kIdentifiers[] = {"episode", "state",      "kind",
+                                                          "source",  "config_key", "ti"};
+      if (it->is_string() && std::find(std::begin(kIdentifiers), std::end(kIdentifiers),
+                                       it.key()) != std::end(kIdentifiers)) {
         continue;
       }
       if (it->is_string() && IsSecretKeyName(it.key())) {

@@ -22,9 +22,9 @@ std::string Percent(uint64_t part, uint64_t whole) {
 LoadingDetector::LoadingDetector(LoadingPolicy policy, std::string episode_prefix)
     : policy_(policy), prefix_(std::move(episode_prefix)) {}
 
-void LoadingDetector::Step(Condition& c, const char* kind, Severity severity, bool holds, int64_t confirm_ms,
-                           const LoadingSnapshot& s, const json& evidence, std::vector<Finding>& out,
-                           bool can_clear) {
+void LoadingDetector::Step(Condition& c, const char* kind, Severity severity, bool holds,
+                           int64_t confirm_ms, const LoadingSnapshot& s, const json& evidence,
+                           std::vector<Finding>& out, bool can_clear) {
   if (s.maintenance) holds = false;
   if (holds) {
     c.clear_since.reset();
@@ -78,30 +78,37 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (s.server.deploy_failed) reasons.push_back("Set10.ear failed to deploy");
       if (!s.server.port_8090) reasons.push_back("port 8090 (web services, tills) is closed");
       if (!s.server.port_8091) reasons.push_back("port 8091 (file transport) is closed");
-      if (!s.server.port_5432) reasons.push_back(Cat("port ", s.server.db_port, " (PostgreSQL) is closed"));
+      if (!s.server.port_5432)
+        reasons.push_back(Cat("port ", s.server.db_port, " (PostgreSQL) is closed"));
     }
     json disks = json::array();
     for (const auto& d : s.disks) {
-      uint64_t need = std::max<uint64_t>(
-          static_cast<uint64_t>(static_cast<double>(d.total_bytes) * policy_.disk_min_free_fraction),
-          std::min(policy_.disk_min_free_bytes, d.total_bytes / 2));
+      uint64_t need = std::max<uint64_t>(static_cast<uint64_t>(static_cast<double>(d.total_bytes) *
+                                                               policy_.disk_min_free_fraction),
+                                         std::min(policy_.disk_min_free_bytes, d.total_bytes / 2));
       bool low = d.total_bytes > 0 && d.free_bytes < need;
-      disks.push_back({{"path", d.path}, {"free_bytes", d.free_bytes}, {"total_bytes", d.total_bytes}, {"low", low}});
-      if (low) reasons.push_back(Cat("volume ", d.path, " nearly full: ", Percent(d.free_bytes, d.total_bytes), "% free"));
+      disks.push_back({{"path", d.path},
+                       {"free_bytes", d.free_bytes},
+                       {"total_bytes", d.total_bytes},
+                       {"low", low}});
+      if (low)
+        reasons.push_back(Cat("volume ", d.path,
+                              " nearly full: ", Percent(d.free_bytes, d.total_bytes), "% free"));
     }
-    json evidence = {{"reasons", reasons},
-                     {"server",
-                      {{"known", s.server.known},
-                       {"set10_deployed", s.server.deployed},
-                       {"set10_failed", s.server.deploy_failed},
-                       {"port_8090", s.server.port_8090},
-                       {"port_8091", s.server.port_8091},
-                       {"port_5432", s.server.port_5432}}},
-                     {"disks", disks},
-                     {"summary_en", reasons.empty() ? "SET server healthy" : "SET server down"},
-                     {"summary_ru", reasons.empty() ? "Сервер SET работает" : "Сервер SET не работает"}};
-    Step(server_, "set.server_down", Severity::kImportant, !reasons.empty(), policy_.server_confirm_ms, s, evidence,
-         out);
+    json evidence = {
+        {"reasons", reasons},
+        {"server",
+         {{"known", s.server.known},
+          {"set10_deployed", s.server.deployed},
+          {"set10_failed", s.server.deploy_failed},
+          {"port_8090", s.server.port_8090},
+          {"port_8091", s.server.port_8091},
+          {"port_5432", s.server.port_5432}}},
+        {"disks", disks},
+        {"summary_en", reasons.empty() ? "SET server healthy" : "SET server down"},
+        {"summary_ru", reasons.empty() ? "Сервер SET работает" : "Сервер SET не работает"}};
+    Step(server_, "set.server_down", Severity::kImportant, !reasons.empty(),
+         policy_.server_confirm_ms, s, evidence, out);
   }
 
   // The import web service counts as dead only after failing for a while.
@@ -110,8 +117,10 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
   } else {
     service_down_since_.reset();
   }
-  const bool service_dead = service_down_since_ && now - *service_down_since_ >= policy_.service_confirm_ms;
-  if (service_down_since_ && !service_dead) deadlines_.push_back(*service_down_since_ + policy_.service_confirm_ms);
+  const bool service_dead =
+      service_down_since_ && now - *service_down_since_ >= policy_.service_confirm_ms;
+  if (service_down_since_ && !service_dead)
+    deadlines_.push_back(*service_down_since_ + policy_.service_confirm_ms);
 
   const PackageObservation* last_ok = nullptr;
   const PackageObservation* newest = nullptr;
@@ -119,7 +128,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
     if (!newest || p.arrived_ms > newest->arrived_ms) newest = &p;
     if (p.status == kCorrect && (!last_ok || p.arrived_ms > last_ok->arrived_ms)) last_ok = &p;
   }
-  json last_import = last_ok ? json{{"ti", last_ok->ti}, {"arrived_ms", last_ok->arrived_ms}} : json(nullptr);
+  json last_import =
+      last_ok ? json{{"ti", last_ok->ti}, {"arrived_ms", last_ok->arrived_ms}} : json(nullptr);
 
   // Loading halted. Inbox files and the web service do not need SET's
   // database; packages do. Without the database nothing clears.
@@ -132,13 +142,16 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       waiting = true;
       int64_t due = p.arrived_ms + policy_.stuck_ms;
       if (now > due) {
-        stuck.push_back({{"ti", p.ti}, {"since_ms", p.arrived_ms}, {"stuck_for_s", (now - p.arrived_ms) / 1000},
+        stuck.push_back({{"ti", p.ti},
+                         {"since_ms", p.arrived_ms},
+                         {"stuck_for_s", (now - p.arrived_ms) / 1000},
                          {"import_type", p.import_type}});
       } else {
         deadlines_.push_back(due + 1);
       }
     }
-    if (!stuck.empty()) reasons.push_back(Cat(stuck.size(), " import package(s) stuck \"in process\""));
+    if (!stuck.empty())
+      reasons.push_back(Cat(stuck.size(), " import package(s) stuck \"in process\""));
     json oldest_file = nullptr;
     for (const auto& in : s.inboxes) {
       if (in.files > 0) waiting = true;
@@ -152,11 +165,15 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
         deadlines_.push_back(due + 1);
       }
       if (oldest_file.is_null() || *in.oldest_mtime_ms < oldest_file["mtime_ms"].get<int64_t>()) {
-        oldest_file = {{"path", in.path}, {"name", in.oldest_name}, {"mtime_ms", *in.oldest_mtime_ms},
-                       {"age_s", (now - *in.oldest_mtime_ms) / 1000}, {"files", in.files}};
+        oldest_file = {{"path", in.path},
+                       {"name", in.oldest_name},
+                       {"mtime_ms", *in.oldest_mtime_ms},
+                       {"age_s", (now - *in.oldest_mtime_ms) / 1000},
+                       {"files", in.files}};
       }
     }
-    if (service_dead && waiting) reasons.push_back("the import web service does not answer while imports wait");
+    if (service_dead && waiting)
+      reasons.push_back("the import web service does not answer while imports wait");
     json evidence = {{"reasons", reasons},
                      {"stuck_packages", stuck},
                      {"oldest_waiting_file", oldest_file},
@@ -167,7 +184,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
                      {"last_successful_import", last_import},
                      {"summary_en", "Goods and prices loading halted"},
                      {"summary_ru", "Остановлена загрузка товаров и цен"}};
-    Step(halted_, "loading.halted", Severity::kCritical, !reasons.empty(), 0, s, evidence, out, s.db_ok);
+    Step(halted_, "loading.halted", Severity::kCritical, !reasons.empty(), 0, s, evidence, out,
+         s.db_ok);
   }
 
   if (!s.db_ok) return out;  // unknown is not halted: nothing else changes
@@ -186,7 +204,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
   if (s.transport_unknown) {
     // Unknown is not delivered: an active halt stays until it is seen.
     if (transport_.active) {
-      Step(transport_, "loading.transport_halted", Severity::kCritical, false, 0, s, json::object(), out,
+      Step(transport_, "loading.transport_halted", Severity::kCritical, false, 0, s, json::object(),
+           out,
            /*can_clear=*/false);
     }
   } else if (!s.transport.empty() || transport_.active) {
@@ -196,7 +215,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       if (!t.expected) continue;
       ++expected;
       if (t.not_loaded <= 0) continue;
-      std::optional<int64_t> waiting_since = t.oldest_pending_ms ? t.oldest_pending_ms : t.last_load_ms;
+      std::optional<int64_t> waiting_since =
+          t.oldest_pending_ms ? t.oldest_pending_ms : t.last_load_ms;
       if (!waiting_since) continue;  // no time to measure from: unknown, not late
       if (tills_opened_at_) waiting_since = std::max(*waiting_since, *tills_opened_at_);
       int64_t due = *waiting_since + policy_.transport_lag_ms;
@@ -209,13 +229,15 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
         deadlines_.push_back(due + 1);
       }
     }
-    bool holds = s.tills_expected && expected > 0 && static_cast<int>(lagging.size()) * 2 > expected;
-    json evidence = {{"expected", expected},
-                     {"lagging", static_cast<int>(lagging.size())},
-                     {"lagging_tills", lagging},
-                     {"last_successful_import", last_import},
-                     {"summary_en", Cat("Goods not delivered to ", lagging.size(), " of ", expected, " tills")},
-                     {"summary_ru", Cat("Товары не доставлены на ", lagging.size(), " из ", expected, " касс")}};
+    bool holds =
+        s.tills_expected && expected > 0 && static_cast<int>(lagging.size()) * 2 > expected;
+    json evidence = {
+        {"expected", expected},
+        {"lagging", static_cast<int>(lagging.size())},
+        {"lagging_tills", lagging},
+        {"last_successful_import", last_import},
+        {"summary_en", Cat("Goods not delivered to ", lagging.size(), " of ", expected, " tills")},
+        {"summary_ru", Cat("Товары не доставлены на ", lagging.size(), " из ", expected, " касс")}};
     Step(transport_, "loading.transport_halted", Severity::kCritical, holds, 0, s, evidence, out);
   }
 
@@ -228,12 +250,14 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       holds = now > due;
       if (!holds) deadlines_.push_back(due + 1);
     }
-    json evidence = {{"silent_since_ms", silent_since},
-                     {"expected_every_s", policy_.erp_every_ms / 1000},
-                     {"window_open", s.erp_window_open},
-                     {"last_package", newest ? json{{"ti", newest->ti}, {"arrived_ms", newest->arrived_ms}} : json(nullptr)},
-                     {"summary_en", "No import packages from the ERP"},
-                     {"summary_ru", "Учётная система не присылает пакеты загрузки"}};
+    json evidence = {
+        {"silent_since_ms", silent_since},
+        {"expected_every_s", policy_.erp_every_ms / 1000},
+        {"window_open", s.erp_window_open},
+        {"last_package",
+         newest ? json{{"ti", newest->ti}, {"arrived_ms", newest->arrived_ms}} : json(nullptr)},
+        {"summary_en", "No import packages from the ERP"},
+        {"summary_ru", "Учётная система не присылает пакеты загрузки"}};
     Step(erp_, "loading.erp_silent", Severity::kImportant, holds, 0, s, evidence, out);
   }
 
@@ -248,8 +272,12 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       newest_failure = std::max(newest_failure, p.arrived_ms);
       // In maintenance failures are noted, not reported: the engineer is at work.
       if (reported_failures_.insert(p.ti).second && !s.maintenance) {
-        fresh.push_back({{"ti", p.ti}, {"arrived_ms", p.arrived_ms}, {"status", p.status},
-                         {"status_name", p.status_name}, {"import_type", p.import_type}, {"message", p.message}});
+        fresh.push_back({{"ti", p.ti},
+                         {"arrived_ms", p.arrived_ms},
+                         {"status", p.status},
+                         {"status_name", p.status_name},
+                         {"import_type", p.import_type},
+                         {"message", p.message}});
       }
     }
     if (!fresh.empty()) {
@@ -266,7 +294,8 @@ std::vector<Finding> LoadingDetector::Evaluate(const LoadingSnapshot& s) {
       out.push_back({"loading.import_errors", Severity::kNormal, now, std::move(payload)});
     } else if (errors_.active && last_ok && last_ok->arrived_ms > newest_failure) {
       out.push_back({"loading.import_errors", Severity::kNormal, now,
-                     json{{"state", "cleared"}, {"episode", errors_.episode},
+                     json{{"state", "cleared"},
+                          {"episode", errors_.episode},
                           {"reason", Cat("package ", last_ok->ti, " imported correctly")}}});
       errors_.active = false;
     }
@@ -285,9 +314,11 @@ std::vector<std::pair<const char*, LoadingDetector::Condition*>> LoadingDetector
           {"loading.import_errors", &errors_}};
 }
 
-std::vector<std::pair<const char*, const LoadingDetector::Condition*>> LoadingDetector::Conditions() const {
+std::vector<std::pair<const char*, const LoadingDetector::Condition*>> LoadingDetector::Conditions()
+    const {
   std::vector<std::pair<const char*, const Condition*>> out;
-  for (const auto& [kind, c] : const_cast<LoadingDetector*>(this)->Conditions()) out.emplace_back(kind, c);
+  for (const auto& [kind, c] : const_cast<LoadingDetector*>(this)->Conditions())
+    out.emplace_back(kind, c);
   return out;
 }
 
@@ -303,7 +334,8 @@ json LoadingDetector::ExportState() const {
   for (const auto& ti : recent_failures_) {
     if (reported_failures_.contains(ti)) failures.push_back(ti);
   }
-  return json{{"version", 1}, {"conditions", conditions}, {"reported_failures", failures}, {"held", held}};
+  return json{
+      {"version", 1}, {"conditions", conditions}, {"reported_failures", failures}, {"held", held}};
 }
 
 absl::Status LoadingDetector::RestoreState(const json& state) {
@@ -315,7 +347,8 @@ absl::Status LoadingDetector::RestoreState(const json& state) {
     return absl::InvalidArgumentError(Cat("loading detector state: ", why));
   };
   if (!state.is_object()) return bad("not a JSON object");
-  if (!state.contains("version") || !state["version"].is_number_integer() || state["version"].get<int>() != 1) {
+  if (!state.contains("version") || !state["version"].is_number_integer() ||
+      state["version"].get<int>() != 1) {
     return bad("unknown version (this agent reads version 1)");
   }
   std::vector<std::pair<Condition*, Condition>> restored;
@@ -326,7 +359,8 @@ absl::Status LoadingDetector::RestoreState(const json& state) {
       if (!cs.contains(kind)) continue;
       const json& j = cs[kind];
       if (!j.is_object() || !j.contains("episode") || !j["episode"].is_string() ||
-          j["episode"].get<std::string>().empty() || !j.contains("since_ms") || !j["since_ms"].is_number_integer()) {
+          j["episode"].get<std::string>().empty() || !j.contains("since_ms") ||
+          !j["since_ms"].is_number_integer()) {
         return bad(Cat(kind, ": episode or since_ms missing"));
       }
       Condition r;

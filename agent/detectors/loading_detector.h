@@ -43,7 +43,8 @@ namespace setdiag::agent {
 struct PackageObservation {
   std::string ti;
   int64_t arrived_ms = 0;
-  int status = -1;  // -1 unknown, 0 no such, 1 XML error, 2 in process, 3 correct, 4 invalid item, 5 internal
+  int status = -1;  // -1 unknown, 0 no such, 1 XML error, 2 in process, 3 correct, 4 invalid item,
+                    // 5 internal
   std::string status_name;
   std::string import_type;
   std::string message;
@@ -78,7 +79,7 @@ struct LoadingSnapshot {
   std::string db_error;
   std::vector<PackageObservation> packages;  // recent ones, any order
   std::vector<InboxObservation> inboxes;
-  std::optional<bool> import_service_ok;     // nullopt: not checked
+  std::optional<bool> import_service_ok;  // nullopt: not checked
   std::string import_service_error;
   std::vector<TransportObservation> transport;  // empty: not watched
   // Transport is watched but could not be read this time (its query does not

@@ -10,11 +10,16 @@ using json = nlohmann::json;
 
 const char* TillStateName(TillState s) {
   switch (s) {
-    case TillState::kUp: return "up";
-    case TillState::kStopped: return "stopped";
-    case TillState::kMothballed: return "mothballed";
-    case TillState::kNotExpected: return "not_expected";
-    case TillState::kUnknown: return "unknown";
+    case TillState::kUp:
+      return "up";
+    case TillState::kStopped:
+      return "stopped";
+    case TillState::kMothballed:
+      return "mothballed";
+    case TillState::kNotExpected:
+      return "not_expected";
+    case TillState::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -27,11 +32,12 @@ json CauseJson(const char* code, const char* en, const char* ru) {
 
 json LikelyCause(const ServerState& server, const std::vector<const TillView*>& stopped) {
   if (server.known && (!server.deployed || server.deploy_failed || !server.port_8090)) {
-    return CauseJson("server",
-                     "The SET server application is not serving (Set10.ear not deployed or port 8090 "
-                     "closed): the tills cannot reach it.",
-                     "Приложение SET на сервере магазина не работает (Set10.ear не развёрнут или порт "
-                     "8090 закрыт): кассы не могут к нему обратиться.");
+    return CauseJson(
+        "server",
+        "The SET server application is not serving (Set10.ear not deployed or port 8090 "
+        "closed): the tills cannot reach it.",
+        "Приложение SET на сервере магазина не работает (Set10.ear не развёрнут или порт "
+        "8090 закрыт): кассы не могут к нему обратиться.");
   }
   size_t probed = 0, silent = 0;
   for (const TillView* t : stopped) {
@@ -44,17 +50,19 @@ json LikelyCause(const ServerState& server, const std::vector<const TillView*>& 
                      "Причина не установлена: остановленные кассы не проверялись по сети.");
   }
   if (silent * 2 > probed) {
-    return CauseJson("network_or_power",
-                     "Most stopped tills do not answer on the network: power or network failure at the "
-                     "store.",
-                     "Большинство остановленных касс не отвечают по сети: нет питания или сбой сети в "
-                     "магазине.");
+    return CauseJson(
+        "network_or_power",
+        "Most stopped tills do not answer on the network: power or network failure at the "
+        "store.",
+        "Большинство остановленных касс не отвечают по сети: нет питания или сбой сети в "
+        "магазине.");
   }
-  return CauseJson("tills",
-                   "The stopped tills answer on the network but their SET software has stopped sending "
-                   "heartbeats.",
-                   "Остановленные кассы отвечают по сети, но программа SET на них перестала выходить на "
-                   "связь.");
+  return CauseJson(
+      "tills",
+      "The stopped tills answer on the network but their SET software has stopped sending "
+      "heartbeats.",
+      "Остановленные кассы отвечают по сети, но программа SET на них перестала выходить на "
+      "связь.");
 }
 
 }  // namespace
@@ -75,21 +83,25 @@ void TillDetector::MaybeEndEpisode() {
   episode_.clear();
 }
 
-json TillDetector::Evidence(const TillSnapshot& s, const std::vector<const TillView*>& stopped) const {
+json TillDetector::Evidence(const TillSnapshot& s,
+                            const std::vector<const TillView*>& stopped) const {
   int expected = 0, up = 0, mothballed = 0, unknown = 0;
   for (const auto& v : views_) {
-    if (v.state == TillState::kMothballed) ++mothballed;
-    else if (v.state != TillState::kNotExpected) ++expected;
+    if (v.state == TillState::kMothballed)
+      ++mothballed;
+    else if (v.state != TillState::kNotExpected)
+      ++expected;
     if (v.state == TillState::kUp) ++up;
     if (v.state == TillState::kUnknown) ++unknown;
   }
   json tills = json::array();
   for (const TillView* t : stopped) {
-    json j = {{"number", t->number},
-              {"address", t->address},
-              {"probe", ProbeResultName(t->probe)},
-              {"stopped_since_ms", t->stopped_since_ms.value_or(0)},
-              {"stopped_for_s", t->stopped_since_ms ? (s.now_ms - *t->stopped_since_ms) / 1000 : 0}};
+    json j = {
+        {"number", t->number},
+        {"address", t->address},
+        {"probe", ProbeResultName(t->probe)},
+        {"stopped_since_ms", t->stopped_since_ms.value_or(0)},
+        {"stopped_for_s", t->stopped_since_ms ? (s.now_ms - *t->stopped_since_ms) / 1000 : 0}};
     j["last_heartbeat_ms"] = t->last_heartbeat_ms ? json(*t->last_heartbeat_ms) : json(nullptr);
     tills.push_back(std::move(j));
   }
@@ -124,20 +136,25 @@ std::vector<Finding> TillDetector::Unexpected(const TillSnapshot& s) {
   views_.clear();
   for (const auto& t : s.tills) {
     if (t.roster == RosterStatus::kDeleted) continue;
-    views_.push_back({t.number,
-                      t.roster == RosterStatus::kMothballed ? TillState::kMothballed : TillState::kNotExpected,
-                      t.last_heartbeat_ms, std::nullopt, t.address, t.probe});
+    views_.push_back(
+        {t.number,
+         t.roster == RosterStatus::kMothballed ? TillState::kMothballed : TillState::kNotExpected,
+         t.last_heartbeat_ms, std::nullopt, t.address, t.probe});
   }
   if (majority_active_) {
     out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms,
-                   json{{"state", "cleared"}, {"episode", episode_}, {"onset_ms", majority_onset_ms_},
+                   json{{"state", "cleared"},
+                        {"episode", episode_},
+                        {"onset_ms", majority_onset_ms_},
                         {"reason", s.expected_reason}}});
     majority_active_ = false;
   }
   for (auto& [number, m] : memory_) {
     if (!m.normal_raised) continue;
     out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
-                   json{{"state", "cleared"}, {"episode", episode_}, {"till", number},
+                   json{{"state", "cleared"},
+                        {"episode", episode_},
+                        {"till", number},
                         {"reason", s.expected_reason}}});
     m.normal_raised = false;
   }
@@ -148,7 +165,8 @@ std::vector<Finding> TillDetector::Unexpected(const TillSnapshot& s) {
 void TillDetector::ClearDbUnreachable(int64_t now_ms, std::vector<Finding>& out) {
   if (db_active_ && db_down_since_) {
     out.push_back({"set.db_unreachable", Severity::kImportant, now_ms,
-                   json{{"state", "cleared"}, {"since_ms", *db_down_since_},
+                   json{{"state", "cleared"},
+                        {"since_ms", *db_down_since_},
                         {"duration_s", (now_ms - *db_down_since_) / 1000}}});
   }
   db_active_ = false;
@@ -175,12 +193,13 @@ void TillDetector::SourceDown(const TillSnapshot& s, std::vector<Finding>& out) 
     int64_t due = *db_down_since_ + policy_.unreachable_confirm_ms;
     if (s.now_ms >= due) {
       db_active_ = true;
-      out.push_back({"set.db_unreachable", Severity::kImportant, s.now_ms,
-                     json{{"state", "raised"},
-                          {"since_ms", *db_down_since_},
-                          {"error", s.source_error},
-                          {"summary_en", "SET database unreachable: till states are unknown"},
-                          {"summary_ru", "База данных SET недоступна: состояние касс неизвестно"}}});
+      out.push_back(
+          {"set.db_unreachable", Severity::kImportant, s.now_ms,
+           json{{"state", "raised"},
+                {"since_ms", *db_down_since_},
+                {"error", s.source_error},
+                {"summary_en", "SET database unreachable: till states are unknown"},
+                {"summary_ru", "База данных SET недоступна: состояние касс неизвестно"}}});
     } else {
       pending_deadlines_.push_back(due);
     }
@@ -258,7 +277,9 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
     if (std::find(seen.begin(), seen.end(), it->first) == seen.end()) {
       if (it->second.normal_raised) {
         out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
-                       json{{"state", "cleared"}, {"episode", episode_}, {"till", it->first},
+                       json{{"state", "cleared"},
+                            {"episode", episode_},
+                            {"till", it->first},
                             {"reason", "removed from the roster"}}});
       }
       it = memory_.erase(it);
@@ -276,8 +297,9 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
     if (v.state == TillState::kStopped) stopped.push_back(&v);
     if (v.state == TillState::kUnknown) ++unknown;
   }
-  std::sort(stopped.begin(), stopped.end(),
-            [](const TillView* a, const TillView* b) { return *a->stopped_since_ms < *b->stopped_since_ms; });
+  std::sort(stopped.begin(), stopped.end(), [](const TillView* a, const TillView* b) {
+    return *a->stopped_since_ms < *b->stopped_since_ms;
+  });
   const size_t need = static_cast<size_t>(expected / 2 + 1);  // strictly more than half
   const bool majority_now = expected > 0 && stopped.size() >= need;
   // Clearing needs tills seen up: those in their grace are not evidence.
@@ -297,7 +319,8 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
         payload["state"] = episode_.empty() ? "raised" : "escalated";
         payload["episode"] = EnsureEpisode(onset);
         payload["onset_ms"] = onset;
-        out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
+        out.push_back(
+            {"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
       } else {
         pending_deadlines_.push_back(confirm_from + policy_.confirm_ms);
       }
@@ -343,10 +366,12 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
       mem.stopped_seen_ms.reset();
       if (mem.normal_raised && (v.state == TillState::kUp || v.state == TillState::kMothballed)) {
         mem.normal_raised = false;
-        out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
-                       json{{"state", "cleared"}, {"episode", episode_}, {"till", v.number},
-                            {"reason", v.state == TillState::kUp ? "heartbeats resumed" : "mothballed"}}});
-
+        out.push_back(
+            {"tills.till_stopped", Severity::kNormal, s.now_ms,
+             json{{"state", "cleared"},
+                  {"episode", episode_},
+                  {"till", v.number},
+                  {"reason", v.state == TillState::kUp ? "heartbeats resumed" : "mothballed"}}});
       }
     }
   }
@@ -411,13 +436,15 @@ json TillDetector::ExportState() const {
 
 absl::Status TillDetector::RestoreState(const json& state) {
   if (evaluated_) {
-    return absl::FailedPreconditionError("till detector state can only be restored before the first evaluation");
+    return absl::FailedPreconditionError(
+        "till detector state can only be restored before the first evaluation");
   }
   auto bad = [](std::string_view why) {
     return absl::InvalidArgumentError(Cat("till detector state: ", why));
   };
   if (!state.is_object()) return bad("not a JSON object");
-  if (!state.contains("version") || !state["version"].is_number_integer() || state["version"].get<int>() != 1) {
+  if (!state.contains("version") || !state["version"].is_number_integer() ||
+      state["version"].get<int>() != 1) {
     return bad("unknown version (this agent reads version 1)");
   }
   std::string episode;
@@ -441,7 +468,8 @@ absl::Status TillDetector::RestoreState(const json& state) {
       tills.push_back(n.get<int>());
     }
   }
-  if ((onset || !tills.empty()) && episode.empty()) return bad("an active condition without its episode");
+  if ((onset || !tills.empty()) && episode.empty())
+    return bad("an active condition without its episode");
   std::optional<int64_t> db_since;
   if (state.contains("db_unreachable")) {
     const json& d = state["db_unreachable"];

@@ -54,15 +54,15 @@ const char* TillStateName(TillState s);
 struct TillObservation {
   int number = 0;
   RosterStatus roster = RosterStatus::kActive;
-  std::string address;                     // cash_ip or configured
+  std::string address;                       // cash_ip or configured
   std::optional<int64_t> last_heartbeat_ms;  // newest from any source
-  std::string heartbeat_source;            // "set_db", "push"
+  std::string heartbeat_source;              // "set_db", "push"
   ProbeResult probe = ProbeResult::kNotProbed;
 };
 
 struct TillSnapshot {
   int64_t now_ms = 0;
-  bool source_ok = true;       // the heartbeat source (SET's database) was read
+  bool source_ok = true;  // the heartbeat source (SET's database) was read
   // With !source_ok: the database answered, but what it said cannot be used
   // (a query that does not fit this SET version, several shops and no
   // set_db.shop_number). Tills are unknown as when it is down, but
@@ -70,7 +70,7 @@ struct TillSnapshot {
   // agent.source_failed or set.shop_ambiguous says what is wrong.
   bool source_answered = false;
   std::string source_error;
-  bool expected = true;        // store calendar: open and not in maintenance
+  bool expected = true;  // store calendar: open and not in maintenance
   std::string expected_reason;
   std::vector<TillObservation> tills;
   ServerState server;

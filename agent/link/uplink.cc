@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "common/files.h"
-#include "common/strings.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/version.h"
 #include "setdiag/v1/link.grpc.pb.h"
 
@@ -25,24 +25,42 @@ namespace v1 = ::setdiag::v1;
 namespace {
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "?";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "?";
   }
 }
 }  // namespace
@@ -66,9 +84,9 @@ struct Uplink::OutBundle {
 
 struct Uplink::SessionResult {
   bool handshake_done = false;
-  bool acknowledged = false;  // the collector acknowledged a batch in this session
+  bool acknowledged = false;               // the collector acknowledged a batch in this session
   int64_t overloaded_retry_after_ms = -1;  // >= 0 when the collector said so
-  int64_t overloaded_retry_spread_ms = 0;   // the collector's spread hint, 0: none
+  int64_t overloaded_retry_spread_ms = 0;  // the collector's spread hint, 0: none
   grpc::Status status;
 };
 
@@ -133,16 +151,20 @@ const char* LinkTlsHint(LinkTlsProblem problem) {
   switch (problem) {
     case LinkTlsProblem::kCollectorExpectsTls:
       return "the collector closed the connection without answering: it probably expects TLS; set "
-             "collector.ca_file to the collector's CA certificate (and collector.server_name if the certificate "
+             "collector.ca_file to the collector's CA certificate (and collector.server_name if "
+             "the certificate "
              "names another host)";
     case LinkTlsProblem::kCollectorWithoutTls:
-      return "the collector does not speak TLS on this port (it answered in plaintext): check the port in "
+      return "the collector does not speak TLS on this port (it answered in plaintext): check the "
+             "port in "
              "collector.address; a loopback collector without TLS needs no collector.ca_file";
     case LinkTlsProblem::kHandshakeFailed:
-      return "the TLS handshake failed: collector.ca_file must be the CA that signed the collector's "
+      return "the TLS handshake failed: collector.ca_file must be the CA that signed the "
+             "collector's "
              "certificate, and the certificate must name the host of collector.address (or set "
              "collector.server_name)";
-    case LinkTlsProblem::kNone: break;
+    case LinkTlsProblem::kNone:
+      break;
   }
   return "";
 }
@@ -228,9 +250,15 @@ void Uplink::Stop() {
 
 namespace {
 
-std::string SidecarPath(const std::string& dir, const std::string& id) { return Cat(dir, "/", id, ".json"); }
-std::string BundlePath(const std::string& dir, const std::string& id) { return Cat(dir, "/", id, ".tar.gz"); }
-std::string DoneMarkerPath(const std::string& dir, const std::string& id) { return Cat(dir, "/", id, ".done"); }
+std::string SidecarPath(const std::string& dir, const std::string& id) {
+  return Cat(dir, "/", id, ".json");
+}
+std::string BundlePath(const std::string& dir, const std::string& id) {
+  return Cat(dir, "/", id, ".tar.gz");
+}
+std::string DoneMarkerPath(const std::string& dir, const std::string& id) {
+  return Cat(dir, "/", id, ".done");
+}
 
 // "fr-<episode>-<state>", or a hash of the episode when it would not make a
 // valid (file and wire) identifier.
@@ -305,10 +333,12 @@ void Uplink::LoadBuiltBundles() {
   // Archives without a sidecar were never finished.
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.ends_with(".tar.gz") && !bundles_.contains(name.substr(0, name.size() - 7))) drop.push_back(entry.path());
+    if (name.ends_with(".tar.gz") && !bundles_.contains(name.substr(0, name.size() - 7)))
+      drop.push_back(entry.path());
   }
   for (const auto& p : drop) std::filesystem::remove_all(p, ec);
-  if (!bundles_.empty()) log::Info("bundles", Cat(bundles_.size(), " built bundle(s) wait to be sent"));
+  if (!bundles_.empty())
+    log::Info("bundles", Cat(bundles_.size(), " built bundle(s) wait to be sent"));
 }
 
 void Uplink::ForgetBundle(const std::string& id, bool done_marker) {
@@ -353,7 +383,8 @@ void Uplink::CaptureFlightRecorder(const std::string& episode, const std::string
     b->event_kind = event_kind;
     b->params.request_id = id;
     b->params.out_path = BundlePath(options_.bundle_dir, id);
-    b->params.reason = Cat("flight recorder: critical ", event_kind, " ", state, ", episode ", episode);
+    b->params.reason =
+        Cat("flight recorder: critical ", event_kind, " ", state, ", episode ", episode);
     bundles_[id] = std::move(b);
     build_queue_.push_back(id);
   }
@@ -361,14 +392,16 @@ void Uplink::CaptureFlightRecorder(const std::string& episode, const std::string
   bcv_.notify_all();
 }
 
-void Uplink::OnBundleRequest(const std::string& id, uint64_t resume_offset, const std::string& sha256,
-                             int64_t window_ms, bool exclude_logs, const std::string& reason) {
+void Uplink::OnBundleRequest(const std::string& id, uint64_t resume_offset,
+                             const std::string& sha256, int64_t window_ms, bool exclude_logs,
+                             const std::string& reason) {
   {
     std::lock_guard lock(bmu_);
     auto it = bundles_.find(id);
     if (it == bundles_.end()) {
       if (!bundles_enabled() || !IsValidIdentifier(id, 128)) {
-        failures_.emplace_back(id, "this agent cannot build bundles (no builder or bundle directory)");
+        failures_.emplace_back(id,
+                               "this agent cannot build bundles (no builder or bundle directory)");
       } else {
         auto b = std::make_unique<OutBundle>();
         b->params.request_id = id;
@@ -385,14 +418,16 @@ void Uplink::OnBundleRequest(const std::string& id, uint64_t resume_offset, cons
       OutBundle& b = *it->second;
       using S = OutBundle::State;
       if (b.state == S::kReady || b.state == S::kSending || b.state == S::kSent) {
-        if (b.state == S::kSending && resume_offset == b.request_offset && sha256 == b.request_sha) return;
+        if (b.state == S::kSending && resume_offset == b.request_offset && sha256 == b.request_sha)
+          return;
         b.request_offset = resume_offset;
         b.request_sha = sha256;
         // Bytes the collector holds of another file are void: from the start.
         b.cursor = (!sha256.empty() && sha256 != b.sha256) ? 0 : std::min(resume_offset, b.size);
         b.state = S::kSending;
-        log::Info("bundles", Cat("bundle ", id, ": sending ", b.size - b.cursor, " of ", b.size, " bytes",
-                                 b.cursor > 0 ? Cat(" from resume_offset ", b.cursor) : ""));
+        log::Info("bundles",
+                  Cat("bundle ", id, ": sending ", b.size - b.cursor, " of ", b.size, " bytes",
+                      b.cursor > 0 ? Cat(" from resume_offset ", b.cursor) : ""));
       }
       // Queued or building: the offer follows when it is built.
     }
@@ -405,10 +440,12 @@ void Uplink::OnBundleAck(const std::string& id, bool complete, bool cancelled) {
   std::lock_guard lock(bmu_);
   auto it = bundles_.find(id);
   if (it == bundles_.end()) return;
-  if (it->second->state == OutBundle::State::kQueued || it->second->state == OutBundle::State::kBuilding) {
+  if (it->second->state == OutBundle::State::kQueued ||
+      it->second->state == OutBundle::State::kBuilding) {
     return;  // not ours yet to drop; the offer will be answered again
   }
-  log::Info("bundles", Cat("bundle ", id, complete ? " stored by the collector" : " not wanted by the collector",
+  log::Info("bundles", Cat("bundle ", id,
+                           complete ? " stored by the collector" : " not wanted by the collector",
                            "; local copy deleted"));
   ForgetBundle(id, true);
 }
@@ -462,17 +499,25 @@ void Uplink::BuilderLoop() {
     b.sha256 = built->sha256;
     b.manifest = built->manifest_json.size() <= 1024 * 1024 ? built->manifest_json : "";
     b.built_at_ms = clock_.NowMs();
-    nlohmann::json sidecar = {{"id", id},          {"size", b.size},         {"sha256", b.sha256},
-                              {"trigger", b.trigger}, {"episode", b.episode}, {"event_kind", b.event_kind},
-                              {"built_at_ms", b.built_at_ms}, {"manifest", b.manifest}};
-    if (auto st = WriteFileAtomically(SidecarPath(options_.bundle_dir, id),
-                                      sidecar.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 0640);
+    nlohmann::json sidecar = {{"id", id},
+                              {"size", b.size},
+                              {"sha256", b.sha256},
+                              {"trigger", b.trigger},
+                              {"episode", b.episode},
+                              {"event_kind", b.event_kind},
+                              {"built_at_ms", b.built_at_ms},
+                              {"manifest", b.manifest}};
+    if (auto st = WriteFileAtomically(
+            SidecarPath(options_.bundle_dir, id),
+            sidecar.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 0640);
         !st.ok()) {
-      log::Warn("bundles", Cat("bundle ", id, ": ", st.ToString(), " (it will not survive a restart)"));
+      log::Warn("bundles",
+                Cat("bundle ", id, ": ", st.ToString(), " (it will not survive a restart)"));
     }
     b.state = OutBundle::State::kReady;
     b.offer_pending = true;
-    log::Info("bundles", Cat("bundle ", id, " built in ", took, " ms: ", b.size, " bytes, sha256 ", b.sha256));
+    log::Info("bundles",
+              Cat("bundle ", id, " built in ", took, " ms: ", b.size, " bytes, sha256 ", b.sha256));
     lock.unlock();
     NotifyLoop();
     lock.lock();
@@ -534,7 +579,8 @@ bool Uplink::PumpBundles(Stream& stream, bool* write_failed) {
       size = next->size;
       if (size - cursor <= options_.bundle_chunk_bytes) manifest = next->manifest;
     }
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(options_.bundle_chunk_bytes, size - cursor));
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(options_.bundle_chunk_bytes, size - cursor));
     v1::AgentMessage m;
     auto* c = m.mutable_bundle_chunk();
     c->set_request_id(id);
@@ -574,17 +620,18 @@ bool Uplink::PumpBundles(Stream& stream, bool* write_failed) {
     wrote = true;
     std::lock_guard lock(bmu_);
     auto it = bundles_.find(id);
-    if (it != bundles_.end() && it->second->state == OutBundle::State::kSending && it->second->cursor == cursor) {
+    if (it != bundles_.end() && it->second->state == OutBundle::State::kSending &&
+        it->second->cursor == cursor) {
       it->second->cursor = cursor + n;
       if (last) {
         it->second->state = OutBundle::State::kSent;
-        log::Info("bundles", Cat("bundle ", id, ": all ", size, " bytes sent; waiting for the collector"));
+        log::Info("bundles",
+                  Cat("bundle ", id, ": all ", size, " bytes sent; waiting for the collector"));
       }
     }
   }
   return wrote;
 }
-
 
 void Uplink::Wake() {
   {
@@ -622,37 +669,44 @@ void Uplink::Run() {
     int64_t delay;
     if (r.overloaded_retry_after_ms >= 0 ||
         r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-      delay = backoff_.Overloaded(std::max<int64_t>(0, r.overloaded_retry_after_ms), r.overloaded_retry_spread_ms);
+      delay = backoff_.Overloaded(std::max<int64_t>(0, r.overloaded_retry_after_ms),
+                                  r.overloaded_retry_spread_ms);
       log::Warn("uplink", Cat("collector is overloaded; reconnecting in ", delay, " ms"));
     } else if (r.status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
                r.status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
       delay = backoff_.Overloaded(0);
-      log::Error("uplink", Cat("the collector refused this agent: ", CodeName(r.status.error_code()),
-                               " ", r.status.error_message(), "; check collector.token_file and "
-                               "agent.store_id; retrying in ", delay, " ms"));
+      log::Error("uplink", Cat("the collector refused this agent: ",
+                               CodeName(r.status.error_code()), " ", r.status.error_message(),
+                               "; check collector.token_file and "
+                               "agent.store_id; retrying in ",
+                               delay, " ms"));
     } else if (LinkTlsProblem tls = r.handshake_done ? LinkTlsProblem::kNone
-                                                      : ClassifyTlsProblem(!options_.ca_pem.empty(),
-                                                                           r.status.error_code(),
-                                                                           r.status.error_message());
+                                                     : ClassifyTlsProblem(!options_.ca_pem.empty(),
+                                                                          r.status.error_code(),
+                                                                          r.status.error_message());
                tls != LinkTlsProblem::kNone) {
       // A configuration problem that no retry mends: an error, once per
       // window with how often it repeated meanwhile.
       delay = backoff_.Failed();
-      const std::string line = Cat("link to ", options_.target, ": ", LinkTlsHint(tls), " (",
-                                   CodeName(r.status.error_code()), " ", r.status.error_message(), ")");
+      const std::string line =
+          Cat("link to ", options_.target, ": ", LinkTlsHint(tls), " (",
+              CodeName(r.status.error_code()), " ", r.status.error_message(), ")");
       uint64_t skipped = 0;
       if (tls_errors_.Allow(line, clock_.MonotonicMs(), &skipped)) {
-        log::Error("uplink", Cat(line, skipped > 0 ? Cat("; ", skipped, " more time(s) since the last such line") : "",
-                                 "; reconnecting in ", delay, " ms"));
+        log::Error(
+            "uplink",
+            Cat(line,
+                skipped > 0 ? Cat("; ", skipped, " more time(s) since the last such line") : "",
+                "; reconnecting in ", delay, " ms"));
       } else {
-        log::Debug("uplink", Cat("link to ", options_.target, ": the same TLS failure; reconnecting in ", delay, " ms"));
+        log::Debug("uplink", Cat("link to ", options_.target,
+                                 ": the same TLS failure; reconnecting in ", delay, " ms"));
       }
     } else {
       delay = backoff_.Failed();
-      log::Warn("uplink", Cat("link to ", options_.target, " ended: ",
-                                       CodeName(r.status.error_code()), " ",
-                                       r.status.error_message(), "; reconnecting in ", delay,
-                                       " ms"));
+      log::Warn("uplink",
+                Cat("link to ", options_.target, " ended: ", CodeName(r.status.error_code()), " ",
+                    r.status.error_message(), "; reconnecting in ", delay, " ms"));
     }
   }
 }
@@ -696,8 +750,11 @@ Uplink::SessionResult Uplink::RunSession() {
         e->set_episode(h.episode);
         Append(&names, names.empty() ? "" : ", ", h.kind, " ", h.episode);
       }
-      if (held->empty()) log::Debug("uplink", "hello: holding no raised condition");
-      else log::Info("uplink", Cat("hello: holding ", held->size(), " raised condition episode(s): ", names));
+      if (held->empty())
+        log::Debug("uplink", "hello: holding no raised condition");
+      else
+        log::Info("uplink",
+                  Cat("hello: holding ", held->size(), " raised condition episode(s): ", names));
     }
   }
   if (!stream->Write(hello_msg)) return finish(result);
@@ -735,11 +792,11 @@ Uplink::SessionResult Uplink::RunSession() {
   const bool bundles_v2 = welcome.protocol_version() >= 2;
   if (bundles_v2) OnBundleSessionStart();
   log::Info("uplink", Cat("connected to ", options_.target, "; collector has up to ",
-                                   welcome.last_committed_sequence()));
+                          welcome.last_committed_sequence()));
 
   // Shared between this writer loop and the reader thread, guarded by mu_.
-  uint64_t acked = welcome.renumber_from() > 0 ? welcome.renumber_from() - 1
-                                               : welcome.last_committed_sequence();
+  uint64_t acked =
+      welcome.renumber_from() > 0 ? welcome.renumber_from() - 1 : welcome.last_committed_sequence();
   bool reader_done = false;
   std::deque<uint64_t> pongs;
 
@@ -763,7 +820,8 @@ Uplink::SessionResult Uplink::RunSession() {
         result.overloaded_retry_spread_ms = msg.overloaded().retry_spread_ms();
       } else if (msg.has_bundle_request() && bundles_v2) {
         const auto& r = msg.bundle_request();
-        OnBundleRequest(r.request_id(), r.resume_offset(), r.sha256(), r.window_ms(), r.exclude_logs(), r.reason());
+        OnBundleRequest(r.request_id(), r.resume_offset(), r.sha256(), r.window_ms(),
+                        r.exclude_logs(), r.reason());
       } else if (msg.has_bundle_ack() && bundles_v2) {
         const auto& k = msg.bundle_ack();
         OnBundleAck(k.request_id(), k.complete(), k.cancelled());
@@ -802,7 +860,9 @@ Uplink::SessionResult Uplink::RunSession() {
       st->set_outbox_depth(s.depth);
       st->set_outbox_bytes(static_cast<uint64_t>(s.bytes));
       st->set_oldest_unsent_age_s(
-          s.oldest_enqueued_ms ? std::max<int64_t>(0, (clock_.NowMs() - s.oldest_enqueued_ms) / 1000) : 0);
+          s.oldest_enqueued_ms
+              ? std::max<int64_t>(0, (clock_.NowMs() - s.oldest_enqueued_ms) / 1000)
+              : 0);
       st->set_gaps_total(s.gaps_total);
       st->set_sent_at_ms(clock_.NowMs());
       if (!stream->Write(m)) write_failed = true;
@@ -811,7 +871,8 @@ Uplink::SessionResult Uplink::RunSession() {
     bool sent_any = false;
     last_sent = std::max(last_sent, acked_now);  // an ack never goes past what was sent
     if (last_sent - acked_now < options_.max_inflight) {
-      auto events = outbox_.ReadAfter(last_sent, options_.batch_max_events, options_.batch_max_bytes);
+      auto events =
+          outbox_.ReadAfter(last_sent, options_.batch_max_events, options_.batch_max_bytes);
       if (!events.ok()) {
         log::Error("uplink", Cat("cannot read outbox: ", events.status().ToString()));
       } else if (!events->empty()) {
@@ -819,7 +880,8 @@ Uplink::SessionResult Uplink::RunSession() {
         auto* batch = m.mutable_batch();
         for (auto& e : *events) {
           // Only a collector that takes bundles gets flight recorder captures.
-          if (bundles_v2 && e.severity == Severity::kCritical && bundles_enabled() && options_.flight_recorder) {
+          if (bundles_v2 && e.severity == Severity::kCritical && bundles_enabled() &&
+              options_.flight_recorder) {
             auto p = nlohmann::json::parse(e.payload, nullptr, false);
             if (p.is_object() && p["state"].is_string() && p["episode"].is_string()) {
               std::string state = p["state"].get<std::string>();

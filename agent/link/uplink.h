@@ -31,7 +31,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-
 #include "agent/store/detector_state.h"
 #include "agent/store/outbox.h"
 #include "common/backoff.h"
@@ -51,7 +50,7 @@ struct BundleBuildRequest {
   std::string out_path;   // write the .tar.gz here
   int64_t window_ms = 0;  // 0: the configured window
   bool exclude_logs = false;
-  std::string reason;     // who asked and why (collector) or the event (flight recorder)
+  std::string reason;  // who asked and why (collector) or the event (flight recorder)
 };
 struct BuiltBundle {
   std::string path;
@@ -63,7 +62,7 @@ struct BuiltBundle {
 using BundleBuilder = std::function<absl::StatusOr<BuiltBundle>(const BundleBuildRequest&)>;
 
 struct UplinkOptions {
-  std::string target;       // "host:port" of the collector
+  std::string target;  // "host:port" of the collector
   std::string store_id;
   std::string agent_id;
   std::string token;        // store token; sent as metadata, never logged
@@ -72,7 +71,7 @@ struct UplinkOptions {
   BackoffPolicy backoff;
   size_t batch_max_events = 500;
   size_t batch_max_bytes = 1024 * 1024;
-  uint64_t max_inflight = 5000;        // sent but not yet acknowledged
+  uint64_t max_inflight = 5000;         // sent but not yet acknowledged
   int64_t status_interval_ms = 30'000;  // the collector's Welcome may change it
   int64_t idle_poll_ms = 200;           // picks up events other processes appended
 
@@ -81,10 +80,10 @@ struct UplinkOptions {
   std::string bundle_dir;  // <state_dir>/bundles
   BundleBuilder bundle_builder;
   size_t bundle_chunk_bytes = 256 * 1024;
-  size_t bundle_chunks_per_turn = 4;              // then the loop looks for events again
-  int64_t bundle_keep_ms = 24 * 3'600'000;        // built, never acknowledged: deleted after this
+  size_t bundle_chunks_per_turn = 4;        // then the loop looks for events again
+  int64_t bundle_keep_ms = 24 * 3'600'000;  // built, never acknowledged: deleted after this
   bool flight_recorder = true;
-  size_t bundle_max_queued = 8;                   // builds waiting; more flight recorder triggers are dropped
+  size_t bundle_max_queued = 8;  // builds waiting; more flight recorder triggers are dropped
 
   // The condition episodes the agent holds raised, for every Hello
   // (Hello.held_episodes, docs/protocol.md). Called on the loop thread;
@@ -101,10 +100,10 @@ std::shared_ptr<grpc::Channel> MakeLinkChannel(const UplinkOptions& options);
 // collector's clock read; no events are sent and nothing is stored on
 // either side.
 struct CollectorProbe {
-  int code = 0;             // grpc::StatusCode: OK when the collector answered with a Welcome
-  std::string message;      // gRPC's error message otherwise
+  int code = 0;         // grpc::StatusCode: OK when the collector answered with a Welcome
+  std::string message;  // gRPC's error message otherwise
   int64_t server_time_ms = 0;
-  int64_t offset_ms = 0;    // collector's clock minus ours, at mid round trip
+  int64_t offset_ms = 0;  // collector's clock minus ours, at mid round trip
   int64_t round_trip_ms = 0;
 };
 CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, Clock& clock);
@@ -135,22 +134,25 @@ class Uplink {
 
   // The flight recorder: capture a bundle for this episode now (once per
   // episode and state). Called by the loop for critical events it sends.
-  void CaptureFlightRecorder(const std::string& episode, const std::string& event_kind, const std::string& state);
+  void CaptureFlightRecorder(const std::string& episode, const std::string& event_kind,
+                             const std::string& state);
 
  private:
   struct SessionResult;
   struct OutBundle;
   void Run();
   SessionResult RunSession();
-  bool bundles_enabled() const { return !options_.bundle_dir.empty() && options_.bundle_builder != nullptr; }
+  bool bundles_enabled() const {
+    return !options_.bundle_dir.empty() && options_.bundle_builder != nullptr;
+  }
   // Bundle state (guarded by bmu_).
   void LoadBuiltBundles();
   void BuilderLoop();
   void ForgetBundle(const std::string& id, bool done_marker);  // bmu_ held
   void ExpireBundles();
   void NotifyLoop();
-  void OnBundleRequest(const std::string& id, uint64_t resume_offset, const std::string& sha256, int64_t window_ms,
-                       bool exclude_logs, const std::string& reason);
+  void OnBundleRequest(const std::string& id, uint64_t resume_offset, const std::string& sha256,
+                       int64_t window_ms, bool exclude_logs, const std::string& reason);
   void OnBundleAck(const std::string& id, bool complete, bool cancelled);
   void OnBundleSessionStart();
   // Writes what bundle work is due on the stream (loop thread). Returns
@@ -176,7 +178,7 @@ class Uplink {
   std::thread thread_;
 
   std::mutex bmu_;
-  std::condition_variable bcv_;  // the bundle thread waits on it
+  std::condition_variable bcv_;                                // the bundle thread waits on it
   std::map<std::string, std::unique_ptr<OutBundle>> bundles_;  // by request id
   std::deque<std::string> build_queue_;
   std::deque<std::pair<std::string, std::string>> failures_;  // (id, error) to report

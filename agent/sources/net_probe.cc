@@ -13,7 +13,8 @@
 
 namespace setdiag::agent {
 
-std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_t port, int timeout_ms) {
+std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_t port,
+                                  int timeout_ms) {
   std::vector<ProbeResult> out(hosts.size(), ProbeResult::kNoAnswer);
   std::vector<pollfd> fds;
   std::vector<size_t> index;
@@ -46,7 +47,8 @@ std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   size_t pending = fds.size();
   while (pending > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(left.count()));
     if (n <= 0) break;
@@ -55,8 +57,9 @@ std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_
       int err = 0;
       socklen_t len = sizeof err;
       ::getsockopt(fds[k].fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      out[index[k]] = err == 0 ? ProbeResult::kAnswers
-                               : (err == ECONNREFUSED ? ProbeResult::kRefused : ProbeResult::kNoAnswer);
+      out[index[k]] = err == 0
+                          ? ProbeResult::kAnswers
+                          : (err == ECONNREFUSED ? ProbeResult::kRefused : ProbeResult::kNoAnswer);
       ::close(fds[k].fd);
       fds[k].fd = -1;  // poll ignores negative descriptors
       --pending;
@@ -73,7 +76,8 @@ ServerState CheckServer(const ServerCheckConfig& config, int timeout_ms) {
   if (!config.enabled) return s;
   s.known = true;
   s.port_8090 = ProbeTcp({config.host}, config.port_soap, timeout_ms)[0] == ProbeResult::kAnswers;
-  s.port_8091 = ProbeTcp({config.host}, config.port_transport, timeout_ms)[0] == ProbeResult::kAnswers;
+  s.port_8091 =
+      ProbeTcp({config.host}, config.port_transport, timeout_ms)[0] == ProbeResult::kAnswers;
   s.db_port = config.port_db;
   s.port_5432 = ProbeTcp({config.host}, config.port_db, timeout_ms)[0] == ProbeResult::kAnswers;
   std::error_code ec;

@@ -13,7 +13,8 @@ namespace setdiag::agent {
 
 // One result per host: answers (connected), refused (host up, port closed),
 // no_answer (timeout, unreachable, bad address).
-std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_t port, int timeout_ms);
+std::vector<ProbeResult> ProbeTcp(const std::vector<std::string>& hosts, uint16_t port,
+                                  int timeout_ms);
 
 struct ServerCheckConfig {
   bool enabled = true;

@@ -1,7 +1,5 @@
 #include "agent/sources/pg_wire.h"
 
-#include "agent/sources/resolve.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -24,6 +22,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "agent/sources/resolve.h"
 #include "common/digest.h"
 #include "common/strings.h"
 
@@ -421,8 +420,9 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const PgConn
       c.reset(new PgConnection());
       absl::Status again = c->ConnectTo(plain, addr, a.len, a.family, deadline);
       if (again.ok()) return c;
-      st = absl::Status(again.code(),
-                        Cat(st.message(), "; then without TLS (sslmode=prefer): ", again.message()));
+      st =
+          absl::Status(again.code(),
+                       Cat(st.message(), "; then without TLS (sslmode=prefer): ", again.message()));
     }
     code = st.code();
     // As libpq words it: connection to server at "db" (10.0.0.5), port 5432 failed: ...
@@ -457,11 +457,11 @@ absl::Status PgConnection::ConnectTo(const PgConnectParams& p, const void* addr,
     // EAGAIN is not "in progress" (that is EINPROGRESS): on a Unix socket
     // the server's listen queue is full, on TCP the kernel lacks resources.
     if (errno == EAGAIN && family == AF_UNIX) {
-      return Broken(absl::UnavailableError(
-          "the server's listen queue is full (connect: EAGAIN): it is overloaded or not accepting"));
+      return Broken(
+          absl::UnavailableError("the server's listen queue is full (connect: EAGAIN): it is "
+                                 "overloaded or not accepting"));
     }
-    if (errno == EAGAIN)
-      return Broken(absl::UnavailableError(Cat("connect: ", ErrnoText(EAGAIN))));
+    if (errno == EAGAIN) return Broken(absl::UnavailableError(Cat("connect: ", ErrnoText(EAGAIN))));
     if (errno != EINPROGRESS) return Broken(absl::UnavailableError(ErrnoText(errno)));
     if (absl::Status st = Wait(POLLOUT, deadline, "connecting"); !st.ok()) return st;
     int err = 0;
@@ -703,8 +703,8 @@ absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
     return absl::InvalidArgumentError("query contains a NUL byte");
   if (absl::Status st = SendAll(Frame('Q', Cat(sql, '\0')), deadline); !st.ok()) return st;
   PgResult result;
-  bool described = false;    // a RowDescription came in the current statement
-  size_t result_bytes = 0;   // all DataRows of this query, with overhead
+  bool described = false;             // a RowDescription came in the current statement
+  size_t result_bytes = 0;            // all DataRows of this query, with overhead
   std::optional<absl::Status> error;  // the first error of this query
   auto fail = [&error](absl::Status st) {
     if (!error) error = std::move(st);

@@ -27,16 +27,21 @@ std::map<int, int64_t> HeartbeatBoard::Snapshot() const {
 }
 
 absl::StatusOr<int> ParseHeartbeat(std::string_view body, const std::string& store_id) {
-  if (body.size() > kMaxHeartbeatBytes) return absl::InvalidArgumentError("heartbeat over 512 bytes");
+  if (body.size() > kMaxHeartbeatBytes)
+    return absl::InvalidArgumentError("heartbeat over 512 bytes");
   auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("not a JSON object");
   auto store = j.find("store");
   auto till = j.find("till");
-  if (store == j.end() || till == j.end()) return absl::InvalidArgumentError("needs \"store\" and \"till\"");
+  if (store == j.end() || till == j.end())
+    return absl::InvalidArgumentError("needs \"store\" and \"till\"");
   std::string store_text;
-  if (store->is_string()) store_text = store->get<std::string>();
-  else if (store->is_number_integer()) store_text = std::to_string(store->get<int64_t>());
-  else return absl::InvalidArgumentError("\"store\" must be a string");
+  if (store->is_string())
+    store_text = store->get<std::string>();
+  else if (store->is_number_integer())
+    store_text = std::to_string(store->get<int64_t>());
+  else
+    return absl::InvalidArgumentError("\"store\" must be a string");
   if (!till->is_number_integer()) return absl::InvalidArgumentError("\"till\" must be an integer");
   int64_t number = till->get<int64_t>();
   if (number < 1 || number > 99'999) return absl::InvalidArgumentError("\"till\" out of range");
@@ -63,8 +68,8 @@ void PushReceiver::Accept(std::string_view body, bool oversized) {
   } else {
     // Counted, not logged per datagram: garbage must not flood the log.
     if (counters_.malformed++ % 1000 == 0) {
-      log::Warn("push", Cat("ignoring malformed heartbeats (", counters_.malformed.load(), " so far): ",
-                            till.status().message()));
+      log::Warn("push", Cat("ignoring malformed heartbeats (", counters_.malformed.load(),
+                            " so far): ", till.status().message()));
     }
   }
 }
@@ -79,8 +84,8 @@ absl::Status PushReceiver::StartUdp(const std::string& host, uint16_t port) {
     return absl::InvalidArgumentError(Cat("push.udp_listen: '", host, "' is not an IPv4 address"));
   }
   if (::bind(udp_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return absl::UnavailableError(Cat("cannot listen for heartbeats on udp ", host, ":", port, ": ",
-                                      std::strerror(errno)));
+    return absl::UnavailableError(
+        Cat("cannot listen for heartbeats on udp ", host, ":", port, ": ", std::strerror(errno)));
   }
   socklen_t len = sizeof addr;
   ::getsockname(udp_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -104,7 +109,8 @@ void PushReceiver::UdpLoop() {
 absl::Status PushReceiver::StartHttp(const std::string& host, uint16_t port) {
   http_ = std::make_unique<HttpServer>(
       [this](const HttpRequest& r) -> HttpResponse {
-        if (r.target != "/v1/heartbeat") return {404, R"({"error":"POST heartbeats to /v1/heartbeat"})"};
+        if (r.target != "/v1/heartbeat")
+          return {404, R"({"error":"POST heartbeats to /v1/heartbeat"})"};
         if (r.method != "POST") return {405, R"({"error":"use POST"})"};
         if (r.body.size() > kMaxHeartbeatBytes) {
           counters_.oversized++;

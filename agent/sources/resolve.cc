@@ -1,7 +1,7 @@
 #include "agent/sources/resolve.h"
 
-#include <arpa/inet.h>
 #include <ares.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 
@@ -37,9 +37,10 @@ void OnResult(void* arg, int status, int /*timeouts*/, ares_addrinfo* result) {
     a.len = n->ai_addrlen;
     a.family = n->ai_family;
     char text[INET6_ADDRSTRLEN] = "?";
-    const void* in = n->ai_family == AF_INET6
-                         ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(n->ai_addr)->sin6_addr)
-                         : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(n->ai_addr)->sin_addr);
+    const void* in =
+        n->ai_family == AF_INET6
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(n->ai_addr)->sin6_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(n->ai_addr)->sin_addr);
     inet_ntop(n->ai_family, in, text, sizeof text);
     a.text = text;
     l->out.push_back(std::move(a));
@@ -136,7 +137,8 @@ absl::StatusOr<std::vector<ResolvedAddress>> ResolveTcp(const std::string& host,
       continue;
     }
     for (int i = 0; i < n; ++i) {
-      ares_socket_t r = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ? fds[i].fd : ARES_SOCKET_BAD;
+      ares_socket_t r =
+          (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ? fds[i].fd : ARES_SOCKET_BAD;
       ares_socket_t w = (fds[i].revents & POLLOUT) ? fds[i].fd : ARES_SOCKET_BAD;
       if (r != ARES_SOCKET_BAD || w != ARES_SOCKET_BAD) ares_process_fd(channel, r, w);
     }
@@ -144,12 +146,13 @@ absl::StatusOr<std::vector<ResolvedAddress>> ResolveTcp(const std::string& host,
   // Cancels a lookup still running; its callback runs with ARES_ECANCELLED.
   ares_destroy(channel);
   if (!lookup.done || lookup.status == ARES_ECANCELLED || lookup.status == ARES_EDESTRUCTION)
-    return absl::DeadlineExceededError(absl::StrCat("could not resolve host \"", host, "\" within ",
-                                                    timeout.count(), " ms"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("could not resolve host \"", host, "\" within ", timeout.count(), " ms"));
   if (lookup.status != ARES_SUCCESS)
     return absl::UnavailableError(
         absl::StrCat("could not resolve host \"", host, "\": ", ares_strerror(lookup.status)));
-  if (lookup.out.empty()) return absl::UnavailableError(absl::StrCat("no address for host \"", host, "\""));
+  if (lookup.out.empty())
+    return absl::UnavailableError(absl::StrCat("no address for host \"", host, "\""));
   return lookup.out;
 }
 

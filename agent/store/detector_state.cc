@@ -1,7 +1,6 @@
 #include "agent/store/detector_state.h"
 
 #include "agent/store/state_schema.h"
-
 #include "common/log.h"
 #include "common/strings.h"
 

@@ -174,7 +174,8 @@ Outbox::Outbox(sql::Db db, OutboxLimits limits, Clock& clock, bool in_memory)
     : db_(std::move(db)), limits_(limits), clock_(clock), in_memory_(in_memory) {}
 
 absl::StatusOr<std::unique_ptr<Outbox>> Outbox::OpenWithoutRepair(const std::string& path,
-                                                                  OutboxLimits limits, Clock& clock) {
+                                                                  OutboxLimits limits,
+                                                                  Clock& clock) {
   auto db = sql::Db::Open(path);
   if (!db.ok()) return db.status();
   auto check = db->QueryText("PRAGMA quick_check");
@@ -199,8 +200,8 @@ std::unique_ptr<Outbox> Outbox::Open(const std::string& path, OutboxLimits limit
   std::string reason;
   if (box.status().code() == absl::StatusCode::kDataLoss) {
     std::string suffix = Cat(".corrupt-", clock.NowMs());
-    reason = Cat("outbox ", path, " was unreadable (", box.status().message(),
-                          "); moved aside to ", path, suffix, " and started a fresh one");
+    reason = Cat("outbox ", path, " was unreadable (", box.status().message(), "); moved aside to ",
+                 path, suffix, " and started a fresh one");
     if (MoveAside(path, suffix).ok()) {
       // Before the file is given up: what can still be read of it.
       Salvage salvage = ReadDamaged(path + suffix);
@@ -331,7 +332,7 @@ absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, cons
   auto seq = InsertLocked(gap, clock_.NowMs());
   if (!seq.ok()) return seq.status();
   log::Warn("outbox", Cat("evicted ", count, " events (", reason, "); gap record ", *seq,
-                                   " will tell the collector"));
+                          " will tell the collector"));
   return absl::OkStatus();
 }
 
@@ -341,7 +342,8 @@ absl::StatusOr<bool> Outbox::MakeRoom(int64_t incoming, Severity severity) {
   if (*bytes + incoming <= limits_.max_bytes) return true;
   // Only events no more important than the newcomer may make room for it:
   // a full outbox of critical events never loses one to an info event.
-  auto stmt = db_.Prepare("SELECT seq, size FROM outbox WHERE severity <= ? ORDER BY severity ASC, seq ASC");
+  auto stmt = db_.Prepare(
+      "SELECT seq, size FROM outbox WHERE severity <= ? ORDER BY severity ASC, seq ASC");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, static_cast<int64_t>(severity));
   std::vector<std::pair<uint64_t, int64_t>> candidates;
@@ -357,8 +359,9 @@ absl::StatusOr<bool> Outbox::MakeRoom(int64_t incoming, Severity severity) {
   if (*bytes - evictable + incoming + kGapReserve > limits_.max_bytes) return false;
   // Free down to the low watermark (room for the gap record included), so a
   // full outbox does not evict and report a gap on every append.
-  auto target = static_cast<int64_t>(static_cast<double>(limits_.max_bytes) * limits_.low_watermark) -
-                incoming - kGapReserve;
+  auto target =
+      static_cast<int64_t>(static_cast<double>(limits_.max_bytes) * limits_.low_watermark) -
+      incoming - kGapReserve;
   std::vector<uint64_t> victims;
   int64_t remaining = *bytes;
   for (const auto& [seq, size] : candidates) {
@@ -390,8 +393,9 @@ absl::Status Outbox::RecordDroppedArrival(const NewEvent& event) {
   dropped["by_severity"][sev] = dropped["by_severity"].value(sev, 0) + 1;
   if (!dropped.contains("oldest_detected_ms")) dropped["oldest_detected_ms"] = event.detected_at_ms;
   dropped["newest_detected_ms"] = event.detected_at_ms;
-  auto up = db_.Prepare("INSERT INTO meta(key, tvalue) VALUES ('dropped', ?1) "
-                        "ON CONFLICT(key) DO UPDATE SET tvalue=?1");
+  auto up = db_.Prepare(
+      "INSERT INTO meta(key, tvalue) VALUES ('dropped', ?1) "
+      "ON CONFLICT(key) DO UPDATE SET tvalue=?1");
   if (!up.ok()) return up.status();
   if (auto st = up->Bind(1, dropped.dump()).Run(); !st.ok()) return st;
   auto gaps = Meta(db_, "gaps_total");
@@ -415,15 +419,16 @@ absl::Status Outbox::FlushDroppedLocked() {
   if (!*fits) return absl::OkStatus();  // still full of critical events; try later
   auto seq = InsertLocked(gap, clock_.NowMs());
   if (!seq.ok()) return seq.status();
-  log::Warn("outbox", Cat("reported ", dropped.value("count", 0),
-                          " events dropped on arrival while the outbox was full; gap record ", *seq));
+  log::Warn("outbox",
+            Cat("reported ", dropped.value("count", 0),
+                " events dropped on arrival while the outbox was full; gap record ", *seq));
   return db_.Exec("DELETE FROM meta WHERE key='dropped'");
 }
 
 absl::Status ValidateNewEvent(const NewEvent& event, int64_t max_event_bytes) {
   if (!IsValidIdentifier(event.kind)) {
-    return absl::InvalidArgumentError(Cat("event kind '", event.kind,
-                                          "' must be 1..128 characters of [A-Za-z0-9._-]"));
+    return absl::InvalidArgumentError(
+        Cat("event kind '", event.kind, "' must be 1..128 characters of [A-Za-z0-9._-]"));
   }
   if (event.severity < Severity::kInfo || event.severity > Severity::kCritical) {
     return absl::InvalidArgumentError("event severity must be info, normal, important or critical");
@@ -943,7 +948,8 @@ uint64_t Outbox::FirstUnacked() {
 OutboxStats Outbox::Stats() {
   std::lock_guard lock(mu_);
   OutboxStats s;
-  if (auto v = db_.QueryInt("SELECT COUNT(*) FROM outbox"); v.ok()) s.depth = static_cast<uint64_t>(*v);
+  if (auto v = db_.QueryInt("SELECT COUNT(*) FROM outbox"); v.ok())
+    s.depth = static_cast<uint64_t>(*v);
   if (auto v = Meta(db_, "bytes"); v.ok()) s.bytes = *v;
   if (auto v = db_.QueryInt("SELECT COALESCE(MIN(enqueued_at_ms), 0) FROM outbox"); v.ok()) {
     s.oldest_enqueued_ms = *v;

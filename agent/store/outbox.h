@@ -78,7 +78,8 @@ class Outbox {
   // For tools beside a running agent ('emit', 'status'): never moves a file
   // aside (that is the daemon's job, and it reports it); fails instead.
   static absl::StatusOr<std::unique_ptr<Outbox>> OpenWithoutRepair(const std::string& path,
-                                                                    OutboxLimits limits, Clock& clock);
+                                                                   OutboxLimits limits,
+                                                                   Clock& clock);
 
   // Non-empty when the file on disk was unusable and a fresh one was started.
   const std::string& reset_reason() const { return reset_reason_; }

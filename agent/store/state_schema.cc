@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS detector_state(
 )sql";
 
 const std::array<sql::Migration, 1> kSteps = {{
-    {1, "maintenance windows and detector state (0.1.0)", [](sql::Db& db) { return db.Exec(kVersion1); }},
+    {1, "maintenance windows and detector state (0.1.0)",
+     [](sql::Db& db) { return db.Exec(kVersion1); }},
 }};
 
 }  // namespace

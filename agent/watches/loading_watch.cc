@@ -1,7 +1,5 @@
 #include "agent/watches/loading_watch.h"
 
-#include "agent/watches/findings.h"
-
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -16,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
 #include "agent/sources/resolve.h"
+#include "agent/watches/findings.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -28,8 +27,8 @@ bool ParseDailyWindow(std::string_view text, int* start_min, int* end_min) {
     if (hhmm.size() != 5 || hhmm[2] != ':') return false;
     int h = 0, m = 0;
     if (std::from_chars(hhmm.data(), hhmm.data() + 2, h).ec != std::errc() ||
-        std::from_chars(hhmm.data() + 3, hhmm.data() + 5, m).ec != std::errc() || h > 24 || m > 59 ||
-        (h == 24 && m != 0)) {
+        std::from_chars(hhmm.data() + 3, hhmm.data() + 5, m).ec != std::errc() || h > 24 ||
+        m > 59 || (h == 24 && m != 0)) {
       return false;
     }
     *out = h * 60 + m;
@@ -37,8 +36,8 @@ bool ParseDailyWindow(std::string_view text, int* start_min, int* end_min) {
   };
   auto dash = text.find('-');
   if (dash == std::string_view::npos) return false;
-  return parse(Trim(text.substr(0, dash)), start_min) && parse(Trim(text.substr(dash + 1)), end_min) &&
-         *start_min < *end_min;
+  return parse(Trim(text.substr(0, dash)), start_min) &&
+         parse(Trim(text.substr(dash + 1)), end_min) && *start_min < *end_min;
 }
 
 absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
@@ -46,14 +45,16 @@ absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   std::string_view u = url;
-  if (!u.starts_with("http://")) return absl::InvalidArgumentError(Cat(url, ": only http:// is supported"));
+  if (!u.starts_with("http://"))
+    return absl::InvalidArgumentError(Cat(url, ": only http:// is supported"));
   u.remove_prefix(7);
   auto slash = u.find('/');
   std::string_view hostport = u.substr(0, slash);
   std::string target = slash == std::string_view::npos ? "/" : std::string(u.substr(slash));
   auto colon = hostport.rfind(':');
   std::string host(hostport.substr(0, colon));
-  std::string port = colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
+  std::string port =
+      colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
   // Asynchronous operations on a tcp_stream honour its expiry; a server that
   // accepts and never answers is cut at the timeout.
   asio::io_context io;
@@ -94,7 +95,9 @@ absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
     });
   });
   io.run();
-  if (result) return absl::UnavailableError(Cat(url, ": ", result == beast::error::timeout ? "timed out" : result.message()));
+  if (result)
+    return absl::UnavailableError(
+        Cat(url, ": ", result == beast::error::timeout ? "timed out" : result.message()));
   int code = static_cast<int>(parser.get().result_int());
   if (code != 200) return absl::UnavailableError(Cat(url, " answered HTTP ", code));
   if (parser.get().body().find("definitions") == std::string::npos) {
@@ -124,7 +127,7 @@ InboxObservation LoadingWatch::ListInbox(const std::string& path, const std::str
     if (!entry.is_regular_file(e2)) continue;
     std::string name = entry.path().filename().string();
     if (fnmatch(pattern.c_str(), name.c_str(), 0) != 0) continue;
-    struct stat st{};
+    struct stat st {};
     if (::stat(entry.path().c_str(), &st) != 0) continue;  // consumed meanwhile
     int64_t ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1'000'000;
     ++in.files;
@@ -136,8 +139,8 @@ InboxObservation LoadingWatch::ListInbox(const std::string& path, const std::str
   return in;
 }
 
-std::pair<bool, int64_t> LoadingWatch::ErpWindow(int64_t now_ms, const std::string& tz_name, int start_min,
-                                                 int end_min) {
+std::pair<bool, int64_t> LoadingWatch::ErpWindow(int64_t now_ms, const std::string& tz_name,
+                                                 int start_min, int end_min) {
   absl::TimeZone tz;
   if (!absl::LoadTimeZone(tz_name, &tz)) tz = absl::UTCTimeZone();
   absl::Time now = absl::FromUnixMillis(now_ms);
@@ -150,8 +153,8 @@ std::pair<bool, int64_t> LoadingWatch::ErpWindow(int64_t now_ms, const std::stri
 }
 
 LoadingWatch::LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
-                           std::function<void()> on_committed, std::function<LoadingContext(int64_t)> context,
-                           Clock& clock)
+                           std::function<void()> on_committed,
+                           std::function<LoadingContext(int64_t)> context, Clock& clock)
     : options_(std::move(options)),
       outbox_(outbox),
       on_committed_(std::move(on_committed)),
@@ -169,7 +172,8 @@ void LoadingWatch::Start() {
     state_.emplace(options_.state, "loading", "loading");
     if (auto previous = state_->Load()) {
       if (auto st = detector_.RestoreState(*previous); !st.ok()) {
-        log::Warn("loading", Cat("the conditions raised before the restart are not restored: ", st.message()));
+        log::Warn("loading",
+                  Cat("the conditions raised before the restart are not restored: ", st.message()));
       } else {
         for (const auto& h : HeldEpisodesOf(*previous)) {
           log::Info("loading", Cat("restored ", h.kind, " (episode ", h.episode,
@@ -181,8 +185,10 @@ void LoadingWatch::Start() {
   }
   if (options_.state) {
     checks_state_.emplace(options_.state, "loading.checks", "loading");
-    if (auto previous = checks_state_->Load()) RestoreChecksState(*previous, &sources_, nullptr, nullptr);
-    checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), clock_.NowMs(), clock_.MonotonicMs());
+    if (auto previous = checks_state_->Load())
+      RestoreChecksState(*previous, &sources_, nullptr, nullptr);
+    checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), clock_.NowMs(),
+                          clock_.MonotonicMs());
   }
   thread_ = std::thread([this] { Loop(); });
 }
@@ -199,7 +205,9 @@ void LoadingWatch::Stop() {
 LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   LoadingSnapshot s;
   s.now_ms = now_ms;
-  auto note = [this](std::vector<Finding> f) { check_findings_.insert(check_findings_.end(), f.begin(), f.end()); };
+  auto note = [this](std::vector<Finding> f) {
+    check_findings_.insert(check_findings_.end(), f.begin(), f.end());
+  };
   if (db_) {
     auto packages = db_->ReadPackages();
     note(sources_.Observe(QuerySource("loading", SetSource::kPackages), packages.status(), now_ms));
@@ -212,18 +220,22 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
       note(sources_.Observe(QuerySource("loading", SetSource::kRoster), roster.status(), now_ms));
       if (roster.ok()) {
         transport = db_->ReadTransport();
-        note(sources_.Observe(QuerySource("loading", SetSource::kTransport), transport.status(), now_ms));
+        note(sources_.Observe(QuerySource("loading", SetSource::kTransport), transport.status(),
+                              now_ms));
       } else {
         transport = roster.status();
       }
     }
     absl::Status st = packages.status();
-    if (st.ok() && options_.watch_transport && absl::IsUnavailable(transport.status())) st = transport.status();
+    if (st.ok() && options_.watch_transport && absl::IsUnavailable(transport.status()))
+      st = transport.status();
     std::string transport_error;
     if (st.ok() && options_.watch_transport) {
       if (!transport.ok()) {
         transport_error = std::string(transport.status().message());
-      } else if (auto shops = CheckShops(ShopsIn(*roster), options_.set_db->shop_number.has_value()); !shops.ok()) {
+      } else if (auto shops =
+                     CheckShops(ShopsIn(*roster), options_.set_db->shop_number.has_value());
+                 !shops.ok()) {
         transport_error = std::string(shops.message());
       }
       if (!transport_error.empty() && transport_error != transport_error_) {
@@ -235,14 +247,16 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
     if (!st.ok()) {
       s.db_ok = false;
       s.db_error = std::string(st.message());
-      if (s.db_error != last_db_error_) log::Warn("loading", Cat("cannot read SET's database: ", s.db_error));
+      if (s.db_error != last_db_error_)
+        log::Warn("loading", Cat("cannot read SET's database: ", s.db_error));
       last_db_error_ = s.db_error;
     } else {
       last_db_error_.clear();
       for (const auto& r : *packages) {
         PackageObservation p;
         p.ti = r[0];
-        if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), p.arrived_ms).ec != std::errc()) continue;
+        if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), p.arrived_ms).ec != std::errc())
+          continue;
         std::from_chars(r[2].data(), r[2].data() + r[2].size(), p.status);
         p.status_name = r[3];
         p.import_type = r[4];
@@ -257,16 +271,19 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
         }
         for (const auto& r : *transport) {
           TransportObservation t;
-          if (std::from_chars(r[0].data(), r[0].data() + r[0].size(), t.till).ec != std::errc()) continue;
+          if (std::from_chars(r[0].data(), r[0].data() + r[0].size(), t.till).ec != std::errc())
+            continue;
           auto e = expected.find(t.till);
           if (e == expected.end()) continue;  // not in the roster
           t.expected = e->second;
           int64_t ms = 0;
-          if (!r[1].empty() && std::from_chars(r[1].data(), r[1].data() + r[1].size(), ms).ec == std::errc()) {
+          if (!r[1].empty() &&
+              std::from_chars(r[1].data(), r[1].data() + r[1].size(), ms).ec == std::errc()) {
             t.last_load_ms = ms;
           }
           std::from_chars(r[2].data(), r[2].data() + r[2].size(), t.not_loaded);
-          if (!r[3].empty() && std::from_chars(r[3].data(), r[3].data() + r[3].size(), ms).ec == std::errc()) {
+          if (!r[3].empty() &&
+              std::from_chars(r[3].data(), r[3].data() + r[3].size(), ms).ec == std::errc()) {
             t.oldest_pending_ms = ms;
           }
           s.transport.push_back(t);
@@ -277,10 +294,12 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   for (const auto& path : options_.inboxes) {
     s.inboxes.push_back(ListInbox(path, options_.inbox_pattern));
     const auto& in = s.inboxes.back();
-    note(sources_.Observe(InboxSource(path), in.readable ? absl::OkStatus() : absl::FailedPreconditionError(in.error),
+    note(sources_.Observe(InboxSource(path),
+                          in.readable ? absl::OkStatus() : absl::FailedPreconditionError(in.error),
                           now_ms));
     if (!in.readable && unreadable_inboxes_.insert(path).second) {
-      log::Warn("loading", Cat("cannot list inbox ", path, ": ", in.error, "; its files are not watched"));
+      log::Warn("loading",
+                Cat("cannot list inbox ", path, ": ", in.error, "; its files are not watched"));
     } else if (in.readable) {
       unreadable_inboxes_.erase(path);
     }
@@ -308,15 +327,17 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   }
   s.server = CheckServer(options_.server, 1000);
   for (const auto& d : options_.disks) {
-    struct statvfs v{};
+    struct statvfs v {};
     if (statvfs(d.c_str(), &v) != 0) {
-      if (unreadable_inboxes_.insert("disk:" + d).second) log::Warn("loading", Cat("cannot stat volume ", d));
+      if (unreadable_inboxes_.insert("disk:" + d).second)
+        log::Warn("loading", Cat("cannot stat volume ", d));
       continue;
     }
-    s.disks.push_back({d, static_cast<uint64_t>(v.f_bavail) * v.f_frsize, static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
+    s.disks.push_back({d, static_cast<uint64_t>(v.f_bavail) * v.f_frsize,
+                       static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
   }
-  auto [open, opened_ms] =
-      ErpWindow(now_ms, options_.time_zone, options_.erp_window_start_min, options_.erp_window_end_min);
+  auto [open, opened_ms] = ErpWindow(now_ms, options_.time_zone, options_.erp_window_start_min,
+                                     options_.erp_window_end_min);
   s.erp_window_open = open;
   s.erp_window_opened_ms = opened_ms;
   return s;
@@ -326,18 +347,23 @@ void LoadingWatch::Loop() {
   int64_t next_poll_mono = 0;  // monotonic: wall clock steps must not stall it
   while (true) {
     int64_t now = clock_.NowMs();
-    if (clock_.MonotonicMs() >= next_poll_mono) next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
+    if (clock_.MonotonicMs() >= next_poll_mono)
+      next_poll_mono = clock_.MonotonicMs() + options_.poll_interval_ms;
     auto findings = detector_.Evaluate(Gather(now));
     findings.insert(findings.begin(), check_findings_.begin(), check_findings_.end());
     check_findings_.clear();
-    if (CommitFindings(outbox_, findings, "loading", options_.history.get()) > 0 && on_committed_) on_committed_();
-    if (checks_state_ && outbox_.held() == 0) checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), now, clock_.MonotonicMs());
+    if (CommitFindings(outbox_, findings, "loading", options_.history.get()) > 0 && on_committed_)
+      on_committed_();
+    if (checks_state_ && outbox_.held() == 0)
+      checks_state_->Update(ExportChecksState(&sources_, nullptr, nullptr), now,
+                            clock_.MonotonicMs());
     // After the commit: a crash in between may forget a raise, never invent
     // one. Not while the outbox holds findings in memory (full disk): a
     // restart would then restore a raise that was never stored or sent.
-    if (state_ && outbox_.held() == 0) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
-    int64_t wait_ms =
-        WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
+    if (state_ && outbox_.held() == 0)
+      state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
+    int64_t wait_ms = WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now),
+                                               options_.poll_interval_ms);
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
     if (stopping_) return;

@@ -17,12 +17,12 @@
 #include <thread>
 #include <vector>
 
-#include "agent/store/detector_state.h"
 #include "agent/detectors/loading_detector.h"
 #include "agent/sources/net_probe.h"
-#include "agent/store/outbox.h"
 #include "agent/sources/set_checks.h"
 #include "agent/sources/set_db.h"
+#include "agent/store/detector_state.h"
+#include "agent/store/outbox.h"
 #include "common/clock.h"
 
 namespace setdiag::agent {
@@ -41,8 +41,8 @@ struct LoadingWatchOptions {
   int service_timeout_ms = 3000;
   std::vector<std::string> disks;  // data volumes to watch
   ServerCheckConfig server;
-  std::string time_zone = "UTC";   // for the ERP window
-  int erp_window_start_min = 0;    // minutes after local midnight
+  std::string time_zone = "UTC";  // for the ERP window
+  int erp_window_start_min = 0;   // minutes after local midnight
   int erp_window_end_min = 24 * 60;
   std::shared_ptr<HistoryStore> history;  // optional: findings are also recorded there
   // Optional: the detector's raised conditions survive restarts there
@@ -59,7 +59,8 @@ struct LoadingContext {
 class LoadingWatch {
  public:
   LoadingWatch(LoadingWatchOptions options, std::string agent_id, Outbox& outbox,
-               std::function<void()> on_committed, std::function<LoadingContext(int64_t)> context, Clock& clock);
+               std::function<void()> on_committed, std::function<LoadingContext(int64_t)> context,
+               Clock& clock);
   ~LoadingWatch();
   void Start();
   void Stop();
@@ -67,7 +68,8 @@ class LoadingWatch {
   // Pure helpers, exposed for tests.
   static InboxObservation ListInbox(const std::string& path, const std::string& pattern);
   // Whether the ERP window is open at `now_ms` in `tz`, and since when.
-  static std::pair<bool, int64_t> ErpWindow(int64_t now_ms, const std::string& tz, int start_min, int end_min);
+  static std::pair<bool, int64_t> ErpWindow(int64_t now_ms, const std::string& tz, int start_min,
+                                            int end_min);
 
  private:
   void Loop();

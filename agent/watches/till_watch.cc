@@ -1,16 +1,16 @@
 #include "agent/watches/till_watch.h"
 
-#include "agent/watches/findings.h"
-
 #include <algorithm>
 
+#include "agent/watches/findings.h"
 #include "common/log.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
 
 TillWatch::TillWatch(TillWatchOptions options, std::string agent_id, ExpectationFn expectation,
-                     HeartbeatBoard& board, Outbox& outbox, std::function<void()> on_committed, Clock& clock)
+                     HeartbeatBoard& board, Outbox& outbox, std::function<void()> on_committed,
+                     Clock& clock)
     : options_(std::move(options)),
       expectation_(std::move(expectation)),
       board_(board),
@@ -33,7 +33,8 @@ void TillWatch::Start() {
     state_.emplace(options_.state, "tills", "tills");
     if (auto previous = state_->Load()) {
       if (auto st = detector_.RestoreState(*previous); !st.ok()) {
-        log::Warn("tills", Cat("the conditions raised before the restart are not restored: ", st.message()));
+        log::Warn("tills",
+                  Cat("the conditions raised before the restart are not restored: ", st.message()));
       } else {
         for (const auto& h : HeldEpisodesOf(*previous)) {
           log::Info("tills", Cat("restored ", h.kind, " (episode ", h.episode,
@@ -45,8 +46,10 @@ void TillWatch::Start() {
   }
   if (options_.state && db_) {
     checks_state_.emplace(options_.state, "tills.checks", "tills");
-    if (auto previous = checks_state_->Load()) RestoreChecksState(*previous, &sources_, &clock_skew_, &shops_);
-    checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), clock_.NowMs(), clock_.MonotonicMs());
+    if (auto previous = checks_state_->Load())
+      RestoreChecksState(*previous, &sources_, &clock_skew_, &shops_);
+    checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), clock_.NowMs(),
+                          clock_.MonotonicMs());
   }
   loop_thread_ = std::thread([this] { Loop(); });
   probe_thread_ = std::thread([this] { ProbeLoop(); });
@@ -73,7 +76,9 @@ std::vector<TillView> TillWatch::tills() const {
 }
 
 void TillWatch::ReadSetDb(int64_t now_ms) {
-  auto note = [this](std::vector<Finding> f) { check_findings_.insert(check_findings_.end(), f.begin(), f.end()); };
+  auto note = [this](std::vector<Finding> f) {
+    check_findings_.insert(check_findings_.end(), f.begin(), f.end());
+  };
   auto roster = db_->ReadRoster();
   note(sources_.Observe(QuerySource("tills", SetSource::kRoster), roster.status(), now_ms));
   absl::StatusOr<std::map<int, int64_t>> activity = std::map<int, int64_t>();
@@ -110,13 +115,15 @@ void TillWatch::ReadSetDb(int64_t now_ms) {
     auto skew = clock_skew_.Evaluate(o);
     for (const auto& f : skew) {
       if (f.payload.value("state", "") == "raised") {
-        log::Warn("tills", Cat(f.payload.value("summary_en", ""), ": ", f.payload["fix_en"].get<std::string>()));
+        log::Warn("tills", Cat(f.payload.value("summary_en", ""), ": ",
+                               f.payload["fix_en"].get<std::string>()));
       }
     }
     note(std::move(skew));
   } else {
     std::string err(st.message());
-    if (source_ok_ || err != source_error_) log::Warn("tills", Cat("cannot read SET's database: ", err));
+    if (source_ok_ || err != source_error_)
+      log::Warn("tills", Cat("cannot read SET's database: ", err));
     source_ok_ = false;
     // Unavailable: down or timed out. Anything else (FailedPrecondition: a
     // query that does not fit, several shops) came from a database that
@@ -133,7 +140,8 @@ TillSnapshot TillWatch::Gather(int64_t now_ms, bool poll_source) {
   s.source_ok = source_ok_;
   s.source_answered = !source_ok_ && source_answered_;
   s.source_error = source_error_;
-  auto [expected, reason] = expectation_ ? expectation_(now_ms) : std::make_pair(true, std::string("open"));
+  auto [expected, reason] =
+      expectation_ ? expectation_(now_ms) : std::make_pair(true, std::string("open"));
   s.expected = expected;
   s.expected_reason = reason;
 
@@ -187,20 +195,24 @@ void TillWatch::Loop() {
     std::vector<Finding> findings = detector_.Evaluate(snapshot);
     findings.insert(findings.begin(), check_findings_.begin(), check_findings_.end());
     check_findings_.clear();
-    if (CommitFindings(outbox_, findings, "tills", options_.history.get()) > 0 && on_committed_) on_committed_();
+    if (CommitFindings(outbox_, findings, "tills", options_.history.get()) > 0 && on_committed_)
+      on_committed_();
     if (checks_state_ && outbox_.held() == 0) {
-      checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), now, clock_.MonotonicMs());
+      checks_state_->Update(ExportChecksState(&sources_, &clock_skew_, &shops_), now,
+                            clock_.MonotonicMs());
     }
     // After the commit: a crash in between may forget a raise, never invent
     // one. Not while the outbox holds findings in memory (full disk): a
     // restart would then restore a raise that was never stored or sent.
-    if (state_ && outbox_.held() == 0) state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
+    if (state_ && outbox_.held() == 0)
+      state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
     std::vector<std::string> stopped_addresses;
     for (const auto& v : detector_.tills()) {
-      if (v.state == TillState::kStopped && !v.address.empty()) stopped_addresses.push_back(v.address);
+      if (v.state == TillState::kStopped && !v.address.empty())
+        stopped_addresses.push_back(v.address);
     }
-    int64_t wait_ms =
-        WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now), options_.poll_interval_ms);
+    int64_t wait_ms = WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now),
+                                               options_.poll_interval_ms);
     std::unique_lock lock(mu_);
     stats_.evaluations++;
     stats_.findings += findings.size();
@@ -235,14 +247,17 @@ void TillWatch::ProbeLoop() {
       }
     }
     auto results = ProbeTcp(targets, options_.probe_port, options_.probe_timeout_ms);
-    ServerState server = full ? CheckServer(options_.server, options_.probe_timeout_ms) : ServerState{};
+    ServerState server =
+        full ? CheckServer(options_.server, options_.probe_timeout_ms) : ServerState{};
     {
       std::unique_lock lock(mu_);
       for (size_t i = 0; i < targets.size(); ++i) probes_[targets[i]] = results[i];
       // Forget tills that are no longer stopped: a later stop probes afresh.
       for (auto it = probes_.begin(); it != probes_.end();) {
-        if (std::find(to_probe_.begin(), to_probe_.end(), it->first) == to_probe_.end()) it = probes_.erase(it);
-        else ++it;
+        if (std::find(to_probe_.begin(), to_probe_.end(), it->first) == to_probe_.end())
+          it = probes_.erase(it);
+        else
+          ++it;
       }
       if (full) {
         server_ = server;

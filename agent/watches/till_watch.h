@@ -21,13 +21,13 @@
 #include <thread>
 #include <vector>
 
-#include "agent/store/detector_state.h"
+#include "agent/detectors/till_detector.h"
 #include "agent/sources/net_probe.h"
-#include "agent/store/outbox.h"
 #include "agent/sources/push_receiver.h"
 #include "agent/sources/set_checks.h"
 #include "agent/sources/set_db.h"
-#include "agent/detectors/till_detector.h"
+#include "agent/store/detector_state.h"
+#include "agent/store/outbox.h"
 #include "common/clock.h"
 
 namespace setdiag::agent {
@@ -43,8 +43,8 @@ struct ConfiguredTill {
 struct TillWatchOptions {
   TillWatchPolicy policy;
   int64_t poll_interval_ms = 1000;
-  std::optional<SetDbConfig> set_db;     // absent: roster from config, heartbeats pushed
-  std::vector<ConfiguredTill> roster;    // used when set_db is absent, or adds addresses
+  std::optional<SetDbConfig> set_db;   // absent: roster from config, heartbeats pushed
+  std::vector<ConfiguredTill> roster;  // used when set_db is absent, or adds addresses
   uint16_t probe_port = 22;
   int probe_timeout_ms = 1000;
   int64_t probe_every_ms = 10'000;
@@ -66,8 +66,9 @@ struct TillWatchStats {
 
 class TillWatch {
  public:
-  TillWatch(TillWatchOptions options, std::string agent_id, ExpectationFn expectation, HeartbeatBoard& board,
-            Outbox& outbox, std::function<void()> on_committed, Clock& clock);
+  TillWatch(TillWatchOptions options, std::string agent_id, ExpectationFn expectation,
+            HeartbeatBoard& board, Outbox& outbox, std::function<void()> on_committed,
+            Clock& clock);
   ~TillWatch();
   void Start();
   void Stop();

@@ -11,8 +11,8 @@
 
 #include "collector/bundles/bundle_store.h"
 #include "collector/store/storage.h"
-#include "common/config.h"
 #include "collector/tickets/tickets.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -29,7 +29,9 @@ HttpResponse Answer(int status, const json& body) {
   return {status, body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
 
-HttpResponse Error(int status, std::string_view message) { return Answer(status, json{{"error", message}}); }
+HttpResponse Error(int status, std::string_view message) {
+  return Answer(status, json{{"error", message}});
+}
 
 HttpResponse StorageError(const absl::Status& st) {
   log::Warn("admin-api", Cat("database read failed: ", st.ToString()));
@@ -69,14 +71,15 @@ Target ParseTarget(std::string_view target) {
   if (q != std::string_view::npos) {
     for (std::string_view kv : Split(target.substr(q + 1), '&')) {
       auto eq = kv.find('=');
-      t.query[UrlDecode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1));
+      t.query[UrlDecode(kv.substr(0, eq))] =
+          eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1));
     }
   }
   return t;
 }
 
-bool ParseInt(const std::map<std::string, std::string>& q, const char* key, int64_t def, int64_t min,
-              int64_t max, int64_t* out, std::string* err) {
+bool ParseInt(const std::map<std::string, std::string>& q, const char* key, int64_t def,
+              int64_t min, int64_t max, int64_t* out, std::string* err) {
   auto it = q.find(key);
   if (it == q.end() || it->second.empty()) {
     *out = def;
@@ -106,14 +109,15 @@ HttpResponse BadTicketId(std::string_view s) {
 }
 
 HttpResponse NoTicket(int64_t id) { return Error(404, Cat("no ticket ", id, " visible to you")); }
-HttpResponse NoStore(std::string_view id) { return Error(404, Cat("no store ", id, " visible to you")); }
+HttpResponse NoStore(std::string_view id) {
+  return Error(404, Cat("no store ", id, " visible to you"));
+}
 
 bool CheckIdentifier(std::string_view what, std::string_view value, std::string* err) {
   if (IsValidIdentifier(value)) return true;
   *err = Cat(what, " '", value, "' is not valid: use 1 to 128 characters of A-Z a-z 0-9 . _ -");
   return false;
 }
-
 
 json PayloadJson(const std::string& payload) {
   auto j = json::parse(payload, nullptr, false);
@@ -130,7 +134,8 @@ size_t CodePoints(std::string_view s) {
 
 // The body of a POST on a ticket: {} or {"text": "..."}. An empty body counts
 // as {} so that `curl -X POST` works for actions whose text is optional.
-bool ParseActionBody(const std::string& body, bool text_required, std::string* text, std::string* err) {
+bool ParseActionBody(const std::string& body, bool text_required, std::string* text,
+                     std::string* err) {
   text->clear();
   if (Trim(body).empty()) {
     if (!text_required) return true;
@@ -163,7 +168,8 @@ bool ParseActionBody(const std::string& body, bool text_required, std::string* t
     return false;
   }
   if (size_t n = CodePoints(*text); n > AdminApi::kMaxTextChars) {
-    *err = Cat("field 'text' is ", n, " characters long; at most ", AdminApi::kMaxTextChars, " are accepted");
+    *err = Cat("field 'text' is ", n, " characters long; at most ", AdminApi::kMaxTextChars,
+               " are accepted");
     return false;
   }
   return true;
@@ -175,7 +181,7 @@ struct ActionRoute {
   bool text_required;
 };
 constexpr ActionRoute kActionRoutes[] = {
-    {"ack", TicketAction::kAcknowledge, false},   {"notes", TicketAction::kNote, true},
+    {"ack", TicketAction::kAcknowledge, false},    {"notes", TicketAction::kNote, true},
     {"error", TicketAction::kRegisterError, true}, {"workaround", TicketAction::kWorkaround, true},
     {"resolve", TicketAction::kResolve, false},
 };
@@ -232,7 +238,8 @@ bool ParseBundleBody(const std::string& body, NewBundleRequest* req, std::string
       req->ticket_id = value.get<int64_t>();
     } else if (key == "window") {
       if (value.is_null()) continue;
-      auto ms = value.is_string() ? ConfigReader::ParseDurationMs(value.get<std::string>()) : std::nullopt;
+      auto ms = value.is_string() ? ConfigReader::ParseDurationMs(value.get<std::string>())
+                                  : std::nullopt;
       if (!ms || *ms < 60'000 || *ms > 31LL * 24 * 3'600'000) {
         *err = "field 'window' must be a duration from 1m to 31d, like \"24h\"";
         return false;
@@ -251,14 +258,16 @@ bool ParseBundleBody(const std::string& body, NewBundleRequest* req, std::string
       }
       req->reason = std::string(Trim(value.get_ref<const std::string&>()));
     } else {
-      *err = Cat("unknown field '", key, "' in the request body (ticket_id, window, exclude_logs, reason)");
+      *err = Cat("unknown field '", key,
+                 "' in the request body (ticket_id, window, exclude_logs, reason)");
       return false;
     }
   }
   return true;
 }
 
-HttpResponse MethodNotAllowed(std::string_view method, std::string_view path, std::string_view allowed) {
+HttpResponse MethodNotAllowed(std::string_view method, std::string_view path,
+                              std::string_view allowed) {
   return Error(405, Cat("method ", method, " is not allowed on ", path, " (use ", allowed, ")"));
 }
 
@@ -305,7 +314,8 @@ void AdminApi::Release(sql::Db* db) {
 }
 
 std::optional<HttpResponse> AdminApi::HandleInline(const HttpRequest& request) {
-  if (ParseTarget(request.target).path == "/healthz") return HttpResponse{200, R"({"status":"ok"})"};
+  if (ParseTarget(request.target).path == "/healthz")
+    return HttpResponse{200, R"({"status":"ok"})"};
   return std::nullopt;
 }
 
@@ -320,7 +330,9 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
   sql::Db& db = **reader;  // this request's own read connection
   constexpr std::string_view kBearer = "Bearer ";
   if (!std::string_view(request.authorization).starts_with(kBearer)) {
-    return Error(401, "missing 'Authorization: Bearer <token>' (create one with 'setdiag-collector user create')");
+    return Error(401,
+                 "missing 'Authorization: Bearer <token>' (create one with 'setdiag-collector user "
+                 "create')");
   }
   auto user = LookupUser(db, std::string_view(request.authorization).substr(kBearer.size()));
   if (!user.ok()) return StorageError(user.status());
@@ -331,7 +343,8 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     return bundles_.live_bytes(b.id);
   };
 
-  std::vector<std::string_view> seg = Split(std::string_view(t.path).substr(kPrefix.size()), '/', false);
+  std::vector<std::string_view> seg =
+      Split(std::string_view(t.path).substr(kPrefix.size()), '/', false);
   const std::string& method = request.method;
   std::string err;
   for (std::string_view s : seg) {
@@ -412,14 +425,18 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     q.condition = t.query["condition"];
     if (q.state == "all") q.state.clear();
     if (!q.state.empty() && q.state != "active" && !ParseTicketState(q.state)) {
-      return Error(400, Cat("query parameter 'state' must be one of open, acknowledged, resolved, active, all; not '",
+      return Error(400, Cat("query parameter 'state' must be one of open, acknowledged, resolved, "
+                            "active, all; not '",
                             q.state, "'"));
     }
-    if (!q.priority.empty() && q.priority != "normal" && q.priority != "important" && q.priority != "critical") {
-      return Error(400, Cat("query parameter 'priority' must be one of normal, important, critical; not '",
-                            q.priority, "'"));
+    if (!q.priority.empty() && q.priority != "normal" && q.priority != "important" &&
+        q.priority != "critical") {
+      return Error(
+          400, Cat("query parameter 'priority' must be one of normal, important, critical; not '",
+                   q.priority, "'"));
     }
-    if (!q.condition.empty() && !CheckIdentifier("condition", q.condition, &err)) return Error(400, err);
+    if (!q.condition.empty() && !CheckIdentifier("condition", q.condition, &err))
+      return Error(400, err);
     if (!ParseInt(t.query, "after", 0, 0, INT64_MAX, &q.after_id, &err) ||
         !ParseInt(t.query, "limit", 100, 1, 1'000, &q.limit, &err)) {
       return Error(400, err);
@@ -471,8 +488,10 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     ActionRequest req;
     req.ticket_id = *id;
     req.action = route->action;
-    if (!ParseActionBody(request.body, route->text_required, &req.text, &err)) return Error(400, err);
-    if (!act_) return Error(503, "this collector does not accept ticket changes (the API is read-only)");
+    if (!ParseActionBody(request.body, route->text_required, &req.text, &err))
+      return Error(400, err);
+    if (!act_)
+      return Error(503, "this collector does not accept ticket changes (the API is read-only)");
     // The action waits for the writer thread; reads need not wait for it.
     auto ticket = act_(who, req);
     if (!ticket.ok()) {
@@ -499,7 +518,8 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
     if (method != "POST") return MethodNotAllowed(method, t.path, "POST");
     std::string store = UrlDecode(seg[1]);
     if (!CheckIdentifier("store id", store, &err)) return Error(400, err);
-    auto may = who.role == Role::kSupport ? StoreExists(db, store) : UserMaySeeStore(db, who, store);
+    auto may =
+        who.role == Role::kSupport ? StoreExists(db, store) : UserMaySeeStore(db, who, store);
     if (!may.ok()) return StorageError(may.status());
     if (!*may) return NoStore(store);
     NewBundleRequest req;
@@ -510,16 +530,20 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       if (!ticket.ok()) return StorageError(ticket.status());
       if (!*ticket) return NoTicket(req.ticket_id);
       if ((*ticket)->store_id != store) {
-        return Error(400, Cat("ticket ", req.ticket_id, " is about store ", (*ticket)->store_id, ", not ", store));
+        return Error(400, Cat("ticket ", req.ticket_id, " is about store ", (*ticket)->store_id,
+                              ", not ", store));
       }
     }
     if (!bundles_.request) return Error(503, "this collector does not take bundle requests");
     auto row = bundles_.request(who, req);
     if (!row.ok()) {
-      log::Warn("admin-api", Cat(method, " ", t.path, " by ", who.name, ": ", row.status().ToString()));
-      return Error(503, Cat("the request was not recorded (", std::string(row.status().message()), "); try again"));
+      log::Warn("admin-api",
+                Cat(method, " ", t.path, " by ", who.name, ": ", row.status().ToString()));
+      return Error(503, Cat("the request was not recorded (", std::string(row.status().message()),
+                            "); try again"));
     }
-    log::Info("admin-api", Cat("bundle ", row->id, " of store ", store, " requested by ", who.name));
+    log::Info("admin-api",
+              Cat("bundle ", row->id, " of store ", store, " requested by ", who.name));
     return Answer(200, json{{"bundle", BundleJson(*row)}});
   }
 
@@ -556,9 +580,11 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       return Error(404, Cat("no bundle ", id, " visible to you"));
     }
     const BundleRow& b = **row;
-    if (seg.size() == 2) return Answer(200, json{{"bundle", BundleJson(b, LiveBytes(b), /*with_manifest=*/true)}});
+    if (seg.size() == 2)
+      return Answer(200, json{{"bundle", BundleJson(b, LiveBytes(b), /*with_manifest=*/true)}});
     if (b.state != "complete" || !bundles_.file_path) {
-      return Error(409, Cat("bundle ", id, " is ", b.state, b.state == "expired" ? " (deleted by retention)" : ", not complete"));
+      return Error(409, Cat("bundle ", id, " is ", b.state,
+                            b.state == "expired" ? " (deleted by retention)" : ", not complete"));
     }
     HttpResponse file;
     file.file_path = bundles_.file_path(id);
@@ -582,7 +608,8 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
       if (!rows.ok()) return StorageError(rows.status());
       json stores = json::array();
       for (const auto& s : *rows) stores.push_back(StoreJson(s, now));
-      return Answer(200, json{{"stores", stores}, {"next_after", rows->empty() ? q.after : rows->back().store_id}});
+      return Answer(200, json{{"stores", stores},
+                              {"next_after", rows->empty() ? q.after : rows->back().store_id}});
     }
     std::string store = UrlDecode(seg[1]);
     if (!CheckIdentifier("store id", store, &err)) return Error(400, err);

@@ -47,8 +47,10 @@ CREATE INDEX IF NOT EXISTS bundles_unfinished ON bundles(store_id) WHERE state I
 )sql";
 
 constexpr char kColumns[] =
-    "b.id, b.store_id, COALESCE(s.partner, ''), b.ticket_id, b.origin, b.requested_by, b.reason, b.episode, "
-    "b.event_kind, b.window_ms, b.exclude_logs, b.state, b.size, b.bytes_received, b.sha256, b.error, "
+    "b.id, b.store_id, COALESCE(s.partner, ''), b.ticket_id, b.origin, b.requested_by, b.reason, "
+    "b.episode, "
+    "b.event_kind, b.window_ms, b.exclude_logs, b.state, b.size, b.bytes_received, b.sha256, "
+    "b.error, "
     "b.manifest, b.attempts, b.created_at_ms, b.updated_at_ms, b.completed_at_ms";
 constexpr char kFrom[] = " FROM bundles b LEFT JOIN stores s ON s.store_id = b.store_id ";
 
@@ -106,12 +108,14 @@ std::string Megabytes(uint64_t bytes) {
 absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, const std::string& actor,
                          const std::string& text) {
   auto s = db.Prepare(
-      "INSERT INTO ticket_timeline(ticket_id, at_ms, actor, type, text, event_id) VALUES (?,?,?,'bundle',?,0)");
+      "INSERT INTO ticket_timeline(ticket_id, at_ms, actor, type, text, event_id) VALUES "
+      "(?,?,?,'bundle',?,0)");
   if (!s.ok()) return s.status();
   return s->Bind(1, ticket_id).Bind(2, at_ms).Bind(3, actor).Bind(4, text).Run();
 }
 
-absl::StatusOr<int64_t> TicketOfEpisode(sql::Db& db, const std::string& store_id, const std::string& episode) {
+absl::StatusOr<int64_t> TicketOfEpisode(sql::Db& db, const std::string& store_id,
+                                        const std::string& episode) {
   if (episode.empty()) return 0;
   auto s = db.Prepare("SELECT ticket_id FROM ticket_episodes WHERE store_id=? AND episode=?");
   if (!s.ok()) return s.status();
@@ -136,11 +140,19 @@ absl::StatusOr<BundleRow> CreateBundleRequest(sql::Db& db, const NewBundleReques
                                               const std::string& requested_by, int64_t now_ms) {
   std::string id = Cat("b", now_ms, "-", RandomHex(4));
   auto s = db.Prepare(
-      "INSERT INTO bundles(id, store_id, ticket_id, origin, requested_by, reason, window_ms, exclude_logs, state, "
+      "INSERT INTO bundles(id, store_id, ticket_id, origin, requested_by, reason, window_ms, "
+      "exclude_logs, state, "
       "created_at_ms, updated_at_ms) VALUES (?,?,?,'request',?,?,?,?,'requested',?,?)");
   if (!s.ok()) return s.status();
-  s->Bind(1, id).Bind(2, req.store_id).Bind(3, req.ticket_id).Bind(4, requested_by).Bind(5, req.reason);
-  s->Bind(6, req.window_ms).Bind(7, int64_t{req.exclude_logs ? 1 : 0}).Bind(8, now_ms).Bind(9, now_ms);
+  s->Bind(1, id)
+      .Bind(2, req.store_id)
+      .Bind(3, req.ticket_id)
+      .Bind(4, requested_by)
+      .Bind(5, req.reason);
+  s->Bind(6, req.window_ms)
+      .Bind(7, int64_t{req.exclude_logs ? 1 : 0})
+      .Bind(8, now_ms)
+      .Bind(9, now_ms);
   if (auto st = s->Run(); !st.ok()) return st;
   if (req.ticket_id > 0) {
     if (auto st = AddTimeline(db, req.ticket_id, now_ms, Cat("user ", requested_by),
@@ -162,38 +174,50 @@ absl::StatusOr<std::optional<BundleRow>> GetBundle(sql::Db& db, const std::strin
   return std::optional<BundleRow>(std::move(rows->front()));
 }
 
-absl::StatusOr<std::vector<BundleRow>> ListBundles(sql::Db& db, const User& user, const BundleQuery& q) {
-  return Query(db,
-               "WHERE (?1 = 'support' OR s.partner = ?2) AND (?3 = '' OR b.store_id = ?3) AND "
-               "(?4 = 0 OR b.ticket_id = ?4) AND b.created_at_ms > ?5 ORDER BY b.created_at_ms, b.id LIMIT ?6",
-               [&](sql::Stmt& s) {
-                 s.Bind(1, user.role == Role::kSupport ? "support" : "partner").Bind(2, user.partner);
-                 s.Bind(3, q.store_id).Bind(4, q.ticket_id).Bind(5, q.after_ms).Bind(6, q.limit);
-               });
+absl::StatusOr<std::vector<BundleRow>> ListBundles(sql::Db& db, const User& user,
+                                                   const BundleQuery& q) {
+  return Query(
+      db,
+      "WHERE (?1 = 'support' OR s.partner = ?2) AND (?3 = '' OR b.store_id = ?3) AND "
+      "(?4 = 0 OR b.ticket_id = ?4) AND b.created_at_ms > ?5 ORDER BY b.created_at_ms, b.id LIMIT "
+      "?6",
+      [&](sql::Stmt& s) {
+        s.Bind(1, user.role == Role::kSupport ? "support" : "partner").Bind(2, user.partner);
+        s.Bind(3, q.store_id).Bind(4, q.ticket_id).Bind(5, q.after_ms).Bind(6, q.limit);
+      });
 }
 
 absl::StatusOr<std::vector<BundleRow>> PendingBundles(sql::Db& db, const std::string& store_id) {
-  return Query(db, "WHERE b.store_id=? AND b.state IN ('requested', 'building', 'transferring') ORDER BY b.created_at_ms",
+  return Query(db,
+               "WHERE b.store_id=? AND b.state IN ('requested', 'building', 'transferring') ORDER "
+               "BY b.created_at_ms",
                [&](sql::Stmt& s) { s.Bind(1, store_id); });
 }
 
 absl::Status MarkBundleDelivered(sql::Db& db, const std::string& id, int64_t now_ms) {
-  auto s = db.Prepare("UPDATE bundles SET state='building', updated_at_ms=? WHERE id=? AND state='requested'");
+  auto s = db.Prepare(
+      "UPDATE bundles SET state='building', updated_at_ms=? WHERE id=? AND state='requested'");
   if (!s.ok()) return s.status();
   return s->Bind(1, now_ms).Bind(2, id).Run();
 }
 
-absl::Status MarkBundleTransferring(sql::Db& db, const std::string& id, uint64_t size, const std::string& sha256,
-                                    uint64_t held, int64_t now_ms) {
+absl::Status MarkBundleTransferring(sql::Db& db, const std::string& id, uint64_t size,
+                                    const std::string& sha256, uint64_t held, int64_t now_ms) {
   auto s = db.Prepare(
-      "UPDATE bundles SET state='transferring', size=?, sha256=?, bytes_received=?, updated_at_ms=? "
+      "UPDATE bundles SET state='transferring', size=?, sha256=?, bytes_received=?, "
+      "updated_at_ms=? "
       "WHERE id=? AND state IN ('requested', 'building', 'transferring')");
   if (!s.ok()) return s.status();
-  return s->Bind(1, static_cast<int64_t>(size)).Bind(2, sha256).Bind(3, static_cast<int64_t>(held))
-      .Bind(4, now_ms).Bind(5, id).Run();
+  return s->Bind(1, static_cast<int64_t>(size))
+      .Bind(2, sha256)
+      .Bind(3, static_cast<int64_t>(held))
+      .Bind(4, now_ms)
+      .Bind(5, id)
+      .Run();
 }
 
-absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::string& error, int64_t now_ms) {
+absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::string& error,
+                              int64_t now_ms) {
   auto s = db.Prepare(
       "UPDATE bundles SET state='failed', error=?, updated_at_ms=? WHERE id=? AND state IN "
       "('requested', 'building', 'transferring')");
@@ -203,13 +227,15 @@ absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::str
   auto row = GetBundle(db, id);
   if (!row.ok()) return row.status();
   if (*row && (*row)->ticket_id > 0) {
-    return AddTimeline(db, (*row)->ticket_id, now_ms, "collector", Cat("diagnostic bundle ", id, " failed: ", error));
+    return AddTimeline(db, (*row)->ticket_id, now_ms, "collector",
+                       Cat("diagnostic bundle ", id, " failed: ", error));
   }
   return absl::OkStatus();
 }
 
-absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t size, const std::string& sha256,
-                                const std::string& manifest, int64_t now_ms) {
+absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t size,
+                                const std::string& sha256, const std::string& manifest,
+                                int64_t now_ms) {
   auto row = GetBundle(db, id);
   if (!row.ok()) return row.status();
   if (!*row) return absl::NotFoundError(Cat("no bundle ", id));
@@ -222,16 +248,21 @@ absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t siz
     ticket = *t;
   }
   auto s = db.Prepare(
-      "UPDATE bundles SET state='complete', size=?, bytes_received=?, sha256=?, manifest=?, ticket_id=?, error='', "
+      "UPDATE bundles SET state='complete', size=?, bytes_received=?, sha256=?, manifest=?, "
+      "ticket_id=?, error='', "
       "updated_at_ms=?, completed_at_ms=? WHERE id=?");
   if (!s.ok()) return s.status();
-  s->Bind(1, static_cast<int64_t>(size)).Bind(2, static_cast<int64_t>(size)).Bind(3, sha256).Bind(4, manifest);
+  s->Bind(1, static_cast<int64_t>(size))
+      .Bind(2, static_cast<int64_t>(size))
+      .Bind(3, sha256)
+      .Bind(4, manifest);
   s->Bind(5, ticket).Bind(6, now_ms).Bind(7, now_ms).Bind(8, id);
   if (auto st = s->Run(); !st.ok()) return st;
   if (ticket > 0) {
     std::string actor = b.origin == "flight_recorder" ? Cat("store ", b.store_id) : "collector";
     std::string what = b.origin == "flight_recorder"
-                           ? Cat("flight recorder bundle ", id, " (", b.event_kind, ") attached, ", Megabytes(size))
+                           ? Cat("flight recorder bundle ", id, " (", b.event_kind, ") attached, ",
+                                 Megabytes(size))
                            : Cat("diagnostic bundle ", id, " attached, ", Megabytes(size));
     return AddTimeline(db, ticket, now_ms, actor, what);
   }
@@ -239,13 +270,15 @@ absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t siz
 }
 
 absl::StatusOr<bool> RecordBundleMismatch(sql::Db& db, const std::string& id, int64_t now_ms) {
-  auto s = db.Prepare("UPDATE bundles SET attempts=attempts+1, bytes_received=0, updated_at_ms=? WHERE id=?");
+  auto s = db.Prepare(
+      "UPDATE bundles SET attempts=attempts+1, bytes_received=0, updated_at_ms=? WHERE id=?");
   if (!s.ok()) return s.status();
   if (auto st = s->Bind(1, now_ms).Bind(2, id).Run(); !st.ok()) return st;
   auto row = GetBundle(db, id);
   if (!row.ok()) return row.status();
   if (*row && (*row)->attempts >= 3) {
-    if (auto st = MarkBundleFailed(db, id, "the checksum did not match after 3 transfers", now_ms); !st.ok()) {
+    if (auto st = MarkBundleFailed(db, id, "the checksum did not match after 3 transfers", now_ms);
+        !st.ok()) {
       return st;
     }
     return true;
@@ -258,14 +291,16 @@ std::string BundleIdForOffer(std::string_view store_id, std::string_view request
   // A '-' in the store id would make "fr-<store>-<rest>" ambiguous (store
   // "a" with "fr-b-x", store "a-b" with "fr-x"): such stores get the hash.
   if (store_id.find('-') == std::string_view::npos) {
-    std::string id = Cat(kFlightRecorderIdPrefix, store_id, "-", request_id.substr(kFlightRecorderIdPrefix.size()));
+    std::string id = Cat(kFlightRecorderIdPrefix, store_id, "-",
+                         request_id.substr(kFlightRecorderIdPrefix.size()));
     if (IsValidIdentifier(id, kMaxBundleIdBytes)) return id;
   }
   return Cat(kFlightRecorderIdPrefix, Sha256Hex(Cat(store_id, "\n", request_id)).substr(0, 40));
 }
 
-absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_id, const IncomingOffer& offer,
-                                          uint64_t max_bundle_bytes, int64_t now_ms) {
+absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_id,
+                                          const IncomingOffer& offer, uint64_t max_bundle_bytes,
+                                          int64_t now_ms) {
   OfferDecision d;
   const std::string id = BundleIdForOffer(store_id, offer.request_id);
   auto row = GetBundle(db, id);
@@ -279,13 +314,21 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
     auto ticket = TicketOfEpisode(db, store_id, offer.episode);
     if (!ticket.ok()) return ticket.status();
     auto s = db.Prepare(
-        "INSERT INTO bundles(id, store_id, ticket_id, origin, requested_by, reason, episode, event_kind, state, "
+        "INSERT INTO bundles(id, store_id, ticket_id, origin, requested_by, reason, episode, "
+        "event_kind, state, "
         "size, sha256, created_at_ms, updated_at_ms) "
         "VALUES (?,?,?,'flight_recorder','flight recorder',?,?,?,'transferring',?,?,?,?)");
     if (!s.ok()) return s.status();
-    s->Bind(1, id).Bind(2, store_id).Bind(3, *ticket)
-        .Bind(4, Cat("critical ", offer.event_kind, " raised")).Bind(5, offer.episode).Bind(6, offer.event_kind);
-    s->Bind(7, static_cast<int64_t>(offer.size)).Bind(8, offer.sha256).Bind(9, now_ms).Bind(10, now_ms);
+    s->Bind(1, id)
+        .Bind(2, store_id)
+        .Bind(3, *ticket)
+        .Bind(4, Cat("critical ", offer.event_kind, " raised"))
+        .Bind(5, offer.episode)
+        .Bind(6, offer.event_kind);
+    s->Bind(7, static_cast<int64_t>(offer.size))
+        .Bind(8, offer.sha256)
+        .Bind(9, now_ms)
+        .Bind(10, now_ms);
     if (auto st = s->Run(); !st.ok()) return st;
     row = GetBundle(db, id);
     if (!row.ok()) return row.status();
@@ -307,13 +350,15 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
     return d;
   }
   if (offer.size > max_bundle_bytes) {
-    std::string why = Cat("the bundle is ", offer.size, " bytes; bundles.max_bundle_bytes is ", max_bundle_bytes);
+    std::string why =
+        Cat("the bundle is ", offer.size, " bytes; bundles.max_bundle_bytes is ", max_bundle_bytes);
     if (auto st = MarkBundleFailed(db, b.id, why, now_ms); !st.ok()) return st;
     d.why = why;
     return d;
   }
   d.reset = !b.sha256.empty() && b.sha256 != offer.sha256;
-  if (auto st = MarkBundleTransferring(db, b.id, offer.size, offer.sha256, d.reset ? 0 : b.bytes_received, now_ms);
+  if (auto st = MarkBundleTransferring(db, b.id, offer.size, offer.sha256,
+                                       d.reset ? 0 : b.bytes_received, now_ms);
       !st.ok()) {
     return st;
   }
@@ -325,16 +370,21 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
   return d;
 }
 
-absl::StatusOr<SweepPlan> ExpireBundles(sql::Db& db, const BundleRetention& policy, int64_t now_ms) {
+absl::StatusOr<SweepPlan> ExpireBundles(sql::Db& db, const BundleRetention& policy,
+                                        int64_t now_ms) {
   SweepPlan plan;
   auto old_requests = db.Prepare(
-      "UPDATE bundles SET state='failed', error='the store did not deliver it within bundles.keep_for', "
-      "updated_at_ms=?1 WHERE state IN ('requested', 'building', 'transferring') AND created_at_ms < ?2");
+      "UPDATE bundles SET state='failed', error='the store did not deliver it within "
+      "bundles.keep_for', "
+      "updated_at_ms=?1 WHERE state IN ('requested', 'building', 'transferring') AND created_at_ms "
+      "< ?2");
   if (!old_requests.ok()) return old_requests.status();
-  if (auto st = old_requests->Bind(1, now_ms).Bind(2, now_ms - policy.keep_for_ms).Run(); !st.ok()) return st;
+  if (auto st = old_requests->Bind(1, now_ms).Bind(2, now_ms - policy.keep_for_ms).Run(); !st.ok())
+    return st;
 
   auto complete = db.Prepare(
-      "SELECT id, size, completed_at_ms FROM bundles WHERE state='complete' ORDER BY completed_at_ms DESC, id DESC");
+      "SELECT id, size, completed_at_ms FROM bundles WHERE state='complete' ORDER BY "
+      "completed_at_ms DESC, id DESC");
   if (!complete.ok()) return complete.status();
   uint64_t total = 0;
   while (true) {
@@ -357,7 +407,8 @@ absl::StatusOr<SweepPlan> ExpireBundles(sql::Db& db, const BundleRetention& poli
     if (!s.ok()) return s.status();
     if (auto st = s->Bind(1, now_ms).Bind(2, id).Run(); !st.ok()) return st;
   }
-  auto open = db.Prepare("SELECT id FROM bundles WHERE state IN ('requested', 'building', 'transferring')");
+  auto open =
+      db.Prepare("SELECT id FROM bundles WHERE state IN ('requested', 'building', 'transferring')");
   if (!open.ok()) return open.status();
   while (true) {
     auto row = open->Step();
@@ -372,22 +423,23 @@ json BundleJson(const BundleRow& b, std::optional<uint64_t> live_bytes, bool wit
   uint64_t received = b.bytes_received;
   if (b.state == "transferring" && live_bytes) received = *live_bytes;
   if (b.state == "complete") received = b.size;
-  json out = {{"id", b.id},
-              {"store_id", b.store_id},
-              {"ticket_id", b.ticket_id > 0 ? json(b.ticket_id) : json(nullptr)},
-              {"origin", b.origin},
-              {"requested_by", b.requested_by},
-              {"reason", b.reason},
-              {"state", b.state},
-              {"size", b.size},
-              {"bytes_received", received},
-              {"progress", b.size > 0 ? static_cast<double>(received) / static_cast<double>(b.size) : 0.0},
-              {"sha256", b.sha256},
-              {"error", b.error},
-              {"window_ms", b.window_ms},
-              {"created_at_ms", b.created_at_ms},
-              {"updated_at_ms", b.updated_at_ms},
-              {"completed_at_ms", b.completed_at_ms}};
+  json out = {
+      {"id", b.id},
+      {"store_id", b.store_id},
+      {"ticket_id", b.ticket_id > 0 ? json(b.ticket_id) : json(nullptr)},
+      {"origin", b.origin},
+      {"requested_by", b.requested_by},
+      {"reason", b.reason},
+      {"state", b.state},
+      {"size", b.size},
+      {"bytes_received", received},
+      {"progress", b.size > 0 ? static_cast<double>(received) / static_cast<double>(b.size) : 0.0},
+      {"sha256", b.sha256},
+      {"error", b.error},
+      {"window_ms", b.window_ms},
+      {"created_at_ms", b.created_at_ms},
+      {"updated_at_ms", b.updated_at_ms},
+      {"completed_at_ms", b.completed_at_ms}};
   if (!b.episode.empty()) out["episode"] = b.episode;
   if (!b.event_kind.empty()) out["event_kind"] = b.event_kind;
   if (b.state == "complete") out["content_url"] = Cat("/api/v1/bundles/", b.id, "/content");
@@ -469,15 +521,18 @@ absl::StatusOr<BundleFiles::Part*> BundleFiles::OpenPart(const std::string& id) 
   auto p = std::make_unique<Part>();
   std::string path = PartPath(id);
   p->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-  if (p->fd < 0) return absl::UnavailableError(Cat("cannot open ", path, ": ", std::strerror(errno)));
+  if (p->fd < 0)
+    return absl::UnavailableError(Cat("cannot open ", path, ": ", std::strerror(errno)));
   struct stat st {};
-  if (::fstat(p->fd, &st) != 0) return absl::UnavailableError(Cat("cannot stat ", path, ": ", std::strerror(errno)));
+  if (::fstat(p->fd, &st) != 0)
+    return absl::UnavailableError(Cat("cannot stat ", path, ": ", std::strerror(errno)));
   p->size = static_cast<uint64_t>(st.st_size);
   // Bytes held from before (a resumed transfer, a restart): hash them once.
   std::string buf(1 << 20, '\0');
   for (uint64_t off = 0; off < p->size;) {
     ssize_t n = ::pread(p->fd, buf.data(), buf.size(), static_cast<off_t>(off));
-    if (n <= 0) return absl::UnavailableError(Cat("cannot read ", path, ": ", std::strerror(errno)));
+    if (n <= 0)
+      return absl::UnavailableError(Cat("cannot read ", path, ": ", std::strerror(errno)));
     p->sha.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
     off += static_cast<uint64_t>(n);
   }
@@ -503,8 +558,9 @@ void BundleFiles::ClosePart(const std::string& id) {
   }
 }
 
-BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t offset, const std::string& data,
-                                                uint64_t total, const std::string& sha256) {
+BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t offset,
+                                                const std::string& data, uint64_t total,
+                                                const std::string& sha256) {
   AppendResult r;
   struct stat fst {};
   const std::string final_path = FinalPath(id);
@@ -534,7 +590,8 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
       ssize_t n = ::pwrite(p.fd, from, left, static_cast<off_t>(at));
       if (n < 0) {
         if (errno == EINTR) continue;
-        r.status = absl::UnavailableError(Cat("cannot write ", PartPath(id), ": ", std::strerror(errno)));
+        r.status =
+            absl::UnavailableError(Cat("cannot write ", PartPath(id), ": ", std::strerror(errno)));
         ClosePart(id);  // the size on disk is the truth; reopen re-reads it
         r.held = at;
         return r;
@@ -561,7 +618,8 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
     r.mismatch = p.sha.HexDigest() != sha256;
   }
   if (r.mismatch) {
-    log::Warn("bundles", Cat("bundle ", id, ": checksum mismatch over ", p.size, " bytes; starting over"));
+    log::Warn("bundles",
+              Cat("bundle ", id, ": checksum mismatch over ", p.size, " bytes; starting over"));
     if (::ftruncate(p.fd, 0) != 0) log::Warn("bundles", Cat("cannot truncate ", PartPath(id)));
     ClosePart(id);
     r.held = 0;
@@ -570,12 +628,14 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
     return r;
   }
   if (::fsync(p.fd) != 0) {
-    r.status = absl::UnavailableError(Cat("cannot fsync ", PartPath(id), ": ", std::strerror(errno)));
+    r.status =
+        absl::UnavailableError(Cat("cannot fsync ", PartPath(id), ": ", std::strerror(errno)));
     return r;
   }
   ClosePart(id);
   if (::rename(PartPath(id).c_str(), final_path.c_str()) != 0) {
-    r.status = absl::UnavailableError(Cat("cannot rename to ", final_path, ": ", std::strerror(errno)));
+    r.status =
+        absl::UnavailableError(Cat("cannot rename to ", final_path, ": ", std::strerror(errno)));
     return r;
   }
   if (int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
@@ -586,8 +646,8 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
   return r;
 }
 
-void BundleFiles::Append(std::string id, uint64_t offset, std::string data, uint64_t total, std::string sha256,
-                         AppendDone done) {
+void BundleFiles::Append(std::string id, uint64_t offset, std::string data, uint64_t total,
+                         std::string sha256, AppendDone done) {
   Post([this, id = std::move(id), offset, data = std::move(data), total, sha256 = std::move(sha256),
         done = std::move(done)] {
     AppendResult r = DoAppend(id, offset, data, total, sha256);
@@ -635,7 +695,8 @@ void BundleFiles::Sweep(std::vector<std::string> remove, std::optional<std::set<
     uint64_t freed = 0;
     auto drop = [&](const std::string& path) {
       struct stat st {};
-      if (::stat(path.c_str(), &st) == 0 && ::unlink(path.c_str()) == 0) freed += static_cast<uint64_t>(st.st_size);
+      if (::stat(path.c_str(), &st) == 0 && ::unlink(path.c_str()) == 0)
+        freed += static_cast<uint64_t>(st.st_size);
     };
     for (const auto& id : remove) {
       ClosePart(id);
@@ -651,9 +712,12 @@ void BundleFiles::Sweep(std::vector<std::string> remove, std::optional<std::set<
         while (dirent* e = ::readdir(d)) {
           std::string name = e->d_name;
           std::string id;
-          if (name.ends_with(".tar.gz")) id = name.substr(0, name.size() - 7);
-          else if (name.ends_with(".part")) id = name.substr(0, name.size() - 5);
-          else continue;
+          if (name.ends_with(".tar.gz"))
+            id = name.substr(0, name.size() - 7);
+          else if (name.ends_with(".part"))
+            id = name.substr(0, name.size() - 5);
+          else
+            continue;
           if (keep->contains(id) || parts_.contains(id)) continue;
           struct stat st {};
           std::string path = Cat(dir_, "/", name);

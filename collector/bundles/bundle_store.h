@@ -43,9 +43,9 @@ absl::Status InitBundleSchema(sql::Db& db);
 // expired: deleted by retention (the row stays as a record).
 struct BundleRow {
   std::string id, store_id, partner;
-  int64_t ticket_id = 0;         // 0: none
-  std::string origin;            // "request" or "flight_recorder"
-  std::string requested_by;      // user name, or "flight recorder"
+  int64_t ticket_id = 0;     // 0: none
+  std::string origin;        // "request" or "flight_recorder"
+  std::string requested_by;  // user name, or "flight recorder"
   std::string reason, episode, event_kind;
   int64_t window_ms = 0;
   bool exclude_logs = false;
@@ -72,12 +72,13 @@ absl::StatusOr<BundleRow> CreateBundleRequest(sql::Db& db, const NewBundleReques
 absl::StatusOr<std::optional<BundleRow>> GetBundle(sql::Db& db, const std::string& id);
 // Scoped like everything else: a partner sees its own stores' bundles only.
 struct BundleQuery {
-  std::string store_id;  // empty: all visible
-  int64_t ticket_id = 0; // 0: any
-  int64_t after_ms = 0;  // created after
+  std::string store_id;   // empty: all visible
+  int64_t ticket_id = 0;  // 0: any
+  int64_t after_ms = 0;   // created after
   int64_t limit = 100;
 };
-absl::StatusOr<std::vector<BundleRow>> ListBundles(sql::Db& db, const User& user, const BundleQuery& q);
+absl::StatusOr<std::vector<BundleRow>> ListBundles(sql::Db& db, const User& user,
+                                                   const BundleQuery& q);
 // Requests of a store that are not finished (requested, building, transferring).
 absl::StatusOr<std::vector<BundleRow>> PendingBundles(sql::Db& db, const std::string& store_id);
 absl::StatusOr<bool> StoreExists(sql::Db& db, const std::string& store_id);
@@ -85,13 +86,15 @@ absl::StatusOr<bool> StoreExists(sql::Db& db, const std::string& store_id);
 absl::Status MarkBundleDelivered(sql::Db& db, const std::string& id, int64_t now_ms);
 // The agent's file for this bundle: size and checksum; a new checksum means
 // the held bytes are void (the caller resets the part file).
-absl::Status MarkBundleTransferring(sql::Db& db, const std::string& id, uint64_t size, const std::string& sha256,
-                                    uint64_t held, int64_t now_ms);
-absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::string& error, int64_t now_ms);
+absl::Status MarkBundleTransferring(sql::Db& db, const std::string& id, uint64_t size,
+                                    const std::string& sha256, uint64_t held, int64_t now_ms);
+absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::string& error,
+                              int64_t now_ms);
 // Verified and renamed: complete, attached to its ticket (a flight recorder
 // bundle finds its ticket by episode), with a timeline entry on the ticket.
-absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t size, const std::string& sha256,
-                                const std::string& manifest, int64_t now_ms);
+absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t size,
+                                const std::string& sha256, const std::string& manifest,
+                                int64_t now_ms);
 // A checksum mismatch: the transfer starts over, or fails after 3 attempts.
 // Returns true when it failed for good.
 absl::StatusOr<bool> RecordBundleMismatch(sql::Db& db, const std::string& id, int64_t now_ms);
@@ -122,9 +125,9 @@ std::string BundleIdForOffer(std::string_view store_id, std::string_view request
 // What the collector does with an agent's BundleOffer.
 struct OfferDecision {
   enum Kind { kRequest, kComplete, kCancel } kind = kCancel;
-  BundleRow row;      // for kRequest: the row as it is now
-  bool reset = false; // the held bytes belong to another file: start over
-  std::string why;    // for kCancel, logged
+  BundleRow row;       // for kRequest: the row as it is now
+  bool reset = false;  // the held bytes belong to another file: start over
+  std::string why;     // for kCancel, logged
 };
 struct IncomingOffer {
   std::string request_id, sha256, origin, episode, event_kind;  // request_id: the agent's
@@ -133,8 +136,9 @@ struct IncomingOffer {
 // Finds (or, for a flight recorder offer, creates) the row
 // BundleIdForOffer(store_id, offer.request_id); the decision's row carries
 // that id.
-absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_id, const IncomingOffer& offer,
-                                          uint64_t max_bundle_bytes, int64_t now_ms);
+absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_id,
+                                          const IncomingOffer& offer, uint64_t max_bundle_bytes,
+                                          int64_t now_ms);
 
 struct BundleRetention {
   int64_t keep_for_ms = 14LL * 24 * 3'600'000;
@@ -159,11 +163,11 @@ nlohmann::json BundleJson(const BundleRow& b, std::optional<uint64_t> live_bytes
 class BundleFiles {
  public:
   struct AppendResult {
-    absl::Status status;      // an I/O error
-    uint64_t held = 0;        // bytes on disk afterwards
-    bool gap = false;         // the chunk starts beyond `held`: nothing written
-    bool finished = false;    // held == total: verified and renamed
-    bool mismatch = false;    // held == total but the checksum differs: the part was emptied
+    absl::Status status;    // an I/O error
+    uint64_t held = 0;      // bytes on disk afterwards
+    bool gap = false;       // the chunk starts beyond `held`: nothing written
+    bool finished = false;  // held == total: verified and renamed
+    bool mismatch = false;  // held == total but the checksum differs: the part was emptied
   };
   using AppendDone = std::function<void(const AppendResult&)>;
 
@@ -200,8 +204,8 @@ class BundleFiles {
   void Post(std::function<void()> task);
   absl::StatusOr<Part*> OpenPart(const std::string& id);
   void ClosePart(const std::string& id);
-  AppendResult DoAppend(const std::string& id, uint64_t offset, const std::string& data, uint64_t total,
-                        const std::string& sha256);
+  AppendResult DoAppend(const std::string& id, uint64_t offset, const std::string& data,
+                        uint64_t total, const std::string& sha256);
 
   const std::string dir_;
   mutable std::mutex mu_;

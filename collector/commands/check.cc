@@ -59,20 +59,26 @@ CheckLine Ok(std::string id, std::string en, std::string ru) {
   return {std::move(id), CheckVerdict::kOk, std::move(en), std::move(ru), "", ""};
 }
 
-CheckLine Fail(std::string id, std::string en, std::string ru, std::string fix_en, std::string fix_ru,
-               CheckVerdict verdict = CheckVerdict::kFail) {
-  return {std::move(id), verdict, std::move(en), std::move(ru), std::move(fix_en), std::move(fix_ru)};
+CheckLine Fail(std::string id, std::string en, std::string ru, std::string fix_en,
+               std::string fix_ru, CheckVerdict verdict = CheckVerdict::kFail) {
+  return {std::move(id), verdict,           std::move(en),
+          std::move(ru), std::move(fix_en), std::move(fix_ru)};
 }
 
-CheckLine Warn(std::string id, std::string en, std::string ru, std::string fix_en, std::string fix_ru) {
-  return Fail(std::move(id), std::move(en), std::move(ru), std::move(fix_en), std::move(fix_ru), CheckVerdict::kWarn);
+CheckLine Warn(std::string id, std::string en, std::string ru, std::string fix_en,
+               std::string fix_ru) {
+  return Fail(std::move(id), std::move(en), std::move(ru), std::move(fix_en), std::move(fix_ru),
+              CheckVerdict::kWarn);
 }
 
 std::string EnDays(int64_t n) { return Cat(n, n == 1 ? " day" : " days"); }
 
 std::string RuDays(int64_t n) {
   const int64_t m100 = n % 100, m10 = n % 10;
-  const char* word = (m100 >= 11 && m100 <= 14) ? "дней" : m10 == 1 ? "день" : (m10 >= 2 && m10 <= 4) ? "дня" : "дней";
+  const char* word = (m100 >= 11 && m100 <= 14) ? "дней"
+                     : m10 == 1                 ? "день"
+                     : (m10 >= 2 && m10 <= 4)   ? "дня"
+                                                : "дней";
   return Cat(n, " ", word);
 }
 
@@ -137,7 +143,8 @@ void SetIoTimeout(int fd, int64_t ms) {
 }
 
 int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -239,7 +246,8 @@ bool TlsHandshake(int fd, const std::string& host, Tls* tls, std::string* err) {
   } else {
     X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
     // SSL_set_tlsext_host_name, without the macro's C cast.
-    SSL_ctrl(tls->ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(host.c_str()));
+    SSL_ctrl(tls->ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(host.c_str()));
   }
   SSL_set_fd(tls->ssl.get(), fd);
   if (SSL_connect(tls->ssl.get()) != 1) {
@@ -290,7 +298,8 @@ absl::StatusOr<ListenAddress> ResolveListen(const std::string& listen) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) return parsed.status();
   std::string host = listen.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -303,8 +312,8 @@ absl::StatusOr<ListenAddress> ResolveListen(const std::string& listen) {
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, &freeaddrinfo);
   char ip[INET6_ADDRSTRLEN] = {};
   char port[16] = {};
-  if (getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof ip, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) !=
-      0) {
+  if (getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof ip, port, sizeof port,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
     return absl::InvalidArgumentError(Cat("cannot resolve '", host, "'"));
   }
   return ParseListen(res->ai_family == AF_INET6 ? Cat("[", ip, "]:", port) : Cat(ip, ":", port));
@@ -313,8 +322,11 @@ absl::StatusOr<ListenAddress> ResolveListen(const std::string& listen) {
 // Whether GET /healthz on a connected socket is answered by the collector's
 // admin API (common/http_server.cc sets "Server: setdiag-collector").
 bool AnswersAsCollector(int fd) {
-  const std::string request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return false;
+  const std::string request =
+      "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size()))
+    return false;
   std::string answer;
   char buf[1024];
   while (answer.size() < 8192) {
@@ -325,7 +337,8 @@ bool AnswersAsCollector(int fd) {
   }
   std::string lower = answer.substr(0, answer.find("\r\n\r\n"));
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower.starts_with("http/1.") && lower.find("\r\nserver: setdiag-collector") != std::string::npos;
+  return lower.starts_with("http/1.") &&
+         lower.find("\r\nserver: setdiag-collector") != std::string::npos;
 }
 
 std::string ProgramOf(int pid) {
@@ -370,11 +383,14 @@ std::string HostName() {
 }
 
 constexpr char kTestTextRu[] =
-    "ТЕСТ. Это проверочное уведомление setdiag-collector (команда «setdiag-collector check --send-test»). "
+    "ТЕСТ. Это проверочное уведомление setdiag-collector (команда «setdiag-collector check "
+    "--send-test»). "
     "Оно подтверждает, что уведомления для этой цели доходят. Тикета нет, делать ничего не нужно.";
 constexpr char kTestTextEn[] =
-    "TEST. This is a test notification from setdiag-collector ('setdiag-collector check --send-test'). "
-    "It confirms that notifications for this target arrive. There is no ticket; nothing needs to be done.";
+    "TEST. This is a test notification from setdiag-collector ('setdiag-collector check "
+    "--send-test'). "
+    "It confirms that notifications for this target arrive. There is no ticket; nothing needs to "
+    "be done.";
 constexpr char kTestSubjectRu[] = "ТЕСТ: проверка уведомлений setdiag";
 constexpr char kTestSubjectEn[] = "TEST: setdiag notification check";
 
@@ -384,7 +400,8 @@ void CurlInitOnce() {
 }
 
 // The --send-test webhook POST: ✓ when the receiver answered 2xx.
-CheckLine SendTestWebhook(const NotificationTarget& t, const std::string& table, int64_t timeout_ms, Clock& clock) {
+CheckLine SendTestWebhook(const NotificationTarget& t, const std::string& table, int64_t timeout_ms,
+                          Clock& clock) {
   const std::string id_key = Cat("notify.webhook.", table, ".test");
   const std::string id = NotificationId(Cat("test-", RandomHex(6)), t.name);
   const int64_t now = clock.NowMs();
@@ -392,15 +409,15 @@ CheckLine SendTestWebhook(const NotificationTarget& t, const std::string& table,
   CurlInitOnce();
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> h(curl_easy_init(), &curl_easy_cleanup);
   curl_slist* headers = nullptr;
-  for (const std::string& line : {std::string("Content-Type: application/json"),
-                                  std::string("X-Setdiag-Event: setdiag.test"),
-                                  Cat("X-Setdiag-Signature: ", SignBody(t.secret, body)),
-                                  Cat("X-Setdiag-Timestamp: ", now), std::string("X-Setdiag-Attempt: 1"),
-                                  Cat("Idempotency-Key: ", id), std::string("X-Setdiag-Test: true"),
-                                  std::string("Expect:")}) {
+  for (const std::string& line :
+       {std::string("Content-Type: application/json"), std::string("X-Setdiag-Event: setdiag.test"),
+        Cat("X-Setdiag-Signature: ", SignBody(t.secret, body)), Cat("X-Setdiag-Timestamp: ", now),
+        std::string("X-Setdiag-Attempt: 1"), Cat("Idempotency-Key: ", id),
+        std::string("X-Setdiag-Test: true"), std::string("Expect:")}) {
     headers = curl_slist_append(headers, line.c_str());
   }
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(headers, &curl_slist_free_all);
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(headers,
+                                                                           &curl_slist_free_all);
   static const std::string agent = Cat("setdiag-collector/", kVersion);
   std::string answer;
   char error[CURL_ERROR_SIZE] = {};
@@ -432,20 +449,25 @@ CheckLine SendTestWebhook(const NotificationTarget& t, const std::string& table,
   if (status < 200 || status > 299) {
     std::string said = Shown(answer);
     std::string what = Cat("HTTP ", status, said.empty() ? "" : ": ", said);
-    return Fail(id_key, Cat(who_en, ": test notification refused: ", what),
-                Cat(who_ru, ": тестовое уведомление отклонено: ", what),
-                Cat("the receiver answered but refused it: it must accept the type setdiag.test and verify "
-                    "X-Setdiag-Signature with the secret in notify.webhook.",
-                    table, ".secret_file (docs/notifications.md); see the receiver's log"),
-                Cat("приёмник ответил, но отказал: он должен принимать тип setdiag.test и проверять "
-                    "X-Setdiag-Signature секретом из notify.webhook.",
-                    table, ".secret_file (docs/notifications.md); посмотрите журнал приёмника"));
+    return Fail(
+        id_key, Cat(who_en, ": test notification refused: ", what),
+        Cat(who_ru, ": тестовое уведомление отклонено: ", what),
+        Cat("the receiver answered but refused it: it must accept the type setdiag.test and verify "
+            "X-Setdiag-Signature with the secret in notify.webhook.",
+            table, ".secret_file (docs/notifications.md); see the receiver's log"),
+        Cat("приёмник ответил, но отказал: он должен принимать тип setdiag.test и проверять "
+            "X-Setdiag-Signature секретом из notify.webhook.",
+            table, ".secret_file (docs/notifications.md); посмотрите журнал приёмника"));
   }
-  return Ok(id_key, Cat(who_en, ": test notification delivered (HTTP ", status, ", Idempotency-Key ", id, ")"),
-            Cat(who_ru, ": тестовое уведомление доставлено (HTTP ", status, ", Idempotency-Key ", id, ")"));
+  return Ok(
+      id_key,
+      Cat(who_en, ": test notification delivered (HTTP ", status, ", Idempotency-Key ", id, ")"),
+      Cat(who_ru, ": тестовое уведомление доставлено (HTTP ", status, ", Idempotency-Key ", id,
+          ")"));
 }
 
-CheckLine SendTestMail(const NotificationTarget& t, const std::string& table, int64_t timeout_ms, Clock& clock) {
+CheckLine SendTestMail(const NotificationTarget& t, const std::string& table, int64_t timeout_ms,
+                       Clock& clock) {
   const std::string id_key = Cat("notify.email.", table, ".test");
   const std::string id = NotificationId(Cat("test-", RandomHex(6)), t.name);
   const std::string message = TestMailMessage(t.from, t.to, id, t.name, clock.NowMs(), HostName());
@@ -457,7 +479,8 @@ CheckLine SendTestMail(const NotificationTarget& t, const std::string& table, in
     rcpt = curl_slist_append(rcpt, Cat("<", BareAddress(a), ">").c_str());
     Append(&to_list, to_list.empty() ? "" : ", ", BareAddress(a));
   }
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> rcpt_guard(rcpt, &curl_slist_free_all);
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> rcpt_guard(rcpt,
+                                                                         &curl_slist_free_all);
   const std::string mail_from = Cat("<", BareAddress(t.from), ">");
   MailRead read{&message, 0};
   char error[CURL_ERROR_SIZE] = {};
@@ -480,7 +503,8 @@ CheckLine SendTestMail(const NotificationTarget& t, const std::string& table, in
   }
   // The notifier's rule: a password never crosses the network in clear.
   if (!t.smtp_url.starts_with("smtps://")) {
-    curl_easy_setopt(e, CURLOPT_USE_SSL, static_cast<long>(t.smtp_user.empty() ? CURLUSESSL_TRY : CURLUSESSL_ALL));
+    curl_easy_setopt(e, CURLOPT_USE_SSL,
+                     static_cast<long>(t.smtp_user.empty() ? CURLUSESSL_TRY : CURLUSESSL_ALL));
   }
   CURLcode code = curl_easy_perform(e);
   long status = 0;
@@ -489,10 +513,13 @@ CheckLine SendTestMail(const NotificationTarget& t, const std::string& table, in
   if (code != CURLE_OK) {
     std::string err = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(code));
     if (status != 0) Append(&err, " (SMTP ", status, ")");
-    return Fail(id_key, Cat(who_en, ": test message not sent: ", err), Cat(who_ru, ": тестовое письмо не отправлено: ", err),
-                Cat("check notify.email.", table, ".from, .to, .user and .password_file, and the mail server's log: "
+    return Fail(id_key, Cat(who_en, ": test message not sent: ", err),
+                Cat(who_ru, ": тестовое письмо не отправлено: ", err),
+                Cat("check notify.email.", table,
+                    ".from, .to, .user and .password_file, and the mail server's log: "
                     "it must accept mail from this sender to these recipients"),
-                Cat("проверьте notify.email.", table, ".from, .to, .user и .password_file и журнал почтового "
+                Cat("проверьте notify.email.", table,
+                    ".from, .to, .user и .password_file и журнал почтового "
                     "сервера: он должен принимать письма от этого отправителя этим получателям"));
   }
   return Ok(id_key, Cat(who_en, ": test message accepted by the SMTP server for ", to_list),
@@ -512,38 +539,51 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   auto ep = ParseTargetUrl(webhook ? t.url : t.smtp_url);
   if (!ep.ok()) {
     std::string msg(ep.status().message());
-    return Fail(id, Cat(who_en, ": ", msg), Cat(who_ru, ": ", msg), Cat("fix ", url_key), Cat("исправьте ", url_key));
+    return Fail(id, Cat(who_en, ": ", msg), Cat(who_ru, ": ", msg), Cat("fix ", url_key),
+                Cat("исправьте ", url_key));
   }
   const std::string where = ep->Display();
-  const std::string name_en = Cat(who_en, " (", where, ")"), name_ru = Cat(who_ru, " (", where, ")");
+  const std::string name_en = Cat(who_en, " (", where, ")"),
+                    name_ru = Cat(who_ru, " (", where, ")");
   const std::string unreachable_fix_en =
-      Cat("check ", url_key, ", that the ", webhook ? "receiver" : "mail server", " runs, and that the firewall lets this "
-          "server out to ", ep->host, " TCP port ", ep->port);
+      Cat("check ", url_key, ", that the ", webhook ? "receiver" : "mail server",
+          " runs, and that the firewall lets this "
+          "server out to ",
+          ep->host, " TCP port ", ep->port);
   const std::string unreachable_fix_ru =
-      Cat("проверьте ", url_key, ", что ", webhook ? "приёмник" : "почтовый сервер", " запущен и что межсетевой экран "
-          "выпускает этот сервер на ", ep->host, ", TCP-порт ", ep->port);
+      Cat("проверьте ", url_key, ", что ", webhook ? "приёмник" : "почтовый сервер",
+          " запущен и что межсетевой экран "
+          "выпускает этот сервер на ",
+          ep->host, ", TCP-порт ", ep->port);
   const int64_t started = SteadyMs();
   std::string err;
   Fd s = ConnectHost(ep->host, ep->port, timeout_ms, &err);
   if (!s.ok()) {
-    return Fail(id, Cat(name_en, ": not reachable: ", err), Cat(name_ru, webhook ? ": недоступен: " : ": недоступна: ", err),
+    return Fail(id, Cat(name_en, ": not reachable: ", err),
+                Cat(name_ru, webhook ? ": недоступен: " : ": недоступна: ", err),
                 unreachable_fix_en, unreachable_fix_ru);
   }
   Tls tls;
   if (ep->tls && !TlsHandshake(s.fd, ep->host, &tls, &err)) {
-    return Fail(id, Cat(name_en, ": ", err), Cat(name_ru, ": ", err),
-                Cat("this server must trust the ", webhook ? "receiver's" : "mail server's",
-                    " certificate (its CA in /etc/ssl/certs, update-ca-certificates) and the certificate must name ",
-                    ep->host),
-                Cat("этот сервер должен доверять сертификату ", webhook ? "приёмника" : "почтового сервера",
-                    " (его УЦ в /etc/ssl/certs, update-ca-certificates), а сертификат должен содержать имя ", ep->host));
+    return Fail(
+        id, Cat(name_en, ": ", err), Cat(name_ru, ": ", err),
+        Cat("this server must trust the ", webhook ? "receiver's" : "mail server's",
+            " certificate (its CA in /etc/ssl/certs, update-ca-certificates) and the certificate "
+            "must name ",
+            ep->host),
+        Cat("этот сервер должен доверять сертификату ", webhook ? "приёмника" : "почтового сервера",
+            " (его УЦ в /etc/ssl/certs, update-ca-certificates), а сертификат должен содержать "
+            "имя ",
+            ep->host));
   }
   const int64_t connect_ms = SteadyMs() - started;
   if (webhook) {
     *reachable = true;
     return Ok(id,
-              Cat(name_en, ": reachable (", ep->tls ? "TLS certificate verified" : "TCP connect", ", ", connect_ms, " ms)"),
-              Cat(name_ru, ": доступен (", ep->tls ? "сертификат TLS проверен" : "TCP-соединение", ", ", connect_ms, " мс)"));
+              Cat(name_en, ": reachable (", ep->tls ? "TLS certificate verified" : "TCP connect",
+                  ", ", connect_ms, " ms)"),
+              Cat(name_ru, ": доступен (", ep->tls ? "сертификат TLS проверен" : "TCP-соединение",
+                  ", ", connect_ms, " мс)"));
   }
   // SMTP: the server speaks first.
   auto read_some = [&](char* buf, size_t n) -> ssize_t {
@@ -573,22 +613,31 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   if (!reply.complete || reply.code < 0) {
     std::string what = got.empty() ? std::string("nothing") : Cat("'", Shown(got), "'");
     std::string what_ru = got.empty() ? std::string("ничего") : Cat("«", Shown(got), "»");
-    return Fail(id, Cat(name_en, ": no SMTP greeting within ", timeout_ms, " ms (got ", what, ")"),
-                Cat(name_ru, ": нет приветствия SMTP за ", timeout_ms, " мс (получено: ", what_ru, ")"),
-                Cat("is ", ep->host, ":", ep->port, " an SMTP server? smtp:// is usually port 25 or 587, smtps:// "
-                    "port 465 (TLS from the first byte); fix ", url_key),
-                Cat("это SMTP-сервер? Для smtp:// обычно порт 25 или 587, для smtps:// — 465 (TLS с первого байта); "
-                    "исправьте ", url_key));
+    return Fail(
+        id, Cat(name_en, ": no SMTP greeting within ", timeout_ms, " ms (got ", what, ")"),
+        Cat(name_ru, ": нет приветствия SMTP за ", timeout_ms, " мс (получено: ", what_ru, ")"),
+        Cat("is ", ep->host, ":", ep->port,
+            " an SMTP server? smtp:// is usually port 25 or 587, smtps:// "
+            "port 465 (TLS from the first byte); fix ",
+            url_key),
+        Cat("это SMTP-сервер? Для smtp:// обычно порт 25 или 587, для smtps:// — 465 (TLS с "
+            "первого байта); "
+            "исправьте ",
+            url_key));
   }
   write_all("QUIT\r\n");
   const std::string greeting = Shown(Cat(reply.code, " ", reply.text));
   if (reply.code != 220) {
     return Fail(id, Cat(name_en, ": the SMTP server refuses: ", greeting),
                 Cat(name_ru, ": SMTP-сервер отказывает: ", greeting),
-                Cat("ask the mail server's administrator to accept connections from this server, or name another "
-                    "relay in ", url_key),
-                Cat("попросите администратора почтового сервера принимать соединения с этого сервера или укажите "
-                    "другой сервер в ", url_key));
+                Cat("ask the mail server's administrator to accept connections from this server, "
+                    "or name another "
+                    "relay in ",
+                    url_key),
+                Cat("попросите администратора почтового сервера принимать соединения с этого "
+                    "сервера или укажите "
+                    "другой сервер в ",
+                    url_key));
   }
   *reachable = true;
   return Ok(id, Cat(name_en, ": the SMTP server answers: ", greeting),
@@ -608,41 +657,49 @@ void CheckTls(const CollectorConfig& cfg, int64_t now_ms, std::vector<CheckLine>
   if (!cfg.tls()) {
     auto listen = ParseListen(cfg.grpc_listen);
     if (listen.ok() && listen->loopback) {
-      out->push_back(Ok("grpc.tls", Cat("gRPC ", cfg.grpc_listen, ": plaintext, loopback only (no grpc.tls_cert_file)"),
-                        Cat("gRPC ", cfg.grpc_listen, ": без шифрования, только loopback (grpc.tls_cert_file не задан)")));
+      out->push_back(
+          Ok("grpc.tls",
+             Cat("gRPC ", cfg.grpc_listen, ": plaintext, loopback only (no grpc.tls_cert_file)"),
+             Cat("gRPC ", cfg.grpc_listen,
+                 ": без шифрования, только loopback (grpc.tls_cert_file не задан)")));
     } else {
-      out->push_back(Warn("grpc.tls",
-                          Cat("gRPC ", cfg.grpc_listen,
-                              ": plaintext beyond this host (grpc.allow_insecure = true): store tokens and events "
-                              "cross the network unencrypted"),
-                          Cat("gRPC ", cfg.grpc_listen,
-                              ": без шифрования за пределами этого сервера (grpc.allow_insecure = true): токены "
-                              "магазинов и события идут по сети открыто"),
-                          "set grpc.tls_cert_file and grpc.tls_key_file (docs/security.md)",
-                          "задайте grpc.tls_cert_file и grpc.tls_key_file (docs/security.md)"));
+      out->push_back(Warn(
+          "grpc.tls",
+          Cat("gRPC ", cfg.grpc_listen,
+              ": plaintext beyond this host (grpc.allow_insecure = true): store tokens and events "
+              "cross the network unencrypted"),
+          Cat("gRPC ", cfg.grpc_listen,
+              ": без шифрования за пределами этого сервера (grpc.allow_insecure = true): токены "
+              "магазинов и события идут по сети открыто"),
+          "set grpc.tls_cert_file and grpc.tls_key_file (docs/security.md)",
+          "задайте grpc.tls_cert_file и grpc.tls_key_file (docs/security.md)"));
     }
     return;
   }
   auto cert = ReadWholeFile(cfg.tls_cert_file);
   auto key = ReadWholeFile(cfg.tls_key_file);
-  for (const auto& [read, path, key_name] : {std::tuple{&cert, cfg.tls_cert_file, "grpc.tls_cert_file"},
-                                             std::tuple{&key, cfg.tls_key_file, "grpc.tls_key_file"}}) {
+  for (const auto& [read, path, key_name] :
+       {std::tuple{&cert, cfg.tls_cert_file, "grpc.tls_cert_file"},
+        std::tuple{&key, cfg.tls_key_file, "grpc.tls_key_file"}}) {
     if (read->ok()) continue;
     std::string msg(read->status().message());
-    out->push_back(Fail("grpc.tls", Cat("TLS file ", path, ": cannot read: ", msg),
-                        Cat("файл TLS ", path, ": не читается: ", msg),
-                        Cat("check ", key_name, " and that the collector's user may read the file"),
-                        Cat("проверьте ", key_name, " и что пользователь коллектора может читать файл")));
+    out->push_back(
+        Fail("grpc.tls", Cat("TLS file ", path, ": cannot read: ", msg),
+             Cat("файл TLS ", path, ": не читается: ", msg),
+             Cat("check ", key_name, " and that the collector's user may read the file"),
+             Cat("проверьте ", key_name, " и что пользователь коллектора может читать файл")));
     return;
   }
-  for (auto& line : TlsLines(cfg.tls_cert_file, *cert, cfg.tls_key_file, *key, now_ms)) out->push_back(std::move(line));
+  for (auto& line : TlsLines(cfg.tls_cert_file, *cert, cfg.tls_key_file, *key, now_ms))
+    out->push_back(std::move(line));
 }
 
 void CheckCalendar(const CollectorConfig& cfg, const CheckOptions& options, int64_t now_ms,
                    std::vector<CheckLine>* out) {
   absl::TimeZone zone;
   if (!absl::LoadTimeZone(cfg.business_zone, &zone)) {
-    out->push_back(Fail("sla.calendar", Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"),
+    out->push_back(Fail("sla.calendar",
+                        Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"),
                         Cat("sla.time_zone: неизвестный часовой пояс «", cfg.business_zone, "»"),
                         "name a zone such as Europe/Moscow, and install tzdata",
                         "укажите пояс вида Europe/Moscow и установите пакет tzdata"));
@@ -653,17 +710,21 @@ void CheckCalendar(const CollectorConfig& cfg, const CheckOptions& options, int6
   if (!calendar.ok()) {
     std::string msg(calendar.status().message());
     if (absl::IsNotFound(calendar.status())) {
-      out->push_back(Fail("sla.calendar", Cat("production calendar: ", msg), Cat("производственный календарь: ", msg),
-                          "set sla.calendar_dir to the directory with the ru-YYYY.txt files (the package installs "
-                          "them in share/setdiag/calendars)",
-                          "укажите в sla.calendar_dir каталог с файлами ru-YYYY.txt (пакет ставит их в "
-                          "share/setdiag/calendars)"));
+      out->push_back(Fail(
+          "sla.calendar", Cat("production calendar: ", msg),
+          Cat("производственный календарь: ", msg),
+          "set sla.calendar_dir to the directory with the ru-YYYY.txt files (the package installs "
+          "them in share/setdiag/calendars)",
+          "укажите в sla.calendar_dir каталог с файлами ru-YYYY.txt (пакет ставит их в "
+          "share/setdiag/calendars)"));
     } else {
-      out->push_back(Fail("sla.calendar", Cat("production calendar: ", msg), Cat("производственный календарь: ", msg),
-                          "fix that line (the format is in docs/sla.md): the collector does not start with a bad "
-                          "calendar file",
-                          "исправьте эту строку (формат описан в docs/sla.md): с ошибочным файлом календаря "
-                          "коллектор не запускается"));
+      out->push_back(Fail(
+          "sla.calendar", Cat("production calendar: ", msg),
+          Cat("производственный календарь: ", msg),
+          "fix that line (the format is in docs/sla.md): the collector does not start with a bad "
+          "calendar file",
+          "исправьте эту строку (формат описан в docs/sla.md): с ошибочным файлом календаря "
+          "коллектор не запускается"));
     }
     return;
   }
@@ -674,10 +735,12 @@ void CheckCalendar(const CollectorConfig& cfg, const CheckOptions& options, int6
 void CheckTargets(const CollectorConfig& cfg, const CheckOptions& options, Clock& clock,
                   std::vector<CheckLine>* out) {
   if (cfg.notify.targets.empty()) {
-    out->push_back(Warn("notify", "notifications: no webhook or e-mail target: tickets are opened, but nobody is told",
-                        "уведомления: нет ни вебхука, ни почты: тикеты открываются, но никто о них не узнаёт",
-                        "add a [notify.webhook.<name>] or [notify.email.<name>] table (docs/config.md)",
-                        "добавьте таблицу [notify.webhook.<имя>] или [notify.email.<имя>] (docs/config.md)"));
+    out->push_back(
+        Warn("notify",
+             "notifications: no webhook or e-mail target: tickets are opened, but nobody is told",
+             "уведомления: нет ни вебхука, ни почты: тикеты открываются, но никто о них не узнаёт",
+             "add a [notify.webhook.<name>] or [notify.email.<name>] table (docs/config.md)",
+             "добавьте таблицу [notify.webhook.<имя>] или [notify.email.<имя>] (docs/config.md)"));
     return;
   }
   const int64_t probe_timeout = std::min(cfg.notify.timeout_ms, kProbeTimeoutMs);
@@ -689,8 +752,11 @@ void CheckTargets(const CollectorConfig& cfg, const CheckOptions& options, Clock
     const std::string table = TargetTable(t);
     if (!reachable) {
       const std::string id = Cat(webhook ? "notify.webhook." : "notify.email.", table, ".test");
-      out->push_back(Fail(id, Cat(webhook ? "webhook " : "e-mail ", table, ": test notification not sent (not reachable)"),
-                          Cat(webhook ? "вебхук " : "почта ", table, ": тестовое уведомление не отправлено (цель недоступна)"),
+      out->push_back(Fail(id,
+                          Cat(webhook ? "webhook " : "e-mail ", table,
+                              ": test notification not sent (not reachable)"),
+                          Cat(webhook ? "вебхук " : "почта ", table,
+                              ": тестовое уведомление не отправлено (цель недоступна)"),
                           "make the target reachable first (the line above)",
                           "сначала сделайте цель доступной (строка выше)"));
       continue;
@@ -710,7 +776,8 @@ int64_t AsnTimeMs(const ASN1_TIME* t) {
 // "DNS:a.example, IP:10.0.0.1", or "CN=..." without a subjectAltName.
 std::string CertNames(X509* cert) {
   std::string names;
-  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (sans != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
@@ -724,7 +791,8 @@ std::string CertNames(X509* cert) {
         char ip[INET6_ADDRSTRLEN] = {};
         const int len = ASN1_STRING_length(s);
         if ((len == 4 || len == 16) &&
-            inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(s), ip, sizeof ip) != nullptr) {
+            inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(s), ip, sizeof ip) !=
+                nullptr) {
           Append(&names, names.empty() ? "" : ", ", "IP:", ip);
         }
       }
@@ -752,20 +820,25 @@ struct CloseDir {
 CheckLine ConfigFailedLine(const std::string& config_path, const absl::Status& status) {
   std::string msg(status.message());
   if (!msg.starts_with(config_path)) msg = Cat(config_path, ": ", msg);
-  return Fail("config", Cat("config ", msg), Cat("конфигурация ", msg),
-              "fix that key (docs/config.md lists every key) and run the check again; nothing else was checked",
-              "исправьте этот ключ (все ключи описаны в docs/config.md) и повторите проверку; остальное не "
-              "проверялось");
+  return Fail(
+      "config", Cat("config ", msg), Cat("конфигурация ", msg),
+      "fix that key (docs/config.md lists every key) and run the check again; nothing else was "
+      "checked",
+      "исправьте этот ключ (все ключи описаны в docs/config.md) и повторите проверку; остальное не "
+      "проверялось");
 }
 
-CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, int64_t not_after_ms, int64_t now_ms) {
+CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, int64_t not_after_ms,
+                         int64_t now_ms) {
   const std::string id = "grpc.tls_expiry";
   const std::string until = UtcText(not_after_ms);
   const std::string renew_en =
-      "put a new certificate for the collector's name at grpc.tls_cert_file (its key at grpc.tls_key_file) and "
+      "put a new certificate for the collector's name at grpc.tls_cert_file (its key at "
+      "grpc.tls_key_file) and "
       "restart the collector";
   const std::string renew_ru =
-      "положите новый сертификат на имя коллектора в grpc.tls_cert_file (ключ — в grpc.tls_key_file) и "
+      "положите новый сертификат на имя коллектора в grpc.tls_cert_file (ключ — в "
+      "grpc.tls_key_file) и "
       "перезапустите коллектор";
   if (now_ms >= not_after_ms) {
     return Fail(id, Cat("TLS certificate ", cert_path, ": expired on ", until),
@@ -777,83 +850,106 @@ CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, in
     const std::string from = UtcText(not_before_ms);
     return Fail(id, Cat("TLS certificate ", cert_path, ": not valid before ", from),
                 Cat("сертификат TLS ", cert_path, ": действует только с ", from),
-                "check this server's clock (NTP); if it is right, the certificate was issued with a future start: "
+                "check this server's clock (NTP); if it is right, the certificate was issued with "
+                "a future start: "
                 "issue it again",
-                "проверьте часы этого сервера (NTP); если они верны, сертификат выпущен с будущей датой начала: "
+                "проверьте часы этого сервера (NTP); если они верны, сертификат выпущен с будущей "
+                "датой начала: "
                 "выпустите его заново");
   }
   const int64_t left = not_after_ms - now_ms;
   const int64_t days = left / kDayMs;
   if (left < kCertWarnDays * kDayMs) {
-    const std::string in_en = days == 0 ? std::string("in less than a day") : Cat("in ", EnDays(days));
-    const std::string in_ru = days == 0 ? std::string("менее чем через сутки") : Cat("через ", RuDays(days));
+    const std::string in_en =
+        days == 0 ? std::string("in less than a day") : Cat("in ", EnDays(days));
+    const std::string in_ru =
+        days == 0 ? std::string("менее чем через сутки") : Cat("через ", RuDays(days));
     return Warn(id, Cat("TLS certificate ", cert_path, ": expires on ", until, ", ", in_en),
                 Cat("сертификат TLS ", cert_path, ": истекает ", until, ", ", in_ru),
-                Cat("renew it before then: ", renew_en), Cat("обновите его до этого срока: ", renew_ru));
+                Cat("renew it before then: ", renew_en),
+                Cat("обновите его до этого срока: ", renew_ru));
   }
-  return Ok(id, Cat("TLS certificate ", cert_path, ": valid until ", until, " (", EnDays(days), " left)"),
-            Cat("сертификат TLS ", cert_path, ": действует до ", until, " (осталось ", RuDays(days), ")"));
+  return Ok(
+      id, Cat("TLS certificate ", cert_path, ": valid until ", until, " (", EnDays(days), " left)"),
+      Cat("сертификат TLS ", cert_path, ": действует до ", until, " (осталось ", RuDays(days),
+          ")"));
 }
 
-std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string& cert_pem, const std::string& key_path,
-                                const std::string& key_pem, int64_t now_ms) {
+std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string& cert_pem,
+                                const std::string& key_path, const std::string& key_pem,
+                                int64_t now_ms) {
   std::vector<CheckLine> out;
   ERR_clear_error();
   std::vector<std::unique_ptr<X509, decltype(&X509_free)>> chain;
   {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())),
-                                                  &BIO_free);
-    while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr)) chain.emplace_back(c, &X509_free);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), &BIO_free);
+    while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr))
+      chain.emplace_back(c, &X509_free);
     ERR_clear_error();  // the end of the file reads as an error
   }
   if (chain.empty()) {
     out.push_back(Fail("grpc.tls", Cat("TLS certificate ", cert_path, ": no PEM certificate in it"),
                        Cat("сертификат TLS ", cert_path, ": в файле нет сертификата PEM"),
-                       "grpc.tls_cert_file must hold the collector's certificate in PEM (-----BEGIN CERTIFICATE-----), "
+                       "grpc.tls_cert_file must hold the collector's certificate in PEM "
+                       "(-----BEGIN CERTIFICATE-----), "
                        "then any intermediate certificates",
-                       "grpc.tls_cert_file должен содержать сертификат коллектора в PEM (-----BEGIN CERTIFICATE-----), "
+                       "grpc.tls_cert_file должен содержать сертификат коллектора в PEM "
+                       "(-----BEGIN CERTIFICATE-----), "
                        "за ним промежуточные сертификаты"));
     return out;
   }
   X509* leaf = chain.front().get();
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(nullptr, &EVP_PKEY_free);
   {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())),
-                                                  &BIO_free);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), &BIO_free);
     key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
     ERR_clear_error();
   }
   const std::string names = CertNames(leaf);
   if (!key) {
-    out.push_back(Fail("grpc.tls", Cat("TLS key ", key_path, ": not a PEM private key, or protected by a passphrase"),
-                       Cat("ключ TLS ", key_path, ": не закрытый ключ PEM или защищён паролем"),
-                       "grpc.tls_key_file must hold the certificate's private key in PEM without a passphrase "
-                       "(openssl pkey -in KEY -out KEY.plain)",
-                       "grpc.tls_key_file должен содержать закрытый ключ сертификата в PEM без пароля "
-                       "(openssl pkey -in KEY -out KEY.plain)"));
+    out.push_back(Fail(
+        "grpc.tls",
+        Cat("TLS key ", key_path, ": not a PEM private key, or protected by a passphrase"),
+        Cat("ключ TLS ", key_path, ": не закрытый ключ PEM или защищён паролем"),
+        "grpc.tls_key_file must hold the certificate's private key in PEM without a passphrase "
+        "(openssl pkey -in KEY -out KEY.plain)",
+        "grpc.tls_key_file должен содержать закрытый ключ сертификата в PEM без пароля "
+        "(openssl pkey -in KEY -out KEY.plain)"));
   } else if (X509_check_private_key(leaf, key.get()) != 1) {
     ERR_clear_error();
-    out.push_back(Fail("grpc.tls", Cat("TLS key ", key_path, " does not belong to certificate ", cert_path, " (", names, ")"),
-                       Cat("ключ TLS ", key_path, " не подходит к сертификату ", cert_path, " (", names, ")"),
-                       "put the key the certificate was issued for at grpc.tls_key_file, or the certificate of this "
-                       "key first in grpc.tls_cert_file (compare openssl x509 -noout -pubkey -in CERT with openssl "
-                       "pkey -pubout -in KEY)",
-                       "положите в grpc.tls_key_file ключ, на который выпущен сертификат, или первым в "
-                       "grpc.tls_cert_file сертификат этого ключа (сравните openssl x509 -noout -pubkey -in CERT и "
-                       "openssl pkey -pubout -in KEY)"));
+    out.push_back(Fail(
+        "grpc.tls",
+        Cat("TLS key ", key_path, " does not belong to certificate ", cert_path, " (", names, ")"),
+        Cat("ключ TLS ", key_path, " не подходит к сертификату ", cert_path, " (", names, ")"),
+        "put the key the certificate was issued for at grpc.tls_key_file, or the certificate of "
+        "this "
+        "key first in grpc.tls_cert_file (compare openssl x509 -noout -pubkey -in CERT with "
+        "openssl "
+        "pkey -pubout -in KEY)",
+        "положите в grpc.tls_key_file ключ, на который выпущен сертификат, или первым в "
+        "grpc.tls_cert_file сертификат этого ключа (сравните openssl x509 -noout -pubkey -in CERT "
+        "и "
+        "openssl pkey -pubout -in KEY)"));
   } else {
-    const std::string more_en = chain.size() > 1 ? Cat(", ", chain.size(), " certificates in the chain") : "";
-    const std::string more_ru = chain.size() > 1 ? Cat(", сертификатов в цепочке: ", chain.size()) : "";
-    out.push_back(Ok("grpc.tls", Cat("TLS certificate ", cert_path, " (", names, ") and key ", key_path, ": load and match", more_en),
-                     Cat("сертификат TLS ", cert_path, " (", names, ") и ключ ", key_path, ": читаются и подходят друг к другу",
-                         more_ru)));
+    const std::string more_en =
+        chain.size() > 1 ? Cat(", ", chain.size(), " certificates in the chain") : "";
+    const std::string more_ru =
+        chain.size() > 1 ? Cat(", сертификатов в цепочке: ", chain.size()) : "";
+    out.push_back(Ok("grpc.tls",
+                     Cat("TLS certificate ", cert_path, " (", names, ") and key ", key_path,
+                         ": load and match", more_en),
+                     Cat("сертификат TLS ", cert_path, " (", names, ") и ключ ", key_path,
+                         ": читаются и подходят друг к другу", more_ru)));
   }
-  out.push_back(CertExpiryLine(cert_path, AsnTimeMs(X509_get0_notBefore(leaf)), AsnTimeMs(X509_get0_notAfter(leaf)),
-                               now_ms));
+  out.push_back(CertExpiryLine(cert_path, AsnTimeMs(X509_get0_notBefore(leaf)),
+                               AsnTimeMs(X509_get0_notAfter(leaf)), now_ms));
   return out;
 }
 
-CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years, int64_t this_year) {
+CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years,
+                       int64_t this_year) {
   const int64_t next_year = this_year + 1;
   const bool has_this = std::find(years.begin(), years.end(), this_year) != years.end();
   const bool has_next = std::find(years.begin(), years.end(), next_year) != years.end();
@@ -864,25 +960,37 @@ CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years
   if (!has_this) {
     const std::string missing = has_next ? Cat(this_year) : Cat(this_year, " and ", next_year);
     const std::string missing_ru = has_next ? Cat(this_year) : Cat(this_year, " и ", next_year);
-    return Fail("sla.calendar", Cat("production calendar ", dir, ": no file for ", missing, " (", has_en, ")"),
-                Cat("производственный календарь ", dir, ": нет файла на ", missing_ru, " (", has_ru, ")"),
-                Cat("add ru-", this_year, ".txt to sla.calendar_dir (format and sources in docs/sla.md) and restart "
-                    "the collector: until then SLA business hours follow the plain week, without holidays"),
-                Cat("добавьте ru-", this_year, ".txt в sla.calendar_dir (формат и источники в docs/sla.md) и "
-                    "перезапустите коллектор: до тех пор рабочее время SLA считается по обычной неделе, без "
-                    "праздников"));
+    return Fail(
+        "sla.calendar",
+        Cat("production calendar ", dir, ": no file for ", missing, " (", has_en, ")"),
+        Cat("производственный календарь ", dir, ": нет файла на ", missing_ru, " (", has_ru, ")"),
+        Cat("add ru-", this_year,
+            ".txt to sla.calendar_dir (format and sources in docs/sla.md) and restart "
+            "the collector: until then SLA business hours follow the plain week, without holidays"),
+        Cat("добавьте ru-", this_year,
+            ".txt в sla.calendar_dir (формат и источники в docs/sla.md) и "
+            "перезапустите коллектор: до тех пор рабочее время SLA считается по обычной неделе, "
+            "без "
+            "праздников"));
   }
   if (!has_next) {
     return Warn("sla.calendar",
-                Cat("production calendar ", dir, ": ", this_year, " covered, ", next_year, " not yet (", has_en, ")"),
-                Cat("производственный календарь ", dir, ": ", this_year, " есть, ", next_year, " ещё нет (", has_ru, ")"),
-                Cat("add ru-", next_year, ".txt before ", next_year, " begins (docs/sla.md, \"Adding next year's "
+                Cat("production calendar ", dir, ": ", this_year, " covered, ", next_year,
+                    " not yet (", has_en, ")"),
+                Cat("производственный календарь ", dir, ": ", this_year, " есть, ", next_year,
+                    " ещё нет (", has_ru, ")"),
+                Cat("add ru-", next_year, ".txt before ", next_year,
+                    " begins (docs/sla.md, \"Adding next year's "
                     "calendar\")"),
-                Cat("добавьте ru-", next_year, ".txt до начала ", next_year, " года (docs/sla.md, раздел «Adding next "
+                Cat("добавьте ru-", next_year, ".txt до начала ", next_year,
+                    " года (docs/sla.md, раздел «Adding next "
                     "year's calendar»)"));
   }
-  return Ok("sla.calendar", Cat("production calendar ", dir, ": ", this_year, " and ", next_year, " covered (", has_en, ")"),
-            Cat("производственный календарь ", dir, ": ", this_year, " и ", next_year, " есть (", has_ru, ")"));
+  return Ok("sla.calendar",
+            Cat("production calendar ", dir, ": ", this_year, " and ", next_year, " covered (",
+                has_en, ")"),
+            Cat("производственный календарь ", dir, ": ", this_year, " и ", next_year, " есть (",
+                has_ru, ")"));
 }
 
 std::string ResolveCalendarDir(const std::string& configured, const std::string& source_dir) {
@@ -913,44 +1021,53 @@ CheckLine ListenLine(const std::string& key, const std::string& listen, const Li
     return Ok(key, Cat(what_en, ": free, can be bound"), Cat(what_ru, ": свободен, можно занять"));
   }
   const bool collector =
-      p.collector || (p.answered && collector_elsewhere && (p.owner.empty() || p.owner.starts_with("setdiag-collector ")));
+      p.collector || (p.answered && collector_elsewhere &&
+                      (p.owner.empty() || p.owner.starts_with("setdiag-collector ")));
   if (collector) {
     // "setdiag-collector (pid 42)" reads " (pid 42)" after "the running collector".
     constexpr std::string_view kSelf = "setdiag-collector ";
-    const std::string owner = p.owner.empty()               ? ""
+    const std::string owner = p.owner.empty()              ? ""
                               : p.owner.starts_with(kSelf) ? Cat(" ", p.owner.substr(kSelf.size()))
                                                            : Cat(" (", p.owner, ")");
     return Warn(key, Cat(what_en, ": in use by the running collector", owner),
                 Cat(what_ru, ": занят работающим коллектором", owner),
-                "expected while the collector runs; to check that the address itself can be bound, stop the collector "
+                "expected while the collector runs; to check that the address itself can be bound, "
+                "stop the collector "
                 "and run the check again",
-                "так и должно быть, пока коллектор работает; чтобы проверить сам адрес, остановите коллектор и "
+                "так и должно быть, пока коллектор работает; чтобы проверить сам адрес, остановите "
+                "коллектор и "
                 "повторите проверку");
   }
   const std::string err = ErrnoText(p.bind_errno);
   if (p.bind_errno == EADDRINUSE) {
-    const std::string by_en = p.owner.empty() ? (p.answered ? std::string("another program") : Cat("? (", err, ")"))
-                                              : p.owner;
-    const std::string by_ru = p.owner.empty() ? (p.answered ? std::string("другой программой") : Cat("? (", err, ")"))
-                                              : p.owner;
+    const std::string by_en =
+        p.owner.empty() ? (p.answered ? std::string("another program") : Cat("? (", err, ")"))
+                        : p.owner;
+    const std::string by_ru =
+        p.owner.empty() ? (p.answered ? std::string("другой программой") : Cat("? (", err, ")"))
+                        : p.owner;
     return Fail(key, Cat(what_en, ": in use by ", by_en), Cat(what_ru, ": занят: ", by_ru),
                 Cat("stop that program, or give ", key, " another port"),
                 Cat("остановите эту программу или укажите в ", key, " другой порт"));
   }
   if (p.bind_errno == EACCES) {
-    return Fail(key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
-                "ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities="
-                "CAP_NET_BIND_SERVICE); or use a port from 1024 up",
-                "порты ниже 1024 требуют root или CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities="
-                "CAP_NET_BIND_SERVICE); или возьмите порт от 1024");
+    return Fail(
+        key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
+        "ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities="
+        "CAP_NET_BIND_SERVICE); or use a port from 1024 up",
+        "порты ниже 1024 требуют root или CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities="
+        "CAP_NET_BIND_SERVICE); или возьмите порт от 1024");
   }
   if (p.bind_errno == EADDRNOTAVAIL) {
-    return Fail(key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
-                Cat("the address is not one of this server's: put one of them (ip -br addr) or 0.0.0.0 in ", key),
-                Cat("это не адрес этого сервера: укажите в ", key, " один из его адресов (ip -br addr) или 0.0.0.0"));
+    return Fail(
+        key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
+        Cat("the address is not one of this server's: put one of them (ip -br addr) or 0.0.0.0 in ",
+            key),
+        Cat("это не адрес этого сервера: укажите в ", key,
+            " один из его адресов (ip -br addr) или 0.0.0.0"));
   }
-  return Fail(key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err), Cat("check ", key),
-              Cat("проверьте ", key));
+  return Fail(key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
+              Cat("check ", key), Cat("проверьте ", key));
 }
 
 ListenProbe ProbeListen(const std::string& listen, bool http, int64_t timeout_ms) {
@@ -1007,10 +1124,12 @@ std::optional<SocketOwner> FindListener(uint16_t port) {
     while (std::getline(in, line)) {
       std::istringstream fields(line);
       std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-      if (!(fields >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode)) {
+      if (!(fields >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+            timeout >> inode)) {
         continue;
       }
-      if (state == "0A" && local.ends_with(port_hex) && inode != "0") inodes.insert(Cat("socket:[", inode, "]"));
+      if (state == "0A" && local.ends_with(port_hex) && inode != "0")
+        inodes.insert(Cat("socket:[", inode, "]"));
     }
   }
   if (inodes.empty()) return std::nullopt;
@@ -1018,7 +1137,9 @@ std::optional<SocketOwner> FindListener(uint16_t port) {
   if (!proc) return std::nullopt;
   while (dirent* e = readdir(proc.get())) {
     const std::string_view name = e->d_name;
-    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    if (name.empty() ||
+        !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
     const std::string fd_dir = Cat("/proc/", name, "/fd");
     std::unique_ptr<DIR, CloseDir> fds(opendir(fd_dir.c_str()));
     if (!fds) continue;  // another user's process
@@ -1046,50 +1167,65 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path) 
     const int err = errno;
     const std::string trimmed = data_dir.substr(0, data_dir.find_last_not_of('/') + 1);
     const size_t slash = trimmed.rfind('/');
-    const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : trimmed.substr(0, slash);
+    const std::string parent = slash == std::string::npos ? "."
+                               : slash == 0               ? "/"
+                                                          : trimmed.substr(0, slash);
     struct stat pst {};
     if (err == ENOENT && ::stat(parent.c_str(), &pst) == 0 && S_ISDIR(pst.st_mode) &&
         ::access(parent.c_str(), W_OK | X_OK) == 0) {
-      return Ok(id, Cat("database: collector.data_dir ", data_dir, " does not exist yet; the collector creates it at start (",
-                        parent, " is writable)"),
-                Cat("база данных: collector.data_dir ", data_dir, " ещё не создан; коллектор создаст его при запуске (",
-                    parent, " доступен для записи)"));
+      return Ok(
+          id,
+          Cat("database: collector.data_dir ", data_dir,
+              " does not exist yet; the collector creates it at start (", parent, " is writable)"),
+          Cat("база данных: collector.data_dir ", data_dir,
+              " ещё не создан; коллектор создаст его при запуске (", parent,
+              " доступен для записи)"));
     }
-    const std::string why = err == ENOENT ? Cat(parent, " is missing or not writable") : ErrnoText(err);
-    const std::string why_ru = err == ENOENT ? Cat(parent, " нет или он не доступен для записи") : ErrnoText(err);
-    return Fail(id, Cat("database: collector.data_dir ", data_dir, " cannot be created: ", why),
-                Cat("база данных: collector.data_dir ", data_dir, " не создать: ", why_ru),
-                Cat("create it for the collector's user: install -d -m 0750 -o <user> -g <group> ", data_dir,
-                    "; or change collector.data_dir"),
-                Cat("создайте его для пользователя коллектора: install -d -m 0750 -o <user> -g <group> ", data_dir,
-                    "; или измените collector.data_dir"));
+    const std::string why =
+        err == ENOENT ? Cat(parent, " is missing or not writable") : ErrnoText(err);
+    const std::string why_ru =
+        err == ENOENT ? Cat(parent, " нет или он не доступен для записи") : ErrnoText(err);
+    return Fail(
+        id, Cat("database: collector.data_dir ", data_dir, " cannot be created: ", why),
+        Cat("база данных: collector.data_dir ", data_dir, " не создать: ", why_ru),
+        Cat("create it for the collector's user: install -d -m 0750 -o <user> -g <group> ",
+            data_dir, "; or change collector.data_dir"),
+        Cat("создайте его для пользователя коллектора: install -d -m 0750 -o <user> -g <group> ",
+            data_dir, "; или измените collector.data_dir"));
   }
-  const std::string owner_fix_en = Cat("give the collector's user the directory: chown -R <user>:<group> ", data_dir,
-                                       " && chmod 0750 ", data_dir);
-  const std::string owner_fix_ru = Cat("отдайте каталог пользователю коллектора: chown -R <user>:<group> ", data_dir,
-                                       " && chmod 0750 ", data_dir);
+  const std::string owner_fix_en =
+      Cat("give the collector's user the directory: chown -R <user>:<group> ", data_dir,
+          " && chmod 0750 ", data_dir);
+  const std::string owner_fix_ru =
+      Cat("отдайте каталог пользователю коллектора: chown -R <user>:<group> ", data_dir,
+          " && chmod 0750 ", data_dir);
   if (!S_ISDIR(st.st_mode)) {
     return Fail(id, Cat("database: collector.data_dir ", data_dir, " is not a directory"),
-                Cat("база данных: collector.data_dir ", data_dir, " — не каталог"), "point collector.data_dir at a directory",
-                "укажите в collector.data_dir каталог");
+                Cat("база данных: collector.data_dir ", data_dir, " — не каталог"),
+                "point collector.data_dir at a directory", "укажите в collector.data_dir каталог");
   }
   if (::access(data_dir.c_str(), W_OK | X_OK) != 0) {
     const std::string err = ErrnoText(errno);
-    return Fail(id, Cat("database: collector.data_dir ", data_dir, " is not writable for this user (uid ", geteuid(), "): ", err),
-                Cat("база данных: collector.data_dir ", data_dir, " недоступен для записи этому пользователю (uid ",
-                    geteuid(), "): ", err),
+    return Fail(id,
+                Cat("database: collector.data_dir ", data_dir,
+                    " is not writable for this user (uid ", geteuid(), "): ", err),
+                Cat("база данных: collector.data_dir ", data_dir,
+                    " недоступен для записи этому пользователю (uid ", geteuid(), "): ", err),
                 owner_fix_en, owner_fix_ru);
   }
   struct stat dst {};
   if (::stat(db_path.c_str(), &dst) != 0) {
-    return Ok(id, Cat("database ", db_path, ": not created yet; the collector creates it at first start (", data_dir,
-                      " is writable)"),
-              Cat("база данных ", db_path, ": ещё не создана; коллектор создаст её при первом запуске (", data_dir,
-                  " доступен для записи)"));
+    return Ok(
+        id,
+        Cat("database ", db_path, ": not created yet; the collector creates it at first start (",
+            data_dir, " is writable)"),
+        Cat("база данных ", db_path, ": ещё не создана; коллектор создаст её при первом запуске (",
+            data_dir, " доступен для записи)"));
   }
   sqlite3* raw = nullptr;
   // No SQLITE_OPEN_CREATE: the file is there. Nothing below writes to it.
-  int rc = sqlite3_open_v2(db_path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc =
+      sqlite3_open_v2(db_path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
   std::string failed;
   int failed_rc = rc;
@@ -1109,18 +1245,23 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path) 
   if (!failed.empty()) {
     const int primary = failed_rc & 0xFF;
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-      return Warn(id, Cat("database ", db_path, ": another process held the write lock for 5 s: ", failed),
-                  Cat("база данных ", db_path, ": другой процесс 5 с держал блокировку записи: ", failed),
-                  "the running collector may be busy; run the check again",
-                  "возможно, работающий коллектор занят; повторите проверку");
+      return Warn(
+          id, Cat("database ", db_path, ": another process held the write lock for 5 s: ", failed),
+          Cat("база данных ", db_path, ": другой процесс 5 с держал блокировку записи: ", failed),
+          "the running collector may be busy; run the check again",
+          "возможно, работающий коллектор занят; повторите проверку");
     }
     if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
-      return Fail(id, Cat("database ", db_path, ": damaged: ", failed), Cat("база данных ", db_path, ": повреждена: ", failed),
-                  "stop the collector, move the file (and its -wal, -shm) aside and restore the last backup",
-                  "остановите коллектор, отложите файл (и его -wal, -shm) и восстановите последнюю резервную копию");
+      return Fail(id, Cat("database ", db_path, ": damaged: ", failed),
+                  Cat("база данных ", db_path, ": повреждена: ", failed),
+                  "stop the collector, move the file (and its -wal, -shm) aside and restore the "
+                  "last backup",
+                  "остановите коллектор, отложите файл (и его -wal, -shm) и восстановите последнюю "
+                  "резервную копию");
     }
     return Fail(id, Cat("database ", db_path, ": cannot be opened for writing: ", failed),
-                Cat("база данных ", db_path, ": не открывается на запись: ", failed), owner_fix_en, owner_fix_ru);
+                Cat("база данных ", db_path, ": не открывается на запись: ", failed), owner_fix_en,
+                owner_fix_ru);
   }
   const double mib = static_cast<double>(dst.st_size) / (1024.0 * 1024.0);
   char size[32];
@@ -1137,7 +1278,8 @@ std::string Endpoint::Display() const {
 absl::StatusOr<Endpoint> ParseTargetUrl(std::string_view url) {
   Endpoint ep;
   auto sep = url.find("://");
-  if (sep == std::string_view::npos) return absl::InvalidArgumentError("not a URL (scheme://host[:port])");
+  if (sep == std::string_view::npos)
+    return absl::InvalidArgumentError("not a URL (scheme://host[:port])");
   ep.scheme = std::string(url.substr(0, sep));
   for (char& c : ep.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (ep.scheme == "http") {
@@ -1159,7 +1301,8 @@ absl::StatusOr<Endpoint> ParseTargetUrl(std::string_view url) {
   std::string_view port_text;
   if (authority.starts_with('[')) {
     auto close = authority.find(']');
-    if (close == std::string_view::npos) return absl::InvalidArgumentError("unclosed '[' in the host");
+    if (close == std::string_view::npos)
+      return absl::InvalidArgumentError("unclosed '[' in the host");
     ep.host = std::string(authority.substr(1, close - 1));
     std::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
@@ -1192,8 +1335,9 @@ SmtpReply ParseSmtpReply(std::string_view data) {
     std::string_view line = data.substr(0, nl);
     if (line.ends_with('\r')) line.remove_suffix(1);
     data.remove_prefix(nl + 1);
-    const bool digits = line.size() >= 3 && std::all_of(line.begin(), line.begin() + 3,
-                                                        [](char c) { return c >= '0' && c <= '9'; });
+    const bool digits = line.size() >= 3 && std::all_of(line.begin(), line.begin() + 3, [](char c) {
+                          return c >= '0' && c <= '9';
+                        });
     if (!digits || (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
       r.complete = true;
       r.code = -1;
@@ -1229,19 +1373,22 @@ std::string TestWebhookBody(const std::string& id, int64_t now_ms, const std::st
   body["subject_en"] = kTestSubjectEn;
   body["subject_ru"] = kTestSubjectRu;
   body["text_en"] = Cat(kTestTextEn, "\nSent ", IsoUtc(now_ms), " from ", host_name, ".");
-  body["text_ru"] = Cat(kTestTextRu, "\nОтправлено ", IsoUtc(now_ms), " с сервера ", host_name, ".");
+  body["text_ru"] =
+      Cat(kTestTextRu, "\nОтправлено ", IsoUtc(now_ms), " с сервера ", host_name, ".");
   body["evidence"] = nullptr;
   body["ticket"] = nullptr;
   return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-std::string TestMailMessage(const std::string& from, const std::vector<std::string>& to, const std::string& id,
-                            const std::string& target_name, int64_t now_ms, const std::string& host_name) {
+std::string TestMailMessage(const std::string& from, const std::vector<std::string>& to,
+                            const std::string& id, const std::string& target_name, int64_t now_ms,
+                            const std::string& host_name) {
   std::string domain;
   const std::string bare_from = BareAddress(from);
   if (auto at = bare_from.rfind('@'); at != std::string::npos) {
     for (char c : bare_from.substr(at + 1)) {
-      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-') {
+      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-') {
         domain.push_back(c);
       }
     }
@@ -1249,21 +1396,26 @@ std::string TestMailMessage(const std::string& from, const std::vector<std::stri
   if (domain.empty()) domain = "setdiag.invalid";
   std::string id_part;
   for (char c : id) {
-    id_part.push_back((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ? c : '.');
+    id_part.push_back((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                              c == '-'
+                          ? c
+                          : '.');
   }
   std::string to_header;
   for (const auto& a : to) Append(&to_header, to_header.empty() ? "" : ",\r\n ", HeaderAddress(a));
   std::string text;
-  Append(&text, kTestSubjectRu, "\r\n\r\n", kTestTextRu, "\r\n", "Цель: ", target_name, ". Отправлено ", IsoUtc(now_ms),
-         " с сервера ", host_name, ".\r\n\r\n",
-         "----------------------------------------------------------------------\r\n\r\n", kTestSubjectEn, "\r\n\r\n",
-         kTestTextEn, "\r\n", "Target: ", target_name, ". Sent ", IsoUtc(now_ms), " from ", host_name, ".\r\n");
+  Append(&text, kTestSubjectRu, "\r\n\r\n", kTestTextRu, "\r\n", "Цель: ", target_name,
+         ". Отправлено ", IsoUtc(now_ms), " с сервера ", host_name, ".\r\n\r\n",
+         "----------------------------------------------------------------------\r\n\r\n",
+         kTestSubjectEn, "\r\n\r\n", kTestTextEn, "\r\n", "Target: ", target_name, ". Sent ",
+         IsoUtc(now_ms), " from ", host_name, ".\r\n");
   std::string msg;
-  Append(&msg, "Date: ", RfcDate(now_ms), "\r\n", "From: ", HeaderAddress(from), "\r\n", "To: ", to_header, "\r\n",
-         "Subject: ", EncodeHeaderText(kTestSubject), "\r\n", "Message-ID: <setdiag.", id_part, "@", domain, ">\r\n",
-         "MIME-Version: 1.0\r\n", "Content-Type: text/plain; charset=utf-8\r\n",
-         "Content-Transfer-Encoding: base64\r\n", "Auto-Submitted: auto-generated\r\n",
-         "X-Setdiag-Event: setdiag.test\r\n", "X-Setdiag-Test: true\r\n", "X-Setdiag-Id: ", id, "\r\n", "\r\n");
+  Append(&msg, "Date: ", RfcDate(now_ms), "\r\n", "From: ", HeaderAddress(from), "\r\n",
+         "To: ", to_header, "\r\n", "Subject: ", EncodeHeaderText(kTestSubject), "\r\n",
+         "Message-ID: <setdiag.", id_part, "@", domain, ">\r\n", "MIME-Version: 1.0\r\n",
+         "Content-Type: text/plain; charset=utf-8\r\n", "Content-Transfer-Encoding: base64\r\n",
+         "Auto-Submitted: auto-generated\r\n", "X-Setdiag-Event: setdiag.test\r\n",
+         "X-Setdiag-Test: true\r\n", "X-Setdiag-Id: ", id, "\r\n", "\r\n");
   const std::string encoded = Base64(text);
   for (size_t i = 0; i < encoded.size(); i += 76) Append(&msg, encoded.substr(i, 76), "\r\n");
   return msg;
@@ -1275,12 +1427,13 @@ std::vector<CheckLine> RunChecks(const CollectorConfig& cfg, const std::string& 
                                  const CheckOptions& options, Clock& clock) {
   std::vector<CheckLine> out;
   size_t webhooks = 0, mails = 0;
-  for (const auto& t : cfg.notify.targets) ++(t.kind == NotificationTarget::Kind::kWebhook ? webhooks : mails);
+  for (const auto& t : cfg.notify.targets)
+    ++(t.kind == NotificationTarget::Kind::kWebhook ? webhooks : mails);
   out.push_back(Ok("config",
-                   Cat("config ", config_path, ": every key valid (", webhooks, " webhook(s), ", mails,
-                       " e-mail target(s))"),
-                   Cat("конфигурация ", config_path, ": все ключи в порядке (вебхуков: ", webhooks, ", почтовых целей: ",
-                       mails, ")")));
+                   Cat("config ", config_path, ": every key valid (", webhooks, " webhook(s), ",
+                       mails, " e-mail target(s))"),
+                   Cat("конфигурация ", config_path, ": все ключи в порядке (вебхуков: ", webhooks,
+                       ", почтовых целей: ", mails, ")")));
   const int64_t now = clock.NowMs();
   CheckListen(cfg, &out);
   CheckTls(cfg, now, &out);
@@ -1290,7 +1443,8 @@ std::vector<CheckLine> RunChecks(const CollectorConfig& cfg, const std::string& 
   return out;
 }
 
-int RunCheckCommand(const std::string& config_path, const CheckOptions& options, bool ru, bool as_json, Clock& clock) {
+int RunCheckCommand(const std::string& config_path, const CheckOptions& options, bool ru,
+                    bool as_json, Clock& clock) {
   // A probed server that closes first must not kill the check on a write
   // (SSL_write and SSL_shutdown write without MSG_NOSIGNAL).
   ::signal(SIGPIPE, SIG_IGN);

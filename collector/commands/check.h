@@ -58,7 +58,6 @@ int RunCheckCommand(const std::string& config_path, const CheckOptions& options,
 std::vector<CheckLine> RunChecks(const CollectorConfig& cfg, const std::string& config_path,
                                  const CheckOptions& options, Clock& clock);
 
-
 // ---- The pieces, exposed for tests. ----
 
 // The config line for a file that did not load.
@@ -67,17 +66,20 @@ CheckLine ConfigFailedLine(const std::string& config_path, const absl::Status& s
 // The certificate's validity at `now_ms`: ✗ expired or not yet valid, !
 // expiring within kCertWarnDays, ✓ otherwise; the line names the date (UTC).
 constexpr int64_t kCertWarnDays = 30;
-CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, int64_t not_after_ms, int64_t now_ms);
+CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, int64_t not_after_ms,
+                         int64_t now_ms);
 
 // The TLS certificate chain and key as PEM text: a "grpc.tls" line (they
 // parse and the key belongs to the first certificate) and, when the
 // certificate parsed, a "grpc.tls_expiry" line.
 std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string& cert_pem,
-                                const std::string& key_path, const std::string& key_pem, int64_t now_ms);
+                                const std::string& key_path, const std::string& key_pem,
+                                int64_t now_ms);
 
 // Which of this year and the next the calendars cover: ✗ this year
 // missing, ! only next year missing.
-CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years, int64_t this_year);
+CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years,
+                       int64_t this_year);
 
 // The calendar directory the collector loads: sla.calendar_dir, or, when
 // that is the default and absent, share/setdiag/calendars beside the
@@ -86,11 +88,12 @@ std::string ResolveCalendarDir(const std::string& configured, const std::string&
 
 // What binding one listening address found.
 struct ListenProbe {
-  int bind_errno = 0;      // 0: it could be bound (and was closed again)
-  bool answered = false;   // bind failed and a TCP connect to it succeeded
-  bool collector = false;  // what answered is setdiag-collector (its HTTP Server header or the program's name)
-  std::string owner;       // "python3 (pid 123)" when the owning process could be found
-  std::string error;       // set when the address cannot be used at all (not host:port, unknown host)
+  int bind_errno = 0;     // 0: it could be bound (and was closed again)
+  bool answered = false;  // bind failed and a TCP connect to it succeeded
+  bool collector =
+      false;  // what answered is setdiag-collector (its HTTP Server header or the program's name)
+  std::string owner;  // "python3 (pid 123)" when the owning process could be found
+  std::string error;  // set when the address cannot be used at all (not host:port, unknown host)
 };
 // `collector_elsewhere`: the other listening address is held by the running
 // collector, so an unidentified program answering here is taken to be it.
@@ -118,7 +121,7 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path);
 struct Endpoint {
   std::string scheme, host;
   uint16_t port = 0;
-  bool tls = false;  // https, smtps
+  bool tls = false;             // https, smtps
   std::string Display() const;  // "https://host:443"
 };
 absl::StatusOr<Endpoint> ParseTargetUrl(std::string_view url);
@@ -135,8 +138,9 @@ SmtpReply ParseSmtpReply(std::string_view data);
 // The test notifications (--send-test).
 std::string TestWebhookBody(const std::string& id, int64_t now_ms, const std::string& host_name);
 // The whole message (headers and base64 body, CR LF) for `target`.
-std::string TestMailMessage(const std::string& from, const std::vector<std::string>& to, const std::string& id,
-                            const std::string& target_name, int64_t now_ms, const std::string& host_name);
+std::string TestMailMessage(const std::string& from, const std::vector<std::string>& to,
+                            const std::string& id, const std::string& target_name, int64_t now_ms,
+                            const std::string& host_name);
 extern const char kTestSubject[];  // "[setdiag] ТЕСТ: ... / TEST: ..."
 
 }  // namespace setdiag::collector

@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <memory>
 
-#include "common/strings.h"
 #include "common/config.h"
 #include "common/files.h"
+#include "common/strings.h"
 
 namespace setdiag::collector {
 namespace {
@@ -29,7 +29,8 @@ absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
   }
   ListenAddress out;
   std::string host = listen.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host == "localhost") host = "127.0.0.1";
   unsigned char buf[sizeof(in6_addr)];
   if (inet_pton(AF_INET, host.c_str(), buf) == 1) {
@@ -37,7 +38,8 @@ absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
   } else if (inet_pton(AF_INET6, host.c_str(), buf) == 1) {
     out.loopback = host == "::1";
   } else {
-    return absl::InvalidArgumentError(Cat("'", listen, "': the host must be an IP address or localhost"));
+    return absl::InvalidArgumentError(
+        Cat("'", listen, "': the host must be an IP address or localhost"));
   }
   int port = 0;
   auto [p, ec] = std::from_chars(listen.data() + colon + 1, listen.data() + listen.size(), port);
@@ -54,7 +56,8 @@ namespace {
 // "HH:MM" -> minutes since midnight, or -1.
 int ParseClockTime(const std::string& s) {
   int h = 0, m = 0;
-  if (s.size() != 5 || s[2] != ':' || std::sscanf(s.c_str(), "%2d:%2d", &h, &m) != 2 || h > 24 || m > 59) {
+  if (s.size() != 5 || s[2] != ':' || std::sscanf(s.c_str(), "%2d:%2d", &h, &m) != 2 || h > 24 ||
+      m > 59) {
     return -1;
   }
   return h * 60 + m;
@@ -87,7 +90,8 @@ int NoPassphrase(char*, int, int, void*) { return 0; }
 void ReadTlsFiles(ConfigReader& r, CollectorConfig* c) {
   auto cert = ReadWholeFile(c->tls_cert_file);
   if (!cert.ok()) {
-    r.Invalid("grpc.tls_cert_file", std::string(cert.status().message()));  // "cannot read PATH: why"
+    r.Invalid("grpc.tls_cert_file",
+              std::string(cert.status().message()));  // "cannot read PATH: why"
   }
   auto key = ReadWholeFile(c->tls_key_file);
   if (!key.ok()) {
@@ -97,32 +101,35 @@ void ReadTlsFiles(ConfigReader& r, CollectorConfig* c) {
   ERR_clear_error();
   std::unique_ptr<X509, decltype(&X509_free)> leaf(nullptr, &X509_free);
   {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(cert->data(), static_cast<int>(cert->size())),
-                                                  &BIO_free);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(cert->data(), static_cast<int>(cert->size())), &BIO_free);
     leaf.reset(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
   }
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(nullptr, &EVP_PKEY_free);
   {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(key->data(), static_cast<int>(key->size())),
-                                                  &BIO_free);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(key->data(), static_cast<int>(key->size())), &BIO_free);
     pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   }
   ERR_clear_error();
   if (!leaf) {
-    r.Invalid("grpc.tls_cert_file", Cat("'", c->tls_cert_file,
-                                        "' holds no PEM certificate (-----BEGIN CERTIFICATE-----): put the "
-                                        "collector's certificate there, then any intermediate certificates"));
+    r.Invalid("grpc.tls_cert_file",
+              Cat("'", c->tls_cert_file,
+                  "' holds no PEM certificate (-----BEGIN CERTIFICATE-----): put the "
+                  "collector's certificate there, then any intermediate certificates"));
   }
   if (!pkey) {
-    r.Invalid("grpc.tls_key_file", Cat("'", c->tls_key_file,
-                                       "' is not a PEM private key (-----BEGIN PRIVATE KEY-----), or it is protected "
-                                       "by a passphrase (remove it: openssl pkey -in KEY -out KEY.plain)"));
+    r.Invalid("grpc.tls_key_file",
+              Cat("'", c->tls_key_file,
+                  "' is not a PEM private key (-----BEGIN PRIVATE KEY-----), or it is protected "
+                  "by a passphrase (remove it: openssl pkey -in KEY -out KEY.plain)"));
   }
   if (leaf && pkey && X509_check_private_key(leaf.get(), pkey.get()) != 1) {
     ERR_clear_error();
     r.Invalid("grpc.tls_key_file",
               Cat("'", c->tls_key_file, "' does not match the certificate in '", c->tls_cert_file,
-                  "' (grpc.tls_cert_file): put the key the certificate was issued for here (compare openssl x509 "
+                  "' (grpc.tls_cert_file): put the key the certificate was issued for here "
+                  "(compare openssl x509 "
                   "-noout -pubkey -in CERT with openssl pkey -pubout -in KEY)"));
   }
   c->tls_cert_pem = std::move(*cert);
@@ -132,20 +139,26 @@ void ReadTlsFiles(ConfigReader& r, CollectorConfig* c) {
 void ReadFilters(ConfigReader& r, const std::string& prefix, NotificationTarget* t) {
   t->partners = r.StringList(prefix + ".partners");
   t->events = r.StringList(prefix + ".events");
-  static const std::vector<std::string> kTypes = {"opened",      "reopened",     "recurred", "escalated",
-                                                  "sla_warning", "sla_breached", "cleared",  "resolved"};
+  static const std::vector<std::string> kTypes = {"opened",    "reopened",    "recurred",
+                                                  "escalated", "sla_warning", "sla_breached",
+                                                  "cleared",   "resolved"};
   for (const auto& e : t->events) {
     if (std::find(kTypes.begin(), kTypes.end(), e) == kTypes.end()) {
-      r.Invalid(prefix + ".events", Cat("unknown event '", e,
-                                        "' (opened, reopened, recurred, escalated, sla_warning, sla_breached, "
-                                        "cleared, resolved)"));
+      r.Invalid(prefix + ".events",
+                Cat("unknown event '", e,
+                    "' (opened, reopened, recurred, escalated, sla_warning, sla_breached, "
+                    "cleared, resolved)"));
     }
   }
   std::string min = r.String(prefix + ".min_priority", "normal");
-  if (min == "normal") t->min_priority = 1;
-  else if (min == "important") t->min_priority = 2;
-  else if (min == "critical") t->min_priority = 3;
-  else r.Invalid(prefix + ".min_priority", "expected normal, important or critical");
+  if (min == "normal")
+    t->min_priority = 1;
+  else if (min == "important")
+    t->min_priority = 2;
+  else if (min == "critical")
+    t->min_priority = 3;
+  else
+    r.Invalid(prefix + ".min_priority", "expected normal, important or critical");
 }
 
 void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
@@ -160,7 +173,8 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
 
   c->calendar_dir = r.String("sla.calendar_dir", c->calendar_dir);
   c->business_zone = r.String("sla.time_zone", c->business_zone);
-  std::string start = r.String("sla.business_start", "10:00"), end = r.String("sla.business_end", "19:00");
+  std::string start = r.String("sla.business_start", "10:00"),
+              end = r.String("sla.business_end", "19:00");
   c->business_start_minute = ParseClockTime(start);
   c->business_end_minute = ParseClockTime(end);
   if (c->business_start_minute < 0) r.Invalid("sla.business_start", "expected HH:MM");
@@ -182,17 +196,20 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
     SlaPolicy s = def;
     s.tariff = name;
     s.registration = ReadSpan(r, k + "registration", def.registration);
-    s.first_response_critical = ReadSpan(r, k + "first_response_critical", def.first_response_critical);
+    s.first_response_critical =
+        ReadSpan(r, k + "first_response_critical", def.first_response_critical);
     s.first_response = ReadSpan(r, k + "first_response", def.first_response);
     s.workaround_working_days =
         static_cast<int>(r.Int(k + "workaround_working_days", def.workaround_working_days, 0, 365));
     s.warn_fraction =
-        static_cast<double>(r.Int(k + "warn_at_percent", static_cast<int64_t>(def.warn_fraction * 100), 1, 99)) /
+        static_cast<double>(
+            r.Int(k + "warn_at_percent", static_cast<int64_t>(def.warn_fraction * 100), 1, 99)) /
         100.0;
     p.tariffs[name] = s;
   }
   if (!p.tariffs.contains(p.default_tariff)) {
-    r.Invalid("tickets.default_tariff", Cat("no tariff '", p.default_tariff, "' (expert, free, or a [tariffs.<name>] table)"));
+    r.Invalid("tickets.default_tariff", Cat("no tariff '", p.default_tariff,
+                                            "' (expert, free, or a [tariffs.<name>] table)"));
   }
 
   NotifyConfig& n = c->notify;
@@ -210,7 +227,8 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
       r.Invalid(k + ".url", "expected an http:// or https:// URL");
     }
     t.secret = ReadSecretFile(r, k + ".secret_file");
-    if (t.secret.empty()) r.Invalid(k + ".secret_file", "a webhook needs a signing secret (a file holding it)");
+    if (t.secret.empty())
+      r.Invalid(k + ".secret_file", "a webhook needs a signing secret (a file holding it)");
     ReadFilters(r, k, &t);
     n.targets.push_back(std::move(t));
   }
@@ -220,7 +238,8 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
     t.name = Cat("email:", name);
     t.kind = NotificationTarget::Kind::kEmail;
     t.smtp_url = r.RequireString(k + ".smtp_url");
-    if (!t.smtp_url.empty() && !t.smtp_url.starts_with("smtp://") && !t.smtp_url.starts_with("smtps://")) {
+    if (!t.smtp_url.empty() && !t.smtp_url.starts_with("smtp://") &&
+        !t.smtp_url.starts_with("smtps://")) {
       r.Invalid(k + ".smtp_url", "expected smtp://host:port or smtps://host:port");
     }
     t.smtp_user = r.String(k + ".user", "");
@@ -251,31 +270,39 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, boo
   c.max_message_bytes = r->Bytes("grpc.max_message_bytes", c.max_message_bytes, 64 * 1024);
   c.http_listen = r->String("http.listen", c.http_listen);
   c.http_workers = r->Int("http.workers", c.http_workers, 1, 64);
-  c.max_pending_events = static_cast<size_t>(
-      r->Int("ingest.max_pending_events", static_cast<int64_t>(c.max_pending_events), 1000, 100'000'000));
-  c.limits.max_events_per_batch = static_cast<size_t>(
-      r->Int("ingest.max_events_per_batch", static_cast<int64_t>(c.limits.max_events_per_batch), 1, 100'000));
+  c.max_pending_events = static_cast<size_t>(r->Int(
+      "ingest.max_pending_events", static_cast<int64_t>(c.max_pending_events), 1000, 100'000'000));
+  c.limits.max_events_per_batch =
+      static_cast<size_t>(r->Int("ingest.max_events_per_batch",
+                                 static_cast<int64_t>(c.limits.max_events_per_batch), 1, 100'000));
   c.limits.max_payload_bytes = static_cast<size_t>(
       r->Bytes("ingest.max_payload_bytes", static_cast<int64_t>(c.limits.max_payload_bytes), 1024));
   c.limits.status_interval_s = static_cast<uint32_t>(
-      r->DurationMs("ingest.status_interval", int64_t{c.limits.status_interval_s} * 1000, 1000) / 1000);
-  c.limits.hello_timeout_ms = r->DurationMs("ingest.hello_timeout", c.limits.hello_timeout_ms, 1000);
-  if (c.limits.hello_timeout_ms > 600'000) r->Invalid("ingest.hello_timeout", "must be at most 10m");
+      r->DurationMs("ingest.status_interval", int64_t{c.limits.status_interval_s} * 1000, 1000) /
+      1000);
+  c.limits.hello_timeout_ms =
+      r->DurationMs("ingest.hello_timeout", c.limits.hello_timeout_ms, 1000);
+  if (c.limits.hello_timeout_ms > 600'000)
+    r->Invalid("ingest.hello_timeout", "must be at most 10m");
   c.limits.idle_timeout_ms = r->DurationMs("ingest.idle_timeout", c.limits.idle_timeout_ms, 0);
-  if (c.limits.idle_timeout_ms != 0 && (c.limits.idle_timeout_ms < 1000 || c.limits.idle_timeout_ms > 3'600'000)) {
-    r->Invalid("ingest.idle_timeout", "must be 1s..1h, or 0s for 3 x ingest.status_interval + 10 s");
+  if (c.limits.idle_timeout_ms != 0 &&
+      (c.limits.idle_timeout_ms < 1000 || c.limits.idle_timeout_ms > 3'600'000)) {
+    r->Invalid("ingest.idle_timeout",
+               "must be 1s..1h, or 0s for 3 x ingest.status_interval + 10 s");
   }
   LoadTicketSections(*r, &c);
   c.bundle_dir = r->String("bundles.dir", "");
   c.bundles.keep_for_ms = r->DurationMs("bundles.keep_for", c.bundles.keep_for_ms, 60'000);
-  c.bundles.max_total_bytes = static_cast<uint64_t>(
-      r->Bytes("bundles.max_total_bytes", static_cast<int64_t>(c.bundles.max_total_bytes), 1024 * 1024));
-  c.bundles.max_bundle_bytes = static_cast<uint64_t>(
-      r->Bytes("bundles.max_bundle_bytes", static_cast<int64_t>(c.bundles.max_bundle_bytes), 1024 * 1024));
-  c.bundles.sweep_interval_ms = r->DurationMs("bundles.sweep_interval", c.bundles.sweep_interval_ms, 100);
+  c.bundles.max_total_bytes = static_cast<uint64_t>(r->Bytes(
+      "bundles.max_total_bytes", static_cast<int64_t>(c.bundles.max_total_bytes), 1024 * 1024));
+  c.bundles.max_bundle_bytes = static_cast<uint64_t>(r->Bytes(
+      "bundles.max_bundle_bytes", static_cast<int64_t>(c.bundles.max_bundle_bytes), 1024 * 1024));
+  c.bundles.sweep_interval_ms =
+      r->DurationMs("bundles.sweep_interval", c.bundles.sweep_interval_ms, 100);
   if (read_tls_files && !c.tls_cert_file.empty() && !c.tls_key_file.empty()) ReadTlsFiles(*r, &c);
   if (auto st = r->Finish(); !st.ok()) return st;
-  if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
+  if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+      c.log_level != "error") {
     return absl::InvalidArgumentError(
         Cat(path, ": key 'collector.log_level': expected debug, info, warn or error"));
   }
@@ -287,17 +314,18 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, boo
         Cat(path, ": key 'bundles.max_bundle_bytes': must not exceed bundles.max_total_bytes"));
   }
   if (!ParseListen(c.http_listen).ok()) {
-    return absl::InvalidArgumentError(Cat(path, ": key 'http.listen': ", ParseListen(c.http_listen).status().message()));
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'http.listen': ", ParseListen(c.http_listen).status().message()));
   }
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         Cat(path, ": keys 'grpc.tls_cert_file' and 'grpc.tls_key_file' go together"));
   }
   if (!c.tls() && !c.allow_insecure && !IsLoopbackListen(c.grpc_listen)) {
-    return absl::InvalidArgumentError(Cat(
-        path, ": key 'grpc.listen' = '", c.grpc_listen,
-        "' is not loopback: set 'grpc.tls_cert_file' and 'grpc.tls_key_file', or "
-        "'grpc.allow_insecure = true' to accept plaintext"));
+    return absl::InvalidArgumentError(
+        Cat(path, ": key 'grpc.listen' = '", c.grpc_listen,
+            "' is not loopback: set 'grpc.tls_cert_file' and 'grpc.tls_key_file', or "
+            "'grpc.allow_insecure = true' to accept plaintext"));
   }
   return c;
 }

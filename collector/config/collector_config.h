@@ -49,7 +49,8 @@ struct CollectorConfig {
 // passphrase), and a key that is not the first certificate's. Without it
 // (admin commands, `check`, which reports these itself) the files are not
 // opened.
-absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, bool read_tls_files = false);
+absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path,
+                                                    bool read_tls_files = false);
 
 struct ListenAddress {
   std::string host;  // IP literal ("localhost" becomes 127.0.0.1)

@@ -6,11 +6,11 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "common/strings.h"
 #include "collector/store/outbox_resets.h"
 #include "collector/store/storage.h"
 #include "common/log.h"
 #include "common/log_throttle.h"
+#include "common/strings.h"
 #include "common/version.h"
 
 namespace setdiag::collector {
@@ -19,11 +19,11 @@ namespace v1 = ::setdiag::v1;
 
 namespace {
 
-
 std::string CheckId(std::string_view what, std::string_view id, size_t max) {
   if (id.empty()) return Cat(what, " is required");
   if (id.size() > max) return Cat(what, " is longer than ", max, " bytes");
-  if (!IsValidIdentifier(id, max)) return Cat(what, " may contain only letters, digits, '-', '_' and '.'");
+  if (!IsValidIdentifier(id, max))
+    return Cat(what, " may contain only letters, digits, '-', '_' and '.'");
   return {};
 }
 
@@ -32,8 +32,9 @@ std::string CheckId(std::string_view what, std::string_view id, size_t max) {
 grpc::Status StorageFailed(std::string_view what, const absl::Status& cause) {
   std::string text(cause.message());
   if (text.size() > 300) text = Cat(text.substr(0, 300), "...");
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      Cat(what, ": ", absl::StatusCodeToString(cause.code()), ": ", text, "; will retry"));
+  return grpc::Status(
+      grpc::StatusCode::UNAVAILABLE,
+      Cat(what, ": ", absl::StatusCodeToString(cause.code()), ": ", text, "; will retry"));
 }
 
 std::string BearerToken(const grpc::CallbackServerContext* ctx) {
@@ -50,21 +51,24 @@ std::string BearerToken(const grpc::CallbackServerContext* ctx) {
 
 std::string ValidateHello(const v1::Hello& hello, const IngestLimits& limits) {
   if (hello.protocol_version() == 0) return "hello.protocol_version is required";
-  if (auto e = CheckId("hello.store_id", hello.store_id(), limits.max_id_bytes); !e.empty()) return e;
-  if (auto e = CheckId("hello.agent_id", hello.agent_id(), limits.max_id_bytes); !e.empty()) return e;
+  if (auto e = CheckId("hello.store_id", hello.store_id(), limits.max_id_bytes); !e.empty())
+    return e;
+  if (auto e = CheckId("hello.agent_id", hello.agent_id(), limits.max_id_bytes); !e.empty())
+    return e;
   if (hello.agent_version().size() > limits.max_id_bytes) return "hello.agent_version is too long";
   if (hello.outbox_id().size() > limits.max_id_bytes) return "hello.outbox_id is too long";
   // next_sequence may be one past the highest storable sequence.
   if (hello.first_unacked_sequence() > kMaxSequence) {
-    return Cat("hello.first_unacked_sequence ", hello.first_unacked_sequence(), " is above the highest sequence ",
-               kMaxSequence, " the collector can store");
+    return Cat("hello.first_unacked_sequence ", hello.first_unacked_sequence(),
+               " is above the highest sequence ", kMaxSequence, " the collector can store");
   }
   if (hello.next_sequence() > kMaxSequence + 1) {
     return Cat("hello.next_sequence ", hello.next_sequence(), " is above ", kMaxSequence + 1,
                ", one past the highest sequence the collector can store");
   }
   if (static_cast<size_t>(hello.held_episodes_size()) > kMaxHeldEpisodes) {
-    return Cat("hello.held_episodes has ", hello.held_episodes_size(), " entries; the limit is ", kMaxHeldEpisodes);
+    return Cat("hello.held_episodes has ", hello.held_episodes_size(), " entries; the limit is ",
+               kMaxHeldEpisodes);
   }
   for (int i = 0; i < hello.held_episodes_size(); ++i) {
     const auto& held = hello.held_episodes(i);
@@ -83,7 +87,7 @@ std::string ValidateBatch(const v1::EventBatch& batch, const IngestLimits& limit
   if (batch.events_size() == 0) return "batch has no events";
   if (static_cast<size_t>(batch.events_size()) > limits.max_events_per_batch) {
     return Cat("batch has ", batch.events_size(), " events; the limit is ",
-                        limits.max_events_per_batch);
+               limits.max_events_per_batch);
   }
   uint64_t prev = 0;
   for (int i = 0; i < batch.events_size(); ++i) {
@@ -92,7 +96,8 @@ std::string ValidateBatch(const v1::EventBatch& batch, const IngestLimits& limit
     if (e.sequence() == 0) return Cat(where, "sequence is required");
     if (e.sequence() <= prev) return Cat(where, "sequences must strictly increase");
     if (e.sequence() > kMaxSequence) {
-      return Cat(where, "sequence is above ", kMaxSequence, ", the highest the collector can store");
+      return Cat(where, "sequence is above ", kMaxSequence,
+                 ", the highest the collector can store");
     }
     prev = e.sequence();
     if (!IsValidIdentifier(e.kind(), limits.max_kind_bytes)) {
@@ -103,15 +108,15 @@ std::string ValidateBatch(const v1::EventBatch& batch, const IngestLimits& limit
     }
     if (e.detected_at_ms() < limits.min_detected_at_ms) {
       return Cat(where, "detected_at_ms ", e.detected_at_ms(),
-                          " is before 2020: the store clock is wrong");
+                 " is before 2020: the store clock is wrong");
     }
     if (e.detected_at_ms() > now_ms + limits.max_future_skew_ms) {
       return Cat(where, "detected_at_ms is more than ", limits.max_future_skew_ms / 3'600'000,
-                          " h in the future");
+                 " h in the future");
     }
     if (e.payload().size() > limits.max_payload_bytes) {
       return Cat(where, "payload is ", e.payload().size(), " bytes; the limit is ",
-                          limits.max_payload_bytes);
+                 limits.max_payload_bytes);
     }
     auto json = nlohmann::json::parse(e.payload(), nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded() || !json.is_object()) {
@@ -198,12 +203,23 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   LinkSession(grpc::CallbackServerContext* ctx, CommitQueue& queue, Clock& clock,
               const IngestLimits& limits, IngestCounters& counters, int64_t connection,
-              const LinkService::EventSink& sink, LinkService::Registry& registry, BundleFiles* bundles,
-              const BundleLinkLimits& bundle_limits, const LinkService::HelloSink& hello_sink,
-              RetrySchedule& retry_schedule)
-      : queue_(queue), clock_(clock), limits_(limits), sink_(sink), hello_sink_(hello_sink), counters_(counters),
-        registry_(registry), files_(bundles), bundle_limits_(bundle_limits), retry_schedule_(retry_schedule),
-        shared_(std::make_shared<Shared>()), ctx_(ctx), peer_(ctx->peer()), connection_(connection) {
+              const LinkService::EventSink& sink, LinkService::Registry& registry,
+              BundleFiles* bundles, const BundleLinkLimits& bundle_limits,
+              const LinkService::HelloSink& hello_sink, RetrySchedule& retry_schedule)
+      : queue_(queue),
+        clock_(clock),
+        limits_(limits),
+        sink_(sink),
+        hello_sink_(hello_sink),
+        counters_(counters),
+        registry_(registry),
+        files_(bundles),
+        bundle_limits_(bundle_limits),
+        retry_schedule_(retry_schedule),
+        shared_(std::make_shared<Shared>()),
+        ctx_(ctx),
+        peer_(ctx->peer()),
+        connection_(connection) {
     shared_->session = this;
     counters_.streams_open++;
     opened_ms_ = clock_.MonotonicMs();
@@ -226,7 +242,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           return absl::OkStatus();
         },
         [shared = shared_, grant](absl::Status st) {
-          WithSession(shared, [&](LinkSession& s, Actions& a) { s.OnAuthenticated(st, *grant, a); });
+          WithSession(shared,
+                      [&](LinkSession& s, Actions& a) { s.OnAuthenticated(st, *grant, a); });
         },
         // Bounded like events (a flood of bad connects cannot grow the
         // queue), but in the handshake reserve: an agent that finds the
@@ -234,7 +251,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         /*weight=*/1, CommitQueue::Kind::kHandshake);
     if (!queued) {
       finished_ = true;
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded or stopping, retry later"));
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "collector overloaded or stopping, retry later"));
     }
   }
 
@@ -269,9 +287,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     counters_.streams_open--;
     if (!agent_id.empty()) {
       Clock& clock = clock_;
-      queue_.Submit([agent_id, &clock, connection = connection_](sql::Db& db) {
-        return RecordDisconnect(db, agent_id, connection, clock.NowMs());
-      }, nullptr);
+      queue_.Submit(
+          [agent_id, &clock, connection = connection_](sql::Db& db) {
+            return RecordDisconnect(db, agent_id, connection, clock.NowMs());
+          },
+          nullptr);
       log::Info("link", Cat("agent ", agent_id, " (store ", store_id_, ") disconnected"));
     }
     delete this;
@@ -351,15 +371,18 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   void LogStorageError(std::string_view what, const absl::Status& st) {
     uint64_t suppressed = 0;
-    if (!registry_.errors.Allow(Cat(what, st.ToString()), clock_.MonotonicMs(), &suppressed)) return;
-    log::Error("link", Cat("agent ", agent_id_, ": ", what, ": ", st.ToString(),
-                           suppressed ? Cat(" (and ", suppressed, " times the same in the last 10 s)") : ""));
+    if (!registry_.errors.Allow(Cat(what, st.ToString()), clock_.MonotonicMs(), &suppressed))
+      return;
+    log::Error(
+        "link",
+        Cat("agent ", agent_id_, ": ", what, ": ", st.ToString(),
+            suppressed ? Cat(" (and ", suppressed, " times the same in the last 10 s)") : ""));
   }
 
   void Reject(grpc::StatusCode code, const std::string& why, Actions& a) {
     counters_.frames_rejected++;
-    log::Warn("link", Cat(peer_, agent_id_.empty() ? "" : Cat(" agent ", agent_id_),
-                                   ": rejected: ", why));
+    log::Warn("link",
+              Cat(peer_, agent_id_.empty() ? "" : Cat(" agent ", agent_id_), ": rejected: ", why));
     // Acks already queued still go out (they are true); nothing after them.
     RequestFinish(grpc::Status(code, why), a);
   }
@@ -387,8 +410,10 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   }
 
   void MaybeRead(Actions& a) {
-    if (!reading_ && !read_closed_ && !finish_requested_ && batches_in_flight_ < limits_.max_batches_in_flight &&
-        bundle_bytes_in_flight_ < bundle_limits_.max_bytes_in_flight && out_.size() < limits_.max_queued_replies) {
+    if (!reading_ && !read_closed_ && !finish_requested_ &&
+        batches_in_flight_ < limits_.max_batches_in_flight &&
+        bundle_bytes_in_flight_ < bundle_limits_.max_bytes_in_flight &&
+        out_.size() < limits_.max_queued_replies) {
       reading_ = true;
       read_started_ms_ = clock_.MonotonicMs();
       a.read = true;
@@ -400,16 +425,20 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!hello_seen_) {
       if (now_ms - opened_ms_ < limits_.hello_timeout_ms) return;
       counters_.frames_rejected++;
-      log::Warn("link", Cat(peer_, ": no Hello within ", Seconds(limits_.hello_timeout_ms), " s; closing the stream"));
+      log::Warn("link", Cat(peer_, ": no Hello within ", Seconds(limits_.hello_timeout_ms),
+                            " s; closing the stream"));
       return RequestFinish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                        Cat("no Hello within ", Seconds(limits_.hello_timeout_ms), " s of connecting")),
+                                        Cat("no Hello within ", Seconds(limits_.hello_timeout_ms),
+                                            " s of connecting")),
                            a);
     }
     // An agent that does not read what we send: our write never completes,
     // so Finish would wait for it forever; the call is cancelled instead.
     if (writing_ && now_ms - write_started_ms_ >= limits_.IdleTimeoutMs()) {
-      log::Warn("link", Cat("agent ", agent_id_, " (store ", store_id_, "): has not read what the collector sent for ",
-                            Seconds(limits_.IdleTimeoutMs()), " s (", out_.size(), " replies queued); closing the stream"));
+      log::Warn("link", Cat("agent ", agent_id_, " (store ", store_id_,
+                            "): has not read what the collector sent for ",
+                            Seconds(limits_.IdleTimeoutMs()), " s (", out_.size(),
+                            " replies queued); closing the stream"));
       finish_requested_ = true;
       a.cancel = true;
       return;
@@ -419,10 +448,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!reading_ || now_ms - read_started_ms_ < limits_.IdleTimeoutMs()) return;
     log::Warn("link", Cat("agent ", agent_id_, " (store ", store_id_, "): nothing received for ",
                           Seconds(limits_.IdleTimeoutMs()), " s; closing the stream"));
-    RequestFinish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                               Cat("nothing received for ", Seconds(limits_.IdleTimeoutMs()),
-                                   " s (an agent sends a status every ", limits_.status_interval_s, " s)")),
-                  a);
+    RequestFinish(
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                     Cat("nothing received for ", Seconds(limits_.IdleTimeoutMs()),
+                         " s (an agent sends a status every ", limits_.status_interval_s, " s)")),
+        a);
   }
 
   static std::string Seconds(int64_t ms) {
@@ -437,7 +467,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!grant) {
       counters_.auth_failures++;
       log::Warn("link", Cat(peer_, ": unknown or revoked store token"));
-      RequestFinish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown or revoked store token"), a);
+      RequestFinish(
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown or revoked store token"), a);
       return;
     }
     grant_ = *grant;
@@ -454,24 +485,33 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     in_.Clear();
     grpc::Status parsed = grpc::SerializationTraits<v1::AgentMessage>::Deserialize(&in_buf_, &in_);
     if (!parsed.ok()) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
-                    "malformed frame: not a setdiag.v1.AgentMessage (" + parsed.error_message() + ")", a);
+      return Reject(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "malformed frame: not a setdiag.v1.AgentMessage (" + parsed.error_message() + ")", a);
     }
     switch (in_.body_case()) {
-      case v1::AgentMessage::kHello: return HandleHello(a);
-      case v1::AgentMessage::kBatch: return HandleBatch(a);
-      case v1::AgentMessage::kStatus: return HandleStatus(a);
-      case v1::AgentMessage::kPong: return MaybeRead(a);
-      case v1::AgentMessage::kBundleOffer: return HandleBundleOffer(a);
-      case v1::AgentMessage::kBundleChunk: return HandleBundleChunk(a);
-      case v1::AgentMessage::kBundleFailed: return HandleBundleFailed(a);
+      case v1::AgentMessage::kHello:
+        return HandleHello(a);
+      case v1::AgentMessage::kBatch:
+        return HandleBatch(a);
+      case v1::AgentMessage::kStatus:
+        return HandleStatus(a);
+      case v1::AgentMessage::kPong:
+        return MaybeRead(a);
+      case v1::AgentMessage::kBundleOffer:
+        return HandleBundleOffer(a);
+      case v1::AgentMessage::kBundleChunk:
+        return HandleBundleChunk(a);
+      case v1::AgentMessage::kBundleFailed:
+        return HandleBundleFailed(a);
       case v1::AgentMessage::BODY_NOT_SET:
         return Reject(grpc::StatusCode::INVALID_ARGUMENT, "empty message (no body set)", a);
     }
   }
 
   void HandleHello(Actions& a) {
-    if (hello_seen_) return Reject(grpc::StatusCode::FAILED_PRECONDITION, "second Hello on a stream", a);
+    if (hello_seen_)
+      return Reject(grpc::StatusCode::FAILED_PRECONDITION, "second Hello on a stream", a);
     hello_seen_ = true;
     const v1::Hello& h = in_.hello();
     if (auto err = ValidateHello(h, limits_); !err.empty()) {
@@ -480,7 +520,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (h.store_id() != grant_.store_id) {
       counters_.auth_failures++;
       log::Warn("link", Cat(peer_, ": token ", grant_.token_id, " of store ", grant_.store_id,
-                                     " used by agent ", h.agent_id(), " claiming store ", h.store_id()));
+                            " used by agent ", h.agent_id(), " claiming store ", h.store_id()));
       return Reject(grpc::StatusCode::PERMISSION_DENIED,
                     Cat("this token belongs to another store, not ", h.store_id()), a);
     }
@@ -489,7 +529,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (h.probe()) return AnswerProbe(a);
     AgentHello hello{h.agent_id(), h.store_id(), h.agent_version(), h.outbox_id()};
     const bool fresh = h.outbox_fresh();
-    const uint64_t lowest = h.first_unacked_sequence() ? h.first_unacked_sequence() : h.next_sequence();
+    const uint64_t lowest =
+        h.first_unacked_sequence() ? h.first_unacked_sequence() : h.next_sequence();
     backlog_end_ = h.next_sequence();
     // Without a place for bundle files this collector speaks version 1.
     const uint32_t version =
@@ -537,9 +578,10 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
             if (fresh && *last > 0 && lowest <= *last) w->set_renumber_from(*last + 1);
             w->set_server_time_ms(s.clock_.NowMs());
             w->set_status_interval_s(s.limits_.status_interval_s);
-            log::Info("link", Cat("agent ", s.agent_id_, " of store ", s.store_id_,
-                                           " connected from ", s.peer_, "; resume after ", *last,
-                                           w->renumber_from() ? Cat(", renumber from ", w->renumber_from()) : ""));
+            log::Info("link",
+                      Cat("agent ", s.agent_id_, " of store ", s.store_id_, " connected from ",
+                          s.peer_, "; resume after ", *last,
+                          w->renumber_from() ? Cat(", renumber from ", w->renumber_from()) : ""));
             s.Send(std::move(m), act);
             s.version_ = version;
             if (version >= 2 && s.files_ != nullptr && !s.finish_requested_) {
@@ -568,8 +610,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     w->set_protocol_version(std::min<uint32_t>(in_.hello().protocol_version(), kProtocolVersion));
     w->set_server_time_ms(clock_.NowMs());
     w->set_status_interval_s(limits_.status_interval_s);
-    log::Info("link", Cat("preflight check from agent ", agent_id_, " of store ", store_id_, " (", peer_,
-                          "): token accepted"));
+    log::Info("link", Cat("preflight check from agent ", agent_id_, " of store ", store_id_, " (",
+                          peer_, "): token accepted"));
     Send(std::move(m), a);
     RequestFinish(grpc::Status::OK, a);
   }
@@ -577,8 +619,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   // `backlog`: the events the agent still has to send, by which its slot in
   // the retry schedule is sized (collector/link/retry_schedule.h).
   void RejectOverloaded(uint64_t backlog, Actions& a) {
-    const RetrySchedule::Hint hint =
-        retry_schedule_.Next(clock_.MonotonicMs(), queue_.pending_weight(), backlog, queue_.drain_rate());
+    const RetrySchedule::Hint hint = retry_schedule_.Next(
+        clock_.MonotonicMs(), queue_.pending_weight(), backlog, queue_.drain_rate());
     v1::CollectorMessage m;
     m.mutable_overloaded()->set_retry_after_ms(hint.retry_after_ms);
     m.mutable_overloaded()->set_retry_spread_ms(hint.spread_ms);
@@ -587,12 +629,16 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     counters_.overloaded++;
     uint64_t suppressed = 0;
     if (registry_.errors.Allow("overloaded", clock_.MonotonicMs(), &suppressed)) {
-      log::Warn("link", Cat("ingest queue full (", queue_.pending_weight(), " events waiting, committing about ",
-                            static_cast<int64_t>(queue_.drain_rate()), "/s): agent ", agent_id_,
-                            " asked to come back in ", hint.retry_after_ms, " ms + up to ", hint.spread_ms, " ms",
-                            suppressed ? Cat("; ", suppressed, " more agents turned away in the last 10 s") : ""));
+      log::Warn(
+          "link",
+          Cat("ingest queue full (", queue_.pending_weight(), " events waiting, committing about ",
+              static_cast<int64_t>(queue_.drain_rate()), "/s): agent ", agent_id_,
+              " asked to come back in ", hint.retry_after_ms, " ms + up to ", hint.spread_ms, " ms",
+              suppressed ? Cat("; ", suppressed, " more agents turned away in the last 10 s")
+                         : ""));
     }
-    RequestFinish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later"), a);
+    RequestFinish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later"), a);
   }
 
   void HandleBatch(Actions& a) {
@@ -606,7 +652,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     std::vector<IncomingEvent> events;
     events.reserve(static_cast<size_t>(batch.events_size()));
     for (const auto& e : batch.events()) {
-      events.push_back({e.sequence(), e.kind(), static_cast<int>(e.severity()), e.detected_at_ms(), e.payload()});
+      events.push_back({e.sequence(), e.kind(), static_cast<int>(e.severity()), e.detected_at_ms(),
+                        e.payload()});
     }
     const uint64_t last_seq = events.back().sequence;
     const uint64_t first_seq = events.front().sequence;
@@ -658,7 +705,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           });
         },
         n);
-    if (!queued) return RejectOverloaded(backlog_end_ > first_seq ? backlog_end_ - first_seq : n, a);
+    if (!queued)
+      return RejectOverloaded(backlog_end_ > first_seq ? backlog_end_ - first_seq : n, a);
     batches_in_flight_++;
     MaybeRead(a);
   }
@@ -669,22 +717,23 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   // rows, the files and the logs; the agent's own id is only for what is
   // sent to it.
   struct BundleEntry {
-    std::string wire_id;     // the agent's request_id
-    std::string sha256;      // of the file the held bytes belong to; empty: none yet
+    std::string wire_id;  // the agent's request_id
+    std::string sha256;   // of the file the held bytes belong to; empty: none yet
     uint64_t size = 0;
     int64_t window_ms = 0;
     bool exclude_logs = false;
     std::string reason;
-    std::string manifest;    // from the last chunk
+    std::string manifest;               // from the last chunk
     uint64_t last_resync = UINT64_MAX;  // held size a resync was sent for
-    bool announced = false;  // MarkBundleTransferring submitted for this sha
+    bool announced = false;             // MarkBundleTransferring submitted for this sha
     bool finishing = false;
   };
 
   // A request (new, pending at Hello, or the answer to an offer) goes out
   // with the offset held on disk, which only the files thread knows.
   // `wire_id` is the agent's id of the row.
-  void BeginBundle(const BundleRow& row, const std::string& wire_id, Actions& a, bool reset = false) {
+  void BeginBundle(const BundleRow& row, const std::string& wire_id, Actions& a,
+                   bool reset = false) {
     if (finish_requested_ || files_ == nullptr) return;
     BundleEntry& e = bundles_[row.id];
     e.wire_id = wire_id;
@@ -693,18 +742,21 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     e.size = row.size;
     e.window_ms = row.window_ms;
     e.exclude_logs = row.exclude_logs;
-    e.reason = row.origin == "request" ? Cat("requested by ", row.requested_by, row.reason.empty() ? "" : ": ", row.reason)
+    e.reason = row.origin == "request" ? Cat("requested by ", row.requested_by,
+                                             row.reason.empty() ? "" : ": ", row.reason)
                                        : row.reason;
     e.finishing = false;
     e.last_resync = UINT64_MAX;
     if (reset) files_->Reset(row.id);
     files_->Held(row.id, [shared = shared_, id = row.id](uint64_t held) {
-      WithSession(shared, [&](LinkSession& s, Actions& act) { s.SendBundleRequest(id, held, act); });
+      WithSession(shared,
+                  [&](LinkSession& s, Actions& act) { s.SendBundleRequest(id, held, act); });
     });
     if (row.state == "requested") {
       Clock& clock = clock_;
-      queue_.Submit([id = row.id, &clock](sql::Db& db) { return MarkBundleDelivered(db, id, clock.NowMs()); },
-                    nullptr);
+      queue_.Submit(
+          [id = row.id, &clock](sql::Db& db) { return MarkBundleDelivered(db, id, clock.NowMs()); },
+          nullptr);
     }
     (void)a;
   }
@@ -722,8 +774,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     r->set_exclude_logs(e.exclude_logs);
     r->set_reason(e.reason);
     log::Info("link", Cat("agent ", agent_id_, ": bundle ", id,
-                          e.wire_id != id ? Cat(" (the agent's ", e.wire_id, ")") : "", " requested",
-                          held > 0 ? Cat(", resume_offset ", held) : ""));
+                          e.wire_id != id ? Cat(" (the agent's ", e.wire_id, ")") : "",
+                          " requested", held > 0 ? Cat(", resume_offset ", held) : ""));
     Send(m, a);
   }
 
@@ -754,18 +806,24 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!CheckBundlePreconditions(a)) return;
     const v1::BundleOffer& o = in_.bundle_offer();
     if (!IsValidIdentifier(o.request_id(), limits_.max_id_bytes)) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.request_id must be 1..128 of [A-Za-z0-9._-]", a);
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_offer.request_id must be 1..128 of [A-Za-z0-9._-]", a);
     }
     if (!IsHex64(o.sha256())) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.sha256 must be 64 lowercase hex digits", a);
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_offer.sha256 must be 64 lowercase hex digits", a);
     }
     if (o.trigger() != "request" && o.trigger() != "flight_recorder") {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.trigger must be request or flight_recorder", a);
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_offer.trigger must be request or flight_recorder", a);
     }
-    if (o.episode().size() > 256 || (!o.event_kind().empty() && !IsValidIdentifier(o.event_kind(), limits_.max_kind_bytes))) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_offer.episode or event_kind is malformed", a);
+    if (o.episode().size() > 256 ||
+        (!o.event_kind().empty() && !IsValidIdentifier(o.event_kind(), limits_.max_kind_bytes))) {
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_offer.episode or event_kind is malformed", a);
     }
-    IncomingOffer offer{o.request_id(), o.sha256(), o.trigger(), o.episode(), o.event_kind(), o.size()};
+    IncomingOffer offer{o.request_id(), o.sha256(),     o.trigger(),
+                        o.episode(),    o.event_kind(), o.size()};
     auto decision = std::make_shared<OfferDecision>();
     Clock& clock = clock_;
     const uint64_t max_bytes = bundle_limits_.max_bundle_bytes;
@@ -780,7 +838,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
          id = BundleIdForOffer(store_id_, offer.request_id)](absl::Status st) {
           WithSession(shared, [&](LinkSession& s, Actions& act) {
             if (!st.ok()) {
-              log::Error("link", Cat("agent ", s.agent_id_, ": bundle offer ", id, ": ", st.ToString()));
+              log::Error("link",
+                         Cat("agent ", s.agent_id_, ": bundle offer ", id, ": ", st.ToString()));
               return;  // the agent offers it again at its next connect
             }
             switch (decision->kind) {
@@ -789,7 +848,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
               case OfferDecision::kComplete:
                 return s.SendBundleAck(wire_id, decision->row.size, true, act);
               case OfferDecision::kCancel:
-                log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " not wanted: ", decision->why));
+                log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id,
+                                      " not wanted: ", decision->why));
                 return s.SendBundleAck(wire_id, 0, false, act);
             }
           });
@@ -804,19 +864,24 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     v1::BundleChunk& c = *in_.mutable_bundle_chunk();
     const uint64_t len = c.data().size();
     if (!IsValidIdentifier(c.request_id(), limits_.max_id_bytes)) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.request_id must be 1..128 of [A-Za-z0-9._-]", a);
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_chunk.request_id must be 1..128 of [A-Za-z0-9._-]", a);
     }
     if (len > bundle_limits_.max_chunk_bytes) {
       return Reject(grpc::StatusCode::INVALID_ARGUMENT,
-                    Cat("bundle_chunk.data is ", len, " bytes; the limit is ", bundle_limits_.max_chunk_bytes), a);
+                    Cat("bundle_chunk.data is ", len, " bytes; the limit is ",
+                        bundle_limits_.max_chunk_bytes),
+                    a);
     }
     if (c.total_size() > bundle_limits_.max_bundle_bytes || c.offset() > c.total_size() ||
         len > c.total_size() - c.offset() || (c.last() && c.offset() + len != c.total_size()) ||
         (!c.last() && len == 0)) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk: offset, size and total_size do not add up", a);
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_chunk: offset, size and total_size do not add up", a);
     }
     if (!IsHex64(c.sha256())) {
-      return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.sha256 must be 64 lowercase hex digits", a);
+      return Reject(grpc::StatusCode::INVALID_ARGUMENT,
+                    "bundle_chunk.sha256 must be 64 lowercase hex digits", a);
     }
     if (c.manifest().size() > bundle_limits_.max_manifest_bytes) {
       return Reject(grpc::StatusCode::INVALID_ARGUMENT, "bundle_chunk.manifest is too large", a);
@@ -826,7 +891,8 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (it == bundles_.end()) {
       // Not requested on this stream: another store's bundle, or one that
       // is done. Ignored; the agent is told to drop it.
-      log::Warn("link", Cat("agent ", agent_id_, ": chunk of bundle ", id, " that was not requested here"));
+      log::Warn("link",
+                Cat("agent ", agent_id_, ": chunk of bundle ", id, " that was not requested here"));
       SendBundleAck(c.request_id(), 0, false, a);
       return MaybeRead(a);
     }
@@ -850,26 +916,31 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!e.announced) {
       e.announced = true;
       Clock& clock = clock_;
-      queue_.Submit([id, size = c.total_size(), sha = c.sha256(), held = c.offset(),
-                     &clock](sql::Db& db) { return MarkBundleTransferring(db, id, size, sha, held, clock.NowMs()); },
-                    nullptr);
+      queue_.Submit(
+          [id, size = c.total_size(), sha = c.sha256(), held = c.offset(), &clock](sql::Db& db) {
+            return MarkBundleTransferring(db, id, size, sha, held, clock.NowMs());
+          },
+          nullptr);
     }
     if (c.last()) e.manifest = c.manifest();
     bundle_bytes_in_flight_ += len;
     counters_.bundle_bytes_received += len;
-    files_->Append(id, c.offset(), std::move(*c.mutable_data()), c.total_size(), c.sha256(),
-                   [shared = shared_, id, len](const BundleFiles::AppendResult& r) {
-                     WithSession(shared, [&](LinkSession& s, Actions& act) { s.OnAppended(id, len, r, act); });
-                   });
+    files_->Append(
+        id, c.offset(), std::move(*c.mutable_data()), c.total_size(), c.sha256(),
+        [shared = shared_, id, len](const BundleFiles::AppendResult& r) {
+          WithSession(shared, [&](LinkSession& s, Actions& act) { s.OnAppended(id, len, r, act); });
+        });
     MaybeRead(a);
   }
 
-  void OnAppended(const std::string& id, uint64_t len, const BundleFiles::AppendResult& r, Actions& a) {
+  void OnAppended(const std::string& id, uint64_t len, const BundleFiles::AppendResult& r,
+                  Actions& a) {
     bundle_bytes_in_flight_ -= len;
     auto it = bundles_.find(id);
     if (!r.status.ok()) {
       log::Error("link", Cat("agent ", agent_id_, ": bundle ", id, ": ", r.status.ToString()));
-      return RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector storage failed; will retry"), a);
+      return RequestFinish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector storage failed; will retry"), a);
     }
     if (it == bundles_.end()) return MaybeRead(a);
     BundleEntry& e = it->second;
@@ -911,19 +982,23 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       queue_.Submit(
           [id, size = e.size, sha = e.sha256, manifest = e.manifest, &clock](sql::Db& db) {
             auto m = nlohmann::json::parse(manifest, nullptr, false);
-            return MarkBundleComplete(db, id, size, sha, m.is_discarded() ? "" : manifest, clock.NowMs());
+            return MarkBundleComplete(db, id, size, sha, m.is_discarded() ? "" : manifest,
+                                      clock.NowMs());
           },
           [shared = shared_, id, wire_id = e.wire_id, size = e.size, &counters](absl::Status st) {
             WithSession(shared, [&](LinkSession& s, Actions& act) {
               if (!st.ok()) {
                 // The file is in place; the agent keeps its copy and offers
                 // it again at its next connect, which completes the row.
-                log::Error("link", Cat("agent ", s.agent_id_, ": bundle ", id, " stored but not recorded: ", st.ToString()));
-                if (auto entry = s.bundles_.find(id); entry != s.bundles_.end()) entry->second.finishing = false;
+                log::Error("link", Cat("agent ", s.agent_id_, ": bundle ", id,
+                                       " stored but not recorded: ", st.ToString()));
+                if (auto entry = s.bundles_.find(id); entry != s.bundles_.end())
+                  entry->second.finishing = false;
                 return;
               }
               counters.bundles_completed++;
-              log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " complete, ", size, " bytes, checksum verified"));
+              log::Info("link", Cat("agent ", s.agent_id_, ": bundle ", id, " complete, ", size,
+                                    " bytes, checksum verified"));
               s.bundles_.erase(id);
               s.SendBundleAck(wire_id, size, true, act);
             });
@@ -942,9 +1017,11 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     std::string error = f.error().substr(0, 1000);
     log::Warn("link", Cat("agent ", agent_id_, ": bundle ", id, " failed: ", error));
     Clock& clock = clock_;
-    queue_.Submit([id, error, &clock](sql::Db& db) {
-      return MarkBundleFailed(db, id, Cat("the agent: ", error), clock.NowMs());
-    }, nullptr);
+    queue_.Submit(
+        [id, error, &clock](sql::Db& db) {
+          return MarkBundleFailed(db, id, Cat("the agent: ", error), clock.NowMs());
+        },
+        nullptr);
     MaybeRead(a);
   }
 
@@ -961,9 +1038,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
                         {"gaps_total", s.gaps_total()},
                         {"sent_at_ms", s.sent_at_ms()}};
     Clock& clock = clock_;
-    queue_.Submit([agent = agent_id_, json = j.dump(), &clock](sql::Db& db) {
-      return RecordStatus(db, agent, json, clock.NowMs());
-    }, nullptr);
+    queue_.Submit([agent = agent_id_, json = j.dump(),
+                   &clock](sql::Db& db) { return RecordStatus(db, agent, json, clock.NowMs()); },
+                  nullptr);
     MaybeRead(a);
   }
 
@@ -992,9 +1069,9 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   bool hello_seen_ = false;
   uint64_t backlog_end_ = 0;  // the Hello's next_sequence
   bool reading_ = false;
-  int64_t opened_ms_ = 0;        // monotonic
+  int64_t opened_ms_ = 0;         // monotonic
   int64_t write_started_ms_ = 0;  // monotonic, of the outstanding write
-  int64_t read_started_ms_ = 0;  // monotonic, of the outstanding read
+  int64_t read_started_ms_ = 0;   // monotonic, of the outstanding read
   bool read_closed_ = false;
   bool writing_ = false;
   bool finish_requested_ = false;
@@ -1012,8 +1089,14 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
 LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink,
                          BundleFiles* bundles, BundleLinkLimits bundle_limits)
-    : queue_(queue), clock_(clock), limits_(limits), sink_(std::move(sink)), bundles_(bundles),
-      bundle_limits_(bundle_limits), registry_(std::make_unique<Registry>()), sweeper_([this] { SweepLoop(); }) {}
+    : queue_(queue),
+      clock_(clock),
+      limits_(limits),
+      sink_(std::move(sink)),
+      bundles_(bundles),
+      bundle_limits_(bundle_limits),
+      registry_(std::make_unique<Registry>()),
+      sweeper_([this] { SweepLoop(); }) {}
 
 LinkService::~LinkService() {
   {
@@ -1038,8 +1121,8 @@ void LinkService::SweepLoop() {
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LinkService::Connect(
     grpc::CallbackServerContext* context) {
-  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_, *registry_,
-                         bundles_, bundle_limits_, hello_sink_, retry_schedule_);
+  return new LinkSession(context, queue_, clock_, limits_, counters_, next_connection_++, sink_,
+                         *registry_, bundles_, bundle_limits_, hello_sink_, retry_schedule_);
 }
 
 void LinkService::SetHelloSink(HelloSink sink) { hello_sink_ = std::move(sink); }

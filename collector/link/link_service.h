@@ -13,18 +13,18 @@
 // flight recorder id one store sends can never be another store's.
 
 #include <atomic>
-#include <cstdint>
-#include <mutex>
-#include <thread>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "collector/bundles/bundle_store.h"
-#include "collector/store/commit_queue.h"
 #include "collector/link/retry_schedule.h"
+#include "collector/store/commit_queue.h"
 #include "collector/store/storage.h"
 #include "common/clock.h"
 #include "setdiag/v1/link.grpc.pb.h"
@@ -36,9 +36,9 @@ struct IngestLimits {
   size_t max_payload_bytes = 64 * 1024;
   size_t max_kind_bytes = 128;
   size_t max_id_bytes = 128;
-  int64_t max_future_skew_ms = 24 * 3'600'000;  // detection times ahead of us
+  int64_t max_future_skew_ms = 24 * 3'600'000;     // detection times ahead of us
   int64_t min_detected_at_ms = 1'577'836'800'000;  // 2020-01-01: older is a broken clock
-  size_t max_batches_in_flight = 16;  // per stream, before we stop reading
+  size_t max_batches_in_flight = 16;               // per stream, before we stop reading
   // Replies (acks, pings, bundle requests) queued for one stream whose agent
   // does not read them; beyond it we stop reading that stream too, so one
   // peer that never reads cannot make the collector hold its acks in memory.
@@ -59,7 +59,7 @@ struct IngestLimits {
 // Diagnostic bundles over the link (protocol version 2).
 struct BundleLinkLimits {
   uint64_t max_bundle_bytes = 1ULL << 30;
-  size_t max_chunk_bytes = 1024 * 1024;       // data per BundleChunk
+  size_t max_chunk_bytes = 1024 * 1024;  // data per BundleChunk
   size_t max_manifest_bytes = 1024 * 1024;
   size_t max_bytes_in_flight = 8 * 1024 * 1024;  // per stream, queued for the files thread
 };
@@ -94,18 +94,20 @@ struct HeldEpisodes {
 // The method is registered "raw" (ByteBuffer in and out) so that a frame
 // that is not a valid AgentMessage gets INVALID_ARGUMENT from us instead of
 // a silently dropped read inside gRPC.
-class LinkService final
-    : public setdiag::v1::AgentLink::WithRawCallbackMethod_Connect<setdiag::v1::AgentLink::Service> {
+class LinkService final : public setdiag::v1::AgentLink::WithRawCallbackMethod_Connect<
+                              setdiag::v1::AgentLink::Service> {
  public:
   // Runs on the writer thread, in the transaction that stored a batch, with
   // the events that were new (the ticket engine).
-  using EventSink = std::function<absl::Status(sql::Db& db, const std::string& agent_id,
-                                               const std::string& store_id, const std::vector<EventRow>& added)>;
+  using EventSink =
+      std::function<absl::Status(sql::Db& db, const std::string& agent_id,
+                                 const std::string& store_id, const std::vector<EventRow>& added)>;
   // Runs on the writer thread, in the transaction that registers a Hello,
   // after the registration (the ticket engine's reconciliation). A failure
   // fails the Hello like a storage error.
-  using HelloSink = std::function<absl::Status(sql::Db& db, const std::string& agent_id,
-                                               const std::string& store_id, const HeldEpisodes& held)>;
+  using HelloSink =
+      std::function<absl::Status(sql::Db& db, const std::string& agent_id,
+                                 const std::string& store_id, const HeldEpisodes& held)>;
   // Without `bundles` the service speaks protocol version 1 only (no bundles).
   LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, EventSink sink = nullptr,
               BundleFiles* bundles = nullptr, BundleLinkLimits bundle_limits = {});

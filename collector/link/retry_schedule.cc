@@ -5,11 +5,13 @@
 
 namespace setdiag::collector {
 
-RetrySchedule::Hint RetrySchedule::Next(int64_t now_ms, uint64_t queued, uint64_t backlog, double rate) {
+RetrySchedule::Hint RetrySchedule::Next(int64_t now_ms, uint64_t queued, uint64_t backlog,
+                                        double rate) {
   const double per_ms = std::max(rate, 1.0) / 1000.0;
   // Capped before the conversion: a day is far beyond any delay handed out.
   const auto ms_for = [per_ms](uint64_t weight) {
-    return static_cast<int64_t>(std::min(std::ceil(static_cast<double>(weight) / per_ms), 86'400'000.0));
+    return static_cast<int64_t>(
+        std::min(std::ceil(static_cast<double>(weight) / per_ms), 86'400'000.0));
   };
   const int64_t slot = std::clamp(ms_for(std::max<uint64_t>(backlog, 1)), kMinSlotMs, kMaxSlotMs);
   std::lock_guard lock(mu_);

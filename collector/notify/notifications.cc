@@ -5,10 +5,10 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <chrono>
 #include <map>
 #include <optional>
 #include <random>

@@ -2,8 +2,8 @@
 
 #include <chrono>
 
-#include "common/strings.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace setdiag::collector {
 
@@ -12,7 +12,9 @@ CommitQueue::CommitQueue(sql::Db db, size_t max_pending_events, size_t max_jobs_
 
 CommitQueue::~CommitQueue() { Stop(); }
 
-void CommitQueue::Start() { thread_ = std::thread([this] { Loop(); }); }
+void CommitQueue::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void CommitQueue::Stop() {
   {
@@ -105,7 +107,8 @@ void CommitQueue::RunGroup(std::deque<Job>& group) {
   // so that Submit does not answer Overloaded for work already stored.
   size_t done_weight = 0;
   for (const auto& j : group) done_weight += j.weight;
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   {
     std::lock_guard lock(mu_);
     weight_ -= done_weight;

@@ -51,7 +51,9 @@ class CommitQueue {
   uint64_t commits() const { return commits_; }
   // Called on the writer thread after every successful COMMIT, before the
   // jobs' Done callbacks (e.g. to wake the notifier). Set before Start().
-  void SetAfterCommit(std::function<void()> after_commit) { after_commit_ = std::move(after_commit); }
+  void SetAfterCommit(std::function<void()> after_commit) {
+    after_commit_ = std::move(after_commit);
+  }
 
  private:
   struct Job {

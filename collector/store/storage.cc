@@ -3,9 +3,8 @@
 #include <sqlite3.h>
 
 #include "collector/store/outbox_resets.h"
-
-#include "common/strings.h"
 #include "common/files.h"
+#include "common/strings.h"
 
 namespace setdiag::collector {
 namespace {
@@ -69,11 +68,16 @@ User UserFrom(sql::Stmt& s) {
 
 const char* SeverityText(int severity) {
   switch (severity) {
-    case 1: return "info";
-    case 2: return "normal";
-    case 3: return "important";
-    case 4: return "critical";
-    default: return "unknown";
+    case 1:
+      return "info";
+    case 2:
+      return "normal";
+    case 3:
+      return "important";
+    case 4:
+      return "critical";
+    default:
+      return "unknown";
   }
 }
 
@@ -89,18 +93,20 @@ absl::StatusOr<IssuedToken> CreateStoreToken(sql::Db& db, const std::string& sto
   auto row = existing->Step();
   if (!row.ok()) return row.status();
   if (*row && existing->Text(0) != partner) {
-    return absl::FailedPreconditionError(Cat("store ", store_id, " belongs to partner ",
-                                                      existing->Text(0), ", not ", partner));
+    return absl::FailedPreconditionError(
+        Cat("store ", store_id, " belongs to partner ", existing->Text(0), ", not ", partner));
   }
   existing->Reset();
-  auto ins = db.Prepare("INSERT OR IGNORE INTO stores(store_id, partner, created_at_ms) VALUES (?,?,?)");
+  auto ins =
+      db.Prepare("INSERT OR IGNORE INTO stores(store_id, partner, created_at_ms) VALUES (?,?,?)");
   if (!ins.ok()) return ins.status();
   if (auto st = ins->Bind(1, store_id).Bind(2, partner).Bind(3, now_ms).Run(); !st.ok()) return st;
   IssuedToken t{RandomHex(4), Cat("sdst_", RandomHex(32))};
   auto tok = db.Prepare(
       "INSERT INTO store_tokens(token_id, token_hash, store_id, created_at_ms) VALUES (?,?,?,?)");
   if (!tok.ok()) return tok.status();
-  if (auto st = tok->Bind(1, t.id).Bind(2, HashSecret(t.secret)).Bind(3, store_id).Bind(4, now_ms).Run();
+  if (auto st =
+          tok->Bind(1, t.id).Bind(2, HashSecret(t.secret)).Bind(3, store_id).Bind(4, now_ms).Run();
       !st.ok()) {
     return st;
   }
@@ -115,7 +121,8 @@ absl::StatusOr<int64_t> RevokeStoreTokens(sql::Db& db, const std::string& token_
       "(token_id=? OR store_id=?)");
   if (!stmt.ok()) return stmt.status();
   // An empty selector matches nothing: '' is never a token id or store id.
-  if (auto st = stmt->Bind(1, now_ms).Bind(2, token_id).Bind(3, store_id).Run(); !st.ok()) return st;
+  if (auto st = stmt->Bind(1, now_ms).Bind(2, token_id).Bind(3, store_id).Run(); !st.ok())
+    return st;
   return db.Changes();
 }
 
@@ -157,19 +164,25 @@ absl::StatusOr<IssuedToken> CreateUser(sql::Db& db, const std::string& name, Rol
     return absl::InvalidArgumentError("a support user sees every store and has no partner");
   }
   if (role == Role::kPartner && !IsValidIdentifier(partner)) {
-    return absl::InvalidArgumentError("a partner user needs its partner: 1..128 characters of [A-Za-z0-9._-]");
+    return absl::InvalidArgumentError(
+        "a partner user needs its partner: 1..128 characters of [A-Za-z0-9._-]");
   }
   IssuedToken t{RandomHex(4), Cat("sdu_", RandomHex(32))};
   auto stmt = db.Prepare(
-      "INSERT INTO users(user_id, name, role, partner, token_hash, created_at_ms) VALUES (?,?,?,?,?,?)");
+      "INSERT INTO users(user_id, name, role, partner, token_hash, created_at_ms) VALUES "
+      "(?,?,?,?,?,?)");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, t.id).Bind(2, name).Bind(3, role == Role::kSupport ? "support" : "partner");
-  if (role == Role::kPartner) stmt->Bind(4, partner); else stmt->BindNull(4);
+  if (role == Role::kPartner)
+    stmt->Bind(4, partner);
+  else
+    stmt->BindNull(4);
   stmt->Bind(5, HashSecret(t.secret)).Bind(6, now_ms);
   if (auto st = stmt->Run(); !st.ok()) {
     if (st.code() == absl::StatusCode::kAlreadyExists) {
       return absl::AlreadyExistsError(
-          Cat("a user named ", name, " already exists (a revoked user keeps its name until 'user delete')"));
+          Cat("a user named ", name,
+              " already exists (a revoked user keeps its name until 'user delete')"));
     }
     return st;
   }
@@ -178,7 +191,8 @@ absl::StatusOr<IssuedToken> CreateUser(sql::Db& db, const std::string& name, Rol
 
 absl::StatusOr<std::vector<UserRow>> ListUsers(sql::Db& db) {
   auto stmt = db.Prepare(
-      "SELECT user_id, name, role, COALESCE(partner, ''), created_at_ms, revoked_at_ms FROM users ORDER BY name");
+      "SELECT user_id, name, role, COALESCE(partner, ''), created_at_ms, revoked_at_ms FROM users "
+      "ORDER BY name");
   if (!stmt.ok()) return stmt.status();
   std::vector<UserRow> out;
   while (true) {
@@ -209,8 +223,10 @@ absl::StatusOr<int64_t> RevokeUser(sql::Db& db, const std::string& user_id, cons
   return db.Changes();
 }
 
-absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id, const std::string& name) {
-  auto stmt = db.Prepare("DELETE FROM users WHERE (?1 <> '' AND user_id=?1) OR (?2 <> '' AND name=?2)");
+absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id,
+                                   const std::string& name) {
+  auto stmt =
+      db.Prepare("DELETE FROM users WHERE (?1 <> '' AND user_id=?1) OR (?2 <> '' AND name=?2)");
   if (!stmt.ok()) return stmt.status();
   if (auto st = stmt->Bind(1, user_id).Bind(2, name).Run(); !st.ok()) return st;
   return db.Changes();
@@ -238,7 +254,8 @@ absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::s
 
 absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t connection,
                                      int64_t now_ms) {
-  auto sel = db.Prepare("SELECT store_id, last_committed_seq, outbox_id FROM agents WHERE agent_id=?");
+  auto sel =
+      db.Prepare("SELECT store_id, last_committed_seq, outbox_id FROM agents WHERE agent_id=?");
   if (!sel.ok()) return sel.status();
   sel->Bind(1, hello.agent_id);
   auto row = sel->Step();
@@ -246,24 +263,30 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
   uint64_t last = 0;
   if (*row) {
     if (sel->Text(0) != hello.store_id) {
-      return absl::PermissionDeniedError(Cat("agent ", hello.agent_id,
-                                                      " is registered for store ", sel->Text(0)));
+      return absl::PermissionDeniedError(
+          Cat("agent ", hello.agent_id, " is registered for store ", sel->Text(0)));
     }
     last = static_cast<uint64_t>(sel->Int(1));
     // Another outbox (a fresh one after a corrupt file): remember what we
     // had of the old one, to name what it lost (collector/store/outbox_resets.h).
-    if (std::string old_outbox = sel->Text(2); !old_outbox.empty() && old_outbox != hello.outbox_id) {
-      if (auto st = RememberReplacedOutbox(db, hello.agent_id, old_outbox, last, now_ms); !st.ok()) return st;
+    if (std::string old_outbox = sel->Text(2);
+        !old_outbox.empty() && old_outbox != hello.outbox_id) {
+      if (auto st = RememberReplacedOutbox(db, hello.agent_id, old_outbox, last, now_ms); !st.ok())
+        return st;
     }
   }
   sel->Reset();
   auto up = db.Prepare(
-      "INSERT INTO agents(agent_id, store_id, agent_version, outbox_id, first_seen_ms, last_seen_ms, "
+      "INSERT INTO agents(agent_id, store_id, agent_version, outbox_id, first_seen_ms, "
+      "last_seen_ms, "
       "connected, connection) VALUES (?,?,?,?,?,?,1,?) ON CONFLICT(agent_id) DO UPDATE SET "
       "agent_version=excluded.agent_version, outbox_id=excluded.outbox_id, "
       "last_seen_ms=excluded.last_seen_ms, connected=1, connection=excluded.connection");
   if (!up.ok()) return up.status();
-  up->Bind(1, hello.agent_id).Bind(2, hello.store_id).Bind(3, hello.version).Bind(4, hello.outbox_id);
+  up->Bind(1, hello.agent_id)
+      .Bind(2, hello.store_id)
+      .Bind(3, hello.version)
+      .Bind(4, hello.outbox_id);
   up->Bind(5, now_ms).Bind(6, now_ms).Bind(7, connection);
   if (auto st = up->Run(); !st.ok()) return st;
   return last;
@@ -271,7 +294,8 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
 
 absl::Status RecordDisconnect(sql::Db& db, const std::string& agent_id, int64_t connection,
                               int64_t now_ms) {
-  auto up = db.Prepare("UPDATE agents SET connected=0, last_seen_ms=? WHERE agent_id=? AND connection=?");
+  auto up =
+      db.Prepare("UPDATE agents SET connected=0, last_seen_ms=? WHERE agent_id=? AND connection=?");
   if (!up.ok()) return up.status();
   return up->Bind(1, now_ms).Bind(2, agent_id).Bind(3, connection).Run();
 }
@@ -297,14 +321,17 @@ absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
   uint64_t max_seq = 0;
   for (const auto& e : events) {
     ins->Reset();
-    ins->Bind(1, agent_id).Bind(2, store_id).Bind(3, static_cast<int64_t>(e.sequence)).Bind(4, e.kind);
+    ins->Bind(1, agent_id)
+        .Bind(2, store_id)
+        .Bind(3, static_cast<int64_t>(e.sequence))
+        .Bind(4, e.kind);
     ins->Bind(5, int64_t{e.severity}).Bind(6, e.detected_at_ms).Bind(7, now_ms).Bind(8, e.payload);
     if (auto st = ins->Run(); !st.ok()) return st;
     if (db.Changes() > 0) {
       ++added;
       if (inserted) {
-        inserted->push_back({sqlite3_last_insert_rowid(db.raw()), store_id, agent_id, e.kind, e.sequence,
-                             e.severity, e.detected_at_ms, now_ms, e.payload});
+        inserted->push_back({sqlite3_last_insert_rowid(db.raw()), store_id, agent_id, e.kind,
+                             e.sequence, e.severity, e.detected_at_ms, now_ms, e.payload});
       }
     }
     max_seq = std::max(max_seq, e.sequence);
@@ -320,7 +347,8 @@ absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
   return added;
 }
 
-absl::StatusOr<std::vector<EventRow>> ListEvents(sql::Db& db, const User& user, const EventQuery& q) {
+absl::StatusOr<std::vector<EventRow>> ListEvents(sql::Db& db, const User& user,
+                                                 const EventQuery& q) {
   std::string sql =
       "SELECT e.id, e.store_id, e.agent_id, e.seq, e.kind, e.severity, e.detected_at_ms, "
       "e.received_at_ms, e.payload FROM events e JOIN stores s USING (store_id) WHERE e.id > ?1 "
@@ -359,7 +387,9 @@ absl::StatusOr<std::vector<AgentRow>> ListAgents(sql::Db& db, const User& user,
       "JOIN stores s USING (store_id) WHERE (?1 = '' OR a.store_id = ?1) "
       "AND (?2 = 'support' OR s.partner = ?3) ORDER BY a.store_id, a.agent_id");
   if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, store_id).Bind(2, user.role == Role::kSupport ? "support" : "partner").Bind(3, user.partner);
+  stmt->Bind(1, store_id)
+      .Bind(2, user.role == Role::kSupport ? "support" : "partner")
+      .Bind(3, user.partner);
   std::vector<AgentRow> out;
   while (true) {
     auto row = stmt->Step();

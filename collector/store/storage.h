@@ -72,7 +72,8 @@ absl::StatusOr<int64_t> RevokeUser(sql::Db& db, const std::string& user_id, cons
 // Deletes the user with this id or this name, revoked or not; its name is
 // free again. Timeline entries and bundles keep the name they recorded.
 // Returns how many were deleted (0: no such user).
-absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id, const std::string& name);
+absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id,
+                                   const std::string& name);
 absl::StatusOr<std::optional<User>> LookupUser(sql::Db& db, std::string_view secret);
 // Whether `user` may see `store_id` (support sees all; a partner its own).
 absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::string& store_id);
@@ -123,7 +124,8 @@ struct EventQuery {
   int64_t after_id = 0;
   int64_t limit = 100;
 };
-absl::StatusOr<std::vector<EventRow>> ListEvents(sql::Db& db, const User& user, const EventQuery& q);
+absl::StatusOr<std::vector<EventRow>> ListEvents(sql::Db& db, const User& user,
+                                                 const EventQuery& q);
 
 struct AgentRow {
   std::string agent_id, store_id, partner, version, status_json;

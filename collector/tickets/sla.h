@@ -22,12 +22,12 @@ struct SlaSpan {
 };
 
 struct SlaPolicy {
-  std::string tariff;                 // "expert", "free", or a configured name
-  SlaSpan registration;               // 24/7: expert 15 min, free 30 min
-  SlaSpan first_response_critical;    // expert 2 h 24/7; free 24 h
-  SlaSpan first_response;             // important and normal: expert 4 business hours; free 24 h
-  int workaround_working_days = 3;    // from a person registering an error; 0: no clock
-  double warn_fraction = 0.75;        // a warning when this share of the time has passed
+  std::string tariff;               // "expert", "free", or a configured name
+  SlaSpan registration;             // 24/7: expert 15 min, free 30 min
+  SlaSpan first_response_critical;  // expert 2 h 24/7; free 24 h
+  SlaSpan first_response;           // important and normal: expert 4 business hours; free 24 h
+  int workaround_working_days = 3;  // from a person registering an error; 0: no clock
+  double warn_fraction = 0.75;      // a warning when this share of the time has passed
 };
 
 SlaPolicy ExpertPolicy();
@@ -35,13 +35,16 @@ SlaPolicy FreePolicy();
 
 struct SlaTarget {
   int64_t due_ms = 0;
-  int64_t warn_ms = 0;  // when warn_fraction of the span has passed (business time for business spans)
+  int64_t warn_ms =
+      0;  // when warn_fraction of the span has passed (business time for business spans)
 };
 
-SlaTarget RegistrationTarget(const SlaPolicy& policy, const BusinessClock& clock, int64_t detected_ms);
-SlaTarget FirstResponseTarget(const SlaPolicy& policy, const BusinessClock& clock, Priority priority,
-                              int64_t detected_ms);
+SlaTarget RegistrationTarget(const SlaPolicy& policy, const BusinessClock& clock,
+                             int64_t detected_ms);
+SlaTarget FirstResponseTarget(const SlaPolicy& policy, const BusinessClock& clock,
+                              Priority priority, int64_t detected_ms);
 // nullopt-like: due_ms == 0 when the policy has no workaround clock.
-SlaTarget WorkaroundTarget(const SlaPolicy& policy, const BusinessClock& clock, int64_t error_registered_ms);
+SlaTarget WorkaroundTarget(const SlaPolicy& policy, const BusinessClock& clock,
+                           int64_t error_registered_ms);
 
 }  // namespace setdiag::collector

@@ -50,7 +50,6 @@ bool Has(const json& j, const char* key) {
   return j.is_object() && j.contains(key) && !j[key].is_null();
 }
 
-
 std::string Duration(int64_t s, bool ru) {
   if (s < 0) s = 0;
   if (s < 120) return Cat(s, ru ? " с" : " s");
@@ -98,8 +97,8 @@ void LastImportLines(const json& ev, std::vector<std::string>& en, std::vector<s
   if (li.is_object()) {
     en.push_back(Cat("Last successful import: package ", Text(li, "ti"), " at ",
                      MoscowTime(Int(li, "arrived_ms"))));
-    ru.push_back(
-        Cat("Последний успешный импорт: пакет ", Text(li, "ti"), ", ", MoscowTime(Int(li, "arrived_ms"))));
+    ru.push_back(Cat("Последний успешный импорт: пакет ", Text(li, "ti"), ", ",
+                     MoscowTime(Int(li, "arrived_ms"))));
   } else {
     en.push_back("Last successful import: none in SET's recent packages");
     ru.push_back("Последний успешный импорт: среди последних пакетов SET не найден");
@@ -144,12 +143,14 @@ void Tills(const json& payload, size_t listed, json& ev, std::vector<std::string
   for (const auto& t : head) {
     const bool beat = !t["last_heartbeat_ms"].is_null();
     const std::string probe = t["probe"].get<std::string>();
-    en.push_back(Cat("- till ", Scalar(t["number"]), ": last heartbeat ",
-                     beat ? MoscowTime(t["last_heartbeat_ms"].get<int64_t>()) : std::string("never seen"),
-                     "; ", ProbeText(probe, false)));
-    ru.push_back(Cat("- касса ", Scalar(t["number"]), ": последний сигнал ",
-                     beat ? MoscowTime(t["last_heartbeat_ms"].get<int64_t>()) : std::string("не было"),
-                     "; ", ProbeText(probe, true)));
+    en.push_back(
+        Cat("- till ", Scalar(t["number"]), ": last heartbeat ",
+            beat ? MoscowTime(t["last_heartbeat_ms"].get<int64_t>()) : std::string("never seen"),
+            "; ", ProbeText(probe, false)));
+    ru.push_back(
+        Cat("- касса ", Scalar(t["number"]), ": последний сигнал ",
+            beat ? MoscowTime(t["last_heartbeat_ms"].get<int64_t>()) : std::string("не было"), "; ",
+            ProbeText(probe, true)));
   }
   if (more > 0) {
     en.push_back(More(more, false));
@@ -207,11 +208,11 @@ void Halted(const json& payload, json& ev, std::vector<std::string>& en,
           Text(p, "import_type").empty() ? "" : Cat(" (тип импорта ", Text(p, "import_type"), ")");
       const size_t n = payload["stuck_packages"].size();
       en.push_back(Cat("Stuck package: ", Text(p, "ti"), type_en, ", \"in process\" since ",
-                       MoscowTime(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), false), ")",
-                       n > 1 ? Cat("; ", n, " stuck in all") : ""));
+                       MoscowTime(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), false),
+                       ")", n > 1 ? Cat("; ", n, " stuck in all") : ""));
       ru.push_back(Cat("Зависший пакет: ", Text(p, "ti"), type_ru, ", «в обработке» с ",
-                       MoscowTime(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), true), ")",
-                       n > 1 ? Cat("; всего зависших: ", n) : ""));
+                       MoscowTime(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), true),
+                       ")", n > 1 ? Cat("; всего зависших: ", n) : ""));
     }
   }
   if (payload.contains("oldest_waiting_file") && payload["oldest_waiting_file"].is_object()) {

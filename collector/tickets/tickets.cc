@@ -204,7 +204,8 @@ absl::Status UpdateRow(sql::Db& db, const Row& r) {
 }
 
 absl::StatusOr<std::optional<Row>> LoadWhere(sql::Db& db, const std::string& where,
-                                             const std::vector<std::string>& args, int64_t int_arg = 0) {
+                                             const std::vector<std::string>& args,
+                                             int64_t int_arg = 0) {
   auto s = db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE ", where, " LIMIT 1"));
   if (!s.ok()) return s.status();
   int i = 1;
@@ -219,7 +220,8 @@ absl::StatusOr<std::optional<Row>> LoadWhere(sql::Db& db, const std::string& whe
 absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, std::string_view actor,
                          std::string_view type, std::string_view text, int64_t event_id = 0) {
   auto s = db.Prepare(
-      "INSERT INTO ticket_timeline(ticket_id, at_ms, actor, type, text, event_id) VALUES (?,?,?,?,?,?)");
+      "INSERT INTO ticket_timeline(ticket_id, at_ms, actor, type, text, event_id) VALUES "
+      "(?,?,?,?,?,?)");
   if (!s.ok()) return s.status();
   s->Bind(1, ticket_id).Bind(2, at_ms).Bind(3, actor).Bind(4, type).Bind(5, text).Bind(6, event_id);
   return s->Run();
@@ -239,7 +241,8 @@ absl::StatusOr<json> LoadEvidence(sql::Db& db, int64_t ticket_id) {
 absl::Status SaveEvidence(sql::Db& db, int64_t ticket_id, const json& evidence, int64_t now_ms) {
   auto s = db.Prepare(
       "INSERT INTO ticket_evidence(ticket_id, evidence, updated_at_ms) VALUES (?,?,?) "
-      "ON CONFLICT(ticket_id) DO UPDATE SET evidence=excluded.evidence, updated_at_ms=excluded.updated_at_ms");
+      "ON CONFLICT(ticket_id) DO UPDATE SET evidence=excluded.evidence, "
+      "updated_at_ms=excluded.updated_at_ms");
   if (!s.ok()) return s.status();
   s->Bind(1, ticket_id)
       .Bind(2, evidence.dump(-1, ' ', false, json::error_handler_t::replace))
@@ -261,18 +264,22 @@ std::string ConditionOf(const std::string& kind) {
 // a condition recorded by a script (`setdiag-agent emit`) of another kind is
 // not held by any watch and must not be cleared by a reconnect.
 bool HeldAcrossRestarts(const std::string& kind) {
-  static const char* const kKinds[] = {"tills.majority_stopped", "tills.till_stopped",       "set.db_unreachable",
-                                       "set.server_down",        "loading.halted",           "loading.transport_halted",
+  static const char* const kKinds[] = {"tills.majority_stopped", "tills.till_stopped",
+                                       "set.db_unreachable",     "set.server_down",
+                                       "loading.halted",         "loading.transport_halted",
                                        "loading.erp_silent",     "loading.import_errors"};
-  return std::any_of(std::begin(kKinds), std::end(kKinds), [&](const char* k) { return kind == k; });
+  return std::any_of(std::begin(kKinds), std::end(kKinds),
+                     [&](const char* k) { return kind == k; });
 }
 
 // The part of a condition an event speaks of: each till, the majority, or
 // the condition itself. A ticket's condition holds while any part does.
 std::string PartOf(const std::string& kind, const json& payload) {
-  if (kind == "tills.till_stopped" && payload.contains("till")) return Cat("till:", payload["till"].dump());
+  if (kind == "tills.till_stopped" && payload.contains("till"))
+    return Cat("till:", payload["till"].dump());
   // Each failing source of the agent is a part of one ticket per store.
-  if (kind == "agent.source_failed" && payload.contains("source") && payload["source"].is_string()) {
+  if (kind == "agent.source_failed" && payload.contains("source") &&
+      payload["source"].is_string()) {
     return Cat("source:", payload["source"].get<std::string>());
   }
   return kind;
@@ -291,12 +298,16 @@ Titles TitleFor(const std::string& condition, Priority priority, const std::stri
                ? t("more than 50% of tills stopped", "остановлено более 50% касс")
                : t("a till stopped", "остановлена касса");
   }
-  if (condition == "loading.halted") return t("goods and prices loading halted", "остановлена загрузка товаров и цен");
-  if (condition == "loading.transport_halted") return t("transport to tills halted", "остановлен транспорт данных на кассы");
-  if (condition == "loading.erp_silent") return t("the ERP sends no data", "ERP не присылает данные");
+  if (condition == "loading.halted")
+    return t("goods and prices loading halted", "остановлена загрузка товаров и цен");
+  if (condition == "loading.transport_halted")
+    return t("transport to tills halted", "остановлен транспорт данных на кассы");
+  if (condition == "loading.erp_silent")
+    return t("the ERP sends no data", "ERP не присылает данные");
   if (condition == "loading.import_errors") return t("import errors", "ошибки импорта");
   if (condition == "set.server_down") return t("SET server down", "сервер SET не работает");
-  if (condition == "set.db_unreachable") return t("SET database unreachable", "база данных SET недоступна");
+  if (condition == "set.db_unreachable")
+    return t("SET database unreachable", "база данных SET недоступна");
   if (condition == "agent.source_failed") {
     return t("the agent cannot read part of SET's data (a query fails)",
              "агент не может прочитать часть данных SET (запрос не выполняется)");
@@ -347,9 +358,12 @@ bool VisibleTo(const User& user, const std::string& partner) {
 
 const char* TicketStateName(TicketState s) {
   switch (s) {
-    case TicketState::kOpen: return "open";
-    case TicketState::kAcknowledged: return "acknowledged";
-    case TicketState::kResolved: return "resolved";
+    case TicketState::kOpen:
+      return "open";
+    case TicketState::kAcknowledged:
+      return "acknowledged";
+    case TicketState::kResolved:
+      return "resolved";
   }
   return "open";
 }
@@ -367,7 +381,8 @@ absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std
                               int64_t now_ms) {
   auto s = db.Prepare(
       "INSERT INTO partners(partner, tariff, updated_at_ms) VALUES (?,?,?) "
-      "ON CONFLICT(partner) DO UPDATE SET tariff=excluded.tariff, updated_at_ms=excluded.updated_at_ms");
+      "ON CONFLICT(partner) DO UPDATE SET tariff=excluded.tariff, "
+      "updated_at_ms=excluded.updated_at_ms");
   if (!s.ok()) return s.status();
   s->Bind(1, partner).Bind(2, tariff).Bind(3, now_ms);
   return s->Run();
@@ -375,7 +390,8 @@ absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std
 
 absl::StatusOr<bool> PartnerIsKnown(sql::Db& db, const std::string& partner) {
   auto s = db.Prepare(
-      "SELECT EXISTS (SELECT 1 FROM stores WHERE partner=?1) OR EXISTS (SELECT 1 FROM partners WHERE partner=?1)");
+      "SELECT EXISTS (SELECT 1 FROM stores WHERE partner=?1) OR EXISTS (SELECT 1 FROM partners "
+      "WHERE partner=?1)");
   if (!s.ok()) return s.status();
   s->Bind(1, partner);
   auto row = s->Step();
@@ -385,7 +401,8 @@ absl::StatusOr<bool> PartnerIsKnown(sql::Db& db, const std::string& partner) {
 
 // ---- reads ----
 
-absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user, const TicketQuery& q) {
+absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user,
+                                                const TicketQuery& q) {
   // Only the filters given become SQL, so SQLite can use the store index
   // (the stores list asks once per store) instead of walking every ticket.
   int priority = 0;
@@ -402,9 +419,14 @@ absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user, c
     where += " AND state = ?5";
   }
   if (priority != 0) where += " AND priority = ?6";
-  auto s = db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE ", where, " ORDER BY id LIMIT ?7"));
+  auto s =
+      db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE ", where, " ORDER BY id LIMIT ?7"));
   if (!s.ok()) return s.status();
-  s->Bind(1, q.after_id).Bind(2, q.store_id).Bind(3, user.partner).Bind(4, q.condition).Bind(5, q.state);
+  s->Bind(1, q.after_id)
+      .Bind(2, q.store_id)
+      .Bind(3, user.partner)
+      .Bind(4, q.condition)
+      .Bind(5, q.state);
   s->Bind(6, int64_t{priority}).Bind(7, q.limit);
   std::vector<Ticket> out;
   while (true) {
@@ -428,7 +450,8 @@ absl::StatusOr<std::optional<Ticket>> GetTicket(sql::Db& db, const User& user, i
 
 absl::StatusOr<std::vector<TimelineEntry>> GetTimeline(sql::Db& db, int64_t ticket_id) {
   auto s = db.Prepare(
-      "SELECT id, at_ms, actor, type, text, event_id FROM ticket_timeline WHERE ticket_id=? ORDER BY id");
+      "SELECT id, at_ms, actor, type, text, event_id FROM ticket_timeline WHERE ticket_id=? ORDER "
+      "BY id");
   if (!s.ok()) return s.status();
   s->Bind(1, ticket_id);
   std::vector<TimelineEntry> out;
@@ -441,7 +464,8 @@ absl::StatusOr<std::vector<TimelineEntry>> GetTimeline(sql::Db& db, int64_t tick
   return out;
 }
 
-absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id,
+absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user,
+                                                 const std::string& store_id,
                                                  const std::string& default_tariff) {
   StoreQuery q;
   q.store_id = store_id;
@@ -456,15 +480,16 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
   std::string where = "s.store_id > ?5";
   if (!q.store_id.empty()) where += " AND s.store_id = ?1";
   if (user.role != Role::kSupport) where += " AND s.partner = ?3";
-  auto s = db.Prepare(Cat(
-      "SELECT s.store_id, s.partner, COALESCE(p.tariff, ?4), "
-      "COALESCE((SELECT MAX(connected) FROM agents a WHERE a.store_id = s.store_id), 0), "
-      "COALESCE((SELECT MAX(last_seen_ms) FROM agents a WHERE a.store_id = s.store_id), 0), "
-      "COALESCE((SELECT agent_version FROM agents a WHERE a.store_id = s.store_id "
-      "          ORDER BY last_seen_ms DESC LIMIT 1), ''), "
-      "COALESCE((SELECT group_concat(agent_id, ' ') FROM agents a WHERE a.store_id = s.store_id), '') "
-      "FROM stores s LEFT JOIN partners p USING (partner) WHERE ",
-      where, " ORDER BY s.store_id LIMIT ?6"));
+  auto s = db.Prepare(
+      Cat("SELECT s.store_id, s.partner, COALESCE(p.tariff, ?4), "
+          "COALESCE((SELECT MAX(connected) FROM agents a WHERE a.store_id = s.store_id), 0), "
+          "COALESCE((SELECT MAX(last_seen_ms) FROM agents a WHERE a.store_id = s.store_id), 0), "
+          "COALESCE((SELECT agent_version FROM agents a WHERE a.store_id = s.store_id "
+          "          ORDER BY last_seen_ms DESC LIMIT 1), ''), "
+          "COALESCE((SELECT group_concat(agent_id, ' ') FROM agents a WHERE a.store_id = "
+          "s.store_id), '') "
+          "FROM stores s LEFT JOIN partners p USING (partner) WHERE ",
+          where, " ORDER BY s.store_id LIMIT ?6"));
   if (!s.ok()) return s.status();
   s->Bind(1, q.store_id).Bind(3, user.partner).Bind(4, default_tariff).Bind(5, q.after);
   s->Bind(6, q.limit > 0 ? q.limit : int64_t{-1});
@@ -502,8 +527,9 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
     const size_t n = std::min(kChunk, out.size() - from);
     std::string ids;
     for (size_t i = 0; i < n; ++i) Append(&ids, i ? ",?" : "?");
-    auto t = db.Prepare(
-        Cat("SELECT ", kColumns, " FROM tickets WHERE state != 'resolved' AND store_id IN (", ids, ") ORDER BY id"));
+    auto t = db.Prepare(Cat("SELECT ", kColumns,
+                            " FROM tickets WHERE state != 'resolved' AND store_id IN (", ids,
+                            ") ORDER BY id"));
     if (!t.ok()) return t.status();
     for (size_t i = 0; i < n; ++i) t->Bind(static_cast<int>(i + 1), out[from + i].store_id);
     while (true) {
@@ -522,12 +548,8 @@ absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, 
 namespace {
 json ClockJson(const SlaClock& c) {
   if (c.due_ms == 0) return nullptr;
-  return {{"due_ms", c.due_ms},
-          {"due", MoscowTime(c.due_ms)},
-          {"warn_ms", c.warn_ms},
-          {"met_at_ms", c.met_at_ms},
-          {"warned", c.warned},
-          {"breached", c.breached}};
+  return {{"due_ms", c.due_ms},       {"due", MoscowTime(c.due_ms)}, {"warn_ms", c.warn_ms},
+          {"met_at_ms", c.met_at_ms}, {"warned", c.warned},          {"breached", c.breached}};
 }
 }  // namespace
 
@@ -565,7 +587,8 @@ json TicketJson(const Ticket& t) {
 }
 
 json TimelineJson(const TimelineEntry& e) {
-  json j = {{"id", e.id}, {"at_ms", e.at_ms}, {"actor", e.actor}, {"type", e.type}, {"text", e.text}};
+  json j = {
+      {"id", e.id}, {"at_ms", e.at_ms}, {"actor", e.actor}, {"type", e.type}, {"text", e.text}};
   if (e.event_id) j["event_id"] = e.event_id;
   return j;
 }
@@ -598,7 +621,8 @@ struct TicketEngine::Impl {
     if (t.state == TicketState::kOpen && !t.condition_active && t.cleared_at_ms) {
       due = std::min(due, t.cleared_at_ms + e.policy_.auto_resolve_after_ms);
     }
-    if (r.late && !t.paged && t.condition_active) due = std::min(due, t.registered_at_ms + e.policy_.late_settle_ms);
+    if (r.late && !t.paged && t.condition_active)
+      due = std::min(due, t.registered_at_ms + e.policy_.late_settle_ms);
     return due;
   }
 
@@ -615,8 +639,8 @@ struct TicketEngine::Impl {
     if (!row.ok()) return row.status();
     std::string tariff = *row ? s->Text(0) : e.policy_.default_tariff;
     if (!e.policy_.tariffs.contains(tariff)) {
-      log::Warn("tickets", Cat("partner ", partner, " has tariff '", tariff, "' with no policy; using '",
-                               e.policy_.default_tariff, "'"));
+      log::Warn("tickets", Cat("partner ", partner, " has tariff '", tariff,
+                               "' with no policy; using '", e.policy_.default_tariff, "'"));
       tariff = e.policy_.default_tariff;
     }
     return tariff;
@@ -638,7 +662,8 @@ struct TicketEngine::Impl {
     auto evidence = LoadEvidence(db, t.id);
     if (!evidence.ok()) return evidence.status();
     t.evidence = std::move(*evidence);
-    const std::string ev_ru = EvidenceText(t.evidence, true), ev_en = EvidenceText(t.evidence, false);
+    const std::string ev_ru = EvidenceText(t.evidence, true),
+                      ev_en = EvidenceText(t.evidence, false);
     TicketNotice n;
     n.key = Cat("t", t.id, "-", type, key_suffix.empty() ? "" : "-", key_suffix);
     n.type = type;
@@ -648,13 +673,16 @@ struct TicketEngine::Impl {
     n.priority = static_cast<int>(t.priority);
     n.subject_en = Cat("#", t.id, " [", PriorityName(t.priority), "] ", what_en, ": ", t.title_en);
     n.subject_ru = Cat("#", t.id, " [", PriorityName(t.priority), "] ", what_ru, ": ", t.title_ru);
-    n.text_ru = Cat(t.title_ru, "\n", t.summary_ru.empty() ? "" : t.summary_ru + "\n",
-                    ev_ru, "Обнаружено: ", MoscowTime(t.detected_at_ms), "\nЗарегистрировано: ",
-                    MoscowTime(t.registered_at_ms), "\nПервый ответ до: ", MoscowTime(t.first_response.due_ms),
+    n.text_ru = Cat(t.title_ru, "\n", t.summary_ru.empty() ? "" : t.summary_ru + "\n", ev_ru,
+                    "Обнаружено: ", MoscowTime(t.detected_at_ms),
+                    "\nЗарегистрировано: ", MoscowTime(t.registered_at_ms),
+                    "\nПервый ответ до: ", MoscowTime(t.first_response.due_ms),
                     "\nТариф: ", t.tariff, "\n");
-    n.text_en = Cat(t.title_en, "\n", t.summary_en.empty() ? "" : t.summary_en + "\n",
-                    ev_en, "Detected: ", MoscowTime(t.detected_at_ms), "\nRegistered: ", MoscowTime(t.registered_at_ms),
-                    "\nFirst response due: ", MoscowTime(t.first_response.due_ms), "\nTariff: ", t.tariff, "\n");
+    n.text_en = Cat(t.title_en, "\n", t.summary_en.empty() ? "" : t.summary_en + "\n", ev_en,
+                    "Detected: ", MoscowTime(t.detected_at_ms),
+                    "\nRegistered: ", MoscowTime(t.registered_at_ms),
+                    "\nFirst response due: ", MoscowTime(t.first_response.due_ms),
+                    "\nTariff: ", t.tariff, "\n");
     n.ticket = TicketJson(t);
     n.evidence = t.evidence;
     if (auto st = EnqueueNotification(db, e.notify_, n, now); !st.ok()) return st;
@@ -662,7 +690,8 @@ struct TicketEngine::Impl {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::optional<Row>> FindForEvent(const std::string& store, const std::string& condition,
+  absl::StatusOr<std::optional<Row>> FindForEvent(const std::string& store,
+                                                  const std::string& condition,
                                                   const std::string& episode, int64_t detected_ms) {
     auto ep = db.Prepare("SELECT ticket_id FROM ticket_episodes WHERE store_id=? AND episode=?");
     if (!ep.ok()) return ep.status();
@@ -676,8 +705,10 @@ struct TicketEngine::Impl {
       by_episode = std::move(*t);
       if (by_episode && by_episode->t.state != TicketState::kResolved) return by_episode;
     }
-    auto open = LoadWhere(db, "store_id = ?1 AND condition = ?2 AND state != 'resolved'", {store, condition});
-    if (!open.ok() || *open) return open;  // an open ticket wins over a resolved one of an old episode
+    auto open = LoadWhere(db, "store_id = ?1 AND condition = ?2 AND state != 'resolved'",
+                          {store, condition});
+    if (!open.ok() || *open)
+      return open;  // an open ticket wins over a resolved one of an old episode
     if (by_episode) return by_episode;
     // "0s" turns reopening off. It must be checked as such: the window is
     // counted back from the agent's detection, and a backlog detected
@@ -685,15 +716,18 @@ struct TicketEngine::Impl {
     // disk was freed) lies inside any window, even an empty one.
     if (e.policy_.reopen_within_ms <= 0) return std::optional<Row>();
     // Resolved recently: the condition came back within the cool-down.
-    return LoadWhere(db,
-                     "store_id = ?1 AND condition = ?2 AND state = 'resolved' AND resolved_at_ms >= ?3 "
-                     "ORDER BY id DESC",
-                     {store, condition}, std::max<int64_t>(1, detected_ms - e.policy_.reopen_within_ms));
+    return LoadWhere(
+        db,
+        "store_id = ?1 AND condition = ?2 AND state = 'resolved' AND resolved_at_ms >= ?3 "
+        "ORDER BY id DESC",
+        {store, condition}, std::max<int64_t>(1, detected_ms - e.policy_.reopen_within_ms));
   }
 
   // The part's last change; nullopt if the ticket never heard of it.
-  absl::StatusOr<std::optional<std::pair<bool, int64_t>>> Part(int64_t ticket, const std::string& part) {
-    auto s = db.Prepare("SELECT active, changed_at_ms FROM ticket_parts WHERE ticket_id=? AND part=?");
+  absl::StatusOr<std::optional<std::pair<bool, int64_t>>> Part(int64_t ticket,
+                                                               const std::string& part) {
+    auto s =
+        db.Prepare("SELECT active, changed_at_ms FROM ticket_parts WHERE ticket_id=? AND part=?");
     if (!s.ok()) return s.status();
     s->Bind(1, ticket).Bind(2, part);
     auto row = s->Step();
@@ -705,7 +739,8 @@ struct TicketEngine::Impl {
   // Whether an event setting a part to `active` at `detected_ms` is already
   // reflected: the same state at or after that instant (a replay), or any
   // later change (an older event overtaken by a newer one).
-  static bool Stale(const std::optional<std::pair<bool, int64_t>>& known, bool active, int64_t detected_ms) {
+  static bool Stale(const std::optional<std::pair<bool, int64_t>>& known, bool active,
+                    int64_t detected_ms) {
     if (!known) return false;
     return known->second > detected_ms || (known->first == active && known->second == detected_ms);
   }
@@ -713,7 +748,8 @@ struct TicketEngine::Impl {
   absl::Status SetPart(int64_t ticket, const std::string& part, bool active, int64_t at_ms) {
     auto s = db.Prepare(
         "INSERT INTO ticket_parts(ticket_id, part, active, changed_at_ms) VALUES (?,?,?,?) "
-        "ON CONFLICT(ticket_id, part) DO UPDATE SET active=excluded.active, changed_at_ms=excluded.changed_at_ms");
+        "ON CONFLICT(ticket_id, part) DO UPDATE SET active=excluded.active, "
+        "changed_at_ms=excluded.changed_at_ms");
     if (!s.ok()) return s.status();
     s->Bind(1, ticket).Bind(2, part).Bind(3, int64_t{active}).Bind(4, at_ms);
     return s->Run();
@@ -727,7 +763,8 @@ struct TicketEngine::Impl {
   }
 
   absl::Status MapEpisode(const std::string& store, const std::string& episode, int64_t ticket) {
-    auto s = db.Prepare("INSERT OR IGNORE INTO ticket_episodes(store_id, episode, ticket_id) VALUES (?,?,?)");
+    auto s = db.Prepare(
+        "INSERT OR IGNORE INTO ticket_episodes(store_id, episode, ticket_id) VALUES (?,?,?)");
     if (!s.ok()) return s.status();
     s->Bind(1, store).Bind(2, episode).Bind(3, ticket);
     return s->Run();
@@ -746,7 +783,8 @@ struct TicketEngine::Impl {
 
   absl::StatusOr<std::optional<Source>> SourceOf(int64_t ticket, const std::string& part) {
     auto s = db.Prepare(
-        "SELECT agent_id, kind, episode, reconciled_at_ms FROM ticket_part_sources WHERE ticket_id=? AND part=?");
+        "SELECT agent_id, kind, episode, reconciled_at_ms FROM ticket_part_sources WHERE "
+        "ticket_id=? AND part=?");
     if (!s.ok()) return s.status();
     s->Bind(1, ticket).Bind(2, part);
     auto row = s->Step();
@@ -758,8 +796,10 @@ struct TicketEngine::Impl {
   absl::Status SetSource(int64_t ticket, const std::string& part, const Source& src) {
     if (src.agent.empty()) return absl::OkStatus();  // raised by the collector
     auto s = db.Prepare(
-        "INSERT INTO ticket_part_sources(ticket_id, part, agent_id, kind, episode, reconciled_at_ms) "
-        "VALUES (?,?,?,?,?,?) ON CONFLICT(ticket_id, part) DO UPDATE SET agent_id=excluded.agent_id, "
+        "INSERT INTO ticket_part_sources(ticket_id, part, agent_id, kind, episode, "
+        "reconciled_at_ms) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT(ticket_id, part) DO UPDATE SET "
+        "agent_id=excluded.agent_id, "
         "kind=excluded.kind, episode=excluded.episode, reconciled_at_ms=excluded.reconciled_at_ms");
     if (!s.ok()) return s.status();
     s->Bind(1, ticket).Bind(2, part).Bind(3, src.agent).Bind(4, src.kind).Bind(5, src.episode);
@@ -769,9 +809,11 @@ struct TicketEngine::Impl {
 
   // Whether the collector cleared parts of `episode` on this ticket, because
   // their agent no longer held it, after `detected_ms`.
-  absl::StatusOr<bool> ReconciledAfter(int64_t ticket, const std::string& episode, int64_t detected_ms) {
+  absl::StatusOr<bool> ReconciledAfter(int64_t ticket, const std::string& episode,
+                                       int64_t detected_ms) {
     auto s = db.Prepare(
-        "SELECT 1 FROM ticket_part_sources WHERE ticket_id=? AND episode=? AND reconciled_at_ms > ? LIMIT 1");
+        "SELECT 1 FROM ticket_part_sources WHERE ticket_id=? AND episode=? AND reconciled_at_ms > "
+        "? LIMIT 1");
     if (!s.ok()) return s.status();
     s->Bind(1, ticket).Bind(2, episode).Bind(3, detected_ms);
     return s->Step();
@@ -801,8 +843,8 @@ struct TicketEngine::Impl {
   }
 
   absl::Status Raise(const std::string& actor, const std::string& store, const std::string& kind,
-                     Priority priority, const json& payload, const std::string& episode, int64_t detected_ms,
-                     int64_t event_id) {
+                     Priority priority, const json& payload, const std::string& episode,
+                     int64_t detected_ms, int64_t event_id) {
     const std::string condition = ConditionOf(kind);
     const std::string part = PartOf(kind, payload);
     auto found = FindForEvent(store, condition, episode, detected_ms);
@@ -851,12 +893,13 @@ struct TicketEngine::Impl {
       if (!evidence.is_null()) {
         if (auto st = SaveEvidence(db, t.id, evidence, now); !st.ok()) return st;
       }
-      if (auto st = AddTimeline(db, t.id, now, actor, late ? "recorded_late" : "opened",
-                                late ? Cat("detected ", (now - detected_ms) / 1000,
-                                           " s before it arrived; paged only if it still holds after ",
-                                           e.policy_.late_settle_ms / 1000, " s")
-                                     : Cat(PriorityName(priority), " ticket opened: ", t.title_en),
-                                event_id);
+      if (auto st =
+              AddTimeline(db, t.id, now, actor, late ? "recorded_late" : "opened",
+                          late ? Cat("detected ", (now - detected_ms) / 1000,
+                                     " s before it arrived; paged only if it still holds after ",
+                                     e.policy_.late_settle_ms / 1000, " s")
+                               : Cat(PriorityName(priority), " ticket opened: ", t.title_en),
+                          event_id);
           !st.ok()) {
         return st;
       }
@@ -880,9 +923,10 @@ struct TicketEngine::Impl {
     if (*overtaken) {
       // Detected before its agent's Hello said it no longer held the
       // episode: from the old process's outbox, and no longer true.
-      return AddTimeline(db, t.id, now, actor, "event",
-                         Cat(kind, ": already over (the agent no longer held ", episode, " when it restarted)"),
-                         event_id);
+      return AddTimeline(
+          db, t.id, now, actor, "event",
+          Cat(kind, ": already over (the agent no longer held ", episode, " when it restarted)"),
+          event_id);
     }
     auto known = Part(t.id, part);
     if (!known.ok()) return known.status();
@@ -893,7 +937,8 @@ struct TicketEngine::Impl {
       auto src = SourceOf(t.id, part);
       if (!src.ok()) return src.status();
       const bool other_episode = *src && (*src)->reconciled_at_ms != 0 &&
-                                 (*src)->reconciled_at_ms == known->value().second && (*src)->episode != episode;
+                                 (*src)->reconciled_at_ms == known->value().second &&
+                                 (*src)->episode != episode;
       if (!other_episode) {
         // A replay (or an older event overtaken by a newer one): on record only.
         return AddTimeline(db, t.id, now, actor, "event", Cat(kind, ": already applied"), event_id);
@@ -923,7 +968,8 @@ struct TicketEngine::Impl {
         r.late = false;
       }
       if (auto st = AddTimeline(db, t.id, now, actor, "reopened",
-                                Cat(kind, " came back within ", HumanDuration(e.policy_.reopen_within_ms), " of resolution"),
+                                Cat(kind, " came back within ",
+                                    HumanDuration(e.policy_.reopen_within_ms), " of resolution"),
                                 event_id);
           !st.ok()) {
         return st;
@@ -932,18 +978,19 @@ struct TicketEngine::Impl {
     } else if (!t.condition_active) {
       // Back before the ticket resolved: the same ticket, and the helpdesk
       // hears of it (its last word was "cleared").
-      if (auto st = AddTimeline(db, t.id, now, actor, "raised", Cat(kind, ": the condition holds again"),
-                                event_id);
+      if (auto st = AddTimeline(db, t.id, now, actor, "raised",
+                                Cat(kind, ": the condition holds again"), event_id);
           !st.ok()) {
         return st;
       }
       auto n = Recurrences(t.id);
       if (!n.ok()) return n.status();
-      log::Info("tickets", Cat("#", t.id, " (store ", store, "): ", kind, " came back before the ticket resolved (",
-                               *n, ")"));
+      log::Info("tickets", Cat("#", t.id, " (store ", store, "): ", kind,
+                               " came back before the ticket resolved (", *n, ")"));
       notices.emplace_back("recurred", Cat(*n), "Condition came back", "Условие возникло снова");
     } else {
-      if (auto st = AddTimeline(db, t.id, now, actor, "event", Cat(kind, " ", Str(payload, "state")), event_id);
+      if (auto st = AddTimeline(db, t.id, now, actor, "event",
+                                Cat(kind, " ", Str(payload, "state")), event_id);
           !st.ok()) {
         return st;
       }
@@ -964,13 +1011,14 @@ struct TicketEngine::Impl {
       t.title_ru = titles.ru;
       TargetFirstResponse(t, detected_ms);
       if (auto st = AddTimeline(db, t.id, now, actor, "escalated",
-                                Cat(PriorityName(old), " -> ", PriorityName(priority), "; first response due ",
-                                    MoscowTime(t.first_response.due_ms)),
+                                Cat(PriorityName(old), " -> ", PriorityName(priority),
+                                    "; first response due ", MoscowTime(t.first_response.due_ms)),
                                 event_id);
           !st.ok()) {
         return st;
       }
-      log::Info("tickets", Cat("#", t.id, " escalated to ", PriorityName(priority), " (store ", store, ")"));
+      log::Info("tickets",
+                Cat("#", t.id, " escalated to ", PriorityName(priority), " (store ", store, ")"));
       notices.emplace_back("escalated", PriorityName(priority), "Escalated", "Повышен приоритет");
     }
     if (auto st = Save(r); !st.ok()) return st;
@@ -983,24 +1031,26 @@ struct TicketEngine::Impl {
   // Set when the collector clears a part itself because its agent no
   // longer holds it (OnHello).
   struct Reconciled {
-    std::string part;    // the part to clear
-    std::string why;     // the timeline text, Russian and English
+    std::string part;  // the part to clear
+    std::string why;   // the timeline text, Russian and English
   };
 
   absl::Status Clear(const std::string& actor, const std::string& store, const std::string& kind,
-                     const json& payload, const std::string& episode, int64_t detected_ms, int64_t event_id,
-                     const Reconciled* reconciled = nullptr) {
+                     const json& payload, const std::string& episode, int64_t detected_ms,
+                     int64_t event_id, const Reconciled* reconciled = nullptr) {
     const std::string condition = ConditionOf(kind);
     const std::string part = reconciled ? reconciled->part : PartOf(kind, payload);
     auto found = FindForEvent(store, condition, episode, detected_ms);
     if (!found.ok()) return found.status();
-    if (!*found) return absl::OkStatus();  // nothing was opened for it (e.g. raised before tickets existed)
+    if (!*found)
+      return absl::OkStatus();  // nothing was opened for it (e.g. raised before tickets existed)
     Row r = std::move(**found);
     Ticket& t = r.t;
     auto known = Part(t.id, part);
     if (!known.ok()) return known.status();
     if (Stale(*known, false, detected_ms)) {
-      return AddTimeline(db, t.id, now, actor, "event", Cat(kind, " cleared: already applied"), event_id);
+      return AddTimeline(db, t.id, now, actor, "event", Cat(kind, " cleared: already applied"),
+                         event_id);
     }
     if (auto st = SetPart(t.id, part, false, detected_ms); !st.ok()) return st;
     auto still = AnyPartActive(t.id);
@@ -1009,15 +1059,19 @@ struct TicketEngine::Impl {
     if (*still || !t.condition_active) {
       if (reconciled) {
         if (auto st = Save(r); !st.ok()) return st;
-        return AddTimeline(db, t.id, now, actor, "event", Cat(part, ": ", reconciled->why), event_id);
+        return AddTimeline(db, t.id, now, actor, "event", Cat(part, ": ", reconciled->why),
+                           event_id);
       }
-      return AddTimeline(db, t.id, now, actor, "event", Cat(kind, " cleared (", part, ")"), event_id);
+      return AddTimeline(db, t.id, now, actor, "event", Cat(kind, " cleared (", part, ")"),
+                         event_id);
     }
     t.condition_active = false;
     t.cleared_at_ms = detected_ms;
-    if (auto st = AddTimeline(db, t.id, now, actor, "cleared",
-                              reconciled ? reconciled->why : Cat("the condition cleared at ", MoscowTime(detected_ms)),
-                              event_id);
+    if (auto st =
+            AddTimeline(db, t.id, now, actor, "cleared",
+                        reconciled ? reconciled->why
+                                   : Cat("the condition cleared at ", MoscowTime(detected_ms)),
+                        event_id);
         !st.ok()) {
       return st;
     }
@@ -1028,7 +1082,8 @@ struct TicketEngine::Impl {
       t.resolved_at_ms = now;
       t.resolved_by = "collector";
       t.resolution = "began and ended while the store was out of reach; recorded, not paged";
-      if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok()) return st;
+      if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok())
+        return st;
       return Save(r);
     }
     if (auto st = Save(r); !st.ok()) return st;
@@ -1052,11 +1107,13 @@ struct TicketEngine::Impl {
     std::vector<Candidate> candidates;
     {
       auto s = db.Prepare(
-          "SELECT t.id, p.part, s.agent_id, s.kind, s.episode, s.ticket_id IS NOT NULL, t.last_episode, "
+          "SELECT t.id, p.part, s.agent_id, s.kind, s.episode, s.ticket_id IS NOT NULL, "
+          "t.last_episode, "
           "p.changed_at_ms "
           "FROM tickets t JOIN ticket_parts p ON p.ticket_id = t.id "
           "LEFT JOIN ticket_part_sources s ON s.ticket_id = p.ticket_id AND s.part = p.part "
-          "WHERE t.store_id = ?1 AND t.state != 'resolved' AND t.condition_active = 1 AND p.active = 1 "
+          "WHERE t.store_id = ?1 AND t.state != 'resolved' AND t.condition_active = 1 AND p.active "
+          "= 1 "
           "AND t.condition != 'store.unreachable' ORDER BY t.id, p.part");
       if (!s.ok()) return s.status();
       s->Bind(1, store);
@@ -1086,7 +1143,8 @@ struct TicketEngine::Impl {
       if (!c.known_source) {
         // ... and its timeline the agent that last spoke of it.
         auto s = db.Prepare(
-            "SELECT actor FROM ticket_timeline WHERE ticket_id=? AND event_id > 0 AND actor LIKE 'agent %' "
+            "SELECT actor FROM ticket_timeline WHERE ticket_id=? AND event_id > 0 AND actor LIKE "
+            "'agent %' "
             "ORDER BY id DESC LIMIT 1");
         if (!s.ok()) return s.status();
         s->Bind(1, c.ticket);
@@ -1094,7 +1152,7 @@ struct TicketEngine::Impl {
         if (!row.ok()) return row.status();
         if (*row) c.agent = AgentOf(s->Text(0));
       }
-      if (c.agent != agent_id) continue;  // another agent's (or nobody's) condition
+      if (c.agent != agent_id) continue;          // another agent's (or nobody's) condition
       if (!HeldAcrossRestarts(c.kind)) continue;  // not a watch's: the agent would not list it
       const bool till_part = c.part.rfind("till:", 0) == 0;
       const bool holds = std::any_of(held.begin(), held.end(), [&](const HeldCondition& h) {
@@ -1103,22 +1161,28 @@ struct TicketEngine::Impl {
         return h.kind == c.kind && (h.episode == c.episode || !till_part);
       });
       if (holds) continue;
-      Reconciled why{c.part, Cat("cleared while the agent restarted: agent ", agent_id, " no longer holds ", c.kind,
-                                 " (episode ", c.episode, ") / снято при перезапуске агента: агент ", agent_id,
-                                 " больше не фиксирует ", c.kind, " (эпизод ", c.episode, ")")};
-      log::Info("tickets", Cat("#", c.ticket, " (store ", store, "): agent ", agent_id, " said Hello without ", c.kind,
-                               " (episode ", c.episode, ", ", c.part, "): cleared while the agent restarted"));
+      Reconciled why{
+          c.part, Cat("cleared while the agent restarted: agent ", agent_id, " no longer holds ",
+                      c.kind, " (episode ", c.episode, ") / снято при перезапуске агента: агент ",
+                      agent_id, " больше не фиксирует ", c.kind, " (эпизод ", c.episode, ")")};
+      log::Info("tickets", Cat("#", c.ticket, " (store ", store, "): agent ", agent_id,
+                               " said Hello without ", c.kind, " (episode ", c.episode, ", ",
+                               c.part, "): cleared while the agent restarted"));
       // Cleared now, and never before the part's last change (an agent clock
       // ahead of ours): events of this episode still in the agent's outbox
       // were detected before and are replays of what is known.
       const int64_t at = std::max(now, c.changed_at_ms + 1);
-      if (auto st = Clear("collector", store, c.kind, json::object(), c.episode, at, 0, &why); !st.ok()) return st;
-      if (auto st = SetSource(c.ticket, c.part, Source{agent_id, c.kind, c.episode, at}); !st.ok()) return st;
+      if (auto st = Clear("collector", store, c.kind, json::object(), c.episode, at, 0, &why);
+          !st.ok())
+        return st;
+      if (auto st = SetSource(c.ticket, c.part, Source{agent_id, c.kind, c.episode, at}); !st.ok())
+        return st;
     }
     return absl::OkStatus();
   }
 
-  absl::Status ApplyEvent(const std::string& agent_id, const std::string& store, const EventRow& ev) {
+  absl::Status ApplyEvent(const std::string& agent_id, const std::string& store,
+                          const EventRow& ev) {
     if (ev.severity < 2) return absl::OkStatus();  // info never opens a ticket
     json payload = json::parse(ev.payload, nullptr, false);
     if (!payload.is_object() || !payload.contains("state") || !payload["state"].is_string()) {
@@ -1131,7 +1195,8 @@ struct TicketEngine::Impl {
       auto priority = static_cast<Priority>(std::clamp(ev.severity - 1, 1, 3));
       return Raise(actor, store, ev.kind, priority, payload, episode, ev.detected_at_ms, ev.id);
     }
-    if (state == "cleared") return Clear(actor, store, ev.kind, payload, episode, ev.detected_at_ms, ev.id);
+    if (state == "cleared")
+      return Clear(actor, store, ev.kind, payload, episode, ev.detected_at_ms, ev.id);
     return absl::OkStatus();
   }
 
@@ -1172,7 +1237,8 @@ struct TicketEngine::Impl {
   }
 
   absl::Status TickTickets() {
-    auto s = db.Prepare(Cat("SELECT ", kColumns, " FROM tickets WHERE state != 'resolved' AND next_due_ms <= ?1"));
+    auto s = db.Prepare(
+        Cat("SELECT ", kColumns, " FROM tickets WHERE state != 'resolved' AND next_due_ms <= ?1"));
     if (!s.ok()) return s.status();
     s->Bind(1, now);
     std::vector<Row> rows;
@@ -1185,7 +1251,8 @@ struct TicketEngine::Impl {
     for (Row& r : rows) {
       Ticket& t = r.t;
       bool changed = false;
-      if (r.late && !t.paged && t.condition_active && now - t.registered_at_ms >= e.policy_.late_settle_ms) {
+      if (r.late && !t.paged && t.condition_active &&
+          now - t.registered_at_ms >= e.policy_.late_settle_ms) {
         t.paged = true;
         r.late = false;
         changed = true;
@@ -1197,7 +1264,8 @@ struct TicketEngine::Impl {
         if (auto st = Notify(t, "opened", "", "Opened", "Открыта"); !st.ok()) return st;
       }
       if (t.paged) {
-        if (auto st = ClockTick(r, t.first_response, "first_response", &changed); !st.ok()) return st;
+        if (auto st = ClockTick(r, t.first_response, "first_response", &changed); !st.ok())
+          return st;
         if (auto st = ClockTick(r, t.workaround, "workaround", &changed); !st.ok()) return st;
       }
       if (t.state == TicketState::kOpen && !t.condition_active && t.cleared_at_ms &&
@@ -1205,11 +1273,14 @@ struct TicketEngine::Impl {
         t.state = TicketState::kResolved;
         t.resolved_at_ms = now;
         t.resolved_by = "collector";
-        t.resolution = Cat("the condition cleared and stayed away for ", HumanDuration(e.policy_.auto_resolve_after_ms));
+        t.resolution = Cat("the condition cleared and stayed away for ",
+                           HumanDuration(e.policy_.auto_resolve_after_ms));
         changed = true;
-        if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok()) return st;
+        if (auto st = AddTimeline(db, t.id, now, "collector", "resolved", t.resolution); !st.ok())
+          return st;
         log::Info("tickets", Cat("#", t.id, " resolved automatically (store ", t.store_id, ")"));
-        if (auto st = Notify(t, "resolved", Cat(t.reopen_count), "Resolved", "Решена"); !st.ok()) return st;
+        if (auto st = Notify(t, "resolved", Cat(t.reopen_count), "Resolved", "Решена"); !st.ok())
+          return st;
       }
       if (changed || r.next_due_ms != NextDue(r)) {
         if (changed) t.updated_at_ms = now;
@@ -1224,7 +1295,8 @@ struct TicketEngine::Impl {
     // with their tickets are looked at further.
     auto s = db.Prepare(
         "SELECT a.store_id, MAX(a.last_seen_ms), MAX(a.connected), "
-        "  EXISTS (SELECT 1 FROM tickets t WHERE t.store_id = a.store_id AND t.condition = 'store.unreachable' "
+        "  EXISTS (SELECT 1 FROM tickets t WHERE t.store_id = a.store_id AND t.condition = "
+        "'store.unreachable' "
         "          AND t.state != 'resolved' AND t.condition_active = 1) "
         "FROM agents a GROUP BY a.store_id");
     if (!s.ok()) return s.status();
@@ -1241,10 +1313,11 @@ struct TicketEngine::Impl {
       if (silent != (s->Int(3) != 0)) stores.emplace_back(s->Text(0), s->Int(1), silent);
     }
     for (const auto& [store, last_seen, silent] : stores) {
-      auto open = LoadWhere(db,
-                            "store_id = ?1 AND condition = 'store.unreachable' AND state != 'resolved' "
-                            "AND condition_active = 1",
-                            {store});
+      auto open =
+          LoadWhere(db,
+                    "store_id = ?1 AND condition = 'store.unreachable' AND state != 'resolved' "
+                    "AND condition_active = 1",
+                    {store});
       if (!open.ok()) return open.status();
       if (silent && !*open) {
         const std::string episode = Cat("store.unreachable-", last_seen);
@@ -1255,17 +1328,20 @@ struct TicketEngine::Impl {
         if (!had.ok()) return had.status();
         if (*had) continue;  // this silence already had its ticket
         json payload = {
-            {"summary_en", Cat("No agent of the store has been heard from since ", MoscowTime(last_seen))},
+            {"summary_en",
+             Cat("No agent of the store has been heard from since ", MoscowTime(last_seen))},
             {"summary_ru", Cat("Агент магазина не выходил на связь с ", MoscowTime(last_seen))}};
         // Detected by the collector when the threshold passed, so never "late".
-        const int64_t detected = std::max(last_seen, e.started_at_ms_) + e.policy_.unreachable_after_ms;
-        if (auto st = Raise("collector", store, "store.unreachable", Priority::kImportant, payload, episode,
-                            std::min(detected, now), 0);
+        const int64_t detected =
+            std::max(last_seen, e.started_at_ms_) + e.policy_.unreachable_after_ms;
+        if (auto st = Raise("collector", store, "store.unreachable", Priority::kImportant, payload,
+                            episode, std::min(detected, now), 0);
             !st.ok()) {
           return st;
         }
       } else if (!silent && *open) {
-        if (auto st = Clear("collector", store, "store.unreachable", json::object(), (*open)->t.last_episode, now, 0);
+        if (auto st = Clear("collector", store, "store.unreachable", json::object(),
+                            (*open)->t.last_episode, now, 0);
             !st.ok()) {
           return st;
         }
@@ -1282,7 +1358,8 @@ TicketEngine::TicketEngine(TicketPolicy policy, const BusinessClock& business, N
   if (!policy_.tariffs.contains(policy_.default_tariff)) policy_.default_tariff = "expert";
 }
 
-absl::Status TicketEngine::OnEvents(sql::Db& db, const std::string& agent_id, const std::string& store_id,
+absl::Status TicketEngine::OnEvents(sql::Db& db, const std::string& agent_id,
+                                    const std::string& store_id,
                                     const std::vector<EventRow>& events, int64_t now_ms) {
   Impl impl{*this, db, now_ms};
   for (const auto& ev : events) {
@@ -1291,9 +1368,12 @@ absl::Status TicketEngine::OnEvents(sql::Db& db, const std::string& agent_id, co
   return absl::OkStatus();
 }
 
-absl::Status TicketEngine::OnHello(sql::Db& db, const std::string& agent_id, const std::string& store_id,
-                                   const std::optional<std::vector<HeldCondition>>& held, int64_t now_ms) {
-  if (!held) return absl::OkStatus();  // an agent that does not say what it holds: nothing to reconcile
+absl::Status TicketEngine::OnHello(sql::Db& db, const std::string& agent_id,
+                                   const std::string& store_id,
+                                   const std::optional<std::vector<HeldCondition>>& held,
+                                   int64_t now_ms) {
+  if (!held)
+    return absl::OkStatus();  // an agent that does not say what it holds: nothing to reconcile
   Impl impl{*this, db, now_ms};
   return impl.Reconcile(agent_id, store_id, *held);
 }
@@ -1305,7 +1385,8 @@ absl::Status TicketEngine::Tick(sql::Db& db, int64_t now_ms) {
   return impl.TickTickets();
 }
 
-absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const ActionRequest& req, int64_t now_ms) {
+absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const ActionRequest& req,
+                                         int64_t now_ms) {
   Impl impl{*this, db, now_ms};
   auto found = LoadWhere(db, "id = ?1", {}, req.ticket_id);
   if (!found.ok()) return found.status();
@@ -1327,7 +1408,8 @@ absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const Ac
     if (!t.first_response.met_at_ms) {
       t.first_response.met_at_ms = now_ms;
       // Met late: a breach even if no tick saw it first.
-      if (t.first_response.due_ms && now_ms > t.first_response.due_ms) t.first_response.breached = true;
+      if (t.first_response.due_ms && now_ms > t.first_response.due_ms)
+        t.first_response.breached = true;
     }
   };
   const bool resolved = t.state == TicketState::kResolved;
@@ -1350,13 +1432,15 @@ absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const Ac
       if (req.text.empty()) return absl::InvalidArgumentError("registering an error needs 'text'");
       if (resolved) return absl::FailedPreconditionError(Cat("ticket ", t.id, " is resolved"));
       if (t.error_registered_at_ms) {
-        return absl::FailedPreconditionError(Cat("ticket ", t.id, " already has an error registered"));
+        return absl::FailedPreconditionError(
+            Cat("ticket ", t.id, " already has an error registered"));
       }
       respond();
       t.error_registered_at_ms = now_ms;
       SlaTarget target = WorkaroundTarget(impl.PolicyFor(t.tariff), business_, now_ms);
       t.workaround = {target.due_ms, target.warn_ms, 0, false, false};
-      if (auto st = timeline("error", Cat(req.text, " (workaround due ", MoscowTime(target.due_ms), ")"));
+      if (auto st =
+              timeline("error", Cat(req.text, " (workaround due ", MoscowTime(target.due_ms), ")"));
           !st.ok()) {
         return st;
       }
@@ -1375,7 +1459,8 @@ absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const Ac
       if (auto st = timeline("workaround", req.text); !st.ok()) return st;
       break;
     case TicketAction::kResolve:
-      if (resolved) return absl::FailedPreconditionError(Cat("ticket ", t.id, " is already resolved"));
+      if (resolved)
+        return absl::FailedPreconditionError(Cat("ticket ", t.id, " is already resolved"));
       respond();
       t.state = TicketState::kResolved;
       t.resolved_at_ms = now_ms;
@@ -1387,7 +1472,8 @@ absl::StatusOr<Ticket> TicketEngine::Act(sql::Db& db, const User& user, const Ac
   t.updated_at_ms = now_ms;
   if (auto st = impl.Save(r); !st.ok()) return st;
   if (req.action == TicketAction::kResolve) {
-    if (auto st = impl.Notify(t, "resolved", Cat(t.reopen_count), "Resolved", "Решена"); !st.ok()) return st;
+    if (auto st = impl.Notify(t, "resolved", Cat(t.reopen_count), "Resolved", "Решена"); !st.ok())
+      return st;
   }
   return t;
 }

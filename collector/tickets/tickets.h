@@ -19,8 +19,8 @@
 
 #include "absl/status/statusor.h"
 #include "collector/notify/notifications.h"
-#include "collector/tickets/sla.h"
 #include "collector/store/storage.h"
+#include "collector/tickets/sla.h"
 #include "common/clock.h"
 #include "common/sqlite.h"
 
@@ -52,7 +52,7 @@ const char* TicketStateName(TicketState s);
 std::optional<TicketState> ParseTicketState(std::string_view s);
 
 struct SlaClock {
-  int64_t due_ms = 0;   // 0: no such clock (yet)
+  int64_t due_ms = 0;  // 0: no such clock (yet)
   int64_t warn_ms = 0;
   int64_t met_at_ms = 0;  // when it was satisfied; 0: still running
   bool warned = false, breached = false;
@@ -65,12 +65,13 @@ struct Ticket {
   Priority priority = Priority::kNormal;
   TicketState state = TicketState::kOpen;
   bool condition_active = false;
-  bool paged = false;  // notifications go out (false for a late condition still settling or recorded only)
+  bool paged =
+      false;  // notifications go out (false for a late condition still settling or recorded only)
   std::string title_en, title_ru, summary_en, summary_ru;
   int64_t detected_at_ms = 0;    // the agent's detection (or the collector's, for unreachable)
   int64_t registered_at_ms = 0;  // when the collector opened it
   int64_t updated_at_ms = 0;
-  int64_t cleared_at_ms = 0;     // the condition last cleared; 0 while it holds
+  int64_t cleared_at_ms = 0;  // the condition last cleared; 0 while it holds
   int64_t acknowledged_at_ms = 0;
   std::string acknowledged_by;
   int64_t resolved_at_ms = 0;
@@ -89,17 +90,18 @@ struct TimelineEntry {
   int64_t id = 0;
   int64_t at_ms = 0;
   std::string actor;  // "agent <id>", "collector", "user <name>"
-  std::string type;   // event, opened, escalated, cleared, reopened, acknowledged, note, error, workaround, resolved, sla_warning, sla_breached, recorded_late
+  std::string type;   // event, opened, escalated, cleared, reopened, acknowledged, note, error,
+                      // workaround, resolved, sla_warning, sla_breached, recorded_late
   std::string text;
   int64_t event_id = 0;  // for type "event"
 };
 
 struct TicketQuery {
-  std::string store_id;      // empty: every store the user may see
-  std::string state;         // "", "open", "acknowledged", "resolved", or "active" (not resolved)
-  std::string priority;      // "", "normal", "important", "critical"
-  std::string condition;     // exact
-  int64_t after_id = 0;      // tickets with a larger id, ascending
+  std::string store_id;   // empty: every store the user may see
+  std::string state;      // "", "open", "acknowledged", "resolved", or "active" (not resolved)
+  std::string priority;   // "", "normal", "important", "critical"
+  std::string condition;  // exact
+  int64_t after_id = 0;   // tickets with a larger id, ascending
   int64_t limit = 100;
 };
 
@@ -107,7 +109,8 @@ absl::Status InitTicketSchema(sql::Db& db);
 
 // Reads; `user` scopes them (support: all; partner: own stores). A ticket
 // the user may not see is reported as absent.
-absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user, const TicketQuery& q);
+absl::StatusOr<std::vector<Ticket>> ListTickets(sql::Db& db, const User& user,
+                                                const TicketQuery& q);
 absl::StatusOr<std::optional<Ticket>> GetTicket(sql::Db& db, const User& user, int64_t id);
 absl::StatusOr<std::vector<TimelineEntry>> GetTimeline(sql::Db& db, int64_t ticket_id);
 
@@ -128,7 +131,8 @@ struct StoreQuery {
 // costs O(page) (indexes agents_by_store, tickets_one_open).
 absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const StoreQuery& q,
                                                  const std::string& default_tariff = "");
-absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user, const std::string& store_id,
+absl::StatusOr<std::vector<StoreRow>> ListStores(sql::Db& db, const User& user,
+                                                 const std::string& store_id,
                                                  const std::string& default_tariff = "");
 
 // The ticket as the API and notifications show it.
@@ -136,7 +140,8 @@ nlohmann::json TicketJson(const Ticket& t);
 nlohmann::json TimelineJson(const TimelineEntry& e);
 
 // Partners and their tariff (setdiag-collector partner set).
-absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std::string& tariff, int64_t now_ms);
+absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std::string& tariff,
+                              int64_t now_ms);
 // Whether the collector knows `partner`: a store's partner (token create) or
 // one given a tariff (partner set).
 absl::StatusOr<bool> PartnerIsKnown(sql::Db& db, const std::string& partner);
@@ -176,7 +181,8 @@ class TicketEngine {
   // Time passes: SLA warnings and breaches, automatic resolution, late
   // conditions settling, stores going quiet or coming back.
   absl::Status Tick(sql::Db& db, int64_t now_ms);
-  absl::StatusOr<Ticket> Act(sql::Db& db, const User& user, const ActionRequest& request, int64_t now_ms);
+  absl::StatusOr<Ticket> Act(sql::Db& db, const User& user, const ActionRequest& request,
+                             int64_t now_ms);
 
   // Notifications enqueued since the last call (the caller wakes the
   // notifier after the commit); resets the count.

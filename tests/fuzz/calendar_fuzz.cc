@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (cal.status().code() != absl::StatusCode::kInvalidArgument)
       Fail("Parse failed with a code other than InvalidArgument", cal.status().ToString());
     if (!std::string(cal.status().message()).starts_with("fuzz.txt:"))
-      Fail("a parse error that does not start with the source", std::string(cal.status().message()));
+      Fail("a parse error that does not start with the source",
+           std::string(cal.status().message()));
     return 0;
   }
   const auto years = cal->Years();
@@ -46,7 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int64_t year = years[0];
   if (!cal->Covers(year)) Fail("the calendar does not cover its own year", text);
   for (absl::CivilDay d(year, 1, 1); d.year() == year; ++d) {
-    if (cal->IsShortened(d) && !cal->IsWorkingDay(d)) Fail("a shortened day that is not a working day", text);
+    if (cal->IsShortened(d) && !cal->IsWorkingDay(d))
+      Fail("a shortened day that is not a working day", text);
   }
   // Business time: a start within the year (or just before it), a duration.
   if (year < 1971 || year > 9000) return 0;  // Unix ms of the start must not overflow
@@ -59,7 +61,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Hours that leave time open (start < end): with none, every call walks
   // ten years of days before it gives up, which only slows the fuzzer.
   custom.start_minute = static_cast<int>((h >> 40) % 1440);
-  custom.end_minute = custom.start_minute + 1 + static_cast<int>((h >> 51) % static_cast<uint64_t>(1440 - custom.start_minute));
+  custom.end_minute =
+      custom.start_minute + 1 +
+      static_cast<int>((h >> 51) % static_cast<uint64_t>(1440 - custom.start_minute));
   custom.shortened_by_minutes = static_cast<int>((h >> 11) % 121);
   for (const BusinessHours& hours : {BusinessHours{}, custom}) {
     BusinessClock business(*cal, hours);
@@ -69,9 +73,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int64_t between = business.BusinessTimeBetween(start_ms, end);
     if (between != duration_ms) {
       Fail("BusinessTimeBetween(s, AddBusinessTime(s, d)) != d",
-           std::to_string(start_ms) + " + " + std::to_string(duration_ms) + " -> " + std::to_string(end) +
-               " measures " + std::to_string(between) + " (hours " + std::to_string(hours.start_minute) + ".." +
-               std::to_string(hours.end_minute) + " -" + std::to_string(hours.shortened_by_minutes) + ")");
+           std::to_string(start_ms) + " + " + std::to_string(duration_ms) + " -> " +
+               std::to_string(end) + " measures " + std::to_string(between) + " (hours " +
+               std::to_string(hours.start_minute) + ".." + std::to_string(hours.end_minute) + " -" +
+               std::to_string(hours.shortened_by_minutes) + ")");
     }
     (void)business.AddWorkingDays(start_ms, static_cast<int>(h % 30));
   }

@@ -34,12 +34,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Fail("a config error that does not name the file", std::string(c.status().message()));
       continue;
     }
-    if (c->max_message_bytes > 64 * 1024 * 1024) Fail("grpc.max_message_bytes over 64 MiB accepted", text);
+    if (c->max_message_bytes > 64 * 1024 * 1024)
+      Fail("grpc.max_message_bytes over 64 MiB accepted", text);
     if (c->bundles.max_bundle_bytes > c->bundles.max_total_bytes)
       Fail("bundles.max_bundle_bytes over bundles.max_total_bytes accepted", text);
-    if (!setdiag::collector::ParseListen(c->http_listen).ok()) Fail("a bad http.listen accepted", text);
-    if (c->tls_cert_file.empty() != c->tls_key_file.empty()) Fail("half a TLS configuration accepted", text);
-    if (c->DatabasePath().empty() || c->BundleDir().empty()) Fail("no database or bundle path", text);
+    if (!setdiag::collector::ParseListen(c->http_listen).ok())
+      Fail("a bad http.listen accepted", text);
+    if (c->tls_cert_file.empty() != c->tls_key_file.empty())
+      Fail("half a TLS configuration accepted", text);
+    if (c->DatabasePath().empty() || c->BundleDir().empty())
+      Fail("no database or bundle path", text);
   }
   return 0;
 }

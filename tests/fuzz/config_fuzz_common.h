@@ -19,7 +19,8 @@ namespace setdiag::fuzz {
 // that never ends; that is the operator's own file, not a parser bug, so
 // inputs that mention device or kernel trees are skipped.
 inline bool NamesSpecialFiles(std::string_view text) {
-  return text.find("/dev") != std::string_view::npos || text.find("/proc") != std::string_view::npos ||
+  return text.find("/dev") != std::string_view::npos ||
+         text.find("/proc") != std::string_view::npos ||
          text.find("/sys") != std::string_view::npos;
 }
 

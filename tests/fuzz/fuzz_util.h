@@ -18,14 +18,17 @@ namespace setdiag::fuzz {
 // An oracle did not hold: prints what and aborts (a "deadly signal" for
 // libFuzzer, which then saves the input as crash-<sha1>).
 [[noreturn]] inline void Fail(std::string_view what, std::string_view detail = {}) {
-  std::fprintf(stderr, "setdiag fuzz oracle failed: %.*s\n", static_cast<int>(what.size()), what.data());
+  std::fprintf(stderr, "setdiag fuzz oracle failed: %.*s\n", static_cast<int>(what.size()),
+               what.data());
   if (!detail.empty()) {
     std::string shown(detail.substr(0, 2000));
     std::fprintf(stderr, "  detail (%zu bytes): ", detail.size());
     for (char c : shown) {
       auto u = static_cast<unsigned char>(c);
-      if (u >= 0x20 && u < 0x7f && c != '\\') std::fputc(c, stderr);
-      else std::fprintf(stderr, "\\x%02x", u);
+      if (u >= 0x20 && u < 0x7f && c != '\\')
+        std::fputc(c, stderr);
+      else
+        std::fprintf(stderr, "\\x%02x", u);
     }
     std::fputc('\n', stderr);
   }
@@ -46,7 +49,8 @@ inline const std::string& ScratchDir() {
       // scripts/fuzz names a parent it removes afterwards: libFuzzer ends
       // a run without static destructors.
       const char* parent = std::getenv("SETDIAG_FUZZ_SCRATCH");
-      std::string tmpl = std::string(parent && *parent ? parent : "/dev/shm") + "/setdiag-fuzz-XXXXXX";
+      std::string tmpl =
+          std::string(parent && *parent ? parent : "/dev/shm") + "/setdiag-fuzz-XXXXXX";
       if (::mkdtemp(tmpl.data()) == nullptr) {
         tmpl = "/tmp/setdiag-fuzz-XXXXXX";
         if (::mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp failed");

@@ -26,17 +26,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto till = setdiag::agent::ParseHeartbeat(body, store);
     if (!till.ok()) {
       const auto code = till.status().code();
-      if (code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kFailedPrecondition)
+      if (code != absl::StatusCode::kInvalidArgument &&
+          code != absl::StatusCode::kFailedPrecondition)
         Fail("ParseHeartbeat failed with an undocumented code", till.status().ToString());
       continue;
     }
-    if (body.size() > setdiag::agent::kMaxHeartbeatBytes) Fail("accepted a heartbeat over 512 bytes", body);
+    if (body.size() > setdiag::agent::kMaxHeartbeatBytes)
+      Fail("accepted a heartbeat over 512 bytes", body);
     if (*till < 1 || *till > 99'999) Fail("accepted a till number out of 1..99999", body);
     // The same judgement, made independently from the parsed document.
     auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) Fail("accepted something that is not a JSON object", body);
+    if (j.is_discarded() || !j.is_object())
+      Fail("accepted something that is not a JSON object", body);
     const auto& s = j["store"];
-    const std::string s_text = s.is_string() ? s.get<std::string>()
+    const std::string s_text = s.is_string()           ? s.get<std::string>()
                                : s.is_number_integer() ? std::to_string(s.get<int64_t>())
                                                        : std::string("\x01not a store");
     if (s_text != store) Fail("accepted a heartbeat for another store", body);

@@ -46,7 +46,9 @@ setdiag::HttpServer& Server() {
         [](const setdiag::HttpRequest& r) -> setdiag::HttpResponse {
           if (r.target.size() > setdiag::kMaxRequestTargetBytes || r.body.size() > kMaxBody) {
             std::lock_guard lock(g_mu);
-            if (g_bad_request.empty()) g_bad_request = r.method + " " + r.target.substr(0, 200) + " (body " + std::to_string(r.body.size()) + " bytes)";
+            if (g_bad_request.empty())
+              g_bad_request = r.method + " " + r.target.substr(0, 200) + " (body " +
+                              std::to_string(r.body.size()) + " bytes)";
           }
           return {200, R"({"ok":true})"};
         },
@@ -73,7 +75,8 @@ std::string Exchange(uint16_t port, std::string_view request) {
   bool write_done = request.empty();
   if (write_done) ::shutdown(fd, SHUT_WR);
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) Fail("the server did not finish answering within 20 s", request);
     pollfd p{fd, static_cast<short>(POLLIN | (write_done ? 0 : POLLOUT)), 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -113,9 +116,11 @@ void CheckResponses(std::string_view answer, std::string_view request) {
     length = std::strtoul(std::string(head.substr(cl + 18, 12)).c_str(), nullptr, 10);
     if (answer.size() < head_end + 4 + length) Fail("a response body cut short", answer);
     std::string_view body = answer.substr(head_end + 4, length);
-    if (status == 414 && body.find(std::to_string(setdiag::kMaxRequestTargetBytes)) == std::string_view::npos)
+    if (status == 414 &&
+        body.find(std::to_string(setdiag::kMaxRequestTargetBytes)) == std::string_view::npos)
       Fail("a 414 that does not say the limit", body);
-    if (status == 431 && body.find(std::to_string(setdiag::kMaxHeaderFieldsBytes)) == std::string_view::npos)
+    if (status == 431 &&
+        body.find(std::to_string(setdiag::kMaxHeaderFieldsBytes)) == std::string_view::npos)
       Fail("a 431 that does not say the limit", body);
     answer.remove_prefix(head_end + 4 + length);
   }

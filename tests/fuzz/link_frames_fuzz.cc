@@ -29,8 +29,8 @@
 namespace {
 
 namespace v1 = setdiag::v1;
-using setdiag::fuzz::Fail;
 using setdiag::collector::IngestLimits;
+using setdiag::fuzz::Fail;
 
 constexpr int64_t kNowMs = 1'800'000'000'000;  // 2027-01-15
 
@@ -47,7 +47,8 @@ bool Identifier(const std::string& s, size_t max) {
 void CheckHello(const v1::Hello& h, const IngestLimits& limits, std::string_view input) {
   if (!setdiag::collector::ValidateHello(h, limits).empty()) return;
   if (h.protocol_version() == 0) Fail("accepted a Hello without protocol_version", input);
-  if (!Identifier(h.store_id(), limits.max_id_bytes) || !Identifier(h.agent_id(), limits.max_id_bytes))
+  if (!Identifier(h.store_id(), limits.max_id_bytes) ||
+      !Identifier(h.agent_id(), limits.max_id_bytes))
     Fail("accepted a Hello with a bad store_id or agent_id", input);
   if (h.agent_version().size() > limits.max_id_bytes || h.outbox_id().size() > limits.max_id_bytes)
     Fail("accepted a Hello with an over-long agent_version or outbox_id", input);
@@ -69,7 +70,8 @@ void CheckBatch(const v1::EventBatch& b, const IngestLimits& limits, std::string
     Fail("accepted a batch with a bad number of events", input);
   uint64_t prev = 0;
   for (const auto& e : b.events()) {
-    if (e.sequence() == 0 || e.sequence() <= prev || e.sequence() > setdiag::collector::kMaxSequence)
+    if (e.sequence() == 0 || e.sequence() <= prev ||
+        e.sequence() > setdiag::collector::kMaxSequence)
       Fail("accepted a bad sequence", input);
     prev = e.sequence();
     if (!Identifier(e.kind(), limits.max_kind_bytes)) Fail("accepted a bad kind", input);
@@ -80,7 +82,8 @@ void CheckBatch(const v1::EventBatch& b, const IngestLimits& limits, std::string
       Fail("accepted a detection time out of range", input);
     if (e.payload().size() > limits.max_payload_bytes) Fail("accepted an over-long payload", input);
     auto j = nlohmann::json::parse(e.payload(), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) Fail("accepted a payload that is not a JSON object", input);
+    if (j.is_discarded() || !j.is_object())
+      Fail("accepted a payload that is not a JSON object", input);
   }
 }
 
@@ -103,17 +106,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const IngestLimits limits;
   for (int round = 0; round < 2; ++round) {
     switch (msg.body_case()) {
-      case v1::AgentMessage::kHello: CheckHello(msg.hello(), limits, input); break;
-      case v1::AgentMessage::kBatch: CheckBatch(msg.batch(), limits, input); break;
-      default: return 0;
+      case v1::AgentMessage::kHello:
+        CheckHello(msg.hello(), limits, input);
+        break;
+      case v1::AgentMessage::kBatch:
+        CheckBatch(msg.batch(), limits, input);
+        break;
+      default:
+        return 0;
     }
     // Once more from its own serialization: what we accept must stay accepted.
     std::string again;
     if (!msg.SerializeToString(&again)) Fail("an accepted AgentMessage does not serialize", input);
-    const bool hello_ok = msg.has_hello() && setdiag::collector::ValidateHello(msg.hello(), limits).empty();
-    const bool batch_ok = msg.has_batch() && setdiag::collector::ValidateBatch(msg.batch(), limits, kNowMs).empty();
+    const bool hello_ok =
+        msg.has_hello() && setdiag::collector::ValidateHello(msg.hello(), limits).empty();
+    const bool batch_ok =
+        msg.has_batch() && setdiag::collector::ValidateBatch(msg.batch(), limits, kNowMs).empty();
     v1::AgentMessage reparsed;
-    if (!reparsed.ParseFromString(again)) Fail("a serialized AgentMessage does not parse back", input);
+    if (!reparsed.ParseFromString(again))
+      Fail("a serialized AgentMessage does not parse back", input);
     if (hello_ok && !setdiag::collector::ValidateHello(reparsed.hello(), limits).empty())
       Fail("a Hello accepted once is refused after a round trip", input);
     if (batch_ok && !setdiag::collector::ValidateBatch(reparsed.batch(), limits, kNowMs).empty())

@@ -89,11 +89,18 @@ void FuzzDecoders(std::string_view stream) {
       if (body.size() + 4 > limit) Fail("TakeMessage returned a body over the limit");
       if (before - buf.size() != 5 + body.size()) Fail("TakeMessage consumed the wrong length");
       switch (type) {
-        case 'D': CheckDataRow(body); break;
+        case 'D':
+          CheckDataRow(body);
+          break;
         case 'E':
-        case 'N': CheckErrorResponse(body); break;
-        case 'R': CheckAuth(body, &scram); break;
-        default: break;
+        case 'N':
+          CheckErrorResponse(body);
+          break;
+        case 'R':
+          CheckAuth(body, &scram);
+          break;
+        default:
+          break;
       }
     }
   }
@@ -152,10 +159,12 @@ void FuzzConnection(std::string_view stream) {
     auto conn = PgConnection::Connect(params);
     if (conn.ok()) {
       for (int i = 0; i < 3 && (*conn)->ok(); ++i) {
-        auto r = (*conn)->SimpleQuery("SELECT 1", PgConnection::Clock::now() + std::chrono::seconds(5));
+        auto r =
+            (*conn)->SimpleQuery("SELECT 1", PgConnection::Clock::now() + std::chrono::seconds(5));
         if (!r.ok()) continue;
         for (const auto& row : r->rows) {
-          if (static_cast<int>(row.size()) != r->columns) Fail("a result row does not match its columns");
+          if (static_cast<int>(row.size()) != r->columns)
+            Fail("a result row does not match its columns");
         }
       }
     }

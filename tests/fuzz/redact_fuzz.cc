@@ -70,8 +70,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view all = setdiag::fuzz::AsText(data, size);
   const std::string_view text = all.substr(4);
   const Secret& secret = kSecrets[data[0] % kSecretCount];
-  const int mode = static_cast<int>((data[0] / kSecretCount) % 4);  // RedactText, stream small, stream default, JSON
-  const size_t offset = text.empty() ? 0 : ((size_t{data[1]} << 8) | size_t{data[2]}) % (text.size() + 1);
+  const int mode = static_cast<int>((data[0] / kSecretCount) %
+                                    4);  // RedactText, stream small, stream default, JSON
+  const size_t offset =
+      text.empty() ? 0 : ((size_t{data[1]} << 8) | size_t{data[2]}) % (text.size() + 1);
   const size_t chunk = size_t{data[3]} + 1;
 
   std::string input(text.substr(0, offset));
@@ -102,12 +104,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       nlohmann::json j = {{"message", input}, {"items", {input}}};
       bundle::RedactJsonStrings(&j, nullptr);
       out = j["message"].get<std::string>() + "\n" + j["items"][0].get<std::string>();
-      if (CountOf(out, secret.value) > 2 * allowed) Fail("a planted secret survived RedactJsonStrings", input);
+      if (CountOf(out, secret.value) > 2 * allowed)
+        Fail("a planted secret survived RedactJsonStrings", input);
       return 0;
     }
   }
   if (CountOf(out, secret.value) > allowed) {
-    Fail(mode == 0 ? "a planted secret survived RedactText" : "a planted secret survived StreamRedactor", input);
+    Fail(mode == 0 ? "a planted secret survived RedactText"
+                   : "a planted secret survived StreamRedactor",
+         input);
   }
   return 0;
 }

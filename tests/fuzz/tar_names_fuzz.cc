@@ -92,18 +92,21 @@ std::vector<std::string> Write(const std::string& path, const std::vector<std::s
   return accepted;
 }
 
-void Check(const std::vector<std::string>& written, const ReadBack& got, bool builder, std::string_view input) {
+void Check(const std::vector<std::string>& written, const ReadBack& got, bool builder,
+           std::string_view input) {
   for (const auto& n : got.names) {
     if (Unsafe(n)) Fail("an archive member with a '..' component or an absolute path", n);
   }
   if (builder) {
     if (!got.clean_end) Fail("the builder-form archive does not read back to its end", got.error);
-    if (got.names.size() != written.size()) Fail("the builder-form archive has the wrong number of members", input);
+    if (got.names.size() != written.size())
+      Fail("the builder-form archive has the wrong number of members", input);
   }
   // Exact names, in order, where both sides have them.
   for (size_t i = 0; i < written.size() && i < got.names.size(); ++i) {
     if (!Unsafe(written[i]) && got.names[i] != written[i])
-      Fail("a member name read back differs from the name written", written[i] + " -> " + got.names[i]);
+      Fail("a member name read back differs from the name written",
+           written[i] + " -> " + got.names[i]);
   }
 }
 

@@ -30,16 +30,16 @@ class AgentCheck : public ::testing::Test {
     d_ = std::make_unique<Deployment>("check");
     control_port_ = FreePort();
     sim_ = std::make_unique<Process>(
-        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(), "--store", "1042",
-                                 "--tills", "20", "--interval", "500ms", "--control",
-                                 "127.0.0.1:" + std::to_string(control_port_), "--probe-port",
-                                 std::to_string(FreePort())},
+        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(),
+                                 "--store", "1042", "--tills", "20", "--interval", "500ms",
+                                 "--control", "127.0.0.1:" + std::to_string(control_port_),
+                                 "--probe-port", std::to_string(FreePort())},
         d_->dir() + "/sim.log");
     ASSERT_TRUE(WaitFor(
         [&] {
           try {
-            return PgQuery(pg_->ConnString("set"), "SELECT count(*) FROM cash_cash WHERE status = 'ACTIVE'")[0][0] ==
-                   "20";
+            return PgQuery(pg_->ConnString("set"),
+                           "SELECT count(*) FROM cash_cash WHERE status = 'ACTIVE'")[0][0] == "20";
           } catch (const std::exception&) {
             return false;
           }
@@ -47,7 +47,8 @@ class AgentCheck : public ::testing::Test {
         30s))
         << sim_->Log();
     PgQuery(pg_->ConnString("set"), "GRANT SELECT ON ALL TABLES IN SCHEMA public TO setdiag_ro");
-    PgQuery(pg_->ConnString("set_operday"), "GRANT SELECT ON ALL TABLES IN SCHEMA public TO setdiag_ro");
+    PgQuery(pg_->ConnString("set_operday"),
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO setdiag_ro");
     d_->StartCollector();
     password_file_ = d_->dir() + "/pg.password";
     WriteFile(password_file_, "ro-Secret\n");
@@ -57,16 +58,20 @@ class AgentCheck : public ::testing::Test {
 
   std::string DbConfig() const {
     return "[tills]\nprobe_timeout = \"300ms\"\n"
-           "[set_db]\nenabled = true\nhost = \"127.0.0.1\"\nport = " + std::to_string(pg_->port()) +
-           "\nuser = \"setdiag_ro\"\npassword_file = \"" + password_file_ + "\"\nconnect_timeout = \"2s\"\n"
+           "[set_db]\nenabled = true\nhost = \"127.0.0.1\"\nport = " +
+           std::to_string(pg_->port()) + "\nuser = \"setdiag_ro\"\npassword_file = \"" +
+           password_file_ +
+           "\"\nconnect_timeout = \"2s\"\n"
            "[server]\ncheck = false\n";
   }
 
   CommandResult Check(const std::string& lang = "en") {
-    return RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--lang", lang});
+    return RunCommand(
+        {SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--lang", lang});
   }
   json CheckJson() {
-    CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--json"});
+    CommandResult r =
+        RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--json"});
     return json::parse(r.out);
   }
   static const json* Line(const json& report, const std::string& id) {
@@ -103,7 +108,8 @@ TEST_F(AgentCheck, AWorkingStorePassesEveryLineAndExitsZero) {
   // The handshake stored nothing: no event, and the store never connected.
   EXPECT_EQ(d_->EventCount("1042"), 0u);
   EXPECT_NE(d_->collector().Log().find("preflight check from agent"), std::string::npos);
-  EXPECT_EQ(d_->collector().Log().find(" connected from "), std::string::npos) << d_->collector().Log();
+  EXPECT_EQ(d_->collector().Log().find(" connected from "), std::string::npos)
+      << d_->collector().Log();
   // Nor on the agent's side: no outbox, no state database.
   EXPECT_FALSE(std::filesystem::exists(agent_->state_dir + "/outbox.db"));
   EXPECT_FALSE(std::filesystem::exists(agent_->state_dir + "/state.db"));
@@ -117,9 +123,11 @@ TEST_F(AgentCheck, AWrongDatabasePasswordFailsTheDatabaseLineWithTheHint) {
   const json* roster = Line(report, "set_db.roster");
   ASSERT_NE(roster, nullptr) << report.dump(2);
   EXPECT_EQ((*roster)["verdict"], "fail");
-  EXPECT_NE((*roster)["text_en"].get<std::string>().find("password authentication failed"), std::string::npos)
+  EXPECT_NE((*roster)["text_en"].get<std::string>().find("password authentication failed"),
+            std::string::npos)
       << roster->dump(2);
-  EXPECT_NE((*roster)["fix_en"].get<std::string>().find("set_db.password_file"), std::string::npos) << roster->dump(2);
+  EXPECT_NE((*roster)["fix_en"].get<std::string>().find("set_db.password_file"), std::string::npos)
+      << roster->dump(2);
   // The rest still runs: the collector line is there and passes.
   ASSERT_NE(Line(report, "collector"), nullptr);
   EXPECT_EQ((*Line(report, "collector"))["verdict"], "ok");
@@ -136,7 +144,8 @@ TEST_F(AgentCheck, AColumnUnderAnotherNameIsNamedWithTheKeyThatOverridesTheQuery
   // With the query overridden as the hint says, the line passes again.
   std::string cfg = ReadFile(agent_->config_path);
   cfg.replace(cfg.find("[set_db]\n"), 9,
-              "[set_db]\nroster_query = \"SELECT number, cash_status, cash_ip, shop_number FROM cash_cash\"\n");
+              "[set_db]\nroster_query = \"SELECT number, cash_status, cash_ip, shop_number FROM "
+              "cash_cash\"\n");
   WriteFile(agent_->config_path, cfg);
   CommandResult fixed = Check();
   EXPECT_NE(fixed.out.find("✓ SET's till registry: 20 ACTIVE"), std::string::npos) << fixed.out;
@@ -146,8 +155,9 @@ TEST_F(AgentCheck, ACollectorDownFailsTheCollectorLineWithTheFirewallHint) {
   d_->StopCollector();
   CommandResult r = Check();
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  EXPECT_NE(r.out.find("✗ collector 127.0.0.1:" + std::to_string(d_->grpc_port()) + ": not reachable"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find("✗ collector 127.0.0.1:" + std::to_string(d_->grpc_port()) + ": not reachable"),
+      std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("firewall"), std::string::npos) << r.out;
   // SET's side is unaffected.
@@ -158,7 +168,8 @@ TEST_F(AgentCheck, AWrongTokenFailsTheTokenLineWithWhereToGetOne) {
   WriteFile(d_->dir() + "/agent0.token", "sdst_not-a-real-token\n");
   CommandResult r = Check();
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  EXPECT_NE(r.out.find("✗ collector 127.0.0.1:" + std::to_string(d_->grpc_port()) + ": the store token was refused"),
+  EXPECT_NE(r.out.find("✗ collector 127.0.0.1:" + std::to_string(d_->grpc_port()) +
+                       ": the store token was refused"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("setdiag-collector token create --store 1042"), std::string::npos) << r.out;
@@ -184,7 +195,8 @@ TEST_F(AgentCheck, APasswordFileOthersCanReadIsRefusedBeforeAnythingRuns) {
   chmod(password_file_.c_str(), 0640);
   CommandResult r = Check();
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
-  EXPECT_NE(r.err.find("key 'set_db.password_file': " + password_file_ + " is open to group or others (mode 0640)"),
+  EXPECT_NE(r.err.find("key 'set_db.password_file': " + password_file_ +
+                       " is open to group or others (mode 0640)"),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("chmod 600 " + password_file_), std::string::npos) << r.err;

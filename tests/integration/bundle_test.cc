@@ -18,8 +18,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,7 +66,6 @@ bool ProcessGone(pid_t pid) {
   return false;
 }
 
-
 class BundleTest : public ::testing::Test {
  protected:
   BundleTest() : d_("bundles", "[bundles]\nsweep_interval = \"1s\"\n") {}
@@ -75,7 +74,8 @@ class BundleTest : public ::testing::Test {
     d_.StartCollector();
     logs_ = d_.dir() + "/store-logs";
     std::filesystem::create_directories(logs_);
-    WriteFile(logs_ + "/server.log", "2026-11-27 10:00:00 INFO started\n2026-11-27 10:00:01 ERROR import failed\n");
+    WriteFile(logs_ + "/server.log",
+              "2026-11-27 10:00:00 INFO started\n2026-11-27 10:00:01 ERROR import failed\n");
     token_ = d_.CreateStoreToken("1042", "acme");
   }
 
@@ -91,8 +91,10 @@ class BundleTest : public ::testing::Test {
       ::chmod(path.c_str(), 0755);
     }
     AgentSetup& a = d_.AddAgent("1042", token_,
-                                "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"30s\"\n"
-                                "stop_grace = \"" + stop_grace + "\"\n");
+                                "[bundle]\nlog_globs = [\"" + logs_ +
+                                    "/*.log\"]\nstep_timeout = \"30s\"\n"
+                                    "stop_grace = \"" +
+                                    stop_grace + "\"\n");
     const char* old_path = std::getenv("PATH");
     const std::string saved = old_path ? old_path : "/usr/bin:/bin";
     ::setenv("PATH", (bin + ":" + saved).c_str(), 1);
@@ -103,7 +105,8 @@ class BundleTest : public ::testing::Test {
 
   AgentSetup& AddAgent() { return AddAgent("1042", token_); }
   AgentSetup& AddAgent(const std::string& store, const std::string& token) {
-    std::string extra = "[bundle]\nlog_globs = [\"" + logs_ + "/*.log\"]\nstep_timeout = \"5s\"\n"
+    std::string extra = "[bundle]\nlog_globs = [\"" + logs_ +
+                        "/*.log\"]\nstep_timeout = \"5s\"\n"
                         "log_file_cap = \"200MiB\"\nlog_total_cap = \"200MiB\"\n";
     return d_.AddAgent(store, token, extra);
   }
@@ -118,7 +121,8 @@ class BundleTest : public ::testing::Test {
           if (r.exit_code != 0) return false;
           json tickets = json::parse(r.out)["tickets"];
           if (tickets.empty()) return false;
-          auto show = d_.Cli({"--json", "tickets", "show", std::to_string(tickets[0]["id"].get<int64_t>())});
+          auto show = d_.Cli(
+              {"--json", "tickets", "show", std::to_string(tickets[0]["id"].get<int64_t>())});
           if (show.exit_code != 0) return false;
           ticket = json::parse(show.out);
           for (const auto& b : ticket["bundles"]) {
@@ -140,7 +144,8 @@ class BundleTest : public ::testing::Test {
     json b = Bundle(id);
     return b.is_object() ? b.value("state", "") : "";
   }
-  std::string PullNoWait(const std::vector<std::string>& extra = {}, const std::string& token = "") {
+  std::string PullNoWait(const std::vector<std::string>& extra = {},
+                         const std::string& token = "") {
     std::vector<std::string> args{"bundle", "pull", "--store", "1042", "--no-wait"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto r = d_.Cli(args, token);
@@ -186,7 +191,8 @@ TEST_F(BundleTest, PullThroughTheCollectorMatchesWhatTheAgentBuilt) {
   json manifest = json::parse(m.out);
   EXPECT_EQ(manifest["store_id"], "1042");
   bool has_log = false;
-  for (const auto& f : manifest["files"]) has_log |= f["path"].get<std::string>().ends_with("server.log");
+  for (const auto& f : manifest["files"])
+    has_log |= f["path"].get<std::string>().ends_with("server.log");
   EXPECT_TRUE(has_log) << m.out;
   auto m2 = d_.Cli({"--json", "bundle", "manifest", id});
   ASSERT_EQ(m2.exit_code, 0) << m2.err;
@@ -208,7 +214,8 @@ TEST_F(BundleTest, ALinkCutHalfwayResumesAndTheChecksumMatches) {
     return ::stat(part.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
   };
   // Halfway (well before the end): cut the link the hard way.
-  ASSERT_TRUE(WaitFor([&] { return part_size() > 8 * 1024 * 1024; }, 120s, 2ms)) << ReadFile(a.log_path);
+  ASSERT_TRUE(WaitFor([&] { return part_size() > 8 * 1024 * 1024; }, 120s, 2ms))
+      << ReadFile(a.log_path);
   d_.KillCollector();
   int64_t held = part_size();
   ASSERT_GT(held, 0);
@@ -216,9 +223,11 @@ TEST_F(BundleTest, ALinkCutHalfwayResumesAndTheChecksumMatches) {
   d_.StartCollector();
 
   ASSERT_TRUE(WaitFor([&] { return State(id) == "complete"; }, 120s, 200ms))
-      << State(id) << "\n" << ReadFile(a.log_path) << d_.collector().Log();
+      << State(id) << "\n"
+      << ReadFile(a.log_path) << d_.collector().Log();
   // It resumed from what the collector held, not from zero.
-  EXPECT_NE(d_.collector().Log().find("bundle " + id + " requested, resume_offset"), std::string::npos)
+  EXPECT_NE(d_.collector().Log().find("bundle " + id + " requested, resume_offset"),
+            std::string::npos)
       << d_.collector().Log();
   EXPECT_NE(ReadFile(a.log_path).find("from resume_offset"), std::string::npos);
 
@@ -305,7 +314,8 @@ TEST_F(BundleTest, ACriticalConditionLeavesAFlightRecorderBundleOnItsTicket) {
 // agent chooses, so another store can send first the very id this store's
 // agent will use. Each store's bundle still lands on its own ticket.
 TEST_F(BundleTest, AnotherStoreSendingTheSameFlightRecorderIdFirstDoesNotTakeThisStoresBundle) {
-  const std::string payload = R"({"state":"raised","episode":"store-1042-it-tills-1","expected":10,"stopped":7})";
+  const std::string payload =
+      R"({"state":"raised","episode":"store-1042-it-tills-1","expected":10,"stopped":7})";
   const std::string agents_id = "fr-store-1042-it-tills-1-raised";
   AgentSetup& other = AddAgent("2001", d_.CreateStoreToken("2001", "acme"));
   d_.StartAgent(other);
@@ -328,7 +338,8 @@ TEST_F(BundleTest, AnotherStoreSendingTheSameFlightRecorderIdFirstDoesNotTakeThi
   EXPECT_EQ(their["id"], "fr-2001-store-1042-it-tills-1-raised");
   EXPECT_EQ(their["store_id"], "2001");
   EXPECT_EQ(their["sha256"], BuiltSha(other, agents_id));
-  EXPECT_EQ(ReadFile(a.log_path).find("not wanted by the collector"), std::string::npos) << ReadFile(a.log_path);
+  EXPECT_EQ(ReadFile(a.log_path).find("not wanted by the collector"), std::string::npos)
+      << ReadFile(a.log_path);
   // Each downloads as what its own agent built.
   for (const auto& [id, agent] : {std::pair<std::string, const AgentSetup*>{mine["id"], &a},
                                   std::pair<std::string, const AgentSetup*>{their["id"], &other}}) {
@@ -369,17 +380,21 @@ TEST_F(BundleTest, TheDaemonBuildsInAChildProcessThatAStopEndsAtOnce) {
       },
       30s, 10ms))
       << a.process->Log();
-  EXPECT_NE(cmdline.find("--config " + a.config_path + " bundle -o " + a.state_dir + "/bundles/" + id + ".tar.gz"),
+  EXPECT_NE(cmdline.find("--config " + a.config_path + " bundle -o " + a.state_dir + "/bundles/" +
+                         id + ".tar.gz"),
             std::string::npos)
       << cmdline;
   EXPECT_NE(cmdline.find("--manifest-out"), std::string::npos) << cmdline;
   // Executed as /proc/self/fd/3, the child names itself first thing in main:
   // until then its comm is "3".
   const std::string comm = "/proc/" + std::to_string(child) + "/comm";
-  EXPECT_TRUE(WaitFor([&] { return ReadFile(comm) == "setdiag-agent\n"; }, 5s, 5ms)) << ReadFile(comm);
+  EXPECT_TRUE(WaitFor([&] { return ReadFile(comm) == "setdiag-agent\n"; }, 5s, 5ms))
+      << ReadFile(comm);
   EXPECT_TRUE(WaitFor(
-      [&] { return a.process->Log().find("bundle " + id + ": building in child pid " + std::to_string(child)) !=
-                   std::string::npos; },
+      [&] {
+        return a.process->Log().find("bundle " + id + ": building in child pid " +
+                                     std::to_string(child)) != std::string::npos;
+      },
       5s))
       << a.process->Log();
 
@@ -440,9 +455,11 @@ TEST_F(BundleTest, AStoppingDaemonLetsABuildFinishWithinTheGrace) {
   EXPECT_GT(took, 3s) << a.process->Log();
   EXPECT_LT(took, 25s) << a.process->Log();
   EXPECT_TRUE(ProcessGone(child));
-  EXPECT_NE(a.process->Log().find("may finish within 30000 ms"), std::string::npos) << a.process->Log();
+  EXPECT_NE(a.process->Log().find("may finish within 30000 ms"), std::string::npos)
+      << a.process->Log();
   EXPECT_EQ(a.process->Log().find("stopping child pid"), std::string::npos) << a.process->Log();
-  EXPECT_TRUE(std::filesystem::exists(a.state_dir + "/bundles/" + id + ".tar.gz")) << a.process->Log();
+  EXPECT_TRUE(std::filesystem::exists(a.state_dir + "/bundles/" + id + ".tar.gz"))
+      << a.process->Log();
 }
 
 }  // namespace

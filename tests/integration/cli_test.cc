@@ -35,7 +35,8 @@ TEST_F(CliOptionsTest, AgentMaintenanceListTakesJsonAfterTheSubcommand) {
   ASSERT_EQ(opened.exit_code, 0) << opened.err;
 
   // As docs/config.md writes it: `setdiag-agent maintenance list --json`.
-  auto listed = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "maintenance", "list", "--json"});
+  auto listed =
+      RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "maintenance", "list", "--json"});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   json windows = json::parse(listed.out, nullptr, false);
   ASSERT_TRUE(windows.is_array()) << listed.out;
@@ -43,12 +44,14 @@ TEST_F(CliOptionsTest, AgentMaintenanceListTakesJsonAfterTheSubcommand) {
   EXPECT_EQ(windows[0]["reason"], "switch");
 
   // The config after the nested subcommand works too.
-  auto config_last = RunCommand({SETDIAG_AGENT_BIN, "maintenance", "list", "--json", "--config", a.config_path});
+  auto config_last =
+      RunCommand({SETDIAG_AGENT_BIN, "maintenance", "list", "--json", "--config", a.config_path});
   ASSERT_EQ(config_last.exit_code, 0) << config_last.err;
   EXPECT_EQ(json::parse(config_last.out, nullptr, false), windows);
 
   // An option nobody owns is still a usage error.
-  auto bad = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "maintenance", "list", "--no-such"});
+  auto bad = RunCommand(
+      {SETDIAG_AGENT_BIN, "--config", a.config_path, "maintenance", "list", "--no-such"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--no-such"), std::string::npos) << bad.err;
 }
@@ -72,11 +75,13 @@ TEST_F(CliOptionsTest, SetdiagTakesGlobalOptionsAfterTheSubcommand) {
 // `stores list` shows one page and says how to get the next; --all follows
 // next_after to the end.
 TEST_F(CliOptionsTest, StoresListPagesAndAllFetchesEveryPage) {
-  for (const char* store : {"3001", "3002", "3003", "3004", "3005"}) d_.CreateStoreToken(store, "acme");
+  for (const char* store : {"3001", "3002", "3003", "3004", "3005"})
+    d_.CreateStoreToken(store, "acme");
   d_.StartCollector();
   auto ids = [](const CommandResult& r) {
     std::vector<std::string> out;
-    const json body = json::parse(r.out, nullptr, false);  // not a temporary's member in the range-for
+    const json body =
+        json::parse(r.out, nullptr, false);  // not a temporary's member in the range-for
     for (const auto& s : body["stores"]) out.push_back(s["store_id"].get<std::string>());
     return out;
   };
@@ -84,14 +89,16 @@ TEST_F(CliOptionsTest, StoresListPagesAndAllFetchesEveryPage) {
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_EQ(ids(first), (std::vector<std::string>{"3001", "3002"}));
   auto table = d_.Cli({"--lang", "en", "stores", "list", "--limit", "2"});
-  EXPECT_NE(table.err.find("2 stores shown; more with --after 3002 or --all"), std::string::npos) << table.err;
+  EXPECT_NE(table.err.find("2 stores shown; more with --after 3002 or --all"), std::string::npos)
+      << table.err;
   auto next = d_.Cli({"--json", "stores", "list", "--limit", "2", "--after", "3002"});
   EXPECT_EQ(ids(next), (std::vector<std::string>{"3003", "3004"}));
   auto all = d_.Cli({"--json", "stores", "list", "--limit", "2", "--all"});
   ASSERT_EQ(all.exit_code, 0) << all.err;
   EXPECT_EQ(ids(all), (std::vector<std::string>{"3001", "3002", "3003", "3004", "3005"}));
   auto last = d_.Cli({"--lang", "en", "stores", "list", "--limit", "2", "--after", "3004"});
-  EXPECT_EQ(last.err.find("more with"), std::string::npos) << "a short page is the last: " << last.err;
+  EXPECT_EQ(last.err.find("more with"), std::string::npos)
+      << "a short page is the last: " << last.err;
 }
 
 TEST_F(CliOptionsTest, CollectorAdminCommandsTakeTheConfigAfterTheSubcommand) {
@@ -116,13 +123,18 @@ TEST_F(CliOptionsTest, UserCreateRefusesBadNamesAndUnknownPartners) {
            {{"--name", ""}, "--name must be 1..128 characters of [A-Za-z0-9._-]"},
            {{"--name", "ivan\nov"}, "--name must be 1..128 characters of [A-Za-z0-9._-]"},
            {{"--name", std::string(129, 'a')}, "--name must be 1..128 characters"},
-           {{"--name", "petrov", "--role", "support", "--partner", "acme"}, "--partner is for role partner"},
-           {{"--name", "petrov", "--partner", "acme"}, "--partner is for role partner"},  // support is the default
+           {{"--name", "petrov", "--role", "support", "--partner", "acme"},
+            "--partner is for role partner"},
+           {{"--name", "petrov", "--partner", "acme"},
+            "--partner is for role partner"},  // support is the default
            {{"--name", "petrov", "--role", "partner"}, "--partner is required for role partner"},
-           {{"--name", "petrov", "--role", "partner", "--partner", "beta "}, "--partner must be 1..128 characters"},
-           {{"--name", "petrov", "--role", "partner", "--partner", "%"}, "--partner must be 1..128 characters"},
+           {{"--name", "petrov", "--role", "partner", "--partner", "beta "},
+            "--partner must be 1..128 characters"},
+           {{"--name", "petrov", "--role", "partner", "--partner", "%"},
+            "--partner must be 1..128 characters"},
            {{"--name", "petrov", "--role", "partner", "--partner", "beta"},
-            "no partner 'beta': no store has it and it has no tariff. Create it first with 'setdiag-collector "
+            "no partner 'beta': no store has it and it has no tariff. Create it first with "
+            "'setdiag-collector "
             "partner set --name beta --tariff T' (T: expert, free)"},
        }) {
     std::vector<std::string> args{"user", "create"};
@@ -138,9 +150,13 @@ TEST_F(CliOptionsTest, UserCreateRefusesBadNamesAndUnknownPartners) {
   EXPECT_EQ(listed.out.find("petrov"), std::string::npos) << listed.out;
 
   // A partner of a store, or one given a tariff, is known.
-  EXPECT_EQ(collector({"user", "create", "--name", "petrov", "--role", "partner", "--partner", "acme"}).exit_code, 0);
+  EXPECT_EQ(
+      collector({"user", "create", "--name", "petrov", "--role", "partner", "--partner", "acme"})
+          .exit_code,
+      0);
   ASSERT_EQ(collector({"partner", "set", "--name", "beta", "--tariff", "free"}).exit_code, 0);
-  CommandResult beta = collector({"user", "create", "--name", "sidorov", "--role", "partner", "--partner", "beta"});
+  CommandResult beta =
+      collector({"user", "create", "--name", "sidorov", "--role", "partner", "--partner", "beta"});
   EXPECT_EQ(beta.exit_code, 0) << beta.err;
   EXPECT_EQ(beta.out.rfind("sdu_", 0), 0u) << beta.out;
 }
@@ -173,7 +189,8 @@ TEST_F(CliOptionsTest, UsersAreListedRevokedAtTheNextRequestAndDeleted) {
   EXPECT_NE(petrov_line.find(" active"), std::string::npos) << petrov_line;
   EXPECT_NE(listed.out.find("support-desk"), std::string::npos) << listed.out;
   EXPECT_EQ(listed.out.find("sdu_"), std::string::npos) << listed.out;
-  EXPECT_FALSE(std::regex_search(listed.out, std::regex("[0-9a-f]{16}"))) << "no secret or hash: " << listed.out;
+  EXPECT_FALSE(std::regex_search(listed.out, std::regex("[0-9a-f]{16}")))
+      << "no secret or hash: " << listed.out;
   const std::string petrov_id = petrov_line.substr(0, petrov_line.find(' '));
 
   CommandResult revoked = collector({"user", "revoke", "--name", "petrov"});
@@ -185,7 +202,8 @@ TEST_F(CliOptionsTest, UsersAreListedRevokedAtTheNextRequestAndDeleted) {
   EXPECT_NE(refused.err.find("unknown or revoked token"), std::string::npos) << refused.err;
   EXPECT_EQ(d_.Cli({"stores", "list"}).exit_code, 0) << "the support desk's token still works";
   EXPECT_NE(collector({"user", "list"}).out.find(petrov_id), std::string::npos);
-  EXPECT_EQ(collector({"user", "revoke", "--name", "petrov"}).exit_code, 1) << "nothing left to revoke";
+  EXPECT_EQ(collector({"user", "revoke", "--name", "petrov"}).exit_code, 1)
+      << "nothing left to revoke";
   EXPECT_EQ(collector({"user", "revoke"}).exit_code, 2);
   EXPECT_EQ(collector({"user", "delete", "--id", petrov_id, "--name", "petrov"}).exit_code, 2);
 
@@ -207,7 +225,8 @@ TEST_F(CliOptionsTest, UsersAreListedRevokedAtTheNextRequestAndDeleted) {
 TEST_F(CliOptionsTest, ARequestedBundleOfAConnectedStoreIsNotDescribedAsWaitingToConnect) {
   d_.StartCollector();
   const std::string token = d_.CreateStoreToken("1042", "acme");
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d_.grpc_port()), grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d_.grpc_port()),
+                                     grpc::InsecureChannelCredentials());
   auto stub = v1::AgentLink::NewStub(channel);
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->AddMetadata("authorization", "Bearer " + token);

@@ -66,7 +66,9 @@ class WebhookReceiver {
     if (thread_.joinable()) thread_.join();
   }
   uint16_t port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hooks/setdiag?token=t0p"; }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/hooks/setdiag?token=t0p";
+  }
   std::vector<Received> requests() const {
     std::lock_guard lock(mu_);
     return requests_;
@@ -80,9 +82,10 @@ class WebhookReceiver {
   struct Conn : std::enable_shared_from_this<Conn> {
     Conn(WebhookReceiver* o, tcp::socket s) : owner(o), socket(std::move(s)) {}
     void Read() {
-      http::async_read(socket, buffer, req, [self = shared_from_this()](beast::error_code ec, size_t) {
-        if (!ec) self->Respond();
-      });
+      http::async_read(socket, buffer, req,
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         if (!ec) self->Respond();
+                       });
     }
     void Respond() {
       Received rec;
@@ -100,7 +103,8 @@ class WebhookReceiver {
       res.version(11);
       res.result(owner->status_);
       res.set(http::field::content_type, "application/json");
-      res.body() = owner->status_ / 100 == 2 ? R"({"accepted":true})" : R"({"error":"bad signature"})";
+      res.body() =
+          owner->status_ / 100 == 2 ? R"({"accepted":true})" : R"({"error":"bad signature"})";
       res.keep_alive(false);
       res.prepare_payload();
       http::async_write(socket, res, [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -170,10 +174,12 @@ class SmtpServer {
   bool Start() {
     std::filesystem::create_directories(dir_ + "/mail");
     WriteFile(dir_ + "/server.py", kSmtpScript);
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{"/usr/bin/python3", dir_ + "/server.py", std::to_string(port_), dir_ + "/mail"},
-        dir_ + "/server.log");
-    WaitFor([&] { return std::filesystem::exists(dir_ + "/mail/.ready") || !process_->Running(); }, 20s);
+    process_ =
+        std::make_unique<Process>(std::vector<std::string>{"/usr/bin/python3", dir_ + "/server.py",
+                                                           std::to_string(port_), dir_ + "/mail"},
+                                  dir_ + "/server.log");
+    WaitFor([&] { return std::filesystem::exists(dir_ + "/mail/.ready") || !process_->Running(); },
+            20s);
     return std::filesystem::exists(dir_ + "/mail/.ready") && process_->Running();
   }
   std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
@@ -204,7 +210,8 @@ void Openssl(const std::vector<std::string>& args) {
 
 // The line of `out` that starts with `mark` and contains `text`, and the
 // line after it (the hint), or "" when there is none.
-std::pair<std::string, std::string> LineWith(const std::string& out, const std::string& mark, const std::string& text) {
+std::pair<std::string, std::string> LineWith(const std::string& out, const std::string& mark,
+                                             const std::string& text) {
   std::istringstream in(out);
   std::string line, next;
   while (std::getline(in, line)) {
@@ -222,13 +229,15 @@ class CollectorCheck : public ::testing::Test {
     dir_ = MakeTempDir("collector-check");
     grpc_port_ = FreePort();
     http_port_ = FreePort();
-    Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", "/CN=collector.test",
-             "-addext", "subjectAltName=DNS:collector.test", "-keyout", dir_ + "/good.key", "-out", dir_ + "/good.pem"});
+    Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj",
+             "/CN=collector.test", "-addext", "subjectAltName=DNS:collector.test", "-keyout",
+             dir_ + "/good.key", "-out", dir_ + "/good.pem"});
     // Calendars for this year and the next (in UTC, the zone of the config below).
     const int64_t year = absl::ToCivilYear(absl::Now(), absl::UTCTimeZone()).year();
     std::filesystem::create_directories(dir_ + "/calendars");
     for (int64_t y : {year, year + 1}) {
-      WriteFile(dir_ + "/calendars/ru-" + std::to_string(y) + ".txt", "year " + std::to_string(y) + "\n");
+      WriteFile(dir_ + "/calendars/ru-" + std::to_string(y) + ".txt",
+                "year " + std::to_string(y) + "\n");
     }
     WriteFile(dir_ + "/hook.secret", std::string(kSecret) + "\n");
     ASSERT_TRUE(receiver_.Start());
@@ -244,7 +253,7 @@ class CollectorCheck : public ::testing::Test {
   }
 
   struct Options {
-    std::string cert = {}, key = {};            // default: the good pair
+    std::string cert = {}, key = {};              // default: the good pair
     std::string webhook_url = {}, smtp_url = {};  // default: the receivers
     std::string extra = {};
   };
@@ -262,7 +271,8 @@ class CollectorCheck : public ::testing::Test {
       << "[http]\nlisten = \"127.0.0.1:" << http_port_ << "\"\n"
       << "[sla]\ncalendar_dir = \"" << dir_ << "/calendars\"\ntime_zone = \"UTC\"\n"
       << "[notify]\ntimeout = \"2s\"\n"
-      << "[notify.webhook.helpdesk]\nurl = \"" << o.webhook_url << "\"\nsecret_file = \"" << dir_ << "/hook.secret\"\n"
+      << "[notify.webhook.helpdesk]\nurl = \"" << o.webhook_url << "\"\nsecret_file = \"" << dir_
+      << "/hook.secret\"\n"
       << "[notify.email.duty]\nsmtp_url = \"" << o.smtp_url << "\"\nfrom = \"setdiag@example.ru\"\n"
       << "to = [\"duty@example.ru\"]\n"
       << o.extra;
@@ -293,10 +303,11 @@ class CollectorCheck : public ::testing::Test {
   }
 
   void StartCollector(const std::string& config) {
-    collector_ = std::make_unique<Process>(std::vector<std::string>{SETDIAG_COLLECTOR_BIN, "-c", config},
-                                           dir_ + "/collector.log");
+    collector_ = std::make_unique<Process>(
+        std::vector<std::string>{SETDIAG_COLLECTOR_BIN, "-c", config}, dir_ + "/collector.log");
     // Logged once both listeners are up (collector/main.cc).
-    ASSERT_TRUE(WaitFor([&] { return collector_->Log().find(", admin API on http://") != std::string::npos; }, 20s))
+    ASSERT_TRUE(WaitFor(
+        [&] { return collector_->Log().find(", admin API on http://") != std::string::npos; }, 20s))
         << collector_->Log();
   }
 
@@ -321,7 +332,8 @@ TEST_F(CollectorCheck, AGoodConfigPassesAndSendsAndChangesNothing) {
   EXPECT_NE(r.out.find("all checks passed"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("✗"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("\n! "), std::string::npos) << r.out;
-  EXPECT_NE(LineWith(r.out, "✓", "TLS certificate " + dir_ + "/good.pem: valid until").first, "") << r.out;
+  EXPECT_NE(LineWith(r.out, "✓", "TLS certificate " + dir_ + "/good.pem: valid until").first, "")
+      << r.out;
   EXPECT_NE(LineWith(r.out, "✓", "webhook helpdesk (http://127.0.0.1:").first, "") << r.out;
   EXPECT_EQ(r.out.find("t0p"), std::string::npos) << "the URL's token was shown";
   EXPECT_NE(LineWith(r.out, "✓", "the SMTP server answers: 220").first, "") << r.out;
@@ -330,8 +342,9 @@ TEST_F(CollectorCheck, AGoodConfigPassesAndSendsAndChangesNothing) {
   json report = CheckJson(config, &rc);
   EXPECT_EQ(rc, 0);
   EXPECT_EQ(report["ok"], true);
-  for (const char* id : {"config", "grpc.listen", "http.listen", "grpc.tls", "grpc.tls_expiry", "sla.calendar",
-                         "database", "notify.webhook.helpdesk", "notify.email.duty"}) {
+  for (const char* id :
+       {"config", "grpc.listen", "http.listen", "grpc.tls", "grpc.tls_expiry", "sla.calendar",
+        "database", "notify.webhook.helpdesk", "notify.email.duty"}) {
     const json* line = Line(report, id);
     ASSERT_NE(line, nullptr) << id << " missing: " << report.dump(2);
     EXPECT_EQ((*line)["verdict"], "ok") << report.dump(2);
@@ -359,15 +372,17 @@ TEST_F(CollectorCheck, AnExpiredCertificateFailsOnItsLineWithTheHint) {
   WriteFile(pki + "/serial.txt", "1000\n");
   WriteFile(pki + "/ca.cnf",
             "[ca]\ndefault_ca = d\n[d]\ndatabase = " + pki + "/index.txt\nnew_certs_dir = " + pki +
-                "\nserial = " + pki + "/serial.txt\ndefault_md = sha256\npolicy = p\nunique_subject = no\n"
+                "\nserial = " + pki +
+                "/serial.txt\ndefault_md = sha256\npolicy = p\nunique_subject = no\n"
                 "[p]\ncommonName = supplied\n");
-  Openssl({"ca", "-batch", "-config", pki + "/ca.cnf", "-cert", pki + "/ca.pem", "-keyfile", pki + "/ca.key", "-in",
-           pki + "/server.csr", "-out", pki + "/expired.pem", "-startdate", "20250101000000Z", "-enddate",
-           "20250201000000Z", "-notext"});
+  Openssl({"ca", "-batch", "-config", pki + "/ca.cnf", "-cert", pki + "/ca.pem", "-keyfile",
+           pki + "/ca.key", "-in", pki + "/server.csr", "-out", pki + "/expired.pem", "-startdate",
+           "20250101000000Z", "-enddate", "20250201000000Z", "-notext"});
 
   CommandResult r = Check(Config({.cert = pki + "/expired.pem", .key = pki + "/server.key"}));
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  auto [line, hint] = LineWith(r.out, "✗", "TLS certificate " + pki + "/expired.pem: expired on 2025-02-01 00:00 UTC");
+  auto [line, hint] = LineWith(
+      r.out, "✗", "TLS certificate " + pki + "/expired.pem: expired on 2025-02-01 00:00 UTC");
   EXPECT_NE(line, "") << r.out;
   EXPECT_EQ(hint.rfind("    what to do: ", 0), 0u) << hint;
   EXPECT_NE(hint.find("grpc.tls_cert_file"), std::string::npos) << hint;
@@ -378,15 +393,20 @@ TEST_F(CollectorCheck, AnExpiredCertificateFailsOnItsLineWithTheHint) {
   // MakeTestPki's own certificate runs out in two days: a warning with the date, still exit 0.
   CommandResult soon = Check(Config({.cert = pki + "/server.pem", .key = pki + "/server.key"}));
   EXPECT_EQ(soon.exit_code, 0) << soon.out;
-  auto [warn, warn_hint] = LineWith(soon.out, "!", "TLS certificate " + pki + "/server.pem: expires on ");
+  auto [warn, warn_hint] =
+      LineWith(soon.out, "!", "TLS certificate " + pki + "/server.pem: expires on ");
   EXPECT_NE(warn, "") << soon.out;
-  EXPECT_TRUE(std::regex_search(warn, std::regex(R"(expires on \d{4}-\d\d-\d\d \d\d:\d\d UTC, in 1 day)"))) << warn;
+  EXPECT_TRUE(
+      std::regex_search(warn, std::regex(R"(expires on \d{4}-\d\d-\d\d \d\d:\d\d UTC, in 1 day)")))
+      << warn;
   EXPECT_NE(warn_hint.find("renew"), std::string::npos) << warn_hint;
 
   // A key of another certificate.
   CommandResult mismatch = Check(Config({.cert = pki + "/server.pem", .key = dir_ + "/good.key"}));
   EXPECT_EQ(mismatch.exit_code, 1);
-  EXPECT_NE(LineWith(mismatch.out, "✗", "does not belong to certificate " + pki + "/server.pem").first, "")
+  EXPECT_NE(
+      LineWith(mismatch.out, "✗", "does not belong to certificate " + pki + "/server.pem").first,
+      "")
       << mismatch.out;
 }
 
@@ -395,10 +415,11 @@ TEST_F(CollectorCheck, AnExpiredCertificateFailsOnItsLineWithTheHint) {
 // wrong, instead of exit 1 "cannot listen on ...".
 TEST_F(CollectorCheck, ServingWithTlsFilesGrpcCannotUseIsABadConfigNamingTheKey) {
   WriteFile(dir_ + "/junk", "not a key\n");
-  Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", "/CN=other.test", "-keyout",
-           dir_ + "/other.key", "-out", dir_ + "/other.pem"});
+  Openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj",
+           "/CN=other.test", "-keyout", dir_ + "/other.key", "-out", dir_ + "/other.pem"});
   auto serve = [&](const std::string& config) {
-    Process p({SETDIAG_COLLECTOR_BIN, "-c", config}, dir_ + "/serve-" + std::to_string(configs_) + ".log");
+    Process p({SETDIAG_COLLECTOR_BIN, "-c", config},
+              dir_ + "/serve-" + std::to_string(configs_) + ".log");
     EXPECT_TRUE(WaitFor([&] { return !p.Running(); }, 20s)) << "still serving:\n" << p.Log();
     const int rc = p.Stop();
     return std::pair{rc, p.Log()};
@@ -407,25 +428,29 @@ TEST_F(CollectorCheck, ServingWithTlsFilesGrpcCannotUseIsABadConfigNamingTheKey)
     std::string cert, key, line_and_key, what;
   };
   for (const Case& c : std::vector<Case>{
-           {dir_ + "/good.pem", dir_ + "/junk", ":6: key 'grpc.tls_key_file': ",
-            "'" + dir_ + "/junk' is not a PEM private key"},
-           {dir_ + "/good.pem", dir_ + "/good.pem", ":6: key 'grpc.tls_key_file': ",
-            "'" + dir_ + "/good.pem' is not a PEM private key"},
+           {dir_ + "/good.pem", dir_ + "/junk",
+            ":6: key 'grpc.tls_key_file': ", "'" + dir_ + "/junk' is not a PEM private key"},
+           {dir_ + "/good.pem", dir_ + "/good.pem",
+            ":6: key 'grpc.tls_key_file': ", "'" + dir_ + "/good.pem' is not a PEM private key"},
            {dir_ + "/good.pem", dir_ + "/other.key", ":6: key 'grpc.tls_key_file': ",
             "'" + dir_ + "/other.key' does not match the certificate in '" + dir_ + "/good.pem'"},
-           {dir_ + "/junk", dir_ + "/good.key", ":5: key 'grpc.tls_cert_file': ",
-            "'" + dir_ + "/junk' holds no PEM certificate"},
+           {dir_ + "/junk", dir_ + "/good.key",
+            ":5: key 'grpc.tls_cert_file': ", "'" + dir_ + "/junk' holds no PEM certificate"},
        }) {
     SCOPED_TRACE(c.cert + " + " + c.key);
     const std::string config = Config({.cert = c.cert, .key = c.key});
     auto [rc, log] = serve(config);
     EXPECT_EQ(rc, 2) << log;
-    EXPECT_NE(log.find("setdiag-collector: bad config: " + config + c.line_and_key + c.what), std::string::npos)
+    EXPECT_NE(log.find("setdiag-collector: bad config: " + config + c.line_and_key + c.what),
+              std::string::npos)
         << log;
     EXPECT_EQ(log.find("cannot listen"), std::string::npos) << log;
   }
   // The admin commands do not need the TLS files.
-  EXPECT_EQ(RunCommand({SETDIAG_COLLECTOR_BIN, "-c", Config({.key = dir_ + "/junk"}), "token", "list"}).exit_code, 0);
+  EXPECT_EQ(
+      RunCommand({SETDIAG_COLLECTOR_BIN, "-c", Config({.key = dir_ + "/junk"}), "token", "list"})
+          .exit_code,
+      0);
   // The good pair still serves.
   StartCollector(Config());
   EXPECT_TRUE(collector_->Running());
@@ -437,15 +462,19 @@ TEST_F(CollectorCheck, APortTakenByAnotherProgramFailsNamingIt) {
             "s = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
             "s.bind(('127.0.0.1', int(sys.argv[1])))\ns.listen()\n"
             "open(sys.argv[2], 'w').close()\ntime.sleep(600)\n");
-  Process holder({"/usr/bin/python3", dir_ + "/hold.py", std::to_string(grpc_port_), dir_ + "/held"},
-                 dir_ + "/hold.log");
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir_ + "/held"); }, 10s)) << holder.Log();
+  Process holder(
+      {"/usr/bin/python3", dir_ + "/hold.py", std::to_string(grpc_port_), dir_ + "/held"},
+      dir_ + "/hold.log");
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir_ + "/held"); }, 10s))
+      << holder.Log();
 
   CommandResult r = Check(Config());
   EXPECT_EQ(r.exit_code, 1) << r.out;
   auto [line, hint] = LineWith(r.out, "✗", "grpc.listen 127.0.0.1:" + std::to_string(grpc_port_));
   EXPECT_NE(line, "") << r.out;
-  EXPECT_NE(line.find("in use by python3 (pid " + std::to_string(holder.pid()) + ")"), std::string::npos) << line;
+  EXPECT_NE(line.find("in use by python3 (pid " + std::to_string(holder.pid()) + ")"),
+            std::string::npos)
+      << line;
   EXPECT_NE(hint.find("give grpc.listen another port"), std::string::npos) << hint;
   EXPECT_NE(LineWith(r.out, "✓", "http.listen").first, "") << r.out;
 }
@@ -460,9 +489,11 @@ TEST_F(CollectorCheck, TheRunningCollectorOnItsPortsIsAWarningNotAFailure) {
     const json* line = Line(report, id);
     ASSERT_NE(line, nullptr);
     EXPECT_EQ((*line)["verdict"], "warn") << (*line).dump();
-    EXPECT_NE((*line)["text_en"].get<std::string>().find("in use by the running collector"), std::string::npos)
+    EXPECT_NE((*line)["text_en"].get<std::string>().find("in use by the running collector"),
+              std::string::npos)
         << (*line).dump();
-    EXPECT_NE((*line)["text_ru"].get<std::string>().find("занят работающим коллектором"), std::string::npos);
+    EXPECT_NE((*line)["text_ru"].get<std::string>().find("занят работающим коллектором"),
+              std::string::npos);
   }
   EXPECT_EQ((*Line(report, "database"))["verdict"], "ok") << report.dump(2);
   EXPECT_TRUE(collector_->Running());
@@ -474,15 +505,20 @@ TEST_F(CollectorCheck, AWebhookReceiverDownFailsWithTheHintAndUpPasses) {
   const std::string config = Config({.webhook_url = url});
   CommandResult down = Check(config);
   EXPECT_EQ(down.exit_code, 1) << down.out;
-  auto [line, hint] = LineWith(down.out, "✗", "webhook helpdesk (http://127.0.0.1:" + std::to_string(port) + ")");
+  auto [line, hint] =
+      LineWith(down.out, "✗", "webhook helpdesk (http://127.0.0.1:" + std::to_string(port) + ")");
   EXPECT_NE(line.find("not reachable: Connection refused"), std::string::npos) << down.out;
-  EXPECT_NE(hint.find("check notify.webhook.helpdesk.url, that the receiver runs"), std::string::npos) << hint;
+  EXPECT_NE(hint.find("check notify.webhook.helpdesk.url, that the receiver runs"),
+            std::string::npos)
+      << hint;
 
   WebhookReceiver up;
   ASSERT_TRUE(up.Start(static_cast<uint16_t>(port)));
   CommandResult r = Check(config);
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(LineWith(r.out, "✓", "webhook helpdesk (http://127.0.0.1:" + std::to_string(port) + "): reachable").first,
+  EXPECT_NE(LineWith(r.out, "✓",
+                     "webhook helpdesk (http://127.0.0.1:" + std::to_string(port) + "): reachable")
+                .first,
             "")
       << r.out;
   EXPECT_TRUE(up.requests().empty());
@@ -496,8 +532,13 @@ TEST_F(CollectorCheck, SendTestDeliversExactlyOneWebhookAndOneMail) {
   CommandResult r = Check(config, {"--lang", "en", "--send-test"});
   std::cerr << r.out;
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(LineWith(r.out, "✓", "webhook helpdesk: test notification delivered (HTTP 200").first, "") << r.out;
-  EXPECT_NE(LineWith(r.out, "✓", "e-mail duty: test message accepted by the SMTP server for duty@example.ru").first, "")
+  EXPECT_NE(LineWith(r.out, "✓", "webhook helpdesk: test notification delivered (HTTP 200").first,
+            "")
+      << r.out;
+  EXPECT_NE(LineWith(r.out, "✓",
+                     "e-mail duty: test message accepted by the SMTP server for duty@example.ru")
+                .first,
+            "")
       << r.out;
 
   auto requests = receiver_.requests();
@@ -547,14 +588,16 @@ TEST_F(CollectorCheck, AnSmtpTargetThatIsNotSmtpFails) {
   const std::string not_smtp = "smtp://127.0.0.1:" + std::to_string(receiver_.port());
   CommandResult r = Check(Config({.smtp_url = not_smtp}));
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  auto [line, hint] = LineWith(r.out, "✗", "e-mail duty (" + not_smtp + "): no SMTP greeting within 2000 ms");
+  auto [line, hint] =
+      LineWith(r.out, "✗", "e-mail duty (" + not_smtp + "): no SMTP greeting within 2000 ms");
   EXPECT_NE(line, "") << r.out;
   EXPECT_NE(hint.find("an SMTP server?"), std::string::npos) << hint;
 
   const int down = FreePort();
   CommandResult refused = Check(Config({.smtp_url = "smtp://127.0.0.1:" + std::to_string(down)}));
   EXPECT_EQ(refused.exit_code, 1);
-  EXPECT_NE(LineWith(refused.out, "✗", "e-mail duty (smtp://127.0.0.1:" + std::to_string(down) + "): not reachable")
+  EXPECT_NE(LineWith(refused.out, "✗",
+                     "e-mail duty (smtp://127.0.0.1:" + std::to_string(down) + "): not reachable")
                 .first,
             "")
       << refused.out;

@@ -1,11 +1,10 @@
 #include "tests/integration/harness.h"
 
-#include <sys/stat.h>
-
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,8 +29,8 @@ std::vector<char*> Argv(const std::vector<std::string>& argv) {
 
 // fork + exec with stdin from /dev/null and stdout/stderr to files (the same
 // file for both when the paths are equal).
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& err_path,
-            bool append) {
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
+            const std::string& err_path, bool append) {
   pid_t pid = fork();
   if (pid == 0) {
     int flags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
@@ -63,7 +62,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   return r;
 }
 
-Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+Process::Process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
   pid_ = Spawn(argv, log_path_, log_path_, /*append=*/true);
 }
 
@@ -110,7 +110,8 @@ std::vector<nlohmann::json> FindEvents(const nlohmann::json& events, const std::
 }
 
 CommandResult SimCtl(int control_port, const std::vector<std::string>& args) {
-  std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control", "127.0.0.1:" + std::to_string(control_port)};
+  std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "ctl", "--control",
+                                "127.0.0.1:" + std::to_string(control_port)};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
 }
@@ -132,12 +133,14 @@ int FreePort() {
 void WriteIncompressibleLog(const std::string& path, size_t bytes, uint64_t seed) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   std::mt19937_64 rng(seed);
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string line(128, '\n');
   for (size_t written = 0; written < bytes; written += line.size()) {
     for (size_t i = 0; i + 1 < line.size(); i += 8) {
       uint64_t r = rng();
-      for (size_t k = 0; k < 8 && i + k + 1 < line.size(); ++k) line[i + k] = kAlphabet[(r >> (k * 6)) & 63];
+      for (size_t k = 0; k < 8 && i + k + 1 < line.size(); ++k)
+        line[i + k] = kAlphabet[(r >> (k * 6)) & 63];
     }
     out.write(line.data(), static_cast<std::streamsize>(line.size()));
   }
@@ -198,7 +201,8 @@ Deployment::Deployment(const std::string& name, std::string extra_collector_conf
     : dir_(MakeTempDir(name)), grpc_port_(FreePort()), http_port_(FreePort()) {
   std::ostringstream cfg;
   cfg << "[collector]\ndata_dir = \"" << dir_ << "/collector\"\nlog_level = \"debug\"\n"
-      << "[grpc]\nlisten = \"127.0.0.1:" << grpc_port_ << "\"\n" << extra_collector_config << "\n"
+      << "[grpc]\nlisten = \"127.0.0.1:" << grpc_port_ << "\"\n"
+      << extra_collector_config << "\n"
       << "[http]\nlisten = \"127.0.0.1:" << http_port_ << "\"\n"
       << "[ingest]\nstatus_interval = \"1s\"\n";
   WriteFile(collector_config(), cfg.str());
@@ -234,16 +238,24 @@ bool Deployment::CollectorHealthy() {
 }
 
 std::string Deployment::CreateStoreToken(const std::string& store, const std::string& partner) {
-  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", collector_config(), "token", "create", "--store", store,
-                "--partner", partner});
+  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", collector_config(), "token", "create",
+                       "--store", store, "--partner", partner});
   if (r.exit_code != 0) throw std::runtime_error("token create failed: " + r.err);
   while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
   return r.out;
 }
 
-std::string Deployment::CreateUser(const std::string& name, const std::string& role, const std::string& partner) {
-  std::vector<std::string> args{SETDIAG_COLLECTOR_BIN, "--config", collector_config(), "user", "create",
-                                "--name", name, "--role", role};
+std::string Deployment::CreateUser(const std::string& name, const std::string& role,
+                                   const std::string& partner) {
+  std::vector<std::string> args{SETDIAG_COLLECTOR_BIN,
+                                "--config",
+                                collector_config(),
+                                "user",
+                                "create",
+                                "--name",
+                                name,
+                                "--role",
+                                role};
   if (!partner.empty()) {
     args.push_back("--partner");
     args.push_back(partner);
@@ -254,7 +266,8 @@ std::string Deployment::CreateUser(const std::string& name, const std::string& r
   return r.out;
 }
 
-AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& token, const std::string& extra,
+AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& token,
+                                 const std::string& extra,
                                  std::optional<std::string> claimed_store) {
   auto a = std::make_unique<AgentSetup>();
   std::string n = std::to_string(agents_.size());
@@ -266,9 +279,10 @@ AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& to
   WriteFile(token_path, token + "\n");
   chmod(token_path.c_str(), 0600);  // the agent refuses a token others can read
   std::ostringstream cfg;
-  cfg << "[agent]\nstore_id = \"" << claimed_store.value_or(store) << "\"\nstate_dir = \"" << a->state_dir
-      << "\"\nlog_level = \"debug\"\nstatus_interval = \"1s\"\n"
-      << "[collector]\naddress = \"127.0.0.1:" << grpc_port_ << "\"\ntoken_file = \"" << token_path << "\"\n"
+  cfg << "[agent]\nstore_id = \"" << claimed_store.value_or(store) << "\"\nstate_dir = \""
+      << a->state_dir << "\"\nlog_level = \"debug\"\nstatus_interval = \"1s\"\n"
+      << "[collector]\naddress = \"127.0.0.1:" << grpc_port_ << "\"\ntoken_file = \"" << token_path
+      << "\"\n"
       << "[backoff]\ninitial = \"100ms\"\nmax = \"500ms\"\noverloaded_min = \"200ms\"\n"
       << extra << "\n";
   // These tests are about the link: no till watch unless the test asks.
@@ -279,14 +293,15 @@ AgentSetup& Deployment::AddAgent(const std::string& store, const std::string& to
 }
 
 void Deployment::StartAgent(AgentSetup& a) {
-  a.process = std::make_unique<Process>(std::vector<std::string>{SETDIAG_AGENT_BIN, "--config", a.config_path},
-                                        a.log_path);
+  a.process = std::make_unique<Process>(
+      std::vector<std::string>{SETDIAG_AGENT_BIN, "--config", a.config_path}, a.log_path);
 }
 
-void Deployment::Emit(AgentSetup& a, const std::string& kind, const std::string& severity, int count,
-                      const std::string& payload) {
-  auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "emit", "--kind", kind, "--severity", severity,
-                "--count", std::to_string(count), "--payload", payload});
+void Deployment::Emit(AgentSetup& a, const std::string& kind, const std::string& severity,
+                      int count, const std::string& payload) {
+  auto r =
+      RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "emit", "--kind", kind,
+                  "--severity", severity, "--count", std::to_string(count), "--payload", payload});
   if (r.exit_code != 0) throw std::runtime_error("emit failed: " + r.err);
 }
 
@@ -297,8 +312,9 @@ nlohmann::json Deployment::AgentStatus(AgentSetup& a) {
 }
 
 CommandResult Deployment::Cli(std::vector<std::string> args, const std::string& token) {
-  std::vector<std::string> argv{SETDIAG_CLI_BIN, "--collector", "http://127.0.0.1:" + std::to_string(http_port_),
-                                "--token", token.empty() ? support_token_ : token};
+  std::vector<std::string> argv{SETDIAG_CLI_BIN, "--collector",
+                                "http://127.0.0.1:" + std::to_string(http_port_), "--token",
+                                token.empty() ? support_token_ : token};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
 }
@@ -318,19 +334,20 @@ void MakeTestPki(const std::string& dir, const std::string& dns_name) {
   };
   run({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
        "/CN=setdiag test CA", "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem"});
-  run({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + dns_name, "-keyout",
-       dir + "/server.key", "-out", dir + "/server.csr"});
+  run({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + dns_name,
+       "-keyout", dir + "/server.key", "-out", dir + "/server.csr"});
   WriteFile(dir + "/ext.cnf", "subjectAltName=DNS:" + dns_name + "\n");
-  run({"/usr/bin/openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem", "-CAkey",
-       dir + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", dir + "/ext.cnf", "-out",
-       dir + "/server.pem"});
+  run({"/usr/bin/openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem",
+       "-CAkey", dir + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", dir + "/ext.cnf",
+       "-out", dir + "/server.pem"});
 }
 
 bool HelloHeld(const std::string& agent_log, const std::string& held) {
   std::istringstream lines(agent_log);
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.find("hello: holding") != std::string::npos && line.find(held) != std::string::npos) return true;
+    if (line.find("hello: holding") != std::string::npos && line.find(held) != std::string::npos)
+      return true;
   }
   return false;
 }

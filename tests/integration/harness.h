@@ -98,9 +98,11 @@ class Deployment {
 
   // Creates a store token through `setdiag-collector token create`.
   std::string CreateStoreToken(const std::string& store, const std::string& partner);
-  std::string CreateUser(const std::string& name, const std::string& role, const std::string& partner = "");
+  std::string CreateUser(const std::string& name, const std::string& role,
+                         const std::string& partner = "");
 
-  AgentSetup& AddAgent(const std::string& store, const std::string& token, const std::string& extra = "",
+  AgentSetup& AddAgent(const std::string& store, const std::string& token,
+                       const std::string& extra = "",
                        std::optional<std::string> claimed_store = std::nullopt);
   void StartAgent(AgentSetup& a);
   // Records events the way a script on the store server would.

@@ -66,10 +66,12 @@ TEST(Link, CollectorDownWhileAgentRecordsTenThousandEvents) {
   Deployment d("down");
   auto& agent = d.AddAgent("1001", d.CreateStoreToken("1001", "acme"));
   d.StartAgent(agent);  // collector is not running: the agent keeps retrying
-  d.Emit(agent, "test.offline", "normal", 10'000, R"({"note":"recorded while the collector was down"})");
+  d.Emit(agent, "test.offline", "normal", 10'000,
+         R"({"note":"recorded while the collector was down"})");
   EXPECT_EQ(d.AgentStatus(agent)["depth"], 10'000);
   d.StartCollector();
-  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1001") >= 10'000; }, 120s)) << agent.process->Log();
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1001") >= 10'000; }, 120s))
+      << agent.process->Log();
   ExpectExactlyOnceInOrder(d.Events("1001"), "test.offline", 10'000);
   // Acknowledged events leave the outbox.
   EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, 20s));
@@ -86,7 +88,8 @@ TEST(Link, AgentKilledDuringSendingLosesNothingAndSendsNothingTwice) {
   uint64_t at_kill = Committed(d, "1002");
   EXPECT_LT(at_kill, 20'000u) << "the agent finished before it could be killed mid-stream";
   d.StartAgent(agent);
-  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1002") >= 20'000; }, 120s)) << agent.process->Log();
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1002") >= 20'000; }, 120s))
+      << agent.process->Log();
   ExpectExactlyOnceInOrder(d.Events("1002"), "test.burst", 20'000);
   EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, 20s));
 }
@@ -100,7 +103,8 @@ TEST(Link, CollectorKilledDuringIngestLosesNothingAndStoresNothingTwice) {
   ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") > 0; }, 60s, 5ms));
   d.KillCollector();
   d.StartCollector();
-  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") >= 20'000; }, 120s)) << agent.process->Log();
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") >= 20'000; }, 120s))
+      << agent.process->Log();
   ExpectExactlyOnceInOrder(d.Events("1003"), "test.burst", 20'000);
   EXPECT_NE(d.collector().Log().find("resume after"), std::string::npos);
 }
@@ -112,7 +116,8 @@ v1::AgentMessage Batch(uint64_t seq, v1::Severity severity, std::string payload 
   e->set_kind("test.raw");
   e->set_severity(severity);
   e->set_detected_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count());
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
   e->set_payload(std::move(payload));
   return m;
 }
@@ -148,16 +153,19 @@ TEST(Link, WrongTokenAndStoreMismatchAreRejectedWhileOthersKeepWorking) {
   d.Emit(good, "test.good", "normal", 50);
   d.Emit(impostor, "test.impostor", "critical", 5);
   ASSERT_TRUE(WaitFor([&] { return Committed(d, "2001") >= 50; }, 30s)) << good.process->Log();
-  ASSERT_TRUE(WaitFor([&] { return impostor.process->Log().find("PERMISSION_DENIED") != std::string::npos; }, 30s))
+  ASSERT_TRUE(WaitFor(
+      [&] { return impostor.process->Log().find("PERMISSION_DENIED") != std::string::npos; }, 30s))
       << impostor.process->Log();
   EXPECT_EQ(d.EventCount("2002"), 0u);
   std::string log = d.collector().Log();
   EXPECT_NE(log.find("claiming store 2002"), std::string::npos) << log;
   EXPECT_EQ(log.find(token_a), std::string::npos) << "a token leaked into the collector log";
-  EXPECT_EQ(good.process->Log().find(token_a), std::string::npos) << "a token leaked into the agent log";
+  EXPECT_EQ(good.process->Log().find(token_a), std::string::npos)
+      << "a token leaked into the agent log";
 
   // Revocation takes effect at the next connect.
-  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", d.collector_config(), "token", "revoke", "--store", "2001"});
+  auto r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", d.collector_config(), "token", "revoke",
+                       "--store", "2001"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   RawLink after(d.grpc_port(), token_a);
   after.Write(Hello("2001", "after-revoke"));
@@ -194,7 +202,8 @@ TEST(Link, MalformedAndOversizedFramesGetAClearStatus) {
   {  // a frame over the 4 MiB limit
     RawLink link(d.grpc_port(), token);
     link.Write(Hello("3001", "raw-3"));
-    link.Write(Batch(1, v1::SEVERITY_NORMAL, "{\"x\":\"" + std::string(5 * 1024 * 1024, 'a') + "\"}"));
+    link.Write(
+        Batch(1, v1::SEVERITY_NORMAL, "{\"x\":\"" + std::string(5 * 1024 * 1024, 'a') + "\"}"));
     auto st = link.Finish();
     EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
   }
@@ -236,16 +245,20 @@ TEST(Link, MalformedAndOversizedFramesGetAClearStatus) {
 
 TEST(Link, FullOutboxEvictsOrdinaryEventsFirstAndTheGapRecordArrives) {
   Deployment d("full");
-  auto& agent = d.AddAgent("4001", d.CreateStoreToken("4001", "acme"), "[outbox]\nmax_bytes = \"64KiB\"\n");
+  auto& agent =
+      d.AddAgent("4001", d.CreateStoreToken("4001", "acme"), "[outbox]\nmax_bytes = \"64KiB\"\n");
   std::string filler = R"({"filler":")" + std::string(500, 'x') + R"("})";
   d.Emit(agent, "test.critical", "critical", 40, filler);
   d.Emit(agent, "test.ordinary", "normal", 300, filler);
   d.StartCollector();
   d.StartAgent(agent);
-  ASSERT_TRUE(WaitFor([&] {
-    auto s = d.AgentStatus(agent);
-    return s["depth"] == 0 && Committed(d, "4001") > 0;
-  }, 60s)) << agent.process->Log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto s = d.AgentStatus(agent);
+        return s["depth"] == 0 && Committed(d, "4001") > 0;
+      },
+      60s))
+      << agent.process->Log();
 
   json events = d.Events("4001");
   std::set<uint64_t> present;
@@ -257,10 +270,12 @@ TEST(Link, FullOutboxEvictsOrdinaryEventsFirstAndTheGapRecordArrives) {
     if (e["kind"] == "test.critical") ++critical;
     if (e["kind"] == "setdiag.gap") {
       EXPECT_EQ(e["payload"]["reason"], "outbox_full");
-      EXPECT_EQ(e["payload"]["by_severity"].value("critical", 0), 0) << "a critical event was evicted";
+      EXPECT_EQ(e["payload"]["by_severity"].value("critical", 0), 0)
+          << "a critical event was evicted";
       gap_count += e["payload"]["count"].get<int64_t>();
       for (const auto& range : e["payload"]["sequences"]) {
-        for (uint64_t s = range[0].get<uint64_t>(); s <= range[1].get<uint64_t>(); ++s) reported_lost.insert(s);
+        for (uint64_t s = range[0].get<uint64_t>(); s <= range[1].get<uint64_t>(); ++s)
+          reported_lost.insert(s);
       }
     }
   }
@@ -281,12 +296,15 @@ TEST(Link, CorruptOutboxIsMovedAsideAndReported) {
   WriteFile(agent.state_dir + "/outbox.db", std::string(8192, '\x5a'));
   d.StartCollector();
   d.StartAgent(agent);
-  ASSERT_TRUE(WaitFor([&] {
-    for (const auto& e : d.Events("5001")) {
-      if (e["kind"] == "agent.outbox_reset") return true;
-    }
-    return false;
-  }, 30s)) << agent.process->Log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& e : d.Events("5001")) {
+          if (e["kind"] == "agent.outbox_reset") return true;
+        }
+        return false;
+      },
+      30s))
+      << agent.process->Log();
   bool moved = false;
   for (const auto& f : std::filesystem::directory_iterator(agent.state_dir)) {
     if (f.path().filename().string().starts_with("outbox.db.corrupt-")) moved = true;
@@ -318,9 +336,9 @@ TEST(Link, FreshOutboxIsRenumberedAboveWhatTheCollectorHas) {
 TEST(Link, TlsLinkWithServerCertificate) {
   std::string pki = MakeTempDir("pki");
   MakeTestPki(pki, "collector.test");
-  Deployment d("tls", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki + "/server.key\"\n");
-  auto& agent = d.AddAgent("7001", d.CreateStoreToken("7001", "acme"),
-                           "");
+  Deployment d("tls", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki +
+                          "/server.key\"\n");
+  auto& agent = d.AddAgent("7001", d.CreateStoreToken("7001", "acme"), "");
   // Point the agent at the CA and the certificate's name.
   std::string cfg = ReadFile(agent.config_path);
   cfg.replace(cfg.find("[backoff]"), 0,
@@ -365,30 +383,39 @@ const json* CheckLine(const json& report, const std::string& id) {
 TEST(Link, PlaintextAgentAgainstATlsCollectorSaysItProbablyExpectsTlsAsAnError) {
   std::string pki = MakeTempDir("pki");
   MakeTestPki(pki, "collector.test");
-  Deployment d("tls-plain", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki + "/server.key\"\n");
+  Deployment d("tls-plain", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" + pki +
+                                "/server.key\"\n");
   auto& agent = d.AddAgent("7101", d.CreateStoreToken("7101", "acme"));
   d.StartCollector();
   d.StartAgent(agent);
   // Several attempts, each starting with a Hello (backoff.max is 500 ms).
-  ASSERT_TRUE(WaitFor([&] { return CountLines(agent.process->Log(), {"uplink: hello: "}) >= 4; }, 20s))
+  ASSERT_TRUE(
+      WaitFor([&] { return CountLines(agent.process->Log(), {"uplink: hello: "}) >= 4; }, 20s))
       << agent.process->Log();
   const std::string log = agent.process->Log();
   EXPECT_EQ(CountLines(log, {"ERROR uplink: link to 127.0.0.1:" + std::to_string(d.grpc_port()),
                              "it probably expects TLS; set collector.ca_file", "Socket closed"}),
             1u)
       << log;
-  EXPECT_GE(CountLines(log, {"DEBUG uplink:", "the same TLS failure"}), 2u) << "repeats are counted:\n" << log;
-  EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << "a TLS mismatch is no warning:\n" << log;
+  EXPECT_GE(CountLines(log, {"DEBUG uplink:", "the same TLS failure"}), 2u)
+      << "repeats are counted:\n"
+      << log;
+  EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << "a TLS mismatch is no warning:\n"
+                                                              << log;
 
-  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
+  CommandResult r =
+      RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   json report = json::parse(r.out);
   const json* tls = CheckLine(report, "collector.tls");
   ASSERT_NE(tls, nullptr) << report.dump(2);
   EXPECT_EQ((*tls)["verdict"], "fail");
-  EXPECT_NE((*tls)["text_en"].get<std::string>().find("it probably expects TLS"), std::string::npos) << tls->dump(2);
-  EXPECT_NE((*tls)["text_ru"].get<std::string>().find("вероятно, он ждёт TLS"), std::string::npos) << tls->dump(2);
-  EXPECT_NE((*tls)["fix_en"].get<std::string>().find("collector.ca_file"), std::string::npos) << tls->dump(2);
+  EXPECT_NE((*tls)["text_en"].get<std::string>().find("it probably expects TLS"), std::string::npos)
+      << tls->dump(2);
+  EXPECT_NE((*tls)["text_ru"].get<std::string>().find("вероятно, он ждёт TLS"), std::string::npos)
+      << tls->dump(2);
+  EXPECT_NE((*tls)["fix_en"].get<std::string>().find("collector.ca_file"), std::string::npos)
+      << tls->dump(2);
   EXPECT_EQ(CheckLine(report, "collector"), nullptr) << "not the firewall hint: " << report.dump(2);
   std::filesystem::remove_all(pki);
 }
@@ -400,25 +427,33 @@ TEST(Link, TlsAgentAgainstAPlaintextCollectorSaysItDoesNotSpeakTls) {
   Deployment d("plain-tls");
   auto& agent = d.AddAgent("7102", d.CreateStoreToken("7102", "acme"));
   std::string cfg = ReadFile(agent.config_path);
-  cfg.replace(cfg.find("[backoff]"), 0, "ca_file = \"" + pki + "/ca.pem\"\nserver_name = \"collector.test\"\n");
+  cfg.replace(cfg.find("[backoff]"), 0,
+              "ca_file = \"" + pki + "/ca.pem\"\nserver_name = \"collector.test\"\n");
   WriteFile(agent.config_path, cfg);
   d.StartCollector();
   d.StartAgent(agent);
-  ASSERT_TRUE(WaitFor([&] { return CountLines(agent.process->Log(), {"uplink: hello: "}) >= 4; }, 20s))
+  ASSERT_TRUE(
+      WaitFor([&] { return CountLines(agent.process->Log(), {"uplink: hello: "}) >= 4; }, 20s))
       << agent.process->Log();
   const std::string log = agent.process->Log();
-  EXPECT_EQ(CountLines(log, {"ERROR uplink: link to", "the collector does not speak TLS on this port"}), 1u) << log;
+  EXPECT_EQ(
+      CountLines(log, {"ERROR uplink: link to", "the collector does not speak TLS on this port"}),
+      1u)
+      << log;
   EXPECT_GE(CountLines(log, {"DEBUG uplink:", "the same TLS failure"}), 2u) << log;
   EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << log;
 
-  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
+  CommandResult r =
+      RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   json report = json::parse(r.out);
   const json* tls = CheckLine(report, "collector.tls");
   ASSERT_NE(tls, nullptr) << report.dump(2);
-  EXPECT_NE((*tls)["text_en"].get<std::string>().find("does not speak TLS on this port"), std::string::npos)
+  EXPECT_NE((*tls)["text_en"].get<std::string>().find("does not speak TLS on this port"),
+            std::string::npos)
       << tls->dump(2);
-  EXPECT_NE((*tls)["text_ru"].get<std::string>().find("не использует TLS"), std::string::npos) << tls->dump(2);
+  EXPECT_NE((*tls)["text_ru"].get<std::string>().find("не использует TLS"), std::string::npos)
+      << tls->dump(2);
   std::filesystem::remove_all(pki);
 }
 
@@ -431,18 +466,24 @@ TEST(Link, ACaFileWithoutACertificateExitsTwoNamingKeyFileAndWhatIsWrong) {
   std::string cfg = ReadFile(agent.config_path);
   cfg.replace(cfg.find("[backoff]"), 0, "ca_file = \"" + ca + "\"\n");
   WriteFile(agent.config_path, cfg);
-  for (const std::string& content : {std::string("not a certificate\n"),
-                                    std::string("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")}) {
+  for (const std::string& content :
+       {std::string("not a certificate\n"),
+        std::string("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")}) {
     WriteFile(ca, content);
     d.StartAgent(agent);
     ASSERT_TRUE(WaitFor([&] { return !agent.process->Running(); }, 10s))
-        << "the agent runs on with " << ca << ":\n" << agent.process->Log();
+        << "the agent runs on with " << ca << ":\n"
+        << agent.process->Log();
     EXPECT_EQ(agent.process->Stop(), 2);
     const std::string log = agent.process->Log();
-    EXPECT_NE(log.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"), std::string::npos) << log;
+    EXPECT_NE(log.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"),
+              std::string::npos)
+        << log;
     CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check"});
     EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
-    EXPECT_NE(r.err.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"),
+              std::string::npos)
+        << r.err;
     std::filesystem::remove(agent.log_path);
   }
 }
@@ -456,13 +497,15 @@ TEST(Link, CliWarnsWhenItsTokenFileIsOpenToOthers) {
   const std::string token = home + "/.config/setdiag/token";
   WriteFile(token, d.support_token() + "\n");
   auto cli = [&] {
-    return RunCommand({"/usr/bin/env", "-u", "SETDIAG_TOKEN", "HOME=" + home, SETDIAG_CLI_BIN, "--collector",
-                       "http://127.0.0.1:" + std::to_string(d.http_port()), "agents", "list"});
+    return RunCommand({"/usr/bin/env", "-u", "SETDIAG_TOKEN", "HOME=" + home, SETDIAG_CLI_BIN,
+                       "--collector", "http://127.0.0.1:" + std::to_string(d.http_port()), "agents",
+                       "list"});
   };
   chmod(token.c_str(), 0644);
   CommandResult r = cli();
   EXPECT_EQ(r.exit_code, 0) << r.err << "a warning, the command still runs";
-  EXPECT_NE(r.err.find("setdiag: warning: the API token file " + token + " is open to group or others (mode 0644)"),
+  EXPECT_NE(r.err.find("setdiag: warning: the API token file " + token +
+                       " is open to group or others (mode 0644)"),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("chmod 600 " + token), std::string::npos) << r.err;
@@ -475,17 +518,21 @@ TEST(Link, CliWarnsWhenItsTokenFileIsOpenToOthers) {
 
 TEST(Link, BadConfigNamesKeyAndLineAndExitsTwo) {
   std::string dir = MakeTempDir("badcfg");
-  WriteFile(dir + "/agent.toml", "[agent]\nstore_id = \"1\"\nstatus_interval = \"soon\"\n[collector]\naddress = \"127.0.0.1:1\"\ntoken = \"t\"\n");
+  WriteFile(dir + "/agent.toml",
+            "[agent]\nstore_id = \"1\"\nstatus_interval = \"soon\"\n[collector]\naddress = "
+            "\"127.0.0.1:1\"\ntoken = \"t\"\n");
   auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", dir + "/agent.toml", "status"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("agent.toml:3"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("agent.status_interval"), std::string::npos) << r.err;
   // Issue 13: a roster address that is no IPv4 address.
-  WriteFile(dir + "/roster.toml", "[agent]\nstore_id = \"1\"\n[collector]\naddress = \"127.0.0.1:1\"\ntoken = \"t\"\n"
-                                  "[tills.roster]\n7 = \"999.1.1.1\"\n");
+  WriteFile(dir + "/roster.toml",
+            "[agent]\nstore_id = \"1\"\n[collector]\naddress = \"127.0.0.1:1\"\ntoken = \"t\"\n"
+            "[tills.roster]\n7 = \"999.1.1.1\"\n");
   r = RunCommand({SETDIAG_AGENT_BIN, "--config", dir + "/roster.toml", "status"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("roster.toml:7: key 'tills.roster.7': '999.1.1.1' is not an IPv4 address"), std::string::npos)
+  EXPECT_NE(r.err.find("roster.toml:7: key 'tills.roster.7': '999.1.1.1' is not an IPv4 address"),
+            std::string::npos)
       << r.err;
 
   WriteFile(dir + "/collector.toml", "[grpc]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 5\n");

@@ -65,8 +65,10 @@ TEST(LinkTimeouts, AStreamThatSendsNoHelloIsClosedAndSaysWhy) {
   const auto started = std::chrono::steady_clock::now();
   grpc::Status st = silent.Ended();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
-  EXPECT_NE(st.error_message().find("no Hello within 1 s of connecting"), std::string::npos) << st.error_message();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 25s) << "closed by the collector, not by the client's deadline";
+  EXPECT_NE(st.error_message().find("no Hello within 1 s of connecting"), std::string::npos)
+      << st.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 25s)
+      << "closed by the collector, not by the client's deadline";
   EXPECT_NE(d.collector().Log().find("no Hello within 1 s; closing the stream"), std::string::npos)
       << d.collector().Log();
 }
@@ -91,7 +93,8 @@ TEST(LinkTimeouts, AnAgentThatFallsSilentAfterHelloIsClosedOneThatTalksStaysOpen
   // Then it falls silent, and is closed.
   grpc::Status st = talking.Ended();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
-  EXPECT_NE(st.error_message().find("nothing received for 2 s"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("nothing received for 2 s"), std::string::npos)
+      << st.error_message();
   EXPECT_NE(d.collector().Log().find("agent agent-talking (store 8102): nothing received for 2 s"),
             std::string::npos)
       << d.collector().Log();
@@ -104,7 +107,8 @@ v1::AgentMessage Batch(uint64_t seq) {
   e->set_kind("test.unread");
   e->set_severity(v1::SEVERITY_INFO);
   e->set_detected_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count());
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
   e->set_payload("{}");
   return m;
 }
@@ -126,7 +130,8 @@ TEST(LinkTimeouts, AnAgentThatNeverReadsItsAcksIsNoLongerReadAndIsClosed) {
   uint64_t written = 0;
   while (written < kTries && greedy.Write(Batch(written + 1))) ++written;  // never reads
   EXPECT_LT(written, kTries) << "the collector kept reading a stream whose acks nobody reads";
-  EXPECT_NE(d.collector().Log().find("agent agent-greedy (store 8103): has not read what the collector sent"),
+  EXPECT_NE(d.collector().Log().find(
+                "agent agent-greedy (store 8103): has not read what the collector sent"),
             std::string::npos)
       << d.collector().Log();
   const size_t stored = d.EventCount("8103");
@@ -152,7 +157,8 @@ v1::AgentMessage BigBatch(uint64_t first, size_t n) {
   return m;
 }
 
-v1::AgentMessage HelloWithBacklog(const std::string& store, const std::string& agent, uint64_t next) {
+v1::AgentMessage HelloWithBacklog(const std::string& store, const std::string& agent,
+                                  uint64_t next) {
   v1::AgentMessage m = Hello(store, agent);
   m.mutable_hello()->set_first_unacked_sequence(1);
   m.mutable_hello()->set_next_sequence(next);
@@ -177,10 +183,12 @@ TEST(LinkOverload, AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothingIsLost) 
   constexpr size_t kAgents = 3;
   std::vector<std::unique_ptr<RawLink>> links;
   for (size_t i = 0; i < kAgents; ++i) {
-    links.push_back(std::make_unique<RawLink>(d.grpc_port(), tokens[i], grpc::ChannelArguments{}, 30s));
+    links.push_back(
+        std::make_unique<RawLink>(d.grpc_port(), tokens[i], grpc::ChannelArguments{}, 30s));
     // Each says 100,000 events wait in its outbox: at the writer's initial
     // rate estimate (50,000/s) that is a 2 s slot.
-    ASSERT_TRUE(links.back()->Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), 100'001)));
+    ASSERT_TRUE(
+        links.back()->Write(HelloWithBacklog(Cat("81", 10 + i), Cat("agent-", i), 100'001)));
     v1::CollectorMessage welcome;
     ASSERT_TRUE(links.back()->Read(&welcome));
     ASSERT_TRUE(welcome.has_welcome());
@@ -213,7 +221,8 @@ TEST(LinkOverload, AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothingIsLost) 
   }
   auto count_answers = [&] {
     size_t n = 0;
-    for (const auto& a : first) if (a.has_value()) ++n;
+    for (const auto& a : first)
+      if (a.has_value()) ++n;
     return n;
   };
   std::vector<size_t> turned_away;
@@ -266,7 +275,8 @@ TEST(LinkOverload, AgentsTurnedAwayTogetherGetConsecutiveSlotsAndNothingIsLost) 
     v1::CollectorMessage m;
     ASSERT_TRUE(again.Read(&m));
     ASSERT_TRUE(m.has_welcome()) << m.DebugString();
-    EXPECT_EQ(m.welcome().last_committed_sequence(), 0u) << "nothing of the refused batch was stored";
+    EXPECT_EQ(m.welcome().last_committed_sequence(), 0u)
+        << "nothing of the refused batch was stored";
     ASSERT_TRUE(again.Write(BigBatch(1, 1000)));
     ASSERT_TRUE(again.Read(&m));
     ASSERT_TRUE(m.has_ack()) << m.DebugString();

@@ -17,9 +17,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-
-
-
 class LoadingFixture : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -32,27 +29,55 @@ class LoadingFixture : public ::testing::Test {
     control_port_ = FreePort();
     soap_port_ = FreePort();
     sim_ = std::make_unique<Process>(
-        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(), "--store", "1042",
-                                 "--tills", "20", "--interval", "500ms", "--control",
-                                 "127.0.0.1:" + std::to_string(control_port_), "--probe-port", "0",
-                                 "--erp-every", "1s", "--process-delay", "300ms", "--load-delay", "300ms",
-                                 "--inbox", inbox_, "--soap", "127.0.0.1:" + std::to_string(soap_port_)},
+        std::vector<std::string>{SETDIAG_STORE_SIM_BIN,
+                                 "run",
+                                 "--pg",
+                                 pg_->ServerConnString(),
+                                 "--store",
+                                 "1042",
+                                 "--tills",
+                                 "20",
+                                 "--interval",
+                                 "500ms",
+                                 "--control",
+                                 "127.0.0.1:" + std::to_string(control_port_),
+                                 "--probe-port",
+                                 "0",
+                                 "--erp-every",
+                                 "1s",
+                                 "--process-delay",
+                                 "300ms",
+                                 "--load-delay",
+                                 "300ms",
+                                 "--inbox",
+                                 inbox_,
+                                 "--soap",
+                                 "127.0.0.1:" + std::to_string(soap_port_)},
         d_->dir() + "/sim.log");
     ASSERT_TRUE(WaitFor([&] { return Ctl({"status"}).exit_code == 0; }, 30s)) << sim_->Log();
     d_->StartCollector();
-    std::string soap = "http://127.0.0.1:" + std::to_string(soap_port_) + "/SET-ERPIntegration/SET/";
+    std::string soap =
+        "http://127.0.0.1:" + std::to_string(soap_port_) + "/SET-ERPIntegration/SET/";
     std::string extra =
         "[tills]\nenabled = false\n"
         "[loading]\npoll_interval = \"1s\"\nstuck_threshold = \"3s\"\ninbox_threshold = \"6s\"\n"
-        "transport_threshold = \"3s\"\nerp_every = \"4s\"\nserver_confirm = \"2s\"\nclear_window = \"2s\"\n"
+        "transport_threshold = \"3s\"\nerp_every = \"4s\"\nserver_confirm = \"2s\"\nclear_window = "
+        "\"2s\"\n"
         "service_every = \"1s\"\n"
-        "inboxes = [\"" + inbox_ + "\"]\ninbox_pattern = \"catalog-goods_*.xml\"\n"
-        "import_services = [\"" + soap + "WSGoodsCatalogImport?wsdl\", \"" + soap + "FeedbackWS?wsdl\"]\n"
+        "inboxes = [\"" +
+        inbox_ +
+        "\"]\ninbox_pattern = \"catalog-goods_*.xml\"\n"
+        "import_services = [\"" +
+        soap + "WSGoodsCatalogImport?wsdl\", \"" + soap +
+        "FeedbackWS?wsdl\"]\n"
         "disks = [\"/\"]\ndisk_min_free_percent = 0\ndisk_min_free = \"1KiB\"\n"
-        "[set_db]\nenabled = true\nport = " + std::to_string(pg_->port()) + "\nconnect_timeout = \"1s\"\n"
-        "[server]\ncheck = true\nport_soap = " + std::to_string(soap_port_) +
-        "\nport_transport = " + std::to_string(control_port_) + "\nport_db = " + std::to_string(pg_->port()) +
-        "\ndeployed_marker = \"" + marker_ + "\"\nfailed_marker = \"" + d_->dir() + "/Set10.ear.failed\"\n";
+        "[set_db]\nenabled = true\nport = " +
+        std::to_string(pg_->port()) +
+        "\nconnect_timeout = \"1s\"\n"
+        "[server]\ncheck = true\nport_soap = " +
+        std::to_string(soap_port_) + "\nport_transport = " + std::to_string(control_port_) +
+        "\nport_db = " + std::to_string(pg_->port()) + "\ndeployed_marker = \"" + marker_ +
+        "\"\nfailed_marker = \"" + d_->dir() + "/Set10.ear.failed\"\n";
     agent_ = &d_->AddAgent("1042", d_->CreateStoreToken("1042", "acme"), extra);
     d_->StartAgent(*agent_);
     std::this_thread::sleep_for(6s);  // a healthy store first
@@ -60,14 +85,17 @@ class LoadingFixture : public ::testing::Test {
 
   CommandResult Ctl(const std::vector<std::string>& args) { return SimCtl(control_port_, args); }
 
-  bool WaitForEvent(const std::string& kind, const std::string& state, std::chrono::seconds timeout) {
-    return WaitFor([&] { return !FindEvents(d_->Events("1042"), kind, state).empty(); }, timeout, 200ms);
+  bool WaitForEvent(const std::string& kind, const std::string& state,
+                    std::chrono::seconds timeout) {
+    return WaitFor([&] { return !FindEvents(d_->Events("1042"), kind, state).empty(); }, timeout,
+                   200ms);
   }
 
   void ExpectNothingRaised() {
     json events = d_->Events("1042");
     for (const auto& e : events) {
-      EXPECT_NE(e["payload"].value("state", ""), "raised") << e.dump(2) << "\n" << agent_->process->Log();
+      EXPECT_NE(e["payload"].value("state", ""), "raised") << e.dump(2) << "\n"
+                                                           << agent_->process->Log();
     }
   }
 
@@ -95,7 +123,8 @@ TEST_F(LoadingFixture, AStalledServerHaltsLoadingAndResumes) {
 TEST_F(LoadingFixture, AnAgentRestartedWhileLoadingResumesClearsTheHalt) {
   ASSERT_EQ(Ctl({"server", "stall"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("loading.halted", "raised", 30s)) << agent_->process->Log();
-  const std::string episode = FindEvents(d_->Events("1042"), "loading.halted", "raised")[0]["payload"]["episode"];
+  const std::string episode =
+      FindEvents(d_->Events("1042"), "loading.halted", "raised")[0]["payload"]["episode"];
   // The server resumes while the agent restarts: the new process clears the
   // episode the old one raised.
   ASSERT_EQ(agent_->process->Stop(), 0) << agent_->process->Log();
@@ -106,12 +135,15 @@ TEST_F(LoadingFixture, AnAgentRestartedWhileLoadingResumesClearsTheHalt) {
   EXPECT_EQ(FindEvents(events, "loading.halted", "cleared")[0]["payload"]["episode"], episode);
   EXPECT_EQ(FindEvents(events, "loading.halted", "raised").size(), 1u) << "not raised again";
   std::string log = agent_->process->Log();
-  EXPECT_NE(log.find("restored loading.halted (episode " + episode + ")"), std::string::npos) << log;
+  EXPECT_NE(log.find("restored loading.halted (episode " + episode + ")"), std::string::npos)
+      << log;
   EXPECT_TRUE(HelloHeld(log, "loading.halted " + episode)) << log;
 }
 
 TEST_F(LoadingFixture, FailedPackagesAreImportErrorsWithTheirStatus) {
-  ASSERT_EQ(Ctl({"server", "fail", "--status", "4", "--message", "item 4711: negative price"}).exit_code, 0);
+  ASSERT_EQ(
+      Ctl({"server", "fail", "--status", "4", "--message", "item 4711: negative price"}).exit_code,
+      0);
   ASSERT_TRUE(WaitForEvent("loading.import_errors", "raised", 30s)) << agent_->process->Log();
   json e = FindEvents(d_->Events("1042"), "loading.import_errors", "raised")[0];
   EXPECT_EQ(e["severity"], "normal");

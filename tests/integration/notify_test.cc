@@ -19,8 +19,8 @@
 #include <set>
 #include <thread>
 
-#include "collector/store/commit_queue.h"
 #include "collector/notify/notifications.h"
+#include "collector/store/commit_queue.h"
 #include "collector/store/storage.h"
 #include "collector/tickets/tickets.h"
 #include "common/clock.h"
@@ -816,14 +816,18 @@ TEST_F(NotifyTest, TicketEvidenceAndRecurrenceReachTheWebhookAndTheEmail) {
   const int64_t now = clock_.NowMs();
   json tills = json::array();
   for (int i = 1; i <= 12; ++i) {
-    tills.push_back({{"number", i}, {"probe", "no_answer"}, {"last_heartbeat_ms", now - 3'600'000 + i * 1000}});
+    tills.push_back(
+        {{"number", i}, {"probe", "no_answer"}, {"last_heartbeat_ms", now - 3'600'000 + i * 1000}});
   }
   json raised = {{"state", "raised"},
                  {"episode", "ep-1"},
                  {"expected", 20},
                  {"stopped", 12},
                  {"stopped_tills", tills},
-                 {"likely_cause", {{"code", "network_or_power"}, {"en", "Power or network failure."}, {"ru", "Нет питания или сбой сети."}}},
+                 {"likely_cause",
+                  {{"code", "network_or_power"},
+                   {"en", "Power or network failure."},
+                   {"ru", "Нет питания или сбой сети."}}},
                  {"summary_en", "12 of 20 tills stopped"},
                  {"summary_ru", "Остановлено касс: 12 из 20"}};
   auto apply = [&](int64_t id, const json& payload, int64_t detected) {
@@ -870,10 +874,11 @@ TEST_F(NotifyTest, TicketEvidenceAndRecurrenceReachTheWebhookAndTheEmail) {
   auto msgs = smtp.Messages();
   ASSERT_EQ(msgs.size(), 1u);
   const std::string text = msgs[0]["body"];
-  for (const char* line : {"Остановленные кассы (12 из 20):", "- касса 1: последний сигнал ", "; не отвечает по сети",
-                           "- и ещё 2", "Вероятная причина: Нет питания или сбой сети.", "Stopped tills (12 of 20):",
-                           "- till 1: last heartbeat ", "; no answer on the network", "- and 2 more",
-                           "Likely cause: Power or network failure."}) {
+  for (const char* line :
+       {"Остановленные кассы (12 из 20):", "- касса 1: последний сигнал ", "; не отвечает по сети",
+        "- и ещё 2", "Вероятная причина: Нет питания или сбой сети.",
+        "Stopped tills (12 of 20):", "- till 1: last heartbeat ", "; no answer on the network",
+        "- and 2 more", "Likely cause: Power or network failure."}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   }
   EXPECT_EQ(text.find("- till 11:"), std::string::npos) << "only the first ten are listed";
@@ -887,11 +892,16 @@ TEST_F(NotifyTest, TicketEvidenceAndRecurrenceReachTheWebhookAndTheEmail) {
   ASSERT_TRUE(WaitFor([&] { return AllDelivered(6); }, 10s)) << smtp.Log();
   std::vector<std::string> types;
   for (const auto& r : rx.requests()) types.push_back(json::parse(r.body)["type"]);
-  EXPECT_EQ(types, (std::vector<std::string>{"ticket.opened", "ticket.cleared", "ticket.recurred"}));
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"ticket.opened", "ticket.cleared", "ticket.recurred"}));
   json recurred = json::parse(rx.requests().back().body);
-  EXPECT_NE(recurred["id"].get<std::string>().find("-recurred-1:webhook:helpdesk"), std::string::npos) << recurred["id"];
-  EXPECT_NE(recurred["subject_en"].get<std::string>().find("Condition came back"), std::string::npos);
-  EXPECT_NE(recurred["subject_ru"].get<std::string>().find("Условие возникло снова"), std::string::npos);
+  EXPECT_NE(recurred["id"].get<std::string>().find("-recurred-1:webhook:helpdesk"),
+            std::string::npos)
+      << recurred["id"];
+  EXPECT_NE(recurred["subject_en"].get<std::string>().find("Condition came back"),
+            std::string::npos);
+  EXPECT_NE(recurred["subject_ru"].get<std::string>().find("Условие возникло снова"),
+            std::string::npos);
 }
 
 }  // namespace

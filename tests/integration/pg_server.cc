@@ -34,7 +34,8 @@ std::vector<std::vector<std::string>> PgQuery(const std::string& conninfo, const
   std::vector<std::vector<std::string>> rows;
   for (int i = 0; i < PQntuples(r); ++i) {
     std::vector<std::string> row;
-    for (int j = 0; j < PQnfields(r); ++j) row.push_back(PQgetisnull(r, i, j) ? "<null>" : PQgetvalue(r, i, j));
+    for (int j = 0; j < PQnfields(r); ++j)
+      row.push_back(PQgetisnull(r, i, j) ? "<null>" : PQgetvalue(r, i, j));
     rows.push_back(std::move(row));
   }
   PQclear(r);
@@ -55,7 +56,8 @@ std::string Runuser() {
   for (const char* p : {"/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"}) {
     if (access(p, X_OK) == 0) return p;
   }
-  throw std::runtime_error("PgServer: runuser not found (util-linux); needed to run PostgreSQL as postgres");
+  throw std::runtime_error(
+      "PgServer: runuser not found (util-linux); needed to run PostgreSQL as postgres");
 }
 
 // Runs a PostgreSQL tool as the postgres user (directly when not root).
@@ -70,7 +72,9 @@ CommandResult RunAsPostgres(const std::string& tool, const std::vector<std::stri
 void ChownToPostgres(const std::string& path) {
   if (!IsRoot()) return;
   passwd* pw = getpwnam("postgres");
-  if (pw == nullptr) throw std::runtime_error("PgServer: no 'postgres' OS user; run scripts/deps to install postgresql-15");
+  if (pw == nullptr)
+    throw std::runtime_error(
+        "PgServer: no 'postgres' OS user; run scripts/deps to install postgresql-15");
   if (chown(path.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
     throw std::runtime_error("PgServer: cannot chown " + path + " to postgres");
   }
@@ -82,7 +86,8 @@ std::unique_ptr<PgServer> PgServer::Start() { return Start(Options{}); }
 
 std::unique_ptr<PgServer> PgServer::Start(const Options& options) {
   if (access((BinDir() + "/initdb").c_str(), X_OK) != 0) {
-    throw std::runtime_error("PgServer: " + BinDir() + "/initdb not found; run scripts/deps to install postgresql-15");
+    throw std::runtime_error("PgServer: " + BinDir() +
+                             "/initdb not found; run scripts/deps to install postgresql-15");
   }
   std::unique_ptr<PgServer> pg(new PgServer(options));
   pg->Init();
@@ -92,7 +97,8 @@ std::unique_ptr<PgServer> PgServer::Start(const Options& options) {
     pg->port_ = FreePort();
     if (pg->TryStart(&why)) return pg;
   }
-  throw std::runtime_error("PgServer: the server did not start: " + why + "\n--- server log ---\n" + pg->Log());
+  throw std::runtime_error("PgServer: the server did not start: " + why + "\n--- server log ---\n" +
+                           pg->Log());
 }
 
 void PgServer::Init() {
@@ -101,21 +107,27 @@ void PgServer::Init() {
   ChownToPostgres(dir_);
   std::filesystem::create_directory(dir_ + "/sock");
   ChownToPostgres(dir_ + "/sock");
-  auto r = RunAsPostgres("initdb", {"-D", dir_ + "/data", "-U", "postgres", "-A", "trust", "--no-locale", "-E",
-                                    "UTF8", "--no-sync", "--no-instructions"});
+  auto r = RunAsPostgres("initdb", {"-D", dir_ + "/data", "-U", "postgres", "-A", "trust",
+                                    "--no-locale", "-E", "UTF8", "--no-sync", "--no-instructions"});
   if (r.exit_code != 0) throw std::runtime_error("PgServer: initdb failed:\n" + r.out + r.err);
   std::string conf = ReadFile(dir_ + "/data/postgresql.conf");
   conf +=
       "\n# setdiag tests (tests/integration/pg_server.cc)\n"
       "listen_addresses = '127.0.0.1'\n"
-      "unix_socket_directories = '" + dir_ + "/sock'\n"
+      "unix_socket_directories = '" +
+      dir_ +
+      "/sock'\n"
       "fsync = off\n"
       "synchronous_commit = off\n"
       "full_page_writes = off\n"
       "shared_buffers = 16MB\n"
       "max_connections = 50\n"
-      "timezone = '" + options_.timezone + "'\n"
-      "log_timezone = '" + options_.timezone + "'\n"
+      "timezone = '" +
+      options_.timezone +
+      "'\n"
+      "log_timezone = '" +
+      options_.timezone +
+      "'\n"
       "log_min_messages = warning\n";
   if (!options_.password_encryption.empty()) {
     conf += "password_encryption = '" + options_.password_encryption + "'\n";
@@ -128,10 +140,13 @@ void PgServer::Init() {
     for (const char* path : {"/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"}) {
       if (openssl.empty() && access(path, X_OK) == 0) openssl = path;
     }
-    if (openssl.empty()) throw std::runtime_error("PgServer: the openssl CLI is needed for ssl = on (package openssl)");
-    auto r2 = RunCommand({openssl, "req", "-new", "-x509", "-days", "2", "-nodes", "-newkey", "rsa:2048", "-subj",
-                          "/CN=localhost", "-keyout", key, "-out", crt});
-    if (r2.exit_code != 0) throw std::runtime_error("PgServer: openssl req failed:\n" + r2.out + r2.err);
+    if (openssl.empty())
+      throw std::runtime_error(
+          "PgServer: the openssl CLI is needed for ssl = on (package openssl)");
+    auto r2 = RunCommand({openssl, "req", "-new", "-x509", "-days", "2", "-nodes", "-newkey",
+                          "rsa:2048", "-subj", "/CN=localhost", "-keyout", key, "-out", crt});
+    if (r2.exit_code != 0)
+      throw std::runtime_error("PgServer: openssl req failed:\n" + r2.out + r2.err);
     for (const auto& f : {crt, key}) {
       ChownToPostgres(f);
       if (chmod(f.c_str(), 0600) != 0) throw std::runtime_error("PgServer: cannot chmod " + f);
@@ -148,8 +163,8 @@ void PgServer::Init() {
 }
 
 bool PgServer::TryStart(std::string* why) {
-  auto r = RunAsPostgres("pg_ctl", {"-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t", "60", "-o",
-                                    "-p " + std::to_string(port_), "start"});
+  auto r = RunAsPostgres("pg_ctl", {"-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t",
+                                    "60", "-o", "-p " + std::to_string(port_), "start"});
   if (r.exit_code != 0) {
     *why = "pg_ctl start exited " + std::to_string(r.exit_code) + ": " + r.out + r.err;
     return false;
@@ -189,7 +204,8 @@ void PgServer::Stop() {
   auto r = RunAsPostgres("pg_ctl", {"-D", dir_ + "/data", "-m", "fast", "-w", "-t", "60", "stop"});
   running_ = false;
   if (r.exit_code != 0) {
-    throw std::runtime_error("PgServer: pg_ctl stop failed: " + r.out + r.err + "\n--- server log ---\n" + Log());
+    throw std::runtime_error("PgServer: pg_ctl stop failed: " + r.out + r.err +
+                             "\n--- server log ---\n" + Log());
   }
 }
 

@@ -16,7 +16,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-#include <vector>
 
 namespace setdiag::testing {
 

@@ -374,9 +374,11 @@ TEST(PgWire, SetDatabaseReadsTheTillsAndReconnects) {
   ASSERT_FALSE(err.ok());
   // The database answers; the query does not fit it: not "unreachable".
   EXPECT_EQ(err.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(Msg(err.status()),
-              HasSubstr("SET database 'set': set_db.roster_query failed: ERROR: column \"nope\" does not exist "
-                        "(SQLSTATE 42703)"));
+  EXPECT_THAT(
+      Msg(err.status()),
+      HasSubstr(
+          "SET database 'set': set_db.roster_query failed: ERROR: column \"nope\" does not exist "
+          "(SQLSTATE 42703)"));
 }
 
 // ---- Items from review: multi-statement results, memory limits, prefer's
@@ -461,7 +463,8 @@ TEST(PgWire, PreferFallsBackWhenHbaRefusesTls) {
 std::string Int32(int32_t v) {
   auto u = static_cast<uint32_t>(v);
   std::string out;
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((u >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((u >> shift) & 0xff));
   return out;
 }
 
@@ -683,7 +686,7 @@ TEST(PgWireHostileServer, PreferRetriesWithoutTlsAfterAFailedHandshake) {
       }
       if (index == 0) {
         SendBytes(fd, "S");
-        ReadN(fd, 5);  // the ClientHello's record header
+        ReadN(fd, 5);                                       // the ClientHello's record header
         SendBytes(fd, "HTTP/1.1 400 Bad Request\r\n\r\n");  // not TLS
         return;
       }

@@ -29,11 +29,14 @@ namespace fs = std::filesystem;
 
 TEST(Portable, TheAgentHasNoInterpreterNoSharedLibraryAndNoVersionedSymbol) {
   if (!SETDIAG_AGENT_IS_STATIC) {
-    GTEST_SKIP() << "this build links the agent dynamically (SETDIAG_STATIC_AGENT=OFF, as sanitizer builds must)";
+    GTEST_SKIP() << "this build links the agent dynamically (SETDIAG_STATIC_AGENT=OFF, as "
+                    "sanitizer builds must)";
   }
-  CommandResult r = RunCommand({"/usr/bin/readelf", "-W", "-h", "-l", "-d", "--dyn-syms", SETDIAG_AGENT_BIN});
+  CommandResult r =
+      RunCommand({"/usr/bin/readelf", "-W", "-h", "-l", "-d", "--dyn-syms", SETDIAG_AGENT_BIN});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("DYN (Position-Independent Executable file)"), std::string::npos) << "still a PIE";
+  EXPECT_NE(r.out.find("DYN (Position-Independent Executable file)"), std::string::npos)
+      << "still a PIE";
   EXPECT_EQ(r.out.find("INTERP"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("(NEEDED)"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("@GLIBC"), std::string::npos) << r.out;
@@ -42,12 +45,15 @@ TEST(Portable, TheAgentHasNoInterpreterNoSharedLibraryAndNoVersionedSymbol) {
 TEST(Portable, TheKernel310FilterReallyAnswersEnosys) {
   // The confinement must bite, or the tests below prove nothing: getrandom
   // (Linux 3.17) fails under it and works without it.
-  const std::string probe = "import os\ntry:\n  os.getrandom(1)\n  print('ok')\nexcept OSError as e:\n  print(e.errno)\n";
+  const std::string probe =
+      "import os\ntry:\n  os.getrandom(1)\n  print('ok')\nexcept OSError as e:\n  print(e.errno)\n";
   CommandResult plain = RunCommand({SETDIAG_CONFINE_BIN, "--", "/usr/bin/python3", "-c", probe});
   EXPECT_EQ(plain.out, "ok\n") << plain.err;
-  CommandResult old = RunCommand({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", "/usr/bin/python3", "-c", probe});
+  CommandResult old =
+      RunCommand({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", "/usr/bin/python3", "-c", probe});
   EXPECT_EQ(old.out, std::to_string(ENOSYS) + "\n") << old.err;
-  CommandResult uname = RunCommand({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", "/usr/bin/uname", "-r"});
+  CommandResult uname =
+      RunCommand({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", "/usr/bin/uname", "-r"});
   EXPECT_EQ(uname.out.rfind("2.6.", 0), 0u) << uname.out;
 }
 
@@ -59,22 +65,25 @@ class PortableStore : public ::testing::Test {
     pg_ = PgServer::Start();
     pki_ = MakeTempDir("portable-pki");
     MakeTestPki(pki_, "collector.test");
-    d_ = std::make_unique<Deployment>(
-        "portable", "tls_cert_file = \"" + pki_ + "/server.pem\"\ntls_key_file = \"" + pki_ + "/server.key\"\n");
+    d_ = std::make_unique<Deployment>("portable", "tls_cert_file = \"" + pki_ +
+                                                      "/server.pem\"\ntls_key_file = \"" + pki_ +
+                                                      "/server.key\"\n");
     control_port_ = FreePort();
     probe_port_ = FreePort();
     sim_ = std::make_unique<Process>(
-        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(), "--store", "1042",
-                                 "--tills", "20", "--interval", "500ms", "--control",
-                                 "127.0.0.1:" + std::to_string(control_port_), "--probe-port",
-                                 std::to_string(probe_port_)},
+        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(),
+                                 "--store", "1042", "--tills", "20", "--interval", "500ms",
+                                 "--control", "127.0.0.1:" + std::to_string(control_port_),
+                                 "--probe-port", std::to_string(probe_port_)},
         d_->dir() + "/sim.log");
-    ASSERT_TRUE(WaitFor([&] { return SimCtl(control_port_, {"status"}).exit_code == 0; }, 30s)) << sim_->Log();
+    ASSERT_TRUE(WaitFor([&] { return SimCtl(control_port_, {"status"}).exit_code == 0; }, 30s))
+        << sim_->Log();
     // The simulator fills SET's tables after it starts answering.
     ASSERT_TRUE(WaitFor(
         [&] {
           try {
-            return PgQuery(pg_->ConnString("set"), "SELECT count(*) FROM cash_cash WHERE status = 'ACTIVE'")[0][0] == "20";
+            return PgQuery(pg_->ConnString("set"),
+                           "SELECT count(*) FROM cash_cash WHERE status = 'ACTIVE'")[0][0] == "20";
           } catch (const std::exception&) {
             return false;
           }
@@ -90,23 +99,34 @@ class PortableStore : public ::testing::Test {
 
   // The agent's config; `root` is the path prefix the agent sees its files under.
   std::string AgentConfig(const std::string& root, const std::string& extra = "") const {
-    return "[agent]\nstore_id = \"1042\"\nstate_dir = \"" + root + "/var/lib/setdiag\"\nlog_level = \"debug\"\n"
+    return "[agent]\nstore_id = \"1042\"\nstate_dir = \"" + root +
+           "/var/lib/setdiag\"\nlog_level = \"debug\"\n"
            "status_interval = \"1s\"\n"
-           "[collector]\naddress = \"collector.test:" + std::to_string(d_->grpc_port()) + "\"\n"
-           "token_file = \"" + root + "/etc/setdiag/token\"\nca_file = \"" + root + "/etc/setdiag/ca.pem\"\n"
+           "[collector]\naddress = \"collector.test:" +
+           std::to_string(d_->grpc_port()) +
+           "\"\n"
+           "token_file = \"" +
+           root + "/etc/setdiag/token\"\nca_file = \"" + root +
+           "/etc/setdiag/ca.pem\"\n"
            "[backoff]\ninitial = \"100ms\"\nmax = \"500ms\"\n"
-           "[tills]\npoll_interval = \"500ms\"\nheartbeat_timeout = \"3s\"\nconfirm_window = \"3s\"\n"
+           "[tills]\npoll_interval = \"500ms\"\nheartbeat_timeout = \"3s\"\nconfirm_window = "
+           "\"3s\"\n"
            "clear_window = \"3s\"\nunreachable_confirm = \"2s\"\nprobe_timeout = \"300ms\"\n"
-           "probe_port = " + std::to_string(probe_port_) + "\n"
+           "probe_port = " +
+           std::to_string(probe_port_) +
+           "\n"
            // A name, not an address: resolved from /etc/hosts without NSS.
-           "[set_db]\nenabled = true\nhost = \"setdb.test\"\nport = " + std::to_string(pg_->port()) +
+           "[set_db]\nenabled = true\nhost = \"setdb.test\"\nport = " +
+           std::to_string(pg_->port()) +
            "\nuser = \"postgres\"\nconnect_timeout = \"2s\"\n"
-           "[server]\ncheck = false\n" + extra;
+           "[server]\ncheck = false\n" +
+           extra;
   }
 
   // Lays out `dir` as the agent's file system: under it, the files the
   // config names. /etc/hosts gives both names; nothing else is there.
-  void WriteAgentFiles(const std::string& dir, const std::string& root_in_config, const std::string& extra = "") {
+  void WriteAgentFiles(const std::string& dir, const std::string& root_in_config,
+                       const std::string& extra = "") {
     fs::create_directories(dir + "/etc/setdiag");
     WriteFile(dir + "/etc/setdiag/agent.toml", AgentConfig(root_in_config, extra));
     WriteFile(dir + "/etc/setdiag/token", token_ + "\n");
@@ -117,8 +137,9 @@ class PortableStore : public ::testing::Test {
   }
 
   bool WaitForCritical(std::chrono::seconds timeout) {
-    return WaitFor([&] { return !FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty(); },
-                   timeout, 200ms);
+    return WaitFor(
+        [&] { return !FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty(); },
+        timeout, 200ms);
   }
 
   std::unique_ptr<PgServer> pg_;
@@ -132,7 +153,8 @@ class PortableStore : public ::testing::Test {
 
 TEST_F(PortableStore, RunsInAnEmptyRootWithOnlyItsBinaryConfigHostsAndResolvConf) {
   if (!SETDIAG_AGENT_IS_STATIC) {
-    GTEST_SKIP() << "this build links the agent dynamically (SETDIAG_STATIC_AGENT=OFF, as sanitizer builds must)";
+    GTEST_SKIP() << "this build links the agent dynamically (SETDIAG_STATIC_AGENT=OFF, as "
+                    "sanitizer builds must)";
   }
   const std::string root = d_->dir() + "/root";
   WriteAgentFiles(root, "");
@@ -145,14 +167,16 @@ TEST_F(PortableStore, RunsInAnEmptyRootWithOnlyItsBinaryConfigHostsAndResolvConf
     return argv;
   };
   // Nothing else in the root: no loader, no libraries, no /proc, no /dev.
-  for (const char* absent : {"/lib", "/lib64", "/usr", "/proc", "/dev", "/tmp", "/etc/nsswitch.conf"})
+  for (const char* absent :
+       {"/lib", "/lib64", "/usr", "/proc", "/dev", "/tmp", "/etc/nsswitch.conf"})
     ASSERT_FALSE(fs::exists(root + absent)) << absent;
 
   CommandResult version = RunCommand(in_root({"--version"}));
   EXPECT_EQ(version.exit_code, 0) << version.err;
   EXPECT_NE(version.out.find("setdiag-agent "), std::string::npos) << version.out;
 
-  CommandResult check = RunCommand(in_root({"--config", "/etc/setdiag/agent.toml", "check", "--lang", "en"}));
+  CommandResult check =
+      RunCommand(in_root({"--config", "/etc/setdiag/agent.toml", "check", "--lang", "en"}));
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   // Both names resolved inside the root: the collector answered the
   // handshake and SET's database its queries.
@@ -160,7 +184,8 @@ TEST_F(PortableStore, RunsInAnEmptyRootWithOnlyItsBinaryConfigHostsAndResolvConf
   EXPECT_NE(check.out.find("SET's till registry: 20 ACTIVE"), std::string::npos) << check.out;
 
   Process agent(in_root({"--config", "/etc/setdiag/agent.toml"}), d_->dir() + "/agent.log");
-  ASSERT_TRUE(WaitFor([&] { return agent.Log().find("(TLS)") != std::string::npos; }, 30s)) << agent.Log();
+  ASSERT_TRUE(WaitFor([&] { return agent.Log().find("(TLS)") != std::string::npos; }, 30s))
+      << agent.Log();
   ASSERT_EQ(SimCtl(control_port_, {"stop", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForCritical(40s)) << agent.Log();
   json critical = FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised")[0];
@@ -177,21 +202,24 @@ TEST_F(PortableStore, StartsWatchesSendsBuildsABundleAndStopsOnAKernel310) {
   fs::create_directories(logs);
   WriteFile(logs + "/set.log", "2026-12-02 10:00:00 INFO till 3 online\n");
   fs::create_directories(dir + "/var/lib/setdiag");
-  WriteAgentFiles(dir, dir, "[bundle]\nlog_globs = [\"" + logs + "/*.log\"]\nstep_timeout = \"30s\"\n");
+  WriteAgentFiles(dir, dir,
+                  "[bundle]\nlog_globs = [\"" + logs + "/*.log\"]\nstep_timeout = \"30s\"\n");
   // The names come from the test's own /etc/hosts here: use addresses.
   std::string cfg = ReadFile(dir + "/etc/setdiag/agent.toml");
   cfg = std::regex_replace(cfg, std::regex("setdb\\.test"), "127.0.0.1");
-  cfg = std::regex_replace(cfg, std::regex("address = \"collector\\.test:"), "server_name = \"collector.test\"\naddress = \"127.0.0.1:");
+  cfg = std::regex_replace(cfg, std::regex("address = \"collector\\.test:"),
+                           "server_name = \"collector.test\"\naddress = \"127.0.0.1:");
   WriteFile(dir + "/etc/setdiag/agent.toml", cfg);
   const std::string config = dir + "/etc/setdiag/agent.toml";
 
-  CommandResult check = RunCommand({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", SETDIAG_AGENT_BIN, "--config",
-                                    config, "check", "--lang", "en"});
+  CommandResult check = RunCommand({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", SETDIAG_AGENT_BIN,
+                                    "--config", config, "check", "--lang", "en"});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
 
   Process agent({SETDIAG_CONFINE_BIN, "--kernel-3.10", "--", SETDIAG_AGENT_BIN, "--config", config},
                 d_->dir() + "/agent.log");
-  ASSERT_TRUE(WaitFor([&] { return agent.Log().find("(TLS)") != std::string::npos; }, 30s)) << agent.Log();
+  ASSERT_TRUE(WaitFor([&] { return agent.Log().find("(TLS)") != std::string::npos; }, 30s))
+      << agent.Log();
   ASSERT_EQ(SimCtl(control_port_, {"stop", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForCritical(40s)) << agent.Log();
 

@@ -19,8 +19,8 @@ class RawLink {
   // the collector to end a stream cannot hang (0: none).
   RawLink(int port, const std::string& token, const grpc::ChannelArguments& args = {},
           std::chrono::seconds deadline = std::chrono::seconds(0))
-      : channel_(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(),
-                                           args)),
+      : channel_(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                           grpc::InsecureChannelCredentials(), args)),
         stub_(v1::AgentLink::NewStub(channel_)) {
     if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     if (deadline.count() > 0) ctx_.set_deadline(std::chrono::system_clock::now() + deadline);

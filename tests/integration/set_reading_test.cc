@@ -30,7 +30,8 @@ std::string SetDb(int port, const std::string& more = "") {
 
 // `setdiag-agent check --json` with the agent's config.
 CommandResult Check(const AgentSetup& a) {
-  return RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "check", "--json", "--lang", "en"});
+  return RunCommand(
+      {SETDIAG_AGENT_BIN, "--config", a.config_path, "check", "--json", "--lang", "en"});
 }
 
 // The line `id` of a check's JSON output (null if absent or not JSON).
@@ -137,11 +138,13 @@ TEST(SetSources, QueriesThatDoNotFitRaiseSourceFailedShownInStoresList) {
   EXPECT_EQ(checked.exit_code, 1) << checked.out;
   json act = CheckLine(checked, "set_db.activity");
   EXPECT_EQ(act["verdict"], "fail") << checked.out;
-  EXPECT_NE(act.value("fix_en", "").find("set_db.activity_query"), std::string::npos) << checked.out;
+  EXPECT_NE(act.value("fix_en", "").find("set_db.activity_query"), std::string::npos)
+      << checked.out;
   EXPECT_NE(act.value("text_en", "").find("lastping"), std::string::npos) << checked.out;
   json transport_line = CheckLine(checked, "set_db.transport");
   EXPECT_EQ(transport_line["verdict"], "fail") << checked.out;
-  EXPECT_NE(transport_line.value("text_en", "").find("cash_activity.cashnumber"), std::string::npos) << checked.out;
+  EXPECT_NE(transport_line.value("text_en", "").find("cash_activity.cashnumber"), std::string::npos)
+      << checked.out;
   EXPECT_EQ(CheckLine(checked, "set_db.roster")["verdict"], "ok") << checked.out;
   d.StartAgent(a);
 
@@ -183,7 +186,8 @@ TEST(SetSources, QueriesThatDoNotFitRaiseSourceFailedShownInStoresList) {
       10s, 200ms))
       << d.Cli({"stores", "list"}).out;
   // A query that does not fit is not an unreachable database.
-  EXPECT_TRUE(FindEvents(d.Events("1042"), "set.db_unreachable", "raised").empty()) << a.process->Log();
+  EXPECT_TRUE(FindEvents(d.Events("1042"), "set.db_unreachable", "raised").empty())
+      << a.process->Log();
 }
 
 // Two shops in one database and no set_db.shop_number: the till numbers of
@@ -241,7 +245,8 @@ TEST(SetShops, TwoShopsWithoutAShopNumberAreAFindingAndNoTillCounts) {
   auto list = d.Cli({"stores", "list"});
   EXPECT_NE(list.out.find("set.shop_ambiguous important"), std::string::npos) << list.out;
   // The database answers: it is not "unreachable" (the finding says what is wrong).
-  EXPECT_TRUE(FindEvents(d.Events("1042"), "set.db_unreachable", "raised").empty()) << a.process->Log();
+  EXPECT_TRUE(FindEvents(d.Events("1042"), "set.db_unreachable", "raised").empty())
+      << a.process->Log();
 }
 
 }  // namespace

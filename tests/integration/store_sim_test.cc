@@ -120,14 +120,22 @@ class StoreSimTest : public ::testing::Test {
   std::string Control() const { return "127.0.0.1:" + std::to_string(control_port_); }
 
   void StartSim(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN, "run",
-                                  "--pg", pg_->ServerConnString(),
-                                  "--store", "1042",
-                                  "--tills", "5",
-                                  "--interval", std::to_string(kIntervalMs) + "ms",
-                                  "--control", Control(),
-                                  "--probe-port", std::to_string(probe_port_),
-                                  "--log-level", "debug"};
+    std::vector<std::string> argv{SETDIAG_STORE_SIM_BIN,
+                                  "run",
+                                  "--pg",
+                                  pg_->ServerConnString(),
+                                  "--store",
+                                  "1042",
+                                  "--tills",
+                                  "5",
+                                  "--interval",
+                                  std::to_string(kIntervalMs) + "ms",
+                                  "--control",
+                                  Control(),
+                                  "--probe-port",
+                                  std::to_string(probe_port_),
+                                  "--log-level",
+                                  "debug"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     sim_ = std::make_unique<Process>(argv, dir_ + "/sim.log");
     // Up when the control API answers and every till has pinged once.
@@ -160,9 +168,10 @@ class StoreSimTest : public ::testing::Test {
   // Till number -> lastactivity as Unix-ish seconds (0 when NULL).
   std::map<int, double> LastActivity() {
     std::map<int, double> out;
-    for (const auto& row : Query(pg_->ConnString("set_operday"),
-                                 "SELECT cashnum, COALESCE(EXTRACT(EPOCH FROM lastactivity)::float8, 0) "
-                                 "FROM od_cash_status WHERE shopnum = 1042")) {
+    for (const auto& row :
+         Query(pg_->ConnString("set_operday"),
+               "SELECT cashnum, COALESCE(EXTRACT(EPOCH FROM lastactivity)::float8, 0) "
+               "FROM od_cash_status WHERE shopnum = 1042")) {
       out[std::stoi(row[0])] = std::stod(row[1]);
     }
     return out;
@@ -170,8 +179,8 @@ class StoreSimTest : public ::testing::Test {
 
   std::map<int, std::string> Statuses() {
     std::map<int, std::string> out;
-    for (const auto& row :
-         Query(pg_->ConnString("set"), "SELECT number, status FROM cash_cash WHERE shop_number = 1042")) {
+    for (const auto& row : Query(pg_->ConnString("set"),
+                                 "SELECT number, status FROM cash_cash WHERE shop_number = 1042")) {
       out[std::stoi(row[0])] = row[1];
     }
     return out;
@@ -202,10 +211,11 @@ class StoreSimTest : public ::testing::Test {
   };
   std::map<std::string, Package> Packages() {
     std::map<std::string, Package> out;
-    for (const auto& row : QueryOr(pg_->ConnString("set"),
-                                   "SELECT ti, statusid, COALESCE(statusname, '<null>'), COALESCE(importtype, '<null>'), "
-                                   "EXTRACT(EPOCH FROM timedate)::float8 "
-                                   "FROM erp_transport_package")) {
+    for (const auto& row : QueryOr(
+             pg_->ConnString("set"),
+             "SELECT ti, statusid, COALESCE(statusname, '<null>'), COALESCE(importtype, '<null>'), "
+             "EXTRACT(EPOCH FROM timedate)::float8 "
+             "FROM erp_transport_package")) {
       out[row[0]] = {std::stoi(row[1]), row[2], row[3], std::stod(row[4])};
     }
     return out;
@@ -225,10 +235,11 @@ class StoreSimTest : public ::testing::Test {
   };
   std::map<int, Activity> CashActivity() {
     std::map<int, Activity> out;
-    for (const auto& row : QueryOr(pg_->ConnString("set"),
-                                   "SELECT cashnumber, notloadedproductscount, "
-                                   "COALESCE(EXTRACT(EPOCH FROM lastproductsloaddate)::float8, 0), lastprocessedid "
-                                   "FROM cash_activity WHERE shopnumber = 1042")) {
+    for (const auto& row :
+         QueryOr(pg_->ConnString("set"),
+                 "SELECT cashnumber, notloadedproductscount, "
+                 "COALESCE(EXTRACT(EPOCH FROM lastproductsloaddate)::float8, 0), lastprocessedid "
+                 "FROM cash_activity WHERE shopnumber = 1042")) {
       out[std::stoi(row[0])] = {std::stoll(row[1]), std::stod(row[2]), std::stoll(row[3])};
     }
     return out;
@@ -236,17 +247,20 @@ class StoreSimTest : public ::testing::Test {
   // Product files per till, and the newest file id per till.
   std::map<int, int64_t> ProductFiles() {
     std::map<int, int64_t> out;
-    for (const auto& row : QueryOr(pg_->ConnString("set"),
-                                   "SELECT cash_number, count(*) FROM un_cg_product_file_for_cashes "
-                                   "WHERE shop_number = 1042 GROUP BY cash_number")) {
+    for (const auto& row :
+         QueryOr(pg_->ConnString("set"),
+                 "SELECT cash_number, count(*) FROM un_cg_product_file_for_cashes "
+                 "WHERE shop_number = 1042 GROUP BY cash_number")) {
       out[std::stoi(row[0])] = std::stoll(row[1]);
     }
     return out;
   }
   int64_t NewestFile(int till) {
     auto rows = QueryOr(pg_->ConnString("set"),
-                        "SELECT COALESCE(max(id), 0) FROM un_cg_product_file_for_cashes WHERE shop_number = 1042 AND "
-                        "cash_number = " + std::to_string(till));
+                        "SELECT COALESCE(max(id), 0) FROM un_cg_product_file_for_cashes WHERE "
+                        "shop_number = 1042 AND "
+                        "cash_number = " +
+                            std::to_string(till));
     return rows.empty() ? 0 : std::stoll(rows[0][0]);
   }
 
@@ -256,7 +270,8 @@ class StoreSimTest : public ::testing::Test {
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       std::string name = e.path().filename().string();
-      if (name.rfind("catalog-goods_", 0) == 0 && name.size() > 4 && name.substr(name.size() - 4) == ".xml") {
+      if (name.rfind("catalog-goods_", 0) == 0 && name.size() > 4 &&
+          name.substr(name.size() - 4) == ".xml") {
         out.insert(name);
       }
     }
@@ -273,7 +288,8 @@ class StoreSimTest : public ::testing::Test {
 TEST_F(StoreSimTest, CreatesRegistryAndTillsPing) {
   StartSim();
   auto rows = Query(pg_->ConnString("set"),
-                    "SELECT number, shop_number, status, cash_ip, fwversion, hardwarename FROM cash_cash ORDER BY number");
+                    "SELECT number, shop_number, status, cash_ip, fwversion, hardwarename FROM "
+                    "cash_cash ORDER BY number");
   ASSERT_EQ(rows.size(), 5u);
   for (int n = 1; n <= 5; ++n) {
     const auto& row = rows[static_cast<size_t>(n - 1)];
@@ -290,9 +306,11 @@ TEST_F(StoreSimTest, CreatesRegistryAndTillsPing) {
   // localtimestamp in a session with the cluster's TimeZone, not UTC.
   auto tz = Query(pg_->ConnString("set_operday"), "SHOW TimeZone");
   EXPECT_EQ(tz[0][0], "Europe/Moscow");
-  auto lag = Query(pg_->ConnString("set_operday"),
-                   "SELECT EXTRACT(EPOCH FROM localtimestamp - max(lastactivity))::float8 FROM od_cash_status");
-  EXPECT_LT(std::abs(std::stod(lag[0][0])), 5.0) << "lastactivity should be local time within a few seconds";
+  auto lag = Query(
+      pg_->ConnString("set_operday"),
+      "SELECT EXTRACT(EPOCH FROM localtimestamp - max(lastactivity))::float8 FROM od_cash_status");
+  EXPECT_LT(std::abs(std::stod(lag[0][0])), 5.0)
+      << "lastactivity should be local time within a few seconds";
 
   EXPECT_EQ(sim_->Stop(), 0) << sim_->Log();
   EXPECT_NE(sim_->Log().find("signal 15: stopping"), std::string::npos);
@@ -321,7 +339,8 @@ TEST_F(StoreSimTest, StopMothballUnplugAndStart) {
   EXPECT_EQ(status["store"], "1042");
   std::vector<std::string> states;
   for (const auto& t : status["tills"]) states.push_back(t["state"]);
-  EXPECT_EQ(states, (std::vector<std::string>{"stopped", "stopped", "mothballed", "unplugged", "running"}));
+  EXPECT_EQ(states,
+            (std::vector<std::string>{"stopped", "stopped", "mothballed", "unplugged", "running"}));
   EXPECT_EQ(status["tills"][2]["status"], "CLOSED_DOWN");
   EXPECT_EQ(status["tills"][3]["probe"], "closed");
 
@@ -379,7 +398,8 @@ TEST_F(StoreSimTest, PushesUdpHeartbeatsForPingingTillsOnly) {
     return seen;
   };
 
-  StartSim({"--push-udp", "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--mothballed", "5"});
+  StartSim(
+      {"--push-udp", "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--mothballed", "5"});
   auto seen = receive(5 * kInterval);
   EXPECT_EQ(seen.size(), 4u);
   for (int n = 1; n <= 4; ++n) EXPECT_GE(seen[n], 3) << "till " << n;
@@ -406,13 +426,16 @@ TEST_F(StoreSimTest, KeepsPlayingThroughADatabaseOutage) {
   CtlJson({"stop", "1"});
 
   pg_->StartAgain();
-  EXPECT_TRUE(WaitFor([&] { return CtlJson({"status"})["db"] == "connected"; }, 10s)) << sim_->Log();
+  EXPECT_TRUE(WaitFor([&] { return CtlJson({"status"})["db"] == "connected"; }, 10s))
+      << sim_->Log();
   EXPECT_EQ(Advancing(), (std::set<int>{2, 3, 4, 5}));
 
   std::string log = sim_->Log();
   size_t first = log.find("PostgreSQL unavailable");
   ASSERT_NE(first, std::string::npos) << log;
-  EXPECT_EQ(log.find("PostgreSQL unavailable", first + 1), std::string::npos) << "logged once per outage:\n" << log;
+  EXPECT_EQ(log.find("PostgreSQL unavailable", first + 1), std::string::npos)
+      << "logged once per outage:\n"
+      << log;
   EXPECT_NE(log.find("PostgreSQL is back"), std::string::npos) << log;
 }
 
@@ -445,13 +468,15 @@ TEST_F(StoreSimTest, ErpPackagesGoInProcessThenCorrectAtTheCadence) {
   }
   // Arrivals one cadence apart.
   for (int n = 2; n <= 4; ++n) {
-    double gap = packages["TI-1042-" + std::to_string(n)].timedate - packages["TI-1042-" + std::to_string(n - 1)].timedate;
+    double gap = packages["TI-1042-" + std::to_string(n)].timedate -
+                 packages["TI-1042-" + std::to_string(n - 1)].timedate;
     EXPECT_GT(gap, 0.6) << "TI-1042-" << n;
     EXPECT_LT(gap, 1.6) << "TI-1042-" << n;
   }
   // timedate is local time without zone, like lastactivity.
   auto lag = Query(pg_->ConnString("set"),
-                   "SELECT EXTRACT(EPOCH FROM localtimestamp - max(timedate))::float8 FROM erp_transport_package");
+                   "SELECT EXTRACT(EPOCH FROM localtimestamp - max(timedate))::float8 FROM "
+                   "erp_transport_package");
   EXPECT_LT(std::abs(std::stod(lag[0][0])), 5.0) << "timedate should be local time";
 
   json status = CtlJson({"status"});
@@ -518,7 +543,8 @@ TEST_F(StoreSimTest, StalledServerKeepsPackagesInProcessAndInboxFiles) {
     if (p.statusid == 2) waiting.insert(ti);
   }
   std::this_thread::sleep_for(1s);  // five process delays
-  for (const auto& ti : waiting) EXPECT_EQ(Packages()[ti].statusid, 2) << ti << " left status 2 while stalled";
+  for (const auto& ti : waiting)
+    EXPECT_EQ(Packages()[ti].statusid, 2) << ti << " left status 2 while stalled";
   auto files = InboxFiles(inbox);
   for (const auto& ti : waiting) {
     std::string name = "catalog-goods_" + ti.substr(std::string("TI-1042-").size()) + ".xml";
@@ -539,14 +565,18 @@ TEST_F(StoreSimTest, StalledServerKeepsPackagesInProcessAndInboxFiles) {
 
   // Resumed: everything goes through, the inbox empties.
   CtlJson({"server", "resume"});
-  EXPECT_TRUE(WaitFor([&] {
-    for (const auto& ti : waiting) {
-      if (Packages()[ti].statusid != 3) return false;
-    }
-    return true;
-  }, 3s)) << sim_->Log();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const auto& ti : waiting) {
+          if (Packages()[ti].statusid != 3) return false;
+        }
+        return true;
+      },
+      3s))
+      << sim_->Log();
   CtlJson({"erp", "stop"});
-  EXPECT_TRUE(WaitFor([&] { return InboxFiles(inbox).empty() && PackageCounts()[2] == 0; }, 3s)) << sim_->Log();
+  EXPECT_TRUE(WaitFor([&] { return InboxFiles(inbox).empty() && PackageCounts()[2] == 0; }, 3s))
+      << sim_->Log();
   EXPECT_EQ(CtlJson({"status"})["inbox"]["count"], 0);
   EXPECT_NE(sim_->Log().find("server: -> stalled"), std::string::npos);
   EXPECT_NE(sim_->Log().find("server: -> processing (was stalled)"), std::string::npos);
@@ -571,8 +601,11 @@ TEST_F(StoreSimTest, FailingServerEndsPackagesWithTheFailure) {
     EXPECT_EQ(p.statusname, "internal error") << ti;
     // The message is FeedbackWS's answer, not a column: in the log only.
     // (The row is committed just before the line is logged.)
-    EXPECT_TRUE(WaitFor([&] { return sim_->Log().find(ti + " -> 5 internal error: " + message) != std::string::npos; },
-                        2s))
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return sim_->Log().find(ti + " -> 5 internal error: " + message) != std::string::npos;
+        },
+        2s))
         << ti;
   }
   std::this_thread::sleep_for(600ms);
@@ -587,7 +620,11 @@ TEST_F(StoreSimTest, FailingServerEndsPackagesWithTheFailure) {
     if (p.statusid == 1) {
       EXPECT_EQ(p.statusname, "XML error");
       EXPECT_TRUE(WaitFor(
-          [&] { return sim_->Log().find(ti + " -> 1 XML error: simulated XML error") != std::string::npos; }, 2s))
+          [&] {
+            return sim_->Log().find(ti + " -> 1 XML error: simulated XML error") !=
+                   std::string::npos;
+          },
+          2s))
           << ti;
     }
   }
@@ -596,24 +633,31 @@ TEST_F(StoreSimTest, FailingServerEndsPackagesWithTheFailure) {
   reply = CtlJson({"server", "fail", "--status", "4", "--message", "item 4711: negative price"});
   EXPECT_EQ(reply["server"]["fail_status"], 4);
   EXPECT_EQ(reply["server"]["fail_message"], "item 4711: negative price");
-  EXPECT_TRUE(WaitFor([&] {
-    for (const auto& [ti, p] : Packages()) {
-      if (p.statusid == 4 && p.statusname == "invalid item" &&
-          sim_->Log().find(ti + " -> 4 invalid item: item 4711: negative price") != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  }, 5s)) << sim_->Log();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const auto& [ti, p] : Packages()) {
+          if (p.statusid == 4 && p.statusname == "invalid item" &&
+              sim_->Log().find(ti + " -> 4 invalid item: item 4711: negative price") !=
+                  std::string::npos) {
+            return true;
+          }
+        }
+        return false;
+      },
+      5s))
+      << sim_->Log();
   EXPECT_EQ(Ctl({"erp", "stop", "--status", "4"}).exit_code, 2);
 
   CtlJson({"server", "resume"});
   std::this_thread::sleep_for(300ms);
   size_t known = Packages().size();
-  EXPECT_TRUE(WaitFor([&] {
-    auto p = Packages();
-    return p.size() > known + 1 && p["TI-1042-" + std::to_string(known + 1)].statusid == 3;
-  }, 5s)) << sim_->Log();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto p = Packages();
+        return p.size() > known + 1 && p["TI-1042-" + std::to_string(known + 1)].statusid == 3;
+      },
+      5s))
+      << sim_->Log();
   EXPECT_NE(sim_->Log().find("server: -> failing with status 5"), std::string::npos);
 }
 
@@ -650,7 +694,8 @@ TEST_F(StoreSimTest, WsdlAnswersUntilSoapStop) {
 }
 
 TEST_F(StoreSimTest, TransportLoadsOnRunningTillsAndStallsOnRequest) {
-  StartSim({"--erp-every", "500ms", "--process-delay", "100ms", "--load-delay", "300ms", "--mothballed", "5"});
+  StartSim({"--erp-every", "500ms", "--process-delay", "100ms", "--load-delay", "300ms",
+            "--mothballed", "5"});
   CtlJson({"stop", "4"});
   json reply = CtlJson({"transport", "stall", "1-2"});
   EXPECT_EQ(reply["changed"], json({1, 2}));
@@ -687,9 +732,10 @@ TEST_F(StoreSimTest, TransportLoadsOnRunningTillsAndStallsOnRequest) {
   auto a3 = CashActivity();
   EXPECT_EQ(a3[3].lastprocessedid, NewestFile(3));
   EXPECT_GT(a3[1].notloaded, 0);
-  auto lag = Query(pg_->ConnString("set"),
-                   "SELECT EXTRACT(EPOCH FROM localtimestamp - lastproductsloaddate)::float8 FROM cash_activity "
-                   "WHERE shopnumber = 1042 AND cashnumber = 3");
+  auto lag = Query(
+      pg_->ConnString("set"),
+      "SELECT EXTRACT(EPOCH FROM localtimestamp - lastproductsloaddate)::float8 FROM cash_activity "
+      "WHERE shopnumber = 1042 AND cashnumber = 3");
   EXPECT_LT(std::abs(std::stod(lag[0][0])), 5.0) << "lastproductsloaddate should be local time";
 
   json status = CtlJson({"status"});
@@ -701,10 +747,13 @@ TEST_F(StoreSimTest, TransportLoadsOnRunningTillsAndStallsOnRequest) {
   // Resumed: the stalled tills catch up.
   reply = CtlJson({"transport", "resume", "all"});
   EXPECT_EQ(reply["changed"], json({1, 2}));
-  EXPECT_TRUE(WaitFor([&] {
-    auto a = CashActivity();
-    return a[1].notloaded == 0 && a[2].notloaded == 0;
-  }, 3s)) << sim_->Log();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto a = CashActivity();
+        return a[1].notloaded == 0 && a[2].notloaded == 0;
+      },
+      3s))
+      << sim_->Log();
   auto a4 = CashActivity();
   EXPECT_EQ(a4[1].lastprocessedid, NewestFile(1));
   EXPECT_GT(a4[1].lastload, a3[1].lastload);
@@ -718,9 +767,10 @@ TEST_F(StoreSimTest, GoodsTablesHaveTheColumnsSetHas) {
   StartSim({"--erp-every", "300ms", "--process-delay", "100ms", "--load-delay", "100ms"});
   auto columns = [&](const std::string& table) {
     std::set<std::string> out;
-    for (const auto& row : Query(pg_->ConnString("set"),
-                                 "SELECT column_name FROM information_schema.columns WHERE table_name = '" + table +
-                                     "'")) {
+    for (const auto& row :
+         Query(pg_->ConnString("set"),
+               "SELECT column_name FROM information_schema.columns WHERE table_name = '" + table +
+                   "'")) {
       out.insert(row[0]);
     }
     return out;
@@ -728,20 +778,24 @@ TEST_F(StoreSimTest, GoodsTablesHaveTheColumnsSetHas) {
   EXPECT_EQ(columns("erp_transport_package"),
             (std::set<std::string>{"ti", "timedate", "statusid", "statusname", "importtype"}));
   EXPECT_EQ(columns("cash_activity"),
-            (std::set<std::string>{"shopnumber", "cashnumber", "lastproductsloaddate", "lastproductsloadcount",
-                                   "notloadedproductscount", "lastprocessedid", "cashtemplatename"}));
+            (std::set<std::string>{"shopnumber", "cashnumber", "lastproductsloaddate",
+                                   "lastproductsloadcount", "notloadedproductscount",
+                                   "lastprocessedid", "cashtemplatename"}));
   EXPECT_EQ(columns("un_cg_product_file_for_cashes"),
-            (std::set<std::string>{"id", "file_name", "import_date", "cash_number", "shop_number", "objects_count"}));
+            (std::set<std::string>{"id", "file_name", "import_date", "cash_number", "shop_number",
+                                   "objects_count"}));
   // Product files carry their goods, loads count them.
   ASSERT_TRUE(WaitFor([&] { return CashActivity()[1].lastprocessedid > 0; }, 10s)) << sim_->Log();
-  auto files = Query(pg_->ConnString("set"),
-                     "SELECT file_name, objects_count FROM un_cg_product_file_for_cashes WHERE cash_number = 1 "
-                     "ORDER BY id LIMIT 1");
+  auto files = Query(
+      pg_->ConnString("set"),
+      "SELECT file_name, objects_count FROM un_cg_product_file_for_cashes WHERE cash_number = 1 "
+      "ORDER BY id LIMIT 1");
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0][0].rfind("products_TI-1042-", 0), 0u) << files[0][0];
   EXPECT_EQ(files[0][1], "2");
-  auto loaded = Query(pg_->ConnString("set"),
-                      "SELECT lastproductsloadcount FROM cash_activity WHERE shopnumber = 1042 AND cashnumber = 1");
+  auto loaded = Query(
+      pg_->ConnString("set"),
+      "SELECT lastproductsloadcount FROM cash_activity WHERE shopnumber = 1042 AND cashnumber = 1");
   EXPECT_GE(std::stoi(loaded[0][0]), 2);
 }
 
@@ -753,20 +807,23 @@ TEST(StoreSimTimeZone, WritesNaiveTimestampsInTheGivenZone) {
   auto pg = PgServer::Start(o);
   std::string dir = MakeTempDir("storesim-tz");
   int control = FreePort();
-  Process sim({SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store", "1042", "--tills", "2",
-               "--interval", "200ms", "--control", "127.0.0.1:" + std::to_string(control), "--probe-port", "0",
-               "--time-zone", "Europe/Moscow"},
-              dir + "/sim.log");
+  Process sim(
+      {SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store", "1042", "--tills",
+       "2", "--interval", "200ms", "--control", "127.0.0.1:" + std::to_string(control),
+       "--probe-port", "0", "--time-zone", "Europe/Moscow"},
+      dir + "/sim.log");
   auto lag = [&] {
     auto rows = QueryOr(pg->ConnString("set_operday"),
-                        "SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'Europe/Moscow') - max(lastactivity))::float8 "
+                        "SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'Europe/Moscow') - "
+                        "max(lastactivity))::float8 "
                         "FROM od_cash_status");
     return rows.empty() || rows[0][0] == "<null>" ? 1e9 : std::stod(rows[0][0]);
   };
-  ASSERT_TRUE(WaitFor([&] { return std::abs(lag()) < 5.0; }, 15s)) << sim.Log() << "\nlag " << lag();
+  ASSERT_TRUE(WaitFor([&] { return std::abs(lag()) < 5.0; }, 15s))
+      << sim.Log() << "\nlag " << lag();
   EXPECT_EQ(PgQuery(pg->ConnString("set_operday"), "SHOW TimeZone")[0][0], "UTC");
-  auto bad = RunCommand({SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store", "1", "--control",
-                         "127.0.0.1:1", "--time-zone", "Mars/Olympus"});
+  auto bad = RunCommand({SETDIAG_STORE_SIM_BIN, "run", "--pg", pg->ServerConnString(), "--store",
+                         "1", "--control", "127.0.0.1:1", "--time-zone", "Mars/Olympus"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--time-zone"), std::string::npos) << bad.err;
   EXPECT_EQ(sim.Stop(), 0);
@@ -782,8 +839,11 @@ TEST_F(StoreSimTest, CommandLineErrors) {
   EXPECT_EQ(run({"--version"}).exit_code, 0);
   EXPECT_EQ(run({}).exit_code, 2);
   EXPECT_EQ(run({"run", "--store", "1042"}).exit_code, 2);  // no --control
-  EXPECT_EQ(run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--tills", "0"}).exit_code, 2);
-  EXPECT_EQ(run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--interval", "soon"}).exit_code, 2);
+  EXPECT_EQ(run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--tills", "0"}).exit_code,
+            2);
+  EXPECT_EQ(
+      run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--interval", "soon"}).exit_code,
+      2);
   auto r = run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--mothballed", "21"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("outside 1-20"), std::string::npos) << r.err;
@@ -793,9 +853,15 @@ TEST_F(StoreSimTest, CommandLineErrors) {
   EXPECT_EQ(Ctl({"stop", "x-y"}).exit_code, 2);
   EXPECT_EQ(Ctl({"reboot", "1"}).exit_code, 2);
 
-  EXPECT_EQ(run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--erp-every", "often"}).exit_code, 2);
-  EXPECT_EQ(run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--process-delay", "x"}).exit_code, 2);
-  EXPECT_EQ(run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--soap", "nowhere"}).exit_code, 2);
+  EXPECT_EQ(
+      run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--erp-every", "often"}).exit_code,
+      2);
+  EXPECT_EQ(
+      run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--process-delay", "x"}).exit_code,
+      2);
+  EXPECT_EQ(
+      run({"run", "--store", "1042", "--control", "127.0.0.1:1", "--soap", "nowhere"}).exit_code,
+      2);
   EXPECT_EQ(Ctl({"erp", "pause"}).exit_code, 2);
   EXPECT_EQ(Ctl({"transport", "stall"}).exit_code, 2);
 

@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,8 +72,11 @@ std::string CollectorExtra(const std::string& dir, const std::string& receiver_u
          "[notify]\n"
          "initial_backoff = \"50ms\"\n"
          "[notify.webhook.helpdesk]\n"
-         "url = \"" + receiver_url + "\"\n"
-         "secret_file = \"" + dir + "/hook.secret\"\n";
+         "url = \"" +
+         receiver_url +
+         "\"\n"
+         "secret_file = \"" +
+         dir + "/hook.secret\"\n";
 }
 
 class TicketTest : public ::testing::Test {
@@ -139,7 +142,9 @@ class TicketTest : public ::testing::Test {
 
 TEST_F(TicketTest, CriticalConditionBecomesOneTicketAndAReplayChangesNothing) {
   Emit("tills.majority_stopped", "critical",
-       {{"state", "raised"}, {"episode", "ep-1"}, {"summary_en", "12 of 20 tills stopped"},
+       {{"state", "raised"},
+        {"episode", "ep-1"},
+        {"summary_en", "12 of 20 tills stopped"},
         {"summary_ru", "Остановлено 12 касс из 20"}});
   json t = WaitTicket("tills", [](const json& x) { return x["state"] == "open"; });
   ASSERT_FALSE(t.is_null()) << d_.collector().Log();
@@ -183,7 +188,8 @@ TEST_F(TicketTest, RecurrenceReopensAndEscalationUpgradesTheSameTicket) {
   t = WaitTicket("tills", [](const json& x) { return x["priority"] == "critical"; });
   ASSERT_FALSE(t.is_null());
   EXPECT_EQ(t["id"], id);
-  EXPECT_LT(t["sla"]["first_response"]["due_ms"].get<int64_t>(), t["detected_at_ms"].get<int64_t>() + 3 * 3'600'000)
+  EXPECT_LT(t["sla"]["first_response"]["due_ms"].get<int64_t>(),
+            t["detected_at_ms"].get<int64_t>() + 3 * 3'600'000)
       << "re-targeted to the critical clock";
   ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.escalated", id) == 1; }, 10s));
 
@@ -194,7 +200,8 @@ TEST_F(TicketTest, RecurrenceReopensAndEscalationUpgradesTheSameTicket) {
   ASSERT_FALSE(t.is_null()) << d_.collector().Log();
   ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.resolved", id) == 1; }, 10s));
   Emit("tills.majority_stopped", "critical", {{"state", "raised"}, {"episode", "t-2"}});
-  t = WaitTicket("tills", [](const json& x) { return x["state"] == "open" && x["reopen_count"] == 1; });
+  t = WaitTicket("tills",
+                 [](const json& x) { return x["state"] == "open" && x["reopen_count"] == 1; });
   ASSERT_FALSE(t.is_null());
   EXPECT_EQ(t["id"], id);
   EXPECT_EQ(Tickets().size(), 1u);
@@ -204,11 +211,14 @@ TEST_F(TicketTest, RecurrenceReopensAndEscalationUpgradesTheSameTicket) {
   // A person acknowledges and resolves it through the CLI.
   auto ack = d_.Cli({"tickets", "ack", std::to_string(id), "--note", "on it"});
   EXPECT_EQ(ack.exit_code, 0) << ack.err;
-  t = WaitTicket("tills", [](const json& x) { return x["state"] == "acknowledged"; }, 5s);
+  t = WaitTicket(
+      "tills", [](const json& x) { return x["state"] == "acknowledged"; }, 5s);
   ASSERT_FALSE(t.is_null());
   EXPECT_GT(t["sla"]["first_response"]["met_at_ms"].get<int64_t>(), 0);
-  EXPECT_EQ(d_.Cli({"tickets", "resolve", std::to_string(id), "--note", "tills restarted"}).exit_code, 0);
-  t = WaitTicket("tills", [](const json& x) { return x["state"] == "resolved"; }, 5s);
+  EXPECT_EQ(
+      d_.Cli({"tickets", "resolve", std::to_string(id), "--note", "tills restarted"}).exit_code, 0);
+  t = WaitTicket(
+      "tills", [](const json& x) { return x["state"] == "resolved"; }, 5s);
   ASSERT_FALSE(t.is_null());
   EXPECT_EQ(t["resolved_by"], "support-desk");
 }
@@ -218,11 +228,13 @@ TEST_F(TicketTest, SilentStoreOpensUnreachableAndItsStaleConditionsAreNotPaged) 
   // A fresh outbox is drained before the agent ever connected: a store the
   // collector has never heard from is not "unreachable". Under load (CI's
   // parallel run) the agent was stopped before its first Hello.
-  ASSERT_TRUE(WaitFor([&] { return ReadFile(agent_->log_path).find("uplink: connected to") != std::string::npos; },
-                      20s))
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFile(agent_->log_path).find("uplink: connected to") != std::string::npos; },
+      20s))
       << ReadFile(agent_->log_path);
   agent_->process->Stop();
-  json t = WaitTicket("store.unreachable", [](const json& x) { return x["condition_active"] == true; });
+  json t =
+      WaitTicket("store.unreachable", [](const json& x) { return x["condition_active"] == true; });
   ASSERT_FALSE(t.is_null()) << d_.collector().Log();
   EXPECT_EQ(t["priority"], "important");
   const int64_t unreachable_id = t["id"].get<int64_t>();
@@ -248,7 +260,8 @@ TEST_F(TicketTest, PartnerSeesOnlyItsOwnStoresTickets) {
   std::string other_token = d_.CreateStoreToken("2001", "globex");
   AgentSetup& other = d_.AddAgent("2001", other_token);
   d_.StartAgent(other);
-  d_.Emit(other, "loading.halted", "critical", 1, json{{"state", "raised"}, {"episode", "g-1"}}.dump());
+  d_.Emit(other, "loading.halted", "critical", 1,
+          json{{"state", "raised"}, {"episode", "g-1"}}.dump());
   Emit("loading.halted", "critical", {{"state", "raised"}, {"episode", "a-1"}});
   ASSERT_TRUE(WaitFor([&] { return Tickets().size() == 2; }, 20s)) << d_.collector().Log();
   std::string acme = d_.CreateUser("acme-engineer", "partner", "acme");
@@ -299,7 +312,8 @@ TEST_F(TicketTest, AnAgentRestartedWithoutTheConditionGetsItsTicketResolved) {
   bool said = false;
   const json shown = json::parse(show.out);
   for (const auto& e : shown["timeline"]) {
-    if (e["type"] == "cleared" && e["text"].get<std::string>().find("cleared while the agent restarted") != std::string::npos) {
+    if (e["type"] == "cleared" && e["text"].get<std::string>().find(
+                                      "cleared while the agent restarted") != std::string::npos) {
       said = true;
     }
   }
@@ -319,12 +333,14 @@ TEST_F(TicketTest, AnAgentRestartedWithoutTheConditionGetsItsTicketResolved) {
 // as ticket.recurred, once.
 TEST_F(TicketTest, AConditionBackBeforeAutoResolveIsNotifiedAsRecurred) {
   Emit("loading.halted", "critical", {{"state", "raised"}, {"episode", "r-1"}});
-  json t = WaitTicket("loading.halted", [](const json& x) { return x["condition_active"] == true; });
+  json t =
+      WaitTicket("loading.halted", [](const json& x) { return x["condition_active"] == true; });
   ASSERT_FALSE(t.is_null()) << d_.collector().Log();
   const int64_t id = t["id"].get<int64_t>();
   Emit("loading.halted", "critical", {{"state", "cleared"}, {"episode", "r-1"}});
   Emit("loading.halted", "critical", {{"state", "raised"}, {"episode", "r-2"}});
-  ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.recurred", id) == 1; }, 10s)) << d_.collector().Log();
+  ASSERT_TRUE(WaitFor([&] { return receiver_.Count("ticket.recurred", id) == 1; }, 10s))
+      << d_.collector().Log();
   EXPECT_EQ(receiver_.Count("ticket.cleared", id), 1u);
   t = WaitTicket("loading.halted", [](const json& x) { return x["condition_active"] == true; });
   EXPECT_EQ(t["id"], id);
@@ -337,13 +353,22 @@ TEST_F(TicketTest, AConditionBackBeforeAutoResolveIsNotifiedAsRecurred) {
 TEST_F(TicketTest, TicketsShowListsTheStoppedTillsAndTheLikelyCause) {
   json tills = json::array();
   for (int i = 1; i <= 11; ++i) {
-    tills.push_back({{"number", 100 + i}, {"probe", i == 1 ? "answers" : "no_answer"},
+    tills.push_back({{"number", 100 + i},
+                     {"probe", i == 1 ? "answers" : "no_answer"},
                      {"last_heartbeat_ms", 1'764'000'000'000 + i * 60'000}});
   }
   Emit("tills.majority_stopped", "critical",
-       {{"state", "raised"}, {"episode", "ev-1"}, {"expected", 20}, {"stopped", 11}, {"stopped_tills", tills},
-        {"likely_cause", {{"code", "network_or_power"}, {"en", "Power or network failure."}, {"ru", "Нет питания."}}},
-        {"summary_en", "11 of 20 tills stopped"}, {"summary_ru", "Остановлено касс: 11 из 20"}});
+       {{"state", "raised"},
+        {"episode", "ev-1"},
+        {"expected", 20},
+        {"stopped", 11},
+        {"stopped_tills", tills},
+        {"likely_cause",
+         {{"code", "network_or_power"},
+          {"en", "Power or network failure."},
+          {"ru", "Нет питания."}}},
+        {"summary_en", "11 of 20 tills stopped"},
+        {"summary_ru", "Остановлено касс: 11 из 20"}});
   json t = WaitTicket("tills", [](const json& x) { return x["condition_active"] == true; });
   ASSERT_FALSE(t.is_null()) << d_.collector().Log();
   const std::string id = std::to_string(t["id"].get<int64_t>());
@@ -360,16 +385,20 @@ TEST_F(TicketTest, TicketsShowListsTheStoppedTillsAndTheLikelyCause) {
   ASSERT_EQ(en.exit_code, 0) << en.err;
   EXPECT_NE(en.out.find("Evidence\n"), std::string::npos) << en.out;
   EXPECT_NE(en.out.find("Stopped tills (11 of 20):"), std::string::npos) << en.out;
-  EXPECT_NE(en.out.find("- till 101: last heartbeat 2025-11-24 19:01 MSK; answers on the network"), std::string::npos)
+  EXPECT_NE(en.out.find("- till 101: last heartbeat 2025-11-24 19:01 MSK; answers on the network"),
+            std::string::npos)
       << en.out;
-  EXPECT_NE(en.out.find("- till 102: last heartbeat 2025-11-24 19:02 MSK; no answer on the network"), std::string::npos)
+  EXPECT_NE(
+      en.out.find("- till 102: last heartbeat 2025-11-24 19:02 MSK; no answer on the network"),
+      std::string::npos)
       << en.out;
   EXPECT_EQ(en.out.find("- till 111:"), std::string::npos) << en.out;
   EXPECT_NE(en.out.find("- and 1 more"), std::string::npos) << en.out;
   EXPECT_NE(en.out.find("Likely cause: Power or network failure."), std::string::npos) << en.out;
   auto ru = d_.Cli({"--lang", "ru", "tickets", "show", id});
   ASSERT_EQ(ru.exit_code, 0) << ru.err;
-  EXPECT_NE(ru.out.find("- касса 102: последний сигнал 2025-11-24 19:02 MSK; не отвечает по сети"), std::string::npos)
+  EXPECT_NE(ru.out.find("- касса 102: последний сигнал 2025-11-24 19:02 MSK; не отвечает по сети"),
+            std::string::npos)
       << ru.out;
   EXPECT_NE(ru.out.find("- и ещё 1"), std::string::npos) << ru.out;
   EXPECT_NE(ru.out.find("Вероятная причина: Нет питания."), std::string::npos) << ru.out;

@@ -20,9 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-
-
-
 class StoreFixture : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -31,10 +28,10 @@ class StoreFixture : public ::testing::Test {
     control_port_ = FreePort();
     probe_port_ = FreePort();
     sim_ = std::make_unique<Process>(
-        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(), "--store", "1042",
-                                 "--tills", "20", "--interval", "500ms", "--control",
-                                 "127.0.0.1:" + std::to_string(control_port_), "--probe-port",
-                                 std::to_string(probe_port_)},
+        std::vector<std::string>{SETDIAG_STORE_SIM_BIN, "run", "--pg", pg_->ServerConnString(),
+                                 "--store", "1042", "--tills", "20", "--interval", "500ms",
+                                 "--control", "127.0.0.1:" + std::to_string(control_port_),
+                                 "--probe-port", std::to_string(probe_port_)},
         d_->dir() + "/sim.log");
     ASSERT_TRUE(WaitFor([&] { return Ctl({"status"}).exit_code == 0; }, 30s)) << sim_->Log();
     d_->StartCollector();
@@ -42,8 +39,11 @@ class StoreFixture : public ::testing::Test {
         "[tills]\n"
         "poll_interval = \"500ms\"\nheartbeat_timeout = \"3s\"\nconfirm_window = \"3s\"\n"
         "clear_window = \"3s\"\nunreachable_confirm = \"2s\"\nprobe_timeout = \"300ms\"\n"
-        "probe_port = " + std::to_string(probe_port_) + "\n"
-        "[set_db]\nenabled = true\nhost = \"127.0.0.1\"\nport = " + std::to_string(pg_->port()) +
+        "probe_port = " +
+        std::to_string(probe_port_) +
+        "\n"
+        "[set_db]\nenabled = true\nhost = \"127.0.0.1\"\nport = " +
+        std::to_string(pg_->port()) +
         "\nuser = \"postgres\"\nconnect_timeout = \"1s\"\n"
         "[server]\ncheck = false\n";
     agent_ = &d_->AddAgent("1042", d_->CreateStoreToken("1042", "acme"), extra);
@@ -52,8 +52,10 @@ class StoreFixture : public ::testing::Test {
 
   CommandResult Ctl(const std::vector<std::string>& args) { return SimCtl(control_port_, args); }
 
-  bool WaitForEvent(const std::string& kind, const std::string& state, std::chrono::seconds timeout) {
-    return WaitFor([&] { return !FindEvents(d_->Events("1042"), kind, state).empty(); }, timeout, 200ms);
+  bool WaitForEvent(const std::string& kind, const std::string& state,
+                    std::chrono::seconds timeout) {
+    return WaitFor([&] { return !FindEvents(d_->Events("1042"), kind, state).empty(); }, timeout,
+                   200ms);
   }
 
   std::unique_ptr<PgServer> pg_;
@@ -67,7 +69,8 @@ class StoreFixture : public ::testing::Test {
 TEST_F(StoreFixture, ElevenOfTwentyStopRaisesCriticalWithEvidenceAndClears) {
   // A healthy store first: nothing is raised.
   std::this_thread::sleep_for(5s);
-  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty())
+      << agent_->process->Log();
 
   ASSERT_EQ(Ctl({"stop", "1-11"}).exit_code, 0);
   ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "raised", 30s)) << agent_->process->Log();
@@ -107,10 +110,13 @@ TEST_F(StoreFixture, AnAgentRestartedWithinTheClearWindowStillClearsWhatItRaised
   json events = d_->Events("1042");
   json cleared = FindEvents(events, "tills.majority_stopped", "cleared")[0];
   EXPECT_EQ(cleared["payload"]["episode"], episode);
-  EXPECT_EQ(FindEvents(events, "tills.majority_stopped", "raised").size(), 1u) << "not raised again";
+  EXPECT_EQ(FindEvents(events, "tills.majority_stopped", "raised").size(), 1u)
+      << "not raised again";
   // The new process restored the condition and announced it in its Hello.
   std::string log = agent_->process->Log();
-  EXPECT_NE(log.find("restored tills.majority_stopped (episode " + episode + ")"), std::string::npos) << log;
+  EXPECT_NE(log.find("restored tills.majority_stopped (episode " + episode + ")"),
+            std::string::npos)
+      << log;
   EXPECT_TRUE(HelloHeld(log, "tills.majority_stopped " + episode)) << log;
 }
 
@@ -128,7 +134,8 @@ TEST_F(StoreFixture, DatabaseDownIsUnreachableNeverCritical) {
   // Heartbeats can no longer be read; wait past timeout + confirm window.
   std::this_thread::sleep_for(8s);
   json events = d_->Events("1042");
-  EXPECT_TRUE(FindEvents(events, "tills.majority_stopped", "raised").empty()) << "unknown is not stopped";
+  EXPECT_TRUE(FindEvents(events, "tills.majority_stopped", "raised").empty())
+      << "unknown is not stopped";
   EXPECT_EQ(FindEvents(events, "set.db_unreachable", "raised")[0]["severity"], "important");
   pg_->StartAgain();
   ASSERT_TRUE(WaitForEvent("set.db_unreachable", "cleared", 30s)) << agent_->process->Log();
@@ -139,21 +146,25 @@ TEST_F(StoreFixture, AMothballedMajorityRaisesNothing) {
   ASSERT_EQ(Ctl({"mothball", "1-11"}).exit_code, 0);
   std::this_thread::sleep_for(12s);  // timeout 3 s + confirm 3 s, twice over
   json events = d_->Events("1042");
-  EXPECT_TRUE(FindEvents(events, "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
+  EXPECT_TRUE(FindEvents(events, "tills.majority_stopped", "raised").empty())
+      << agent_->process->Log();
   EXPECT_TRUE(FindEvents(events, "tills.till_stopped", "raised").empty());
 }
 
 TEST_F(StoreFixture, MaintenanceOpenedOnSiteSilencesTheTillWatch) {
-  auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "--for", "10m",
-                       "--reason", "replacing the store switch", "--by", "petrov"});
+  auto r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "--for",
+                       "10m", "--reason", "replacing the store switch", "--by", "petrov"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto list = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "list"});
+  auto list =
+      RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "list"});
   EXPECT_NE(list.out.find("replacing the store switch"), std::string::npos) << list.out;
   ASSERT_EQ(Ctl({"stop", "1-15"}).exit_code, 0);
   std::this_thread::sleep_for(10s);  // timeout 3 s + confirm 3 s, with room
-  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty()) << agent_->process->Log();
+  EXPECT_TRUE(FindEvents(d_->Events("1042"), "tills.majority_stopped", "raised").empty())
+      << agent_->process->Log();
   // Maintenance over: the same outage is now a critical condition.
-  auto cancel = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "cancel", "1"});
+  auto cancel = RunCommand(
+      {SETDIAG_AGENT_BIN, "--config", agent_->config_path, "maintenance", "cancel", "1"});
   ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
   ASSERT_TRUE(WaitForEvent("tills.majority_stopped", "raised", 30s)) << agent_->process->Log();
 }
@@ -166,9 +177,11 @@ TEST(PushHeartbeats, GarbageIsCountedAndIgnoredWhileRealHeartbeatsCount) {
   int http_port = FreePort();
   std::string extra =
       "[tills]\npoll_interval = \"500ms\"\nheartbeat_timeout = \"2s\"\nconfirm_window = \"1s\"\n"
-      "clear_window = \"1s\"\n[tills.roster]\n1 = \"127.0.0.1\"\n2 = \"127.0.0.1\"\n3 = \"127.0.0.1\"\n"
-      "[push]\nudp_listen = \"127.0.0.1:" + std::to_string(udp_port) + "\"\nhttp_listen = \"127.0.0.1:" +
-      std::to_string(http_port) + "\"\n[server]\ncheck = false\n";
+      "clear_window = \"1s\"\n[tills.roster]\n1 = \"127.0.0.1\"\n2 = \"127.0.0.1\"\n3 = "
+      "\"127.0.0.1\"\n"
+      "[push]\nudp_listen = \"127.0.0.1:" +
+      std::to_string(udp_port) + "\"\nhttp_listen = \"127.0.0.1:" + std::to_string(http_port) +
+      "\"\n[server]\ncheck = false\n";
   auto& agent = d.AddAgent("2042", d.CreateStoreToken("2042", "acme"), extra);
   d.StartAgent(agent);
 
@@ -182,7 +195,8 @@ TEST(PushHeartbeats, GarbageIsCountedAndIgnoredWhileRealHeartbeatsCount) {
   };
   std::mt19937 rng(42);
   auto beat_all = [&] {
-    for (int till = 1; till <= 3; ++till) send(R"({"store":"2042","till":)" + std::to_string(till) + "}");
+    for (int till = 1; till <= 3; ++till)
+      send(R"({"store":"2042","till":)" + std::to_string(till) + "}");
   };
   // 8 seconds of real heartbeats drowned in garbage.
   for (int round = 0; round < 16; ++round) {
@@ -192,29 +206,32 @@ TEST(PushHeartbeats, GarbageIsCountedAndIgnoredWhileRealHeartbeatsCount) {
       for (auto& c : junk) c = static_cast<char>(rng());
       send(junk);
     }
-    send(std::string(60000, 'x'));                                 // huge datagram
-    send(R"({"store":"2042","till":"one"})");                      // bad field
-    send(R"({"store":"9999","till":1})");                          // another store
-    send(R"({"store":"2042","till":-1})");                         // out of range
+    send(std::string(60000, 'x'));             // huge datagram
+    send(R"({"store":"2042","till":"one"})");  // bad field
+    send(R"({"store":"9999","till":1})");      // another store
+    send(R"({"store":"2042","till":-1})");     // out of range
     std::this_thread::sleep_for(500ms);
   }
   close(fd);
   // The same over HTTP: garbage gets 400 and counts; nothing breaks.
   std::string http = "127.0.0.1:" + std::to_string(http_port);
   auto post = [&](const std::string& body) {
-    return RunCommand({"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
-                       "Content-Type: application/json", "--data-binary", body, "http://" + http + "/v1/heartbeat"});
+    return RunCommand({"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                       "-H", "Content-Type: application/json", "--data-binary", body,
+                       "http://" + http + "/v1/heartbeat"});
   };
   EXPECT_EQ(post("not json").out, "400");
   EXPECT_EQ(post(R"({"store":"2042","till":"x"})").out, "400");
   EXPECT_EQ(post(std::string(5000, 'x')).out, "413");
   EXPECT_EQ(post(R"({"store":"2042","till":1})").out, "200");
   // The real heartbeats kept the tills up: no condition so far.
-  EXPECT_TRUE(FindEvents(d.Events("2042"), "tills.majority_stopped", "raised").empty()) << agent.process->Log();
+  EXPECT_TRUE(FindEvents(d.Events("2042"), "tills.majority_stopped", "raised").empty())
+      << agent.process->Log();
   EXPECT_TRUE(agent.process->Running());
   // Silence: now the agent must notice, proving it still works.
-  ASSERT_TRUE(WaitFor([&] { return !FindEvents(d.Events("2042"), "tills.majority_stopped", "raised").empty(); },
-                      20s, 200ms))
+  ASSERT_TRUE(WaitFor(
+      [&] { return !FindEvents(d.Events("2042"), "tills.majority_stopped", "raised").empty(); },
+      20s, 200ms))
       << agent.process->Log();
   agent.process->Stop();
   std::string log = agent.process->Log();

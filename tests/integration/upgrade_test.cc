@@ -30,7 +30,8 @@ std::map<std::string, std::multiset<std::string>> Rows(const std::string& path) 
   auto db = sql::Db::Open(path);
   if (!db.ok()) throw std::runtime_error(db.status().ToString());
   auto tables = db->Prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name");
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY "
+      "name");
   if (!tables.ok()) throw std::runtime_error(tables.status().ToString());
   std::vector<std::string> names;
   while (*tables->Step()) names.push_back(tables->Text(0));
@@ -38,7 +39,8 @@ std::map<std::string, std::multiset<std::string>> Rows(const std::string& path) 
     auto cols = db->Prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid");
     cols->Bind(1, t);
     std::string expr;
-    while (*cols->Step()) expr += (expr.empty() ? "" : " || ',' || ") + ("quote(\"" + cols->Text(0) + "\")");
+    while (*cols->Step())
+      expr += (expr.empty() ? "" : " || ',' || ") + ("quote(\"" + cols->Text(0) + "\")");
     auto rows = db->Prepare("SELECT " + expr + " FROM \"" + t + "\"");
     if (!rows.ok()) throw std::runtime_error(rows.status().ToString());
     auto& set = out[t];
@@ -110,8 +112,9 @@ TEST_F(UpgradeTest, TheFirstReleasesCollectorDatabaseKeepsEveryRowAndShowsItsTic
   d_.UseSupportToken(token);
   EXPECT_EQ(Count(db_, "PRAGMA user_version"), 2) << "0.1.0 (0, schema 1) -> 2: the list indexes";
   EXPECT_EQ(Lost(before_, Rows(db_)), "") << "rows of 0.1.0 lost or changed by the upgrade";
-  EXPECT_EQ(Count(db_, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
-                       "('agents_by_store', 'stores_by_partner', 'tickets_by_partner')"),
+  EXPECT_EQ(Count(db_,
+                  "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                  "('agents_by_store', 'stores_by_partner', 'tickets_by_partner')"),
             3);
 
   d_.StartCollector();
@@ -126,12 +129,14 @@ TEST_F(UpgradeTest, TheFirstReleasesCollectorDatabaseKeepsEveryRowAndShowsItsTic
     ASSERT_EQ(shown.exit_code, 0) << shown.err;
     auto t = json::parse(shown.out);
     ASSERT_TRUE(t.contains("timeline")) << shown.out.substr(0, 500);
-    EXPECT_GE(static_cast<int64_t>(t["timeline"].size()),
-              Count(db_, "SELECT count(*) FROM ticket_timeline WHERE ticket_id = " + std::to_string(id)))
+    EXPECT_GE(
+        static_cast<int64_t>(t["timeline"].size()),
+        Count(db_, "SELECT count(*) FROM ticket_timeline WHERE ticket_id = " + std::to_string(id)))
         << "ticket " << id;
   }
   auto events = d_.Events("1042", token);
-  EXPECT_EQ(static_cast<int64_t>(events.size()), Count(db_, "SELECT count(*) FROM events WHERE store_id = '1042'"));
+  EXPECT_EQ(static_cast<int64_t>(events.size()),
+            Count(db_, "SELECT count(*) FROM events WHERE store_id = '1042'"));
 }
 
 TEST_F(UpgradeTest, EventsTheFirstReleaseLeftInTheOutboxAreSentOnceByTheNewAgent) {
@@ -158,11 +163,14 @@ TEST_F(UpgradeTest, EventsTheFirstReleaseLeftInTheOutboxAreSentOnceByTheNewAgent
   const auto history_before = Rows(history);
 
   // The engineer's first commands after the upgrade open (and migrate) the files.
-  auto windows = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "maintenance", "list"});
+  auto windows =
+      RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "maintenance", "list"});
   ASSERT_EQ(windows.exit_code, 0) << windows.err;
   auto status = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "status"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
-  EXPECT_EQ(json::parse(status.out)["depth"].get<int64_t>(), Count(outbox, "SELECT count(*) FROM outbox")) << status.out;
+  EXPECT_EQ(json::parse(status.out)["depth"].get<int64_t>(),
+            Count(outbox, "SELECT count(*) FROM outbox"))
+      << status.out;
   EXPECT_EQ(Count(state, "PRAGMA user_version"), 1);
   EXPECT_EQ(Lost(state_before, Rows(state)), "");
   EXPECT_EQ(Lost(outbox_before, Rows(outbox)), "");
@@ -175,13 +183,15 @@ TEST_F(UpgradeTest, EventsTheFirstReleaseLeftInTheOutboxAreSentOnceByTheNewAgent
     }
     return found;
   };
-  ASSERT_TRUE(WaitFor([&] { return unsent().size() >= 3; }, std::chrono::seconds(30))) << agent.process->Log();
+  ASSERT_TRUE(WaitFor([&] { return unsent().size() >= 3; }, std::chrono::seconds(30)))
+      << agent.process->Log();
   auto got = unsent();
   std::set<int> ns;
   for (const auto& e : got) ns.insert(e["payload"]["n"].get<int>());
   EXPECT_EQ(got.size(), 3u) << "each once";
   EXPECT_EQ(ns, (std::set<int>{1, 2, 3}));
-  EXPECT_EQ(d_.Events("1042", token).size(), stored_before + 3) << "nothing stored before is sent again";
+  EXPECT_EQ(d_.Events("1042", token).size(), stored_before + 3)
+      << "nothing stored before is sent again";
   EXPECT_EQ(agent.process->Stop(), 0) << agent.process->Log();
   EXPECT_EQ(Count(outbox, "PRAGMA user_version"), 1);
   EXPECT_EQ(Count(history, "PRAGMA user_version"), 1);

@@ -123,7 +123,8 @@ class Completions {
 class OldAgentLink {
  public:
   OldAgentLink(int port, const std::string& token)
-      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials())),
+      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                     grpc::InsecureChannelCredentials())),
         stub_(channel_),
         done_(&cq_) {
     ctx_.AddMetadata("authorization", "Bearer " + token);
@@ -153,13 +154,15 @@ class OldAgentLink {
   // Half-closes, reads until the collector ends the stream; its status.
   grpc::Status Finish() {
     call_->WritesDone(Tag(kWritesDone));
-    if (!done_.Wait(Tag(kWritesDone), kStep)) return grpc::Status(grpc::StatusCode::UNKNOWN, "WritesDone failed");
+    if (!done_.Wait(Tag(kWritesDone), kStep))
+      return grpc::Status(grpc::StatusCode::UNKNOWN, "WritesDone failed");
     old::CollectorMessage ignored;
     while (Read(&ignored)) {
     }
     grpc::Status st;
     call_->Finish(&st, Tag(kFinish));
-    if (!done_.Wait(Tag(kFinish), kStep)) return grpc::Status(grpc::StatusCode::UNKNOWN, "no status");
+    if (!done_.Wait(Tag(kFinish), kStep))
+      return grpc::Status(grpc::StatusCode::UNKNOWN, "no status");
     return st;
   }
 
@@ -183,8 +186,9 @@ constexpr char kOldAgentVersion[] = "0.1.0";
 constexpr char kOldKind[] = "test.compat-0.1.0";
 
 // A Hello as 0.1.0's Uplink::RunSession filled it.
-old::AgentMessage OldHello(const std::string& store, const std::string& agent, const std::string& outbox_id,
-                           uint64_t first_unacked, uint64_t next, bool fresh) {
+old::AgentMessage OldHello(const std::string& store, const std::string& agent,
+                           const std::string& outbox_id, uint64_t first_unacked, uint64_t next,
+                           bool fresh) {
   old::AgentMessage m;
   auto* h = m.mutable_hello();
   h->set_protocol_version(kReleaseProtocolVersion);
@@ -221,7 +225,8 @@ old::AgentMessage OldBatch(const std::vector<old::Event>& events) {
 uint64_t ReadAck(OldAgentLink& link) {
   old::CollectorMessage in;
   if (!link.Read(&in)) {
-    ADD_FAILURE() << "the collector ended the stream instead of acknowledging: " << link.Finish().error_message();
+    ADD_FAILURE() << "the collector ended the stream instead of acknowledging: "
+                  << link.Finish().error_message();
     return 0;
   }
   EXPECT_TRUE(in.has_ack()) << "expected an Ack, got body " << in.body_case();
@@ -251,7 +256,8 @@ TEST(WireCompat, OldAgentAgainstNewCollector) {
 
   {  // First connect: a fresh outbox holding sequences 1..5.
     OldAgentLink link(d.grpc_port(), token);
-    ASSERT_TRUE(link.Write(OldHello(store, agent_id, "0123456789abcdef0123456789abcdef", 1, 6, true)));
+    ASSERT_TRUE(
+        link.Write(OldHello(store, agent_id, "0123456789abcdef0123456789abcdef", 1, 6, true)));
     old::CollectorMessage in;
     ASSERT_TRUE(link.Read(&in)) << link.Finish().error_message();
     ASSERT_TRUE(in.has_welcome()) << "body " << in.body_case();
@@ -285,18 +291,26 @@ TEST(WireCompat, OldAgentAgainstNewCollector) {
 
   // The status it sent is what the collector keeps, field by field.
   json row;
-  ASSERT_TRUE(WaitFor([&] {
-    row = AgentRow(d, store, agent_id);
-    return row.is_object() && row["status"].is_object() && !row["status"].empty();
-  }, kStep)) << d.Cli({"--json", "agents", "list", "--store", store}).out;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        row = AgentRow(d, store, agent_id);
+        return row.is_object() && row["status"].is_object() && !row["status"].empty();
+      },
+      kStep))
+      << d.Cli({"--json", "agents", "list", "--store", store}).out;
   EXPECT_EQ(row["version"], kOldAgentVersion);
-  EXPECT_EQ(row["status"], (json{{"uptime_s", 12}, {"agent_version", kOldAgentVersion}, {"outbox_depth", 5},
-                                 {"outbox_bytes", 640}, {"oldest_unsent_age_s", 3}, {"gaps_total", 1},
+  EXPECT_EQ(row["status"], (json{{"uptime_s", 12},
+                                 {"agent_version", kOldAgentVersion},
+                                 {"outbox_depth", 5},
+                                 {"outbox_bytes", 640},
+                                 {"oldest_unsent_age_s", 3},
+                                 {"gaps_total", 1},
                                  {"sent_at_ms", t0}}));
 
   {  // Back with the same outbox, still holding 1..5: the resume point is 5.
     OldAgentLink link(d.grpc_port(), token);
-    ASSERT_TRUE(link.Write(OldHello(store, agent_id, "0123456789abcdef0123456789abcdef", 1, 6, false)));
+    ASSERT_TRUE(
+        link.Write(OldHello(store, agent_id, "0123456789abcdef0123456789abcdef", 1, 6, false)));
     old::CollectorMessage in;
     ASSERT_TRUE(link.Read(&in)) << link.Finish().error_message();
     ASSERT_TRUE(in.has_welcome()) << "body " << in.body_case();
@@ -311,7 +325,8 @@ TEST(WireCompat, OldAgentAgainstNewCollector) {
 
   {  // Its outbox was replaced (a fresh one holding 1..2): renumbered above 6.
     OldAgentLink link(d.grpc_port(), token);
-    ASSERT_TRUE(link.Write(OldHello(store, agent_id, "fedcba9876543210fedcba9876543210", 1, 3, true)));
+    ASSERT_TRUE(
+        link.Write(OldHello(store, agent_id, "fedcba9876543210fedcba9876543210", 1, 3, true)));
     old::CollectorMessage in;
     ASSERT_TRUE(link.Read(&in)) << link.Finish().error_message();
     ASSERT_TRUE(in.has_welcome()) << "body " << in.body_case();
@@ -331,7 +346,8 @@ TEST(WireCompat, OldAgentAgainstNewCollector) {
     EXPECT_TRUE(listed.emplace(seq, e).second) << "sequence " << seq << " was stored twice";
   }
   ASSERT_EQ(listed.size(), sent.size());
-  static const char* const kSeverityText[] = {"unspecified", "info", "normal", "important", "critical"};
+  static const char* const kSeverityText[] = {"unspecified", "info", "normal", "important",
+                                              "critical"};
   for (const auto& [seq, e] : sent) {
     SCOPED_TRACE("sequence " + std::to_string(seq));
     ASSERT_EQ(listed.count(seq), 1u);
@@ -396,7 +412,8 @@ class OldCollector {
     std::string method() const { return ctx_.method(); }
     std::string Metadata(const std::string& key) const {
       auto it = ctx_.client_metadata().find(key);
-      return it == ctx_.client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
+      return it == ctx_.client_metadata().end() ? ""
+                                                : std::string(it->second.data(), it->second.size());
     }
 
    private:
@@ -415,7 +432,8 @@ class OldCollector {
 
   explicit OldCollector(int port) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials());
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                             grpc::InsecureServerCredentials());
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
@@ -464,7 +482,8 @@ Received ReadEvents(OldCollector::Stream* s, uint64_t through, bool ack) {
   while (r.events.empty() || r.events.back().sequence() < through) {
     old::AgentMessage in;
     if (!s->Read(&in)) {
-      ADD_FAILURE() << "the stream ended (or was silent for " << kStep.count() << " s) before sequence " << through;
+      ADD_FAILURE() << "the stream ended (or was silent for " << kStep.count()
+                    << " s) before sequence " << through;
       r.ok = false;
       return r;
     }
@@ -573,7 +592,8 @@ TEST(WireCompat, NewAgentAgainstOldCollector) {
   EXPECT_EQ(first.statuses[0].gaps_total(), 0u);
   EXPECT_GE(first.statuses[0].sent_at_ms(), t0 - 60'000);
   // The 0.1.0 Ack empties the outbox.
-  EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, kStep)) << d.AgentStatus(agent).dump();
+  EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, kStep))
+      << d.AgentStatus(agent).dump();
 
   // 4..5 arrive and are committed, but their Ack is never sent; 6 arrives
   // and is not committed. Then the 0.1.0 collector turns the agent away,
@@ -590,7 +610,8 @@ TEST(WireCompat, NewAgentAgainstOldCollector) {
   overloaded.mutable_overloaded()->set_retry_after_ms(3'000);
   overloaded.mutable_overloaded()->set_reason("ingest queue full");
   ASSERT_TRUE(s1->Write(overloaded));
-  ASSERT_TRUE(s1->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later")));
+  ASSERT_TRUE(s1->Finish(
+      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "collector overloaded, retry later")));
 
   // It comes back, drops 4..5 on the Welcome's resume point and sends 6
   // again, and nothing else: 1..6 each stored once.
@@ -604,13 +625,15 @@ TEST(WireCompat, NewAgentAgainstOldCollector) {
   EXPECT_EQ(hello2.next_sequence(), 7u);
   Received second = ReadEvents(s2, 6, /*ack=*/true);
   ASSERT_TRUE(second.ok);
-  EXPECT_EQ(Sequences(second.events), (std::vector<uint64_t>{6})) << "an event committed before was sent again";
+  EXPECT_EQ(Sequences(second.events), (std::vector<uint64_t>{6}))
+      << "an event committed before was sent again";
   for (const auto& e : second.events) {
     EXPECT_EQ(e.kind(), "test.compat");
     EXPECT_EQ(e.severity(), old::SEVERITY_NORMAL);
     EXPECT_EQ(json::parse(e.payload(), nullptr, false), (json{{"part", "third"}})) << e.payload();
   }
-  EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, kStep)) << d.AgentStatus(agent).dump();
+  EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, kStep))
+      << d.AgentStatus(agent).dump();
 
   // The agent understood the Overloaded: it waited the 3 s asked for (its
   // own backoff here is at most 500 ms), spread over [3 s, 6 s] as for any

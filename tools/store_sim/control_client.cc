@@ -2,7 +2,6 @@
 
 #include <cctype>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
@@ -69,7 +68,8 @@ int RunCtl(const HostPort& control, const std::vector<std::string>& words) {
     if (!selection(sub, &error)) return BadCtl(error);
     target = Cat("/tills/", cmd, "?tills=", UrlEncode(sub));
   } else if (cmd == "erp" && sub == "start" && arity(2, 3)) {
-    target = words.size() == 3 ? Cat("/erp/start?every=", UrlEncode(words[2])) : std::string("/erp/start");
+    target = words.size() == 3 ? Cat("/erp/start?every=", UrlEncode(words[2]))
+                               : std::string("/erp/start");
   } else if (cmd == "erp" && sub == "stop" && arity(2, 2)) {
     target = "/erp/stop";
   } else if (cmd == "server" && (sub == "stall" || sub == "resume") && arity(2, 2)) {
@@ -91,7 +91,8 @@ int RunCtl(const HostPort& control, const std::vector<std::string>& words) {
   HttpClient client(control.host, control.port, std::chrono::seconds(10));
   auto reply = client.Request(method, target);
   if (!reply.ok()) {
-    std::cerr << "setdiag-store-sim ctl: the simulator is unreachable: " << reply.status().message() << "\n";
+    std::cerr << "setdiag-store-sim ctl: the simulator is unreachable: " << reply.status().message()
+              << "\n";
     return 1;
   }
   auto body = nlohmann::json::parse(reply->body, nullptr, false);
@@ -99,7 +100,8 @@ int RunCtl(const HostPort& control, const std::vector<std::string>& words) {
     std::string msg = body.is_object() && body.contains("error") && body["error"].is_string()
                           ? body["error"].get<std::string>()
                           : reply->body;
-    std::cerr << "setdiag-store-sim ctl: the simulator answered " << reply->status << ": " << msg << "\n";
+    std::cerr << "setdiag-store-sim ctl: the simulator answered " << reply->status << ": " << msg
+              << "\n";
     return reply->status == 400 ? 2 : 1;
   }
   std::cout << (body.is_discarded() ? reply->body : body.dump(2)) << "\n";

@@ -1,11 +1,10 @@
 #include "tools/store_sim/control_server.h"
 
-#include <optional>
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/log.h"
 #include "common/strings.h"
@@ -44,7 +43,8 @@ std::string UrlDecode(std::string_view s) {
 
 class ControlServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, const ControlServer& server) : stream_(std::move(socket)), server_(server) {}
+  Connection(tcp::socket socket, const ControlServer& server)
+      : stream_(std::move(socket)), server_(server) {}
   void Start() { Read(); }
   void Cancel() {
     beast::error_code ignored;
@@ -57,8 +57,9 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     parser_.emplace();
     parser_->body_limit(64 * 1024);
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -68,7 +69,8 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
       return;
     }
     if (ec) {
-      if (ec == http::error::body_limit) Reply(JsonError(413, "request body too large"), false);
+      if (ec == http::error::body_limit)
+        Reply(JsonError(413, "request body too large"), false);
       else if (ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                ec != asio::error::connection_reset) {
         Reply(JsonError(400, "malformed HTTP request"), false);
@@ -78,9 +80,11 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     auto& req = parser_->get();
     ControlResponse out;
     try {
-      out = server_.Dispatch(std::string(req.method_string()), std::string(req.target()), std::move(req.body()));
+      out = server_.Dispatch(std::string(req.method_string()), std::string(req.target()),
+                             std::move(req.body()));
     } catch (const std::exception& e) {
-      log::Error("control", Cat(std::string(req.method_string()), " ", std::string(req.target()), ": ", e.what()));
+      log::Error("control", Cat(std::string(req.method_string()), " ", std::string(req.target()),
+                                ": ", e.what()));
       out = JsonError(500, "internal error");
     }
     Reply(std::move(out), req.keep_alive());
@@ -96,9 +100,10 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     res->body() = std::move(out.body);
     res->body() += '\n';
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
-      if (!ec && keep_alive) self->Read();
-    });
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                        if (!ec && keep_alive) self->Read();
+                      });
   }
 
   beast::tcp_stream stream_;
@@ -141,14 +146,16 @@ absl::Status ControlServer::Listen(const HostPort& at) {
   beast::error_code ec;
   tcp::resolver resolver(io_);
   auto results = resolver.resolve(at.host, std::to_string(at.port), ec);
-  if (ec || results.empty()) return absl::InvalidArgumentError(Cat("control address ", at.ToString(), ": ", ec.message()));
+  if (ec || results.empty())
+    return absl::InvalidArgumentError(Cat("control address ", at.ToString(), ": ", ec.message()));
   tcp::endpoint ep = results.begin()->endpoint();
   acceptor_ = std::make_unique<tcp::acceptor>(io_);
   acceptor_->open(ep.protocol(), ec);
   if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_->bind(ep, ec);
   if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return absl::UnavailableError(Cat("cannot listen on ", at.ToString(), ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(Cat("cannot listen on ", at.ToString(), ": ", ec.message()));
   port_ = acceptor_->local_endpoint().port();
   Accept();
   return absl::OkStatus();

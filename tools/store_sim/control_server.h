@@ -7,6 +7,8 @@
 // may replace the JSON 404/405, and Close() drops open connections too, so
 // a closed port stops answering at once.
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,9 +16,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include "absl/status/status.h"
 #include "tools/store_sim/options.h"
@@ -56,7 +55,8 @@ class ControlServer {
   uint16_t port() const { return port_; }
 
   // Exposed for the connection code: dispatches one request.
-  ControlResponse Dispatch(const std::string& method, const std::string& target, std::string body) const;
+  ControlResponse Dispatch(const std::string& method, const std::string& target,
+                           std::string body) const;
 
  private:
   class Connection;

@@ -20,7 +20,8 @@ bool DbPlayer::Check(const absl::Status& st) {
   operday_ = PgConn();
   if (!outage_since_ms_) {
     outage_since_ms_ = WallMs();
-    log::Error("db", Cat("PostgreSQL unavailable: ", st.message(), "; tills keep playing, retrying every interval"));
+    log::Error("db", Cat("PostgreSQL unavailable: ", st.message(),
+                         "; tills keep playing, retrying every interval"));
   } else {
     log::Debug("db", Cat("still unavailable: ", st.message()));
   }
@@ -60,12 +61,13 @@ bool DbPlayer::SyncRoster(const std::vector<Till>& tills, uint64_t roster_versio
   roster_written_ = roster_version;
   size_t active = 0;
   for (const Till& t : tills) active += t.status == kStatusActive;
-  log::Info("db", Cat("cash_cash: store ", store_, " has ", tills.size(), " tills, ", active, " ACTIVE, ",
-                      tills.size() - active, " CLOSED_DOWN"));
+  log::Info("db", Cat("cash_cash: store ", store_, " has ", tills.size(), " tills, ", active,
+                      " ACTIVE, ", tills.size() - active, " CLOSED_DOWN"));
   return true;
 }
 
-bool DbPlayer::Tick(const std::vector<Till>& tills, uint64_t roster_version, const std::vector<int>& pinging) {
+bool DbPlayer::Tick(const std::vector<Till>& tills, uint64_t roster_version,
+                    const std::vector<int>& pinging) {
   if (!SyncRoster(tills, roster_version)) return false;
   return Check(TouchLastActivity(operday_, store_, pinging));
 }

@@ -26,7 +26,8 @@ class DbPlayer {
   bool SyncRoster(const std::vector<Till>& tills, uint64_t roster_version);
   // Connects if needed, syncs the registry, then sets lastactivity for
   // `pinging` tills. Returns false while the database is down.
-  bool Tick(const std::vector<Till>& tills, uint64_t roster_version, const std::vector<int>& pinging);
+  bool Tick(const std::vector<Till>& tills, uint64_t roster_version,
+            const std::vector<int>& pinging);
 
   bool connected() const { return set_.ok() && operday_.ok(); }
 

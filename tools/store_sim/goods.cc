@@ -47,10 +47,11 @@ absl::Status GoodsSim::Start() {
   }
   ErpState erp = board_.erp();
   log::Info("goods", Cat("ERP ", erp.type, " packages ",
-                         erp.sending ? Cat("every ", Duration(erp.every_ms)) : std::string("off (POST /erp/start)"),
-                         "; server processes after ", Duration(opt_.process_delay_ms), ", tills load after ",
-                         Duration(opt_.load_delay_ms), "; inbox ", inbox_.enabled() ? inbox_.dir() : std::string("none"),
-                         "; SOAP ",
+                         erp.sending ? Cat("every ", Duration(erp.every_ms))
+                                     : std::string("off (POST /erp/start)"),
+                         "; server processes after ", Duration(opt_.process_delay_ms),
+                         ", tills load after ", Duration(opt_.load_delay_ms), "; inbox ",
+                         inbox_.enabled() ? inbox_.dir() : std::string("none"), "; SOAP ",
                          opt_.soap ? Cat("http://", soap_.address().host, ":", soap_.address().port,
                                          kGoodsImportPath, "?wsdl")
                                    : std::string("off")));
@@ -110,7 +111,8 @@ GoodsSim::Steady::time_point GoodsSim::Step() {
   // Wake for the next due event, and look at the knobs and tills regularly.
   Steady::time_point next = Steady::now() + kPoll;
   if (erp.sending && erp.every_ms > 0) next = std::min(next, next_send_);
-  if (board_.server().mode != ServerMode::kStalled && !pending_.empty()) next = std::min(next, pending_.front().due);
+  if (board_.server().mode != ServerMode::kStalled && !pending_.empty())
+    next = std::min(next, pending_.front().due);
   return next;
 }
 
@@ -122,7 +124,8 @@ bool GoodsSim::Reload() {
   if (!pending) return false;
   auto now = Steady::now();
   for (const auto& p : *pending) {
-    bool known = std::any_of(pending_.begin(), pending_.end(), [&](const Pending& q) { return q.pkg.ti == p.ti; });
+    bool known = std::any_of(pending_.begin(), pending_.end(),
+                             [&](const Pending& q) { return q.pkg.ti == p.ti; });
     if (!known) pending_.push_back({p, now + std::chrono::milliseconds(opt_.process_delay_ms)});
   }
   board_.SetInProcess(static_cast<int64_t>(pending_.size()));
@@ -132,8 +135,10 @@ bool GoodsSim::Reload() {
     board_.SetNotLoaded(row.cashnum, row.notloaded);
     board_.SetLastLoad(row.cashnum, row.last_load_ms);
     max_file_id_[row.cashnum] = std::max(max_file_id_[row.cashnum], row.max_file_id);
-    if (row.notloaded > 0) load_since_.emplace(row.cashnum, now);
-    else load_since_.erase(row.cashnum);
+    if (row.notloaded > 0)
+      load_since_.emplace(row.cashnum, now);
+    else
+      load_since_.erase(row.cashnum);
   }
   return true;
 }
@@ -146,7 +151,7 @@ bool GoodsSim::SendPackage() {
     auto inserted = db_.InsertPackage(ti, erp.type);
     if (!inserted) return false;  // database down: the same number next time
     seq_ = n;
-    if (!*inserted) continue;     // taken (another simulator on this database)
+    if (!*inserted) continue;  // taken (another simulator on this database)
     std::string file;
     if (inbox_.enabled()) {
       if (absl::Status st = inbox_.Drop(ti, opt_.store, n); st.ok()) {
@@ -193,8 +198,10 @@ bool GoodsSim::ProcessDue(Steady::time_point now) {
     }
     std::string consumed;
     if (inbox_.enabled() && inbox_.Has(pkg.n)) {
-      if (absl::Status st = inbox_.Consume(pkg.n); st.ok()) consumed = Cat("; deleted ", InboxFileName(pkg.n));
-      else log::Warn("server", std::string(SV(st.message())));
+      if (absl::Status st = inbox_.Consume(pkg.n); st.ok())
+        consumed = Cat("; deleted ", InboxFileName(pkg.n));
+      else
+        log::Warn("server", std::string(SV(st.message())));
     }
     std::string outcome = Cat(pkg.ti, " -> ", status, " ", PackageStatusName(status));
     if (message) Append(&outcome, ": ", *message);
@@ -245,7 +252,9 @@ void GoodsSim::RegisterRoutes(ControlServer& control, std::function<json()> stat
     std::optional<int64_t> every;
     if (auto it = req.query.find("every"); it != req.query.end()) {
       every = ConfigReader::ParseDurationMs(it->second);
-      if (!every || *every < 100) return JsonError(400, Cat("every '", it->second, "': expected a duration of at least 100ms"));
+      if (!every || *every < 100)
+        return JsonError(400,
+                         Cat("every '", it->second, "': expected a duration of at least 100ms"));
     }
     if (!every && board_.erp().every_ms <= 0) {
       return JsonError(400, "no ERP cadence: give ?every=15s (or start with --erp-every)");
@@ -276,17 +285,21 @@ void GoodsSim::RegisterRoutes(ControlServer& control, std::function<json()> stat
       auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), status);
       if (ec != std::errc() || p != v.data() + v.size() ||
           (status != kPkgXmlError && status != kPkgInvalidItem && status != kPkgInternalError)) {
-        return JsonError(400, Cat("status '", v, "': a failure is 1 (XML error), 4 (invalid item) or 5 (internal error)"));
+        return JsonError(
+            400, Cat("status '", v,
+                     "': a failure is 1 (XML error), 4 (invalid item) or 5 (internal error)"));
       }
     }
     std::string message = Cat("simulated ", PackageStatusName(status));
-    if (auto it = req.query.find("message"); it != req.query.end() && !it->second.empty()) message = it->second;
+    if (auto it = req.query.find("message"); it != req.query.end() && !it->second.empty())
+      message = it->second;
     std::string change = board_.Fail(status, message);
     log::Info("server", change.empty() ? std::string("fail: already so") : change);
     return Reply("server/fail");
   });
   control.Route("POST", "/soap/stop", [this](const ControlRequest&) {
-    if (!opt_.soap) return JsonError(400, "no SOAP port: start the simulator with --soap HOST:PORT");
+    if (!opt_.soap)
+      return JsonError(400, "no SOAP port: start the simulator with --soap HOST:PORT");
     if (soap_.up()) {
       soap_.Close();
       log::Info("soap", Cat("-> down: ", soap_.address().ToString(), " closed (was up)"));
@@ -296,7 +309,8 @@ void GoodsSim::RegisterRoutes(ControlServer& control, std::function<json()> stat
     return Reply("soap/stop");
   });
   control.Route("POST", "/soap/start", [this](const ControlRequest&) {
-    if (!opt_.soap) return JsonError(400, "no SOAP port: start the simulator with --soap HOST:PORT");
+    if (!opt_.soap)
+      return JsonError(400, "no SOAP port: start the simulator with --soap HOST:PORT");
     if (soap_.up()) {
       log::Info("soap", "start: already up");
       return Reply("soap/start");
@@ -309,24 +323,31 @@ void GoodsSim::RegisterRoutes(ControlServer& control, std::function<json()> stat
     return Reply("soap/start");
   });
   for (bool stall : {true, false}) {
-    control.Route("POST", stall ? "/transport/stall" : "/transport/resume", [this, stall](const ControlRequest& req) {
-      auto it = req.query.find("tills");
-      if (it == req.query.end()) return JsonError(400, "missing ?tills= (e.g. 1-11, 1,3,5 or all)");
-      auto numbers = ParseTillSet(it->second, opt_.tills);
-      if (!numbers.ok()) return JsonError(400, std::string(SV(numbers.status().message())));
-      std::vector<int> changed = board_.SetTransportStalled(*numbers, stall);
-      std::string line = Cat(stall ? "stall " : "resume ", FormatTillSet(*numbers), ": ");
-      if (changed.empty()) Append(&line, "nothing to change");
-      else Append(&line, "tills ", FormatTillSet(changed), stall ? " -> stalled (stop loading products, still ping)"
-                                                                 : " -> loading (was stalled)");
-      log::Info("transport", line);
-      Wake();
-      json out = status_();
-      out["action"] = stall ? "transport/stall" : "transport/resume";
-      out["selected"] = *numbers;
-      out["changed"] = changed;
-      return ControlResponse{200, out.dump()};
-    });
+    control.Route("POST", stall ? "/transport/stall" : "/transport/resume",
+                  [this, stall](const ControlRequest& req) {
+                    auto it = req.query.find("tills");
+                    if (it == req.query.end())
+                      return JsonError(400, "missing ?tills= (e.g. 1-11, 1,3,5 or all)");
+                    auto numbers = ParseTillSet(it->second, opt_.tills);
+                    if (!numbers.ok())
+                      return JsonError(400, std::string(SV(numbers.status().message())));
+                    std::vector<int> changed = board_.SetTransportStalled(*numbers, stall);
+                    std::string line =
+                        Cat(stall ? "stall " : "resume ", FormatTillSet(*numbers), ": ");
+                    if (changed.empty())
+                      Append(&line, "nothing to change");
+                    else
+                      Append(&line, "tills ", FormatTillSet(changed),
+                             stall ? " -> stalled (stop loading products, still ping)"
+                                   : " -> loading (was stalled)");
+                    log::Info("transport", line);
+                    Wake();
+                    json out = status_();
+                    out["action"] = stall ? "transport/stall" : "transport/resume";
+                    out["selected"] = *numbers;
+                    out["changed"] = changed;
+                    return ControlResponse{200, out.dump()};
+                  });
   }
 }
 
@@ -355,7 +376,10 @@ void GoodsSim::AddStatus(json& status) {
   }
   status["server"] = std::move(s);
 
-  json soap = {{"state", !opt_.soap ? "disabled" : soap_.up() ? "up" : "down"}, {"address", nullptr}};
+  json soap = {{"state", !opt_.soap   ? "disabled"
+                         : soap_.up() ? "up"
+                                      : "down"},
+               {"address", nullptr}};
   if (opt_.soap) soap["address"] = soap_.address().ToString();
   status["soap"] = std::move(soap);
 

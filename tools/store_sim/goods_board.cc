@@ -6,22 +6,33 @@ namespace setdiag::store_sim {
 
 std::string_view PackageStatusName(int statusid) {
   switch (statusid) {
-    case kPkgUnknown: return "unknown";
-    case kPkgNoSuchPackage: return "no such package";
-    case kPkgXmlError: return "XML error";
-    case kPkgInProcess: return "in process";
-    case kPkgCorrect: return "correct";
-    case kPkgInvalidItem: return "invalid item";
-    case kPkgInternalError: return "internal error";
-    default: return "";
+    case kPkgUnknown:
+      return "unknown";
+    case kPkgNoSuchPackage:
+      return "no such package";
+    case kPkgXmlError:
+      return "XML error";
+    case kPkgInProcess:
+      return "in process";
+    case kPkgCorrect:
+      return "correct";
+    case kPkgInvalidItem:
+      return "invalid item";
+    case kPkgInternalError:
+      return "internal error";
+    default:
+      return "";
   }
 }
 
 std::string_view ServerModeName(ServerMode m) {
   switch (m) {
-    case ServerMode::kProcessing: return "processing";
-    case ServerMode::kStalled: return "stalled";
-    case ServerMode::kFailing: return "failing";
+    case ServerMode::kProcessing:
+      return "processing";
+    case ServerMode::kStalled:
+      return "stalled";
+    case ServerMode::kFailing:
+      return "failing";
   }
   return "?";
 }
@@ -31,8 +42,8 @@ std::string Every(int64_t ms) { return ms % 1000 == 0 ? Cat(ms / 1000, "s") : Ca
 
 std::string Describe(const ServerState& s) {
   if (s.mode != ServerMode::kFailing) return std::string(ServerModeName(s.mode));
-  return Cat("failing with status ", s.fail_status, " (", PackageStatusName(s.fail_status), ") '", s.fail_message,
-             "'");
+  return Cat("failing with status ", s.fail_status, " (", PackageStatusName(s.fail_status), ") '",
+             s.fail_message, "'");
 }
 }  // namespace
 
@@ -71,8 +82,9 @@ std::string GoodsBoard::StartErp(std::optional<int64_t> every_ms) {
   if (was_sending && was_every == erp_.every_ms) return "";
   erp_.sending = true;
   ++erp_generation_;
-  return Cat("-> sending ", erp_.type, " every ", Every(erp_.every_ms),
-             was_sending ? Cat(" (was every ", Every(was_every), ")") : std::string(" (was stopped)"));
+  return Cat(
+      "-> sending ", erp_.type, " every ", Every(erp_.every_ms),
+      was_sending ? Cat(" (was every ", Every(was_every), ")") : std::string(" (was stopped)"));
 }
 
 std::string GoodsBoard::StopErp() {
@@ -87,7 +99,8 @@ std::string GoodsBoard::Stall() {
   if (server_.mode == ServerMode::kStalled) return "";
   std::string was = Describe(server_);
   server_.mode = ServerMode::kStalled;
-  return Cat("-> stalled: packages stay in process, inbox files stay, no product files (was ", was, ")");
+  return Cat("-> stalled: packages stay in process, inbox files stay, no product files (was ", was,
+             ")");
 }
 
 std::string GoodsBoard::Resume() {
@@ -104,7 +117,8 @@ std::string GoodsBoard::Fail(int status, const std::string& message) {
   next.mode = ServerMode::kFailing;
   next.fail_status = status;
   next.fail_message = message;
-  if (server_.mode == ServerMode::kFailing && server_.fail_status == status && server_.fail_message == message) {
+  if (server_.mode == ServerMode::kFailing && server_.fail_status == status &&
+      server_.fail_message == message) {
     return "";
   }
   std::string was = Describe(server_);

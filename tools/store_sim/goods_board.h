@@ -35,8 +35,8 @@ struct ErpState {
   bool sending = false;
   int64_t every_ms = 0;  // 0: no cadence known yet
   std::string type;
-  std::string last_ti;   // "" until the first package
-  int64_t sent = 0;      // packages sent by this run
+  std::string last_ti;  // "" until the first package
+  int64_t sent = 0;     // packages sent by this run
 };
 
 struct ServerState {
@@ -63,7 +63,8 @@ class GoodsBoard {
 
   // Control knobs; each returns a one-line description of the change for the
   // log ("" when nothing changed).
-  std::string StartErp(std::optional<int64_t> every_ms);  // every_ms must be known (given or configured)
+  std::string StartErp(
+      std::optional<int64_t> every_ms);  // every_ms must be known (given or configured)
   std::string StopErp();
   std::string Stall();
   std::string Resume();

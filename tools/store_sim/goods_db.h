@@ -60,7 +60,8 @@ class GoodsDb {
   // message in the table), and (when `tills` is not empty) one product file
   // per till (`objects` goods in it) with its not-loaded count bumped.
   std::optional<std::vector<ProducedFile>> FinishPackage(const std::string& ti, int statusid,
-                                                         const std::vector<int>& tills, int objects);
+                                                         const std::vector<int>& tills,
+                                                         int objects);
   // The tills loaded everything up to the given file ids:
   // lastproductsloaddate = now()::timestamp, lastproductsloadcount = the
   // goods in the files loaded, notloadedproductscount = 0,

@@ -67,7 +67,8 @@ struct HeartbeatPusher::Impl {
   }
 };
 
-HeartbeatPusher::HeartbeatPusher(std::string store, std::optional<HostPort> udp_addr, std::optional<HttpUrl> http)
+HeartbeatPusher::HeartbeatPusher(std::string store, std::optional<HostPort> udp_addr,
+                                 std::optional<HttpUrl> http)
     : impl_(std::make_unique<Impl>()) {
   impl_->store = std::move(store);
   impl_->udp_addr = std::move(udp_addr);
@@ -100,7 +101,8 @@ void HeartbeatPusher::Push(const std::vector<int>& tills, int64_t now_ms) {
   if (impl_->http) {
     bool ok = true;
     for (int till : tills) {
-      auto reply = impl_->http->Request("POST", impl_->http_url->target, HeartbeatJson(impl_->store, till, now_ms));
+      auto reply = impl_->http->Request("POST", impl_->http_url->target,
+                                        HeartbeatJson(impl_->store, till, now_ms));
       if (!reply.ok()) {
         // The endpoint is down: skip the rest of this tick rather than wait
         // out a timeout per till.

@@ -1,10 +1,9 @@
 #include "tools/store_sim/http_client.h"
 
-#include <optional>
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <optional>
 
 #include "common/strings.h"
 
@@ -43,7 +42,8 @@ struct HttpClient::Impl {
     return ec;
   }
 
-  beast::error_code Exchange(http::request<http::string_body>& req, http::response<http::string_body>* res) {
+  beast::error_code Exchange(http::request<http::string_body>& req,
+                             http::response<http::string_body>* res) {
     beast::error_code ec;
     stream->expires_after(timeout);
     http::async_write(*stream, req, [&](beast::error_code e, size_t) { ec = e; });
@@ -69,7 +69,8 @@ HttpClient::HttpClient(std::string host, uint16_t port, std::chrono::millisecond
 HttpClient::~HttpClient() = default;
 
 absl::StatusOr<HttpReply> HttpClient::Request(const std::string& method, const std::string& target,
-                                              const std::string& body, const std::string& content_type) {
+                                              const std::string& body,
+                                              const std::string& content_type) {
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->host);
   req.set(http::field::user_agent, "setdiag-store-sim");
@@ -97,8 +98,9 @@ absl::StatusOr<HttpReply> HttpClient::Request(const std::string& method, const s
     impl_->stream.reset();
     if (fresh || ec == beast::error::timeout) break;
   }
-  return absl::UnavailableError(Cat("cannot reach http://", impl_->host, ":", impl_->port, target, ": ",
-                                    ec == beast::error::timeout ? std::string("timed out") : ec.message()));
+  return absl::UnavailableError(
+      Cat("cannot reach http://", impl_->host, ":", impl_->port, target, ": ",
+          ec == beast::error::timeout ? std::string("timed out") : ec.message()));
 }
 
 }  // namespace setdiag::store_sim

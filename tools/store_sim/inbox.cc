@@ -14,13 +14,12 @@ std::string InboxFileName(int64_t n) { return Cat("catalog-goods_", n, ".xml"); 
 
 std::string CatalogXml(const std::string& ti, int store, int64_t n) {
   // Two goods with a price each, in the shape of SET's goods catalog import.
-  std::string out = Cat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<goods-catalog ti=\"", ti, "\" shop=\"",
-                        store, "\">\n");
+  std::string out = Cat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<goods-catalog ti=\"", ti,
+                        "\" shop=\"", store, "\">\n");
   for (int i = 1; i <= kCatalogGoods; ++i) {
     int64_t item = n * 10 + i;
-    Append(&out, "  <good marking-of-the-good=\"", 100000 + item, "\">\n",
-           "    <name>Товар ", item, "</name>\n",
-           "    <measure-type id=\"1\"><name>шт</name></measure-type>\n",
+    Append(&out, "  <good marking-of-the-good=\"", 100000 + item, "\">\n", "    <name>Товар ", item,
+           "</name>\n", "    <measure-type id=\"1\"><name>шт</name></measure-type>\n",
            "    <price-entry price=\"", 49 + item % 50, ".90\"><number>1</number></price-entry>\n",
            "  </good>\n");
   }
@@ -32,7 +31,8 @@ absl::Status Inbox::Prepare() const {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return absl::UnavailableError(Cat("inbox ", dir_, ": ", ec.message()));
-  if (!fs::is_directory(dir_, ec)) return absl::UnavailableError(Cat("inbox ", dir_, " is not a directory"));
+  if (!fs::is_directory(dir_, ec))
+    return absl::UnavailableError(Cat("inbox ", dir_, " is not a directory"));
   return absl::OkStatus();
 }
 
@@ -49,7 +49,8 @@ absl::Status Inbox::Drop(const std::string& ti, int store, int64_t n) const {
   fs::rename(tmp, final_path, ec);
   if (ec) {
     fs::remove(tmp, ec);
-    return absl::UnavailableError(Cat("cannot rename to ", final_path.string(), ": ", ec.message()));
+    return absl::UnavailableError(
+        Cat("cannot rename to ", final_path.string(), ": ", ec.message()));
   }
   return absl::OkStatus();
 }
@@ -57,7 +58,9 @@ absl::Status Inbox::Drop(const std::string& ti, int store, int64_t n) const {
 absl::Status Inbox::Consume(int64_t n) const {
   std::error_code ec;
   fs::remove(fs::path(dir_) / InboxFileName(n), ec);
-  if (ec) return absl::UnavailableError(Cat("cannot delete ", InboxFileName(n), " in ", dir_, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        Cat("cannot delete ", InboxFileName(n), " in ", dir_, ": ", ec.message()));
   return absl::OkStatus();
 }
 

@@ -58,26 +58,31 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
   if (!a.time_zone.empty()) {
     absl::TimeZone tz;
     bool plain = std::all_of(a.time_zone.begin(), a.time_zone.end(), [](char ch) {
-      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' || ch == '_' || ch == '-' || ch == '+';
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' || ch == '_' || ch == '-' ||
+             ch == '+';
     });
     if (!plain || !absl::LoadTimeZone(a.time_zone, &tz)) {
-      return absl::InvalidArgumentError(Cat("--time-zone '", a.time_zone, "': expected an IANA name such as Europe/Moscow"));
+      return absl::InvalidArgumentError(
+          Cat("--time-zone '", a.time_zone, "': expected an IANA name such as Europe/Moscow"));
     }
     o.time_zone = a.time_zone;
   }
   if (a.store <= 0) return absl::InvalidArgumentError("--store must be a positive SET shop number");
   o.store = a.store;
   if (a.tills < 1 || a.tills > kMaxTills) {
-    return absl::InvalidArgumentError(Cat("--tills must be 1-", kMaxTills, " (the last IP octet is 10 + till)"));
+    return absl::InvalidArgumentError(
+        Cat("--tills must be 1-", kMaxTills, " (the last IP octet is 10 + till)"));
   }
   o.tills = a.tills;
   auto interval = ConfigReader::ParseDurationMs(a.interval);
   if (!interval || *interval < 50) {
-    return absl::InvalidArgumentError(Cat("--interval '", a.interval, "': expected a duration of at least 50ms, e.g. 1s"));
+    return absl::InvalidArgumentError(
+        Cat("--interval '", a.interval, "': expected a duration of at least 50ms, e.g. 1s"));
   }
   o.interval_ms = *interval;
   auto control = ParseHostPort(a.control, /*allow_port_zero=*/true);
-  if (!control.ok()) return absl::InvalidArgumentError(Cat("--control: ", control.status().message()));
+  if (!control.ok())
+    return absl::InvalidArgumentError(Cat("--control: ", control.status().message()));
   o.control = *control;
   if (!a.push_udp.empty()) {
     auto udp = ParseHostPort(a.push_udp);
@@ -93,7 +98,8 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
     return absl::InvalidArgumentError(Cat("--till-ip-base: ", st.message()));
   }
   o.till_ip_base = a.till_ip_base;
-  if (a.probe_port < 0 || a.probe_port > 65535) return absl::InvalidArgumentError("--probe-port must be 0-65535");
+  if (a.probe_port < 0 || a.probe_port > 65535)
+    return absl::InvalidArgumentError("--probe-port must be 0-65535");
   o.probe_port = static_cast<uint16_t>(a.probe_port);
   if (!a.mothballed.empty()) {
     auto m = ParseTillSet(a.mothballed, a.tills);
@@ -103,16 +109,21 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
   if (!a.erp_every.empty()) {
     auto every = ConfigReader::ParseDurationMs(a.erp_every);
     if (!every || *every < 100) {
-      return absl::InvalidArgumentError(Cat("--erp-every '", a.erp_every, "': expected a duration of at least 100ms, e.g. 15s"));
+      return absl::InvalidArgumentError(
+          Cat("--erp-every '", a.erp_every, "': expected a duration of at least 100ms, e.g. 15s"));
     }
     o.erp_every_ms = *every;
   }
-  if (a.erp_type.empty() || a.erp_type.size() > 64) return absl::InvalidArgumentError("--erp-type must be 1-64 characters");
+  if (a.erp_type.empty() || a.erp_type.size() > 64)
+    return absl::InvalidArgumentError("--erp-type must be 1-64 characters");
   o.erp_type = a.erp_type;
-  for (auto [flag, text, out] : {std::tuple{"--process-delay", &a.process_delay, &o.process_delay_ms},
-                                 std::tuple{"--load-delay", &a.load_delay, &o.load_delay_ms}}) {
+  for (auto [flag, text, out] :
+       {std::tuple{"--process-delay", &a.process_delay, &o.process_delay_ms},
+        std::tuple{"--load-delay", &a.load_delay, &o.load_delay_ms}}) {
     auto d = ConfigReader::ParseDurationMs(*text);
-    if (!d) return absl::InvalidArgumentError(Cat(flag, " '", *text, "': expected a duration, e.g. 1s, 500ms or 0s"));
+    if (!d)
+      return absl::InvalidArgumentError(
+          Cat(flag, " '", *text, "': expected a duration, e.g. 1s, 500ms or 0s"));
     *out = *d;
   }
   o.inbox = a.inbox;
@@ -128,42 +139,56 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "setdiag-store-sim: a SET Retail 10-like store on this machine, for tests, the demo and benchmarks.\n"
-      "'run' plays a store against a real PostgreSQL (tills, goods import and loading); 'ctl' changes it while it runs.\n"
+      "setdiag-store-sim: a SET Retail 10-like store on this machine, for tests, the demo and "
+      "benchmarks.\n"
+      "'run' plays a store against a real PostgreSQL (tills, goods import and loading); 'ctl' "
+      "changes it while it runs.\n"
       "See docs/simulator.md."};
   app.set_version_flag("--version", std::string("setdiag-store-sim ") + kVersion);
   app.require_subcommand(1);
 
   RunArgs r;
-  auto* run = app.add_subcommand("run", "Play a store: registry, till pings, probe listeners, control API");
+  auto* run =
+      app.add_subcommand("run", "Play a store: registry, till pings, probe listeners, control API");
   run->add_option("--pg", r.pg, "libpq connection string of the PostgreSQL server, without dbname")
       ->capture_default_str();
   run->add_option("--store", r.store, "SET shop number, e.g. 1042")->required();
   run->add_option("--tills", r.tills, "number of tills (1-244)")->capture_default_str();
-  run->add_option("--interval", r.interval, "ping interval, e.g. 1s or 500ms")->capture_default_str();
-  run->add_option("--control", r.control, "HOST:PORT of the control API, e.g. 127.0.0.1:18090")->required();
-  run->add_option("--push-udp", r.push_udp, "HOST:PORT: send each till's heartbeat as a UDP datagram");
-  run->add_option("--push-http", r.push_http, "URL: POST each till's heartbeat, e.g. http://127.0.0.1:8099/v1/heartbeat");
-  run->add_option("--till-ip-base", r.till_ip_base, "first three octets of cash_ip; till n is at BASE(10+n)")
+  run->add_option("--interval", r.interval, "ping interval, e.g. 1s or 500ms")
       ->capture_default_str();
-  run->add_option("--probe-port", r.probe_port, "TCP port each plugged-in till answers on (0: none)")
+  run->add_option("--control", r.control, "HOST:PORT of the control API, e.g. 127.0.0.1:18090")
+      ->required();
+  run->add_option("--push-udp", r.push_udp,
+                  "HOST:PORT: send each till's heartbeat as a UDP datagram");
+  run->add_option("--push-http", r.push_http,
+                  "URL: POST each till's heartbeat, e.g. http://127.0.0.1:8099/v1/heartbeat");
+  run->add_option("--till-ip-base", r.till_ip_base,
+                  "first three octets of cash_ip; till n is at BASE(10+n)")
+      ->capture_default_str();
+  run->add_option("--probe-port", r.probe_port,
+                  "TCP port each plugged-in till answers on (0: none)")
       ->capture_default_str();
   run->add_option("--mothballed", r.mothballed, "tills that start CLOSED_DOWN, e.g. 19,20");
   run->add_option("--log-level", r.log_level, "debug, info, warn or error")->capture_default_str();
-  run->add_option("--erp-every", r.erp_every, "ERP import package cadence, e.g. 15s (default: the ERP starts stopped)");
+  run->add_option("--erp-every", r.erp_every,
+                  "ERP import package cadence, e.g. 15s (default: the ERP starts stopped)");
   run->add_option("--erp-type", r.erp_type, "importtype of the packages")->capture_default_str();
   run->add_option("--process-delay", r.process_delay, "package arrival -> processed by the server")
       ->capture_default_str();
   run->add_option("--load-delay", r.load_delay, "product file produced -> loaded by a running till")
       ->capture_default_str();
-  run->add_option("--inbox", r.inbox, "file exchange folder: the ERP drops catalog-goods_<n>.xml there");
+  run->add_option("--inbox", r.inbox,
+                  "file exchange folder: the ERP drops catalog-goods_<n>.xml there");
   run->add_option("--time-zone", r.time_zone,
-                  "zone SET's server writes local timestamps in, e.g. Europe/Moscow (default: PostgreSQL's TimeZone)");
-  run->add_option("--soap", r.soap, "HOST:PORT where the import web services' WSDL answers, e.g. 127.0.0.1:18095");
+                  "zone SET's server writes local timestamps in, e.g. Europe/Moscow (default: "
+                  "PostgreSQL's TimeZone)");
+  run->add_option("--soap", r.soap,
+                  "HOST:PORT where the import web services' WSDL answers, e.g. 127.0.0.1:18095");
 
   std::string ctl_control;
   std::vector<std::string> ctl_words;
-  auto* ctl = app.add_subcommand("ctl", "Change a running simulator's tills and goods side, or show them");
+  auto* ctl =
+      app.add_subcommand("ctl", "Change a running simulator's tills and goods side, or show them");
   ctl->add_option("--control", ctl_control, "HOST:PORT of the simulator's control API")->required();
   ctl->add_option("command", ctl_words,
                   "status | start|stop|mothball|unplug TILLS | erp start [EVERY] | erp stop | "
@@ -171,8 +196,10 @@ int main(int argc, char** argv) {
                   "transport stall|resume TILLS")
       ->required();
   std::string ctl_status, ctl_message;
-  auto* ctl_status_opt = ctl->add_option("--status", ctl_status, "with 'server fail': the failure status, 1, 4 or 5");
-  auto* ctl_message_opt = ctl->add_option("--message", ctl_message, "with 'server fail': the failure message");
+  auto* ctl_status_opt =
+      ctl->add_option("--status", ctl_status, "with 'server fail': the failure status, 1, 4 or 5");
+  auto* ctl_message_opt =
+      ctl->add_option("--message", ctl_message, "with 'server fail': the failure message");
 
   try {
     app.parse(argc, argv);
@@ -187,7 +214,8 @@ int main(int argc, char** argv) {
     // `server fail --status S --message M` is `server fail S M`.
     if (ctl_status_opt->count() > 0 || ctl_message_opt->count() > 0) {
       if (ctl_words != std::vector<std::string>{"server", "fail"}) {
-        return BadArgs("ctl: --status and --message go with 'server fail' (or give them as its arguments)");
+        return BadArgs(
+            "ctl: --status and --message go with 'server fail' (or give them as its arguments)");
       }
       ctl_words.push_back(ctl_status_opt->count() > 0 ? ctl_status : "5");
       if (ctl_message_opt->count() > 0) ctl_words.push_back(ctl_message);
@@ -196,7 +224,8 @@ int main(int argc, char** argv) {
   }
 
   log::Level level;
-  if (!log::ParseLevel(r.log_level, &level)) return BadArgs(Cat("--log-level '", r.log_level, "' is not debug, info, warn or error"));
+  if (!log::ParseLevel(r.log_level, &level))
+    return BadArgs(Cat("--log-level '", r.log_level, "' is not debug, info, warn or error"));
   log::SetLevel(level);
   auto options = Validate(r);
   if (!options.ok()) return BadArgs(std::string(SV(options.status().message())));

@@ -18,7 +18,8 @@ namespace {
 bool ParsePort(std::string_view s, bool allow_zero, uint16_t* out) {
   unsigned v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || v > 65535 || (v == 0 && !allow_zero)) return false;
+  if (ec != std::errc() || p != s.data() + s.size() || v > 65535 || (v == 0 && !allow_zero))
+    return false;
   *out = static_cast<uint16_t>(v);
   return true;
 }
@@ -50,7 +51,8 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(const std::string& text) {
   if (slash != std::string_view::npos) url.target = std::string(u.substr(slash));
   auto colon = authority.rfind(':');
   url.host = std::string(authority.substr(0, colon));
-  if (colon != std::string_view::npos && !ParsePort(authority.substr(colon + 1), false, &url.port)) {
+  if (colon != std::string_view::npos &&
+      !ParsePort(authority.substr(colon + 1), false, &url.port)) {
     return absl::InvalidArgumentError(Cat("URL '", text, "' has no valid port"));
   }
   if (url.host.empty()) return absl::InvalidArgumentError(Cat("URL '", text, "' has no host"));

@@ -28,19 +28,19 @@ struct SimOptions {
   // The zone SET's server writes its local timestamps in (session TimeZone
   // of the simulator's connections); empty: the PostgreSQL server's default.
   std::string time_zone;
-  int store = 0;            // shop_number
-  int tills = 0;            // tills 1..tills
+  int store = 0;  // shop_number
+  int tills = 0;  // tills 1..tills
   int64_t interval_ms = 1000;
   HostPort control;
   std::optional<HostPort> push_udp;
   std::optional<HttpUrl> push_http;
-  std::string till_ip_base;  // "127.0.1." -> till n at 127.0.1.(10+n)
+  std::string till_ip_base;    // "127.0.1." -> till n at 127.0.1.(10+n)
   uint16_t probe_port = 2222;  // 0: no probe listeners
   std::vector<int> mothballed;
 
   // Goods and prices (docs/simulator.md, "Goods and prices").
-  int64_t erp_every_ms = 0;       // ERP package cadence; 0: the ERP starts stopped
-  std::string erp_type = "GOODS";  // erp_transport_package.importtype
+  int64_t erp_every_ms = 0;         // ERP package cadence; 0: the ERP starts stopped
+  std::string erp_type = "GOODS";   // erp_transport_package.importtype
   int64_t process_delay_ms = 1000;  // arrival -> processed by the server
   int64_t load_delay_ms = 1000;     // product file produced -> loaded by a till
   std::string inbox;                // file exchange folder; "" = none

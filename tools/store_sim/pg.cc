@@ -52,10 +52,15 @@ absl::StatusOr<PgConn> PgConn::Connect(const std::string& conninfo, const std::s
                                        const std::string& time_zone) {
   // Later keywords win; the first "dbname" is expanded as a connection string.
   const std::string options = time_zone.empty() ? std::string() : Cat("-c TimeZone=", time_zone);
-  const char* keys[] = {"connect_timeout", "application_name", "client_encoding", "dbname", "dbname",
-                        time_zone.empty() ? nullptr : "options", nullptr};
-  const char* values[] = {"5", "setdiag-store-sim", "UTF8", conninfo.c_str(), dbname.c_str(), options.c_str(),
-                          nullptr};
+  const char* keys[] = {"connect_timeout",
+                        "application_name",
+                        "client_encoding",
+                        "dbname",
+                        "dbname",
+                        time_zone.empty() ? nullptr : "options",
+                        nullptr};
+  const char* values[] = {
+      "5", "setdiag-store-sim", "UTF8", conninfo.c_str(), dbname.c_str(), options.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   PgConn conn(c);
   if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
@@ -70,8 +75,8 @@ absl::StatusOr<PgResult> PgConn::Query(const std::string& sql, const PgParams& p
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  PgResult r(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                          nullptr, 0));
+  PgResult r(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                          values.data(), nullptr, nullptr, 0));
   auto st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) return ResultError(conn_, r.get(), sql);
   return r;

@@ -20,7 +20,9 @@ absl::Status ProbeListeners::Open(int number, const std::string& ip) {
   if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor->bind(ep, ec);
   if (!ec) acceptor->listen(64, ec);
-  if (ec) return absl::UnavailableError(Cat("till ", number, ": cannot listen on ", ip, ":", port_, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        Cat("till ", number, ": cannot listen on ", ip, ":", port_, ": ", ec.message()));
   acceptors_[number] = acceptor;
   Accept(acceptor);
   return absl::OkStatus();

@@ -5,13 +5,12 @@
 // loopback interface without configuration. All calls on the I/O thread (or
 // before it starts).
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include "absl/status/status.h"
 

@@ -79,7 +79,8 @@ absl::Status EnsureGoodsTables(PgConn& set_db) {
 
 absl::Status EnsureActivityRows(PgConn& set_db, int store, int tills) {
   return set_db.Exec(
-      "INSERT INTO cash_activity (shopnumber, cashnumber, lastproductsloaddate, lastproductsloadcount, "
+      "INSERT INTO cash_activity (shopnumber, cashnumber, lastproductsloaddate, "
+      "lastproductsloadcount, "
       "notloadedproductscount, lastprocessedid, cashtemplatename) "
       "SELECT $1::integer, n, NULL, 0, 0, 0, 'default' FROM generate_series(1, $2::integer) AS n "
       "ON CONFLICT (shopnumber, cashnumber) DO NOTHING",
@@ -112,10 +113,13 @@ absl::Status UpsertRoster(PgConn& set_db, int store, const std::vector<Till>& ti
   return set_db.Exec(
       "INSERT INTO cash_cash (number, shop_number, status, cash_ip, fwversion, hardwarename) "
       "SELECT n, $2::integer, s, ip, fw, hw "
-      "FROM unnest($1::integer[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[]) AS t(n, s, ip, fw, hw) "
-      "ON CONFLICT (shop_number, number) DO UPDATE SET status = EXCLUDED.status, cash_ip = EXCLUDED.cash_ip, "
+      "FROM unnest($1::integer[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[]) AS "
+      "t(n, s, ip, fw, hw) "
+      "ON CONFLICT (shop_number, number) DO UPDATE SET status = EXCLUDED.status, cash_ip = "
+      "EXCLUDED.cash_ip, "
       "fwversion = EXCLUDED.fwversion, hardwarename = EXCLUDED.hardwarename",
-      {PgArray(numbers), std::to_string(store), PgArray(status), PgArray(ip), PgArray(fw), PgArray(hw)});
+      {PgArray(numbers), std::to_string(store), PgArray(status), PgArray(ip), PgArray(fw),
+       PgArray(hw)});
 }
 
 absl::Status EnsureStatusRows(PgConn& operday_db, int store, const std::vector<Till>& tills) {

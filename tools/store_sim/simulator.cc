@@ -1,9 +1,8 @@
 #include "tools/store_sim/simulator.h"
 
+#include <boost/asio.hpp>
 #include <csignal>
 #include <map>
-
-#include <boost/asio.hpp>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -18,7 +17,9 @@ using json = nlohmann::json;
 namespace {
 int64_t WallMs() { return SystemClock().NowMs(); }
 
-std::string FormatInterval(int64_t ms) { return ms % 1000 == 0 ? Cat(ms / 1000, "s") : Cat(ms, "ms"); }
+std::string FormatInterval(int64_t ms) {
+  return ms % 1000 == 0 ? Cat(ms / 1000, "s") : Cat(ms, "ms");
+}
 }  // namespace
 
 Simulator::Simulator(SimOptions options)
@@ -55,7 +56,8 @@ absl::Status Simulator::Start() {
   if (opt_.push_http) Append(&pushes, " ", opt_.push_http->ToString());
   log::Info("sim", Cat("store ", opt_.store, ": ", opt_.tills, " tills at ", opt_.TillIp(1), "..",
                        opt_.TillIp(opt_.tills),
-                       opt_.probe_port ? Cat(" (probe port ", opt_.probe_port, ")") : std::string(" (no probe listeners)"),
+                       opt_.probe_port ? Cat(" (probe port ", opt_.probe_port, ")")
+                                       : std::string(" (no probe listeners)"),
                        ", mothballed ", FormatTillSet(opt_.mothballed), ", interval ",
                        FormatInterval(opt_.interval_ms)));
   log::Info("sim", Cat("control API on http://", opt_.control.host, ":", control_.port(),
@@ -64,8 +66,11 @@ absl::Status Simulator::Start() {
 }
 
 void Simulator::RegisterRoutes() {
-  control_.Route("GET", "/status", [this](const ControlRequest&) { return ControlResponse{200, StatusJson().dump()}; });
-  for (TillAction a : {TillAction::kStart, TillAction::kStop, TillAction::kMothball, TillAction::kUnplug}) {
+  control_.Route("GET", "/status", [this](const ControlRequest&) {
+    return ControlResponse{200, StatusJson().dump()};
+  });
+  for (TillAction a :
+       {TillAction::kStart, TillAction::kStop, TillAction::kMothball, TillAction::kUnplug}) {
     control_.Route("POST", Cat("/tills/", TillActionName(a)),
                    [this, a](const ControlRequest& req) { return HandleAction(a, req); });
   }
@@ -102,9 +107,12 @@ ControlResponse Simulator::HandleAction(TillAction action, const ControlRequest&
     after = snapshot[static_cast<size_t>(n - 1)].state();
   }
   std::string line = Cat(TillActionName(action), " ", FormatTillSet(*numbers), ":");
-  if (result.changed.empty()) Append(&line, " nothing to change");
-  else Append(&line, " -> ", TillStateName(after), " (was");
-  for (const auto& [state, tills] : from) Append(&line, " ", TillStateName(state), " ", FormatTillSet(tills));
+  if (result.changed.empty())
+    Append(&line, " nothing to change");
+  else
+    Append(&line, " -> ", TillStateName(after), " (was");
+  for (const auto& [state, tills] : from)
+    Append(&line, " ", TillStateName(state), " ", FormatTillSet(tills));
   if (!result.changed.empty()) Append(&line, ")");
   if (!result.unchanged.empty()) Append(&line, "; already so: ", FormatTillSet(result.unchanged));
   log::Info("tills", line);
@@ -125,7 +133,8 @@ json Simulator::StatusJson() {
               {"state", std::string(TillStateName(t.state()))},
               {"status", t.status},
               {"cash_ip", t.cash_ip},
-              {"probe", probes_.enabled() ? (probes_.IsOpen(t.number) ? "listening" : "closed") : "disabled"},
+              {"probe", probes_.enabled() ? (probes_.IsOpen(t.number) ? "listening" : "closed")
+                                          : "disabled"},
               {"last_activity_ms", nullptr}};
     if (t.last_activity_ms) j["last_activity_ms"] = *t.last_activity_ms;
     tills.push_back(std::move(j));

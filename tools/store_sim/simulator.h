@@ -10,14 +10,13 @@
 // last activity on the next tick.
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "tools/store_sim/control_server.h"

@@ -11,8 +11,9 @@ constexpr const char* kXml = "text/xml; charset=utf-8";
 // One operation: its request and response messages.
 std::string Operation(const std::string& name) {
   return Cat("  <message name=\"", name, "\"><part name=\"parameters\" element=\"tns:", name,
-             "\"/></message>\n  <message name=\"", name, "Response\"><part name=\"parameters\" element=\"tns:",
-             name, "Response\"/></message>\n");
+             "\"/></message>\n  <message name=\"", name,
+             "Response\"><part name=\"parameters\" element=\"tns:", name,
+             "Response\"/></message>\n");
 }
 
 }  // namespace
@@ -27,18 +28,20 @@ std::string WsdlFor(const std::string& service, const std::string& location) {
     ops = {"getGoodsCatalog", "getGoodsCatalogWithTi"};
     ns = "http://goods.plugins.erpi.crystals.ru/";
   }
-  std::string out = Cat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
-                        "<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\""
-                        " xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\"",
-                        " xmlns:tns=\"", ns, "\" targetNamespace=\"", ns, "\" name=\"", service, "\">\n");
+  std::string out =
+      Cat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
+          "<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\""
+          " xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\"",
+          " xmlns:tns=\"", ns, "\" targetNamespace=\"", ns, "\" name=\"", service, "\">\n");
   for (const auto& op : ops) Append(&out, Operation(op));
   Append(&out, "  <portType name=\"", service, "\">\n");
   for (const auto& op : ops) {
-    Append(&out, "    <operation name=\"", op, "\"><input message=\"tns:", op, "\"/><output message=\"tns:", op,
-           "Response\"/></operation>\n");
+    Append(&out, "    <operation name=\"", op, "\"><input message=\"tns:", op,
+           "\"/><output message=\"tns:", op, "Response\"/></operation>\n");
   }
   Append(&out, "  </portType>\n  <binding name=\"", service, "Binding\" type=\"tns:", service,
-         "\">\n    <soap:binding style=\"document\" transport=\"http://schemas.xmlsoap.org/soap/http\"/>\n");
+         "\">\n    <soap:binding style=\"document\" "
+         "transport=\"http://schemas.xmlsoap.org/soap/http\"/>\n");
   for (const auto& op : ops) {
     Append(&out, "    <operation name=\"", op,
            "\"><soap:operation soapAction=\"\"/><input><soap:body use=\"literal\"/></input>"
@@ -55,11 +58,14 @@ SoapStub::SoapStub(boost::asio::io_context& io) : server_(io) {
     std::string p = path;
     std::string service = p.substr(p.rfind('/') + 1);
     server_.Route("GET", p, [this, p, service](const ControlRequest& req) -> ControlResponse {
-      if (req.query.count("wsdl") == 0 && req.query.count("WSDL") == 0) return {404, "Not Found", "text/plain"};
+      if (req.query.count("wsdl") == 0 && req.query.count("WSDL") == 0)
+        return {404, "Not Found", "text/plain"};
       return {200, WsdlFor(service, Cat("http://", address_.host, ":", address_.port, p)), kXml};
     });
   }
-  server_.Fallback([](const ControlRequest&) { return ControlResponse{404, "Not Found", "text/plain"}; });
+  server_.Fallback([](const ControlRequest&) {
+    return ControlResponse{404, "Not Found", "text/plain"};
+  });
 }
 
 absl::Status SoapStub::Open(const HostPort& at) {

@@ -4,9 +4,8 @@
 // 404. /soap/stop closes the port (and open connections), /soap/start reopens
 // it on the same port. All calls on the I/O thread (or before it starts).
 
-#include <string>
-
 #include <boost/asio/io_context.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "tools/store_sim/control_server.h"

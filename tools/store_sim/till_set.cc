@@ -20,7 +20,8 @@ bool ParseNumber(std::string_view s, int* out) {
 
 absl::StatusOr<std::vector<int>> ParseTillSet(std::string_view spec, int max_till) {
   std::string_view trimmed = Trim(spec);
-  if (trimmed.empty()) return absl::InvalidArgumentError("empty till selection (use e.g. 1-11, 1,3,5 or all)");
+  if (trimmed.empty())
+    return absl::InvalidArgumentError("empty till selection (use e.g. 1-11, 1,3,5 or all)");
   std::vector<int> out;
   if (trimmed == "all") {
     for (int n = 1; n <= max_till; ++n) out.push_back(n);
@@ -29,9 +30,9 @@ absl::StatusOr<std::vector<int>> ParseTillSet(std::string_view spec, int max_til
   for (std::string_view part : Split(trimmed, ',', /*skip_empty=*/false)) {
     int lo = 0, hi = 0;
     auto dash = part.find('-');
-    bool ok = dash == std::string_view::npos
-                  ? ParseNumber(part, &lo) && (hi = lo, true)
-                  : ParseNumber(part.substr(0, dash), &lo) && ParseNumber(part.substr(dash + 1), &hi);
+    bool ok = dash == std::string_view::npos ? ParseNumber(part, &lo) && (hi = lo, true)
+                                             : ParseNumber(part.substr(0, dash), &lo) &&
+                                                   ParseNumber(part.substr(dash + 1), &hi);
     if (!ok || lo > hi) {
       return absl::InvalidArgumentError(
           Cat("bad till selection '", part, "' in '", trimmed, "' (use e.g. 1-11, 1,3,5 or all)"));
@@ -52,8 +53,10 @@ std::string FormatTillSet(const std::vector<int>& numbers) {
     size_t j = i;
     while (j + 1 < numbers.size() && numbers[j + 1] == numbers[j] + 1) ++j;
     if (!out.empty()) out += ',';
-    if (j == i) Append(&out, numbers[i]);
-    else Append(&out, numbers[i], '-', numbers[j]);
+    if (j == i)
+      Append(&out, numbers[i]);
+    else
+      Append(&out, numbers[i], '-', numbers[j]);
     i = j + 1;
   }
   return out.empty() ? "none" : out;

@@ -4,20 +4,28 @@ namespace setdiag::store_sim {
 
 std::string_view TillStateName(TillState s) {
   switch (s) {
-    case TillState::kRunning: return "running";
-    case TillState::kStopped: return "stopped";
-    case TillState::kMothballed: return "mothballed";
-    case TillState::kUnplugged: return "unplugged";
+    case TillState::kRunning:
+      return "running";
+    case TillState::kStopped:
+      return "stopped";
+    case TillState::kMothballed:
+      return "mothballed";
+    case TillState::kUnplugged:
+      return "unplugged";
   }
   return "?";
 }
 
 std::string_view TillActionName(TillAction a) {
   switch (a) {
-    case TillAction::kStart: return "start";
-    case TillAction::kStop: return "stop";
-    case TillAction::kMothball: return "mothball";
-    case TillAction::kUnplug: return "unplug";
+    case TillAction::kStart:
+      return "start";
+    case TillAction::kStop:
+      return "stop";
+    case TillAction::kMothball:
+      return "mothball";
+    case TillAction::kUnplug:
+      return "unplug";
   }
   return "?";
 }
@@ -46,14 +54,16 @@ std::string HardwareFor(int n) {
   return n % 2 ? "POS Aura Pro 15 / Shtrih-M-01F" : "POS Posiflex XT-3815 / ATOL 55F";
 }
 std::string CashierFor(int n) {
-  static const char* kNames[] = {"Иванова Ольга", "Петров Сергей", "Смирнова Анна", "Кузнецова Мария",
-                                 "Попов Дмитрий", "Васильева Елена", "Соколова Ирина", "Михайлов Андрей"};
+  static const char* kNames[] = {"Иванова Ольга",   "Петров Сергей",  "Смирнова Анна",
+                                 "Кузнецова Мария", "Попов Дмитрий",  "Васильева Елена",
+                                 "Соколова Ирина",  "Михайлов Андрей"};
   return kNames[static_cast<size_t>(n - 1) % (sizeof kNames / sizeof kNames[0])];
 }
 
 }  // namespace
 
-TillBoard::TillBoard(int count, const std::vector<int>& mothballed, const std::function<std::string(int)>& ip_of)
+TillBoard::TillBoard(int count, const std::vector<int>& mothballed,
+                     const std::function<std::string(int)>& ip_of)
     : count_(count) {
   tills_.resize(static_cast<size_t>(count));
   for (int n = 1; n <= count; ++n) {

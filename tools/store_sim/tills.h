@@ -57,7 +57,8 @@ struct ApplyResult {
 class TillBoard {
  public:
   // Tills 1..count; `mothballed` start CLOSED_DOWN with their software stopped.
-  TillBoard(int count, const std::vector<int>& mothballed, const std::function<std::string(int)>& ip_of);
+  TillBoard(int count, const std::vector<int>& mothballed,
+            const std::function<std::string(int)>& ip_of);
 
   // Numbers must be within 1..count (see ParseTillSet).
   ApplyResult Apply(TillAction action, const std::vector<int>& numbers);

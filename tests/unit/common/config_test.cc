@@ -18,7 +18,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::unique_ptr<ConfigReader> MustParse(const std::string& text, const std::string& origin = "x.toml") {
+std::unique_ptr<ConfigReader> MustParse(const std::string& text,
+                                        const std::string& origin = "x.toml") {
   std::unique_ptr<ConfigReader> r;
   absl::Status st = ConfigReader::Parse(text, origin, &r);
   EXPECT_TRUE(st.ok()) << st.ToString();
@@ -165,8 +166,8 @@ TEST(ConfigTest, DurationsParse) {
 }
 
 TEST(ConfigTest, BadDurationsFail) {
-  for (const char* bad : {"", "s", "ms", "10", "10x", "-5s", "1.5h", "h2", "10 hours", "99999999999999999999s",
-                          "9999999999999999d"}) {
+  for (const char* bad : {"", "s", "ms", "10", "10x", "-5s", "1.5h", "h2", "10 hours",
+                          "99999999999999999999s", "9999999999999999d"}) {
     EXPECT_EQ(ConfigReader::ParseDurationMs(bad), std::nullopt) << "'" << bad << "'";
   }
 }
@@ -205,7 +206,8 @@ TEST(ConfigTest, HugeIntegerSecondsAreRejectedNotWrapped) {
   auto r = MustParse("t = 18446744073709552\n");
   int64_t got = r->DurationMs("t", 30'000, 0);
   EXPECT_EQ(got, 30'000) << "an overflowing duration must fall back to the default";
-  EXPECT_FALSE(r->Finish().ok()) << "an overflowing duration must be reported, got " << got << " ms";
+  EXPECT_FALSE(r->Finish().ok()) << "an overflowing duration must be reported, got " << got
+                                 << " ms";
 }
 
 TEST(ConfigTest, SizesParse) {
@@ -217,8 +219,8 @@ TEST(ConfigTest, SizesParse) {
 }
 
 TEST(ConfigTest, BadSizesFail) {
-  for (const char* bad : {"", "KiB", "64kb", "64KB", "1.5MiB", "-1KiB", "64 KiBs", "99999999999999999999",
-                          "9999999999999GiB"}) {
+  for (const char* bad : {"", "KiB", "64kb", "64KB", "1.5MiB", "-1KiB", "64 KiBs",
+                          "99999999999999999999", "9999999999999GiB"}) {
     EXPECT_EQ(ConfigReader::ParseBytes(bad), std::nullopt) << "'" << bad << "'";
   }
 }
@@ -319,7 +321,8 @@ TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedWithItsLine) {
   EXPECT_EQ(ok->String("lit", ""), "\xD0\xB1");
   // A line-ending backslash before Cyrillic is valid TOML and reads as it
   // should (toml++ itself would reach its undefined behaviour on it).
-  auto motd = MustParse("motd = \"\"\"\\\n    \xD0\x9C\xD0\xB0\xD0\xB3 1042\\\n\n  \xF0\x9F\x9B\x92\"\"\"\n");
+  auto motd = MustParse(
+      "motd = \"\"\"\\\n    \xD0\x9C\xD0\xB0\xD0\xB3 1042\\\n\n  \xF0\x9F\x9B\x92\"\"\"\n");
   ASSERT_NE(motd, nullptr);
   EXPECT_EQ(motd->String("motd", ""), "\xD0\x9C\xD0\xB0\xD0\xB3 1042\xF0\x9F\x9B\x92");
 }

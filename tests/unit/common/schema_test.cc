@@ -22,15 +22,18 @@ std::vector<Migration> Steps(std::vector<int>* ran = nullptr, bool third_fails =
   std::vector<Migration> steps;
   steps.push_back({1, "notes", [ran](Db& db) {
                      if (ran) ran->push_back(1);
-                     return db.Exec("CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT NOT NULL)");
+                     return db.Exec(
+                         "CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT NOT NULL)");
                    }});
   steps.push_back({2, "notes.author", [ran](Db& db) {
                      if (ran) ran->push_back(2);
                      return db.Exec("ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT ''");
                    }});
-  steps.push_back({3, "upper-case texts", [ran, third_fails](Db& db) -> absl::Status {
+  steps.push_back({3, "upper-case texts",
+                   [ran, third_fails](Db& db) -> absl::Status {
                      if (ran) ran->push_back(3);
-                     if (auto st = db.Exec("UPDATE notes SET text = upper(text)"); !st.ok()) return st;
+                     if (auto st = db.Exec("UPDATE notes SET text = upper(text)"); !st.ok())
+                       return st;
                      if (auto st = db.Exec("CREATE TABLE half_done(x)"); !st.ok()) return st;
                      if (third_fails) return absl::InternalError("the disk went away");
                      return absl::OkStatus();
@@ -129,7 +132,8 @@ TEST(SchemaTest, AFailedStepLeavesTheOldVersionAndNoTraceOfTheStep) {
 
   auto r = Migrate(db, "notes", path, Steps(nullptr, /*third_fails=*/true));
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(r.status().message(), HasSubstr("notes " + path + ": migrating to schema version 3 (upper-case texts)"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("notes " + path + ": migrating to schema version 3 (upper-case texts)"));
   EXPECT_THAT(r.status().message(), HasSubstr("the disk went away"));
   EXPECT_EQ(*SchemaVersion(db), 2);
   EXPECT_EQ(*db.QueryText("SELECT text FROM notes"), "kept as it was");
@@ -156,7 +160,8 @@ TEST(SchemaTest, ADatabaseNewerThanTheBuildIsRefusedAndLeftByteForByte) {
     auto r = Migrate(db, "notes", path, FirstTwo());  // an older build knows versions 1..2
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_THAT(r.status().message(), HasSubstr("has schema version 3, newer than this build knows (2)"));
+    EXPECT_THAT(r.status().message(),
+                HasSubstr("has schema version 3, newer than this build knows (2)"));
     EXPECT_THAT(r.status().message(), HasSubstr("left unchanged"));
     EXPECT_EQ(*SchemaVersion(db), 3);
   }

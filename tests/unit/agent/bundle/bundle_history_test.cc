@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "agent/watches/findings.h"
 #include "agent/store/history.h"
 #include "agent/store/outbox.h"
+#include "agent/watches/findings.h"
 #include "common/clock.h"
 #include "temp_dir.h"
 

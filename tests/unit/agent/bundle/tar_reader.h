@@ -29,7 +29,8 @@ inline std::vector<TarEntry> ReadTarGz(const std::string& path) {
   archive* a = archive_read_new();
   archive_read_support_filter_gzip(a);
   archive_read_support_format_tar(a);
-  EXPECT_EQ(archive_read_open_filename(a, path.c_str(), 10240), ARCHIVE_OK) << archive_error_string(a);
+  EXPECT_EQ(archive_read_open_filename(a, path.c_str(), 10240), ARCHIVE_OK)
+      << archive_error_string(a);
   archive_entry* e = nullptr;
   int rc;
   while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN) {
@@ -43,7 +44,8 @@ inline std::vector<TarEntry> ReadTarGz(const std::string& path) {
     entry.type = static_cast<int>(archive_entry_filetype(e));
     char buf[65536];
     la_ssize_t n;
-    while ((n = archive_read_data(a, buf, sizeof buf)) > 0) entry.data.append(buf, static_cast<size_t>(n));
+    while ((n = archive_read_data(a, buf, sizeof buf)) > 0)
+      entry.data.append(buf, static_cast<size_t>(n));
     EXPECT_GE(n, 0) << archive_error_string(a);
     out.push_back(std::move(entry));
   }

@@ -62,7 +62,9 @@ std::string Sha256Of(const std::string& bytes, const TempDir& dir) {
 
 using Entry = setdiag::testing::TarEntry;
 
-std::vector<Entry> ReadWithLibarchive(const std::string& path) { return setdiag::testing::ReadTarGz(path); }
+std::vector<Entry> ReadWithLibarchive(const std::string& path) {
+  return setdiag::testing::ReadTarGz(path);
+}
 
 // Extracts with GNU tar (UTF-8 locale) into a new directory; tar's exit
 // status must be 0 (it is 2 on a bad checksum or a truncated archive).
@@ -465,7 +467,6 @@ TEST(TarGzWriterTest, NonUtf8NameIsMarkedBinaryAndKeepsItsBytes) {
   EXPECT_EQ(Sh(Cat("tar -tzf '", tgz, "' >/dev/null 2>&1")), 0);
 }
 
-
 }  // namespace
 }  // namespace setdiag::agent::bundle
 
@@ -480,10 +481,10 @@ TEST(TarGzWriterNames, UnsafeNamesAreRefusedAndTheArchiveStaysUsable) {
   const std::string out = dir.File("names.tar.gz");
   auto w = TarGzWriter::Create(out);
   ASSERT_TRUE(w.ok()) << w.status();
-  for (std::string bad : {std::string(""), std::string("/etc/cron.d/x"),
-                          std::string("../../../etc/cron.d/x"), std::string("a/../../b"),
-                          std::string("dir/"), std::string("a\0b", 3), std::string(".."),
-                          std::string("a//b")}) {
+  for (std::string bad :
+       {std::string(""), std::string("/etc/cron.d/x"), std::string("../../../etc/cron.d/x"),
+        std::string("a/../../b"), std::string("dir/"), std::string("a\0b", 3), std::string(".."),
+        std::string("a//b")}) {
     auto sha = (*w)->AddBytes(bad, "x\n", 1'768'471'200);
     EXPECT_EQ(sha.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }

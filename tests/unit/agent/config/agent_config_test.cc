@@ -1,8 +1,8 @@
 #include "agent/config/agent_config.h"
 
 #include <gmock/gmock.h>
-#include <sys/stat.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <string>
@@ -98,8 +98,9 @@ TEST_F(AgentConfigTest, TokenFileIsReadAndTrimmed) {
 TEST_F(AgentConfigTest, ATokenFileOthersCanReadIsRefusedWithTheFix) {
   std::string token_path = dir_.File("token");
   testutil::WriteBytes(token_path, "sdst_secret\n");
-  const std::string text = Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
-                               "token_file = \"", token_path, "\"\n");
+  const std::string text =
+      Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
+          "token_file = \"", token_path, "\"\n");
   for (mode_t mode : {0644u, 0640u, 0604u, 0620u}) {
     chmod(token_path.c_str(), mode);
     std::string err = Err(text);
@@ -113,8 +114,9 @@ TEST_F(AgentConfigTest, ATokenFileOthersCanReadIsRefusedWithTheFix) {
 }
 
 TEST_F(AgentConfigTest, UnreadableTokenFileIsAnError) {
-  std::string err = Err(Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
-                            "token_file = \"", dir_.File("missing"), "\"\n"));
+  std::string err =
+      Err(Cat("[agent]\nstore_id = \"s\"\n[collector]\naddress = \"localhost:7443\"\n",
+              "token_file = \"", dir_.File("missing"), "\"\n"));
   EXPECT_THAT(err, HasSubstr("collector.token_file"));
 }
 
@@ -150,7 +152,8 @@ TEST_F(AgentConfigTest, ACaFileWithoutACertificateIsRefusedNamingKeyLineFileAndW
   const std::string text = Cat(kMinimal, "ca_file = \"", ca, "\"\n");  // line 6
   testutil::WriteBytes(ca, "this is not a certificate\n");
   std::string err = Err(text);
-  EXPECT_THAT(err, HasSubstr(Cat(path_, ":6: key 'collector.ca_file': ", ca, " holds no PEM certificate")));
+  EXPECT_THAT(
+      err, HasSubstr(Cat(path_, ":6: key 'collector.ca_file': ", ca, " holds no PEM certificate")));
   EXPECT_THAT(err, HasSubstr("ca.pem from support"));
 
   testutil::WriteBytes(ca, kPrivateKeyPem);
@@ -158,14 +161,16 @@ TEST_F(AgentConfigTest, ACaFileWithoutACertificateIsRefusedNamingKeyLineFileAndW
   EXPECT_THAT(err, HasSubstr(Cat(ca, " holds no PEM certificate")));
   EXPECT_THAT(err, HasSubstr("it holds a private key"));
 
-  testutil::WriteBytes(ca, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
+  testutil::WriteBytes(
+      ca, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
   EXPECT_THAT(Err(text), HasSubstr(Cat(ca, " holds a damaged PEM certificate")));
 
   testutil::WriteBytes(ca, "");
   EXPECT_THAT(Err(text), HasSubstr(Cat(ca, " holds no PEM certificate")));
 
-  EXPECT_THAT(Err(Cat(kMinimal, "ca_file = \"", dir_.File("missing.pem"), "\"\n")),
-              HasSubstr(Cat(":6: key 'collector.ca_file': cannot read ", dir_.File("missing.pem"))));
+  EXPECT_THAT(
+      Err(Cat(kMinimal, "ca_file = \"", dir_.File("missing.pem"), "\"\n")),
+      HasSubstr(Cat(":6: key 'collector.ca_file': cannot read ", dir_.File("missing.pem"))));
 
   // A key next to the certificate does not hide it; the certificate counts.
   testutil::WriteBytes(ca, Cat(kPrivateKeyPem, kCaPem));
@@ -176,11 +181,16 @@ TEST_F(AgentConfigTest, ACaFileWithoutACertificateIsRefusedNamingKeyLineFileAndW
 // Issue 13: a roster address like 999.1.1.1 was accepted and the till was
 // then never probed.
 TEST_F(AgentConfigTest, ARosterAddressThatIsNotIPv4IsRefusedNamingKeyAndLine) {
-  for (const char* bad : {"999.1.1.1", "10.0.0", "10.0.0.1.5", "till-7", " 10.0.0.17", "10.0.0.17:22", "::1"}) {
-    std::string err = Err(Cat(kMinimal, "[tills.roster]\n1 = \"10.0.0.11\"\n7 = \"", bad, "\"\n"));  // line 8
-    EXPECT_THAT(err, HasSubstr(Cat(path_, ":8: key 'tills.roster.7': '", bad, "' is not an IPv4 address"))) << bad;
+  for (const char* bad :
+       {"999.1.1.1", "10.0.0", "10.0.0.1.5", "till-7", " 10.0.0.17", "10.0.0.17:22", "::1"}) {
+    std::string err =
+        Err(Cat(kMinimal, "[tills.roster]\n1 = \"10.0.0.11\"\n7 = \"", bad, "\"\n"));  // line 8
+    EXPECT_THAT(
+        err, HasSubstr(Cat(path_, ":8: key 'tills.roster.7': '", bad, "' is not an IPv4 address")))
+        << bad;
   }
-  auto ok = LoadText(Cat(kMinimal, "[tills.roster]\n1 = \"10.0.0.11\"\n7 = \"\"\n8 = \"255.255.255.254\"\n"));
+  auto ok = LoadText(
+      Cat(kMinimal, "[tills.roster]\n1 = \"10.0.0.11\"\n7 = \"\"\n8 = \"255.255.255.254\"\n"));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->tills.roster.size(), 3u);
 }
@@ -188,23 +198,30 @@ TEST_F(AgentConfigTest, ARosterAddressThatIsNotIPv4IsRefusedNamingKeyAndLine) {
 // The other addresses the agent uses only as IPv4 literals.
 TEST_F(AgentConfigTest, ServerHostAndPushListenersMustBeIPv4LiteralsAndSayWhatIsWrong) {
   std::string err = Err(Cat(kMinimal, "[server]\nhost = \"999.0.0.1\"\n"));
-  EXPECT_THAT(err, HasSubstr(Cat(path_, ":7: key 'server.host': '999.0.0.1' is not an IPv4 address")));
+  EXPECT_THAT(err,
+              HasSubstr(Cat(path_, ":7: key 'server.host': '999.0.0.1' is not an IPv4 address")));
   err = Err(Cat(kMinimal, "[server]\nhost = \"set-server\"\n"));
   EXPECT_THAT(err, HasSubstr("key 'server.host': 'set-server' is not an IPv4 address"));
   EXPECT_THAT(err, HasSubstr("names are not resolved"));
 
   err = Err(Cat(kMinimal, "[push]\nudp_listen = \"999.1.1.1:7555\"\n"));
-  EXPECT_THAT(err, HasSubstr(Cat(path_, ":7: key 'push.udp_listen': '999.1.1.1:7555': '999.1.1.1' is not an "
-                                        "IPv4 address")));
+  EXPECT_THAT(err,
+              HasSubstr(Cat(path_,
+                            ":7: key 'push.udp_listen': '999.1.1.1:7555': '999.1.1.1' is not an "
+                            "IPv4 address")));
   err = Err(Cat(kMinimal, "[push]\nhttp_listen = \"0.0.0.0:0\"\n"));
   EXPECT_THAT(err, HasSubstr("key 'push.http_listen': '0.0.0.0:0': port 0"));
   err = Err(Cat(kMinimal, "[push]\nhttp_listen = \"localhost:7556\"\n"));
-  EXPECT_THAT(err, HasSubstr("key 'push.http_listen': 'localhost:7556': 'localhost' is not an IPv4 address"));
+  EXPECT_THAT(
+      err,
+      HasSubstr("key 'push.http_listen': 'localhost:7556': 'localhost' is not an IPv4 address"));
   err = Err(Cat(kMinimal, "[push]\nudp_listen = \"0.0.0.0:70000\"\n"));
-  EXPECT_THAT(err, HasSubstr("key 'push.udp_listen': '0.0.0.0:70000': not an IPv4 address and port"));
+  EXPECT_THAT(err,
+              HasSubstr("key 'push.udp_listen': '0.0.0.0:70000': not an IPv4 address and port"));
 
-  auto ok = LoadText(Cat(kMinimal, "[push]\nudp_listen = \"0.0.0.0:7555\"\nhttp_listen = \"127.0.0.1:7556\"\n"
-                                   "[server]\nhost = \"10.1.2.3\"\n"));
+  auto ok = LoadText(Cat(kMinimal,
+                         "[push]\nudp_listen = \"0.0.0.0:7555\"\nhttp_listen = \"127.0.0.1:7556\"\n"
+                         "[server]\nhost = \"10.1.2.3\"\n"));
   EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
@@ -213,7 +230,8 @@ TEST_F(AgentConfigTest, ServerHostAndPushListenersMustBeIPv4LiteralsAndSayWhatIs
 TEST_F(AgentConfigTest, APasswordFileOthersCanReadIsRefusedWithTheFix) {
   const std::string pw = dir_.File("set-db.password");
   testutil::WriteBytes(pw, "ro-Secret\n");
-  const std::string text = Cat(kMinimal, "[set_db]\nenabled = true\npassword_file = \"", pw, "\"\n");  // line 8
+  const std::string text =
+      Cat(kMinimal, "[set_db]\nenabled = true\npassword_file = \"", pw, "\"\n");  // line 8
   for (mode_t mode : {0644u, 0640u, 0604u, 0620u, 0660u}) {
     chmod(pw.c_str(), mode);
     char octal[8];
@@ -303,11 +321,13 @@ TEST_F(TillWatchConfigTest, NothingToWatchTurnsTheWatchOffUnlessAskedFor) {
   EXPECT_FALSE(quiet->tills_enabled);
   auto asked = Load("[tills]\nenabled = true\n");
   ASSERT_FALSE(asked.ok());
-  EXPECT_NE(std::string(asked.status().message()).find("tills.enabled"), std::string::npos) << asked.status();
+  EXPECT_NE(std::string(asked.status().message()).find("tills.enabled"), std::string::npos)
+      << asked.status();
 }
 
 TEST_F(TillWatchConfigTest, MothballedTillsJoinTheRosterOnce) {
-  auto c = Load("[tills]\nmothballed = [2, 9]\n[tills.roster]\n1 = \"10.0.0.11\"\n2 = \"10.0.0.12\"\n");
+  auto c =
+      Load("[tills]\nmothballed = [2, 9]\n[tills.roster]\n1 = \"10.0.0.11\"\n2 = \"10.0.0.12\"\n");
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_EQ(c->tills.roster.size(), 3u);
   int mothballed = 0;
@@ -364,7 +384,8 @@ TEST_F(SetDbConfigTest, NaiveTimestampsAreReadInTheStoreZone) {
   EXPECT_EQ(cal->tills.set_db->time_zone, "Asia/Yekaterinburg");
   EXPECT_EQ(cal->loading.set_db->time_zone, "Asia/Yekaterinburg");
   // set_db.time_zone wins over the calendar's.
-  auto own = Load("[set_db]\nenabled = true\ntime_zone = \"Europe/Moscow\"\n[calendar]\ntime_zone = \"UTC\"\n");
+  auto own = Load(
+      "[set_db]\nenabled = true\ntime_zone = \"Europe/Moscow\"\n[calendar]\ntime_zone = \"UTC\"\n");
   ASSERT_TRUE(own.ok()) << own.status();
   EXPECT_EQ(own->tills.set_db->time_zone, "Europe/Moscow");
   EXPECT_EQ(own->loading.set_db->time_zone, "Europe/Moscow");
@@ -383,7 +404,8 @@ TEST_F(SetDbConfigTest, ClockToleranceAndFailureConfirmAreRead) {
   EXPECT_EQ(c->tills.set_db->failure_confirm_ms, 2'000);
   EXPECT_EQ(c->loading.set_db->failure_confirm_ms, 2'000);
   // Known keys even with [set_db] off.
-  auto off = Load("[set_db]\nenabled = false\ntime_zone = \"Europe/Moscow\"\nclock_tolerance = \"5m\"\n");
+  auto off =
+      Load("[set_db]\nenabled = false\ntime_zone = \"Europe/Moscow\"\nclock_tolerance = \"5m\"\n");
   EXPECT_TRUE(off.ok()) << off.status();
 }
 

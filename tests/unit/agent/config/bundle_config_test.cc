@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "agent/config/agent_config.h"
 #include "agent/bundle/bundle.h"
+#include "agent/config/agent_config.h"
 #include "common/strings.h"
 #include "temp_dir.h"
 

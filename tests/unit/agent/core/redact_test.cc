@@ -2,13 +2,14 @@
 // and setdiag configs and logs; nothing secret survives, the report counts
 // what went, and numbers that are not cards stay readable.
 
+#include "agent/core/redact.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "agent/core/redact.h"
 #include "agent/bundle/step.h"
 
 namespace setdiag::agent::bundle {
@@ -369,11 +370,12 @@ TEST(RedactTest, SqlPasswordLiteralsAndLookalikes) {
 // the Luhn check (as some do from 2033), a package TI made of 16 digits.
 TEST(RedactTest, EventIdentifiersAreNeverMasked) {
   // 4276380012345679 passes Luhn; as an episode's instant suffix and as a TI.
-  nlohmann::json payload = {{"state", "raised"},
-                            {"episode", "store-1042-a1b2-tills-4276380012345679"},
-                            {"kind", "loading.import_errors"},
-                            {"source", "tills.activity"},
-                            {"failed_packages", {{{"ti", "4276380012345679"}, {"message", "card 4276380012345679"}}}}};
+  nlohmann::json payload = {
+      {"state", "raised"},
+      {"episode", "store-1042-a1b2-tills-4276380012345679"},
+      {"kind", "loading.import_errors"},
+      {"source", "tills.activity"},
+      {"failed_packages", {{{"ti", "4276380012345679"}, {"message", "card 4276380012345679"}}}}};
   const nlohmann::json before = payload;
   RedactionCounts counts;
   RedactJsonStrings(&payload, &counts);
@@ -382,7 +384,8 @@ TEST(RedactTest, EventIdentifiersAreNeverMasked) {
   EXPECT_EQ(payload["source"], "tills.activity");
   EXPECT_EQ(payload["failed_packages"][0]["ti"], "4276380012345679");
   // Free text is still redacted.
-  EXPECT_EQ(payload["failed_packages"][0]["message"].get<std::string>().find("4276380012345679"), std::string::npos)
+  EXPECT_EQ(payload["failed_packages"][0]["message"].get<std::string>().find("4276380012345679"),
+            std::string::npos)
       << payload.dump();
 }
 

@@ -92,12 +92,11 @@ TEST(LoadingDetector, OldInboxFileAndDeadServiceWhileWaiting) {
     bool halted;
   };
   const Case cases[] = {
-      {-1, true, false, false},
-      {10 * kMin, true, false, false},
-      {16 * kMin, true, false, true},   // the server is not consuming files
-      {-1, false, false, false},        // service dead, nothing waits: not loading halted
-      {-1, false, true, true},          // service dead while a package waits
-      {kMin, false, false, true},       // service dead while a file waits
+      {-1, true, false, false},       {10 * kMin, true, false, false},
+      {16 * kMin, true, false, true},  // the server is not consuming files
+      {-1, false, false, false},       // service dead, nothing waits: not loading halted
+      {-1, false, true, true},         // service dead while a package waits
+      {kMin, false, false, true},      // service dead while a file waits
   };
   LoadingPolicy p = Policy();
   p.service_confirm_ms = 0;  // its own test below
@@ -106,11 +105,13 @@ TEST(LoadingDetector, OldInboxFileAndDeadServiceWhileWaiting) {
     LoadingSnapshot s = Healthy(kT0);
     s.import_service_ok = c.service_ok;
     if (c.file_age_ms >= 0) {
-      s.inboxes.push_back({"/var/lib/jboss/products/source", true, "", 1, kT0 - c.file_age_ms, "catalog-goods_1.xml"});
+      s.inboxes.push_back({"/var/lib/jboss/products/source", true, "", 1, kT0 - c.file_age_ms,
+                           "catalog-goods_1.xml"});
     }
     if (c.package_waiting) s.packages.push_back({"TI-w", kT0 - kMin, 2, "", "GOODS", ""});
     auto f = d.Evaluate(s);
-    EXPECT_EQ(!f.empty(), c.halted) << c.file_age_ms << " " << c.service_ok << " " << c.package_waiting;
+    EXPECT_EQ(!f.empty(), c.halted)
+        << c.file_age_ms << " " << c.service_ok << " " << c.package_waiting;
     if (c.halted) {
       EXPECT_EQ(f[0].kind, "loading.halted");
       EXPECT_FALSE(f[0].payload["reasons"].empty());
@@ -294,8 +295,10 @@ TEST(LoadingDetector, AClosedDatabasePortIsNamedByItsNumber) {
   EXPECT_TRUE(down(kT0).empty());
   auto f = down(kT0 + 30 * kSec);
   ASSERT_EQ(Kinds(f), std::vector<std::string>{"set.server_down:raised"});
-  EXPECT_NE(f[0].payload.dump().find("port 6432 (PostgreSQL) is closed"), std::string::npos) << f[0].payload.dump();
-  EXPECT_EQ(f[0].payload.dump().find("5432 (PostgreSQL)"), std::string::npos) << f[0].payload.dump();
+  EXPECT_NE(f[0].payload.dump().find("port 6432 (PostgreSQL) is closed"), std::string::npos)
+      << f[0].payload.dump();
+  EXPECT_EQ(f[0].payload.dump().find("5432 (PostgreSQL)"), std::string::npos)
+      << f[0].payload.dump();
 }
 
 TEST(LoadingDetector, ServerDownAfterTheConfirmWindow) {
@@ -379,14 +382,16 @@ TEST(LoadingDetector, MaintenanceRaisesNothingAndClearsWhatIsActive) {
 TEST(LoadingDetector, ImportErrorsAreReportedOnceWithMessagesAndClearedByASuccess) {
   LoadingDetector d(Policy(), "a");
   LoadingSnapshot s = Healthy(kT0);
-  s.packages.push_back({"TI-bad1", kT0 - 10 * kSec, 4, "invalid item", "GOODS", "item 4711: price is negative"});
+  s.packages.push_back(
+      {"TI-bad1", kT0 - 10 * kSec, 4, "invalid item", "GOODS", "item 4711: price is negative"});
   auto f = d.Evaluate(s);
   ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.import_errors:raised"});
   EXPECT_EQ(f[0].severity, Severity::kNormal);
   EXPECT_EQ(f[0].payload["failed_packages"][0]["message"], "item 4711: price is negative");
   s.now_ms += kMin;
   EXPECT_TRUE(d.Evaluate(s).empty()) << "the same failure is not reported twice";
-  s.packages.push_back({"TI-bad2", kT0 + 30 * kSec, 5, "internal error", "GOODS", "NullPointerException"});
+  s.packages.push_back(
+      {"TI-bad2", kT0 + 30 * kSec, 5, "internal error", "GOODS", "NullPointerException"});
   auto g = d.Evaluate(s);
   ASSERT_EQ(Kinds(g), std::vector<std::string>{"loading.import_errors:updated"});
   s.packages.push_back({"TI-good", kT0 + 2 * kMin, 3, "correct", "GOODS", ""});
@@ -397,7 +402,9 @@ TEST(LoadingDetector, ImportErrorsAreReportedOnceWithMessagesAndClearedByASucces
 
 // --- Restarts: the state a new process restores ---
 
-nlohmann::json Persisted(const LoadingDetector& d) { return nlohmann::json::parse(d.ExportState().dump()); }
+nlohmann::json Persisted(const LoadingDetector& d) {
+  return nlohmann::json::parse(d.ExportState().dump());
+}
 
 TEST(LoadingDetectorRestart, ARestoredHaltClearsWithItsEpisodeOrStaysWhileItHolds) {
   auto stuck = [](int64_t now, int status) {
@@ -409,7 +416,8 @@ TEST(LoadingDetectorRestart, ARestoredHaltClearsWithItsEpisodeOrStaysWhileItHold
   auto raised = d1.Evaluate(stuck(kT0 + 15 * kMin + 1, 2));
   ASSERT_EQ(Kinds(raised), std::vector<std::string>{"loading.halted:raised"});
   const std::string episode = raised[0].payload["episode"];
-  EXPECT_EQ(HeldEpisodesOf(d1.ExportState()), (std::vector<HeldEpisode>{{"loading.halted", episode}}));
+  EXPECT_EQ(HeldEpisodesOf(d1.ExportState()),
+            (std::vector<HeldEpisode>{{"loading.halted", episode}}));
   const nlohmann::json state = Persisted(d1);
 
   {  // Processed while the agent restarted: cleared after the clear window.
@@ -438,7 +446,8 @@ TEST(LoadingDetectorRestart, ARestoredHaltClearsWithItsEpisodeOrStaysWhileItHold
 TEST(LoadingDetectorRestart, ReportedImportErrorsAreNotReportedAgainAndClearInTheirEpisode) {
   LoadingDetector d1(Policy(), "agent-1");
   LoadingSnapshot s = Healthy(kT0);
-  s.packages.push_back({"TI-bad1", kT0 - 10 * kSec, 4, "invalid item", "GOODS", "item 4711: price is negative"});
+  s.packages.push_back(
+      {"TI-bad1", kT0 - 10 * kSec, 4, "invalid item", "GOODS", "item 4711: price is negative"});
   auto f = d1.Evaluate(s);
   ASSERT_EQ(Kinds(f), std::vector<std::string>{"loading.import_errors:raised"});
   const std::string episode = f[0].payload["episode"];
@@ -448,7 +457,8 @@ TEST(LoadingDetectorRestart, ReportedImportErrorsAreNotReportedAgainAndClearInTh
   s.now_ms += kMin;
   auto again = d2.Evaluate(s);
   EXPECT_TRUE(again.empty()) << "reported before the restart: " << Kinds(again).front();
-  s.packages.push_back({"TI-bad2", kT0 + 30 * kSec, 5, "internal error", "GOODS", "NullPointerException"});
+  s.packages.push_back(
+      {"TI-bad2", kT0 + 30 * kSec, 5, "internal error", "GOODS", "NullPointerException"});
   auto g = d2.Evaluate(s);
   ASSERT_EQ(Kinds(g), std::vector<std::string>{"loading.import_errors:updated"});
   EXPECT_EQ(g[0].payload["episode"], episode);
@@ -466,8 +476,10 @@ TEST(LoadingDetectorRestart, ARestoredConditionNoLongerWatchedClears) {
   const nlohmann::json state = {
       {"version", 1},
       {"conditions",
-       {{"loading.transport_halted", {{"episode", "agent-1-loading.transport_halted-1"}, {"since_ms", kT0 - kMin}}},
-        {"loading.erp_silent", {{"episode", "agent-1-loading.erp_silent-2"}, {"since_ms", kT0 - kMin}}}}},
+       {{"loading.transport_halted",
+         {{"episode", "agent-1-loading.transport_halted-1"}, {"since_ms", kT0 - kMin}}},
+        {"loading.erp_silent",
+         {{"episode", "agent-1-loading.erp_silent-2"}, {"since_ms", kT0 - kMin}}}}},
       {"held", nlohmann::json::array()}};
   LoadingPolicy p = Policy();
   p.erp_every_ms = 0;

@@ -50,7 +50,8 @@ struct Store {
     for (int n = first; n <= last; ++n) tills[static_cast<size_t>(n - 1)].last_heartbeat_ms = ms;
   }
   void Mothball(int first, int last) {
-    for (int n = first; n <= last; ++n) tills[static_cast<size_t>(n - 1)].roster = RosterStatus::kMothballed;
+    for (int n = first; n <= last; ++n)
+      tills[static_cast<size_t>(n - 1)].roster = RosterStatus::kMothballed;
   }
   TillSnapshot At(int64_t now, bool expected = true, bool source_ok = true) const {
     TillSnapshot s;
@@ -208,7 +209,8 @@ TEST(TillDetector, MothballedTillsAreNotExpected) {
       auto f = d.Evaluate(store.At(t));
       found.insert(found.end(), f.begin(), f.end());
     }
-    EXPECT_EQ(!found.empty(), c.critical) << "mothballed " << c.mothballed << ", stopped " << c.stopped;
+    EXPECT_EQ(!found.empty(), c.critical)
+        << "mothballed " << c.mothballed << ", stopped " << c.stopped;
     if (c.critical) {
       EXPECT_EQ(found[0].payload["expected"], 20 - c.mothballed);
       EXPECT_EQ(found[0].payload["mothballed"], c.mothballed);
@@ -414,11 +416,12 @@ TEST(TillDetector, LikelyCauseFollowsTheEvidence) {
   }
 }
 
-
 // --- Restarts: the state a new process restores (agent/store/detector_state.h) ---
 
 // What a restart carries: the exported state, through its stored text.
-nlohmann::json Persisted(const TillDetector& d) { return nlohmann::json::parse(d.ExportState().dump()); }
+nlohmann::json Persisted(const TillDetector& d) {
+  return nlohmann::json::parse(d.ExportState().dump());
+}
 
 std::vector<HeldEpisode> Held(const TillDetector& d) { return HeldEpisodesOf(d.ExportState()); }
 
@@ -520,7 +523,8 @@ TEST(TillDetectorRestart, ARestoredSingleTillAndDatabaseConditionClearWithTheirE
   Store store(20);
   store.AllBeatAt(kT0);
   std::vector<Finding> found;
-  for (int64_t t = kT0 + kSec; t <= kT0 + 620 * kSec; t += kSec) {  // till 1 silent: normal at +611 s
+  for (int64_t t = kT0 + kSec; t <= kT0 + 620 * kSec;
+       t += kSec) {  // till 1 silent: normal at +611 s
     store.BeatRange(2, 20, t);
     auto f = d1.Evaluate(store.At(t));
     found.insert(found.end(), f.begin(), f.end());
@@ -562,8 +566,9 @@ TEST(TillDetectorRestart, ARestoredSingleTillAndDatabaseConditionClearWithTheirE
     db.insert(db.end(), f.begin(), f.end());
   }
   ASSERT_EQ(Kinds(db), std::vector<std::string>{"set.db_unreachable:raised"});
-  EXPECT_EQ(Held(d3), (std::vector<HeldEpisode>{
-                          {"set.db_unreachable", "agent-1-set.db_unreachable-" + std::to_string(kT0 + kSec)}}));
+  EXPECT_EQ(Held(d3),
+            (std::vector<HeldEpisode>{{"set.db_unreachable", "agent-1-set.db_unreachable-" +
+                                                                 std::to_string(kT0 + kSec)}}));
   {
     TillDetector d4(Policy(), "agent-1");
     ASSERT_TRUE(d4.RestoreState(Persisted(d3)).ok());
@@ -687,7 +692,8 @@ TEST(TillDetectorGrace, TillsSilentAfterTheGraceAreCriticalWithAnOnsetAfterTheOu
   // Stopped one timeout after the return (+411 s), seen at +412 s,
   // confirmed 30 s later.
   EXPECT_EQ(found[0].payload["onset_ms"], kT0 + 411 * kSec);
-  EXPECT_GE(found[0].payload["onset_ms"].get<int64_t>(), kT0 + 401 * kSec) << "onset not inside the outage";
+  EXPECT_GE(found[0].payload["onset_ms"].get<int64_t>(), kT0 + 401 * kSec)
+      << "onset not inside the outage";
   EXPECT_EQ(raised_at, kT0 + 442 * kSec);
   EXPECT_EQ(found[0].payload["stopped"], 20);
 }

@@ -2,7 +2,6 @@
 // and MD5 answers against published / independently computed values, and
 // the parsing of recorded backend bytes.
 #include "agent/sources/pg_wire.h"
-#include "common/digest.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "common/digest.h"
 
 namespace setdiag::agent::pgwire {
 namespace {

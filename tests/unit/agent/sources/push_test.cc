@@ -14,9 +14,16 @@ TEST(PushHeartbeat, ParsesTheDocumentedFormat) {
 }
 
 TEST(PushHeartbeat, RejectsGarbageWithAReason) {
-  const char* bad[] = {"", "garbage", "\xff\xfe\x00\x01", "[]", R"({"till":7})", R"({"store":"1042"})",
-                       R"({"store":"1042","till":"7"})", R"({"store":"1042","till":0})",
-                       R"({"store":"1042","till":-3})", R"({"store":"1042","till":1e9})",
+  const char* bad[] = {"",
+                       "garbage",
+                       "\xff\xfe\x00\x01",
+                       "[]",
+                       R"({"till":7})",
+                       R"({"store":"1042"})",
+                       R"({"store":"1042","till":"7"})",
+                       R"({"store":"1042","till":0})",
+                       R"({"store":"1042","till":-3})",
+                       R"({"store":"1042","till":1e9})",
                        R"({"store":["1042"],"till":1})"};
   for (const char* b : bad) {
     auto r = ParseHeartbeat(b, "1042");

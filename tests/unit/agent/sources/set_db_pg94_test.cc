@@ -24,20 +24,48 @@ struct Construct {
 
 // SQL that PostgreSQL 9.4 does not know (release notes 9.5 .. 16).
 constexpr Construct kNewerThan94[] = {
-    {"ON CONFLICT", "9.5"},        {"SKIP LOCKED", "9.5"},        {"TABLESAMPLE", "9.5"},
-    {"GROUPING SETS", "9.5"},      {"CUBE", "9.5"},               {"ROLLUP", "9.5"},
-    {"ARRAY_POSITION", "9.5"},     {"ARRAY_POSITIONS", "9.5"},    {"JSONB_SET", "9.5"},
-    {"JSONB_PRETTY", "9.5"},       {"JSONB_STRIP_NULLS", "9.5"},  {"::REGROLE", "9.5"},
-    {"::REGNAMESPACE", "9.5"},     {"NUM_NULLS", "9.6"},          {"NUM_NONNULLS", "9.6"},
-    {"PARALLEL", "9.6"},           {"PG_CURRENT_WAL_LSN", "10"},  {"GENERATED", "10"},
-    {"XMLTABLE", "10"},            {"WEBSEARCH_TO_TSQUERY", "11"}, {"CALL", "11"},
-    {"JSONB_PATH_QUERY", "12"},    {"JSONB_PATH_EXISTS", "12"},   {"MATERIALIZED", "12"},
-    {"GEN_RANDOM_UUID", "13"},     {"WITH TIES", "13"},           {"DATE_BIN", "14"},
-    {"SEARCH DEPTH FIRST", "14"},  {"SEARCH BREADTH FIRST", "14"}, {"CYCLE", "14"},
-    {"MERGE", "15"},               {"ANY_VALUE", "16"},           {"IS JSON", "16"},
-    {"JSON_ARRAY", "16"},          {"JSON_OBJECT", "16"},         {"STRING_TO_TABLE", "14"},
-    {"TRIM_ARRAY", "14"},          {"BIT_COUNT", "14"},           {"GCD", "13"},
-    {"LCM", "13"},                 {"MIN_SCALE", "13"},           {"TRIM_SCALE", "13"},
+    {"ON CONFLICT", "9.5"},
+    {"SKIP LOCKED", "9.5"},
+    {"TABLESAMPLE", "9.5"},
+    {"GROUPING SETS", "9.5"},
+    {"CUBE", "9.5"},
+    {"ROLLUP", "9.5"},
+    {"ARRAY_POSITION", "9.5"},
+    {"ARRAY_POSITIONS", "9.5"},
+    {"JSONB_SET", "9.5"},
+    {"JSONB_PRETTY", "9.5"},
+    {"JSONB_STRIP_NULLS", "9.5"},
+    {"::REGROLE", "9.5"},
+    {"::REGNAMESPACE", "9.5"},
+    {"NUM_NULLS", "9.6"},
+    {"NUM_NONNULLS", "9.6"},
+    {"PARALLEL", "9.6"},
+    {"PG_CURRENT_WAL_LSN", "10"},
+    {"GENERATED", "10"},
+    {"XMLTABLE", "10"},
+    {"WEBSEARCH_TO_TSQUERY", "11"},
+    {"CALL", "11"},
+    {"JSONB_PATH_QUERY", "12"},
+    {"JSONB_PATH_EXISTS", "12"},
+    {"MATERIALIZED", "12"},
+    {"GEN_RANDOM_UUID", "13"},
+    {"WITH TIES", "13"},
+    {"DATE_BIN", "14"},
+    {"SEARCH DEPTH FIRST", "14"},
+    {"SEARCH BREADTH FIRST", "14"},
+    {"CYCLE", "14"},
+    {"MERGE", "15"},
+    {"ANY_VALUE", "16"},
+    {"IS JSON", "16"},
+    {"JSON_ARRAY", "16"},
+    {"JSON_OBJECT", "16"},
+    {"STRING_TO_TABLE", "14"},
+    {"TRIM_ARRAY", "14"},
+    {"BIT_COUNT", "14"},
+    {"GCD", "13"},
+    {"LCM", "13"},
+    {"MIN_SCALE", "13"},
+    {"TRIM_SCALE", "13"},
 };
 
 bool IsWord(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
@@ -80,11 +108,13 @@ SchemaColumns Schema(bool zoned, bool optional_columns) {
     for (const char* c : {"statusname", "importtype"}) s["erp_transport_package"][c] = "text";
   }
   s["erp_transport_package"]["timedate"] = ts;
-  for (const char* c : {"shopnumber", "cashnumber", "notloadedproductscount"}) s["cash_activity"][c] = "integer";
+  for (const char* c : {"shopnumber", "cashnumber", "notloadedproductscount"})
+    s["cash_activity"][c] = "integer";
   s["cash_activity"]["lastproductsloaddate"] = ts;
   if (optional_columns) {
     s["cash_activity"]["lastprocessedid"] = "bigint";
-    for (const char* c : {"id", "cash_number", "shop_number"}) s["un_cg_product_file_for_cashes"][c] = "integer";
+    for (const char* c : {"id", "cash_number", "shop_number"})
+      s["un_cg_product_file_for_cashes"][c] = "integer";
     s["un_cg_product_file_for_cashes"]["import_date"] = ts;
   }
   return s;
@@ -96,7 +126,9 @@ TEST(SetDbPostgres94Test, TheCheckerFindsConstructsNewerThan94) {
   EXPECT_EQ(NewerThan94("select array_position(a, 1) from t").size(), 1u);
   // Not inside literals or other words.
   EXPECT_TRUE(NewerThan94("SELECT 'on conflict' FROM cubes WHERE callback = 1").empty());
-  EXPECT_TRUE(NewerThan94("SELECT cashnum, lastactivity AT TIME ZONE 'Europe/Moscow' FROM od_cash_status").empty());
+  EXPECT_TRUE(
+      NewerThan94("SELECT cashnum, lastactivity AT TIME ZONE 'Europe/Moscow' FROM od_cash_status")
+          .empty());
 }
 
 TEST(SetDbPostgres94Test, EveryDefaultQueryUsesNothingNewerThan94) {
@@ -115,8 +147,8 @@ TEST(SetDbPostgres94Test, EveryDefaultQueryUsesNothingNewerThan94) {
           for (SetSource source : {SetSource::kRoster, SetSource::kActivity, SetSource::kPackages,
                                    SetSource::kTransport}) {
             DefaultQuery q = BuildDefaultQuery(source, &schema, shop, tz);
-            ASSERT_FALSE(q.sql.empty()) << SetSourceKey(source) << " misses "
-                                        << (q.missing.empty() ? "" : q.missing[0]);
+            ASSERT_FALSE(q.sql.empty())
+                << SetSourceKey(source) << " misses " << (q.missing.empty() ? "" : q.missing[0]);
             EXPECT_EQ(NewerThan94(q.sql), std::vector<std::string>{}) << q.sql;
             ++checked;
           }

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/store/maintenance.h"
 #include "agent/detectors/till_detector.h"
+#include "agent/store/maintenance.h"
 #include "common/sqlite.h"
 #include "temp_dir.h"
 

@@ -113,7 +113,8 @@ class OutboxModel {
   void Renumbering() {
     const auto earlier = static_cast<uint64_t>(1 + Pick(40));
     for (uint64_t s = 1; s <= earlier; ++s) {
-      collector_.stored[s] = StoredEvent{s, "earlier.outbox", Severity::kNormal, clock_.NowMs(), "{}"};
+      collector_.stored[s] =
+          StoredEvent{s, "earlier.outbox", Severity::kNormal, clock_.NowMs(), "{}"};
     }
     for (int i = Pick(5); i > 0; --i) Append();
     ASSERT_TRUE(box_->fresh());
@@ -139,19 +140,47 @@ class OutboxModel {
     // (evictions) and ages (expiry).
     if (Pick(60) == 0) link_up_ = !link_up_;
     switch (Pick(20)) {
-      case 0: case 1: case 2: case 3: case 4: case 5: case 6: case 7: Append(); break;
-      case 8: case 9: case 10: case 11: Send(/*ack=*/true); break;
-      case 12: Send(/*ack=*/false); break;  // stored, but the ack is lost
-      case 13: Reconnect(); break;
-      case 14: clock_.Advance(std::chrono::milliseconds(Pick(600'000))); break;
-      case 15: ASSERT_TRUE(box_->ExpireOld().ok()); break;
-      case 16: Reopen(); ++reopened_; break;
-      default: Append(); break;
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+      case 4:
+      case 5:
+      case 6:
+      case 7:
+        Append();
+        break;
+      case 8:
+      case 9:
+      case 10:
+      case 11:
+        Send(/*ack=*/true);
+        break;
+      case 12:
+        Send(/*ack=*/false);
+        break;  // stored, but the ack is lost
+      case 13:
+        Reconnect();
+        break;
+      case 14:
+        clock_.Advance(std::chrono::milliseconds(Pick(600'000)));
+        break;
+      case 15:
+        ASSERT_TRUE(box_->ExpireOld().ok());
+        break;
+      case 16:
+        Reopen();
+        ++reopened_;
+        break;
+      default:
+        Append();
+        break;
     }
   }
 
   void Append() {
-    static constexpr Severity kSev[] = {Severity::kInfo, Severity::kNormal, Severity::kImportant, Severity::kCritical};
+    static constexpr Severity kSev[] = {Severity::kInfo, Severity::kNormal, Severity::kImportant,
+                                        Severity::kCritical};
     const Severity sev = kSev[Pick(4)];
     const int64_t id = next_id_++;
     std::string pad(static_cast<size_t>(Pick(1500)), 'x');
@@ -172,7 +201,8 @@ class OutboxModel {
       for (const auto& [s, w] : before) {
         if (w.severity <= sev) evictable += RowBytes(w.kind, w.payload);
       }
-      EXPECT_GT(bytes_before - evictable + RowBytes(e.kind, e.payload) + kGapReserve, limits_.max_bytes)
+      EXPECT_GT(bytes_before - evictable + RowBytes(e.kind, e.payload) + kGapReserve,
+                limits_.max_bytes)
           << "refused although evicting lesser events would have made room";
     } else {
       accepted_[id] = *seq;
@@ -183,13 +213,15 @@ class OutboxModel {
     std::vector<StoredEvent> evicted, kept;
     for (const auto& [s, w] : before) (after.count(s) ? kept : evicted).push_back(w);
     for (const auto& v : evicted) {
-      EXPECT_LE(static_cast<int>(v.severity), static_cast<int>(sev)) << "evicted a more important event";
+      EXPECT_LE(static_cast<int>(v.severity), static_cast<int>(sev))
+          << "evicted a more important event";
       for (const auto& k : kept) {
         if (static_cast<int>(k.severity) > static_cast<int>(sev)) continue;  // not a candidate
-        const bool k_first = k.severity < v.severity || (k.severity == v.severity && k.sequence < v.sequence);
-        EXPECT_FALSE(k_first) << "evicted " << v.sequence << " (severity " << static_cast<int>(v.severity)
-                              << ") while " << k.sequence << " (severity " << static_cast<int>(k.severity)
-                              << ") stayed";
+        const bool k_first =
+            k.severity < v.severity || (k.severity == v.severity && k.sequence < v.sequence);
+        EXPECT_FALSE(k_first) << "evicted " << v.sequence << " (severity "
+                              << static_cast<int>(v.severity) << ") while " << k.sequence
+                              << " (severity " << static_cast<int>(k.severity) << ") stayed";
       }
     }
   }
@@ -215,7 +247,8 @@ class OutboxModel {
   void Receive(const StoredEvent& e) {
     auto [it, inserted] = collector_.stored.emplace(e.sequence, e);
     if (!inserted) {
-      EXPECT_EQ(it->second.payload, e.payload) << "sequence " << e.sequence << " carried two events";
+      EXPECT_EQ(it->second.payload, e.payload)
+          << "sequence " << e.sequence << " carried two events";
     }
   }
 
@@ -266,13 +299,15 @@ class OutboxModel {
     for (const auto& [seq, e] : collector_.stored) {
       if (e.kind != kGapKind) continue;
       auto p = json::parse(e.payload);
-      if (p["reason"] == "outbox_full_dropped_on_arrival") dropped_on_arrival += p["count"].get<int64_t>();
+      if (p["reason"] == "outbox_full_dropped_on_arrival")
+        dropped_on_arrival += p["count"].get<int64_t>();
       pending.push_back(p);
     }
     while (!pending.empty()) {
       json p = pending.back();
       pending.pop_back();
-      EXPECT_FALSE(p.value("sequences_truncated", false)) << "the model keeps gaps small enough to list";
+      EXPECT_FALSE(p.value("sequences_truncated", false))
+          << "the model keeps gaps small enough to list";
       for (const auto& r : p["sequences"]) {
         for (uint64_t s = r[0].get<uint64_t>(); s <= r[1].get<uint64_t>(); ++s) {
           if (!reported.insert(s).second) continue;
@@ -347,8 +382,9 @@ TEST(OutboxModelTest, RandomAppendsSendsAcksEvictionsExpiryAndRestartsLoseNothin
   EXPECT_GT(totals.gap_reasons["outbox_full_dropped_on_arrival"], 0);
   std::string reasons;
   for (const auto& [r, n] : totals.gap_reasons) reasons += Cat(" ", r, "=", n);
-  std::cout << "outbox model: " << kSeeds * kSteps << " steps, " << totals.accepted << " events accepted, "
-            << totals.refused << " refused, " << totals.reopened << " restarts; gap records:" << reasons << "\n";
+  std::cout << "outbox model: " << kSeeds * kSteps << " steps, " << totals.accepted
+            << " events accepted, " << totals.refused << " refused, " << totals.reopened
+            << " restarts; gap records:" << reasons << "\n";
 }
 
 }  // namespace

@@ -39,7 +39,8 @@ std::string Payload(size_t size) {
   return p;
 }
 
-NewEvent Ev(std::string kind, Severity sev, size_t payload_size = 100, int64_t detected = 1'700'000'000'000) {
+NewEvent Ev(std::string kind, Severity sev, size_t payload_size = 100,
+            int64_t detected = 1'700'000'000'000) {
   return NewEvent{std::move(kind), sev, detected, Payload(payload_size)};
 }
 
@@ -143,7 +144,8 @@ TEST_F(OutboxTest, ReadAfterStopsNearMaxBytesButReturnsAtLeastOne) {
 TEST_F(OutboxTest, AckUpToDeletesAndBytesDrop) {
   auto box = OpenBox();
   std::vector<NewEvent> events;
-  for (int i = 0; i < 5; ++i) events.push_back(Ev("ack.test", Severity::kNormal, 200 + static_cast<size_t>(i)));
+  for (int i = 0; i < 5; ++i)
+    events.push_back(Ev("ack.test", Severity::kNormal, 200 + static_cast<size_t>(i)));
   int64_t total = 0;
   for (const auto& e : events) {
     MustAppend(*box, e);
@@ -152,7 +154,8 @@ TEST_F(OutboxTest, AckUpToDeletesAndBytesDrop) {
   EXPECT_EQ(box->Stats().bytes, total);
 
   ASSERT_TRUE(box->AckUpTo(3).ok());
-  int64_t remaining = RowSize(events[3].kind, events[3].payload) + RowSize(events[4].kind, events[4].payload);
+  int64_t remaining =
+      RowSize(events[3].kind, events[3].payload) + RowSize(events[4].kind, events[4].payload);
   OutboxStats s = box->Stats();
   EXPECT_EQ(s.depth, 2u);
   EXPECT_EQ(s.bytes, remaining);
@@ -233,7 +236,8 @@ TEST_F(OutboxTest, OversizedEventIsRejectedWithInvalidArgument) {
   NewEvent fits = Ev("big", Severity::kCritical, static_cast<size_t>(2048 - 3 - kRowOverhead));
   ASSERT_EQ(RowSize(fits.kind, fits.payload), 2048);
   EXPECT_EQ(MustAppend(*box, fits), 1u);
-  NewEvent one_more = Ev("big", Severity::kCritical, static_cast<size_t>(2048 - 3 - kRowOverhead + 1));
+  NewEvent one_more =
+      Ev("big", Severity::kCritical, static_cast<size_t>(2048 - 3 - kRowOverhead + 1));
   EXPECT_EQ(box->Append(one_more).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -247,13 +251,15 @@ TEST_F(OutboxTest, WhenFullEvictsInfoAndNormalBeforeCriticalAndRecordsExactGaps)
   std::map<uint64_t, int64_t> size_of;  // every event we appended, by sequence
   uint64_t dropped_on_arrival = 0;
   for (int i = 0; i < 200; ++i) {
-    Severity sev = i % 8 == 0 ? Severity::kCritical : (i % 2 == 1 ? Severity::kNormal : Severity::kInfo);
+    Severity sev =
+        i % 8 == 0 ? Severity::kCritical : (i % 2 == 1 ? Severity::kNormal : Severity::kInfo);
     NewEvent e = Ev(Cat("load.", SeverityName(sev)), sev, 1000);
     auto appended = box->Append(e);
     if (!appended.ok()) {
       // Only an info event may be turned away, when nothing of its own rank
       // is left to make room: it never displaces a more important event.
-      ASSERT_EQ(appended.status().code(), absl::StatusCode::kResourceExhausted) << appended.status();
+      ASSERT_EQ(appended.status().code(), absl::StatusCode::kResourceExhausted)
+          << appended.status();
       ASSERT_EQ(sev, Severity::kInfo);
       ++dropped_on_arrival;
       continue;
@@ -279,7 +285,8 @@ TEST_F(OutboxTest, WhenFullEvictsInfoAndNormalBeforeCriticalAndRecordsExactGaps)
   EXPECT_EQ(stats.depth, present.size());
 
   // All criticals survive.
-  for (uint64_t s : critical) EXPECT_TRUE(present_seqs.count(s)) << "critical " << s << " was evicted";
+  for (uint64_t s : critical)
+    EXPECT_TRUE(present_seqs.count(s)) << "critical " << s << " was evicted";
 
   // What is missing: every sequence ever assigned that is not in the outbox.
   std::set<uint64_t> missing;
@@ -289,7 +296,8 @@ TEST_F(OutboxTest, WhenFullEvictsInfoAndNormalBeforeCriticalAndRecordsExactGaps)
   ASSERT_FALSE(missing.empty()) << "the outbox should have overflowed";
   ASSERT_FALSE(gaps.empty());
   for (uint64_t s : missing) {
-    EXPECT_TRUE(info.count(s) || normal.count(s)) << "sequence " << s << " is neither info nor normal";
+    EXPECT_TRUE(info.count(s) || normal.count(s))
+        << "sequence " << s << " is neither info nor normal";
   }
 
   // The gap records account for exactly the missing sequences.
@@ -336,7 +344,8 @@ TEST_F(OutboxTest, FullOfCriticalEventsTurnsAwayLesserOnesAndReportsThemLater) {
   limits.max_bytes = 64 * 1024;
   auto box = OpenBox(limits);
   std::vector<uint64_t> critical;
-  for (int i = 0; i < 80; ++i) critical.push_back(MustAppend(*box, Ev("c.crit", Severity::kCritical, 1000)));
+  for (int i = 0; i < 80; ++i)
+    critical.push_back(MustAppend(*box, Ev("c.crit", Severity::kCritical, 1000)));
   // Full of critical events: a normal one is refused, no critical goes.
   // A normal event bigger than the free space left.
   size_t free_bytes = static_cast<size_t>(limits.max_bytes - box->Stats().bytes);
@@ -367,7 +376,8 @@ TEST_F(OutboxTest, FullOfCriticalEventsTurnsAwayLesserOnesAndReportsThemLater) {
 
 TEST_F(OutboxTest, RejectsEventsTheCollectorWouldReject) {
   auto box = OpenBox(OutboxLimits{});
-  EXPECT_EQ(box->Append(Ev("bad kind!", Severity::kNormal)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(box->Append(Ev("bad kind!", Severity::kNormal)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   NewEvent not_json = Ev("ok.kind", Severity::kNormal);
   not_json.payload = "not json";
   EXPECT_EQ(box->Append(not_json).status().code(), absl::StatusCode::kInvalidArgument);
@@ -416,8 +426,8 @@ TEST_F(OutboxTest, ExpireOldRemovesOnlyEventsPastMaxAgeAndRecordsAGap) {
   EXPECT_EQ(j2["sequences"], nlohmann::json::parse("[[4,5]]"));
   EXPECT_EQ(box->Stats().gaps_total, 5u);
   // Byte accounting after expiry: only the two gap records remain.
-  EXPECT_EQ(box->Stats().bytes,
-            RowSize(events[0].kind, events[0].payload) + RowSize(events[1].kind, events[1].payload));
+  EXPECT_EQ(box->Stats().bytes, RowSize(events[0].kind, events[0].payload) +
+                                    RowSize(events[1].kind, events[1].payload));
 }
 
 TEST_F(OutboxTest, ExpireOldOnAYoungOutboxDoesNothing) {
@@ -450,7 +460,7 @@ TEST_F(OutboxTest, RenumberShiftsWaitingEventsAndNextSequence) {
 TEST_F(OutboxTest, RenumberNeverMovesSequencesDown) {
   auto box = OpenBox();
   for (int i = 0; i < 5; ++i) MustAppend(*box, Ev("x", Severity::kInfo));
-  ASSERT_TRUE(box->AckUpTo(2).ok());  // 3, 4, 5 wait
+  ASSERT_TRUE(box->AckUpTo(2).ok());   // 3, 4, 5 wait
   ASSERT_TRUE(box->Renumber(3).ok());  // already there
   EXPECT_THAT(Seqs(ReadAll(*box)), ElementsAre(3u, 4u, 5u));
   ASSERT_TRUE(box->Renumber(1).ok());  // below: would reuse 1 and 2
@@ -473,7 +483,7 @@ TEST_F(OutboxTest, RenumberShiftsTheRangesInsideGapPayloads) {
   MustAppend(*box, Ev("x", Severity::kInfo));  // 1
   MustAppend(*box, Ev("x", Severity::kInfo));  // 2
   clock_.Advance(milliseconds(3'600'001));
-  ASSERT_TRUE(box->ExpireOld().ok());           // gap 3 names [[1,2]]
+  ASSERT_TRUE(box->ExpireOld().ok());          // gap 3 names [[1,2]]
   MustAppend(*box, Ev("y", Severity::kInfo));  // 4
   ASSERT_THAT(Seqs(ReadAll(*box)), ElementsAre(3u, 4u));
 
@@ -506,7 +516,8 @@ TEST_F(OutboxTest, CorruptFileIsMovedAsideAndAFreshOutboxWorks) {
     if (name.starts_with("outbox.db.corrupt-")) aside.push_back(name);
   }
   ASSERT_EQ(aside.size(), 1u);
-  EXPECT_EQ(testutil::ReadBytes(dir_.File(aside[0])), garbage) << "the old bytes are kept for inspection";
+  EXPECT_EQ(testutil::ReadBytes(dir_.File(aside[0])), garbage)
+      << "the old bytes are kept for inspection";
 
   EXPECT_EQ(MustAppend(*box, Ev("after.reset", Severity::kCritical)), 1u);
   EXPECT_THAT(Seqs(ReadAll(*box)), ElementsAre(1u));
@@ -537,12 +548,14 @@ TEST_F(OutboxTest, AnOutboxFromANewerBuildIsLeftAsItIsAndTheAgentRunsInMemory) {
   auto box = Outbox::Open(path_, {}, clock_);
   ASSERT_NE(box, nullptr);
   EXPECT_TRUE(box->in_memory());
-  EXPECT_THAT(box->reset_reason(), HasSubstr("has schema version 99, newer than this build knows (1)"));
+  EXPECT_THAT(box->reset_reason(),
+              HasSubstr("has schema version 99, newer than this build knows (1)"));
   EXPECT_THAT(box->reset_reason(), HasSubstr("left unchanged"));
   box.reset();
   EXPECT_EQ(testutil::ReadBytes(path_), bytes);
   for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
-    EXPECT_FALSE(entry.path().filename().string().starts_with("outbox.db.corrupt-")) << entry.path();
+    EXPECT_FALSE(entry.path().filename().string().starts_with("outbox.db.corrupt-"))
+        << entry.path();
   }
 }
 

@@ -5,9 +5,9 @@
 
 #include "collector/api/admin_api.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <future>
 #include <map>
 #include <memory>
@@ -29,9 +29,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "collector/notify/notifications.h"
+#include "collector/store/storage.h"
 #include "collector/tickets/production_calendar.h"
 #include "collector/tickets/sla.h"
-#include "collector/store/storage.h"
 #include "collector/tickets/tickets.h"
 #include "common/clock.h"
 #include "common/http_server.h"
@@ -67,7 +67,9 @@ json Body(const HttpResponse& r) {
 
 std::string ErrorOf(const HttpResponse& r) {
   json j = Body(r);
-  return j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "";
+  return j.is_object() && j.contains("error") && j["error"].is_string()
+             ? j["error"].get<std::string>()
+             : "";
 }
 
 std::set<int64_t> IdsOf(const json& tickets) {
@@ -125,7 +127,8 @@ class AdminApiTest : public ::testing::Test {
     support_token_ = MustCreateUser("sam", Role::kSupport, "", &support_);
     partner_a_token_ = MustCreateUser("alice", Role::kPartner, "acme", &partner_a_);
     partner_b_token_ = MustCreateUser("bob", Role::kPartner, "bolt", &partner_b_);
-    for (auto [store, partner] : {std::pair{"0042", "acme"}, std::pair{"0043", "acme"}, std::pair{"0077", "bolt"}}) {
+    for (auto [store, partner] :
+         {std::pair{"0042", "acme"}, std::pair{"0043", "acme"}, std::pair{"0077", "bolt"}}) {
       auto t = CreateStoreToken(writer_, store, partner, kNow - 3'600'000);
       ASSERT_TRUE(t.ok()) << t.status().ToString();
     }
@@ -149,7 +152,8 @@ class AdminApiTest : public ::testing::Test {
                                       });
   }
 
-  std::string MustCreateUser(const std::string& name, Role role, const std::string& partner, User* user) {
+  std::string MustCreateUser(const std::string& name, Role role, const std::string& partner,
+                             User* user) {
     auto t = CreateUser(writer_, name, role, partner, kNow - 3'600'000);
     EXPECT_TRUE(t.ok()) << t.status().ToString();
     if (!t.ok()) return "";
@@ -162,7 +166,8 @@ class AdminApiTest : public ::testing::Test {
   // An agent says more than half of the store's tills stopped; the engine
   // opens a critical ticket.
   void RaiseTills(const std::string& agent, const std::string& store, const std::string& episode) {
-    auto seq = RecordHello(writer_, AgentHello{agent, store, "0.2.0", "ob-" + agent}, 1, kNow - 60'000);
+    auto seq =
+        RecordHello(writer_, AgentHello{agent, store, "0.2.0", "ob-" + agent}, 1, kNow - 60'000);
     ASSERT_TRUE(seq.ok()) << seq.status().ToString();
     json payload = {{"state", "raised"},
                     {"episode", episode},
@@ -192,8 +197,11 @@ class AdminApiTest : public ::testing::Test {
     r.body = body;
     return api_->Handle(r);
   }
-  HttpResponse Get(const std::string& target, const std::string& token) { return Call("GET", target, token); }
-  HttpResponse Post(const std::string& target, const std::string& token, const std::string& body = "") {
+  HttpResponse Get(const std::string& target, const std::string& token) {
+    return Call("GET", target, token);
+  }
+  HttpResponse Post(const std::string& target, const std::string& token,
+                    const std::string& body = "") {
     return Call("POST", target, token, body);
   }
 
@@ -281,8 +289,10 @@ TEST_F(AdminApiTest, AnotherPartnersTicketLooksExactlyLikeANonexistentOne) {
     SCOPED_TRACE(suffix);
     std::string method = *suffix ? "POST" : "GET";
     std::string body = *suffix ? R"({"text":"x"})" : "";
-    HttpResponse theirs = Call(method, Cat("/api/v1/tickets/", a_ticket_, suffix), partner_b_token_, body);
-    HttpResponse missing = Call(method, Cat("/api/v1/tickets/", kMissing, suffix), partner_b_token_, body);
+    HttpResponse theirs =
+        Call(method, Cat("/api/v1/tickets/", a_ticket_, suffix), partner_b_token_, body);
+    HttpResponse missing =
+        Call(method, Cat("/api/v1/tickets/", kMissing, suffix), partner_b_token_, body);
     EXPECT_EQ(theirs.status, 404);
     EXPECT_EQ(missing.status, 404);
     EXPECT_EQ(ErrorOf(theirs), Cat("no ticket ", a_ticket_, " visible to you"));
@@ -298,7 +308,8 @@ TEST_F(AdminApiTest, AnotherPartnersTicketLooksExactlyLikeANonexistentOne) {
 TEST_F(AdminApiTest, SupportSeesEveryTicketAndStore) {
   HttpResponse r = Get("/api/v1/tickets", support_token_);
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(IdsOf(Body(r)["tickets"]), (std::set<int64_t>{a_ticket_, ticket_of_store_["0043"], b_ticket_}));
+  EXPECT_EQ(IdsOf(Body(r)["tickets"]),
+            (std::set<int64_t>{a_ticket_, ticket_of_store_["0043"], b_ticket_}));
   for (const auto& [store, id] : ticket_of_store_) {
     SCOPED_TRACE(store);
     HttpResponse one = Get(Cat("/api/v1/tickets/", id), support_token_);
@@ -368,7 +379,8 @@ TEST_F(AdminApiTest, ListFiltersByStoreStatePriorityConditionAndPages) {
   const int64_t t43 = ticket_of_store_["0043"];
   EXPECT_EQ(ids("?store=0043"), (std::set<int64_t>{t43}));
   EXPECT_EQ(ids("?store=0077"), (std::set<int64_t>{b_ticket_}));
-  EXPECT_EQ(ids("?store=5555"), (std::set<int64_t>{})) << "support: an unknown store is an empty list";
+  EXPECT_EQ(ids("?store=5555"), (std::set<int64_t>{}))
+      << "support: an unknown store is an empty list";
   EXPECT_EQ(ids("?priority=critical").size(), 3u);
   EXPECT_EQ(ids("?priority=normal"), (std::set<int64_t>{}));
   const std::string condition = MustGetTicket(a_ticket_).condition;
@@ -377,8 +389,10 @@ TEST_F(AdminApiTest, ListFiltersByStoreStatePriorityConditionAndPages) {
 
   // States: acknowledge one, resolve another.
   ASSERT_EQ(Post(Cat("/api/v1/tickets/", a_ticket_, "/ack"), partner_a_token_).status, 200);
-  ASSERT_EQ(Post(Cat("/api/v1/tickets/", b_ticket_, "/resolve"), partner_b_token_, R"({"text":"fixed"})").status,
-            200);
+  ASSERT_EQ(
+      Post(Cat("/api/v1/tickets/", b_ticket_, "/resolve"), partner_b_token_, R"({"text":"fixed"})")
+          .status,
+      200);
   EXPECT_EQ(ids("?state=open"), (std::set<int64_t>{t43}));
   EXPECT_EQ(ids("?state=acknowledged"), (std::set<int64_t>{a_ticket_}));
   EXPECT_EQ(ids("?state=resolved"), (std::set<int64_t>{b_ticket_}));
@@ -455,7 +469,8 @@ TEST_F(AdminApiTest, StoresArePagedByStoreId) {
   EXPECT_EQ(Body(r)["next_after"], "0043");
   r = Get("/api/v1/stores?limit=2&after=0043", support_token_);
   EXPECT_EQ(ids(r), (std::vector<std::string>{"0077"}));
-  ASSERT_EQ(Body(r)["stores"][0]["conditions"].size(), 1u) << "a later page has its stores' conditions";
+  ASSERT_EQ(Body(r)["stores"][0]["conditions"].size(), 1u)
+      << "a later page has its stores' conditions";
   EXPECT_EQ(Body(r)["stores"][0]["conditions"][0]["ticket_id"], b_ticket_);
   r = Get("/api/v1/stores?after=0077", support_token_);
   EXPECT_EQ(ids(r), std::vector<std::string>{});
@@ -465,7 +480,8 @@ TEST_F(AdminApiTest, StoresArePagedByStoreId) {
   EXPECT_EQ(ids(r), (std::vector<std::string>{"0043"}));
   r = Get("/api/v1/stores?after=0043", partner_a_token_);
   EXPECT_EQ(ids(r), std::vector<std::string>{}) << "bolt's 0077 sorts after, but is not acme's";
-  for (const char* bad : {"/api/v1/stores?limit=0", "/api/v1/stores?limit=1001", "/api/v1/stores?after=a%20b"}) {
+  for (const char* bad :
+       {"/api/v1/stores?limit=0", "/api/v1/stores?limit=1001", "/api/v1/stores?after=a%20b"}) {
     EXPECT_EQ(Get(bad, support_token_).status, 400) << bad;
   }
 }
@@ -554,7 +570,8 @@ TEST_F(AdminApiTest, BadBodiesAre400AndNameTheField) {
       {"/error", R"({"text":"   \n"})", "field 'text' must not be empty"},
       {"/ack", R"({"note":"x"})", "unknown field 'note'"},
       {"/ack", "{\"text\": \"x\"", "JSON object"},
-      {"/notes", json{{"text", std::string(AdminApi::kMaxTextChars + 1, 'x')}}.dump(), "at most 10000"},
+      {"/notes", json{{"text", std::string(AdminApi::kMaxTextChars + 1, 'x')}}.dump(),
+       "at most 10000"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(Cat(c.endpoint, " ", c.body.substr(0, 40)));
@@ -575,10 +592,11 @@ TEST_F(AdminApiTest, BadBodiesAre400AndNameTheField) {
 }
 
 TEST_F(AdminApiTest, BadQueryParametersAre400) {
-  for (const char* q : {"/api/v1/tickets?state=closed", "/api/v1/tickets?priority=urgent",
-                        "/api/v1/tickets?limit=0", "/api/v1/tickets?limit=1001", "/api/v1/tickets?after=-1",
-                        "/api/v1/tickets?after=x", "/api/v1/tickets?store=bad%20store",
-                        "/api/v1/tickets?condition=a%20b", "/api/v1/stores?store=%2F"}) {
+  for (const char* q :
+       {"/api/v1/tickets?state=closed", "/api/v1/tickets?priority=urgent",
+        "/api/v1/tickets?limit=0", "/api/v1/tickets?limit=1001", "/api/v1/tickets?after=-1",
+        "/api/v1/tickets?after=x", "/api/v1/tickets?store=bad%20store",
+        "/api/v1/tickets?condition=a%20b", "/api/v1/stores?store=%2F"}) {
     SCOPED_TRACE(q);
     HttpResponse r = Get(q, support_token_);
     EXPECT_EQ(r.status, 400) << r.body;
@@ -640,15 +658,15 @@ TEST_F(AdminApiTest, ARevokedOrDeletedUsersTokenIsRefusedAtItsNextRequest) {
 
 TEST_F(AdminApiTest, WrongMethodOnAKnownPathIs405UnknownPathIs404) {
   const std::string t = Cat(a_ticket_);
-  for (const auto& [method, target] : std::vector<std::pair<std::string, std::string>>{
-           {"POST", "/api/v1/tickets"},
-           {"DELETE", "/api/v1/tickets/" + t},
-           {"GET", "/api/v1/tickets/" + t + "/ack"},
-           {"PUT", "/api/v1/tickets/" + t + "/notes"},
-           {"POST", "/api/v1/stores"},
-           {"POST", "/api/v1/stores/0042"},
-           {"POST", "/api/v1/events"},
-           {"POST", "/api/v1/agents"}}) {
+  for (const auto& [method, target] :
+       std::vector<std::pair<std::string, std::string>>{{"POST", "/api/v1/tickets"},
+                                                        {"DELETE", "/api/v1/tickets/" + t},
+                                                        {"GET", "/api/v1/tickets/" + t + "/ack"},
+                                                        {"PUT", "/api/v1/tickets/" + t + "/notes"},
+                                                        {"POST", "/api/v1/stores"},
+                                                        {"POST", "/api/v1/stores/0042"},
+                                                        {"POST", "/api/v1/events"},
+                                                        {"POST", "/api/v1/agents"}}) {
     SCOPED_TRACE(Cat(method, " ", target));
     HttpResponse r = Call(method, target, support_token_);
     EXPECT_EQ(r.status, 405) << r.body;
@@ -684,7 +702,8 @@ std::pair<int, std::string> RawHttp(uint16_t port, const std::string& request) {
   }
   std::string answer;
   char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+    answer.append(buf, static_cast<size_t>(n));
   ::close(fd);
   int status = -1;
   std::sscanf(answer.c_str(), "HTTP/1.1 %d", &status);
@@ -698,7 +717,8 @@ class AdminApiHttpTest : public AdminApiTest {
  protected:
   void SetUp() override {
     AdminApiTest::SetUp();
-    server_ = std::make_unique<HttpServer>([this](const HttpRequest& r) { return api_->Handle(r); });
+    server_ =
+        std::make_unique<HttpServer>([this](const HttpRequest& r) { return api_->Handle(r); });
     ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
   }
   void TearDown() override { server_->Stop(); }
@@ -706,7 +726,8 @@ class AdminApiHttpTest : public AdminApiTest {
   // Sends `target` and header `fields` (each "Name: value"), then reads the
   // answer to the end (the server closes: Connection: close). Returns the
   // status and the body.
-  std::pair<int, std::string> Send(const std::string& target, const std::vector<std::string>& fields) {
+  std::pair<int, std::string> Send(const std::string& target,
+                                   const std::vector<std::string>& fields) {
     std::string request = Cat("GET ", target, " HTTP/1.1\r\n");
     for (const auto& f : fields) Append(&request, f, "\r\n");
     request += "\r\n";
@@ -724,29 +745,37 @@ TEST_F(AdminApiHttpTest, AUrlOverTheLimitIs414WithTheLimit) {
     SCOPED_TRACE(size);
     auto [status, body] = Send("/" + std::string(size - 1, 'a'), fields);
     EXPECT_EQ(status, 414) << body;
-    EXPECT_EQ(json::parse(body, nullptr, false).value("error", ""), "request target (URL) over 4096 bytes") << body;
+    EXPECT_EQ(json::parse(body, nullptr, false).value("error", ""),
+              "request target (URL) over 4096 bytes")
+        << body;
   }
   // With a large header block too, the URL is what is named.
-  auto [status, body] = Send("/" + std::string(9'999, 'a'), {"Host: t", "X-Pad: " + std::string(20'000, 'p')});
+  auto [status, body] =
+      Send("/" + std::string(9'999, 'a'), {"Host: t", "X-Pad: " + std::string(20'000, 'p')});
   EXPECT_EQ(status, 414) << body;
   // The API still answers afterwards.
   EXPECT_EQ(Send("/healthz", fields).first, 200);
 }
 
 TEST_F(AdminApiHttpTest, HeaderFieldsOverTheLimitAre431WithTheLimit) {
-  // "Host: t\r\n" and "Connection: close\r\n" take 28 bytes, "X-Pad: ...\r\n" 9 more than its value.
+  // "Host: t\r\n" and "Connection: close\r\n" take 28 bytes, "X-Pad: ...\r\n" 9 more than its
+  // value.
   const size_t pad_at_limit = kMaxHeaderFieldsBytes - 28 - 9;
   auto with_pad = [](size_t n) {
-    return std::vector<std::string>{"Host: t", "Connection: close", "X-Pad: " + std::string(n, 'p')};
+    return std::vector<std::string>{"Host: t", "Connection: close",
+                                    "X-Pad: " + std::string(n, 'p')};
   };
   EXPECT_EQ(Send("/healthz", with_pad(pad_at_limit)).first, 200);
   std::vector<std::string> many = {"Host: t", "Connection: close"};
   for (int i = 0; i < 400; ++i) many.push_back(Cat("X-Field-", i, ": ", std::string(20, 'v')));
-  for (const auto& fields : {with_pad(pad_at_limit + 1), with_pad(20'000), with_pad(100'000), many}) {
+  for (const auto& fields :
+       {with_pad(pad_at_limit + 1), with_pad(20'000), with_pad(100'000), many}) {
     SCOPED_TRACE(fields.size());
     auto [status, body] = Send("/healthz", fields);
     EXPECT_EQ(status, 431) << body;
-    EXPECT_EQ(json::parse(body, nullptr, false).value("error", ""), "request header fields over 8192 bytes") << body;
+    EXPECT_EQ(json::parse(body, nullptr, false).value("error", ""),
+              "request header fields over 8192 bytes")
+        << body;
   }
   // A long URL within its limit does not make the header block's fault a 414.
   auto [status, body] = Send("/healthz?" + std::string(4'000, 'q'), with_pad(20'000));
@@ -775,7 +804,8 @@ class AdminApiWorkersTest : public AdminApiTest {
     HttpServer::Options options;
     options.workers = 4;
     options.inline_handler = &AdminApi::HandleInline;
-    server_ = std::make_unique<HttpServer>([this](const HttpRequest& r) { return api_->Handle(r); }, options);
+    server_ = std::make_unique<HttpServer>([this](const HttpRequest& r) { return api_->Handle(r); },
+                                           options);
     ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
   }
   void TearDown() override { server_->Stop(); }
@@ -794,7 +824,9 @@ class AdminApiWorkersTest : public AdminApiTest {
 };
 
 TEST_F(AdminApiWorkersTest, ARequestThatWaitsHoldsUpNeitherHealthzNorOtherReads) {
-  std::thread ack([&] { EXPECT_EQ(Request("POST", Cat("/api/v1/tickets/", a_ticket_, "/ack"), support_token_), 200); });
+  std::thread ack([&] {
+    EXPECT_EQ(Request("POST", Cat("/api/v1/tickets/", a_ticket_, "/ack"), support_token_), 200);
+  });
   entered_.get_future().wait();  // the action holds a worker and a read connection now
   EXPECT_EQ(Request("GET", "/healthz", ""), 200);
   EXPECT_EQ(Request("GET", "/api/v1/stores", support_token_), 200);
@@ -814,14 +846,15 @@ TEST(AdminApiStatusTest, ActionStatusesMapToHttp) {
   FakeClock clock(kNow);
   absl::Status next;
   ActionRequest seen;
-  AdminApi api(std::move(*db), clock, [&](const User& user, const ActionRequest& request) -> absl::StatusOr<Ticket> {
-    EXPECT_EQ(user.name, "sam");
-    seen = request;
-    if (!next.ok()) return next;
-    Ticket t;
-    t.id = request.ticket_id;
-    return t;
-  });
+  AdminApi api(std::move(*db), clock,
+               [&](const User& user, const ActionRequest& request) -> absl::StatusOr<Ticket> {
+                 EXPECT_EQ(user.name, "sam");
+                 seen = request;
+                 if (!next.ok()) return next;
+                 Ticket t;
+                 t.id = request.ticket_id;
+                 return t;
+               });
   auto post = [&](const std::string& target, const std::string& body) {
     return api.Handle(HttpRequest{"POST", target, "Bearer " + token->secret, body});
   };
@@ -835,7 +868,8 @@ TEST(AdminApiStatusTest, ActionStatusesMapToHttp) {
       {absl::FailedPreconditionError("ticket 7 is resolved; reopen it first"), 409,
        "ticket 7 is resolved; reopen it first"},
       {absl::InvalidArgumentError("the note is too long"), 400, "the note is too long"},
-      {absl::UnavailableError("database is locked"), 503, "the change was not recorded (database is locked); try again"},
+      {absl::UnavailableError("database is locked"), 503,
+       "the change was not recorded (database is locked); try again"},
       {absl::InternalError("boom"), 503, "the change was not recorded (boom); try again"},
   };
   for (const auto& c : cases) {
@@ -852,8 +886,8 @@ TEST(AdminApiStatusTest, ActionStatusesMapToHttp) {
   };
   for (const auto& [endpoint, action] :
        {Route{"ack", TicketAction::kAcknowledge}, Route{"notes", TicketAction::kNote},
-        Route{"error", TicketAction::kRegisterError}, Route{"workaround", TicketAction::kWorkaround},
-        Route{"resolve", TicketAction::kResolve}}) {
+        Route{"error", TicketAction::kRegisterError},
+        Route{"workaround", TicketAction::kWorkaround}, Route{"resolve", TicketAction::kResolve}}) {
     SCOPED_TRACE(endpoint);
     HttpResponse r = post(Cat("/api/v1/tickets/9/", endpoint), R"({"text":"  why  "})");
     ASSERT_EQ(r.status, 200) << r.body;
@@ -873,7 +907,8 @@ TEST(AdminApiStatusTest, WithoutAnActionFunctionPostsAre503) {
   ASSERT_TRUE(token.ok());
   FakeClock clock(kNow);
   AdminApi api(std::move(*db), clock);
-  HttpResponse r = api.Handle(HttpRequest{"POST", "/api/v1/tickets/1/ack", "Bearer " + token->secret, ""});
+  HttpResponse r =
+      api.Handle(HttpRequest{"POST", "/api/v1/tickets/1/ack", "Bearer " + token->secret, ""});
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(ErrorOf(r), HasSubstr("read-only"));
 }

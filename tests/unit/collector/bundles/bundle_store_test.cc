@@ -111,7 +111,8 @@ TEST_F(BundleFilesTest, AChecksumMismatchEmptiesThePart) {
   std::string whole = Pattern(500, 'm');
   std::string other = Pattern(500, 'n');
   std::promise<BundleFiles::AppendResult> done;
-  files_->Append("b1", 0, other, 500, Sha256Hex(whole), [&done](const BundleFiles::AppendResult& r) { done.set_value(r); });
+  files_->Append("b1", 0, other, 500, Sha256Hex(whole),
+                 [&done](const BundleFiles::AppendResult& r) { done.set_value(r); });
   auto r = done.get_future().get();
   EXPECT_TRUE(r.mismatch);
   EXPECT_FALSE(r.finished);
@@ -134,7 +135,8 @@ TEST_F(BundleFilesTest, SweepRemovesExpiredFilesAndKeepsOthers) {
   Append("keep", 0, whole, whole);
   Append("gone", 0, whole, whole);
   std::promise<uint64_t> done;
-  files_->Sweep({"gone"}, std::set<std::string>{"keep"}, [&done](uint64_t freed) { done.set_value(freed); });
+  files_->Sweep({"gone"}, std::set<std::string>{"keep"},
+                [&done](uint64_t freed) { done.set_value(freed); });
   EXPECT_EQ(done.get_future().get(), 100u);
   EXPECT_TRUE(std::filesystem::exists(files_->FinalPath("keep")));
   EXPECT_FALSE(std::filesystem::exists(files_->FinalPath("gone")));
@@ -143,7 +145,8 @@ TEST_F(BundleFilesTest, SweepRemovesExpiredFilesAndKeepsOthers) {
 // ---- bundle ids ----
 
 TEST(BundleIdForOfferTest, IdsThatAreNotFlightRecorderIdsAreKeptAsTheyAre) {
-  for (const char* id : {"b1764000000000-0a1b2c3d", "sneaky", "fr", "frx-1", "FR-ep-7-raised", "f-r-x"}) {
+  for (const char* id :
+       {"b1764000000000-0a1b2c3d", "sneaky", "fr", "frx-1", "FR-ep-7-raised", "f-r-x"}) {
     EXPECT_EQ(BundleIdForOffer("1042", id), id);
     EXPECT_EQ(BundleIdForOffer("2001", id), id);
   }
@@ -155,7 +158,8 @@ TEST(BundleIdForOfferTest, AFlightRecorderIdIsNamespacedByItsStore) {
   EXPECT_NE(BundleIdForOffer("1042", "fr-ep-7-raised"), BundleIdForOffer("2001", "fr-ep-7-raised"));
   // Already namespaced by someone else: namespaced again, never the other store's id.
   EXPECT_EQ(BundleIdForOffer("2001", "fr-1042-ep-7-raised"), "fr-2001-1042-ep-7-raised");
-  EXPECT_NE(BundleIdForOffer("2001", "fr-1042-ep-7-raised"), BundleIdForOffer("1042", "fr-ep-7-raised"));
+  EXPECT_NE(BundleIdForOffer("2001", "fr-1042-ep-7-raised"),
+            BundleIdForOffer("1042", "fr-ep-7-raised"));
   EXPECT_EQ(BundleIdForOffer("1042", "fr-"), "fr-1042-");
   // Deterministic: a re-offer after a reconnect or restart finds its row.
   EXPECT_EQ(BundleIdForOffer("1042", "fr-ep-7-raised"), BundleIdForOffer("1042", "fr-ep-7-raised"));
@@ -256,15 +260,20 @@ TEST_F(BundleTableTest, AnOfferIsAnsweredByWhatTheCollectorHolds) {
 }
 
 TEST_F(BundleTableTest, AFlightRecorderBundleLandsOnTheTicketOfItsEpisode) {
-  ASSERT_TRUE(db_.Exec("INSERT INTO ticket_episodes(store_id, episode, ticket_id) VALUES ('1042', 'ep-7', 42)").ok());
-  IncomingOffer offer{"fr-ep-7-raised", std::string(64, 'd'), "flight_recorder", "ep-7", "tills.majority_stopped", 300};
+  ASSERT_TRUE(db_.Exec("INSERT INTO ticket_episodes(store_id, episode, ticket_id) VALUES ('1042', "
+                       "'ep-7', 42)")
+                  .ok());
+  IncomingOffer offer{"fr-ep-7-raised", std::string(64, 'd'),     "flight_recorder",
+                      "ep-7",           "tills.majority_stopped", 300};
   auto d = DecideOffer(db_, "1042", offer, 1 << 20, kNow);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->kind, OfferDecision::kRequest);
   EXPECT_EQ(d->row.ticket_id, 42);
   EXPECT_EQ(d->row.id, "fr-1042-ep-7-raised");
   EXPECT_FALSE(GetBundle(db_, offer.request_id).value().has_value());
-  ASSERT_TRUE(MarkBundleComplete(db_, d->row.id, 300, offer.sha256, R"({"format":"setdiag-bundle"})", kNow).ok());
+  ASSERT_TRUE(
+      MarkBundleComplete(db_, d->row.id, 300, offer.sha256, R"({"format":"setdiag-bundle"})", kNow)
+          .ok());
   auto row = GetBundle(db_, d->row.id).value();
   EXPECT_EQ(row->state, "complete");
   EXPECT_EQ(row->origin, "flight_recorder");
@@ -288,14 +297,16 @@ TEST_F(BundleTableTest, AFlightRecorderIdAnotherStoreOfferedFirstDoesNotBlockThe
                        "('1042', 'ep-7', 42), ('2001', 'ep-7', 43)")
                   .ok());
   const std::string sha_a(64, 'a'), sha_b(64, 'b');
-  IncomingOffer from_b{"fr-ep-7-raised", sha_b, "flight_recorder", "ep-7", "tills.majority_stopped", 200};
+  IncomingOffer from_b{"fr-ep-7-raised",         sha_b, "flight_recorder", "ep-7",
+                       "tills.majority_stopped", 200};
   auto b = DecideOffer(db_, "2001", from_b, 1 << 20, kNow);
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_EQ(b->kind, OfferDecision::kRequest);
   EXPECT_EQ(b->row.store_id, "2001");
   EXPECT_EQ(b->row.ticket_id, 43);
 
-  IncomingOffer from_a{"fr-ep-7-raised", sha_a, "flight_recorder", "ep-7", "tills.majority_stopped", 300};
+  IncomingOffer from_a{"fr-ep-7-raised",         sha_a, "flight_recorder", "ep-7",
+                       "tills.majority_stopped", 300};
   auto a = DecideOffer(db_, "1042", from_a, 1 << 20, kNow + 1);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   EXPECT_EQ(a->kind, OfferDecision::kRequest) << a->why;
@@ -342,10 +353,13 @@ TEST_F(BundleTableTest, AFlightRecorderIdAnotherStoreOfferedFirstDoesNotBlockThe
 // A 0.1.0 database holds flight recorder rows under the agent's id: they
 // stay readable; the same id offered again gets a namespaced row.
 TEST_F(BundleTableTest, AFlightRecorderRowOfTheFirstReleaseKeepsItsId) {
-  ASSERT_TRUE(db_.Exec("INSERT INTO bundles(id, store_id, origin, requested_by, episode, state, size, sha256, "
-                       "created_at_ms, updated_at_ms) VALUES ('fr-ep-1-raised', '1042', 'flight_recorder', "
-                       "'flight recorder', 'ep-1', 'transferring', 10, '" + std::string(64, 'c') + "', 1, 1)")
-                  .ok());
+  ASSERT_TRUE(
+      db_.Exec("INSERT INTO bundles(id, store_id, origin, requested_by, episode, state, size, "
+               "sha256, "
+               "created_at_ms, updated_at_ms) VALUES ('fr-ep-1-raised', '1042', 'flight_recorder', "
+               "'flight recorder', 'ep-1', 'transferring', 10, '" +
+               std::string(64, 'c') + "', 1, 1)")
+          .ok());
   User support{"u2", "s", Role::kSupport, ""};
   auto listed = ListBundles(db_, support, {});
   ASSERT_TRUE(listed.ok());
@@ -366,7 +380,9 @@ TEST_F(BundleTableTest, RetentionExpiresOldBundlesThenTheOldestOverTheTotal) {
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) {
     BundleRow b = Request("1042", kNow + i);
-    ASSERT_TRUE(MarkBundleComplete(db_, b.id, 100, std::string(64, 'e'), "", kNow - (20 - i * 5) * 86'400'000LL + i).ok());
+    ASSERT_TRUE(MarkBundleComplete(db_, b.id, 100, std::string(64, 'e'), "",
+                                   kNow - (20 - i * 5) * 86'400'000LL + i)
+                    .ok());
     ids.push_back(b.id);
   }
   // Completed 20, 15, 10 and 5 days ago: the first two are too old; of the
@@ -400,7 +416,8 @@ class BundleApiTest : public BundleTableTest {
     ASSERT_TRUE(reader.ok());
     api_ = std::make_unique<AdminApi>(std::move(*reader), clock_);
     AdminApi::BundleHooks hooks;
-    hooks.request = [this](const User& user, const NewBundleRequest& r) -> absl::StatusOr<BundleRow> {
+    hooks.request = [this](const User& user,
+                           const NewBundleRequest& r) -> absl::StatusOr<BundleRow> {
       auto row = CreateBundleRequest(db_, r, user.name, kNow);
       if (row.ok()) dispatched_.push_back(row->id);
       return row;
@@ -454,9 +471,12 @@ TEST_F(BundleApiTest, OnlySupportOrTheStoresOwnPartnerMayRequestSeeAndDownload) 
 }
 
 TEST_F(BundleApiTest, BadRequestsAreRefused) {
-  EXPECT_EQ(Call("POST", "/api/v1/stores/1042/bundles", support_, R"({"window": "5s"})").status, 400);
-  EXPECT_EQ(Call("POST", "/api/v1/stores/1042/bundles", support_, R"({"colour": "red"})").status, 400);
-  EXPECT_EQ(Call("POST", "/api/v1/stores/1042/bundles", support_, R"({"ticket_id": 999})").status, 404);
+  EXPECT_EQ(Call("POST", "/api/v1/stores/1042/bundles", support_, R"({"window": "5s"})").status,
+            400);
+  EXPECT_EQ(Call("POST", "/api/v1/stores/1042/bundles", support_, R"({"colour": "red"})").status,
+            400);
+  EXPECT_EQ(Call("POST", "/api/v1/stores/1042/bundles", support_, R"({"ticket_id": 999})").status,
+            404);
   EXPECT_EQ(Call("GET", "/api/v1/stores/1042/bundles", support_).status, 405);
   EXPECT_EQ(Call("GET", "/api/v1/bundles/a%20b", support_).status, 400);
   EXPECT_TRUE(dispatched_.empty());

@@ -56,7 +56,8 @@ std::string Drain(BIO* bio) {
 std::string KeyPem(EVP_PKEY* key, const char* passphrase = nullptr) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
   if (passphrase != nullptr) {
-    PEM_write_bio_PrivateKey(bio.get(), key, EVP_aes_128_cbc(), reinterpret_cast<const unsigned char*>(passphrase),
+    PEM_write_bio_PrivateKey(bio.get(), key, EVP_aes_128_cbc(),
+                             reinterpret_cast<const unsigned char*>(passphrase),
                              static_cast<int>(std::strlen(passphrase)), nullptr, nullptr);
   } else {
     PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
@@ -73,10 +74,11 @@ std::string CertPem(EVP_PKEY* key, int64_t from_ms, int64_t until_ms) {
   ASN1_TIME_set(X509_getm_notAfter(x.get()), static_cast<time_t>(until_ms / 1000));
   X509_set_pubkey(x.get(), key);
   X509_NAME* name = X509_get_subject_name(x.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("collector.test"), -1,
-                             -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("collector.test"), -1, -1, 0);
   X509_set_issuer_name(x.get(), name);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, "DNS:collector.test");
+  X509_EXTENSION* ext =
+      X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, "DNS:collector.test");
   X509_add_ext(x.get(), ext, -1);
   X509_EXTENSION_free(ext);
   X509_sign(x.get(), key, EVP_sha256());
@@ -126,7 +128,8 @@ TEST(CheckCertExpiryTest, WithinThirtyDaysWarnsWithTheDate) {
 TEST(CheckCertExpiryTest, ThirtyDaysOrMoreIsOkAndShowsTheDate) {
   CheckLine edge = CertExpiryLine("c.pem", kNow - kDay, kNow + kCertWarnDays * kDay, kNow);
   EXPECT_EQ(edge.verdict, CheckVerdict::kOk);
-  CheckLine just_under = CertExpiryLine("c.pem", kNow - kDay, kNow + kCertWarnDays * kDay - 1, kNow);
+  CheckLine just_under =
+      CertExpiryLine("c.pem", kNow - kDay, kNow + kCertWarnDays * kDay - 1, kNow);
   EXPECT_EQ(just_under.verdict, CheckVerdict::kWarn);
   EXPECT_THAT(just_under.text_en, HasSubstr("in 29 days"));
 
@@ -138,7 +141,9 @@ TEST(CheckCertExpiryTest, ThirtyDaysOrMoreIsOkAndShowsTheDate) {
 }
 
 TEST(CheckCertExpiryTest, RussianDaysAgree) {
-  auto ru = [](int64_t days) { return CertExpiryLine("c.pem", kNow - kDay, kNow + days * kDay + 1, kNow).text_ru; };
+  auto ru = [](int64_t days) {
+    return CertExpiryLine("c.pem", kNow - kDay, kNow + days * kDay + 1, kNow).text_ru;
+  };
   EXPECT_THAT(ru(1), HasSubstr("через 1 день"));
   EXPECT_THAT(ru(3), HasSubstr("через 3 дня"));
   EXPECT_THAT(ru(5), HasSubstr("через 5 дней"));
@@ -158,7 +163,8 @@ TEST(CheckCertExpiryTest, NotYetValidFails) {
 
 TEST(CheckTlsFilesTest, MatchingCertificateAndKeyPassWithTheirNames) {
   Key key = NewKey();
-  auto lines = TlsLines("/c.pem", CertPem(key.get(), kNow - kDay, kNow + 200 * kDay), "/c.key", KeyPem(key.get()), kNow);
+  auto lines = TlsLines("/c.pem", CertPem(key.get(), kNow - kDay, kNow + 200 * kDay), "/c.key",
+                        KeyPem(key.get()), kNow);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0].id, "grpc.tls");
   EXPECT_EQ(lines[0].verdict, CheckVerdict::kOk) << lines[0].text_en;
@@ -171,7 +177,8 @@ TEST(CheckTlsFilesTest, MatchingCertificateAndKeyPassWithTheirNames) {
 
 TEST(CheckTlsFilesTest, AKeyOfAnotherCertificateFails) {
   Key key = NewKey(), other = NewKey();
-  auto lines = TlsLines("/c.pem", CertPem(key.get(), kNow - kDay, kNow + 200 * kDay), "/c.key", KeyPem(other.get()), kNow);
+  auto lines = TlsLines("/c.pem", CertPem(key.get(), kNow - kDay, kNow + 200 * kDay), "/c.key",
+                        KeyPem(other.get()), kNow);
   const CheckLine* tls = Find(lines, "grpc.tls");
   ASSERT_NE(tls, nullptr);
   EXPECT_EQ(tls->verdict, CheckVerdict::kFail);
@@ -201,7 +208,8 @@ TEST(CheckTlsFilesTest, NoCertificateInTheFileFails) {
 
 TEST(CheckTlsFilesTest, AnExpiredCertificateFailsOnTheExpiryLine) {
   Key key = NewKey();
-  auto lines = TlsLines("/c.pem", CertPem(key.get(), kNow - 30 * kDay, kNow - 2 * kDay), "/c.key", KeyPem(key.get()), kNow);
+  auto lines = TlsLines("/c.pem", CertPem(key.get(), kNow - 30 * kDay, kNow - 2 * kDay), "/c.key",
+                        KeyPem(key.get()), kNow);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0].verdict, CheckVerdict::kOk);
   EXPECT_EQ(lines[1].verdict, CheckVerdict::kFail);
@@ -272,10 +280,12 @@ TEST(CheckListenTest, HeldByTheCollectorWarnsOtherwiseFails) {
 }
 
 TEST(CheckListenTest, PermissionAndForeignAddressHaveTheirOwnHints) {
-  CheckLine denied = ListenLine("grpc.listen", "0.0.0.0:443", ListenProbe{EACCES, false, false, "", ""}, false);
+  CheckLine denied =
+      ListenLine("grpc.listen", "0.0.0.0:443", ListenProbe{EACCES, false, false, "", ""}, false);
   EXPECT_EQ(denied.verdict, CheckVerdict::kFail);
   EXPECT_THAT(denied.fix_en, HasSubstr("CAP_NET_BIND_SERVICE"));
-  CheckLine foreign = ListenLine("grpc.listen", "10.9.9.9:7443", ListenProbe{EADDRNOTAVAIL, false, false, "", ""}, false);
+  CheckLine foreign = ListenLine("grpc.listen", "10.9.9.9:7443",
+                                 ListenProbe{EADDRNOTAVAIL, false, false, "", ""}, false);
   EXPECT_EQ(foreign.verdict, CheckVerdict::kFail);
   EXPECT_THAT(foreign.fix_en, HasSubstr("not one of this server's"));
 }
@@ -371,7 +381,8 @@ TEST(CheckDatabaseTest, AnExistingDatabaseOpensReadWriteAndIsLeftUnchanged) {
   EXPECT_EQ(l.verdict, CheckVerdict::kOk) << l.text_en;
   EXPECT_THAT(l.text_en, HasSubstr("opens read-write"));
   EXPECT_EQ(testutil::ReadBytes(path), before);
-  EXPECT_FALSE(std::filesystem::exists(path + "-wal") && std::filesystem::file_size(path + "-wal") > 0);
+  EXPECT_FALSE(std::filesystem::exists(path + "-wal") &&
+               std::filesystem::file_size(path + "-wal") > 0);
 }
 
 TEST(CheckDatabaseTest, NoDatabaseYetIsOkAndNotCreated) {
@@ -444,7 +455,8 @@ TEST(CheckSmtpGreetingTest, CompleteOnlyWithTheLastLine) {
 }
 
 TEST(CheckTestNotificationTest, TheWebhookBodyIsMarkedAsATest) {
-  auto body = nlohmann::json::parse(TestWebhookBody("test-abc:webhook:helpdesk", kNow, "support-1"));
+  auto body =
+      nlohmann::json::parse(TestWebhookBody("test-abc:webhook:helpdesk", kNow, "support-1"));
   EXPECT_EQ(body["id"], "test-abc:webhook:helpdesk");
   EXPECT_EQ(body["type"], "setdiag.test");
   EXPECT_EQ(body["test"], true);
@@ -456,8 +468,9 @@ TEST(CheckTestNotificationTest, TheWebhookBodyIsMarkedAsATest) {
 }
 
 TEST(CheckTestNotificationTest, TheMailIsMimeWithAnEncodedSubjectAndBothLanguages) {
-  std::string msg = TestMailMessage("Дежурный <setdiag@example.ru>", {"duty@example.ru", "boss@example.ru"},
-                                    "test-abc:email:duty", "email:duty", kNow, "support-1");
+  std::string msg =
+      TestMailMessage("Дежурный <setdiag@example.ru>", {"duty@example.ru", "boss@example.ru"},
+                      "test-abc:email:duty", "email:duty", kNow, "support-1");
   const auto split = msg.find("\r\n\r\n");
   ASSERT_NE(split, std::string::npos);
   const std::string headers = msg.substr(0, split);
@@ -482,7 +495,8 @@ TEST(CheckTestNotificationTest, TheMailIsMimeWithAnEncodedSubjectAndBothLanguage
 }
 
 TEST(CheckConfigLineTest, NamesTheLoadersMessageOnce) {
-  CheckLine l = ConfigFailedLine("/etc/c.toml", absl::InvalidArgumentError("/etc/c.toml:12: unknown key 'grpc.tls_cert'"));
+  CheckLine l = ConfigFailedLine(
+      "/etc/c.toml", absl::InvalidArgumentError("/etc/c.toml:12: unknown key 'grpc.tls_cert'"));
   EXPECT_EQ(l.id, "config");
   EXPECT_EQ(l.verdict, CheckVerdict::kFail);
   EXPECT_EQ(l.text_en, "config /etc/c.toml:12: unknown key 'grpc.tls_cert'");

@@ -39,7 +39,8 @@ std::string KeyPem(EVP_PKEY* key, const char* passphrase = nullptr) {
   Bio bio(BIO_new(BIO_s_mem()), &BIO_free);
   PEM_write_bio_PrivateKey(bio.get(), key, passphrase != nullptr ? EVP_aes_128_cbc() : nullptr,
                            reinterpret_cast<const unsigned char*>(passphrase),
-                           passphrase != nullptr ? static_cast<int>(std::strlen(passphrase)) : 0, nullptr, nullptr);
+                           passphrase != nullptr ? static_cast<int>(std::strlen(passphrase)) : 0,
+                           nullptr, nullptr);
   return Drain(bio.get());
 }
 
@@ -51,8 +52,8 @@ std::string CertPem(EVP_PKEY* key) {
   X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400);
   X509_set_pubkey(x.get(), key);
   X509_NAME* name = X509_get_subject_name(x.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("collector.test"), -1,
-                             -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("collector.test"), -1, -1, 0);
   X509_set_issuer_name(x.get(), name);
   X509_sign(x.get(), key, EVP_sha256());
   Bio bio(BIO_new(BIO_s_mem()), &BIO_free);
@@ -83,11 +84,12 @@ TEST_F(CollectorConfigTest, DefaultsAreTheTariffsAndNoTargets) {
 }
 
 TEST_F(CollectorConfigTest, TargetsReadTheirSecretsFromFiles) {
-  auto c = Load("[notify.webhook.helpdesk]\nurl = \"https://desk.example/hook\"\nsecret_file = \"" +
-                Secret("hook.secret", "  s3cret ") +
-                "\"\nmin_priority = \"critical\"\n"
-                "[notify.email.duty]\nsmtp_url = \"smtp://mail:25\"\nuser = \"setdiag\"\npassword_file = \"" +
-                Secret("smtp.pw", "pw") + "\"\nfrom = \"a@b\"\nto = [\"c@d\"]\nevents = [\"opened\"]\n");
+  auto c = Load(
+      "[notify.webhook.helpdesk]\nurl = \"https://desk.example/hook\"\nsecret_file = \"" +
+      Secret("hook.secret", "  s3cret ") +
+      "\"\nmin_priority = \"critical\"\n"
+      "[notify.email.duty]\nsmtp_url = \"smtp://mail:25\"\nuser = \"setdiag\"\npassword_file = \"" +
+      Secret("smtp.pw", "pw") + "\"\nfrom = \"a@b\"\nto = [\"c@d\"]\nevents = [\"opened\"]\n");
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_EQ(c->notify.targets.size(), 2u);
   EXPECT_EQ(c->notify.targets[0].name, "webhook:helpdesk");
@@ -102,9 +104,11 @@ TEST_F(CollectorConfigTest, MistakesNameTheKey) {
   };
   for (const Case& k : std::vector<Case>{
            {"[notify.webhook.h]\nurl = \"https://x/\"\n", "notify.webhook.h.secret_file"},
-           {"[notify.email.d]\nsmtp_url = \"smtp://m:25\"\nuser = \"u\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n",
+           {"[notify.email.d]\nsmtp_url = \"smtp://m:25\"\nuser = \"u\"\nfrom = \"a@b\"\nto = "
+            "[\"c@d\"]\n",
             "notify.email.d.password_file"},
-           {"[notify.email.d]\nsmtp_url = \"http://m\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n", "notify.email.d.smtp_url"},
+           {"[notify.email.d]\nsmtp_url = \"http://m\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n",
+            "notify.email.d.smtp_url"},
            {"[tickets]\ndefault_tariff = \"gold\"\n", "tickets.default_tariff"},
            {"[sla]\nbusiness_start = \"10\"\n", "sla.business_start"},
        }) {
@@ -119,14 +123,15 @@ TEST_F(CollectorConfigTest, StreamTimeoutsHaveDefaultsAndBounds) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->limits.hello_timeout_ms, 30'000);
   EXPECT_EQ(d->limits.IdleTimeoutMs(), 100'000) << "3 x 30 s + 10 s";
-  auto c = Load("[ingest]\nstatus_interval = \"5s\"\nhello_timeout = \"1s\"\nidle_timeout = \"2s\"\n");
+  auto c =
+      Load("[ingest]\nstatus_interval = \"5s\"\nhello_timeout = \"1s\"\nidle_timeout = \"2s\"\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->limits.hello_timeout_ms, 1000);
   EXPECT_EQ(c->limits.IdleTimeoutMs(), 2000);
   auto derived = Load("[ingest]\nstatus_interval = \"5s\"\n");
   EXPECT_EQ(derived->limits.IdleTimeoutMs(), 25'000);
-  for (const char* bad : {"hello_timeout = \"11m\"", "hello_timeout = \"500ms\"", "idle_timeout = \"500ms\"",
-                          "idle_timeout = \"2h\""}) {
+  for (const char* bad : {"hello_timeout = \"11m\"", "hello_timeout = \"500ms\"",
+                          "idle_timeout = \"500ms\"", "idle_timeout = \"2h\""}) {
     auto r = Load(std::string("[ingest]\n") + bad + "\n");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(std::string(r.status().message()).find("ingest."), std::string::npos) << r.status();
@@ -134,8 +139,9 @@ TEST_F(CollectorConfigTest, StreamTimeoutsHaveDefaultsAndBounds) {
 }
 
 TEST_F(CollectorConfigTest, AConfiguredTariffOverridesItsDefaults) {
-  auto c = Load("[tariffs.expert-plus]\nfirst_response = \"2h\"\nfirst_response_business = true\n"
-                "[tickets]\ndefault_tariff = \"expert-plus\"\n");
+  auto c = Load(
+      "[tariffs.expert-plus]\nfirst_response = \"2h\"\nfirst_response_business = true\n"
+      "[tickets]\ndefault_tariff = \"expert-plus\"\n");
   ASSERT_TRUE(c.ok()) << c.status();
   const SlaPolicy& p = c->tickets.tariffs.at("expert-plus");
   EXPECT_EQ(p.first_response.duration_ms, 2 * 3'600'000);
@@ -171,16 +177,20 @@ TEST_F(CollectorConfigTest, TlsFilesGrpcCannotUseAreConfigErrorsNamingTheKeyWhen
   };
   const std::string f = dir_.File("collector.toml");
   for (const Case& c : std::vector<Case>{
-           {cert, junk, f + ":4: key 'grpc.tls_key_file'", "'" + junk + "' is not a PEM private key"},
-           {cert, cert, f + ":4: key 'grpc.tls_key_file'", "'" + cert + "' is not a PEM private key"},
+           {cert, junk, f + ":4: key 'grpc.tls_key_file'",
+            "'" + junk + "' is not a PEM private key"},
+           {cert, cert, f + ":4: key 'grpc.tls_key_file'",
+            "'" + cert + "' is not a PEM private key"},
            {cert, locked_key, f + ":4: key 'grpc.tls_key_file'", "protected by a passphrase"},
            {cert, other_key, f + ":4: key 'grpc.tls_key_file'",
             "'" + other_key + "' does not match the certificate in '" + cert + "'"},
-           {junk, good_key, f + ":3: key 'grpc.tls_cert_file'", "'" + junk + "' holds no PEM certificate"},
+           {junk, good_key, f + ":3: key 'grpc.tls_cert_file'",
+            "'" + junk + "' holds no PEM certificate"},
            {good_key, good_key, f + ":3: key 'grpc.tls_cert_file'", "holds no PEM certificate"},
            {dir_.File("missing.pem"), good_key, f + ":3: key 'grpc.tls_cert_file'",
             "cannot read " + dir_.File("missing.pem")},
-           {cert, dir_.File("missing.key"), f + ":4: key 'grpc.tls_key_file'", "cannot read " + dir_.File("missing.key")},
+           {cert, dir_.File("missing.key"), f + ":4: key 'grpc.tls_key_file'",
+            "cannot read " + dir_.File("missing.key")},
        }) {
     SCOPED_TRACE(c.cert + " + " + c.key);
     auto bad = serving(c.cert, c.key);

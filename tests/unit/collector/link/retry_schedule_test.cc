@@ -23,9 +23,11 @@ TEST(RetryScheduleTest, AgentsTurnedAwayTogetherGetConsecutiveSlots) {
   for (int i = 0; i < 5; ++i) hints.push_back(s.Next(now, 0, 1'000, kRate));
   EXPECT_EQ(hints[0].retry_after_ms, RetrySchedule::kMinDelayMs);
   for (size_t i = 1; i < hints.size(); ++i) {
-    EXPECT_EQ(hints[i].retry_after_ms, hints[i - 1].retry_after_ms + 10) << "slot " << i << " follows slot " << i - 1;
+    EXPECT_EQ(hints[i].retry_after_ms, hints[i - 1].retry_after_ms + 10)
+        << "slot " << i << " follows slot " << i - 1;
   }
-  for (const auto& h : hints) EXPECT_EQ(h.spread_ms, 100u) << "a 10 ms slot, scattered over at least 100 ms";
+  for (const auto& h : hints)
+    EXPECT_EQ(h.spread_ms, 100u) << "a 10 ms slot, scattered over at least 100 ms";
   // 1,000 agents with 1,000 events each: back over 10 s, the time the
   // writer needs for their million events, not all at one instant.
   RetrySchedule herd;
@@ -49,14 +51,16 @@ TEST(RetryScheduleTest, TheFirstSlotWaitsForRoomForTheAgent) {
 TEST(RetryScheduleTest, DelaysAndSlotsAreBounded) {
   RetrySchedule s;
   auto h = s.Next(0, 100'000'000, 100'000'000, 1'000);
-  EXPECT_EQ(h.retry_after_ms, RetrySchedule::kMaxDelayMs) << "asked again then, not told to wait a day";
+  EXPECT_EQ(h.retry_after_ms, RetrySchedule::kMaxDelayMs)
+      << "asked again then, not told to wait a day";
   EXPECT_EQ(h.spread_ms, RetrySchedule::kMaxSlotMs);
   // Past the cap the horizon stays where it is: the overflow is scattered
   // over the longest slot and scheduled behind everyone when it asks again.
   RetrySchedule busy;
   RetrySchedule::Hint in_time;
   for (int i = 0; i < 200; ++i) in_time = busy.Next(0, 0, 500'000, kRate);  // 5 s slots
-  EXPECT_EQ(in_time.retry_after_ms, RetrySchedule::kMaxDelayMs) << "the 13th and later are past the cap";
+  EXPECT_EQ(in_time.retry_after_ms, RetrySchedule::kMaxDelayMs)
+      << "the 13th and later are past the cap";
   EXPECT_EQ(in_time.spread_ms, RetrySchedule::kMaxSlotMs);
   EXPECT_EQ(busy.Next(50'000, 0, 1'000, kRate).retry_after_ms, 10'250u)
       << "behind the 12 slots handed out before the cap, which end at 60.25 s";
@@ -65,7 +69,8 @@ TEST(RetryScheduleTest, DelaysAndSlotsAreBounded) {
   EXPECT_EQ(odd.retry_after_ms, RetrySchedule::kMaxDelayMs);
   RetrySchedule zero_rate;
   auto z = zero_rate.Next(0, 10, 10, 0.0);
-  EXPECT_GE(z.retry_after_ms, RetrySchedule::kMinDelayMs) << "a rate of 0 is read as 1/s, not a division by 0";
+  EXPECT_GE(z.retry_after_ms, RetrySchedule::kMinDelayMs)
+      << "a rate of 0 is read as 1/s, not a division by 0";
   EXPECT_LE(z.retry_after_ms, RetrySchedule::kMaxDelayMs);
 }
 

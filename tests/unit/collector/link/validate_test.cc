@@ -43,7 +43,8 @@ void AddEvent(v1::EventBatch& b, uint64_t seq, std::string kind = "tills.majorit
 v1::EventBatch GoodBatch() {
   v1::EventBatch b;
   AddEvent(b, 1);
-  AddEvent(b, 2, "setdiag.gap", v1::SEVERITY_IMPORTANT, kNow, "{\"count\":2,\"sequences\":[[7,8]]}");
+  AddEvent(b, 2, "setdiag.gap", v1::SEVERITY_IMPORTANT, kNow,
+           "{\"count\":2,\"sequences\":[[7,8]]}");
   AddEvent(b, 5, "disk-free_low", v1::SEVERITY_INFO);
   return b;
 }
@@ -198,7 +199,8 @@ TEST(ValidateBatchTest, SeverityMustBeSpecifiedAndKnown) {
   AddEvent(unknown, 1, "k", static_cast<v1::Severity>(9));
   EXPECT_THAT(Check(unknown), HasSubstr("severity"));
 
-  for (auto sev : {v1::SEVERITY_INFO, v1::SEVERITY_NORMAL, v1::SEVERITY_IMPORTANT, v1::SEVERITY_CRITICAL}) {
+  for (auto sev :
+       {v1::SEVERITY_INFO, v1::SEVERITY_NORMAL, v1::SEVERITY_IMPORTANT, v1::SEVERITY_CRITICAL}) {
     v1::EventBatch b;
     AddEvent(b, 1, "k", sev);
     EXPECT_EQ(Check(b), "") << sev;
@@ -273,7 +275,9 @@ TEST(ValidateBatchTest, SequencesAboveTheHighestStorableAreRefused) {
   v1::EventBatch wraps;
   AddEvent(wraps, k2p63 - 1);
   AddEvent(wraps, k2p63);
-  EXPECT_THAT(Check(wraps), HasSubstr("event 1 (sequence 9223372036854775808): sequence is above 9223372036854775807"));
+  EXPECT_THAT(
+      Check(wraps),
+      HasSubstr("event 1 (sequence 9223372036854775808): sequence is above 9223372036854775807"));
 
   v1::EventBatch top;
   AddEvent(top, UINT64_MAX);
@@ -292,7 +296,8 @@ TEST(ValidateHelloTest, ResumePointsAboveTheHighestStorableSequenceAreRefused) {
   h = GoodHello();
   h.set_first_unacked_sequence(k2p63);
   h.set_next_sequence(k2p63);
-  EXPECT_THAT(ValidateHello(h, {}), HasSubstr("hello.first_unacked_sequence 9223372036854775808 is above"));
+  EXPECT_THAT(ValidateHello(h, {}),
+              HasSubstr("hello.first_unacked_sequence 9223372036854775808 is above"));
 }
 
 TEST(SequenceEdgeTest, TheHighestAcceptedSequenceIsStoredAndResumedFromExactly) {

@@ -23,7 +23,8 @@ class CommitQueueTest : public ::testing::Test {
   void SetUp() override {
     auto db = sql::Db::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status().ToString();
-    ASSERT_TRUE(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)").ok());
+    ASSERT_TRUE(
+        db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)").ok());
     auto reader = sql::Db::Open(path_);
     ASSERT_TRUE(reader.ok());
     reader_ = std::move(*reader);
@@ -154,14 +155,15 @@ TEST_F(CommitQueueTest, CommittedWorkIsNotPendingWhileItsDoneRuns) {
   size_t seen_pending = 99;
   bool resubmitted = false;
   std::promise<void> done;
-  ASSERT_TRUE(q.Submit(Insert("a"),
-                       [&](absl::Status st) {
-                         EXPECT_TRUE(st.ok());
-                         seen_pending = q.pending_weight();
-                         resubmitted = q.Submit(Insert("b"), nullptr, 10);
-                         done.set_value();
-                       },
-                       10));
+  ASSERT_TRUE(q.Submit(
+      Insert("a"),
+      [&](absl::Status st) {
+        EXPECT_TRUE(st.ok());
+        seen_pending = q.pending_weight();
+        resubmitted = q.Submit(Insert("b"), nullptr, 10);
+        done.set_value();
+      },
+      10));
   q.Start();
   done.get_future().wait();  // Stop() refuses new work, so not before this
   q.Stop();
@@ -178,8 +180,10 @@ TEST_F(CommitQueueTest, HandshakesUseAReserveAboveTheBound) {
   auto work = [](sql::Db&) { return absl::OkStatus(); };
   ASSERT_TRUE(q.Submit(work, nullptr, 80));
   EXPECT_FALSE(q.Submit(work, nullptr, 1)) << "ordinary work: the queue is full";
-  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.Submit(work, nullptr, 1, CommitQueue::Kind::kHandshake)) << i;
-  EXPECT_FALSE(q.Submit(work, nullptr, 1, CommitQueue::Kind::kHandshake)) << "80 + 80/8 is the reserve's end";
+  for (int i = 0; i < 10; ++i)
+    EXPECT_TRUE(q.Submit(work, nullptr, 1, CommitQueue::Kind::kHandshake)) << i;
+  EXPECT_FALSE(q.Submit(work, nullptr, 1, CommitQueue::Kind::kHandshake))
+      << "80 + 80/8 is the reserve's end";
   EXPECT_EQ(q.pending_weight(), 90u);
   q.Start();
   q.Stop();
@@ -192,7 +196,8 @@ TEST_F(CommitQueueTest, DrainRateIsMeasuredOnBusyGroupsOnly) {
   ASSERT_TRUE(q.Submit(work, nullptr, CommitQueue::kRateMinWeight - 1));
   q.Start();
   q.Stop();
-  EXPECT_EQ(q.drain_rate(), CommitQueue::kInitialRate) << "a small group says nothing about capacity";
+  EXPECT_EQ(q.drain_rate(), CommitQueue::kInitialRate)
+      << "a small group says nothing about capacity";
   CommitQueue busy(sql::Db::Open(path_).value(), 100'000);
   ASSERT_TRUE(busy.Submit(work, nullptr, 50'000));
   busy.Start();
@@ -206,10 +211,12 @@ TEST_F(CommitQueueTest, SubmitAfterStopIsRefused) {
   q.Start();
   q.Stop();
   bool ran = false;
-  EXPECT_FALSE(q.Submit([&ran](sql::Db&) {
-    ran = true;
-    return absl::OkStatus();
-  }, nullptr));
+  EXPECT_FALSE(q.Submit(
+      [&ran](sql::Db&) {
+        ran = true;
+        return absl::OkStatus();
+      },
+      nullptr));
   EXPECT_FALSE(ran);
 }
 

@@ -27,7 +27,8 @@ using ::testing::UnorderedElementsAre;
 
 constexpr int64_t kNow = 1'700'000'000'000;
 
-std::vector<IncomingEvent> Events(uint64_t from, uint64_t to, const std::string& kind = "tills.stopped") {
+std::vector<IncomingEvent> Events(uint64_t from, uint64_t to,
+                                  const std::string& kind = "tills.stopped") {
   std::vector<IncomingEvent> out;
   for (uint64_t s = from; s <= to; ++s) {
     out.push_back({s, kind, 3, kNow - 10'000 + static_cast<int64_t>(s), Cat("{\"seq\":", s, "}")});
@@ -70,7 +71,8 @@ class StorageTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
 
-  void MustInsert(const std::string& agent, const std::string& store, const std::vector<IncomingEvent>& ev) {
+  void MustInsert(const std::string& agent, const std::string& store,
+                  const std::vector<IncomingEvent>& ev) {
     auto r = InsertEvents(db_, agent, store, ev, kNow);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
@@ -274,7 +276,8 @@ TEST_F(StorageTest, UsersAreListedWithoutSecretsRevokedAndDeleted) {
   ASSERT_TRUE(still.ok());
   EXPECT_TRUE(still->has_value()) << "only boris was revoked";
   // A revoked user keeps its name until deleted.
-  EXPECT_EQ(CreateUser(db_, "boris", Role::kPartner, "acme", kNow).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(CreateUser(db_, "boris", Role::kPartner, "acme", kNow).status().code(),
+            absl::StatusCode::kAlreadyExists);
 
   // Deleted by id: the name is free again.
   EXPECT_EQ(*DeleteUser(db_, boris->id, ""), 1);
@@ -380,7 +383,8 @@ TEST_F(StorageTest, RecordHelloUpdatesVersionAndConnectionState) {
   MustCreateToken("store-1", "partner-a");
   ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.1.0", "ob1"}, 1, kNow).ok());
   ASSERT_TRUE(RecordDisconnect(db_, "agent-1", 1, kNow + 10).ok());
-  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, 2, kNow + 20).ok());
+  ASSERT_TRUE(
+      RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, 2, kNow + 20).ok());
   User support{"u", "support", Role::kSupport, ""};
   auto agents = ListAgents(db_, support, "");
   ASSERT_TRUE(agents.ok());
@@ -399,7 +403,8 @@ TEST_F(StorageTest, RecordHelloUpdatesVersionAndConnectionState) {
   ASSERT_TRUE(agents.ok());
   EXPECT_FALSE((*agents)[0].connected);
   // After a collector restart nobody is connected until they say hello.
-  ASSERT_TRUE(RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, 3, kNow + 40).ok());
+  ASSERT_TRUE(
+      RecordHello(db_, AgentHello{"agent-1", "store-1", "0.2.0", "ob2"}, 3, kNow + 40).ok());
   ASSERT_TRUE(ResetConnections(db_).ok());
   agents = ListAgents(db_, support, "");
   ASSERT_TRUE(agents.ok());
@@ -458,7 +463,8 @@ TEST_F(VisibilityTest, PartnerSeesOnlyItsOwnStoresEvents) {
   EXPECT_THAT(EventStores(partner_b_), ElementsAre("store-b1", "store-b1", "store-b1"));
   EventQuery q;
   q.store_id = "store-b1";
-  EXPECT_TRUE(EventStores(partner_a_, q).empty()) << "asking for another partner's store yields nothing";
+  EXPECT_TRUE(EventStores(partner_a_, q).empty())
+      << "asking for another partner's store yields nothing";
 }
 
 TEST_F(VisibilityTest, SupportSeesAllEvents) {

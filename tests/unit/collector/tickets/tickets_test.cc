@@ -133,7 +133,8 @@ class TicketsTest : public ::testing::Test {
     return out;
   }
 
-  void Hello(const std::string& agent, const std::string& store, std::optional<std::vector<HeldCondition>> held) {
+  void Hello(const std::string& agent, const std::string& store,
+             std::optional<std::vector<HeldCondition>> held) {
     auto st = engine_->OnHello(db_, agent, store, held, clock_.NowMs());
     ASSERT_TRUE(st.ok()) << st;
   }
@@ -157,10 +158,14 @@ class TicketsTest : public ::testing::Test {
   }
 
   static json Raised(const std::string& episode) {
-    return {{"state", "raised"}, {"episode", episode}, {"summary_en", "12 of 20 tills stopped"},
+    return {{"state", "raised"},
+            {"episode", episode},
+            {"summary_en", "12 of 20 tills stopped"},
             {"summary_ru", "Остановлено 12 касс из 20"}};
   }
-  static json Cleared(const std::string& episode) { return {{"state", "cleared"}, {"episode", episode}}; }
+  static json Cleared(const std::string& episode) {
+    return {{"state", "cleared"}, {"episode", episode}};
+  }
 
   testutil::TempDir dir_;
   sql::Db db_;
@@ -203,8 +208,10 @@ TEST_F(TicketsTest, ReplayedAndRenumberedEventsChangeNothing) {
   EXPECT_EQ(All().size(), 1u);
   EXPECT_THAT(Notices(), ElementsAre("opened"));
   // A later "updated" of the same condition is recorded on the same ticket.
-  Feed("1042", "loading.import_errors", 2, {{"state", "raised"}, {"episode", "imp1"}}, clock_.NowMs());
-  Feed("1042", "loading.import_errors", 2, {{"state", "updated"}, {"episode", "imp1"}}, clock_.NowMs() + 1);
+  Feed("1042", "loading.import_errors", 2, {{"state", "raised"}, {"episode", "imp1"}},
+       clock_.NowMs());
+  Feed("1042", "loading.import_errors", 2, {{"state", "updated"}, {"episode", "imp1"}},
+       clock_.NowMs() + 1);
   EXPECT_EQ(All().size(), 2u);
 }
 
@@ -263,20 +270,23 @@ TEST_F(TicketsTest, RecurrenceWithinCoolDownReopensTheSameTicket) {
 TEST_F(TicketsTest, SingleTillGrowingIntoMajorityUpgradesTheSameTicket) {
   // Friday 18:30: a single till, normal: 4 business hours -> Monday 13:30.
   clock_.Set(Msk(2026, 11, 20, 18, 30));
-  Feed("1042", "tills.till_stopped", 2, {{"state", "raised"}, {"episode", "t1"}, {"till", 3}}, clock_.NowMs());
+  Feed("1042", "tills.till_stopped", 2, {{"state", "raised"}, {"episode", "t1"}, {"till", 3}},
+       clock_.NowMs());
   Ticket t = Only();
   EXPECT_EQ(t.priority, Priority::kNormal);
   EXPECT_EQ(t.first_response.due_ms, Msk(2026, 11, 23, 13, 30));
   // Saturday 03:00: the majority stops, same episode: critical, due 05:00.
   clock_.Set(Msk(2026, 11, 21, 3, 0));
-  Feed("1042", "tills.majority_stopped", 4, {{"state", "escalated"}, {"episode", "t1"}}, clock_.NowMs());
+  Feed("1042", "tills.majority_stopped", 4, {{"state", "escalated"}, {"episode", "t1"}},
+       clock_.NowMs());
   t = Only();
   EXPECT_EQ(t.priority, Priority::kCritical);
   EXPECT_EQ(t.first_response.due_ms, Msk(2026, 11, 21, 5, 0));
   EXPECT_THAT(t.title_en, HasSubstr("more than 50%"));
   EXPECT_THAT(Notices(), ElementsAre("opened", "escalated"));
   // The till part clearing does not clear the ticket while the majority holds.
-  Feed("1042", "tills.till_stopped", 2, {{"state", "cleared"}, {"episode", "t1"}, {"till", 3}}, clock_.NowMs() + 1);
+  Feed("1042", "tills.till_stopped", 2, {{"state", "cleared"}, {"episode", "t1"}, {"till", 3}},
+       clock_.NowMs() + 1);
   EXPECT_TRUE(Only().condition_active);
   Feed("1042", "tills.majority_stopped", 4, Cleared("t1"), clock_.NowMs() + 2);
   EXPECT_FALSE(Only().condition_active);
@@ -315,7 +325,8 @@ TEST_F(TicketsTest, SilentStoreOpensUnreachableAndClearsWhenBack) {
   EXPECT_EQ(all[1].state, TicketState::kResolved);
   EXPECT_FALSE(all[1].paged);
   EXPECT_THAT(TimelineTypes(all[1].id), ElementsAre("recorded_late", "cleared", "resolved"));
-  EXPECT_THAT(Notices(), ElementsAre("opened", "cleared")) << "nothing paged for the stale condition";
+  EXPECT_THAT(Notices(), ElementsAre("opened", "cleared"))
+      << "nothing paged for the stale condition";
 }
 
 TEST_F(TicketsTest, AfterTheCollectorsOwnOutageAgentsGetTheThresholdToReconnect) {
@@ -344,7 +355,8 @@ TEST_F(TicketsTest, EveryResolutionOfAReopenedTicketIsNotified) {
   Feed("1042", "loading.halted", 4, Cleared("h2"), clock_.NowMs() + 1000);
   clock_.Advance(std::chrono::minutes(16));
   Tick();
-  EXPECT_THAT(Notices(), ElementsAre("opened", "cleared", "resolved", "reopened", "cleared", "resolved"));
+  EXPECT_THAT(Notices(),
+              ElementsAre("opened", "cleared", "resolved", "reopened", "cleared", "resolved"));
 }
 
 TEST_F(TicketsTest, LateConditionStillHoldingIsPagedAfterSettling) {
@@ -387,7 +399,8 @@ TEST_F(TicketsTest, AcknowledgingMeetsFirstResponseAndStopsItsClock) {
   EXPECT_EQ(t->state, TicketState::kAcknowledged);
   EXPECT_EQ(t->acknowledged_by, "anna");
   EXPECT_EQ(t->first_response.met_at_ms, clock_.NowMs());
-  EXPECT_EQ(Act(support_, id, TicketAction::kAcknowledge).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Act(support_, id, TicketAction::kAcknowledge).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   clock_.Advance(std::chrono::hours(3));
   Tick();
   EXPECT_FALSE(Only().first_response.breached);
@@ -462,8 +475,10 @@ TEST_F(TicketsTest, HelloWithoutAnEpisodeClearsWhatThatAgentNoLongerHolds) {
   const int64_t raised_at = clock_.NowMs();
   Feed("1042", "tills.majority_stopped", 4, Raised("a1-tills-1"), raised_at, "agent-1");
   Feed("1042", "loading.halted", 4, Raised("a1-halted-1"), raised_at, "agent-1");
-  Feed("1042", "loading.erp_silent", 3, Raised("a2-erp-1"), raised_at, "agent-2");  // another agent of the store
-  Feed("1042", "script.ups_on_battery", 3, Raised("ups-1"), raised_at, "agent-1");  // a script's: no watch holds it
+  Feed("1042", "loading.erp_silent", 3, Raised("a2-erp-1"), raised_at,
+       "agent-2");  // another agent of the store
+  Feed("1042", "script.ups_on_battery", 3, Raised("ups-1"), raised_at,
+       "agent-1");  // a script's: no watch holds it
   AgentHello hello{"agent-1", "1042", "0.1.0", "ob1"};
   ASSERT_TRUE(RecordHello(db_, hello, 1, clock_.NowMs()).ok());
   ASSERT_TRUE(RecordDisconnect(db_, "agent-1", 1, clock_.NowMs()).ok());
@@ -527,15 +542,18 @@ TEST_F(TicketsTest, AfterAReconcileOutboxEventsOfTheOldEpisodeAreReplaysAndANewE
   Ticket t = Only();
   EXPECT_FALSE(t.condition_active);
   EXPECT_THAT(Notices(), ElementsAre("opened", "cleared"));
-  Feed("1042", "tills.majority_stopped", 4, {{"state", "escalated"}, {"episode", "e1"}}, before_restart);
-  Feed("1042", "tills.till_stopped", 2, {{"state", "cleared"}, {"episode", "e1"}, {"till", 3}}, before_restart + 1);
+  Feed("1042", "tills.majority_stopped", 4, {{"state", "escalated"}, {"episode", "e1"}},
+       before_restart);
+  Feed("1042", "tills.till_stopped", 2, {{"state", "cleared"}, {"episode", "e1"}, {"till", 3}},
+       before_restart + 1);
   t = Only();
   EXPECT_FALSE(t.condition_active) << "events of the episode the agent no longer holds are replays";
   EXPECT_EQ(t.priority, Priority::kNormal);
   EXPECT_THAT(Notices(), ElementsAre("opened", "cleared"));
 
   // A new episode, raised before the Hello and held: the condition is back.
-  Feed("1042", "tills.till_stopped", 2, {{"state", "raised"}, {"episode", "e2"}, {"till", 3}}, before_restart + 2);
+  Feed("1042", "tills.till_stopped", 2, {{"state", "raised"}, {"episode", "e2"}, {"till", 3}},
+       before_restart + 2);
   t = Only();
   EXPECT_TRUE(t.condition_active);
   EXPECT_EQ(t.last_episode, "e2");
@@ -651,18 +669,23 @@ TEST(TicketEvidenceTest, StoppedTillsListTheFirstTenWithHeartbeatProbeAndCause) 
   EXPECT_EQ(ev["likely_cause"]["code"], "network_or_power");
   const std::string en = EvidenceText(ev, false), ru = EvidenceText(ev, true);
   EXPECT_THAT(en, HasSubstr("Stopped tills (12 of 20):\n"));
-  EXPECT_THAT(en, HasSubstr("- till 1: last heartbeat 2026-11-20 11:01 MSK; no answer on the network\n"));
-  EXPECT_THAT(en, HasSubstr("- till 2: last heartbeat 2026-11-20 11:02 MSK; answers on the network\n"));
+  EXPECT_THAT(
+      en, HasSubstr("- till 1: last heartbeat 2026-11-20 11:01 MSK; no answer on the network\n"));
+  EXPECT_THAT(en,
+              HasSubstr("- till 2: last heartbeat 2026-11-20 11:02 MSK; answers on the network\n"));
   EXPECT_THAT(en, HasSubstr("- till 10:"));
   EXPECT_THAT(en, Not(HasSubstr("- till 11:")));
   EXPECT_THAT(en, HasSubstr("- and 2 more\n"));
   EXPECT_THAT(en, HasSubstr("Likely cause: Most stopped tills do not answer on the network."));
   EXPECT_THAT(ru, HasSubstr("Остановленные кассы (12 из 20):\n"));
-  EXPECT_THAT(ru, HasSubstr("- касса 1: последний сигнал 2026-11-20 11:01 MSK; не отвечает по сети\n"));
+  EXPECT_THAT(ru,
+              HasSubstr("- касса 1: последний сигнал 2026-11-20 11:01 MSK; не отвечает по сети\n"));
   EXPECT_THAT(ru, HasSubstr("- и ещё 2\n"));
-  EXPECT_THAT(ru, HasSubstr("Вероятная причина: Большинство остановленных касс не отвечают по сети."));
+  EXPECT_THAT(ru,
+              HasSubstr("Вероятная причина: Большинство остановленных касс не отвечают по сети."));
   // Ten or fewer: no "more" line.
-  EXPECT_THAT(EvidenceText(EvidenceOf("tills.majority_stopped", StoppedTills(3, 5)), false), Not(HasSubstr("more")));
+  EXPECT_THAT(EvidenceText(EvidenceOf("tills.majority_stopped", StoppedTills(3, 5)), false),
+              Not(HasSubstr("more")));
   // Nothing to show: null.
   EXPECT_TRUE(EvidenceOf("set.db_unreachable", {{"state", "raised"}, {"since_ms", 1}}).is_null());
 }
@@ -673,10 +696,17 @@ TEST(TicketEvidenceTest, HaltedLoadingShowsTheStuckPackageTheOldestFileAndTheLas
       {"state", "raised"},
       {"reasons", {"2 import package(s) stuck \"in process\""}},
       {"stuck_packages",
-       {{{"ti", 5012}, {"since_ms", since + 10 * kMinute}, {"stuck_for_s", 3000}, {"import_type", "goods"}},
+       {{{"ti", 5012},
+         {"since_ms", since + 10 * kMinute},
+         {"stuck_for_s", 3000},
+         {"import_type", "goods"}},
         {{"ti", 5011}, {"since_ms", since}, {"stuck_for_s", 3600}, {"import_type", "prices"}}}},
       {"oldest_waiting_file",
-       {{"path", "/home/set/import"}, {"name", "goods_77.xml"}, {"mtime_ms", since}, {"age_s", 3600}, {"files", 4}}},
+       {{"path", "/home/set/import"},
+        {"name", "goods_77.xml"},
+        {"mtime_ms", since},
+        {"age_s", 3600},
+        {"files", 4}}},
       {"import_service", {{"checked", true}, {"ok", true}, {"error", ""}}},
       {"last_successful_import", {{"ti", 5009}, {"arrived_ms", since - 30 * kMinute}}}};
   json ev = EvidenceOf("loading.halted", payload);
@@ -686,12 +716,16 @@ TEST(TicketEvidenceTest, HaltedLoadingShowsTheStuckPackageTheOldestFileAndTheLas
   EXPECT_EQ(ev["oldest_waiting_file"]["name"], "goods_77.xml");
   EXPECT_EQ(ev["last_successful_import"]["ti"], 5009);
   const std::string en = EvidenceText(ev, false), ru = EvidenceText(ev, true);
-  EXPECT_THAT(en, HasSubstr("Stuck package: 5011 (import type prices), \"in process\" since 2026-11-20 10:00 MSK "
-                            "(60 min); 2 stuck in all"));
-  EXPECT_THAT(en, HasSubstr("Oldest waiting file: goods_77.xml in /home/set/import since 2026-11-20 10:00 MSK (60 min; "
+  EXPECT_THAT(
+      en, HasSubstr(
+              "Stuck package: 5011 (import type prices), \"in process\" since 2026-11-20 10:00 MSK "
+              "(60 min); 2 stuck in all"));
+  EXPECT_THAT(en, HasSubstr("Oldest waiting file: goods_77.xml in /home/set/import since "
+                            "2026-11-20 10:00 MSK (60 min; "
                             "4 file(s) waiting)"));
   EXPECT_THAT(en, HasSubstr("Last successful import: package 5009 at 2026-11-20 09:30 MSK"));
-  EXPECT_THAT(ru, HasSubstr("Зависший пакет: 5011 (тип импорта prices), «в обработке» с 2026-11-20 10:00 MSK (60 мин); "
+  EXPECT_THAT(ru, HasSubstr("Зависший пакет: 5011 (тип импорта prices), «в обработке» с 2026-11-20 "
+                            "10:00 MSK (60 мин); "
                             "всего зависших: 2"));
   EXPECT_THAT(ru, HasSubstr("Самый старый ожидающий файл: goods_77.xml в /home/set/import"));
   EXPECT_THAT(ru, HasSubstr("Последний успешный импорт: пакет 5009, 2026-11-20 09:30 MSK"));
@@ -702,8 +736,13 @@ TEST(TicketEvidenceTest, HaltedLoadingShowsTheStuckPackageTheOldestFileAndTheLas
 
 TEST_F(TicketsTest, TheTicketAndItsNotificationsCarryTheEvidence) {
   Feed("1042", "tills.till_stopped", 2,
-       {{"state", "raised"}, {"episode", "e1"}, {"till", 7}, {"expected", 20}, {"stopped", 1},
-        {"stopped_tills", {{{"number", 7}, {"probe", "answers"}, {"last_heartbeat_ms", clock_.NowMs() - kHour}}}}},
+       {{"state", "raised"},
+        {"episode", "e1"},
+        {"till", 7},
+        {"expected", 20},
+        {"stopped", 1},
+        {"stopped_tills",
+         {{{"number", 7}, {"probe", "answers"}, {"last_heartbeat_ms", clock_.NowMs() - kHour}}}}},
        clock_.NowMs());
   json majority = StoppedTills(11, 20);
   majority["state"] = "escalated";
@@ -727,9 +766,11 @@ TEST_F(TicketsTest, TheTicketAndItsNotificationsCarryTheEvidence) {
   EXPECT_EQ(body["evidence"]["tills"][0]["last_heartbeat_ms"], Msk(2026, 11, 20, 11, 1));
   EXPECT_EQ(body["ticket"]["evidence"]["likely_cause"]["code"], "network_or_power");
   const std::string mail = NoticeColumn("text").back();
-  EXPECT_THAT(mail, HasSubstr("- till 1: last heartbeat 2026-11-20 11:01 MSK; no answer on the network"));
+  EXPECT_THAT(mail,
+              HasSubstr("- till 1: last heartbeat 2026-11-20 11:01 MSK; no answer on the network"));
   EXPECT_THAT(mail, HasSubstr("- and 1 more"));
-  EXPECT_THAT(mail, HasSubstr("- касса 1: последний сигнал 2026-11-20 11:01 MSK; не отвечает по сети"));
+  EXPECT_THAT(mail,
+              HasSubstr("- касса 1: последний сигнал 2026-11-20 11:01 MSK; не отвечает по сети"));
   EXPECT_THAT(mail, HasSubstr("- и ещё 1"));
 }
 
@@ -739,11 +780,13 @@ TEST_F(TicketsTest, ASmallBundleOnTheTimelineIsCountedInKiB) {
   ASSERT_TRUE(InitBundleSchema(db_).ok());
   Feed("1042", "tills.majority_stopped", 4, Raised("ep-7"), clock_.NowMs());
   const int64_t id = Only().id;
-  IncomingOffer offer{"fr-ep-7-raised", std::string(64, 'd'), "flight_recorder", "ep-7", "tills.majority_stopped",
-                      10 * 1024};
+  IncomingOffer offer{"fr-ep-7-raised", std::string(64, 'd'),     "flight_recorder",
+                      "ep-7",           "tills.majority_stopped", 10 * 1024};
   auto decision = DecideOffer(db_, "1042", offer, 1 << 20, clock_.NowMs());
   ASSERT_TRUE(decision.ok());
-  ASSERT_TRUE(MarkBundleComplete(db_, decision->row.id, 10 * 1024, offer.sha256, "{}", clock_.NowMs()).ok());
+  ASSERT_TRUE(
+      MarkBundleComplete(db_, decision->row.id, 10 * 1024, offer.sha256, "{}", clock_.NowMs())
+          .ok());
   ASSERT_EQ(Timeline(id).back().type, "bundle");
   EXPECT_THAT(Timeline(id).back().text, HasSubstr("attached, 10.0 KiB"));
 }
