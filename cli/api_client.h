@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/url.h"
 
 namespace setdiag::cli {
 
@@ -35,7 +36,5 @@ class ApiClient {
   std::string host_, port_, token_;
   absl::Status config_error_;
 };
-
-std::string UrlEncode(std::string_view s);
 
 }  // namespace setdiag::cli

@@ -15,7 +15,9 @@
 #include <optional>
 #include <thread>
 
+#include "cli/command.h"
 #include "cli/output.h"
+#include "common/config.h"
 #include "common/digest.h"
 #include "common/strings.h"
 
@@ -392,6 +394,83 @@ int BundleManifest(ApiClient& client, const std::string& what, bool json_out) {
                 static_cast<long long>(Int(manifest["redactions"], "total")));
   }
   return kExitOk;
+}
+
+namespace {
+
+class BundleCommands final : public CommandGroup {
+ public:
+  explicit BundleCommands(CLI::App& app) {
+    auto* bundle =
+        app.add_subcommand("bundle", "Diagnostic bundles pulled from stores through the collector");
+    bundle->require_subcommand(1);
+    pull_ = bundle->add_subcommand(
+        "pull",
+        "Ask a store for a bundle (sent over its agent's own link; waits for an offline store), "
+        "show progress, download and verify it");
+    pull_->add_option("--store", args_.store, "Store id")->required();
+    pull_->add_option("--ticket", args_.ticket_id, "Attach it to this ticket (of that store)")
+        ->check(kTicketIdRange);
+    pull_->add_option("-o,--output", args_.output,
+                      "Where to save it (default bundle-<store>-<id>.tar.gz)");
+    pull_->add_option("--window", args_.window,
+                      "How far back logs and history go, e.g. 6h (default: the agent's)");
+    pull_->add_flag("--no-logs", args_.no_logs, "Leave the store server's log files out");
+    pull_->add_option("--reason", args_.reason, "Why, for the record");
+    pull_->add_flag("--no-wait", no_wait_, "Print the bundle id and return at once");
+    pull_
+        ->add_option("--timeout", timeout_,
+                     "Give up waiting after this long (the request stays open)")
+        ->capture_default_str();
+    list_ = bundle->add_subcommand("list", "List bundles, oldest first");
+    list_->add_option("--store", store_, "Only this store");
+    list_->add_option("--ticket", ticket_, "Only bundles attached to this ticket")
+        ->check(kTicketIdRange);
+    show_ = bundle->add_subcommand("show", "A bundle's state and progress");
+    show_->add_option("id", id_, "Bundle id")->required();
+    get_ = bundle->add_subcommand("get", "Download a complete bundle and verify its checksum");
+    get_->add_option("id", id_, "Bundle id")->required();
+    get_->add_option("-o,--output", output_,
+                     "Where to save it (default bundle-<store>-<id>.tar.gz)");
+    manifest_ = bundle->add_subcommand("manifest",
+                                       "Print a bundle's manifest: what is inside and what is not");
+    manifest_->add_option("bundle", id_, "A downloaded .tar.gz, or a bundle id")->required();
+  }
+
+  std::optional<int> Run(ApiClient& client, const Output& out) override {
+    if (pull_->parsed()) {
+      auto ms = ConfigReader::ParseDurationMs(timeout_);
+      if (!ms || *ms <= 0) {
+        std::cerr << "setdiag: --timeout needs a duration such as 90s or 10m\n";
+        return kExitUsage;
+      }
+      args_.timeout_ms = *ms;
+      args_.wait = !no_wait_;
+      return BundlePull(client, args_, out.json);
+    }
+    if (list_->parsed()) return BundleList(client, store_, ticket_, out.json);
+    if (show_->parsed()) return BundleShow(client, id_, out.json);
+    if (get_->parsed()) return BundleGet(client, id_, output_, out.json);
+    if (manifest_->parsed()) return BundleManifest(client, id_, out.json);
+    return std::nullopt;
+  }
+
+ private:
+  CLI::App* pull_ = nullptr;
+  CLI::App* list_ = nullptr;
+  CLI::App* show_ = nullptr;
+  CLI::App* get_ = nullptr;
+  CLI::App* manifest_ = nullptr;
+  PullArgs args_;
+  std::string timeout_ = "10m", output_, id_, store_;
+  bool no_wait_ = false;
+  int64_t ticket_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<CommandGroup> AddBundleCommands(CLI::App& app) {
+  return std::make_unique<BundleCommands>(app);
 }
 
 }  // namespace setdiag::cli

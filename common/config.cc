@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/files.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag {
@@ -171,10 +172,9 @@ ConfigReader::~ConfigReader() = default;
 
 absl::Status ConfigReader::Parse(std::string_view text, const std::string& origin,
                                  std::unique_ptr<ConfigReader>* out) {
-  auto prepared = PrepareForToml(text, origin);
-  if (!prepared.ok()) return prepared.status();
+  ASSIGN_OR_RETURN(auto prepared, PrepareForToml(text, origin));
   try {
-    auto tbl = std::make_unique<toml::table>(toml::parse(*prepared, origin));
+    auto tbl = std::make_unique<toml::table>(toml::parse(prepared, origin));
     out->reset(new ConfigReader(origin, std::move(tbl)));
     return absl::OkStatus();
   } catch (const toml::parse_error& e) {

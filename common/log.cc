@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/time_format.h"
+
 namespace setdiag::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
@@ -47,13 +49,9 @@ void Write(Level level, std::string_view component, std::string_view message) {
   if (static_cast<int>(level) < g_level.load()) return;
   auto now = std::chrono::system_clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  const std::string stamp = FormatUnixMs(ms, "%Y-%m-%dT%H:%M:%S");
   std::lock_guard lock(g_mu);
-  std::fprintf(stderr, "%s.%03dZ %-5s %.*s: %.*s\n", stamp, static_cast<int>(ms % 1000),
+  std::fprintf(stderr, "%s.%03dZ %-5s %.*s: %.*s\n", stamp.c_str(), static_cast<int>(ms % 1000),
                Name(level), static_cast<int>(component.size()), component.data(),
                static_cast<int>(message.size()), message.data());
   std::fflush(stderr);

@@ -3,14 +3,14 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::sql {
 
 absl::StatusOr<int> SchemaVersion(Db& db) {
-  auto v = db.QueryInt("PRAGMA user_version");
-  if (!v.ok()) return v.status();
-  return static_cast<int>(*v);
+  ASSIGN_OR_RETURN(auto v, db.QueryInt("PRAGMA user_version"));
+  return static_cast<int>(v);
 }
 
 namespace {
@@ -35,44 +35,39 @@ absl::StatusOr<MigrationResult> Migrate(Db& db, std::string_view name, const std
     }
   }
   MigrationResult result;
-  auto before = SchemaVersion(db);
-  if (!before.ok()) return before.status();
-  result.from_version = result.to_version = *before;
+  ASSIGN_OR_RETURN(auto before, SchemaVersion(db));
+  result.from_version = result.to_version = before;
   // Before any write: a newer file is never touched.
-  if (*before > latest) return Newer(name, path, *before, latest);
-  auto tables = db.QueryInt("SELECT count(*) FROM sqlite_master");
-  if (!tables.ok()) return tables.status();
-  const bool fresh = *tables == 0;
+  if (before > latest) return Newer(name, path, before, latest);
+  ASSIGN_OR_RETURN(auto tables, db.QueryInt("SELECT count(*) FROM sqlite_master"));
+  const bool fresh = tables == 0;
   while (result.to_version < latest) {
     const Migration& step = steps[static_cast<size_t>(result.to_version)];
     // VACUUM INTO cannot run inside a transaction: the copy is taken first.
     if (step.rewrites_data && path != ":memory:" && result.backup_path.empty()) {
       std::string backup = Cat(path, ".v", result.to_version, ".bak");
       std::remove(backup.c_str());
-      auto into = db.Prepare("VACUUM INTO ?");
-      if (!into.ok()) return into.status();
-      if (auto st = into->Bind(1, backup).Run(); !st.ok()) {
+      ASSIGN_OR_RETURN(auto into, db.Prepare("VACUUM INTO ?"));
+      if (auto st = into.Bind(1, backup).Run(); !st.ok()) {
         return absl::Status(st.code(), Cat(name, " ", path, ": backing up to ", backup,
                                            " before migrating: ", st.message()));
       }
       result.backup_path = backup;
     }
-    auto tx = Transaction::Begin(db, /*immediate=*/true);
-    if (!tx.ok()) return tx.status();
+    ASSIGN_OR_RETURN(auto tx, Transaction::Begin(db, /*immediate=*/true));
     // Another process (the CLI beside the daemon) may have migrated meanwhile.
-    auto now = SchemaVersion(db);
-    if (!now.ok()) return now.status();
-    if (*now > latest) return Newer(name, path, *now, latest);
-    if (*now != result.to_version) {
-      result.to_version = *now;
+    ASSIGN_OR_RETURN(auto now, SchemaVersion(db));
+    if (now > latest) return Newer(name, path, now, latest);
+    if (now != result.to_version) {
+      result.to_version = now;
       continue;  // rolls back the empty transaction and looks again
     }
     if (auto st = step.apply(db); !st.ok()) {
       return absl::Status(st.code(), Cat(name, " ", path, ": migrating to schema version ",
                                          step.to_version, " (", step.what, "): ", st.message()));
     }
-    if (auto st = db.Exec(Cat("PRAGMA user_version = ", step.to_version)); !st.ok()) return st;
-    if (auto st = tx->Commit(); !st.ok()) return st;
+    RETURN_IF_ERROR(db.Exec(Cat("PRAGMA user_version = ", step.to_version)));
+    RETURN_IF_ERROR(tx.Commit());
     result.to_version = step.to_version;
   }
   if (!fresh && result.to_version != result.from_version) {

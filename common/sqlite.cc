@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::sql {
@@ -73,9 +74,8 @@ absl::StatusOr<bool> Stmt::Step() {
 
 absl::Status Stmt::Run() {
   while (true) {
-    auto row = Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, Step());
+    if (!row) break;
   }
   sqlite3_reset(stmt_);
   return absl::OkStatus();
@@ -148,25 +148,21 @@ absl::StatusOr<Stmt> Db::Prepare(std::string_view sql) {
 }
 
 absl::StatusOr<std::string> Db::QueryText(std::string_view sql) {
-  auto stmt = Prepare(sql);
-  if (!stmt.ok()) return stmt.status();
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return std::string();
-  return stmt->Text(0);
+  ASSIGN_OR_RETURN(auto stmt, Prepare(sql));
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  if (!row) return std::string();
+  return stmt.Text(0);
 }
 
 absl::StatusOr<int64_t> Db::QueryInt(std::string_view sql) {
-  auto stmt = Prepare(sql);
-  if (!stmt.ok()) return stmt.status();
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return int64_t{0};
-  return stmt->Int(0);
+  ASSIGN_OR_RETURN(auto stmt, Prepare(sql));
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  if (!row) return int64_t{0};
+  return stmt.Int(0);
 }
 
 absl::StatusOr<Transaction> Transaction::Begin(Db& db, bool immediate) {
-  if (auto st = db.Exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN"); !st.ok()) return st;
+  RETURN_IF_ERROR(db.Exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN"));
   return Transaction(&db);
 }
 

@@ -40,15 +40,6 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-std::string IsoUtc(int64_t ms, bool compact) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, compact ? "%Y%m%dT%H%M%SZ" : "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string LanguageFromEnvironment() {
   for (const char* var : {"LC_ALL", "LC_MESSAGES", "LANG"}) {
     const char* v = std::getenv(var);

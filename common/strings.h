@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/time_format.h"  // IsoUtc, which was declared here
 
 namespace setdiag {
 
@@ -57,9 +58,5 @@ std::string_view Trim(std::string_view s);
 // "ru" or "en" for texts people read, from $LC_ALL, $LC_MESSAGES or $LANG
 // (the first one set; "ru..." means Russian); "en" when none is set.
 std::string LanguageFromEnvironment();
-
-// A Unix-ms instant in UTC, to the second: "2026-01-15T10:00:00Z", or
-// compact "20260115T100000Z" for file names.
-std::string IsoUtc(int64_t ms, bool compact = false);
 
 }  // namespace setdiag

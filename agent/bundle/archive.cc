@@ -11,7 +11,9 @@
 #include <cstring>
 #include <vector>
 
+#include "common/status.h"
 #include "common/strings.h"
+#include "common/utf8.h"
 
 namespace setdiag::agent::bundle {
 
@@ -77,38 +79,6 @@ void AppendPaxRecord(std::string* out, std::string_view key, std::string_view va
 bool IsAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return c != '\0' && static_cast<unsigned char>(c) < 0x80; });
-}
-
-// Well-formed UTF-8 (no overlong forms, surrogates or code points past
-// U+10FFFF). Log files on a Russian store server may carry CP1251 names.
-bool IsUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xe  ? 3
-                 : (c >> 3) == 0x1e ? 4
-                                    : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    uint32_t cp = len == 1 ? c : c & (0xffu >> (len + 1));
-    for (size_t k = 1; k < len; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3fu);
-    }
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += len;
-  }
-  return true;
-}
-
-// At most `n` bytes of `s`, not cutting a UTF-8 sequence.
-std::string_view Cut(std::string_view s, size_t n) {
-  if (s.size() <= n) return s;
-  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
-  return s.substr(0, n);
 }
 
 // Splits `name` into ustar prefix and name fields; false if it cannot be.
@@ -198,8 +168,7 @@ TarGzWriter::TarGzWriter(int fd, std::string path) : fd_(fd), path_(std::move(pa
 
 absl::StatusOr<std::unique_ptr<TarGzWriter>> TarGzWriter::Create(const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0)
-    return absl::UnavailableError(Cat("cannot create ", path, ": ", std::strerror(errno)));
+  if (fd < 0) return ErrnoStatus(errno, "cannot create", path);
   std::unique_ptr<TarGzWriter> w(new TarGzWriter(fd, path));
   w->zbuf_ = std::make_unique<char[]>(kChunkBytes);
   auto* z = new z_stream{};
@@ -264,7 +233,7 @@ absl::Status TarGzWriter::WriteOut(const char* p, size_t n) {
 absl::Status TarGzWriter::Deflate(int flush, std::string_view what) {
   for (;;) {
     if (z_->avail_out == 0) {
-      if (auto st = WriteOut(zbuf_.get(), kChunkBytes); !st.ok()) return st;
+      RETURN_IF_ERROR(WriteOut(zbuf_.get(), kChunkBytes));
       z_->next_out = reinterpret_cast<Bytef*>(zbuf_.get());
       z_->avail_out = static_cast<uInt>(kChunkBytes);
     }
@@ -287,7 +256,7 @@ absl::Status TarGzWriter::Put(std::string_view data) {
     // zlib does not write through next_in; its type is not const.
     z_->next_in = const_cast<Bytef*>(reinterpret_cast<const Bytef*>(data.data()));
     z_->avail_in = static_cast<uInt>(n);
-    if (auto st = Deflate(Z_NO_FLUSH, "compress"); !st.ok()) return st;
+    RETURN_IF_ERROR(Deflate(Z_NO_FLUSH, "compress"));
     data.remove_prefix(n);
   }
   return absl::OkStatus();
@@ -297,7 +266,7 @@ absl::Status TarGzWriter::Zeros(uint64_t n) {
   static const char kZeros[kBlock * 8] = {};
   while (n > 0) {
     size_t k = static_cast<size_t>(std::min<uint64_t>(n, sizeof kZeros));
-    if (auto st = Put(std::string_view(kZeros, k)); !st.ok()) return st;
+    RETURN_IF_ERROR(Put(std::string_view(kZeros, k)));
     n -= k;
   }
   return absl::OkStatus();
@@ -308,9 +277,9 @@ absl::Status TarGzWriter::EndEntry(uint64_t size) {
 }
 
 absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t mtime_s) {
-  if (auto st = Usable(Cat("header of ", name)); !st.ok()) return st;
+  RETURN_IF_ERROR(Usable(Cat("header of ", name)));
   // Refused before anything is written: the archive stays usable.
-  if (auto st = CheckMemberName(name); !st.ok()) return st;
+  RETURN_IF_ERROR(CheckMemberName(name));
   std::string_view prefix, base;
   const bool plain = IsAscii(name) && SplitUstar(name, &prefix, &base);
   const bool big = size >> 33 != 0;  // 8 GiB: does not fit 11 octal digits
@@ -320,7 +289,7 @@ absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t
     if (!plain) {
       // pax says path= is UTF-8; a name that is not says so, and readers
       // (bsdtar, GNU tar) then keep its bytes instead of complaining.
-      if (!IsUtf8(name)) AppendPaxRecord(&records, "hdrcharset", "BINARY");
+      if (!IsValidUtf8(name)) AppendPaxRecord(&records, "hdrcharset", "BINARY");
       AppendPaxRecord(&records, "path", name);
     }
     if (big) AppendPaxRecord(&records, "size", Cat(size));
@@ -332,21 +301,21 @@ absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t
         slash == std::string_view::npos ? std::string_view() : whole.substr(0, slash);
     std::string_view file = slash == std::string_view::npos ? whole : whole.substr(slash + 1);
     if (!SplitUstar(name, &prefix, &base)) {
-      prefix = Cut(dir, kPrefix.len);
-      base = Cut(file, kName.len);
+      prefix = Utf8PrefixBytes(dir, kPrefix.len);
+      base = Utf8PrefixBytes(file, kName.len);
     }
     // Its own name, as libarchive makes it: <dir>/PaxHeader/<file>.
     std::string pax_name = dir.empty() ? Cat("PaxHeader/", file) : Cat(dir, "/PaxHeader/", file);
     std::string_view pax_prefix, pax_base;
     if (!SplitUstar(pax_name, &pax_prefix, &pax_base)) {
-      pax_name = std::string(Cut(Cat("PaxHeader/", file), kName.len));
+      pax_name = std::string(Utf8PrefixBytes(Cat("PaxHeader/", file), kName.len));
       pax_prefix = {};
       pax_base = pax_name;
     }
     Block x = HeaderBlock(pax_prefix, pax_base, 'x', records.size(), odd_time ? 0 : mtime_s);
-    if (auto st = Put(std::string_view(x.data(), x.size())); !st.ok()) return st;
-    if (auto st = Put(records); !st.ok()) return st;
-    if (auto st = EndEntry(records.size()); !st.ok()) return st;
+    RETURN_IF_ERROR(Put(std::string_view(x.data(), x.size())));
+    RETURN_IF_ERROR(Put(records));
+    RETURN_IF_ERROR(EndEntry(records.size()));
   }
   Block h = HeaderBlock(prefix, base, '0', size, mtime_s);
   return Put(std::string_view(h.data(), h.size()));
@@ -355,22 +324,22 @@ absl::Status TarGzWriter::Header(const std::string& name, uint64_t size, int64_t
 absl::StatusOr<std::string> TarGzWriter::AddBytes(const std::string& name, std::string_view content,
                                                   int64_t mtime_s) {
   const uint64_t total = content.size();
-  if (auto st = Header(name, total, mtime_s); !st.ok()) return st;
+  RETURN_IF_ERROR(Header(name, total, mtime_s));
   Sha256 sha;
   while (!content.empty()) {
     size_t n = std::min(content.size(), kChunkBytes);
-    if (auto st = Put(content.substr(0, n)); !st.ok()) return st;
+    RETURN_IF_ERROR(Put(content.substr(0, n)));
     sha.Update(content.substr(0, n));
     content.remove_prefix(n);
   }
-  if (auto st = EndEntry(total); !st.ok()) return st;
+  RETURN_IF_ERROR(EndEntry(total));
   return sha.HexDigest();
 }
 
 absl::StatusOr<std::string> TarGzWriter::AddFile(const std::string& name,
                                                  const std::string& local_path, int64_t mtime_s,
                                                  uint64_t* size) {
-  if (auto st = Usable(Cat("header of ", name)); !st.ok()) return st;
+  RETURN_IF_ERROR(Usable(Cat("header of ", name)));
   int fd = ::open(local_path.c_str(), O_RDONLY | O_CLOEXEC);
   // Problems with our own scratch file concern one entry, not the archive.
   if (fd < 0)
@@ -388,7 +357,7 @@ absl::StatusOr<std::string> TarGzWriter::AddFile(const std::string& name,
   // The header declares this size: a file that grows is cut to it, one that
   // shrinks is padded with zeros to it.
   const uint64_t total = static_cast<uint64_t>(end);
-  if (auto st = Header(name, total, mtime_s); !st.ok()) return st;
+  RETURN_IF_ERROR(Header(name, total, mtime_s));
   Sha256 sha;
   std::vector<char> buf(kChunkBytes);
   uint64_t done = 0;
@@ -401,16 +370,16 @@ absl::StatusOr<std::string> TarGzWriter::AddFile(const std::string& name,
       // formed, the entry padded with zeros to its declared size, but say so
       // (the caller leaves it out of the manifest).
       std::string why = n < 0 ? std::strerror(errno) : "file shrank while archiving";
-      if (auto st = Zeros(total - done); !st.ok()) return st;
-      if (auto st = EndEntry(total); !st.ok()) return st;
+      RETURN_IF_ERROR(Zeros(total - done));
+      RETURN_IF_ERROR(EndEntry(total));
       return absl::DataLossError(Cat("reading ", local_path, ": ", why));
     }
     std::string_view chunk(buf.data(), static_cast<size_t>(n));
-    if (auto st = Put(chunk); !st.ok()) return st;
+    RETURN_IF_ERROR(Put(chunk));
     sha.Update(chunk);
     done += static_cast<uint64_t>(n);
   }
-  if (auto st = EndEntry(total); !st.ok()) return st;
+  RETURN_IF_ERROR(EndEntry(total));
   *size = total;
   return sha.HexDigest();
 }
@@ -421,10 +390,10 @@ absl::Status TarGzWriter::Close() {
   // Two zero blocks end the archive; zeros up to the 10240-byte record.
   uint64_t end = tar_bytes_ + 2 * kBlock;
   end += (kRecord - end % kRecord) % kRecord;
-  if (auto st = Zeros(end - tar_bytes_); !st.ok()) return st;
+  RETURN_IF_ERROR(Zeros(end - tar_bytes_));
   z_->next_in = nullptr;
   z_->avail_in = 0;
-  if (auto st = Deflate(Z_FINISH, "close"); !st.ok()) return st;
+  RETURN_IF_ERROR(Deflate(Z_FINISH, "close"));
   deflateEnd(z_);
   delete z_;
   z_ = nullptr;

@@ -19,6 +19,9 @@
 #include "agent/bundle/collect_files.h"
 #include "agent/bundle/collect_host.h"
 #include "agent/bundle/collect_set.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "common/version.h"
 
@@ -114,16 +117,6 @@ void Wait(StepRun* run) {
   run->files = std::move(sh.files);
   run->skipped = std::move(sh.skipped);
   run->notes = std::move(sh.notes);
-}
-
-void SyncDir(const std::string& file) {
-  std::string dir = std::filesystem::path(file).parent_path().string();
-  if (dir.empty()) dir = ".";
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 nlohmann::json BundleConfigJson(const BundleConfig& b) {
@@ -277,30 +270,28 @@ std::vector<BundleStep> DefaultSteps(const AgentConfig& c, const BundleOptions& 
   return steps;
 }
 
-absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const BundleOptions& options,
-                                         const std::string& out_path, Clock& clock) {
-  const int64_t created_ms = clock.NowMs();
-  if (out_path.empty()) return absl::InvalidArgumentError("no output path for the bundle");
-  BundleOptions opts = options;
-  std::vector<std::string> notes;
-  if (opts.config.window_ms <= 0)
-    return absl::InvalidArgumentError("the bundle window must be positive");
+namespace {
 
-  // Scratch files live beside the output (same file system, not /tmp, which
-  // may be memory). Leave a third of the free space for the rest.
-  std::string out_dir = std::filesystem::path(out_path).parent_path().string();
-  if (out_dir.empty()) out_dir = ".";
+// Scratch files live beside the output (same file system, not /tmp, which
+// may be memory). Leave a third of the free space for the rest: the logs'
+// total cap is lowered to that, with a note saying so.
+void CapLogsToFreeSpace(const std::string& out_dir, BundleOptions* opts,
+                        std::vector<std::string>* notes) {
   struct statvfs vfs {};
-  if (::statvfs(out_dir.c_str(), &vfs) == 0) {
-    auto avail = static_cast<int64_t>(static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize);
-    int64_t budget = avail / 3;
-    if (opts.include_logs && budget < opts.config.log_total_cap_bytes) {
-      opts.config.log_total_cap_bytes = std::max<int64_t>(budget, 0);
-      notes.push_back(Cat("only ", avail / (1024 * 1024), " MiB free in ", out_dir,
-                          ": logs capped at ", budget / (1024 * 1024), " MiB in total"));
-    }
+  if (::statvfs(out_dir.c_str(), &vfs) != 0) return;
+  auto avail = static_cast<int64_t>(static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize);
+  int64_t budget = avail / 3;
+  if (opts->include_logs && budget < opts->config.log_total_cap_bytes) {
+    opts->config.log_total_cap_bytes = std::max<int64_t>(budget, 0);
+    notes->push_back(Cat("only ", avail / (1024 * 1024), " MiB free in ", out_dir,
+                         ": logs capped at ", budget / (1024 * 1024), " MiB in total"));
   }
+}
 
+// The built-in steps, then the caller's; InvalidArgument for a bad or a
+// duplicate step name.
+absl::StatusOr<std::vector<BundleStep>> AllSteps(const AgentConfig& config,
+                                                 const BundleOptions& opts) {
   std::vector<BundleStep> steps = DefaultSteps(config, opts);
   for (const auto& s : opts.extra_steps) steps.push_back(s);
   std::set<std::string> names;
@@ -310,20 +301,32 @@ absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const Bundle
     if (!names.insert(s.name).second)
       return absl::InvalidArgumentError(Cat("duplicate bundle step '", s.name, "'"));
   }
+  return steps;
+}
 
+// Removes the scratch directory (<out>.tmp-XXXXXX/) and all in it when the
+// build ends, whichever way.
+struct ScratchRemover {
+  std::string dir;
+  ~ScratchRemover() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+absl::StatusOr<std::string> MakeScratchDir(const std::string& out_path) {
   std::string scratch = out_path + ".tmp-XXXXXX";
   if (::mkdtemp(scratch.data()) == nullptr) {
     return absl::UnavailableError(
         Cat("cannot create a scratch directory beside ", out_path, ": ", std::strerror(errno)));
   }
-  struct ScratchRemover {
-    std::string dir;
-    ~ScratchRemover() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } remover{scratch};
+  return scratch;
+}
 
+// Starts every step that is not skipped (all at once), then waits for each
+// in turn up to its timeout.
+std::vector<StepRun> RunSteps(const std::vector<BundleStep>& steps, const BundleOptions& opts,
+                              const std::string& scratch, int64_t created_ms) {
   std::vector<StepRun> runs(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
     StepRun& r = runs[i];
@@ -337,89 +340,114 @@ absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const Bundle
     Launch(&r, scratch, static_cast<int>(i), created_ms, opts.config.window_ms);
   }
   for (auto& r : runs) Wait(&r);
+  return runs;
+}
 
-  const std::string store = config.store_id.empty() ? "unknown" : config.store_id;
-  const std::string root = Cat("setdiag-bundle-", store, "-", IsoUtc(created_ms, true));
-  const std::string part = out_path + ".part";
-  auto writer = TarGzWriter::Create(part);
-  if (!writer.ok()) return writer.status();
-  const int64_t mtime_s = created_ms / 1000;
-
-  BundleResult result;
+// What the manifest lists, gathered while the steps' files are archived.
+struct ArchiveListing {
   nlohmann::json files = nlohmann::json::array();
-  nlohmann::json skipped = nlohmann::json::array();
-  nlohmann::json step_list = nlohmann::json::array();
+  nlohmann::json skipped = nlohmann::json::array();  // "not_collected"
+  nlohmann::json steps = nlohmann::json::array();
   RedactionCounts by_rule;
   nlohmann::json redacted_files = nlohmann::json::array();
-  std::set<std::string> paths;
-  auto fail = [&](const absl::Status& st) {
-    writer->reset();
-    ::unlink(part.c_str());
-    return st;
-  };
-  for (auto& r : runs) {
-    int64_t taken = 0;
-    for (auto& f : r.files) {
-      std::string path = f.path;
-      for (int n = 2; !paths.insert(path).second; ++n) path = Cat(f.path, "~", n);
-      std::string name = Cat(root, "/", path);
-      uint64_t size = f.content.size();
-      absl::StatusOr<std::string> sha =
-          f.local_path.empty() ? (*writer)->AddBytes(name, f.content, mtime_s)
-                               : (*writer)->AddFile(name, f.local_path, mtime_s, &size);
-      if (!sha.ok()) {
-        // A scratch file that cannot be read, one that changed, or a name the
-        // writer refuses: that file is left out, the bundle goes on.
-        if (sha.status().code() == absl::StatusCode::kFailedPrecondition ||
-            sha.status().code() == absl::StatusCode::kDataLoss ||
-            sha.status().code() == absl::StatusCode::kInvalidArgument) {
-          skipped.push_back({{"step", r.step.name},
-                             {"source", f.source},
-                             {"reason", Cat("not archived: ", sha.status().message())}});
-          continue;
-        }
-        return fail(sha.status());
-      }
-      nlohmann::json entry = {{"path", path},
-                              {"size", size},
-                              {"sha256", *sha},
-                              {"step", r.step.name},
-                              {"collected_in_ms", f.collected_in_ms},
-                              {"source", f.source},
-                              {"method", f.method}};
-      if (!f.details.empty()) entry["details"] = f.details;
-      files.push_back(std::move(entry));
-      ++taken;
-      if (!f.redactions.empty()) {
-        AddCounts(&by_rule, f.redactions);
-        redacted_files.push_back(
-            {{"path", path}, {"by_rule", f.redactions}, {"total", TotalCount(f.redactions)}});
-      }
-    }
-    for (const auto& s : r.skipped)
-      skipped.push_back({{"step", r.step.name}, {"source", s.source}, {"reason", s.reason}});
-    nlohmann::json step = {
-        {"name", r.step.name},
-        {"status", r.status},
-        {"duration_ms", r.duration_ms},
-        {"timeout_ms", r.timeout_ms},
-        {"files", taken},
-        {"error", r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error)}};
-    if (!r.notes.empty()) step["notes"] = r.notes;
-    step_list.push_back(std::move(step));
-    if (r.status == "ok")
-      ++result.steps_ok;
-    else if (r.status == "failed")
-      ++result.steps_failed;
-    else if (r.status == "timed_out")
-      ++result.steps_timed_out;
-    else
-      ++result.steps_skipped;
-    result.files += taken;
-  }
-  result.redactions = TotalCount(by_rule);
+  std::set<std::string> paths;  // inside the root, each once
+};
 
-  nlohmann::json manifest = {
+// Where the archive goes: <root>/<path> with each file's modification time.
+struct ArchiveTarget {
+  TarGzWriter& writer;
+  const std::string& root;
+  int64_t mtime_s;
+};
+
+// Adds one collected file to the archive and the listing. False (and
+// nothing listed) when the file is left out; an error when the archive
+// itself cannot be written.
+absl::StatusOr<bool> ArchiveFile(const ArchiveTarget& to, const StepRun& r, const CollectedFile& f,
+                                 ArchiveListing* listing) {
+  std::string path = f.path;
+  for (int n = 2; !listing->paths.insert(path).second; ++n) path = Cat(f.path, "~", n);
+  std::string name = Cat(to.root, "/", path);
+  uint64_t size = f.content.size();
+  absl::StatusOr<std::string> sha = f.local_path.empty()
+                                        ? to.writer.AddBytes(name, f.content, to.mtime_s)
+                                        : to.writer.AddFile(name, f.local_path, to.mtime_s, &size);
+  if (!sha.ok()) {
+    // A scratch file that cannot be read, one that changed, or a name the
+    // writer refuses: that file is left out, the bundle goes on.
+    if (sha.status().code() == absl::StatusCode::kFailedPrecondition ||
+        sha.status().code() == absl::StatusCode::kDataLoss ||
+        sha.status().code() == absl::StatusCode::kInvalidArgument) {
+      listing->skipped.push_back({{"step", r.step.name},
+                                  {"source", f.source},
+                                  {"reason", Cat("not archived: ", sha.status().message())}});
+      return false;
+    }
+    return sha.status();
+  }
+  nlohmann::json entry = {{"path", path},
+                          {"size", size},
+                          {"sha256", *sha},
+                          {"step", r.step.name},
+                          {"collected_in_ms", f.collected_in_ms},
+                          {"source", f.source},
+                          {"method", f.method}};
+  if (!f.details.empty()) entry["details"] = f.details;
+  listing->files.push_back(std::move(entry));
+  if (!f.redactions.empty()) {
+    AddCounts(&listing->by_rule, f.redactions);
+    listing->redacted_files.push_back(
+        {{"path", path}, {"by_rule", f.redactions}, {"total", TotalCount(f.redactions)}});
+  }
+  return true;
+}
+
+// The manifest's entry for one step that put `taken` files in the archive.
+nlohmann::json StepJson(const StepRun& r, int64_t taken) {
+  nlohmann::json step = {
+      {"name", r.step.name},
+      {"status", r.status},
+      {"duration_ms", r.duration_ms},
+      {"timeout_ms", r.timeout_ms},
+      {"files", taken},
+      {"error", r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error)}};
+  if (!r.notes.empty()) step["notes"] = r.notes;
+  return step;
+}
+
+void CountStep(const StepRun& r, int64_t taken, BundleResult* result) {
+  if (r.status == "ok")
+    ++result->steps_ok;
+  else if (r.status == "failed")
+    ++result->steps_failed;
+  else if (r.status == "timed_out")
+    ++result->steps_timed_out;
+  else
+    ++result->steps_skipped;
+  result->files += taken;
+}
+
+// Archives one step's files and lists the step, what it could not collect
+// and its counts; an error when the archive cannot be written.
+absl::Status ArchiveStep(const ArchiveTarget& to, const StepRun& r, ArchiveListing* listing,
+                         BundleResult* result) {
+  int64_t taken = 0;
+  for (const auto& f : r.files) {
+    ASSIGN_OR_RETURN(bool archived, ArchiveFile(to, r, f, listing));
+    if (archived) ++taken;
+  }
+  for (const auto& s : r.skipped)
+    listing->skipped.push_back({{"step", r.step.name}, {"source", s.source}, {"reason", s.reason}});
+  listing->steps.push_back(StepJson(r, taken));
+  CountStep(r, taken, result);
+  return absl::OkStatus();
+}
+
+nlohmann::json ManifestJson(const AgentConfig& config, const BundleOptions& opts,
+                            int64_t created_ms, const std::string& root,
+                            const std::vector<std::string>& notes, const BundleResult& result,
+                            const ArchiveListing& listing) {
+  return {
       {"format", "setdiag-bundle"},
       {"format_version", kBundleFormatVersion},
       {"root", root},
@@ -442,32 +470,86 @@ absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const Bundle
         {"steps_timed_out", result.steps_timed_out},
         {"steps_skipped", result.steps_skipped},
         {"files", result.files}}},
-      {"steps", step_list},
-      {"files", files},
-      {"not_collected", skipped},
+      {"steps", listing.steps},
+      {"files", listing.files},
+      {"not_collected", listing.skipped},
       {"redactions",
-       {{"total", result.redactions}, {"by_rule", by_rule}, {"files", redacted_files}}},
+       {{"total", result.redactions},
+        {"by_rule", listing.by_rule},
+        {"files", listing.redacted_files}}},
       {"notes", notes},
   };
+}
+
+// Writes every step's files, then manifest.json last, and closes the
+// archive; fills in the result's counts, size and SHA-256.
+absl::Status WriteArchive(const AgentConfig& config, const BundleOptions& opts, int64_t created_ms,
+                          const std::vector<std::string>& notes, const std::vector<StepRun>& runs,
+                          const ArchiveTarget& to, BundleResult* result) {
+  ArchiveListing listing;
+  for (const auto& r : runs) RETURN_IF_ERROR(ArchiveStep(to, r, &listing, result));
+  result->redactions = TotalCount(listing.by_rule);
+
+  result->manifest = ManifestJson(config, opts, created_ms, to.root, notes, *result, listing);
   std::string manifest_text =
-      manifest.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  if (auto st = (*writer)->AddBytes(Cat(root, "/manifest.json"), manifest_text, mtime_s);
-      !st.ok()) {
-    return fail(st.status());
-  }
-  if (auto st = (*writer)->Close(); !st.ok()) return fail(st);
-  result.size = (*writer)->compressed_bytes();
-  result.sha256 = (*writer)->compressed_sha256();
-  writer->reset();
+      result->manifest.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  RETURN_IF_ERROR(to.writer.AddBytes(Cat(to.root, "/manifest.json"), manifest_text, to.mtime_s));
+  RETURN_IF_ERROR(to.writer.Close());
+  result->size = to.writer.compressed_bytes();
+  result->sha256 = to.writer.compressed_sha256();
+  return absl::OkStatus();
+}
+
+// Moves the finished <out>.part to out_path (removing it when that fails)
+// and syncs the directory.
+absl::Status Publish(const std::string& part, const std::string& out_path,
+                     const std::string& out_dir) {
   if (::rename(part.c_str(), out_path.c_str()) != 0) {
-    absl::Status st = absl::UnavailableError(
-        Cat("cannot rename ", part, " to ", out_path, ": ", std::strerror(errno)));
+    absl::Status st = ErrnoStatus(errno, Cat("cannot rename ", part, " to"), out_path);
     ::unlink(part.c_str());
     return st;
   }
-  SyncDir(out_path);
+  // The bundle is written; where the directory cannot be synced the build
+  // still succeeds (it is evidence, and can be built again), and says so.
+  if (absl::Status st = SyncDirectory(out_dir); !st.ok()) log::Warn("bundle", st.ToString());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<BundleResult> BuildBundle(const AgentConfig& config, const BundleOptions& options,
+                                         const std::string& out_path, Clock& clock) {
+  const int64_t created_ms = clock.NowMs();
+  if (out_path.empty()) return absl::InvalidArgumentError("no output path for the bundle");
+  BundleOptions opts = options;
+  std::vector<std::string> notes;
+  if (opts.config.window_ms <= 0)
+    return absl::InvalidArgumentError("the bundle window must be positive");
+
+  std::string out_dir = std::filesystem::path(out_path).parent_path().string();
+  if (out_dir.empty()) out_dir = ".";
+  CapLogsToFreeSpace(out_dir, &opts, &notes);
+  ASSIGN_OR_RETURN(const std::vector<BundleStep> steps, AllSteps(config, opts));
+
+  ASSIGN_OR_RETURN(const std::string scratch, MakeScratchDir(out_path));
+  const ScratchRemover remover{scratch};
+  const std::vector<StepRun> runs = RunSteps(steps, opts, scratch, created_ms);
+
+  const std::string store = config.store_id.empty() ? "unknown" : config.store_id;
+  const std::string root = Cat("setdiag-bundle-", store, "-", IsoUtc(created_ms, true));
+  const std::string part = out_path + ".part";
+  ASSIGN_OR_RETURN(auto writer, TarGzWriter::Create(part));
+  BundleResult result;
+  const absl::Status written =
+      WriteArchive(config, opts, created_ms, notes, runs,
+                   ArchiveTarget{*writer, root, created_ms / 1000}, &result);
+  writer.reset();
+  if (!written.ok()) {
+    ::unlink(part.c_str());
+    return written;
+  }
+  RETURN_IF_ERROR(Publish(part, out_path, out_dir));
   result.path = out_path;
-  result.manifest = std::move(manifest);
   return result;
 }
 

@@ -20,6 +20,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -60,7 +61,23 @@ class BundleChild {
   static int64_t DefaultDeadlineMs(int64_t step_timeout_ms, int64_t logs_timeout_ms);
 
  private:
+  // How the wait for a child ended.
+  struct ChildExit {
+    bool reaped = false;  // waited for; `status` is its wait status
+    int status = 0;
+    bool stopped = false;       // Stop() ended it (SIGTERM, maybe SIGKILL)
+    bool deadline_hit = false;  // the deadline ended it (SIGKILL)
+  };
+
   void ReapLeftovers();  // mu_ held
+  // Waits for child `pid`, started at `started`, until it ends; sends
+  // SIGTERM/SIGKILL on Stop() or the deadline, and leaves a child that
+  // SIGKILL does not end in unreaped_.
+  ChildExit WaitForChild(pid_t pid, const std::string& request_id,
+                         std::chrono::steady_clock::time_point started);
+  // Why the build failed, from how the child ended and the tail of its
+  // stderr; OK when it exited 0.
+  absl::Status ExitError(const ChildExit& ended, const std::string& tail) const;
   // Empty when a child can be started now; otherwise why not.
   std::string Unavailable() const;
 

@@ -14,6 +14,7 @@
 #include "agent/store/maintenance.h"
 #include "common/clock.h"
 #include "common/files.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "common/version.h"
 
@@ -70,8 +71,7 @@ BundleStep MakeHistoryStep(std::string history_path) {
     }
     std::string local = ctx.scratch_dir() + "/history.jsonl";
     int fd = ::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-      return absl::UnavailableError(Cat("cannot create ", local, ": ", std::strerror(errno)));
+    if (fd < 0) return ErrnoStatus(errno, "cannot create", local);
     CollectedFile f;
     f.path = "history/history.jsonl";
     f.local_path = local;
@@ -85,8 +85,7 @@ BundleStep MakeHistoryStep(std::string history_path) {
         ssize_t n = ::write(fd, buf.data() + off, buf.size() - off);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0)
-          write_status =
-              absl::UnavailableError(Cat("cannot write ", local, ": ", std::strerror(errno)));
+          write_status = ErrnoStatus(errno, "cannot write", local);
         else
           off += static_cast<size_t>(n);
       }

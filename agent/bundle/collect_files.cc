@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agent/bundle/archive.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent::bundle {
@@ -160,11 +161,10 @@ absl::StatusOr<CopyStats> CopyRedacted(const std::string& source, const std::str
     if (n == 0) break;  // truncated meanwhile (rotated): what we have is what there was
     pos += static_cast<uint64_t>(n);
     c.bytes_read += static_cast<uint64_t>(n);
-    if (auto s = redactor.Feed(std::string_view(buf.data(), static_cast<size_t>(n))); !s.ok())
-      return s;
+    RETURN_IF_ERROR(redactor.Feed(std::string_view(buf.data(), static_cast<size_t>(n))));
   }
-  if (auto s = redactor.Finish(); !s.ok()) return s;
-  if (auto s = WriteAll(out.get(), pending, dest); !s.ok()) return s;
+  RETURN_IF_ERROR(redactor.Finish());
+  RETURN_IF_ERROR(WriteAll(out.get(), pending, dest));
   c.bytes_written += pending.size();
   c.lines_split = redactor.lines_split();
   c.redactions = redactor.counts();

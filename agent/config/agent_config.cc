@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/files.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -132,6 +133,59 @@ bool IsKnownTimeZone(const std::string& name) {
   return absl::LoadTimeZone(name, &tz);
 }
 
+// [set_db]: SET's database as the till watch reads it; nullopt when it is
+// off (its keys still count as known, and are checked).
+std::optional<SetDbConfig> ReadSetDb(ConfigReader& r) {
+  if (r.Bool("set_db.enabled", false)) {
+    SetDbConfig db;
+    db.host = r.String("set_db.host", db.host);
+    db.port = static_cast<int>(r.Int("set_db.port", db.port, 1, 65535));
+    db.user = r.String("set_db.user", db.user);
+    db.password = r.String("set_db.password", "");
+    if (auto file = r.OptionalString("set_db.password_file")) {
+      if (std::string open = OpenToOthers(*file, "the database password"); !open.empty()) {
+        r.Invalid("set_db.password_file", open);
+      } else if (auto pw = ReadWholeFile(*file); !pw.ok()) {
+        r.Invalid("set_db.password_file", std::string(pw.status().message()));
+      } else {
+        db.password = std::string(Trim(*pw));
+      }
+    }
+    db.database_set = r.String("set_db.database_set", db.database_set);
+    db.database_operday = r.String("set_db.database_operday", db.database_operday);
+    db.connect_timeout_ms = r.DurationMs("set_db.connect_timeout", db.connect_timeout_ms, 1000);
+    db.query_timeout_ms = r.DurationMs("set_db.query_timeout", db.query_timeout_ms, 100);
+    int64_t shop = r.Int("set_db.shop_number", -1, -1, INT32_MAX);
+    if (shop >= 0) db.shop_number = static_cast<int>(shop);
+    db.roster_query = r.String("set_db.roster_query", "");
+    db.activity_query = r.String("set_db.activity_query", "");
+    // Empty here: calendar.time_zone, else the session's (LoadAgentConfig).
+    db.time_zone = r.String("set_db.time_zone", "");
+    if (r.Has("set_db.time_zone") && !IsKnownTimeZone(db.time_zone)) {
+      r.Invalid(
+          "set_db.time_zone",
+          Cat("unknown time zone '", db.time_zone,
+              "': expected the IANA name of the zone SET's server runs in, e.g. Europe/Moscow"));
+    }
+    db.clock_tolerance_ms = r.DurationMs("set_db.clock_tolerance", db.clock_tolerance_ms, 1000);
+    db.failure_confirm_ms = r.DurationMs("set_db.failure_confirm", db.failure_confirm_ms, 0);
+    return db;
+  }
+  // Keys of a disabled section still count as known (and are checked).
+  for (const char* k : {"set_db.host", "set_db.user", "set_db.password", "set_db.password_file",
+                        "set_db.database_set", "set_db.database_operday", "set_db.roster_query",
+                        "set_db.activity_query", "set_db.time_zone"}) {
+    (void)r.OptionalString(k);
+  }
+  (void)r.Int("set_db.port", 5432, 1, 65535);
+  (void)r.Int("set_db.shop_number", -1, -1, INT32_MAX);
+  (void)r.DurationMs("set_db.connect_timeout", 0, 0);
+  (void)r.DurationMs("set_db.query_timeout", 0, 0);
+  (void)r.DurationMs("set_db.clock_tolerance", 0, 0);
+  (void)r.DurationMs("set_db.failure_confirm", 0, 0);
+  return std::nullopt;
+}
+
 void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   TillWatchOptions& t = c->tills;
   // On unless there is nothing to watch; explicitly on without a roster is
@@ -174,54 +228,7 @@ void ReadTillWatch(ConfigReader& r, AgentConfig* c) {
   // database till mothballed; without, it adds one to the roster.
   for (int64_t n : mothballed) t.roster.push_back({static_cast<int>(n), "", true});
 
-  if (r.Bool("set_db.enabled", false)) {
-    SetDbConfig db;
-    db.host = r.String("set_db.host", db.host);
-    db.port = static_cast<int>(r.Int("set_db.port", db.port, 1, 65535));
-    db.user = r.String("set_db.user", db.user);
-    db.password = r.String("set_db.password", "");
-    if (auto file = r.OptionalString("set_db.password_file")) {
-      if (std::string open = OpenToOthers(*file, "the database password"); !open.empty()) {
-        r.Invalid("set_db.password_file", open);
-      } else if (auto pw = ReadWholeFile(*file); !pw.ok()) {
-        r.Invalid("set_db.password_file", std::string(pw.status().message()));
-      } else {
-        db.password = std::string(Trim(*pw));
-      }
-    }
-    db.database_set = r.String("set_db.database_set", db.database_set);
-    db.database_operday = r.String("set_db.database_operday", db.database_operday);
-    db.connect_timeout_ms = r.DurationMs("set_db.connect_timeout", db.connect_timeout_ms, 1000);
-    db.query_timeout_ms = r.DurationMs("set_db.query_timeout", db.query_timeout_ms, 100);
-    int64_t shop = r.Int("set_db.shop_number", -1, -1, INT32_MAX);
-    if (shop >= 0) db.shop_number = static_cast<int>(shop);
-    db.roster_query = r.String("set_db.roster_query", "");
-    db.activity_query = r.String("set_db.activity_query", "");
-    // Empty here: calendar.time_zone, else the session's (LoadAgentConfig).
-    db.time_zone = r.String("set_db.time_zone", "");
-    if (r.Has("set_db.time_zone") && !IsKnownTimeZone(db.time_zone)) {
-      r.Invalid(
-          "set_db.time_zone",
-          Cat("unknown time zone '", db.time_zone,
-              "': expected the IANA name of the zone SET's server runs in, e.g. Europe/Moscow"));
-    }
-    db.clock_tolerance_ms = r.DurationMs("set_db.clock_tolerance", db.clock_tolerance_ms, 1000);
-    db.failure_confirm_ms = r.DurationMs("set_db.failure_confirm", db.failure_confirm_ms, 0);
-    t.set_db = db;
-  } else {
-    // Keys of a disabled section still count as known (and are checked).
-    for (const char* k : {"set_db.host", "set_db.user", "set_db.password", "set_db.password_file",
-                          "set_db.database_set", "set_db.database_operday", "set_db.roster_query",
-                          "set_db.activity_query", "set_db.time_zone"}) {
-      (void)r.OptionalString(k);
-    }
-    (void)r.Int("set_db.port", 5432, 1, 65535);
-    (void)r.Int("set_db.shop_number", -1, -1, INT32_MAX);
-    (void)r.DurationMs("set_db.connect_timeout", 0, 0);
-    (void)r.DurationMs("set_db.query_timeout", 0, 0);
-    (void)r.DurationMs("set_db.clock_tolerance", 0, 0);
-    (void)r.DurationMs("set_db.failure_confirm", 0, 0);
-  }
+  t.set_db = ReadSetDb(r);
   c->push_udp_listen = r.String("push.udp_listen", "");
   c->push_http_listen = r.String("push.http_listen", "");
   CheckListenAddress(r, "push.udp_listen", c->push_udp_listen, "0.0.0.0:7555");
@@ -342,7 +349,7 @@ void ReadBundle(ConfigReader& r, AgentConfig* c) {
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   std::unique_ptr<ConfigReader> r;
-  if (auto st = ConfigReader::Load(path, &r); !st.ok()) return st;
+  RETURN_IF_ERROR(ConfigReader::Load(path, &r));
   AgentConfig c;
   c.config_path = path;
   c.store_id = r->RequireString("agent.store_id");
@@ -390,7 +397,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
   ReadBundle(*r, &c);
   const bool calendar_zone = r->Has("calendar.time_zone");
   auto calendar = StoreCalendar::FromConfig(*r);
-  if (auto st = r->Finish(); !st.ok()) return st;
+  RETURN_IF_ERROR(r->Finish());
   if (!calendar.ok()) return calendar.status();
   c.calendar = std::make_shared<const StoreCalendar>(std::move(*calendar));
 

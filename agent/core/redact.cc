@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent::bundle {
@@ -1109,7 +1110,7 @@ absl::Status StreamRedactor::Feed(std::string_view chunk) {
     size_t room = max_line_ - pending_.size();
     if (take <= room && nl != std::string_view::npos) {
       pending_.append(chunk.substr(0, take));
-      if (auto st = Emit(pending_, true); !st.ok()) return st;
+      RETURN_IF_ERROR(Emit(pending_, true));
       pending_.clear();
       continuation_ = false;
       chunk.remove_prefix(take + 1);
@@ -1122,7 +1123,7 @@ absl::Status StreamRedactor::Feed(std::string_view chunk) {
     // The line is longer than a window: emit its front, keep the rest.
     pending_.append(chunk.substr(0, room));
     chunk.remove_prefix(room);
-    if (auto st = Split(); !st.ok()) return st;
+    RETURN_IF_ERROR(Split());
   }
   return absl::OkStatus();
 }
@@ -1130,7 +1131,7 @@ absl::Status StreamRedactor::Feed(std::string_view chunk) {
 absl::Status StreamRedactor::Finish() {
   if (!status_.ok()) return status_;
   if (!pending_.empty()) {
-    if (auto st = Emit(pending_, false); !st.ok()) return st;
+    RETURN_IF_ERROR(Emit(pending_, false));
     pending_.clear();
   }
   return absl::OkStatus();

@@ -138,6 +138,37 @@ class LoadingDetector {
   void Step(Condition& c, const char* kind, Severity severity, bool holds, int64_t confirm_ms,
             const LoadingSnapshot& s, const nlohmann::json& evidence, std::vector<Finding>& out,
             bool can_clear = true);
+  // One evaluation of each condition, in the order Evaluate runs them.
+  // set.server_down: the application, its ports and the data volumes.
+  void StepServer(const LoadingSnapshot& s, std::vector<Finding>& out);
+  // Whether the import web service has failed for service_confirm_ms.
+  bool ImportServiceDead(const LoadingSnapshot& s);
+  // loading.halted: stuck packages, old inbox files, a dead import service
+  // while imports wait.
+  void StepHalted(const LoadingSnapshot& s, bool service_dead, const nlohmann::json& last_import,
+                  std::vector<Finding>& out);
+  // The packages "in process" longer than stuck_ms; sets `waiting` if any is
+  // in process.
+  nlohmann::json StuckPackages(const LoadingSnapshot& s, bool& waiting);
+  // The oldest inbox file (null: none); appends a reason per inbox whose
+  // oldest file is too old, sets `waiting` if any inbox holds files.
+  nlohmann::json OldestWaitingFile(const LoadingSnapshot& s, nlohmann::json& reasons,
+                                   bool& waiting);
+  // Notes when the store calendar opens the tills again.
+  void NoteTillsOpening(const LoadingSnapshot& s);
+  // loading.transport_halted.
+  void StepTransport(const LoadingSnapshot& s, const nlohmann::json& last_import,
+                     std::vector<Finding>& out);
+  // The expected tills whose products wait longer than transport_lag_ms;
+  // counts the expected tills into `expected`.
+  nlohmann::json LaggingTills(const LoadingSnapshot& s, int& expected);
+  // loading.erp_silent; `newest` is the newest package (null: none).
+  void StepErpSilent(const LoadingSnapshot& s, const PackageObservation* newest,
+                     std::vector<Finding>& out);
+  // loading.import_errors: each failed package once; cleared by a later
+  // correct one (`last_ok`, null: none).
+  void ReportImportErrors(const LoadingSnapshot& s, const PackageObservation* last_ok,
+                          std::vector<Finding>& out);
   // Every condition with its kind, for export and restore.
   std::vector<std::pair<const char*, Condition*>> Conditions();
   std::vector<std::pair<const char*, const Condition*>> Conditions() const;

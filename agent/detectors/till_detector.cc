@@ -65,6 +65,28 @@ json LikelyCause(const ServerState& server, const std::vector<const TillView*>& 
       "связь.");
 }
 
+// The expected (not mothballed) tills, and which of them are stopped or
+// unknown.
+struct StoppedCount {
+  std::vector<const TillView*> stopped;  // earliest stopped first
+  int expected = 0;
+  size_t unknown = 0;
+};
+
+StoppedCount CountStopped(const std::vector<TillView>& views) {
+  StoppedCount count;
+  for (const auto& v : views) {
+    if (v.state == TillState::kMothballed) continue;
+    ++count.expected;
+    if (v.state == TillState::kStopped) count.stopped.push_back(&v);
+    if (v.state == TillState::kUnknown) ++count.unknown;
+  }
+  std::sort(count.stopped.begin(), count.stopped.end(), [](const TillView* a, const TillView* b) {
+    return *a->stopped_since_ms < *b->stopped_since_ms;
+  });
+  return count;
+}
+
 }  // namespace
 
 TillDetector::TillDetector(TillWatchPolicy policy, std::string episode_prefix)
@@ -216,32 +238,47 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
     return out;
   }
   ClearDbUnreachable(s.now_ms, out);
-  if (source_down_since_) {
-    // Nobody could report while the source was down: the tills it cut off
-    // get a full heartbeat timeout from now. Only for an outage as long as
-    // unreachable_confirm: a blip (one timed-out poll) is absorbed by the
-    // confirm window, and a flaky database must not postpone a stopped
-    // majority for ever.
-    if (started_at_ && s.now_ms - *source_down_since_ >= policy_.unreachable_confirm_ms) {
-      AddOutage(*source_down_since_, s.now_ms);
-    }
-    source_down_since_.reset();
-  }
+  SourceBack(s.now_ms);
   if (!started_at_) started_at_ = s.now_ms;
   if (!s.expected) {
     auto cleared = Unexpected(s);
     out.insert(out.end(), cleared.begin(), cleared.end());
     return out;
   }
+  NoteExpected(s.now_ms);
+  std::vector<int> seen = UpdateViews(s);
+  ForgetLeftTills(seen, s.now_ms, out);
+  StepMajority(s, out);
+  StepSingleTills(s, out);
+  MaybeEndEpisode();
+  return out;
+}
+
+void TillDetector::SourceBack(int64_t now_ms) {
+  if (!source_down_since_) return;
+  // Nobody could report while the source was down: the tills it cut off
+  // get a full heartbeat timeout from now. Only for an outage as long as
+  // unreachable_confirm: a blip (one timed-out poll) is absorbed by the
+  // confirm window, and a flaky database must not postpone a stopped
+  // majority for ever.
+  if (started_at_ && now_ms - *source_down_since_ >= policy_.unreachable_confirm_ms) {
+    AddOutage(*source_down_since_, now_ms);
+  }
+  source_down_since_.reset();
+}
+
+void TillDetector::NoteExpected(int64_t now_ms) {
   if (!expected_since_) {
     // A real opening (or end of maintenance) seen by this agent gives the
     // tills one heartbeat timeout of grace; an agent starting in an open
     // store gives it to the tills already overdue (StoppedSince).
-    if (was_unexpected_) opened_at_ = s.now_ms;
-    expected_since_ = s.now_ms;
+    if (was_unexpected_) opened_at_ = now_ms;
+    expected_since_ = now_ms;
   }
   was_unexpected_ = false;
+}
 
+std::vector<int> TillDetector::UpdateViews(const TillSnapshot& s) {
   // Per-till state. A till that never reported gets one heartbeat timeout of
   // grace after it first appears, and every till gets one after an opening,
   // so tills switched on at opening time are not "stopped"; see StoppedSince
@@ -253,30 +290,39 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
     auto& mem = memory_[t.number];
     if (mem.first_seen_ms == 0) mem.first_seen_ms = s.now_ms;
     seen.push_back(t.number);
-    TillView v{t.number, TillState::kUp, t.last_heartbeat_ms, std::nullopt, t.address, t.probe};
-    if (t.roster == RosterStatus::kMothballed) {
-      v.state = TillState::kMothballed;
-    } else {
-      int64_t overdue_at = (t.last_heartbeat_ms ? *t.last_heartbeat_ms : mem.first_seen_ms) +
-                           policy_.heartbeat_timeout_ms;
-      int64_t stopped_since = StoppedSince(overdue_at);
-      // Overdue means strictly more than the timeout since the heartbeat.
-      if (s.now_ms > stopped_since) {
-        v.state = TillState::kStopped;
-        v.stopped_since_ms = stopped_since;
-      } else {
-        // Not heard of yet, or silent but still in its grace: unknown.
-        if (!t.last_heartbeat_ms || s.now_ms > overdue_at) v.state = TillState::kUnknown;
-        pending_deadlines_.push_back(stopped_since + 1);
-      }
-    }
-    views_.push_back(v);
+    views_.push_back(ViewOf(t, mem, s.now_ms));
   }
+  return seen;
+}
+
+TillView TillDetector::ViewOf(const TillObservation& t, const TillMemory& mem, int64_t now_ms) {
+  TillView v{t.number, TillState::kUp, t.last_heartbeat_ms, std::nullopt, t.address, t.probe};
+  if (t.roster == RosterStatus::kMothballed) {
+    v.state = TillState::kMothballed;
+    return v;
+  }
+  int64_t overdue_at = (t.last_heartbeat_ms ? *t.last_heartbeat_ms : mem.first_seen_ms) +
+                       policy_.heartbeat_timeout_ms;
+  int64_t stopped_since = StoppedSince(overdue_at);
+  // Overdue means strictly more than the timeout since the heartbeat.
+  if (now_ms > stopped_since) {
+    v.state = TillState::kStopped;
+    v.stopped_since_ms = stopped_since;
+  } else {
+    // Not heard of yet, or silent but still in its grace: unknown.
+    if (!t.last_heartbeat_ms || now_ms > overdue_at) v.state = TillState::kUnknown;
+    pending_deadlines_.push_back(stopped_since + 1);
+  }
+  return v;
+}
+
+void TillDetector::ForgetLeftTills(const std::vector<int>& seen, int64_t now_ms,
+                                   std::vector<Finding>& out) {
   // Tills that left the roster are no longer watched.
   for (auto it = memory_.begin(); it != memory_.end();) {
     if (std::find(seen.begin(), seen.end(), it->first) == seen.end()) {
       if (it->second.normal_raised) {
-        out.push_back({"tills.till_stopped", Severity::kNormal, s.now_ms,
+        out.push_back({"tills.till_stopped", Severity::kNormal, now_ms,
                        json{{"state", "cleared"},
                             {"episode", episode_},
                             {"till", it->first},
@@ -287,62 +333,65 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
       ++it;
     }
   }
+}
 
-  std::vector<const TillView*> stopped;
-  int expected = 0;
-  size_t unknown = 0;
-  for (const auto& v : views_) {
-    if (v.state == TillState::kMothballed) continue;
-    ++expected;
-    if (v.state == TillState::kStopped) stopped.push_back(&v);
-    if (v.state == TillState::kUnknown) ++unknown;
-  }
-  std::sort(stopped.begin(), stopped.end(), [](const TillView* a, const TillView* b) {
-    return *a->stopped_since_ms < *b->stopped_since_ms;
-  });
+void TillDetector::StepMajority(const TillSnapshot& s, std::vector<Finding>& out) {
+  const StoppedCount count = CountStopped(views_);
+  const std::vector<const TillView*>& stopped = count.stopped;
+  const int expected = count.expected;
   const size_t need = static_cast<size_t>(expected / 2 + 1);  // strictly more than half
   const bool majority_now = expected > 0 && stopped.size() >= need;
   // Clearing needs tills seen up: those in their grace are not evidence.
-  const bool majority_may_hold = expected > 0 && stopped.size() + unknown >= need;
+  const bool majority_may_hold = expected > 0 && stopped.size() + count.unknown >= need;
 
   if (!majority_now) majority_seen_since_.reset();
   if (!majority_active_) {
-    if (majority_now) {
-      int64_t onset = *stopped[need - 1]->stopped_since_ms;
-      if (!majority_seen_since_) majority_seen_since_ = s.now_ms;
-      int64_t confirm_from = std::max(onset, *majority_seen_since_);
-      if (s.now_ms - confirm_from >= policy_.confirm_ms) {
-        majority_active_ = true;
-        majority_onset_ms_ = onset;
-        clear_pending_since_.reset();
-        json payload = Evidence(s, stopped);
-        payload["state"] = episode_.empty() ? "raised" : "escalated";
-        payload["episode"] = EnsureEpisode(onset);
-        payload["onset_ms"] = onset;
-        out.push_back(
-            {"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
-      } else {
-        pending_deadlines_.push_back(confirm_from + policy_.confirm_ms);
-      }
-    }
+    if (majority_now) ConfirmMajority(s, stopped, need, out);
   } else if (majority_may_hold) {
     clear_pending_since_.reset();
   } else {
-    if (!clear_pending_since_) clear_pending_since_ = s.now_ms;
-    if (s.now_ms - *clear_pending_since_ >= policy_.clear_ms) {
-      json payload = Evidence(s, stopped);
-      payload["state"] = "cleared";
-      payload["episode"] = episode_;
-      payload["onset_ms"] = majority_onset_ms_;
-      payload["duration_s"] = (s.now_ms - majority_onset_ms_) / 1000;
-      out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
-      majority_active_ = false;
-      clear_pending_since_.reset();
-    } else {
-      pending_deadlines_.push_back(*clear_pending_since_ + policy_.clear_ms);
-    }
+    ClearMajority(s, stopped, out);
   }
+}
 
+void TillDetector::ConfirmMajority(const TillSnapshot& s,
+                                   const std::vector<const TillView*>& stopped, size_t need,
+                                   std::vector<Finding>& out) {
+  int64_t onset = *stopped[need - 1]->stopped_since_ms;
+  if (!majority_seen_since_) majority_seen_since_ = s.now_ms;
+  int64_t confirm_from = std::max(onset, *majority_seen_since_);
+  if (s.now_ms - confirm_from < policy_.confirm_ms) {
+    pending_deadlines_.push_back(confirm_from + policy_.confirm_ms);
+    return;
+  }
+  majority_active_ = true;
+  majority_onset_ms_ = onset;
+  clear_pending_since_.reset();
+  json payload = Evidence(s, stopped);
+  payload["state"] = episode_.empty() ? "raised" : "escalated";
+  payload["episode"] = EnsureEpisode(onset);
+  payload["onset_ms"] = onset;
+  out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
+}
+
+void TillDetector::ClearMajority(const TillSnapshot& s, const std::vector<const TillView*>& stopped,
+                                 std::vector<Finding>& out) {
+  if (!clear_pending_since_) clear_pending_since_ = s.now_ms;
+  if (s.now_ms - *clear_pending_since_ < policy_.clear_ms) {
+    pending_deadlines_.push_back(*clear_pending_since_ + policy_.clear_ms);
+    return;
+  }
+  json payload = Evidence(s, stopped);
+  payload["state"] = "cleared";
+  payload["episode"] = episode_;
+  payload["onset_ms"] = majority_onset_ms_;
+  payload["duration_s"] = (s.now_ms - majority_onset_ms_) / 1000;
+  out.push_back({"tills.majority_stopped", Severity::kCritical, s.now_ms, std::move(payload)});
+  majority_active_ = false;
+  clear_pending_since_.reset();
+}
+
+void TillDetector::StepSingleTills(const TillSnapshot& s, std::vector<Finding>& out) {
   // Single tills: raised only while no majority condition covers them.
   for (const auto& v : views_) {
     auto& mem = memory_[v.number];
@@ -375,8 +424,6 @@ std::vector<Finding> TillDetector::Evaluate(const TillSnapshot& s) {
       }
     }
   }
-  MaybeEndEpisode();
-  return out;
 }
 
 int64_t TillDetector::StoppedSince(int64_t overdue_at) const {

@@ -129,6 +129,27 @@ class TillDetector {
   std::vector<Finding> Unexpected(const TillSnapshot& s);
   void SourceDown(const TillSnapshot& s, std::vector<Finding>& out);
   void ClearDbUnreachable(int64_t now_ms, std::vector<Finding>& out);
+  // The steps of an evaluation with a readable source, in Evaluate's order:
+  // SourceBack: the source is usable again; records the outage whose tills
+  // are owed a grace.
+  void SourceBack(int64_t now_ms);
+  // The store expects its tills (again): notes an opening.
+  void NoteExpected(int64_t now_ms);
+  // Rebuilds views_ from the roster; returns the numbers of the tills seen.
+  std::vector<int> UpdateViews(const TillSnapshot& s);
+  // One till's state; queues the instant a till in its grace counts as stopped.
+  TillView ViewOf(const TillObservation& t, const TillMemory& mem, int64_t now_ms);
+  // Forgets the tills not in `seen`, clearing their tills.till_stopped.
+  void ForgetLeftTills(const std::vector<int>& seen, int64_t now_ms, std::vector<Finding>& out);
+  // tills.majority_stopped: confirms a stopped majority (`stopped` earliest
+  // first, `need` of them make it) or clears an active one.
+  void StepMajority(const TillSnapshot& s, std::vector<Finding>& out);
+  void ConfirmMajority(const TillSnapshot& s, const std::vector<const TillView*>& stopped,
+                       size_t need, std::vector<Finding>& out);
+  void ClearMajority(const TillSnapshot& s, const std::vector<const TillView*>& stopped,
+                     std::vector<Finding>& out);
+  // tills.till_stopped per till, while no majority condition covers them.
+  void StepSingleTills(const TillSnapshot& s, std::vector<Finding>& out);
   nlohmann::json Evidence(const TillSnapshot& s, const std::vector<const TillView*>& stopped) const;
   std::string EnsureEpisode(int64_t now_ms);
   void MaybeEndEpisode();

@@ -1,8 +1,6 @@
 #include "agent/link/uplink.h"
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "common/files.h"
+#include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -22,66 +21,6 @@ namespace setdiag::agent {
 
 namespace v1 = ::setdiag::v1;
 
-namespace {
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "?";
-  }
-}
-}  // namespace
-
-struct Uplink::OutBundle {
-  enum class State { kQueued, kBuilding, kReady, kSending, kSent };
-  State state = State::kQueued;
-  BundleBuildRequest params;
-  std::string trigger = "request";  // or "flight_recorder"
-  std::string episode, event_kind;
-  // Once built:
-  std::string path, sha256, manifest;
-  uint64_t size = 0;
-  int64_t built_at_ms = 0;
-  bool offer_pending = false;
-  // While sending: the next byte, and the request that set it.
-  uint64_t cursor = 0;
-  uint64_t request_offset = UINT64_MAX;
-  std::string request_sha;
-};
-
 struct Uplink::SessionResult {
   bool handshake_done = false;
   bool acknowledged = false;               // the collector acknowledged a batch in this session
@@ -90,12 +29,29 @@ struct Uplink::SessionResult {
   grpc::Status status;
 };
 
+namespace {
+
+BundleSenderOptions BundleOptionsOf(const UplinkOptions& o) {
+  BundleSenderOptions b;
+  b.dir = o.bundle_dir;
+  b.builder = o.bundle_builder;
+  b.chunk_bytes = o.bundle_chunk_bytes;
+  b.chunks_per_turn = o.bundle_chunks_per_turn;
+  b.keep_ms = o.bundle_keep_ms;
+  b.flight_recorder = o.flight_recorder;
+  b.max_queued = o.bundle_max_queued;
+  return b;
+}
+
+}  // namespace
+
 Uplink::Uplink(UplinkOptions options, Outbox& outbox, Clock& clock)
     : options_(std::move(options)),
       outbox_(outbox),
       clock_(clock),
       backoff_(options_.backoff, clock, std::random_device{}()),
-      started_ms_(clock.MonotonicMs()) {
+      started_ms_(clock.MonotonicMs()),
+      bundles_(BundleOptionsOf(options_), clock, [this] { Wake(); }) {
   channel_ = MakeLinkChannel(options_);
 }
 
@@ -214,10 +170,7 @@ CollectorProbe ProbeCollector(const UplinkOptions& options, int64_t timeout_ms, 
 Uplink::~Uplink() { Stop(); }
 
 void Uplink::Start() {
-  if (bundles_enabled()) {
-    LoadBuiltBundles();
-    builder_ = std::thread([this] { BuilderLoop(); });
-  }
+  bundles_.Start();
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -229,408 +182,7 @@ void Uplink::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  {
-    std::lock_guard lock(bmu_);
-    bundle_stopping_ = true;
-  }
-  bcv_.notify_all();
-  if (builder_.joinable()) {
-    bool building = false;
-    {
-      std::lock_guard lock(bmu_);
-      for (const auto& [id, b] : bundles_) building |= b->state == OutBundle::State::kBuilding;
-    }
-    // A build in progress ends within its steps' timeouts.
-    if (building) log::Info("bundles", "waiting for the bundle being built to finish");
-    builder_.join();
-  }
-}
-
-// ---- diagnostic bundles ----
-
-namespace {
-
-std::string SidecarPath(const std::string& dir, const std::string& id) {
-  return Cat(dir, "/", id, ".json");
-}
-std::string BundlePath(const std::string& dir, const std::string& id) {
-  return Cat(dir, "/", id, ".tar.gz");
-}
-std::string DoneMarkerPath(const std::string& dir, const std::string& id) {
-  return Cat(dir, "/", id, ".done");
-}
-
-// "fr-<episode>-<state>", or a hash of the episode when it would not make a
-// valid (file and wire) identifier.
-std::string FlightRecorderId(const std::string& episode, const std::string& state) {
-  std::string id = Cat("fr-", episode, "-", state);
-  if (IsValidIdentifier(id, 128)) return id;
-  return Cat("fr-", Sha256Hex(episode).substr(0, 40), "-", state);
-}
-
-bool FileExists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
-
-}  // namespace
-
-void Uplink::NotifyLoop() {
-  {
-    std::lock_guard lock(mu_);
-    woken_ = true;
-  }
-  cv_.notify_all();
-}
-
-void Uplink::LoadBuiltBundles() {
-  const std::string& dir = options_.bundle_dir;
-  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    log::Error("bundles", Cat("cannot create ", dir, ": ", std::strerror(errno)));
-    return;
-  }
-  std::error_code ec;
-  const int64_t now = clock_.NowMs();
-  std::vector<std::filesystem::path> drop;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.ends_with(".json")) {
-      std::string id = name.substr(0, name.size() - 5);
-      auto text = ReadWholeFile(entry.path().string());
-      auto j = nlohmann::json::parse(text.ok() ? *text : std::string(), nullptr, false);
-      struct stat st {};
-      std::string path = BundlePath(dir, id);
-      if (j.is_discarded() || !j.is_object() || ::stat(path.c_str(), &st) != 0 ||
-          static_cast<uint64_t>(st.st_size) != j.value("size", uint64_t{0}) ||
-          now - j.value("built_at_ms", int64_t{0}) > options_.bundle_keep_ms) {
-        drop.push_back(entry.path());
-        drop.emplace_back(path);
-        continue;
-      }
-      auto b = std::make_unique<OutBundle>();
-      b->state = OutBundle::State::kReady;
-      b->params.request_id = id;
-      b->trigger = j.value("trigger", "request");
-      b->episode = j.value("episode", "");
-      b->event_kind = j.value("event_kind", "");
-      b->path = path;
-      b->size = j.value("size", uint64_t{0});
-      b->sha256 = j.value("sha256", "");
-      b->manifest = j.value("manifest", "");
-      b->built_at_ms = j.value("built_at_ms", int64_t{0});
-      b->offer_pending = true;
-      bundles_[id] = std::move(b);
-    } else if (name.ends_with(".done")) {
-      struct stat st {};
-      if (::stat(entry.path().c_str(), &st) == 0 &&
-          now / 1000 - static_cast<int64_t>(st.st_mtime) > options_.bundle_keep_ms / 1000) {
-        drop.push_back(entry.path());
-      }
-    } else if (!name.ends_with(".tar.gz")) {
-      drop.push_back(entry.path());  // half-built leftovers (.part, scratch directories)
-    }
-  }
-  // Archives without a sidecar were never finished.
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.ends_with(".tar.gz") && !bundles_.contains(name.substr(0, name.size() - 7)))
-      drop.push_back(entry.path());
-  }
-  for (const auto& p : drop) std::filesystem::remove_all(p, ec);
-  if (!bundles_.empty())
-    log::Info("bundles", Cat(bundles_.size(), " built bundle(s) wait to be sent"));
-}
-
-void Uplink::ForgetBundle(const std::string& id, bool done_marker) {
-  const std::string& dir = options_.bundle_dir;
-  bundles_.erase(id);
-  ::unlink(BundlePath(dir, id).c_str());
-  ::unlink(SidecarPath(dir, id).c_str());
-  if (done_marker && id.starts_with("fr-")) {
-    // The flight recorder must not capture the same episode again when its
-    // event is sent again (a replay after a lost ack).
-    (void)WriteFileAtomically(DoneMarkerPath(dir, id), "", 0640);
-  }
-}
-
-void Uplink::ExpireBundles() {
-  std::lock_guard lock(bmu_);
-  const int64_t now = clock_.NowMs();
-  std::vector<std::string> old;
-  for (const auto& [id, b] : bundles_) {
-    if (b->built_at_ms > 0 && now - b->built_at_ms > options_.bundle_keep_ms) old.push_back(id);
-  }
-  for (const auto& id : old) {
-    log::Warn("bundles", Cat("bundle ", id, " was never taken by the collector; deleted"));
-    ForgetBundle(id, true);
-  }
-}
-
-void Uplink::CaptureFlightRecorder(const std::string& episode, const std::string& event_kind,
-                                   const std::string& state) {
-  if (!bundles_enabled() || !options_.flight_recorder) return;
-  std::string id = FlightRecorderId(episode, state);
-  {
-    std::lock_guard lock(bmu_);
-    if (bundles_.contains(id) || FileExists(DoneMarkerPath(options_.bundle_dir, id))) return;
-    if (build_queue_.size() >= options_.bundle_max_queued) {
-      log::Warn("bundles", Cat("flight recorder: too many bundles waiting; ", id, " not captured"));
-      return;
-    }
-    auto b = std::make_unique<OutBundle>();
-    b->trigger = "flight_recorder";
-    b->episode = episode;
-    b->event_kind = event_kind;
-    b->params.request_id = id;
-    b->params.out_path = BundlePath(options_.bundle_dir, id);
-    b->params.reason =
-        Cat("flight recorder: critical ", event_kind, " ", state, ", episode ", episode);
-    bundles_[id] = std::move(b);
-    build_queue_.push_back(id);
-  }
-  log::Info("bundles", Cat("flight recorder: capturing ", id));
-  bcv_.notify_all();
-}
-
-void Uplink::OnBundleRequest(const std::string& id, uint64_t resume_offset,
-                             const std::string& sha256, int64_t window_ms, bool exclude_logs,
-                             const std::string& reason) {
-  {
-    std::lock_guard lock(bmu_);
-    auto it = bundles_.find(id);
-    if (it == bundles_.end()) {
-      if (!bundles_enabled() || !IsValidIdentifier(id, 128)) {
-        failures_.emplace_back(id,
-                               "this agent cannot build bundles (no builder or bundle directory)");
-      } else {
-        auto b = std::make_unique<OutBundle>();
-        b->params.request_id = id;
-        b->params.out_path = BundlePath(options_.bundle_dir, id);
-        b->params.window_ms = window_ms;
-        b->params.exclude_logs = exclude_logs;
-        b->params.reason = reason;
-        bundles_[id] = std::move(b);
-        build_queue_.push_back(id);
-        log::Info("bundles", Cat("bundle ", id, " requested (", reason, "); building"));
-        bcv_.notify_all();
-      }
-    } else {
-      OutBundle& b = *it->second;
-      using S = OutBundle::State;
-      if (b.state == S::kReady || b.state == S::kSending || b.state == S::kSent) {
-        if (b.state == S::kSending && resume_offset == b.request_offset && sha256 == b.request_sha)
-          return;
-        b.request_offset = resume_offset;
-        b.request_sha = sha256;
-        // Bytes the collector holds of another file are void: from the start.
-        b.cursor = (!sha256.empty() && sha256 != b.sha256) ? 0 : std::min(resume_offset, b.size);
-        b.state = S::kSending;
-        log::Info("bundles",
-                  Cat("bundle ", id, ": sending ", b.size - b.cursor, " of ", b.size, " bytes",
-                      b.cursor > 0 ? Cat(" from resume_offset ", b.cursor) : ""));
-      }
-      // Queued or building: the offer follows when it is built.
-    }
-  }
-  NotifyLoop();
-}
-
-void Uplink::OnBundleAck(const std::string& id, bool complete, bool cancelled) {
-  if (!complete && !cancelled) return;
-  std::lock_guard lock(bmu_);
-  auto it = bundles_.find(id);
-  if (it == bundles_.end()) return;
-  if (it->second->state == OutBundle::State::kQueued ||
-      it->second->state == OutBundle::State::kBuilding) {
-    return;  // not ours yet to drop; the offer will be answered again
-  }
-  log::Info("bundles", Cat("bundle ", id,
-                           complete ? " stored by the collector" : " not wanted by the collector",
-                           "; local copy deleted"));
-  ForgetBundle(id, true);
-}
-
-void Uplink::OnBundleSessionStart() {
-  std::lock_guard lock(bmu_);
-  for (auto& [id, b] : bundles_) {
-    using S = OutBundle::State;
-    if (b->state == S::kReady || b->state == S::kSending || b->state == S::kSent) {
-      b->state = S::kReady;
-      b->offer_pending = true;
-      b->request_offset = UINT64_MAX;
-    }
-  }
-}
-
-void Uplink::BuilderLoop() {
-  std::unique_lock lock(bmu_);
-  while (true) {
-    bcv_.wait(lock, [this] { return bundle_stopping_ || !build_queue_.empty(); });
-    if (bundle_stopping_) return;
-    std::string id = build_queue_.front();
-    build_queue_.pop_front();
-    auto it = bundles_.find(id);
-    if (it == bundles_.end()) continue;
-    it->second->state = OutBundle::State::kBuilding;
-    BundleBuildRequest params = it->second->params;
-    lock.unlock();
-    const int64_t started = clock_.MonotonicMs();
-    absl::StatusOr<BuiltBundle> built = options_.bundle_builder(params);
-    const int64_t took = clock_.MonotonicMs() - started;
-    lock.lock();
-    it = bundles_.find(id);
-    if (it == bundles_.end()) {
-      if (built.ok()) ::unlink(built->path.c_str());
-      continue;
-    }
-    OutBundle& b = *it->second;
-    if (!built.ok()) {
-      std::string error(built.status().message());
-      log::Error("bundles", Cat("bundle ", id, " could not be built: ", error));
-      if (b.trigger == "request") failures_.emplace_back(id, error);
-      bundles_.erase(it);
-      lock.unlock();
-      NotifyLoop();
-      lock.lock();
-      continue;
-    }
-    b.path = built->path;
-    b.size = built->size;
-    b.sha256 = built->sha256;
-    b.manifest = built->manifest_json.size() <= 1024 * 1024 ? built->manifest_json : "";
-    b.built_at_ms = clock_.NowMs();
-    nlohmann::json sidecar = {{"id", id},
-                              {"size", b.size},
-                              {"sha256", b.sha256},
-                              {"trigger", b.trigger},
-                              {"episode", b.episode},
-                              {"event_kind", b.event_kind},
-                              {"built_at_ms", b.built_at_ms},
-                              {"manifest", b.manifest}};
-    if (auto st = WriteFileAtomically(
-            SidecarPath(options_.bundle_dir, id),
-            sidecar.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 0640);
-        !st.ok()) {
-      log::Warn("bundles",
-                Cat("bundle ", id, ": ", st.ToString(), " (it will not survive a restart)"));
-    }
-    b.state = OutBundle::State::kReady;
-    b.offer_pending = true;
-    log::Info("bundles",
-              Cat("bundle ", id, " built in ", took, " ms: ", b.size, " bytes, sha256 ", b.sha256));
-    lock.unlock();
-    NotifyLoop();
-    lock.lock();
-  }
-}
-
-template <typename Stream>
-bool Uplink::PumpBundles(Stream& stream, bool* write_failed) {
-  std::vector<v1::AgentMessage> control;
-  {
-    std::lock_guard lock(bmu_);
-    for (auto& [id, error] : failures_) {
-      v1::AgentMessage m;
-      m.mutable_bundle_failed()->set_request_id(id);
-      m.mutable_bundle_failed()->set_error(error);
-      control.push_back(std::move(m));
-    }
-    failures_.clear();
-    for (auto& [id, b] : bundles_) {
-      if (!b->offer_pending) continue;
-      b->offer_pending = false;
-      v1::AgentMessage m;
-      auto* o = m.mutable_bundle_offer();
-      o->set_request_id(id);
-      o->set_size(b->size);
-      o->set_sha256(b->sha256);
-      o->set_trigger(b->trigger);
-      o->set_episode(b->episode);
-      o->set_event_kind(b->event_kind);
-      o->set_built_at_ms(b->built_at_ms);
-      control.push_back(std::move(m));
-    }
-  }
-  bool wrote = false;
-  for (const auto& m : control) {
-    if (!stream->Write(m)) {
-      *write_failed = true;
-      return wrote;
-    }
-    wrote = true;
-  }
-  for (size_t turn = 0; turn < options_.bundle_chunks_per_turn; ++turn) {
-    std::string id, path, sha, manifest;
-    uint64_t cursor = 0, size = 0;
-    {
-      std::lock_guard lock(bmu_);
-      OutBundle* next = nullptr;
-      for (auto& [bid, b] : bundles_) {
-        if (b->state == OutBundle::State::kSending) {
-          next = b.get();
-          id = bid;
-          break;
-        }
-      }
-      if (next == nullptr) break;
-      path = next->path;
-      sha = next->sha256;
-      cursor = next->cursor;
-      size = next->size;
-      if (size - cursor <= options_.bundle_chunk_bytes) manifest = next->manifest;
-    }
-    const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(options_.bundle_chunk_bytes, size - cursor));
-    v1::AgentMessage m;
-    auto* c = m.mutable_bundle_chunk();
-    c->set_request_id(id);
-    c->set_offset(cursor);
-    c->set_total_size(size);
-    c->set_sha256(sha);
-    // Straight from disk into the message: never the whole file in memory.
-    std::string* data = c->mutable_data();
-    data->resize(n);
-    bool read_ok = true;
-    if (n > 0) {
-      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      size_t got = 0;
-      while (fd >= 0 && got < n) {
-        ssize_t r = ::pread(fd, data->data() + got, n - got, static_cast<off_t>(cursor + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += static_cast<size_t>(r);
-      }
-      if (fd >= 0) ::close(fd);
-      read_ok = got == n;
-    }
-    if (!read_ok) {
-      std::lock_guard lock(bmu_);
-      log::Error("bundles", Cat("bundle ", id, ": cannot read ", path, "; dropping it"));
-      failures_.emplace_back(id, Cat("the agent lost the built file ", path));
-      ForgetBundle(id, false);
-      continue;
-    }
-    const bool last = cursor + n == size;
-    c->set_last(last);
-    if (last) c->set_manifest(manifest);
-    if (!stream->Write(m)) {
-      *write_failed = true;
-      return wrote;
-    }
-    wrote = true;
-    std::lock_guard lock(bmu_);
-    auto it = bundles_.find(id);
-    if (it != bundles_.end() && it->second->state == OutBundle::State::kSending &&
-        it->second->cursor == cursor) {
-      it->second->cursor = cursor + n;
-      if (last) {
-        it->second->state = OutBundle::State::kSent;
-        log::Info("bundles",
-                  Cat("bundle ", id, ": all ", size, " bytes sent; waiting for the collector"));
-      }
-    }
-  }
-  return wrote;
+  bundles_.Stop();
 }
 
 void Uplink::Wake() {
@@ -676,7 +228,7 @@ void Uplink::Run() {
                r.status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
       delay = backoff_.Overloaded(0);
       log::Error("uplink", Cat("the collector refused this agent: ",
-                               CodeName(r.status.error_code()), " ", r.status.error_message(),
+                               GrpcCodeName(r.status.error_code()), " ", r.status.error_message(),
                                "; check collector.token_file and "
                                "agent.store_id; retrying in ",
                                delay, " ms"));
@@ -690,7 +242,7 @@ void Uplink::Run() {
       delay = backoff_.Failed();
       const std::string line =
           Cat("link to ", options_.target, ": ", LinkTlsHint(tls), " (",
-              CodeName(r.status.error_code()), " ", r.status.error_message(), ")");
+              GrpcCodeName(r.status.error_code()), " ", r.status.error_message(), ")");
       uint64_t skipped = 0;
       if (tls_errors_.Allow(line, clock_.MonotonicMs(), &skipped)) {
         log::Error(
@@ -705,10 +257,157 @@ void Uplink::Run() {
     } else {
       delay = backoff_.Failed();
       log::Warn("uplink",
-                Cat("link to ", options_.target, " ended: ", CodeName(r.status.error_code()), " ",
-                    r.status.error_message(), "; reconnecting in ", delay, " ms"));
+                Cat("link to ", options_.target, " ended: ", GrpcCodeName(r.status.error_code()),
+                    " ", r.status.error_message(), "; reconnecting in ", delay, " ms"));
     }
   }
+}
+
+using LinkStream = grpc::ClientReaderWriter<v1::AgentMessage, v1::CollectorMessage>;
+
+// What the writer loop and the reader thread of one session share; the
+// fields below `stream` are guarded by mu_.
+struct Uplink::Session {
+  LinkStream* stream = nullptr;
+  bool bundles_v2 = false;  // the collector speaks protocol version 2
+  SessionResult* result = nullptr;
+  uint64_t acked = 0;
+  bool reader_done = false;
+  std::deque<uint64_t> pongs;
+};
+
+v1::AgentMessage Uplink::MakeHello() {
+  v1::AgentMessage hello_msg;
+  auto* hello = hello_msg.mutable_hello();
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_store_id(options_.store_id);
+  hello->set_agent_id(options_.agent_id);
+  hello->set_agent_version(kVersion);
+  hello->set_first_unacked_sequence(outbox_.FirstUnacked());
+  hello->set_next_sequence(outbox_.Stats().next_sequence);
+  hello->set_outbox_id(outbox_.outbox_id());
+  hello->set_outbox_fresh(outbox_.fresh());
+  if (!options_.held_episodes) return hello_msg;
+  auto held = options_.held_episodes();
+  if (!held) return hello_msg;
+  hello->set_held_episodes_known(true);
+  std::string names;
+  for (const auto& h : *held) {
+    auto* e = hello->add_held_episodes();
+    e->set_kind(h.kind);
+    e->set_episode(h.episode);
+    Append(&names, names.empty() ? "" : ", ", h.kind, " ", h.episode);
+  }
+  if (held->empty())
+    log::Debug("uplink", "hello: holding no raised condition");
+  else
+    log::Info("uplink",
+              Cat("hello: holding ", held->size(), " raised condition episode(s): ", names));
+  return hello_msg;
+}
+
+bool Uplink::ApplyWelcome(const v1::Welcome& welcome) {
+  if (welcome.renumber_from() > 0) {
+    if (absl::Status st = outbox_.Renumber(welcome.renumber_from()); !st.ok()) {
+      log::Error("uplink", Cat("cannot renumber outbox: ", st.ToString()));
+      return false;
+    }
+  } else if (welcome.last_committed_sequence() > 0) {
+    if (absl::Status st = outbox_.AckUpTo(welcome.last_committed_sequence()); !st.ok()) {
+      log::Error("uplink", Cat("cannot apply resume point: ", st.ToString()));
+    }
+  }
+  if (outbox_.fresh()) (void)outbox_.MarkSynced();
+  return true;
+}
+
+v1::AgentMessage Uplink::MakeStatus() {
+  OutboxStats s = outbox_.Stats();
+  v1::AgentMessage m;
+  auto* st = m.mutable_status();
+  st->set_uptime_s((clock_.MonotonicMs() - started_ms_) / 1000);
+  st->set_agent_version(kVersion);
+  st->set_outbox_depth(s.depth);
+  st->set_outbox_bytes(static_cast<uint64_t>(s.bytes));
+  st->set_oldest_unsent_age_s(
+      s.oldest_enqueued_ms ? std::max<int64_t>(0, (clock_.NowMs() - s.oldest_enqueued_ms) / 1000)
+                           : 0);
+  st->set_gaps_total(s.gaps_total);
+  st->set_sent_at_ms(clock_.NowMs());
+  return m;
+}
+
+void Uplink::ReadLoop(Session& session) {
+  v1::CollectorMessage msg;
+  while (session.stream->Read(&msg)) {
+    if (msg.has_ack()) {
+      uint64_t up_to = msg.ack().up_to_sequence();
+      if (absl::Status st = outbox_.AckUpTo(up_to); !st.ok()) {
+        log::Error("uplink", Cat("cannot delete acknowledged events: ", st.ToString()));
+      }
+      std::lock_guard lock(mu_);
+      session.acked = std::max(session.acked, up_to);
+      session.result->acknowledged = true;
+    } else if (msg.has_ping()) {
+      std::lock_guard lock(mu_);
+      session.pongs.push_back(msg.ping().nonce());
+    } else if (msg.has_overloaded()) {
+      std::lock_guard lock(mu_);
+      session.result->overloaded_retry_after_ms = msg.overloaded().retry_after_ms();
+      session.result->overloaded_retry_spread_ms = msg.overloaded().retry_spread_ms();
+    } else if (msg.has_bundle_request() && session.bundles_v2) {
+      const auto& r = msg.bundle_request();
+      bundles_.OnRequest(r.request_id(), r.resume_offset(), r.sha256(), r.window_ms(),
+                         r.exclude_logs(), r.reason());
+    } else if (msg.has_bundle_ack() && session.bundles_v2) {
+      const auto& k = msg.bundle_ack();
+      bundles_.OnAck(k.request_id(), k.complete(), k.cancelled());
+    }
+    cv_.notify_all();
+  }
+  std::lock_guard lock(mu_);
+  session.reader_done = true;
+  cv_.notify_all();
+}
+
+bool Uplink::SendBatch(Session& session, uint64_t acked_now, uint64_t* last_sent,
+                       bool* write_failed) {
+  *last_sent = std::max(*last_sent, acked_now);  // an ack never goes past what was sent
+  if (*last_sent - acked_now >= options_.max_inflight) return false;
+  auto events = outbox_.ReadAfter(*last_sent, options_.batch_max_events, options_.batch_max_bytes);
+  if (!events.ok()) {
+    log::Error("uplink", Cat("cannot read outbox: ", events.status().ToString()));
+    return false;
+  }
+  if (events->empty()) return false;
+  v1::AgentMessage m;
+  auto* batch = m.mutable_batch();
+  for (auto& e : *events) {
+    // Only a collector that takes bundles gets flight recorder captures.
+    if (session.bundles_v2 && e.severity == Severity::kCritical && bundles_.enabled() &&
+        options_.flight_recorder) {
+      auto p = nlohmann::json::parse(e.payload, nullptr, false);
+      if (p.is_object() && p["state"].is_string() && p["episode"].is_string()) {
+        std::string state = p["state"].get<std::string>();
+        std::string episode = p["episode"].get<std::string>();
+        if ((state == "raised" || state == "escalated") && !episode.empty()) {
+          bundles_.CaptureFlightRecorder(episode, e.kind, state);
+        }
+      }
+    }
+    auto* out = batch->add_events();
+    out->set_sequence(e.sequence);
+    out->set_kind(std::move(e.kind));
+    out->set_severity(static_cast<v1::Severity>(e.severity));
+    out->set_detected_at_ms(e.detected_at_ms);
+    out->set_payload(std::move(e.payload));
+  }
+  if (!session.stream->Write(m)) {
+    *write_failed = true;
+    return false;
+  }
+  *last_sent = events->back().sequence;
+  return true;
 }
 
 Uplink::SessionResult Uplink::RunSession() {
@@ -721,8 +420,7 @@ Uplink::SessionResult Uplink::RunSession() {
     active_ctx_ = &ctx;
   }
   auto stub = v1::AgentLink::NewStub(channel_);
-  auto stream = stub->Connect(&ctx);
-
+  std::unique_ptr<LinkStream> stream = stub->Connect(&ctx);
   auto finish = [&](SessionResult r) {
     r.status = stream->Finish();
     std::lock_guard lock(mu_);
@@ -730,35 +428,7 @@ Uplink::SessionResult Uplink::RunSession() {
     return r;
   };
 
-  v1::AgentMessage hello_msg;
-  auto* hello = hello_msg.mutable_hello();
-  hello->set_protocol_version(kProtocolVersion);
-  hello->set_store_id(options_.store_id);
-  hello->set_agent_id(options_.agent_id);
-  hello->set_agent_version(kVersion);
-  hello->set_first_unacked_sequence(outbox_.FirstUnacked());
-  hello->set_next_sequence(outbox_.Stats().next_sequence);
-  hello->set_outbox_id(outbox_.outbox_id());
-  hello->set_outbox_fresh(outbox_.fresh());
-  if (options_.held_episodes) {
-    if (auto held = options_.held_episodes()) {
-      hello->set_held_episodes_known(true);
-      std::string names;
-      for (const auto& h : *held) {
-        auto* e = hello->add_held_episodes();
-        e->set_kind(h.kind);
-        e->set_episode(h.episode);
-        Append(&names, names.empty() ? "" : ", ", h.kind, " ", h.episode);
-      }
-      if (held->empty())
-        log::Debug("uplink", "hello: holding no raised condition");
-      else
-        log::Info("uplink",
-                  Cat("hello: holding ", held->size(), " raised condition episode(s): ", names));
-    }
-  }
-  if (!stream->Write(hello_msg)) return finish(result);
-
+  if (!stream->Write(MakeHello())) return finish(result);
   v1::CollectorMessage in;
   if (!stream->Read(&in)) return finish(result);  // the collector ended it: Finish says why
   if (!in.has_welcome()) {
@@ -770,70 +440,29 @@ Uplink::SessionResult Uplink::RunSession() {
     return finish(result);
   }
   const auto& welcome = in.welcome();
-  if (welcome.renumber_from() > 0) {
-    if (auto st = outbox_.Renumber(welcome.renumber_from()); !st.ok()) {
-      log::Error("uplink", Cat("cannot renumber outbox: ", st.ToString()));
-      ctx.TryCancel();
-      return finish(result);
-    }
-  } else if (welcome.last_committed_sequence() > 0) {
-    if (auto st = outbox_.AckUpTo(welcome.last_committed_sequence()); !st.ok()) {
-      log::Error("uplink", Cat("cannot apply resume point: ", st.ToString()));
-    }
+  if (!ApplyWelcome(welcome)) {
+    ctx.TryCancel();
+    return finish(result);
   }
-  if (outbox_.fresh()) (void)outbox_.MarkSynced();
-  int64_t status_interval_ms = welcome.status_interval_s() > 0
-                                   ? int64_t{welcome.status_interval_s()} * 1000
-                                   : options_.status_interval_ms;
+  const int64_t status_interval_ms = welcome.status_interval_s() > 0
+                                         ? int64_t{welcome.status_interval_s()} * 1000
+                                         : options_.status_interval_ms;
   result.handshake_done = true;
   backoff_.SessionStarted();
   connected_ = true;
+  Session session;
+  session.stream = stream.get();
+  session.result = &result;
   // Bundle messages only to a collector that speaks version 2.
-  const bool bundles_v2 = welcome.protocol_version() >= 2;
-  if (bundles_v2) OnBundleSessionStart();
+  session.bundles_v2 = welcome.protocol_version() >= 2;
+  if (session.bundles_v2) bundles_.OnSessionStart();
   log::Info("uplink", Cat("connected to ", options_.target, "; collector has up to ",
                           welcome.last_committed_sequence()));
-
-  // Shared between this writer loop and the reader thread, guarded by mu_.
-  uint64_t acked =
+  session.acked =
       welcome.renumber_from() > 0 ? welcome.renumber_from() - 1 : welcome.last_committed_sequence();
-  bool reader_done = false;
-  std::deque<uint64_t> pongs;
+  std::thread reader([&] { ReadLoop(session); });
 
-  std::thread reader([&] {
-    v1::CollectorMessage msg;
-    while (stream->Read(&msg)) {
-      if (msg.has_ack()) {
-        uint64_t up_to = msg.ack().up_to_sequence();
-        if (auto st = outbox_.AckUpTo(up_to); !st.ok()) {
-          log::Error("uplink", Cat("cannot delete acknowledged events: ", st.ToString()));
-        }
-        std::lock_guard lock(mu_);
-        acked = std::max(acked, up_to);
-        result.acknowledged = true;
-      } else if (msg.has_ping()) {
-        std::lock_guard lock(mu_);
-        pongs.push_back(msg.ping().nonce());
-      } else if (msg.has_overloaded()) {
-        std::lock_guard lock(mu_);
-        result.overloaded_retry_after_ms = msg.overloaded().retry_after_ms();
-        result.overloaded_retry_spread_ms = msg.overloaded().retry_spread_ms();
-      } else if (msg.has_bundle_request() && bundles_v2) {
-        const auto& r = msg.bundle_request();
-        OnBundleRequest(r.request_id(), r.resume_offset(), r.sha256(), r.window_ms(),
-                        r.exclude_logs(), r.reason());
-      } else if (msg.has_bundle_ack() && bundles_v2) {
-        const auto& k = msg.bundle_ack();
-        OnBundleAck(k.request_id(), k.complete(), k.cancelled());
-      }
-      cv_.notify_all();
-    }
-    std::lock_guard lock(mu_);
-    reader_done = true;
-    cv_.notify_all();
-  });
-
-  uint64_t last_sent = acked;
+  uint64_t last_sent = session.acked;
   int64_t next_status_ms = clock_.MonotonicMs();
   int64_t next_expiry_ms = clock_.MonotonicMs();
   bool write_failed = false;
@@ -842,9 +471,9 @@ Uplink::SessionResult Uplink::RunSession() {
     std::deque<uint64_t> pongs_now;
     {
       std::lock_guard lock(mu_);
-      if (stopping_ || reader_done) break;
-      acked_now = acked;
-      pongs_now.swap(pongs);
+      if (stopping_ || session.reader_done) break;
+      acked_now = session.acked;
+      pongs_now.swap(session.pongs);
     }
     for (uint64_t nonce : pongs_now) {
       v1::AgentMessage m;
@@ -852,71 +481,25 @@ Uplink::SessionResult Uplink::RunSession() {
       if (!stream->Write(m)) write_failed = true;
     }
     if (clock_.MonotonicMs() >= next_status_ms) {
-      OutboxStats s = outbox_.Stats();
-      v1::AgentMessage m;
-      auto* st = m.mutable_status();
-      st->set_uptime_s((clock_.MonotonicMs() - started_ms_) / 1000);
-      st->set_agent_version(kVersion);
-      st->set_outbox_depth(s.depth);
-      st->set_outbox_bytes(static_cast<uint64_t>(s.bytes));
-      st->set_oldest_unsent_age_s(
-          s.oldest_enqueued_ms
-              ? std::max<int64_t>(0, (clock_.NowMs() - s.oldest_enqueued_ms) / 1000)
-              : 0);
-      st->set_gaps_total(s.gaps_total);
-      st->set_sent_at_ms(clock_.NowMs());
-      if (!stream->Write(m)) write_failed = true;
+      if (!stream->Write(MakeStatus())) write_failed = true;
       next_status_ms = clock_.MonotonicMs() + status_interval_ms;
     }
-    bool sent_any = false;
-    last_sent = std::max(last_sent, acked_now);  // an ack never goes past what was sent
-    if (last_sent - acked_now < options_.max_inflight) {
-      auto events =
-          outbox_.ReadAfter(last_sent, options_.batch_max_events, options_.batch_max_bytes);
-      if (!events.ok()) {
-        log::Error("uplink", Cat("cannot read outbox: ", events.status().ToString()));
-      } else if (!events->empty()) {
-        v1::AgentMessage m;
-        auto* batch = m.mutable_batch();
-        for (auto& e : *events) {
-          // Only a collector that takes bundles gets flight recorder captures.
-          if (bundles_v2 && e.severity == Severity::kCritical && bundles_enabled() &&
-              options_.flight_recorder) {
-            auto p = nlohmann::json::parse(e.payload, nullptr, false);
-            if (p.is_object() && p["state"].is_string() && p["episode"].is_string()) {
-              std::string state = p["state"].get<std::string>();
-              std::string episode = p["episode"].get<std::string>();
-              if ((state == "raised" || state == "escalated") && !episode.empty()) {
-                CaptureFlightRecorder(episode, e.kind, state);
-              }
-            }
-          }
-          auto* out = batch->add_events();
-          out->set_sequence(e.sequence);
-          out->set_kind(std::move(e.kind));
-          out->set_severity(static_cast<v1::Severity>(e.severity));
-          out->set_detected_at_ms(e.detected_at_ms);
-          out->set_payload(std::move(e.payload));
-        }
-        if (!stream->Write(m)) {
-          write_failed = true;
-        } else {
-          last_sent = events->back().sequence;
-          sent_any = true;
-        }
-      }
-    }
-    if (bundles_v2 && !write_failed) {
+    bool sent_any = !write_failed && SendBatch(session, acked_now, &last_sent, &write_failed);
+    if (session.bundles_v2 && !write_failed) {
       if (clock_.MonotonicMs() >= next_expiry_ms) {
-        ExpireBundles();
+        bundles_.Expire();
         next_expiry_ms = clock_.MonotonicMs() + 60'000;
       }
-      if (PumpBundles(stream, &write_failed)) sent_any = true;
+      if (bundles_.Pump([&](const v1::AgentMessage& m) { return stream->Write(m); },
+                        &write_failed)) {
+        sent_any = true;
+      }
     }
     if (sent_any) continue;
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(options_.idle_poll_ms), [&] {
-      return stopping_ || reader_done || woken_ || !pongs.empty() || acked != acked_now;
+      return stopping_ || session.reader_done || woken_ || !session.pongs.empty() ||
+             session.acked != acked_now;
     });
     woken_ = false;
   }
@@ -927,10 +510,10 @@ Uplink::SessionResult Uplink::RunSession() {
   bool cancel;
   {
     std::unique_lock lock(mu_);
-    if (!stopping_ && !reader_done) {
-      cv_.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_ || reader_done; });
+    if (!stopping_ && !session.reader_done) {
+      cv_.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_ || session.reader_done; });
     }
-    cancel = stopping_ || !reader_done;
+    cancel = stopping_ || !session.reader_done;
   }
   if (cancel) ctx.TryCancel();
   reader.join();

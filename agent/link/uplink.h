@@ -8,14 +8,12 @@
 // reader thread that applies acks and queues pongs. Stop() cancels the
 // stream and joins both. Wake() may be called from any thread.
 //
-// Diagnostic bundles (protocol version 2, docs/protocol.md): a
-// BundleRequest from the collector is built by the injected builder on a
-// bundle thread into <bundle_dir>/<id>.tar.gz (kept with a <id>.json
-// sidecar across reconnects and restarts until the collector acknowledges
-// it, or `bundle_keep_ms` passes), offered, and streamed by the loop thread
-// in chunks read from disk, after any waiting event batch. The flight
-// recorder builds and offers a bundle of its own when the loop sends a
-// critical event whose payload says "raised" or "escalated".
+// Diagnostic bundles (protocol version 2, docs/protocol.md) are the
+// BundleSender's (agent/link/bundle_sender.h): the reader thread hands it
+// the collector's requests and acks, the loop thread lets it write offers
+// and chunks after any waiting event batch, and asks it for a flight
+// recorder capture when it sends a critical event whose payload says
+// "raised" or "escalated".
 
 #include <atomic>
 #include <condition_variable>
@@ -31,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "agent/link/bundle_sender.h"
 #include "agent/store/detector_state.h"
 #include "agent/store/outbox.h"
 #include "common/backoff.h"
@@ -42,24 +41,14 @@ class ClientContext;
 class Channel;
 }  // namespace grpc
 
+namespace setdiag::v1 {
+class AgentMessage;
+class Welcome;
+}  // namespace setdiag::v1
+
 namespace setdiag::agent {
 
-// What to build: from a BundleRequest, or the flight recorder.
-struct BundleBuildRequest {
-  std::string request_id;
-  std::string out_path;   // write the .tar.gz here
-  int64_t window_ms = 0;  // 0: the configured window
-  bool exclude_logs = false;
-  std::string reason;  // who asked and why (collector) or the event (flight recorder)
-};
-struct BuiltBundle {
-  std::string path;
-  uint64_t size = 0;
-  std::string sha256;         // of the whole .tar.gz, lowercase hex
-  std::string manifest_json;  // the bundle's manifest.json
-};
-// Runs on the uplink's bundle thread; may take as long as the build does.
-using BundleBuilder = std::function<absl::StatusOr<BuiltBundle>(const BundleBuildRequest&)>;
+namespace v1 = ::setdiag::v1;
 
 struct UplinkOptions {
   std::string target;  // "host:port" of the collector
@@ -132,33 +121,21 @@ class Uplink {
   void Wake();
   bool connected() const { return connected_.load(); }
 
-  // The flight recorder: capture a bundle for this episode now (once per
-  // episode and state). Called by the loop for critical events it sends.
-  void CaptureFlightRecorder(const std::string& episode, const std::string& event_kind,
-                             const std::string& state);
-
  private:
   struct SessionResult;
-  struct OutBundle;
+  struct Session;
   void Run();
   SessionResult RunSession();
-  bool bundles_enabled() const {
-    return !options_.bundle_dir.empty() && options_.bundle_builder != nullptr;
-  }
-  // Bundle state (guarded by bmu_).
-  void LoadBuiltBundles();
-  void BuilderLoop();
-  void ForgetBundle(const std::string& id, bool done_marker);  // bmu_ held
-  void ExpireBundles();
-  void NotifyLoop();
-  void OnBundleRequest(const std::string& id, uint64_t resume_offset, const std::string& sha256,
-                       int64_t window_ms, bool exclude_logs, const std::string& reason);
-  void OnBundleAck(const std::string& id, bool complete, bool cancelled);
-  void OnBundleSessionStart();
-  // Writes what bundle work is due on the stream (loop thread). Returns
-  // whether it wrote anything; false in `*write_failed` when a write failed.
-  template <typename Stream>
-  bool PumpBundles(Stream& stream, bool* write_failed);
+  v1::AgentMessage MakeHello();
+  v1::AgentMessage MakeStatus();
+  // Applies the collector's Welcome (resume point, renumbering); false when
+  // the outbox cannot follow it and the session must end.
+  bool ApplyWelcome(const v1::Welcome& welcome);
+  // The reader thread of a session: acks, pings, Overloaded, bundle messages.
+  void ReadLoop(Session& session);
+  // Sends the next batch after `*last_sent` if the in-flight window allows;
+  // returns whether one was sent (`*write_failed` when the write failed).
+  bool SendBatch(Session& session, uint64_t acked_now, uint64_t* last_sent, bool* write_failed);
 
   UplinkOptions options_;
   Outbox& outbox_;
@@ -177,13 +154,8 @@ class Uplink {
   std::atomic<bool> connected_{false};
   std::thread thread_;
 
-  std::mutex bmu_;
-  std::condition_variable bcv_;                                // the bundle thread waits on it
-  std::map<std::string, std::unique_ptr<OutBundle>> bundles_;  // by request id
-  std::deque<std::string> build_queue_;
-  std::deque<std::pair<std::string, std::string>> failures_;  // (id, error) to report
-  bool bundle_stopping_ = false;
-  std::thread builder_;
+  // After the members above: its builder thread may wake the loop.
+  BundleSender bundles_;
 };
 
 }  // namespace setdiag::agent

@@ -24,6 +24,7 @@
 
 #include "agent/sources/resolve.h"
 #include "common/digest.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -402,11 +403,10 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const PgConn
 
   // A name is resolved by c-ares within the connect timeout (agent/sources/resolve.h);
   // an IP literal is never looked up.
-  auto resolved = ResolveTcp(p.host, p.port, timeout);
-  if (!resolved.ok()) return resolved.status();
+  ASSIGN_OR_RETURN(auto resolved, ResolveTcp(p.host, p.port, timeout));
   std::vector<std::string> failures;
   absl::StatusCode code = absl::StatusCode::kUnavailable;
-  for (const ResolvedAddress& a : *resolved) {
+  for (const ResolvedAddress& a : resolved) {
     const std::string& text = a.text;
     const auto* addr = reinterpret_cast<const sockaddr*>(&a.addr);
     std::unique_ptr<PgConnection> c(new PgConnection());
@@ -463,14 +463,14 @@ absl::Status PgConnection::ConnectTo(const PgConnectParams& p, const void* addr,
     }
     if (errno == EAGAIN) return Broken(absl::UnavailableError(Cat("connect: ", ErrnoText(EAGAIN))));
     if (errno != EINPROGRESS) return Broken(absl::UnavailableError(ErrnoText(errno)));
-    if (absl::Status st = Wait(POLLOUT, deadline, "connecting"); !st.ok()) return st;
+    RETURN_IF_ERROR(Wait(POLLOUT, deadline, "connecting"));
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err != 0) return Broken(absl::UnavailableError(ErrnoText(err)));
   }
   if (family != AF_UNIX && p.sslmode != PgSslMode::kDisable) {
-    if (absl::Status st = StartTls(p, deadline); !st.ok()) return st;
+    RETURN_IF_ERROR(StartTls(p, deadline));
   }
   return Startup(p, deadline);
 }
@@ -479,17 +479,14 @@ absl::Status PgConnection::StartTls(const PgConnectParams& p, Clock::time_point 
   std::string request;
   PutInt32(&request, 8);
   PutInt32(&request, kSslRequestCode);
-  if (absl::Status st = SendAll(request, deadline); !st.ok()) return st;
+  RETURN_IF_ERROR(SendAll(request, deadline));
   // Exactly one byte: anything the server sent after it would be unencrypted
   // data injected before the handshake (CVE-2021-23222).
   char answer = 0;
   while (true) {
     ssize_t n = recv(fd_, &answer, 1, 0);
     if (n == 1) break;
-    if (absl::Status st = AfterIo(n, POLLIN, deadline, "waiting for the answer to the SSL request");
-        !st.ok()) {
-      return st;
-    }
+    RETURN_IF_ERROR(AfterIo(n, POLLIN, deadline, "waiting for the answer to the SSL request"));
   }
   if (answer == 'N') {
     if (p.sslmode == PgSslMode::kRequire) {
@@ -539,7 +536,10 @@ absl::Status PgConnection::StartTls(const PgConnectParams& p, Clock::time_point 
   }
 }
 
-absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point deadline) {
+namespace {
+
+// The StartupMessage's body: protocol 3.0 and the non-empty parameters.
+std::string StartupBody(const PgConnectParams& p) {
   std::string body;
   PutInt32(&body, kProtocol30);
   auto param = [&body](std::string_view k, std::string_view v) {
@@ -552,124 +552,118 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
   param("application_name", p.application_name);
   param("options", p.options);
   body.push_back('\0');
-  if (absl::Status st = SendAll(Frame(0, body), deadline); !st.ok()) return st;
+  return body;
+}
 
+// Refuses a weaker method once SCRAM has started: a man in the middle
+// would ask for the password in clear (or an MD5 answer to attack).
+absl::Status NoDowngrade(const std::optional<pgwire::ScramSha256>& scram, const char* method) {
+  if (!scram) return absl::OkStatus();
+  return absl::UnavailableError(Cat("the server asks for a ", method,
+                                    " password in the middle of a SCRAM exchange: refused (a "
+                                    "downgrade, possibly a man in the middle)"));
+}
+
+absl::Status NeedPassword(const PgConnectParams& p, const char* method) {
+  if (!p.password.empty()) return absl::OkStatus();
+  return absl::UnavailableError(
+      Cat("the server asks for a password (", method, ") but none is configured"));
+}
+
+// AuthenticationCleartextPassword (3): the PasswordMessage to send.
+absl::StatusOr<std::string> CleartextAnswer(const PgConnectParams& p,
+                                            const std::optional<pgwire::ScramSha256>& scram) {
+  RETURN_IF_ERROR(NoDowngrade(scram, "cleartext"));
+  RETURN_IF_ERROR(NeedPassword(p, "password"));
+  return Frame('p', Cat(p.password, '\0'));
+}
+
+// AuthenticationMD5Password (5), `rest` starting with the salt: the
+// PasswordMessage to send.
+absl::StatusOr<std::string> Md5Answer(const PgConnectParams& p, std::string_view rest,
+                                      const std::optional<pgwire::ScramSha256>& scram) {
+  Reader r(rest);
+  std::string_view salt;
+  if (!r.Bytes(4, &salt)) return absl::UnavailableError("protocol error: short MD5 salt");
+  RETURN_IF_ERROR(NoDowngrade(scram, "MD5"));
+  RETURN_IF_ERROR(NeedPassword(p, "md5"));
+  return Frame('p', Cat(pgwire::Md5Password(p.user, p.password, salt), '\0'));
+}
+
+// AuthenticationSASL (10), `rest` listing the mechanisms: starts the SCRAM
+// client in *scram and gives the SASLInitialResponse to send.
+absl::StatusOr<std::string> SaslInitialAnswer(const PgConnectParams& p, std::string_view rest,
+                                              std::optional<pgwire::ScramSha256>* scram) {
+  Reader r(rest);
+  bool offered = false;
+  std::string all;
+  std::string_view mech;
+  while (r.CString(&mech) && !mech.empty()) {
+    offered = offered || mech == "SCRAM-SHA-256";
+    Append(&all, all.empty() ? "" : ", ", mech);
+  }
+  if (!offered) return absl::UnavailableError(Cat("unsupported SASL mechanism(s): ", all));
+  if (*scram) return absl::UnavailableError("protocol error: second SASL exchange");
+  RETURN_IF_ERROR(NeedPassword(p, "SCRAM-SHA-256"));
+  scram->emplace("", p.password);
+  std::string first = (*scram)->ClientFirst(), msg;
+  PutCString(&msg, "SCRAM-SHA-256");
+  PutInt32(&msg, static_cast<int32_t>(first.size()));
+  msg += first;
+  return Frame('p', msg);
+}
+
+// AuthenticationSASLContinue (11), `rest` the server-first-message: the
+// SASLResponse (client-final-message) to send.
+absl::StatusOr<std::string> SaslContinueAnswer(std::string_view rest,
+                                               std::optional<pgwire::ScramSha256>& scram,
+                                               Clock::time_point deadline) {
+  if (!scram) return absl::UnavailableError("protocol error: SASLContinue without SASL");
+  ASSIGN_OR_RETURN(std::string final_msg, scram->ClientFinal(rest));
+  if (Clock::now() >= deadline)  // PBKDF2 itself does not look at the clock
+    return absl::DeadlineExceededError("timeout while computing the SCRAM proof");
+  return Frame('p', final_msg);
+}
+
+// The methods this client does not speak, named.
+absl::Status UnsupportedAuthMethod(int32_t code) {
+  switch (code) {
+    case 2:
+      return absl::UnavailableError("Kerberos V5 authentication is not supported");
+    case 6:
+      return absl::UnavailableError("SCM credentials authentication is not supported");
+    case 7:
+    case 8:
+      return absl::UnavailableError("GSSAPI authentication is not supported");
+    case 9:
+      return absl::UnavailableError("SSPI authentication is not supported");
+    default:
+      return absl::UnavailableError(Cat("authentication method ", code, " is not supported"));
+  }
+}
+
+}  // namespace
+
+struct PgConnection::AuthExchange {
   std::optional<pgwire::ScramSha256> scram;
   bool scram_verified = false;
-  bool& authenticated = authenticated_;
-  // Refuses a weaker method once SCRAM has started: a man in the middle
-  // would ask for the password in clear (or an MD5 answer to attack).
-  auto no_downgrade = [&scram](const char* method) -> absl::Status {
-    if (!scram) return absl::OkStatus();
-    return absl::UnavailableError(Cat("the server asks for a ", method,
-                                      " password in the middle of a SCRAM exchange: refused (a "
-                                      "downgrade, possibly a man in the middle)"));
-  };
-  auto need_password = [&p](const char* method) -> absl::Status {
-    if (!p.password.empty()) return absl::OkStatus();
-    return absl::UnavailableError(
-        Cat("the server asks for a password (", method, ") but none is configured"));
-  };
+};
+
+absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point deadline) {
+  RETURN_IF_ERROR(SendAll(Frame(0, StartupBody(p)), deadline));
+  AuthExchange auth;
   while (true) {
-    auto m = ReadMessage(deadline);
-    if (!m.ok()) return m.status();
-    Reader r(m->body);
-    switch (m->type) {
-      case 'R': {
-        int32_t code = -1;
-        if (!r.Int32(&code))
-          return Broken(absl::UnavailableError("protocol error: short authentication request"));
-        absl::Status st;
-        if (authenticated && code != 0)
-          return Broken(
-              absl::UnavailableError("protocol error: authentication after AuthenticationOk"));
-        switch (code) {
-          case 0:
-            if (scram && !scram_verified) {
-              return Broken(absl::UnavailableError(
-                  "SCRAM: the server ended the exchange without proving itself"));
-            }
-            authenticated = true;
-            break;
-          case 3:
-            if (st = no_downgrade("cleartext"); !st.ok()) break;
-            if (st = need_password("password"); st.ok())
-              st = SendAll(Frame('p', Cat(p.password, '\0')), deadline);
-            break;
-          case 5: {
-            std::string_view salt;
-            if (!r.Bytes(4, &salt))
-              return Broken(absl::UnavailableError("protocol error: short MD5 salt"));
-            if (st = no_downgrade("MD5"); !st.ok()) break;
-            if (st = need_password("md5"); st.ok()) {
-              st = SendAll(Frame('p', Cat(pgwire::Md5Password(p.user, p.password, salt), '\0')),
-                           deadline);
-            }
-            break;
-          }
-          case 10: {
-            bool offered = false;
-            std::string all;
-            std::string_view mech;
-            while (r.CString(&mech) && !mech.empty()) {
-              offered = offered || mech == "SCRAM-SHA-256";
-              Append(&all, all.empty() ? "" : ", ", mech);
-            }
-            if (!offered)
-              return Broken(absl::UnavailableError(Cat("unsupported SASL mechanism(s): ", all)));
-            if (scram)
-              return Broken(absl::UnavailableError("protocol error: second SASL exchange"));
-            if (st = need_password("SCRAM-SHA-256"); !st.ok()) break;
-            scram.emplace("", p.password);
-            std::string first = scram->ClientFirst(), msg;
-            PutCString(&msg, "SCRAM-SHA-256");
-            PutInt32(&msg, static_cast<int32_t>(first.size()));
-            msg += first;
-            st = SendAll(Frame('p', msg), deadline);
-            break;
-          }
-          case 11: {
-            if (!scram)
-              return Broken(absl::UnavailableError("protocol error: SASLContinue without SASL"));
-            auto final_msg = scram->ClientFinal(r.rest());
-            if (!final_msg.ok())
-              st = final_msg.status();
-            else if (Clock::now() >= deadline)  // PBKDF2 itself does not look at the clock
-              st = absl::DeadlineExceededError("timeout while computing the SCRAM proof");
-            else
-              st = SendAll(Frame('p', *final_msg), deadline);
-            break;
-          }
-          case 12:
-            if (!scram)
-              return Broken(absl::UnavailableError("protocol error: SASLFinal without SASL"));
-            st = scram->VerifyServerFinal(r.rest());
-            scram_verified = st.ok();
-            break;
-          case 2:
-            st = absl::UnavailableError("Kerberos V5 authentication is not supported");
-            break;
-          case 6:
-            st = absl::UnavailableError("SCM credentials authentication is not supported");
-            break;
-          case 7:
-          case 8:
-            st = absl::UnavailableError("GSSAPI authentication is not supported");
-            break;
-          case 9:
-            st = absl::UnavailableError("SSPI authentication is not supported");
-            break;
-          default:
-            st = absl::UnavailableError(Cat("authentication method ", code, " is not supported"));
-        }
-        if (!st.ok()) return Broken(st);
+    ASSIGN_OR_RETURN(auto m, ReadMessage(deadline));
+    Reader r(m.body);
+    switch (m.type) {
+      case 'R':
+        if (absl::Status st = OnAuthRequest(p, m.body, auth, deadline); !st.ok()) return Broken(st);
         break;
-      }
       case 'E':
         // Refused before authentication on TLS (e.g. only hostnossl lines in
         // pg_hba.conf): libpq retries without TLS in prefer mode.
-        if (ssl_ != nullptr && !authenticated) retry_without_tls_ = true;
-        return Broken(ServerErrorStatus(pgwire::ParseErrorResponse(m->body)));
+        if (ssl_ != nullptr && !authenticated_) retry_without_tls_ = true;
+        return Broken(ServerErrorStatus(pgwire::ParseErrorResponse(m.body)));
       case 'S': {
         std::string_view k, v;
         if (r.CString(&k) && r.CString(&v)) parameters_[std::string(k)] = std::string(v);
@@ -685,15 +679,57 @@ absl::Status PgConnection::Startup(const PgConnectParams& p, Clock::time_point d
       case 'v':
         break;  // notice; NegotiateProtocolVersion (we ask for nothing optional)
       case 'Z':
-        if (!authenticated)
+        if (!authenticated_)
           return Broken(
               absl::UnavailableError("protocol error: ReadyForQuery before authentication"));
         return absl::OkStatus();
       default:
         return Broken(absl::UnavailableError(
-            Cat("protocol error: unexpected message ", TypeName(m->type), " at startup")));
+            Cat("protocol error: unexpected message ", TypeName(m.type), " at startup")));
     }
   }
+}
+
+absl::Status PgConnection::OnAuthRequest(const PgConnectParams& p, std::string_view body,
+                                         AuthExchange& auth, Clock::time_point deadline) {
+  Reader r(body);
+  int32_t code = -1;
+  if (!r.Int32(&code))
+    return absl::UnavailableError("protocol error: short authentication request");
+  if (authenticated_ && code != 0)
+    return absl::UnavailableError("protocol error: authentication after AuthenticationOk");
+  absl::StatusOr<std::string> answer;
+  switch (code) {
+    case 0:
+      if (auth.scram && !auth.scram_verified) {
+        return absl::UnavailableError(
+            "SCRAM: the server ended the exchange without proving itself");
+      }
+      authenticated_ = true;
+      return absl::OkStatus();
+    case 3:
+      answer = CleartextAnswer(p, auth.scram);
+      break;
+    case 5:
+      answer = Md5Answer(p, r.rest(), auth.scram);
+      break;
+    case 10:
+      answer = SaslInitialAnswer(p, r.rest(), &auth.scram);
+      break;
+    case 11:
+      answer = SaslContinueAnswer(r.rest(), auth.scram, deadline);
+      break;
+    case 12: {
+      if (!auth.scram) return absl::UnavailableError("protocol error: SASLFinal without SASL");
+      absl::Status st = auth.scram->VerifyServerFinal(r.rest());
+      auth.scram_verified = st.ok();
+      return st;
+    }
+    default:
+      return UnsupportedAuthMethod(code);
+  }
+  if (!answer.ok()) return answer.status();
+  return SendAll(*answer, deadline);
 }
 
 absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
@@ -701,7 +737,7 @@ absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
   if (!ok()) return absl::FailedPreconditionError("the connection is broken");
   if (sql.find('\0') != std::string_view::npos)
     return absl::InvalidArgumentError("query contains a NUL byte");
-  if (absl::Status st = SendAll(Frame('Q', Cat(sql, '\0')), deadline); !st.ok()) return st;
+  RETURN_IF_ERROR(SendAll(Frame('Q', Cat(sql, '\0')), deadline));
   PgResult result;
   bool described = false;             // a RowDescription came in the current statement
   size_t result_bytes = 0;            // all DataRows of this query, with overhead
@@ -769,11 +805,8 @@ absl::StatusOr<PgResult> PgConnection::SimpleQuery(std::string_view sql,
       }
       case 'G': {  // CopyInResponse: refuse; the server answers with an error, then ReadyForQuery
         fail(absl::UnimplementedError("COPY is not supported"));
-        if (absl::Status st =
-                SendAll(Frame('f', Cat("COPY is not supported by setdiag", '\0')), deadline);
-            !st.ok()) {
-          return st;
-        }
+        RETURN_IF_ERROR(
+            SendAll(Frame('f', Cat("COPY is not supported by setdiag", '\0')), deadline));
         break;
       }
       case 'H':  // CopyOutResponse: CopyData / CopyDone follow; drop them
@@ -850,8 +883,8 @@ absl::Status PgConnection::SendAll(std::string_view data, Clock::time_point dead
             : send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
-    } else if (absl::Status st = AfterIo(n, POLLOUT, deadline, "sending to the server"); !st.ok()) {
-      return st;
+    } else {
+      RETURN_IF_ERROR(AfterIo(n, POLLOUT, deadline, "sending to the server"));
     }
   }
   return absl::OkStatus();
@@ -868,8 +901,7 @@ absl::Status PgConnection::ReadSome(Clock::time_point deadline) {
       in_.append(buf, static_cast<size_t>(n));
       return absl::OkStatus();
     }
-    if (absl::Status st = AfterIo(n, POLLIN, deadline, "waiting for the server"); !st.ok())
-      return st;
+    RETURN_IF_ERROR(AfterIo(n, POLLIN, deadline, "waiting for the server"));
   }
 }
 
@@ -900,7 +932,7 @@ absl::StatusOr<PgConnection::Message> PgConnection::ReadMessage(Clock::time_poin
       in_.erase(0, in_pos_);
       in_pos_ = 0;
     }
-    if (absl::Status st = ReadSome(deadline); !st.ok()) return st;
+    RETURN_IF_ERROR(ReadSome(deadline));
   }
 }
 

@@ -135,6 +135,13 @@ class PgConnection {
                          Clock::time_point deadline);
   absl::Status StartTls(const PgConnectParams& p, Clock::time_point deadline);
   absl::Status Startup(const PgConnectParams& p, Clock::time_point deadline);
+  // The authentication exchange during Startup (the SCRAM client, once started).
+  struct AuthExchange;
+  // Handles one AuthenticationRequest ('R', its body): answers the server's
+  // request (password, MD5, SASL), checks the SCRAM server-final, or takes
+  // AuthenticationOk. An error breaks the connection (the caller's Broken()).
+  absl::Status OnAuthRequest(const PgConnectParams& p, std::string_view body, AuthExchange& auth,
+                             Clock::time_point deadline);
   absl::Status Wait(short events, Clock::time_point deadline, const char* what);
   // After a send/recv/SSL_* call that returned n <= 0: waits for what the
   // call needs (want: POLLIN or POLLOUT for plain sockets), or breaks the

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -413,12 +414,11 @@ absl::StatusOr<PgConnection*> SetDatabase::Connection(const std::string& databas
 absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::Query(
     const std::string& database, Slot* slot, const std::string& sql, int columns, const char* key,
     int* got_columns) {
-  auto conn = Connection(database, slot);
-  if (!conn.ok()) return conn.status();
+  ASSIGN_OR_RETURN(auto conn, Connection(database, slot));
   auto deadline =
       PgConnection::Clock::now() + std::chrono::milliseconds(config_.query_timeout_ms + 5000);
-  auto res = (*conn)->SimpleQuery(sql, deadline);
-  const bool sound = (*conn)->ok();
+  auto res = (conn)->SimpleQuery(sql, deadline);
+  const bool sound = (conn)->ok();
   if (!sound) slot->reset();  // reconnect on the next call
   if (!res.ok()) {
     std::string msg = FirstLine(res.status().message());
@@ -456,11 +456,10 @@ absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::Run(SetSource
                                                                        int columns) {
   const std::string& database = DatabaseOf(source);
   Slot* slot = SlotOf(source);
-  auto conn = Connection(database, slot);
-  if (!conn.ok()) return conn.status();
+  ASSIGN_OR_RETURN(auto conn, Connection(database, slot));
   // A table or column SET creates later (a store being set up, an upgrade
   // under way) is noticed without a reconnect.
-  if (queries_[source].sql.empty()) Inspect(database, *conn);
+  if (queries_[source].sql.empty()) Inspect(database, conn);
   const Resolved& q = queries_[source];
   if (q.sql.empty()) {
     return absl::FailedPreconditionError(Cat(
@@ -474,10 +473,9 @@ absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::Run(SetSource
 }
 
 absl::StatusOr<std::vector<RosterRow>> SetDatabase::ReadRoster() {
-  auto rows = Run(SetSource::kRoster, 3);
-  if (!rows.ok()) return rows.status();
+  ASSIGN_OR_RETURN(auto rows, Run(SetSource::kRoster, 3));
   std::vector<RosterRow> out;
-  for (auto& r : *rows) {
+  for (auto& r : rows) {
     int number = 0;
     auto [p, ec] = std::from_chars(r[0].data(), r[0].data() + r[0].size(), number);
     if (ec != std::errc()) continue;  // not a till number: skip, never guess
@@ -501,10 +499,9 @@ absl::StatusOr<std::vector<std::vector<std::string>>> SetDatabase::ReadTransport
 }
 
 absl::StatusOr<std::map<int, int64_t>> SetDatabase::ReadActivity() {
-  auto rows = Run(SetSource::kActivity, 2);
-  if (!rows.ok()) return rows.status();
+  ASSIGN_OR_RETURN(auto rows, Run(SetSource::kActivity, 2));
   std::map<int, int64_t> out;
-  for (auto& r : *rows) {
+  for (auto& r : rows) {
     int number = 0;
     int64_t ms = 0;
     auto a = std::from_chars(r[0].data(), r[0].data() + r[0].size(), number);

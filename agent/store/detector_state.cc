@@ -2,6 +2,7 @@
 
 #include "agent/store/state_schema.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -34,23 +35,19 @@ std::vector<HeldEpisode> HeldEpisodesOf(const nlohmann::json& state) {
 
 absl::StatusOr<std::shared_ptr<DetectorStateStore>> DetectorStateStore::Open(
     const std::string& path, int busy_timeout_ms) {
-  auto db = sql::Db::Open(path, busy_timeout_ms);
-  if (!db.ok()) return db.status();
-  if (auto st = MigrateStateDb(*db, path); !st.ok()) return st;
-  return std::shared_ptr<DetectorStateStore>(new DetectorStateStore(std::move(*db)));
+  ASSIGN_OR_RETURN(auto db, sql::Db::Open(path, busy_timeout_ms));
+  RETURN_IF_ERROR(MigrateStateDb(db, path));
+  return std::shared_ptr<DetectorStateStore>(new DetectorStateStore(std::move(db)));
 }
 
 absl::StatusOr<std::optional<nlohmann::json>> DetectorStateStore::Load(std::string_view detector) {
   std::lock_guard lock(mu_);
-  auto stmt = db_.Prepare("SELECT state FROM detector_state WHERE detector = ?1");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, detector);
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return std::optional<nlohmann::json>();
-  auto j = ParseState(detector, stmt->Text(0));
-  if (!j.ok()) return j.status();
-  return std::optional<nlohmann::json>(std::move(*j));
+  ASSIGN_OR_RETURN(auto stmt, db_.Prepare("SELECT state FROM detector_state WHERE detector = ?1"));
+  stmt.Bind(1, detector);
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  if (!row) return std::optional<nlohmann::json>();
+  ASSIGN_OR_RETURN(auto j, ParseState(detector, stmt.Text(0)));
+  return std::optional<nlohmann::json>(std::move(j));
 }
 
 absl::Status DetectorStateStore::Save(std::string_view detector, const nlohmann::json& state,
@@ -74,10 +71,9 @@ absl::Status DetectorStateStore::Save(std::string_view detector, const nlohmann:
 
 absl::Status DetectorStateStore::Forget(std::string_view detector) {
   std::lock_guard lock(mu_);
-  auto stmt = db_.Prepare("DELETE FROM detector_state WHERE detector = ?1");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, detector);
-  absl::Status st = stmt->Run();
+  ASSIGN_OR_RETURN(auto stmt, db_.Prepare("DELETE FROM detector_state WHERE detector = ?1"));
+  stmt.Bind(1, detector);
+  absl::Status st = stmt.Run();
   if (st.ok()) {
     if (auto it = stale_.find(detector); it != stale_.end()) stale_.erase(it);
   }
@@ -90,17 +86,15 @@ absl::StatusOr<std::vector<HeldEpisode>> DetectorStateStore::HeldEpisodes() {
     return absl::FailedPreconditionError(Cat("the raised conditions of '", *stale_.begin(),
                                              "' could not be saved; the stored ones are stale"));
   }
-  auto stmt = db_.Prepare("SELECT detector, state FROM detector_state ORDER BY detector");
-  if (!stmt.ok()) return stmt.status();
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_.Prepare("SELECT detector, state FROM detector_state ORDER BY detector"));
   std::vector<HeldEpisode> out;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    std::string detector = stmt->Text(0);
-    auto j = ParseState(detector, stmt->Text(1));
-    if (!j.ok()) return j.status();
-    for (auto& h : HeldEpisodesOf(*j)) out.push_back(std::move(h));
+    ASSIGN_OR_RETURN(auto row, stmt.Step());
+    if (!row) break;
+    std::string detector = stmt.Text(0);
+    ASSIGN_OR_RETURN(auto j, ParseState(detector, stmt.Text(1)));
+    for (auto& h : HeldEpisodesOf(j)) out.push_back(std::move(h));
   }
   return out;
 }

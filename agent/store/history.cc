@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/schema.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -41,19 +42,18 @@ absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::Open(const std::stri
           Cat("no history at ", path, " (the agent has not recorded any finding yet)"));
     }
   }
-  auto db = sql::Db::Open(path, kBusyTimeoutMs);
-  if (!db.ok()) return db.status();
-  std::unique_ptr<HistoryStore> store(new HistoryStore(std::move(*db)));
+  ASSIGN_OR_RETURN(auto db, sql::Db::Open(path, kBusyTimeoutMs));
+  std::unique_ptr<HistoryStore> store(new HistoryStore(std::move(db)));
   if (read_only) {
-    if (auto st = store->db_.Exec("PRAGMA query_only=ON"); !st.ok()) return st;
-  } else if (auto st = store->InitSchema(path); !st.ok()) {
-    return st;
+    RETURN_IF_ERROR(store->db_.Exec("PRAGMA query_only=ON"));
+  } else {
+    RETURN_IF_ERROR(store->InitSchema(path));
   }
   return store;
 }
 
 absl::Status HistoryStore::InitSchema(const std::string& path) {
-  if (auto st = db_.Exec("PRAGMA synchronous=NORMAL"); !st.ok()) return st;
+  RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous=NORMAL"));
   auto r = sql::Migrate(db_, "history", path, kSteps);
   return r.ok() ? absl::OkStatus() : r.status();
 }
@@ -72,11 +72,10 @@ absl::Status HistoryStore::Append(const HistoryRecord& r, int64_t now_ms) {
       .Bind(5, now_ms)
       .Bind(6, r.component)
       .Bind(7, r.payload);
-  if (auto st = stmt->Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(stmt->Run());
   if (now_ms - last_prune_ms_ >= kPruneEveryMs) {
-    auto del = db_.Prepare("DELETE FROM findings WHERE recorded_at_ms < ?");
-    if (!del.ok()) return del.status();
-    if (auto st = del->Bind(1, now_ms - kKeepMs).Run(); !st.ok()) return st;
+    ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM findings WHERE recorded_at_ms < ?"));
+    RETURN_IF_ERROR(del.Bind(1, now_ms - kKeepMs).Run());
     last_prune_ms_ = now_ms;
   }
   return absl::OkStatus();
@@ -105,9 +104,8 @@ absl::StatusOr<int64_t> HistoryStore::Scan(int64_t from_ms, int64_t to_ms, int64
   stmt->Bind(1, from_ms).Bind(2, to_ms).Bind(3, limit);
   int64_t n = 0;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     HistoryRecord r;
     r.id = stmt->Int(0);
     r.seq = static_cast<uint64_t>(stmt->Int(1));
@@ -125,9 +123,8 @@ absl::StatusOr<int64_t> HistoryStore::Scan(int64_t from_ms, int64_t to_ms, int64
 
 absl::StatusOr<int64_t> HistoryStore::Prune(int64_t now_ms) {
   std::lock_guard lock(mu_);
-  auto del = db_.Prepare("DELETE FROM findings WHERE recorded_at_ms < ?");
-  if (!del.ok()) return del.status();
-  if (auto st = del->Bind(1, now_ms - kKeepMs).Run(); !st.ok()) return st;
+  ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM findings WHERE recorded_at_ms < ?"));
+  RETURN_IF_ERROR(del.Bind(1, now_ms - kKeepMs).Run());
   last_prune_ms_ = now_ms;
   return db_.Changes();
 }

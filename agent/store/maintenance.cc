@@ -4,7 +4,10 @@
 
 #include "absl/time/time.h"
 #include "agent/store/state_schema.h"
+#include "common/status.h"
 #include "common/strings.h"
+#include "common/time_format.h"
+#include "common/utf8.h"
 
 namespace setdiag::agent {
 namespace {
@@ -22,44 +25,7 @@ MaintenanceWindow FromRow(const sql::Stmt& s) {
   return w;
 }
 
-std::string Utc(int64_t unix_ms) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(unix_ms),
-                          absl::UTCTimeZone());
-}
-
-// The text ends up in JSON events (which must be valid UTF-8) and in one-line
-// reasons, so control characters and broken UTF-8 are refused at the door.
-bool IsPrintableUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) return false;
-    size_t extra;
-    uint32_t min;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      extra = 1, min = 0x80, cp = c & 0x1fu;
-    } else if ((c & 0xf0) == 0xe0) {
-      extra = 2, min = 0x800, cp = c & 0x0fu;
-    } else if ((c & 0xf8) == 0xf0) {
-      extra = 3, min = 0x10000, cp = c & 0x07u;
-    } else {
-      return false;
-    }
-    if (extra >= s.size() - i) return false;  // truncated sequence
-    for (size_t k = 1; k <= extra; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += extra + 1;
-  }
-  return true;
-}
+std::string Utc(int64_t unix_ms) { return FormatUnixMs(unix_ms, "%Y-%m-%d %H:%M:%S UTC"); }
 
 absl::Status CheckText(std::string_view what, std::string_view value, size_t max_bytes) {
   if (value.empty()) return absl::InvalidArgumentError(Cat(what, " is required"));
@@ -77,10 +43,9 @@ absl::Status CheckText(std::string_view what, std::string_view value, size_t max
 }  // namespace
 
 absl::StatusOr<MaintenanceStore> MaintenanceStore::Open(const std::string& path) {
-  auto db = sql::Db::Open(path);
-  if (!db.ok()) return db.status();
-  if (auto st = MigrateStateDb(*db, path); !st.ok()) return st;
-  return MaintenanceStore(std::move(*db));
+  ASSIGN_OR_RETURN(auto db, sql::Db::Open(path));
+  RETURN_IF_ERROR(MigrateStateDb(db, path));
+  return MaintenanceStore(std::move(db));
 }
 
 absl::StatusOr<MaintenanceWindow> MaintenanceStore::Add(int64_t start_ms, int64_t duration_ms,
@@ -88,10 +53,8 @@ absl::StatusOr<MaintenanceWindow> MaintenanceStore::Add(int64_t start_ms, int64_
                                                         std::string_view opened_by) {
   reason = Trim(reason);
   opened_by = Trim(opened_by);
-  if (auto st = CheckText("maintenance reason", reason, kMaxReasonBytes); !st.ok()) return st;
-  if (auto st = CheckText("maintenance opened_by", opened_by, kMaxOpenedByBytes); !st.ok()) {
-    return st;
-  }
+  RETURN_IF_ERROR(CheckText("maintenance reason", reason, kMaxReasonBytes));
+  RETURN_IF_ERROR(CheckText("maintenance opened_by", opened_by, kMaxOpenedByBytes));
   if (duration_ms < kMinDurationMs || duration_ms > kMaxDurationMs) {
     return absl::InvalidArgumentError(
         Cat("maintenance duration must be between 1 minute and 7 days, got ", duration_ms / 1000,
@@ -110,7 +73,7 @@ absl::StatusOr<MaintenanceWindow> MaintenanceStore::Add(int64_t start_ms, int64_
       "INSERT INTO maintenance(start_ms, end_ms, reason, opened_by) VALUES (?1, ?2, ?3, ?4)");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, w.start_ms).Bind(2, w.end_ms).Bind(3, w.reason).Bind(4, w.opened_by);
-  if (auto st = stmt->Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(stmt->Run());
   w.id = sqlite3_last_insert_rowid(db_.raw());
   return w;
 }
@@ -123,9 +86,8 @@ absl::StatusOr<std::vector<MaintenanceWindow>> MaintenanceStore::Query(
   if (now_ms) stmt->Bind(1, *now_ms);
   std::vector<MaintenanceWindow> out;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     out.push_back(FromRow(*stmt));
   }
   return out;
@@ -145,16 +107,14 @@ absl::StatusOr<std::vector<MaintenanceWindow>> MaintenanceStore::ActiveAt(int64_
 absl::StatusOr<MaintenanceWindow> MaintenanceStore::Cancel(int64_t id, int64_t now_ms) {
   // Read and update under one write lock, so a concurrent cancel or a window
   // ending meanwhile cannot be reported as a success twice.
-  auto tx = sql::Transaction::Begin(db_);
-  if (!tx.ok()) return tx.status();
-  auto stmt = db_.Prepare(Cat("SELECT ", kColumns, " FROM maintenance WHERE id = ?1"));
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, id);
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return absl::NotFoundError(Cat("maintenance window ", id, " does not exist"));
-  MaintenanceWindow w = FromRow(*stmt);
-  stmt->Reset();
+  ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db_));
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_.Prepare(Cat("SELECT ", kColumns, " FROM maintenance WHERE id = ?1")));
+  stmt.Bind(1, id);
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  if (!row) return absl::NotFoundError(Cat("maintenance window ", id, " does not exist"));
+  MaintenanceWindow w = FromRow(stmt);
+  stmt.Reset();
   if (w.cancelled_ms && *w.cancelled_ms <= now_ms) {
     return absl::NotFoundError(
         Cat("maintenance window ", id, " was already cancelled at ", Utc(*w.cancelled_ms)));
@@ -162,11 +122,11 @@ absl::StatusOr<MaintenanceWindow> MaintenanceStore::Cancel(int64_t id, int64_t n
   if (w.end_ms <= now_ms) {
     return absl::NotFoundError(Cat("maintenance window ", id, " already ended at ", Utc(w.end_ms)));
   }
-  auto update = db_.Prepare("UPDATE maintenance SET cancelled_ms = ?2 WHERE id = ?1");
-  if (!update.ok()) return update.status();
-  update->Bind(1, id).Bind(2, now_ms);
-  if (auto st = update->Run(); !st.ok()) return st;
-  if (auto st = tx->Commit(); !st.ok()) return st;
+  ASSIGN_OR_RETURN(auto update,
+                   db_.Prepare("UPDATE maintenance SET cancelled_ms = ?2 WHERE id = ?1"));
+  update.Bind(1, id).Bind(2, now_ms);
+  RETURN_IF_ERROR(update.Run());
+  RETURN_IF_ERROR(tx.Commit());
   w.cancelled_ms = now_ms;
   return w;
 }

@@ -13,6 +13,7 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "common/schema.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -176,13 +177,11 @@ Outbox::Outbox(sql::Db db, OutboxLimits limits, Clock& clock, bool in_memory)
 absl::StatusOr<std::unique_ptr<Outbox>> Outbox::OpenWithoutRepair(const std::string& path,
                                                                   OutboxLimits limits,
                                                                   Clock& clock) {
-  auto db = sql::Db::Open(path);
-  if (!db.ok()) return db.status();
-  auto check = db->QueryText("PRAGMA quick_check");
-  if (!check.ok()) return check.status();
-  if (*check != "ok") return absl::DataLossError(Cat("integrity check failed: ", *check));
-  std::unique_ptr<Outbox> box(new Outbox(std::move(*db), limits, clock, path == ":memory:"));
-  if (auto st = box->InitSchema(path); !st.ok()) return st;
+  ASSIGN_OR_RETURN(auto db, sql::Db::Open(path));
+  ASSIGN_OR_RETURN(auto check, db.QueryText("PRAGMA quick_check"));
+  if (check != "ok") return absl::DataLossError(Cat("integrity check failed: ", check));
+  std::unique_ptr<Outbox> box(new Outbox(std::move(db), limits, clock, path == ":memory:"));
+  RETURN_IF_ERROR(box->InitSchema(path));
   return box;
 }
 
@@ -229,15 +228,15 @@ std::unique_ptr<Outbox> Outbox::Open(const std::string& path, OutboxLimits limit
 }
 
 absl::Status Outbox::InitSchema(const std::string& path) {
-  if (auto st = db_.Exec("PRAGMA synchronous=NORMAL"); !st.ok()) return st;
+  RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous=NORMAL"));
   if (auto r = sql::Migrate(db_, "outbox", path, kSteps); !r.ok()) return r.status();
   auto id = db_.QueryText("SELECT tvalue FROM meta WHERE key='outbox_id'");
   if (!id.ok()) return id.status();
   if (id->empty()) {
     std::string fresh_id = RandomHex(16);
-    auto stmt = db_.Prepare("INSERT OR IGNORE INTO meta(key, tvalue) VALUES ('outbox_id', ?)");
-    if (!stmt.ok()) return stmt.status();
-    if (auto st = stmt->Bind(1, fresh_id).Run(); !st.ok()) return st;
+    ASSIGN_OR_RETURN(
+        auto stmt, db_.Prepare("INSERT OR IGNORE INTO meta(key, tvalue) VALUES ('outbox_id', ?)"));
+    RETURN_IF_ERROR(stmt.Bind(1, fresh_id).Run());
     id = db_.QueryText("SELECT tvalue FROM meta WHERE key='outbox_id'");
     if (!id.ok()) return id.status();
   }
@@ -246,42 +245,37 @@ absl::Status Outbox::InitSchema(const std::string& path) {
 }
 
 absl::StatusOr<int64_t> Outbox::Meta(sql::Db& db, const char* key) {
-  auto stmt = db.Prepare("SELECT ivalue FROM meta WHERE key=?");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, std::string_view(key));
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return absl::DataLossError(Cat("outbox meta key ", key, " missing"));
-  return stmt->Int(0);
+  ASSIGN_OR_RETURN(auto stmt, db.Prepare("SELECT ivalue FROM meta WHERE key=?"));
+  stmt.Bind(1, std::string_view(key));
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  if (!row) return absl::DataLossError(Cat("outbox meta key ", key, " missing"));
+  return stmt.Int(0);
 }
 
 absl::Status Outbox::SetMeta(const char* key, int64_t value) {
-  auto stmt = db_.Prepare("UPDATE meta SET ivalue=? WHERE key=?");
-  if (!stmt.ok()) return stmt.status();
-  return stmt->Bind(1, value).Bind(2, std::string_view(key)).Run();
+  ASSIGN_OR_RETURN(auto stmt, db_.Prepare("UPDATE meta SET ivalue=? WHERE key=?"));
+  return stmt.Bind(1, value).Bind(2, std::string_view(key)).Run();
 }
 
 absl::StatusOr<uint64_t> Outbox::InsertLocked(const NewEvent& event, int64_t now_ms) {
-  auto next = Meta(db_, "next_seq");
-  if (!next.ok()) return next.status();
-  auto bytes = Meta(db_, "bytes");
-  if (!bytes.ok()) return bytes.status();
+  ASSIGN_OR_RETURN(auto next, Meta(db_, "next_seq"));
+  ASSIGN_OR_RETURN(auto bytes, Meta(db_, "bytes"));
   int64_t size = RowSize(event);
   auto stmt = db_.Prepare(
       "INSERT INTO outbox(seq, kind, severity, detected_at_ms, enqueued_at_ms, payload, size) "
       "VALUES (?,?,?,?,?,?,?)");
   if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, *next)
+  stmt->Bind(1, next)
       .Bind(2, event.kind)
       .Bind(3, static_cast<int64_t>(event.severity))
       .Bind(4, event.detected_at_ms)
       .Bind(5, now_ms)
       .BindBlob(6, event.payload)
       .Bind(7, size);
-  if (auto st = stmt->Run(); !st.ok()) return st;
-  if (auto st = SetMeta("next_seq", *next + 1); !st.ok()) return st;
-  if (auto st = SetMeta("bytes", *bytes + size); !st.ok()) return st;
-  return static_cast<uint64_t>(*next);
+  RETURN_IF_ERROR(stmt->Run());
+  RETURN_IF_ERROR(SetMeta("next_seq", next + 1));
+  RETURN_IF_ERROR(SetMeta("bytes", bytes + size));
+  return static_cast<uint64_t>(next);
 }
 
 absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, const char* reason) {
@@ -296,9 +290,8 @@ absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, cons
   for (uint64_t seq : sequences) {
     sel->Reset();
     sel->Bind(1, static_cast<int64_t>(seq));
-    auto row = sel->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) continue;
+    ASSIGN_OR_RETURN(auto row, sel->Step());
+    if (!row) continue;
     by_severity[SeverityName(static_cast<Severity>(sel->Int(0)))]++;
     freed += sel->Int(1);
     oldest = std::min(oldest, sel->Int(2));
@@ -306,15 +299,13 @@ absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, cons
     by_kind[sel->Text(3)]++;
     sel->Reset();
     del->Reset();
-    if (auto st = del->Bind(1, static_cast<int64_t>(seq)).Run(); !st.ok()) return st;
+    RETURN_IF_ERROR(del->Bind(1, static_cast<int64_t>(seq)).Run());
   }
-  auto bytes = Meta(db_, "bytes");
-  if (!bytes.ok()) return bytes.status();
-  auto gaps = Meta(db_, "gaps_total");
-  if (!gaps.ok()) return gaps.status();
-  if (auto st = SetMeta("bytes", *bytes - freed); !st.ok()) return st;
+  ASSIGN_OR_RETURN(auto bytes, Meta(db_, "bytes"));
+  ASSIGN_OR_RETURN(auto gaps, Meta(db_, "gaps_total"));
+  RETURN_IF_ERROR(SetMeta("bytes", bytes - freed));
   auto count = static_cast<int64_t>(sequences.size());
-  if (auto st = SetMeta("gaps_total", *gaps + count); !st.ok()) return st;
+  RETURN_IF_ERROR(SetMeta("gaps_total", gaps + count));
 
   bool truncated = false;
   nlohmann::json payload = {
@@ -329,17 +320,15 @@ absl::Status Outbox::EvictAndRecord(const std::vector<uint64_t>& sequences, cons
       {"newest_detected_ms", newest},
   };
   NewEvent gap{kGapKind, Severity::kImportant, clock_.NowMs(), payload.dump()};
-  auto seq = InsertLocked(gap, clock_.NowMs());
-  if (!seq.ok()) return seq.status();
-  log::Warn("outbox", Cat("evicted ", count, " events (", reason, "); gap record ", *seq,
+  ASSIGN_OR_RETURN(auto seq, InsertLocked(gap, clock_.NowMs()));
+  log::Warn("outbox", Cat("evicted ", count, " events (", reason, "); gap record ", seq,
                           " will tell the collector"));
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> Outbox::MakeRoom(int64_t incoming, Severity severity) {
-  auto bytes = Meta(db_, "bytes");
-  if (!bytes.ok()) return bytes.status();
-  if (*bytes + incoming <= limits_.max_bytes) return true;
+  ASSIGN_OR_RETURN(auto bytes, Meta(db_, "bytes"));
+  if (bytes + incoming <= limits_.max_bytes) return true;
   // Only events no more important than the newcomer may make room for it:
   // a full outbox of critical events never loses one to an info event.
   auto stmt = db_.Prepare(
@@ -348,29 +337,28 @@ absl::StatusOr<bool> Outbox::MakeRoom(int64_t incoming, Severity severity) {
   stmt->Bind(1, static_cast<int64_t>(severity));
   std::vector<std::pair<uint64_t, int64_t>> candidates;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     candidates.emplace_back(static_cast<uint64_t>(stmt->Int(0)), stmt->Int(1));
   }
   stmt->Reset();
   int64_t evictable = 0;
   for (const auto& c : candidates) evictable += c.second;
-  if (*bytes - evictable + incoming + kGapReserve > limits_.max_bytes) return false;
+  if (bytes - evictable + incoming + kGapReserve > limits_.max_bytes) return false;
   // Free down to the low watermark (room for the gap record included), so a
   // full outbox does not evict and report a gap on every append.
   auto target =
       static_cast<int64_t>(static_cast<double>(limits_.max_bytes) * limits_.low_watermark) -
       incoming - kGapReserve;
   std::vector<uint64_t> victims;
-  int64_t remaining = *bytes;
+  int64_t remaining = bytes;
   for (const auto& [seq, size] : candidates) {
     if (remaining <= target) break;
     victims.push_back(seq);
     remaining -= size;
   }
   std::sort(victims.begin(), victims.end());
-  if (auto st = EvictAndRecord(victims, "outbox_full"); !st.ok()) return st;
+  RETURN_IF_ERROR(EvictAndRecord(victims, "outbox_full"));
   return true;
 }
 
@@ -378,12 +366,10 @@ absl::Status Outbox::RecordDroppedArrival(const NewEvent& event) {
   // Counted, not stored: a gap record per dropped event could itself fill
   // the outbox. The count reaches the collector in every status report
   // (gaps_total) and as one gap record when there is room (FlushDropped).
-  auto stmt = db_.Prepare("SELECT tvalue FROM meta WHERE key='dropped'");
-  if (!stmt.ok()) return stmt.status();
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  auto dropped = nlohmann::json::parse(*row ? stmt->Text(0) : std::string("{}"), nullptr, false);
-  stmt->Reset();
+  ASSIGN_OR_RETURN(auto stmt, db_.Prepare("SELECT tvalue FROM meta WHERE key='dropped'"));
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  auto dropped = nlohmann::json::parse(row ? stmt.Text(0) : std::string("{}"), nullptr, false);
+  stmt.Reset();
   if (!dropped.is_object()) dropped = nlohmann::json::object();
   if (!dropped["by_kind"].is_object()) dropped["by_kind"] = nlohmann::json::object();
   if (!dropped["by_severity"].is_object()) dropped["by_severity"] = nlohmann::json::object();
@@ -397,31 +383,27 @@ absl::Status Outbox::RecordDroppedArrival(const NewEvent& event) {
       "INSERT INTO meta(key, tvalue) VALUES ('dropped', ?1) "
       "ON CONFLICT(key) DO UPDATE SET tvalue=?1");
   if (!up.ok()) return up.status();
-  if (auto st = up->Bind(1, dropped.dump()).Run(); !st.ok()) return st;
-  auto gaps = Meta(db_, "gaps_total");
-  if (!gaps.ok()) return gaps.status();
-  return SetMeta("gaps_total", *gaps + 1);
+  RETURN_IF_ERROR(up->Bind(1, dropped.dump()).Run());
+  ASSIGN_OR_RETURN(auto gaps, Meta(db_, "gaps_total"));
+  return SetMeta("gaps_total", gaps + 1);
 }
 
 absl::Status Outbox::FlushDroppedLocked() {
-  auto text = db_.QueryText("SELECT tvalue FROM meta WHERE key='dropped'");
-  if (!text.ok()) return text.status();
-  if (text->empty()) return absl::OkStatus();
-  auto dropped = nlohmann::json::parse(*text, nullptr, false);
+  ASSIGN_OR_RETURN(auto text, db_.QueryText("SELECT tvalue FROM meta WHERE key='dropped'"));
+  if (text.empty()) return absl::OkStatus();
+  auto dropped = nlohmann::json::parse(text, nullptr, false);
   if (dropped.is_discarded() || dropped.value("count", 0) == 0) return absl::OkStatus();
   nlohmann::json payload = dropped;
   payload["reason"] = "outbox_full_dropped_on_arrival";
   payload["sequences"] = nlohmann::json::array();  // never got sequences
   payload["sequences_truncated"] = false;
   NewEvent gap{kGapKind, Severity::kImportant, clock_.NowMs(), payload.dump()};
-  auto fits = MakeRoom(RowSize(gap), gap.severity);
-  if (!fits.ok()) return fits.status();
-  if (!*fits) return absl::OkStatus();  // still full of critical events; try later
-  auto seq = InsertLocked(gap, clock_.NowMs());
-  if (!seq.ok()) return seq.status();
+  ASSIGN_OR_RETURN(auto fits, MakeRoom(RowSize(gap), gap.severity));
+  if (!fits) return absl::OkStatus();  // still full of critical events; try later
+  ASSIGN_OR_RETURN(auto seq, InsertLocked(gap, clock_.NowMs()));
   log::Warn("outbox",
             Cat("reported ", dropped.value("count", 0),
-                " events dropped on arrival while the outbox was full; gap record ", *seq));
+                " events dropped on arrival while the outbox was full; gap record ", seq));
   return db_.Exec("DELETE FROM meta WHERE key='dropped'");
 }
 
@@ -456,20 +438,17 @@ absl::StatusOr<uint64_t> Outbox::AppendLocked(const NewEvent& event, bool* by_di
   }
   bool deliberate = false;
   absl::StatusOr<uint64_t> result = [&]() -> absl::StatusOr<uint64_t> {
-    auto txn = sql::Transaction::Begin(db_);
-    if (!txn.ok()) return txn.status();
-    auto fits = MakeRoom(size, event.severity);
-    if (!fits.ok()) return fits.status();
-    if (!*fits) {
-      if (auto st = RecordDroppedArrival(event); !st.ok()) return st;
-      if (auto st = txn->Commit(); !st.ok()) return st;
+    ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
+    ASSIGN_OR_RETURN(auto fits, MakeRoom(size, event.severity));
+    if (!fits) {
+      RETURN_IF_ERROR(RecordDroppedArrival(event));
+      RETURN_IF_ERROR(txn.Commit());
       deliberate = true;
       return absl::ResourceExhaustedError(
           Cat("outbox is full of more important events; dropped this ", event.kind, " event"));
     }
-    auto seq = InsertLocked(event, clock_.NowMs());
-    if (!seq.ok()) return seq.status();
-    if (auto st = txn->Commit(); !st.ok()) return st;
+    ASSIGN_OR_RETURN(auto seq, InsertLocked(event, clock_.NowMs()));
+    RETURN_IF_ERROR(txn.Commit());
     return seq;
   }();
   if (critical) (void)db_.Exec("PRAGMA synchronous=NORMAL");
@@ -480,7 +459,7 @@ absl::StatusOr<uint64_t> Outbox::AppendLocked(const NewEvent& event, bool* by_di
 absl::StatusOr<uint64_t> Outbox::Append(const NewEvent& event) {
   // The collector enforces the same rules; an event it would reject must not
   // enter the outbox, or it would block the stream until it expires.
-  if (auto st = ValidateNewEvent(event, limits_.max_event_bytes); !st.ok()) return st;
+  RETURN_IF_ERROR(ValidateNewEvent(event, limits_.max_event_bytes));
   std::lock_guard lock(mu_);
   if (!held_.empty()) {
     // Order is kept: nothing newer is committed before what is held.
@@ -599,19 +578,14 @@ absl::Status Outbox::RecordLostLocked() {
   lost["sequences_truncated"] = false;
   lost["path"] = path_;
   NewEvent gap{kGapKind, Severity::kImportant, clock_.NowMs(), lost.dump()};
-  auto txn = sql::Transaction::Begin(db_);
-  if (!txn.ok()) return txn.status();
-  auto fits = MakeRoom(RowSize(gap), gap.severity);
-  if (!fits.ok()) return fits.status();
-  if (*fits) {
-    auto seq = InsertLocked(gap, clock_.NowMs());
-    if (!seq.ok()) return seq.status();
+  ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
+  ASSIGN_OR_RETURN(auto fits, MakeRoom(RowSize(gap), gap.severity));
+  if (fits) {
+    RETURN_IF_ERROR(InsertLocked(gap, clock_.NowMs()));
   }
-  auto gaps = Meta(db_, "gaps_total");
-  if (!gaps.ok()) return gaps.status();
-  if (auto st = SetMeta("gaps_total", *gaps + static_cast<int64_t>(lost_count_)); !st.ok())
-    return st;
-  if (auto st = txn->Commit(); !st.ok()) return st;
+  ASSIGN_OR_RETURN(auto gaps, Meta(db_, "gaps_total"));
+  RETURN_IF_ERROR(SetMeta("gaps_total", gaps + static_cast<int64_t>(lost_count_)));
+  RETURN_IF_ERROR(txn.Commit());
   log::Warn("outbox",
             Cat("recorded the loss of ", lost_count_, " events the disk refused: ", lost.dump()));
   lost_json_.clear();
@@ -825,9 +799,8 @@ absl::StatusOr<std::vector<StoredEvent>> Outbox::ReadAfter(uint64_t after, size_
   std::vector<StoredEvent> out;
   size_t bytes = 0;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     StoredEvent e;
     e.sequence = static_cast<uint64_t>(stmt->Int(0));
     e.kind = stmt->Text(1);
@@ -843,89 +816,75 @@ absl::StatusOr<std::vector<StoredEvent>> Outbox::ReadAfter(uint64_t after, size_
 
 absl::Status Outbox::AckUpTo(uint64_t sequence) {
   std::lock_guard lock(mu_);
-  auto txn = sql::Transaction::Begin(db_);
-  if (!txn.ok()) return txn.status();
-  auto sum = db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq <= ?");
-  if (!sum.ok()) return sum.status();
-  sum->Bind(1, static_cast<int64_t>(sequence));
-  auto row = sum->Step();
-  if (!row.ok()) return row.status();
-  int64_t freed = sum->Int(0);
-  sum->Reset();
+  ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
+  ASSIGN_OR_RETURN(auto sum,
+                   db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq <= ?"));
+  sum.Bind(1, static_cast<int64_t>(sequence));
+  RETURN_IF_ERROR(sum.Step());
+  int64_t freed = sum.Int(0);
+  sum.Reset();
   if (freed == 0) return absl::OkStatus();
-  auto del = db_.Prepare("DELETE FROM outbox WHERE seq <= ?");
-  if (!del.ok()) return del.status();
-  if (auto st = del->Bind(1, static_cast<int64_t>(sequence)).Run(); !st.ok()) return st;
-  auto bytes = Meta(db_, "bytes");
-  if (!bytes.ok()) return bytes.status();
-  if (auto st = SetMeta("bytes", *bytes - freed); !st.ok()) return st;
-  return txn->Commit();
+  ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM outbox WHERE seq <= ?"));
+  RETURN_IF_ERROR(del.Bind(1, static_cast<int64_t>(sequence)).Run());
+  ASSIGN_OR_RETURN(auto bytes, Meta(db_, "bytes"));
+  RETURN_IF_ERROR(SetMeta("bytes", bytes - freed));
+  return txn.Commit();
 }
 
 absl::Status Outbox::ExpireOld() {
   std::lock_guard lock(mu_);
-  auto txn = sql::Transaction::Begin(db_);
-  if (!txn.ok()) return txn.status();
-  auto stmt = db_.Prepare("SELECT seq FROM outbox WHERE enqueued_at_ms < ? ORDER BY seq");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, clock_.NowMs() - limits_.max_age_ms);
+  ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_.Prepare("SELECT seq FROM outbox WHERE enqueued_at_ms < ? ORDER BY seq"));
+  stmt.Bind(1, clock_.NowMs() - limits_.max_age_ms);
   std::vector<uint64_t> victims;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    victims.push_back(static_cast<uint64_t>(stmt->Int(0)));
+    ASSIGN_OR_RETURN(auto row, stmt.Step());
+    if (!row) break;
+    victims.push_back(static_cast<uint64_t>(stmt.Int(0)));
   }
-  stmt->Reset();
+  stmt.Reset();
   if (!victims.empty()) {
-    if (auto st = EvictAndRecord(victims, "expired"); !st.ok()) return st;
+    RETURN_IF_ERROR(EvictAndRecord(victims, "expired"));
   }
-  if (auto st = FlushDroppedLocked(); !st.ok()) return st;
-  return txn->Commit();
+  RETURN_IF_ERROR(FlushDroppedLocked());
+  return txn.Commit();
 }
 
 absl::Status Outbox::Renumber(uint64_t from) {
   std::lock_guard lock(mu_);
-  auto txn = sql::Transaction::Begin(db_);
-  if (!txn.ok()) return txn.status();
-  auto first = db_.QueryInt("SELECT COALESCE(MIN(seq), 0) FROM outbox");
-  if (!first.ok()) return first.status();
-  auto next = Meta(db_, "next_seq");
-  if (!next.ok()) return next.status();
-  int64_t base = *first != 0 ? *first : *next;
+  ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
+  ASSIGN_OR_RETURN(auto first, db_.QueryInt("SELECT COALESCE(MIN(seq), 0) FROM outbox"));
+  ASSIGN_OR_RETURN(auto next, Meta(db_, "next_seq"));
+  int64_t base = first != 0 ? first : next;
   auto delta = static_cast<int64_t>(from) - base;
   if (delta <= 0) return absl::OkStatus();
   // Two passes through negative numbers keep the primary key unique.
-  if (auto st = db_.Exec(Cat("UPDATE outbox SET seq = -(seq + ", delta, ")")); !st.ok()) {
-    return st;
-  }
-  if (auto st = db_.Exec("UPDATE outbox SET seq = -seq"); !st.ok()) return st;
-  if (auto st = SetMeta("next_seq", *next + delta); !st.ok()) return st;
+  RETURN_IF_ERROR(db_.Exec(Cat("UPDATE outbox SET seq = -(seq + ", delta, ")")));
+  RETURN_IF_ERROR(db_.Exec("UPDATE outbox SET seq = -seq"));
+  RETURN_IF_ERROR(SetMeta("next_seq", next + delta));
   // Gap records name sequences: shift them with the events they describe.
-  auto gaps = db_.Prepare("SELECT seq, payload FROM outbox WHERE kind = ?");
-  if (!gaps.ok()) return gaps.status();
-  gaps->Bind(1, std::string_view(kGapKind));
+  ASSIGN_OR_RETURN(auto gaps, db_.Prepare("SELECT seq, payload FROM outbox WHERE kind = ?"));
+  gaps.Bind(1, std::string_view(kGapKind));
   std::vector<std::pair<int64_t, std::string>> rewritten;
   while (true) {
-    auto row = gaps->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    auto json = nlohmann::json::parse(gaps->Text(1), nullptr, false);
+    ASSIGN_OR_RETURN(auto row, gaps.Step());
+    if (!row) break;
+    auto json = nlohmann::json::parse(gaps.Text(1), nullptr, false);
     if (json.is_discarded() || !json.contains("sequences")) continue;
     for (auto& range : json["sequences"]) {
       range[0] = range[0].get<int64_t>() + delta;
       range[1] = range[1].get<int64_t>() + delta;
     }
-    rewritten.emplace_back(gaps->Int(0), json.dump());
+    rewritten.emplace_back(gaps.Int(0), json.dump());
   }
-  gaps->Reset();
+  gaps.Reset();
   for (const auto& [seq, payload] : rewritten) {
-    auto upd = db_.Prepare("UPDATE outbox SET payload=? WHERE seq=?");
-    if (!upd.ok()) return upd.status();
-    if (auto st = upd->BindBlob(1, payload).Bind(2, seq).Run(); !st.ok()) return st;
+    ASSIGN_OR_RETURN(auto upd, db_.Prepare("UPDATE outbox SET payload=? WHERE seq=?"));
+    RETURN_IF_ERROR(upd.BindBlob(1, payload).Bind(2, seq).Run());
   }
   log::Info("outbox", Cat("fresh outbox renumbered to start at ", from));
-  return txn->Commit();
+  return txn.Commit();
 }
 
 bool Outbox::fresh() {

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "common/schema.h"
+#include "common/status.h"
 
 namespace setdiag::agent {
 namespace {
@@ -33,8 +34,7 @@ const std::array<sql::Migration, 1> kSteps = {{
 }  // namespace
 
 absl::Status MigrateStateDb(sql::Db& db, const std::string& path) {
-  auto r = sql::Migrate(db, "state database", path, kSteps);
-  if (!r.ok()) return r.status();
+  RETURN_IF_ERROR(sql::Migrate(db, "state database", path, kSteps));
   // The tables of the current version are made again if they went missing
   // (dropped by hand, another tool): the detectors' saves recover at the
   // next open instead of failing until the file is deleted. Keep this the

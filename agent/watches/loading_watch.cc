@@ -22,6 +22,60 @@ namespace setdiag::agent {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The rows of the packages query (ti, arrived_ms, status, status name,
+// import type, message); rows without a time are skipped.
+std::vector<PackageObservation> PackagesOf(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<PackageObservation> packages;
+  for (const auto& r : rows) {
+    PackageObservation p;
+    p.ti = r[0];
+    if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), p.arrived_ms).ec != std::errc())
+      continue;
+    std::from_chars(r[2].data(), r[2].data() + r[2].size(), p.status);
+    p.status_name = r[3];
+    p.import_type = r[4];
+    p.message = r[5];
+    packages.push_back(std::move(p));
+  }
+  return packages;
+}
+
+// The rows of the transport query (till, last load, products not loaded,
+// oldest pending) for the tills in the roster; mothballed ones are not
+// expected.
+std::vector<TransportObservation> TransportOf(const std::vector<RosterRow>& roster,
+                                              const std::vector<std::vector<std::string>>& rows) {
+  std::map<int, bool> expected;
+  for (const auto& r : roster) {
+    RosterStatus rs = ParseRosterStatus(r.status);
+    if (rs != RosterStatus::kDeleted) expected[r.number] = rs == RosterStatus::kActive;
+  }
+  std::vector<TransportObservation> transport;
+  for (const auto& r : rows) {
+    TransportObservation t;
+    if (std::from_chars(r[0].data(), r[0].data() + r[0].size(), t.till).ec != std::errc()) continue;
+    auto e = expected.find(t.till);
+    if (e == expected.end()) continue;  // not in the roster
+    t.expected = e->second;
+    int64_t ms = 0;
+    if (!r[1].empty() &&
+        std::from_chars(r[1].data(), r[1].data() + r[1].size(), ms).ec == std::errc()) {
+      t.last_load_ms = ms;
+    }
+    std::from_chars(r[2].data(), r[2].data() + r[2].size(), t.not_loaded);
+    if (!r[3].empty() &&
+        std::from_chars(r[3].data(), r[3].data() + r[3].size(), ms).ec == std::errc()) {
+      t.oldest_pending_ms = ms;
+    }
+    transport.push_back(t);
+  }
+  return transport;
+}
+
+}  // namespace
+
 bool ParseDailyWindow(std::string_view text, int* start_min, int* end_min) {
   auto parse = [](std::string_view hhmm, int* out) {
     if (hhmm.size() != 5 || hhmm[2] != ':') return false;
@@ -205,98 +259,95 @@ void LoadingWatch::Stop() {
 LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
   LoadingSnapshot s;
   s.now_ms = now_ms;
-  auto note = [this](std::vector<Finding> f) {
-    check_findings_.insert(check_findings_.end(), f.begin(), f.end());
-  };
-  if (db_) {
-    auto packages = db_->ReadPackages();
-    note(sources_.Observe(QuerySource("loading", SetSource::kPackages), packages.status(), now_ms));
-    // Transport has queries of its own: one that does not fit this SET
-    // version leaves transport unwatched, not the packages.
-    absl::StatusOr<std::vector<RosterRow>> roster;
-    absl::StatusOr<std::vector<std::vector<std::string>>> transport;
-    if (packages.ok() && options_.watch_transport) {
-      roster = db_->ReadRoster();
-      note(sources_.Observe(QuerySource("loading", SetSource::kRoster), roster.status(), now_ms));
-      if (roster.ok()) {
-        transport = db_->ReadTransport();
-        note(sources_.Observe(QuerySource("loading", SetSource::kTransport), transport.status(),
-                              now_ms));
-      } else {
-        transport = roster.status();
-      }
-    }
-    absl::Status st = packages.status();
-    if (st.ok() && options_.watch_transport && absl::IsUnavailable(transport.status()))
-      st = transport.status();
-    std::string transport_error;
-    if (st.ok() && options_.watch_transport) {
-      if (!transport.ok()) {
-        transport_error = std::string(transport.status().message());
-      } else if (auto shops =
-                     CheckShops(ShopsIn(*roster), options_.set_db->shop_number.has_value());
-                 !shops.ok()) {
-        transport_error = std::string(shops.message());
-      }
-      if (!transport_error.empty() && transport_error != transport_error_) {
-        log::Warn("loading", Cat("transport to the tills is not watched: ", transport_error));
-      }
-      transport_error_ = transport_error;
-      s.transport_unknown = !transport_error.empty();
-    }
-    if (!st.ok()) {
-      s.db_ok = false;
-      s.db_error = std::string(st.message());
-      if (s.db_error != last_db_error_)
-        log::Warn("loading", Cat("cannot read SET's database: ", s.db_error));
-      last_db_error_ = s.db_error;
+  if (db_) GatherDatabase(now_ms, s);
+  GatherInboxes(now_ms, s);
+  if (context_) {
+    LoadingContext c = context_(now_ms);
+    s.maintenance = c.maintenance;
+    s.tills_expected = c.tills_expected;
+  }
+  GatherImportService(s);
+  s.server = CheckServer(options_.server, 1000);
+  GatherDisks(s);
+  auto [open, opened_ms] = ErpWindow(now_ms, options_.time_zone, options_.erp_window_start_min,
+                                     options_.erp_window_end_min);
+  s.erp_window_open = open;
+  s.erp_window_opened_ms = opened_ms;
+  return s;
+}
+
+void LoadingWatch::NoteChecks(const std::vector<Finding>& f) {
+  check_findings_.insert(check_findings_.end(), f.begin(), f.end());
+}
+
+LoadingWatch::DatabaseReads LoadingWatch::ReadDatabase(int64_t now_ms) {
+  DatabaseReads r;
+  r.packages = db_->ReadPackages();
+  NoteChecks(
+      sources_.Observe(QuerySource("loading", SetSource::kPackages), r.packages.status(), now_ms));
+  // Transport has queries of its own: one that does not fit this SET
+  // version leaves transport unwatched, not the packages.
+  if (r.packages.ok() && options_.watch_transport) {
+    r.roster = db_->ReadRoster();
+    NoteChecks(
+        sources_.Observe(QuerySource("loading", SetSource::kRoster), r.roster.status(), now_ms));
+    if (r.roster.ok()) {
+      r.transport = db_->ReadTransport();
+      NoteChecks(sources_.Observe(QuerySource("loading", SetSource::kTransport),
+                                  r.transport.status(), now_ms));
     } else {
-      last_db_error_.clear();
-      for (const auto& r : *packages) {
-        PackageObservation p;
-        p.ti = r[0];
-        if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), p.arrived_ms).ec != std::errc())
-          continue;
-        std::from_chars(r[2].data(), r[2].data() + r[2].size(), p.status);
-        p.status_name = r[3];
-        p.import_type = r[4];
-        p.message = r[5];
-        s.packages.push_back(std::move(p));
-      }
-      if (options_.watch_transport && transport_error.empty()) {
-        std::map<int, bool> expected;
-        for (const auto& r : *roster) {
-          RosterStatus rs = ParseRosterStatus(r.status);
-          if (rs != RosterStatus::kDeleted) expected[r.number] = rs == RosterStatus::kActive;
-        }
-        for (const auto& r : *transport) {
-          TransportObservation t;
-          if (std::from_chars(r[0].data(), r[0].data() + r[0].size(), t.till).ec != std::errc())
-            continue;
-          auto e = expected.find(t.till);
-          if (e == expected.end()) continue;  // not in the roster
-          t.expected = e->second;
-          int64_t ms = 0;
-          if (!r[1].empty() &&
-              std::from_chars(r[1].data(), r[1].data() + r[1].size(), ms).ec == std::errc()) {
-            t.last_load_ms = ms;
-          }
-          std::from_chars(r[2].data(), r[2].data() + r[2].size(), t.not_loaded);
-          if (!r[3].empty() &&
-              std::from_chars(r[3].data(), r[3].data() + r[3].size(), ms).ec == std::errc()) {
-            t.oldest_pending_ms = ms;
-          }
-          s.transport.push_back(t);
-        }
-      }
+      r.transport = r.roster.status();
     }
   }
+  return r;
+}
+
+void LoadingWatch::GatherDatabase(int64_t now_ms, LoadingSnapshot& s) {
+  DatabaseReads r = ReadDatabase(now_ms);
+  absl::Status st = r.packages.status();
+  if (st.ok() && options_.watch_transport && absl::IsUnavailable(r.transport.status()))
+    st = r.transport.status();
+  std::string transport_error;
+  if (st.ok() && options_.watch_transport) {
+    transport_error = TransportError(r);
+    s.transport_unknown = !transport_error.empty();
+  }
+  if (!st.ok()) {
+    s.db_ok = false;
+    s.db_error = std::string(st.message());
+    if (s.db_error != last_db_error_)
+      log::Warn("loading", Cat("cannot read SET's database: ", s.db_error));
+    last_db_error_ = s.db_error;
+    return;
+  }
+  last_db_error_.clear();
+  s.packages = PackagesOf(*r.packages);
+  if (options_.watch_transport && transport_error.empty())
+    s.transport = TransportOf(*r.roster, *r.transport);
+}
+
+std::string LoadingWatch::TransportError(const DatabaseReads& r) {
+  std::string transport_error;
+  if (!r.transport.ok()) {
+    transport_error = std::string(r.transport.status().message());
+  } else if (auto shops = CheckShops(ShopsIn(*r.roster), options_.set_db->shop_number.has_value());
+             !shops.ok()) {
+    transport_error = std::string(shops.message());
+  }
+  if (!transport_error.empty() && transport_error != transport_error_) {
+    log::Warn("loading", Cat("transport to the tills is not watched: ", transport_error));
+  }
+  transport_error_ = transport_error;
+  return transport_error;
+}
+
+void LoadingWatch::GatherInboxes(int64_t now_ms, LoadingSnapshot& s) {
   for (const auto& path : options_.inboxes) {
     s.inboxes.push_back(ListInbox(path, options_.inbox_pattern));
     const auto& in = s.inboxes.back();
-    note(sources_.Observe(InboxSource(path),
-                          in.readable ? absl::OkStatus() : absl::FailedPreconditionError(in.error),
-                          now_ms));
+    NoteChecks(sources_.Observe(
+        InboxSource(path), in.readable ? absl::OkStatus() : absl::FailedPreconditionError(in.error),
+        now_ms));
     if (!in.readable && unreadable_inboxes_.insert(path).second) {
       log::Warn("loading",
                 Cat("cannot list inbox ", path, ": ", in.error, "; its files are not watched"));
@@ -304,28 +355,27 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
       unreadable_inboxes_.erase(path);
     }
   }
-  if (context_) {
-    LoadingContext c = context_(now_ms);
-    s.maintenance = c.maintenance;
-    s.tills_expected = c.tills_expected;
-  }
-  if (!options_.service_urls.empty()) {
-    if (clock_.MonotonicMs() >= next_service_check_ms_) {
-      service_ok_ = true;
-      service_error_.clear();
-      for (const auto& url : options_.service_urls) {
-        if (auto st = CheckWsdl(url, options_.service_timeout_ms); !st.ok()) {
-          service_ok_ = false;
-          service_error_ = std::string(st.message());
-          break;
-        }
+}
+
+void LoadingWatch::GatherImportService(LoadingSnapshot& s) {
+  if (options_.service_urls.empty()) return;
+  if (clock_.MonotonicMs() >= next_service_check_ms_) {
+    service_ok_ = true;
+    service_error_.clear();
+    for (const auto& url : options_.service_urls) {
+      if (auto st = CheckWsdl(url, options_.service_timeout_ms); !st.ok()) {
+        service_ok_ = false;
+        service_error_ = std::string(st.message());
+        break;
       }
-      next_service_check_ms_ = clock_.MonotonicMs() + options_.service_every_ms;
     }
-    s.import_service_ok = service_ok_;
-    s.import_service_error = service_error_;
+    next_service_check_ms_ = clock_.MonotonicMs() + options_.service_every_ms;
   }
-  s.server = CheckServer(options_.server, 1000);
+  s.import_service_ok = service_ok_;
+  s.import_service_error = service_error_;
+}
+
+void LoadingWatch::GatherDisks(LoadingSnapshot& s) {
   for (const auto& d : options_.disks) {
     struct statvfs v {};
     if (statvfs(d.c_str(), &v) != 0) {
@@ -336,11 +386,6 @@ LoadingSnapshot LoadingWatch::Gather(int64_t now_ms) {
     s.disks.push_back({d, static_cast<uint64_t>(v.f_bavail) * v.f_frsize,
                        static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
   }
-  auto [open, opened_ms] = ErpWindow(now_ms, options_.time_zone, options_.erp_window_start_min,
-                                     options_.erp_window_end_min);
-  s.erp_window_open = open;
-  s.erp_window_opened_ms = opened_ms;
-  return s;
 }
 
 void LoadingWatch::Loop() {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "agent/detectors/loading_detector.h"
 #include "agent/sources/net_probe.h"
 #include "agent/sources/set_checks.h"
@@ -72,8 +73,31 @@ class LoadingWatch {
                                             int end_min);
 
  private:
+  // What SET's database could be asked this time.
+  struct DatabaseReads {
+    absl::StatusOr<std::vector<std::vector<std::string>>> packages;
+    // Only while packages are readable and transport is watched.
+    absl::StatusOr<std::vector<RosterRow>> roster;
+    absl::StatusOr<std::vector<std::vector<std::string>>> transport;  // roster's error if it failed
+  };
+
   void Loop();
+  // One observation of everything: the database (if configured), the inboxes,
+  // the store's schedule, the import services, the server, the disks, the
+  // ERP window, in that order.
   LoadingSnapshot Gather(int64_t now_ms);
+  // Keeps the source-health findings of a check for the next commit.
+  void NoteChecks(const std::vector<Finding>& f);
+  DatabaseReads ReadDatabase(int64_t now_ms);
+  // Packages and transport into `s`, or db_ok false when unreadable.
+  void GatherDatabase(int64_t now_ms, LoadingSnapshot& s);
+  // Why transport cannot be watched this time ("" when it can); logs each
+  // new reason once.
+  std::string TransportError(const DatabaseReads& r);
+  void GatherInboxes(int64_t now_ms, LoadingSnapshot& s);
+  // The import web services, checked at most every service_every_ms.
+  void GatherImportService(LoadingSnapshot& s);
+  void GatherDisks(LoadingSnapshot& s);
 
   LoadingWatchOptions options_;
   Outbox& outbox_;

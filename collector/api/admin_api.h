@@ -1,5 +1,7 @@
 #pragma once
-// The collector's HTTP JSON API under /api/v1/ (docs/api.md). Every request
+// The collector's HTTP JSON API under /api/v1/ (docs/api.md): the reader
+// pool, authentication and the route table; each resource's handlers are in
+// a file of their own (collector/api/handlers.h). Every request
 // carries a person's bearer token; support sees every store, a partner only
 // its own, and a ticket or store the person may not see answers exactly like
 // one that does not exist (404).
@@ -22,9 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "collector/bundles/bundle_store.h"
-#include "collector/store/storage.h"
-#include "collector/tickets/tickets.h"
+#include "collector/api/handlers.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "common/sqlite.h"
@@ -33,28 +33,16 @@ namespace setdiag::collector {
 
 class AdminApi {
  public:
-  // Runs one person's action on a ticket and returns the ticket afterwards.
-  // Status codes as TicketEngine::Act: NotFound (not visible to the user),
-  // FailedPrecondition (the state does not allow it), InvalidArgument;
-  // Unavailable when the writer could not commit.
-  using ActFn = std::function<absl::StatusOr<Ticket>(const User&, const ActionRequest&)>;
+  using ActFn = api::ActFn;
+  using BundleHooks = api::BundleHooks;
 
   // `read_db`: a read-only connection the API owns. `act` may be empty: the
   // API is then read-only and every POST answers 503.
   AdminApi(sql::Db read_db, Clock& clock, ActFn act = nullptr);
-  // Diagnostic bundles. `request` commits a new request (on the writer
-  // thread) and hands it to the store's agent if connected; it blocks until
-  // committed. `live_bytes`: bytes held of a transfer in progress.
-  // `file_path`: where a complete bundle's file is. Without `request` the
-  // bundle endpoints answer 503 for POST.
-  struct BundleHooks {
-    std::function<absl::StatusOr<BundleRow>(const User&, const NewBundleRequest&)> request;
-    std::function<std::optional<uint64_t>(const std::string&)> live_bytes;
-    std::function<std::string(const std::string&)> file_path;
-  };
-  void set_bundles(BundleHooks hooks) { bundles_ = std::move(hooks); }
+  // Diagnostic bundles (api::BundleHooks).
+  void set_bundles(BundleHooks hooks) { hooks_.bundles = std::move(hooks); }
   // The tariff shown for partners without one of their own.
-  void set_default_tariff(std::string tariff) { default_tariff_ = std::move(tariff); }
+  void set_default_tariff(std::string tariff) { hooks_.default_tariff = std::move(tariff); }
 
   // More read-only connections, opened as concurrent requests need them, up
   // to `max_readers` in all (the one given to the constructor included).
@@ -68,7 +56,7 @@ class AdminApi {
 
   // The longest note, error description or resolution accepted, in Unicode
   // code points.
-  static constexpr size_t kMaxTextChars = 10'000;
+  static constexpr size_t kMaxTextChars = api::kMaxTextChars;
 
  private:
   struct ReturnReader {
@@ -86,10 +74,7 @@ class AdminApi {
   size_t readers_open_ = 1;                     // guarded by readers_mu_
   size_t max_readers_ = 1;                      // guarded by readers_mu_
   OpenReader open_reader_;                      // guarded by readers_mu_
-  Clock& clock_;
-  ActFn act_;
-  BundleHooks bundles_;
-  std::string default_tariff_;
+  api::Hooks hooks_;
 };
 
 }  // namespace setdiag::collector

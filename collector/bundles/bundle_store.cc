@@ -11,6 +11,7 @@
 #include "common/digest.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::collector {
@@ -82,15 +83,13 @@ BundleRow ReadRow(const sql::Stmt& s) {
 
 absl::StatusOr<std::vector<BundleRow>> Query(sql::Db& db, const std::string& where,
                                              const std::function<void(sql::Stmt&)>& bind) {
-  auto s = db.Prepare(Cat("SELECT ", kColumns, kFrom, where));
-  if (!s.ok()) return s.status();
-  bind(*s);
+  ASSIGN_OR_RETURN(auto s, db.Prepare(Cat("SELECT ", kColumns, kFrom, where)));
+  bind(s);
   std::vector<BundleRow> out;
   while (true) {
-    auto row = s->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    out.push_back(ReadRow(*s));
+    ASSIGN_OR_RETURN(auto row, s.Step());
+    if (!row) break;
+    out.push_back(ReadRow(s));
   }
   return out;
 }
@@ -117,12 +116,11 @@ absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, const st
 absl::StatusOr<int64_t> TicketOfEpisode(sql::Db& db, const std::string& store_id,
                                         const std::string& episode) {
   if (episode.empty()) return 0;
-  auto s = db.Prepare("SELECT ticket_id FROM ticket_episodes WHERE store_id=? AND episode=?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, store_id).Bind(2, episode);
-  auto row = s->Step();
-  if (!row.ok()) return row.status();
-  return *row ? s->Int(0) : 0;
+  ASSIGN_OR_RETURN(
+      auto s, db.Prepare("SELECT ticket_id FROM ticket_episodes WHERE store_id=? AND episode=?"));
+  s.Bind(1, store_id).Bind(2, episode);
+  ASSIGN_OR_RETURN(auto row, s.Step());
+  return row ? s.Int(0) : 0;
 }
 
 }  // namespace
@@ -130,10 +128,9 @@ absl::StatusOr<int64_t> TicketOfEpisode(sql::Db& db, const std::string& store_id
 absl::Status InitBundleSchema(sql::Db& db) { return db.Exec(kSchema); }
 
 absl::StatusOr<bool> StoreExists(sql::Db& db, const std::string& store_id) {
-  auto s = db.Prepare("SELECT 1 FROM stores WHERE store_id=?");
-  if (!s.ok()) return s.status();
-  s->Bind(1, store_id);
-  return s->Step();
+  ASSIGN_OR_RETURN(auto s, db.Prepare("SELECT 1 FROM stores WHERE store_id=?"));
+  s.Bind(1, store_id);
+  return s.Step();
 }
 
 absl::StatusOr<BundleRow> CreateBundleRequest(sql::Db& db, const NewBundleRequest& req,
@@ -153,25 +150,20 @@ absl::StatusOr<BundleRow> CreateBundleRequest(sql::Db& db, const NewBundleReques
       .Bind(7, int64_t{req.exclude_logs ? 1 : 0})
       .Bind(8, now_ms)
       .Bind(9, now_ms);
-  if (auto st = s->Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(s->Run());
   if (req.ticket_id > 0) {
-    if (auto st = AddTimeline(db, req.ticket_id, now_ms, Cat("user ", requested_by),
-                              Cat("diagnostic bundle ", id, " requested from the store"));
-        !st.ok()) {
-      return st;
-    }
+    RETURN_IF_ERROR(AddTimeline(db, req.ticket_id, now_ms, Cat("user ", requested_by),
+                                Cat("diagnostic bundle ", id, " requested from the store")));
   }
-  auto row = GetBundle(db, id);
-  if (!row.ok()) return row.status();
-  if (!*row) return absl::InternalError("the new bundle row is missing");
-  return **row;
+  ASSIGN_OR_RETURN(auto row, GetBundle(db, id));
+  if (!row) return absl::InternalError("the new bundle row is missing");
+  return *row;
 }
 
 absl::StatusOr<std::optional<BundleRow>> GetBundle(sql::Db& db, const std::string& id) {
-  auto rows = Query(db, "WHERE b.id=?", [&](sql::Stmt& s) { s.Bind(1, id); });
-  if (!rows.ok()) return rows.status();
-  if (rows->empty()) return std::optional<BundleRow>();
-  return std::optional<BundleRow>(std::move(rows->front()));
+  ASSIGN_OR_RETURN(auto rows, Query(db, "WHERE b.id=?", [&](sql::Stmt& s) { s.Bind(1, id); }));
+  if (rows.empty()) return std::optional<BundleRow>();
+  return std::optional<BundleRow>(std::move(rows.front()));
 }
 
 absl::StatusOr<std::vector<BundleRow>> ListBundles(sql::Db& db, const User& user,
@@ -222,12 +214,11 @@ absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::str
       "UPDATE bundles SET state='failed', error=?, updated_at_ms=? WHERE id=? AND state IN "
       "('requested', 'building', 'transferring')");
   if (!s.ok()) return s.status();
-  if (auto st = s->Bind(1, error).Bind(2, now_ms).Bind(3, id).Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(s->Bind(1, error).Bind(2, now_ms).Bind(3, id).Run());
   if (db.Changes() == 0) return absl::OkStatus();
-  auto row = GetBundle(db, id);
-  if (!row.ok()) return row.status();
-  if (*row && (*row)->ticket_id > 0) {
-    return AddTimeline(db, (*row)->ticket_id, now_ms, "collector",
+  ASSIGN_OR_RETURN(auto row, GetBundle(db, id));
+  if (row && (row)->ticket_id > 0) {
+    return AddTimeline(db, (row)->ticket_id, now_ms, "collector",
                        Cat("diagnostic bundle ", id, " failed: ", error));
   }
   return absl::OkStatus();
@@ -236,16 +227,14 @@ absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::str
 absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t size,
                                 const std::string& sha256, const std::string& manifest,
                                 int64_t now_ms) {
-  auto row = GetBundle(db, id);
-  if (!row.ok()) return row.status();
-  if (!*row) return absl::NotFoundError(Cat("no bundle ", id));
-  BundleRow b = **row;
+  ASSIGN_OR_RETURN(auto row, GetBundle(db, id));
+  if (!row) return absl::NotFoundError(Cat("no bundle ", id));
+  BundleRow b = *row;
   if (b.state == "complete") return absl::OkStatus();
   int64_t ticket = b.ticket_id;
   if (ticket == 0 && !b.episode.empty()) {
-    auto t = TicketOfEpisode(db, b.store_id, b.episode);
-    if (!t.ok()) return t.status();
-    ticket = *t;
+    ASSIGN_OR_RETURN(auto t, TicketOfEpisode(db, b.store_id, b.episode));
+    ticket = t;
   }
   auto s = db.Prepare(
       "UPDATE bundles SET state='complete', size=?, bytes_received=?, sha256=?, manifest=?, "
@@ -257,7 +246,7 @@ absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t siz
       .Bind(3, sha256)
       .Bind(4, manifest);
   s->Bind(5, ticket).Bind(6, now_ms).Bind(7, now_ms).Bind(8, id);
-  if (auto st = s->Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(s->Run());
   if (ticket > 0) {
     std::string actor = b.origin == "flight_recorder" ? Cat("store ", b.store_id) : "collector";
     std::string what = b.origin == "flight_recorder"
@@ -273,14 +262,11 @@ absl::StatusOr<bool> RecordBundleMismatch(sql::Db& db, const std::string& id, in
   auto s = db.Prepare(
       "UPDATE bundles SET attempts=attempts+1, bytes_received=0, updated_at_ms=? WHERE id=?");
   if (!s.ok()) return s.status();
-  if (auto st = s->Bind(1, now_ms).Bind(2, id).Run(); !st.ok()) return st;
-  auto row = GetBundle(db, id);
-  if (!row.ok()) return row.status();
-  if (*row && (*row)->attempts >= 3) {
-    if (auto st = MarkBundleFailed(db, id, "the checksum did not match after 3 transfers", now_ms);
-        !st.ok()) {
-      return st;
-    }
+  RETURN_IF_ERROR(s->Bind(1, now_ms).Bind(2, id).Run());
+  ASSIGN_OR_RETURN(auto row, GetBundle(db, id));
+  if (row && (row)->attempts >= 3) {
+    RETURN_IF_ERROR(
+        MarkBundleFailed(db, id, "the checksum did not match after 3 transfers", now_ms));
     return true;
   }
   return false;
@@ -311,8 +297,7 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
       d.why = "no such request (deleted or expired)";
       return d;
     }
-    auto ticket = TicketOfEpisode(db, store_id, offer.episode);
-    if (!ticket.ok()) return ticket.status();
+    ASSIGN_OR_RETURN(auto ticket, TicketOfEpisode(db, store_id, offer.episode));
     auto s = db.Prepare(
         "INSERT INTO bundles(id, store_id, ticket_id, origin, requested_by, reason, episode, "
         "event_kind, state, "
@@ -321,7 +306,7 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
     if (!s.ok()) return s.status();
     s->Bind(1, id)
         .Bind(2, store_id)
-        .Bind(3, *ticket)
+        .Bind(3, ticket)
         .Bind(4, Cat("critical ", offer.event_kind, " raised"))
         .Bind(5, offer.episode)
         .Bind(6, offer.event_kind);
@@ -329,7 +314,7 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
         .Bind(8, offer.sha256)
         .Bind(9, now_ms)
         .Bind(10, now_ms);
-    if (auto st = s->Run(); !st.ok()) return st;
+    RETURN_IF_ERROR(s->Run());
     row = GetBundle(db, id);
     if (!row.ok()) return row.status();
     if (!*row) return absl::InternalError("the new bundle row is missing");
@@ -352,16 +337,13 @@ absl::StatusOr<OfferDecision> DecideOffer(sql::Db& db, const std::string& store_
   if (offer.size > max_bundle_bytes) {
     std::string why =
         Cat("the bundle is ", offer.size, " bytes; bundles.max_bundle_bytes is ", max_bundle_bytes);
-    if (auto st = MarkBundleFailed(db, b.id, why, now_ms); !st.ok()) return st;
+    RETURN_IF_ERROR(MarkBundleFailed(db, b.id, why, now_ms));
     d.why = why;
     return d;
   }
   d.reset = !b.sha256.empty() && b.sha256 != offer.sha256;
-  if (auto st = MarkBundleTransferring(db, b.id, offer.size, offer.sha256,
-                                       d.reset ? 0 : b.bytes_received, now_ms);
-      !st.ok()) {
-    return st;
-  }
+  RETURN_IF_ERROR(MarkBundleTransferring(db, b.id, offer.size, offer.sha256,
+                                         d.reset ? 0 : b.bytes_received, now_ms));
   b.size = offer.size;
   b.sha256 = offer.sha256;
   b.state = "transferring";
@@ -379,8 +361,7 @@ absl::StatusOr<SweepPlan> ExpireBundles(sql::Db& db, const BundleRetention& poli
       "updated_at_ms=?1 WHERE state IN ('requested', 'building', 'transferring') AND created_at_ms "
       "< ?2");
   if (!old_requests.ok()) return old_requests.status();
-  if (auto st = old_requests->Bind(1, now_ms).Bind(2, now_ms - policy.keep_for_ms).Run(); !st.ok())
-    return st;
+  RETURN_IF_ERROR(old_requests->Bind(1, now_ms).Bind(2, now_ms - policy.keep_for_ms).Run());
 
   auto complete = db.Prepare(
       "SELECT id, size, completed_at_ms FROM bundles WHERE state='complete' ORDER BY "
@@ -388,9 +369,8 @@ absl::StatusOr<SweepPlan> ExpireBundles(sql::Db& db, const BundleRetention& poli
   if (!complete.ok()) return complete.status();
   uint64_t total = 0;
   while (true) {
-    auto row = complete->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, complete->Step());
+    if (!row) break;
     std::string id = complete->Text(0);
     auto size = static_cast<uint64_t>(complete->Int(1));
     // Newest first: what no longer fits, or is too old, goes.
@@ -403,17 +383,16 @@ absl::StatusOr<SweepPlan> ExpireBundles(sql::Db& db, const BundleRetention& poli
   }
   complete->Reset();
   for (const auto& id : plan.remove) {
-    auto s = db.Prepare("UPDATE bundles SET state='expired', updated_at_ms=? WHERE id=?");
-    if (!s.ok()) return s.status();
-    if (auto st = s->Bind(1, now_ms).Bind(2, id).Run(); !st.ok()) return st;
+    ASSIGN_OR_RETURN(auto s,
+                     db.Prepare("UPDATE bundles SET state='expired', updated_at_ms=? WHERE id=?"));
+    RETURN_IF_ERROR(s.Bind(1, now_ms).Bind(2, id).Run());
   }
   auto open =
       db.Prepare("SELECT id FROM bundles WHERE state IN ('requested', 'building', 'transferring')");
   if (!open.ok()) return open.status();
   while (true) {
-    auto row = open->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, open->Step());
+    if (!row) break;
     plan.keep.insert(open->Text(0));
   }
   return plan;
@@ -467,7 +446,7 @@ BundleFiles::~BundleFiles() { Stop(); }
 
 absl::Status BundleFiles::Start() {
   if (::mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST) {
-    return absl::UnavailableError(Cat("cannot create ", dir_, ": ", std::strerror(errno)));
+    return ErrnoStatus(errno, "cannot create", dir_);
   }
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
@@ -521,18 +500,15 @@ absl::StatusOr<BundleFiles::Part*> BundleFiles::OpenPart(const std::string& id) 
   auto p = std::make_unique<Part>();
   std::string path = PartPath(id);
   p->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-  if (p->fd < 0)
-    return absl::UnavailableError(Cat("cannot open ", path, ": ", std::strerror(errno)));
+  if (p->fd < 0) return ErrnoStatus(errno, "cannot open", path);
   struct stat st {};
-  if (::fstat(p->fd, &st) != 0)
-    return absl::UnavailableError(Cat("cannot stat ", path, ": ", std::strerror(errno)));
+  if (::fstat(p->fd, &st) != 0) return ErrnoStatus(errno, "cannot stat", path);
   p->size = static_cast<uint64_t>(st.st_size);
   // Bytes held from before (a resumed transfer, a restart): hash them once.
   std::string buf(1 << 20, '\0');
   for (uint64_t off = 0; off < p->size;) {
     ssize_t n = ::pread(p->fd, buf.data(), buf.size(), static_cast<off_t>(off));
-    if (n <= 0)
-      return absl::UnavailableError(Cat("cannot read ", path, ": ", std::strerror(errno)));
+    if (n <= 0) return ErrnoStatus(errno, "cannot read", path);
     p->sha.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
     off += static_cast<uint64_t>(n);
   }
@@ -638,10 +614,9 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
         absl::UnavailableError(Cat("cannot rename to ", final_path, ": ", std::strerror(errno)));
     return r;
   }
-  if (int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  // The bundle is complete either way; a directory that cannot be synced
+  // is a disk problem the operator should hear about.
+  if (absl::Status st = SyncDirectory(dir_); !st.ok()) log::Warn("bundles", st.ToString());
   r.finished = true;
   return r;
 }

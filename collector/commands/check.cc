@@ -43,6 +43,7 @@
 #include "common/digest.h"
 #include "common/files.h"
 #include "common/strings.h"
+#include "common/time_format.h"
 #include "common/version.h"
 
 namespace setdiag::collector {
@@ -82,9 +83,7 @@ std::string RuDays(int64_t n) {
   return Cat(n, " ", word);
 }
 
-std::string UtcText(int64_t ms) {
-  return absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::FromUnixMillis(ms), absl::UTCTimeZone());
-}
+std::string UtcText(int64_t ms) { return FormatUnixMs(ms, "%Y-%m-%d %H:%M UTC"); }
 
 // At most kMaxShown bytes of what a server said, on one line, no control characters.
 std::string Shown(std::string_view s) {

@@ -7,15 +7,16 @@
 #include "collector/store/storage.h"
 #include "collector/tickets/tickets.h"
 #include "common/schema.h"
+#include "common/status.h"
 
 namespace setdiag::collector {
 namespace {
 
 // Version 1: the first release (0.1.0), whose files say 0.
 absl::Status Version1(sql::Db& db) {
-  if (auto st = InitSchema(db); !st.ok()) return st;
-  if (auto st = InitTicketSchema(db); !st.ok()) return st;
-  if (auto st = InitNotificationSchema(db); !st.ok()) return st;
+  RETURN_IF_ERROR(InitSchema(db));
+  RETURN_IF_ERROR(InitTicketSchema(db));
+  RETURN_IF_ERROR(InitNotificationSchema(db));
   return InitBundleSchema(db);
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/files.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::collector {
@@ -259,7 +260,7 @@ void LoadTicketSections(ConfigReader& r, CollectorConfig* c) {
 
 absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, bool read_tls_files) {
   std::unique_ptr<ConfigReader> r;
-  if (auto st = ConfigReader::Load(path, &r); !st.ok()) return st;
+  RETURN_IF_ERROR(ConfigReader::Load(path, &r));
   CollectorConfig c;
   c.data_dir = r->String("collector.data_dir", c.data_dir);
   c.log_level = r->String("collector.log_level", c.log_level);
@@ -300,7 +301,7 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, boo
   c.bundles.sweep_interval_ms =
       r->DurationMs("bundles.sweep_interval", c.bundles.sweep_interval_ms, 100);
   if (read_tls_files && !c.tls_cert_file.empty() && !c.tls_key_file.empty()) ReadTlsFiles(*r, &c);
-  if (auto st = r->Finish(); !st.ok()) return st;
+  RETURN_IF_ERROR(r->Finish());
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
       c.log_level != "error") {
     return absl::InvalidArgumentError(

@@ -16,7 +16,9 @@
 
 #include "common/digest.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
+#include "common/utf8.h"
 #include "common/version.h"
 
 namespace setdiag::collector {
@@ -62,9 +64,7 @@ std::string EncodeHeaderText(std::string_view text) {
   std::string out;
   size_t i = 0;
   while (i < text.size()) {
-    size_t end = std::min(i + 45, text.size());
-    while (end > i && end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
-      --end;
+    size_t end = i + Utf8PrefixBytes(text.substr(i), 45).size();
     if (end == i) end = std::min(i + 45, text.size());  // not UTF-8; split anywhere
     if (!out.empty()) out += "\r\n ";
     Append(&out, "=?UTF-8?B?", Base64(text.substr(i, end - i)), "?=");
@@ -213,16 +213,9 @@ std::string Printable(std::string_view s) {
   std::string out;
   size_t i = 0;
   while (i < s.size() && out.size() < kMaxErrorBody) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    bool valid = len > 0 && i + len <= s.size();
-    for (size_t k = 1; valid && k < len; ++k)
-      valid = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (!valid) {
+    const size_t len = Utf8SequenceAt(s, i);
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (len == 0) {
       out.push_back('?');
       ++i;
     } else if (len == 1) {
@@ -295,6 +288,44 @@ struct Shared {
   std::map<int64_t, std::chrono::steady_clock::time_point> resting;
 };
 
+// The options every target's handle has, whatever the kind.
+void SetCommonOptions(Channel& ch, int64_t timeout_ms) {
+  CURL* h = ch.easy;
+  const bool webhook = ch.target->kind == NotificationTarget::Kind::kWebhook;
+  // Worker threads must not get SIGALRM from the resolver's timeout.
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ch.error);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_ms));
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, webhook ? "http,https" : "smtp,smtps");
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteToString);
+}
+
+void SetWebhookOptions(CURL* h, const NotificationTarget& t) {
+  static const std::string agent = Cat("setdiag-collector/", kVersion);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, agent.c_str());
+  curl_easy_setopt(h, CURLOPT_URL, t.url.c_str());
+  // A redirect would re-POST the signed body somewhere not configured.
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+}
+
+void SetMailOptions(CURL* h, const NotificationTarget& t) {
+  curl_easy_setopt(h, CURLOPT_URL, t.smtp_url.c_str());
+  curl_easy_setopt(h, CURLOPT_READFUNCTION, ReadFromString);
+  curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+  if (!t.smtp_user.empty()) {
+    curl_easy_setopt(h, CURLOPT_USERNAME, t.smtp_user.c_str());
+    curl_easy_setopt(h, CURLOPT_PASSWORD, t.smtp_password.c_str());
+  }
+  // A password never crosses the network in clear: with one, smtp://
+  // requires STARTTLS. Without one, encrypt when the server offers it.
+  if (t.smtp_url.rfind("smtps://", 0) != 0) {
+    curl_easy_setopt(h, CURLOPT_USE_SSL,
+                     static_cast<long>(t.smtp_user.empty() ? CURLUSESSL_TRY : CURLUSESSL_ALL));
+  }
+}
+
 }  // namespace
 
 absl::Status InitNotificationSchema(sql::Db& db) {
@@ -358,7 +389,7 @@ absl::Status EnqueueNotification(sql::Db& db, const NotifyConfig& config,
         .Bind(6, subject)
         .Bind(7, text)
         .Bind(8, now_ms);
-    if (auto st = insert->Run(); !st.ok()) return st;
+    RETURN_IF_ERROR(insert->Run());
   }
   return absl::OkStatus();
 }
@@ -376,6 +407,11 @@ struct Notifier::Impl {
       : db_path(std::move(path)), queue(q), config(std::move(c)), clock(clk) {}
 
   void Run();
+  void OpenChannels();
+  std::set<int64_t> RowsToSkip();
+  absl::Status StartDueRows(int64_t now_ms, const std::set<int64_t>& skip, int64_t* wait_ms);
+  void CloseDb();
+  bool DriveTransfers();
   bool OpenDb();
   void Poll(int64_t ms);
   absl::StatusOr<std::optional<Row>> DueRow(const std::string& target, int64_t now_ms,
@@ -457,9 +493,8 @@ absl::StatusOr<std::optional<Row>> Notifier::Impl::DueRow(const std::string& tar
   s.Bind(1, target).Bind(2, now_ms).Bind(3, 1 + static_cast<int64_t>(skip.size()));
   std::optional<Row> out;
   while (!out) {
-    auto more = s.Step();
-    if (!more.ok()) return more.status();
-    if (!*more) break;
+    ASSIGN_OR_RETURN(auto more, s.Step());
+    if (!more) break;
     if (skip.contains(s.Int(0))) continue;
     Row r;
     r.id = s.Int(0);
@@ -482,10 +517,9 @@ absl::StatusOr<std::optional<int64_t>> Notifier::Impl::NextDue(const std::string
   sql::Stmt& s = *next_stmt;
   s.Reset();
   s.Bind(1, target);
-  auto row = s.Step();
-  if (!row.ok()) return row.status();
+  ASSIGN_OR_RETURN(auto row, s.Step());
   std::optional<int64_t> out;
-  if (*row && !s.IsNull(0)) out = s.Int(0);
+  if (row && !s.IsNull(0)) out = s.Int(0);
   s.Reset();
   return out;
 }
@@ -497,9 +531,8 @@ absl::Status Notifier::Impl::GiveUpOrphans(int64_t now_ms) {
   s.Reset();
   std::vector<std::pair<std::string, int64_t>> orphans;
   while (true) {
-    auto row = s.Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, s.Step());
+    if (!row) break;
     if (!channels.contains(s.Text(0))) orphans.emplace_back(s.Text(0), s.Int(1));
   }
   s.Reset();
@@ -522,6 +555,41 @@ absl::Status Notifier::Impl::GiveUpOrphans(int64_t now_ms) {
 }
 
 void Notifier::Impl::Run() {
+  OpenChannels();
+  std::optional<int64_t> last_orphan_check;
+  while (!stopping) {
+    if (!db && !OpenDb()) {
+      Poll(5000);
+      continue;
+    }
+    const std::set<int64_t> skip = RowsToSkip();
+    const int64_t now = clock.NowMs();
+    absl::Status st;
+    if (!last_orphan_check || now - *last_orphan_check >= kIdlePollMs) {
+      st = GiveUpOrphans(now);
+      last_orphan_check = now;
+    }
+    int64_t wait_ms = kIdlePollMs;
+    if (st.ok()) st = StartDueRows(now, skip, &wait_ms);
+    if (!st.ok()) {
+      log::Error(kLog,
+                 Cat("reading the notification outbox failed, retrying in 1 s: ", st.ToString()));
+      CloseDb();
+      Poll(1000);
+      continue;
+    }
+    // A finished delivery frees its target for the next row.
+    if (DriveTransfers() || stopping) continue;
+    Poll(wait_ms);
+  }
+  // Interrupted deliveries are not recorded: the rows stay due and go again
+  // (same key, same body) after the next start.
+  AbortAll();
+}
+
+// One channel per configured target; a target whose handle cannot be made
+// gets nothing (logged).
+void Notifier::Impl::OpenChannels() {
   for (const auto& t : config.targets) {
     auto ch = std::make_unique<Channel>();
     ch->target = &t;
@@ -531,126 +599,83 @@ void Notifier::Impl::Run() {
                  Cat("cannot create a libcurl handle for target '", t.name, "'; it gets nothing"));
       continue;
     }
-    CURL* h = ch->easy;
-    const bool webhook = t.kind == NotificationTarget::Kind::kWebhook;
-    // Worker threads must not get SIGALRM from the resolver's timeout.
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ch->error);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(config.timeout_ms));
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config.timeout_ms));
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, webhook ? "http,https" : "smtp,smtps");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteToString);
-    if (webhook) {
-      static const std::string agent = Cat("setdiag-collector/", kVersion);
-      curl_easy_setopt(h, CURLOPT_USERAGENT, agent.c_str());
-      curl_easy_setopt(h, CURLOPT_URL, t.url.c_str());
-      // A redirect would re-POST the signed body somewhere not configured.
-      curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    SetCommonOptions(*ch, config.timeout_ms);
+    if (t.kind == NotificationTarget::Kind::kWebhook) {
+      SetWebhookOptions(ch->easy, t);
     } else {
-      curl_easy_setopt(h, CURLOPT_URL, t.smtp_url.c_str());
-      curl_easy_setopt(h, CURLOPT_READFUNCTION, ReadFromString);
-      curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-      if (!t.smtp_user.empty()) {
-        curl_easy_setopt(h, CURLOPT_USERNAME, t.smtp_user.c_str());
-        curl_easy_setopt(h, CURLOPT_PASSWORD, t.smtp_password.c_str());
-      }
-      // A password never crosses the network in clear: with one, smtp://
-      // requires STARTTLS. Without one, encrypt when the server offers it.
-      if (t.smtp_url.rfind("smtps://", 0) != 0) {
-        curl_easy_setopt(h, CURLOPT_USE_SSL,
-                         static_cast<long>(t.smtp_user.empty() ? CURLUSESSL_TRY : CURLUSESSL_ALL));
-      }
+      SetMailOptions(ch->easy, t);
     }
     channels[t.name] = std::move(ch);
   }
+}
 
-  std::optional<int64_t> last_orphan_check;
-  while (!stopping) {
-    if (!db && !OpenDb()) {
-      Poll(5000);
-      continue;
+// Rows not to start now: those whose outcome is being committed, and those
+// resting after a failed commit (a rest that is over ends here).
+std::set<int64_t> Notifier::Impl::RowsToSkip() {
+  std::lock_guard lock(shared->mu);
+  std::set<int64_t> skip = shared->in_flight;
+  const auto steady_now = std::chrono::steady_clock::now();
+  for (auto it = shared->resting.begin(); it != shared->resting.end();) {
+    if (it->second <= steady_now) {
+      it = shared->resting.erase(it);
+    } else {
+      skip.insert(it->first);
+      ++it;
     }
-    std::set<int64_t> skip;
-    {
-      std::lock_guard lock(shared->mu);
-      skip = shared->in_flight;
-      const auto steady_now = std::chrono::steady_clock::now();
-      for (auto it = shared->resting.begin(); it != shared->resting.end();) {
-        if (it->second <= steady_now) {
-          it = shared->resting.erase(it);
-        } else {
-          skip.insert(it->first);
-          ++it;
-        }
-      }
-    }
-    const int64_t now = clock.NowMs();
-    absl::Status st;
-    if (!last_orphan_check || now - *last_orphan_check >= kIdlePollMs) {
-      st = GiveUpOrphans(now);
-      last_orphan_check = now;
-    }
-    // Each idle target takes its earliest due row: a target that hangs holds
-    // up only its own rows.
-    int64_t wait_ms = kIdlePollMs;
-    for (auto& [name, ch] : channels) {
-      if (!st.ok()) break;
-      if (ch->busy) continue;
-      auto row = DueRow(name, now, skip);
-      if (!row.ok()) {
-        st = row.status();
-        break;
-      }
-      if (row->has_value()) {
-        Begin(*ch, std::move(**row));
-        if (!ch->busy) wait_ms = 0;  // failed to start; already recorded
-        continue;
-      }
-      auto next = NextDue(name);
-      if (!next.ok()) {
-        st = next.status();
-        break;
-      }
-      if (!next->has_value()) continue;
-      // Due but skipped: its outcome is being committed, and the commit
-      // callback wakes us. Nothing in flight means it just became due.
-      int64_t until = **next - now;
-      if (until <= 0) until = skip.empty() ? 0 : 1000;
-      wait_ms = std::min(wait_ms, until);
-    }
-    if (!st.ok()) {
-      log::Error(kLog,
-                 Cat("reading the notification outbox failed, retrying in 1 s: ", st.ToString()));
-      AbortAll();
-      due_stmt.reset();
-      next_stmt.reset();
-      targets_stmt.reset();
-      db.reset();
-      Poll(1000);
-      continue;
-    }
-
-    int running = 0;
-    curl_multi_perform(shared->multi, &running);
-    bool finished = false;
-    int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(shared->multi, &left)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      CURL* easy = msg->easy_handle;
-      CURLcode code = msg->data.result;  // msg is invalid once the handle is removed
-      for (auto& [name, ch] : channels) {
-        if (ch->easy == easy && ch->busy) Finish(*ch, code);
-      }
-      finished = true;
-    }
-    // A finished delivery frees its target for the next row.
-    if (finished || stopping) continue;
-    Poll(wait_ms);
   }
-  // Interrupted deliveries are not recorded: the rows stay due and go again
-  // (same key, same body) after the next start.
+  return skip;
+}
+
+// Each idle target takes its earliest due row: a target that hangs holds up
+// only its own rows. Lowers *wait_ms to when the next row is due.
+absl::Status Notifier::Impl::StartDueRows(int64_t now_ms, const std::set<int64_t>& skip,
+                                          int64_t* wait_ms) {
+  for (auto& [name, ch] : channels) {
+    if (ch->busy) continue;
+    ASSIGN_OR_RETURN(std::optional<Row> row, DueRow(name, now_ms, skip));
+    if (row.has_value()) {
+      Begin(*ch, std::move(*row));
+      if (!ch->busy) *wait_ms = 0;  // failed to start; already recorded
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::optional<int64_t> next, NextDue(name));
+    if (!next.has_value()) continue;
+    // Due but skipped: its outcome is being committed, and the commit
+    // callback wakes us. Nothing in flight means it just became due.
+    int64_t until = *next - now_ms;
+    if (until <= 0) until = skip.empty() ? 0 : 1000;
+    *wait_ms = std::min(*wait_ms, until);
+  }
+  return absl::OkStatus();
+}
+
+// After a read error: deliveries under way are dropped with the connection,
+// which the next round opens again.
+void Notifier::Impl::CloseDb() {
   AbortAll();
+  due_stmt.reset();
+  next_stmt.reset();
+  targets_stmt.reset();
+  db.reset();
+}
+
+// Lets libcurl move the transfers on and finishes those that are done;
+// true when any did.
+bool Notifier::Impl::DriveTransfers() {
+  int running = 0;
+  curl_multi_perform(shared->multi, &running);
+  bool finished = false;
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(shared->multi, &left)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL* easy = msg->easy_handle;
+    CURLcode code = msg->data.result;  // msg is invalid once the handle is removed
+    for (auto& [name, ch] : channels) {
+      if (ch->easy == easy && ch->busy) Finish(*ch, code);
+    }
+    finished = true;
+  }
+  return finished;
 }
 
 void Notifier::Impl::AbortAll() {

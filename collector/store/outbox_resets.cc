@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::collector {
@@ -45,7 +46,7 @@ absl::Status EnsureTable(sql::Db& db) {
 absl::Status RememberReplacedOutbox(sql::Db& db, const std::string& agent_id,
                                     const std::string& outbox_id, uint64_t last_committed,
                                     int64_t now_ms) {
-  if (auto st = EnsureTable(db); !st.ok()) return st;
+  RETURN_IF_ERROR(EnsureTable(db));
   auto up = db.Prepare(
       "INSERT INTO agent_outboxes(agent_id, outbox_id, last_committed_seq, replaced_at_ms) VALUES "
       "(?,?,?,?) "
@@ -146,7 +147,7 @@ absl::Status RecordOutboxResetGaps(sql::Db& db, const std::string& agent_id,
     json reset = json::parse(ev.payload, nullptr, false);
     if (!reset.is_object()) continue;
     // What the collector had stored of the replaced outbox.
-    if (auto st = EnsureTable(db); !st.ok()) return st;
+    RETURN_IF_ERROR(EnsureTable(db));
     const std::string prev_id = reset.value("previous_outbox_id", "");
     auto sel = db.Prepare(
         prev_id.empty()
@@ -156,9 +157,8 @@ absl::Status RecordOutboxResetGaps(sql::Db& db, const std::string& agent_id,
     if (!sel.ok()) return sel.status();
     sel->Bind(1, agent_id);
     if (!prev_id.empty()) sel->Bind(2, prev_id);
-    auto row = sel->Step();
-    if (!row.ok()) return row.status();
-    const int64_t collector_last = *row ? sel->Int(0) : -1;
+    ASSIGN_OR_RETURN(auto row, sel->Step());
+    const int64_t collector_last = row ? sel->Int(0) : -1;
     sel->Reset();
     json gap = OutboxResetGap(agent_id, collector_last, reset);
     auto ins = db.Prepare(
@@ -171,7 +171,7 @@ absl::Status RecordOutboxResetGaps(sql::Db& db, const std::string& agent_id,
         .Bind(3, ev.id)
         .Bind(4, "setdiag.gap");
     ins->Bind(5, int64_t{3}).Bind(6, ev.detected_at_ms).Bind(7, now_ms).Bind(8, gap.dump());
-    if (auto st = ins->Run(); !st.ok()) return st;
+    RETURN_IF_ERROR(ins->Run());
     if (db.Changes() == 0) continue;  // recorded before
     const int64_t gap_id = sqlite3_last_insert_rowid(db.raw());
     log::Warn("link", Cat("store ", store_id, ": ", gap["summary_en"].get<std::string>()));
@@ -186,14 +186,11 @@ absl::Status RecordOutboxResetGaps(sql::Db& db, const std::string& agent_id,
         "SELECT id, ?, 'collector', 'gap', ?, ? FROM tickets WHERE store_id=? AND state != "
         "'resolved'");
     if (!tl.ok()) return tl.status();
-    if (auto st = tl->Bind(1, now_ms)
-                      .Bind(2, gap["summary_en"].get<std::string>())
-                      .Bind(3, gap_id)
-                      .Bind(4, store_id)
-                      .Run();
-        !st.ok()) {
-      return st;
-    }
+    RETURN_IF_ERROR(tl->Bind(1, now_ms)
+                        .Bind(2, gap["summary_en"].get<std::string>())
+                        .Bind(3, gap_id)
+                        .Bind(4, store_id)
+                        .Run());
   }
   return absl::OkStatus();
 }

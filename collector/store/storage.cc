@@ -4,6 +4,7 @@
 
 #include "collector/store/outbox_resets.h"
 #include "common/files.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::collector {
@@ -85,32 +86,26 @@ absl::Status InitSchema(sql::Db& db) { return db.Exec(kSchema); }
 
 absl::StatusOr<IssuedToken> CreateStoreToken(sql::Db& db, const std::string& store_id,
                                              const std::string& partner, int64_t now_ms) {
-  auto txn = sql::Transaction::Begin(db);
-  if (!txn.ok()) return txn.status();
-  auto existing = db.Prepare("SELECT partner FROM stores WHERE store_id=?");
-  if (!existing.ok()) return existing.status();
-  existing->Bind(1, store_id);
-  auto row = existing->Step();
-  if (!row.ok()) return row.status();
-  if (*row && existing->Text(0) != partner) {
+  ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db));
+  ASSIGN_OR_RETURN(auto existing, db.Prepare("SELECT partner FROM stores WHERE store_id=?"));
+  existing.Bind(1, store_id);
+  ASSIGN_OR_RETURN(auto row, existing.Step());
+  if (row && existing.Text(0) != partner) {
     return absl::FailedPreconditionError(
-        Cat("store ", store_id, " belongs to partner ", existing->Text(0), ", not ", partner));
+        Cat("store ", store_id, " belongs to partner ", existing.Text(0), ", not ", partner));
   }
-  existing->Reset();
+  existing.Reset();
   auto ins =
       db.Prepare("INSERT OR IGNORE INTO stores(store_id, partner, created_at_ms) VALUES (?,?,?)");
   if (!ins.ok()) return ins.status();
-  if (auto st = ins->Bind(1, store_id).Bind(2, partner).Bind(3, now_ms).Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(ins->Bind(1, store_id).Bind(2, partner).Bind(3, now_ms).Run());
   IssuedToken t{RandomHex(4), Cat("sdst_", RandomHex(32))};
   auto tok = db.Prepare(
       "INSERT INTO store_tokens(token_id, token_hash, store_id, created_at_ms) VALUES (?,?,?,?)");
   if (!tok.ok()) return tok.status();
-  if (auto st =
-          tok->Bind(1, t.id).Bind(2, HashSecret(t.secret)).Bind(3, store_id).Bind(4, now_ms).Run();
-      !st.ok()) {
-    return st;
-  }
-  if (auto st = txn->Commit(); !st.ok()) return st;
+  RETURN_IF_ERROR(
+      tok->Bind(1, t.id).Bind(2, HashSecret(t.secret)).Bind(3, store_id).Bind(4, now_ms).Run());
+  RETURN_IF_ERROR(txn.Commit());
   return t;
 }
 
@@ -121,8 +116,7 @@ absl::StatusOr<int64_t> RevokeStoreTokens(sql::Db& db, const std::string& token_
       "(token_id=? OR store_id=?)");
   if (!stmt.ok()) return stmt.status();
   // An empty selector matches nothing: '' is never a token id or store id.
-  if (auto st = stmt->Bind(1, now_ms).Bind(2, token_id).Bind(3, store_id).Run(); !st.ok())
-    return st;
+  RETURN_IF_ERROR(stmt->Bind(1, now_ms).Bind(2, token_id).Bind(3, store_id).Run());
   return db.Changes();
 }
 
@@ -132,9 +126,8 @@ absl::StatusOr<std::optional<StoreGrant>> LookupStoreToken(sql::Db& db, std::str
       "WHERE t.token_hash=? AND t.revoked_at_ms IS NULL");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, HashSecret(secret));
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return std::optional<StoreGrant>();
+  ASSIGN_OR_RETURN(auto row, stmt->Step());
+  if (!row) return std::optional<StoreGrant>();
   return std::optional<StoreGrant>(StoreGrant{stmt->Text(0), stmt->Text(1), stmt->Text(2)});
 }
 
@@ -145,9 +138,8 @@ absl::StatusOr<std::vector<TokenRow>> ListStoreTokens(sql::Db& db) {
   if (!stmt.ok()) return stmt.status();
   std::vector<TokenRow> out;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     TokenRow r{stmt->Text(0), stmt->Text(1), stmt->Text(2), stmt->Int(3), std::nullopt};
     if (!stmt->IsNull(4)) r.revoked_at_ms = stmt->Int(4);
     out.push_back(std::move(r));
@@ -196,9 +188,8 @@ absl::StatusOr<std::vector<UserRow>> ListUsers(sql::Db& db) {
   if (!stmt.ok()) return stmt.status();
   std::vector<UserRow> out;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     UserRow r;
     r.id = stmt->Text(0);
     r.name = stmt->Text(1);
@@ -219,7 +210,7 @@ absl::StatusOr<int64_t> RevokeUser(sql::Db& db, const std::string& user_id, cons
       "UPDATE users SET revoked_at_ms=?1 WHERE revoked_at_ms IS NULL AND "
       "((?2 <> '' AND user_id=?2) OR (?3 <> '' AND name=?3))");
   if (!stmt.ok()) return stmt.status();
-  if (auto st = stmt->Bind(1, now_ms).Bind(2, user_id).Bind(3, name).Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(stmt->Bind(1, now_ms).Bind(2, user_id).Bind(3, name).Run());
   return db.Changes();
 }
 
@@ -228,7 +219,7 @@ absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id,
   auto stmt =
       db.Prepare("DELETE FROM users WHERE (?1 <> '' AND user_id=?1) OR (?2 <> '' AND name=?2)");
   if (!stmt.ok()) return stmt.status();
-  if (auto st = stmt->Bind(1, user_id).Bind(2, name).Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(stmt->Bind(1, user_id).Bind(2, name).Run());
   return db.Changes();
 }
 
@@ -238,18 +229,16 @@ absl::StatusOr<std::optional<User>> LookupUser(sql::Db& db, std::string_view sec
       "WHERE token_hash=? AND revoked_at_ms IS NULL");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, HashSecret(secret));
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  if (!*row) return std::optional<User>();
+  ASSIGN_OR_RETURN(auto row, stmt->Step());
+  if (!row) return std::optional<User>();
   return std::optional<User>(UserFrom(*stmt));
 }
 
 absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::string& store_id) {
   if (user.role == Role::kSupport) return true;
-  auto stmt = db.Prepare("SELECT 1 FROM stores WHERE store_id=? AND partner=?");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, store_id).Bind(2, user.partner);
-  return stmt->Step();
+  ASSIGN_OR_RETURN(auto stmt, db.Prepare("SELECT 1 FROM stores WHERE store_id=? AND partner=?"));
+  stmt.Bind(1, store_id).Bind(2, user.partner);
+  return stmt.Step();
 }
 
 absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64_t connection,
@@ -258,10 +247,9 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
       db.Prepare("SELECT store_id, last_committed_seq, outbox_id FROM agents WHERE agent_id=?");
   if (!sel.ok()) return sel.status();
   sel->Bind(1, hello.agent_id);
-  auto row = sel->Step();
-  if (!row.ok()) return row.status();
+  ASSIGN_OR_RETURN(auto row, sel->Step());
   uint64_t last = 0;
-  if (*row) {
+  if (row) {
     if (sel->Text(0) != hello.store_id) {
       return absl::PermissionDeniedError(
           Cat("agent ", hello.agent_id, " is registered for store ", sel->Text(0)));
@@ -271,8 +259,7 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
     // had of the old one, to name what it lost (collector/store/outbox_resets.h).
     if (std::string old_outbox = sel->Text(2);
         !old_outbox.empty() && old_outbox != hello.outbox_id) {
-      if (auto st = RememberReplacedOutbox(db, hello.agent_id, old_outbox, last, now_ms); !st.ok())
-        return st;
+      RETURN_IF_ERROR(RememberReplacedOutbox(db, hello.agent_id, old_outbox, last, now_ms));
     }
   }
   sel->Reset();
@@ -288,7 +275,7 @@ absl::StatusOr<uint64_t> RecordHello(sql::Db& db, const AgentHello& hello, int64
       .Bind(3, hello.version)
       .Bind(4, hello.outbox_id);
   up->Bind(5, now_ms).Bind(6, now_ms).Bind(7, connection);
-  if (auto st = up->Run(); !st.ok()) return st;
+  RETURN_IF_ERROR(up->Run());
   return last;
 }
 
@@ -304,9 +291,9 @@ absl::Status ResetConnections(sql::Db& db) { return db.Exec("UPDATE agents SET c
 
 absl::Status RecordStatus(sql::Db& db, const std::string& agent_id, const std::string& status_json,
                           int64_t now_ms) {
-  auto up = db.Prepare("UPDATE agents SET status_json=?, last_seen_ms=? WHERE agent_id=?");
-  if (!up.ok()) return up.status();
-  return up->Bind(1, status_json).Bind(2, now_ms).Bind(3, agent_id).Run();
+  ASSIGN_OR_RETURN(auto up,
+                   db.Prepare("UPDATE agents SET status_json=?, last_seen_ms=? WHERE agent_id=?"));
+  return up.Bind(1, status_json).Bind(2, now_ms).Bind(3, agent_id).Run();
 }
 
 absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
@@ -326,7 +313,7 @@ absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
         .Bind(3, static_cast<int64_t>(e.sequence))
         .Bind(4, e.kind);
     ins->Bind(5, int64_t{e.severity}).Bind(6, e.detected_at_ms).Bind(7, now_ms).Bind(8, e.payload);
-    if (auto st = ins->Run(); !st.ok()) return st;
+    RETURN_IF_ERROR(ins->Run());
     if (db.Changes() > 0) {
       ++added;
       if (inserted) {
@@ -340,10 +327,8 @@ absl::StatusOr<int64_t> InsertEvents(sql::Db& db, const std::string& agent_id,
       "UPDATE agents SET last_committed_seq=MAX(last_committed_seq, ?), last_seen_ms=? "
       "WHERE agent_id=?");
   if (!up.ok()) return up.status();
-  if (auto st = up->Bind(1, static_cast<int64_t>(max_seq)).Bind(2, now_ms).Bind(3, agent_id).Run();
-      !st.ok()) {
-    return st;
-  }
+  RETURN_IF_ERROR(
+      up->Bind(1, static_cast<int64_t>(max_seq)).Bind(2, now_ms).Bind(3, agent_id).Run());
   return added;
 }
 
@@ -354,26 +339,24 @@ absl::StatusOr<std::vector<EventRow>> ListEvents(sql::Db& db, const User& user,
       "e.received_at_ms, e.payload FROM events e JOIN stores s USING (store_id) WHERE e.id > ?1 "
       "AND (?2 = '' OR e.store_id = ?2) AND (?3 = '' OR e.kind = ?3) "
       "AND (?4 = 'support' OR s.partner = ?5) ORDER BY e.id LIMIT ?6";
-  auto stmt = db.Prepare(sql);
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, q.after_id).Bind(2, q.store_id).Bind(3, q.kind);
-  stmt->Bind(4, user.role == Role::kSupport ? "support" : "partner").Bind(5, user.partner);
-  stmt->Bind(6, q.limit);
+  ASSIGN_OR_RETURN(auto stmt, db.Prepare(sql));
+  stmt.Bind(1, q.after_id).Bind(2, q.store_id).Bind(3, q.kind);
+  stmt.Bind(4, user.role == Role::kSupport ? "support" : "partner").Bind(5, user.partner);
+  stmt.Bind(6, q.limit);
   std::vector<EventRow> out;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt.Step());
+    if (!row) break;
     EventRow r;
-    r.id = stmt->Int(0);
-    r.store_id = stmt->Text(1);
-    r.agent_id = stmt->Text(2);
-    r.sequence = static_cast<uint64_t>(stmt->Int(3));
-    r.kind = stmt->Text(4);
-    r.severity = static_cast<int>(stmt->Int(5));
-    r.detected_at_ms = stmt->Int(6);
-    r.received_at_ms = stmt->Int(7);
-    r.payload = stmt->Text(8);
+    r.id = stmt.Int(0);
+    r.store_id = stmt.Text(1);
+    r.agent_id = stmt.Text(2);
+    r.sequence = static_cast<uint64_t>(stmt.Int(3));
+    r.kind = stmt.Text(4);
+    r.severity = static_cast<int>(stmt.Int(5));
+    r.detected_at_ms = stmt.Int(6);
+    r.received_at_ms = stmt.Int(7);
+    r.payload = stmt.Text(8);
     out.push_back(std::move(r));
   }
   return out;
@@ -392,9 +375,8 @@ absl::StatusOr<std::vector<AgentRow>> ListAgents(sql::Db& db, const User& user,
       .Bind(3, user.partner);
   std::vector<AgentRow> out;
   while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
+    ASSIGN_OR_RETURN(auto row, stmt->Step());
+    if (!row) break;
     AgentRow r;
     r.agent_id = stmt->Text(0);
     r.store_id = stmt->Text(1);

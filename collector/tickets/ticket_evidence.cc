@@ -6,6 +6,8 @@
 
 #include "absl/time/time.h"
 #include "common/strings.h"
+#include "common/time_format.h"
+#include "common/utf8.h"
 
 namespace setdiag::collector {
 namespace {
@@ -14,13 +16,9 @@ using json = nlohmann::json;
 
 // One free-text value from a store, shown on one line and bounded.
 std::string Short(std::string_view s, size_t max = 200) {
-  std::string out(s.substr(0, std::min(s.size(), max)));
-  // Do not cut a UTF-8 character in half.
-  if (out.size() < s.size()) {
-    while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) out.pop_back();
-    if (!out.empty() && (static_cast<unsigned char>(out.back()) & 0x80) != 0) out.pop_back();
-    out += "...";
-  }
+  // Not cutting a UTF-8 character in half.
+  std::string out(Utf8PrefixBytes(s, max));
+  if (out.size() < s.size()) out += "...";
   for (char& c : out) {
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   }
@@ -96,9 +94,9 @@ void LastImportLines(const json& ev, std::vector<std::string>& en, std::vector<s
   const json& li = ev["last_successful_import"];
   if (li.is_object()) {
     en.push_back(Cat("Last successful import: package ", Text(li, "ti"), " at ",
-                     MoscowTime(Int(li, "arrived_ms"))));
+                     FormatMsk(Int(li, "arrived_ms"))));
     ru.push_back(Cat("Последний успешный импорт: пакет ", Text(li, "ti"), ", ",
-                     MoscowTime(Int(li, "arrived_ms"))));
+                     FormatMsk(Int(li, "arrived_ms"))));
   } else {
     en.push_back("Last successful import: none in SET's recent packages");
     ru.push_back("Последний успешный импорт: среди последних пакетов SET не найден");
@@ -145,11 +143,11 @@ void Tills(const json& payload, size_t listed, json& ev, std::vector<std::string
     const std::string probe = t["probe"].get<std::string>();
     en.push_back(
         Cat("- till ", Scalar(t["number"]), ": last heartbeat ",
-            beat ? MoscowTime(t["last_heartbeat_ms"].get<int64_t>()) : std::string("never seen"),
+            beat ? FormatMsk(t["last_heartbeat_ms"].get<int64_t>()) : std::string("never seen"),
             "; ", ProbeText(probe, false)));
     ru.push_back(
         Cat("- касса ", Scalar(t["number"]), ": последний сигнал ",
-            beat ? MoscowTime(t["last_heartbeat_ms"].get<int64_t>()) : std::string("не было"), "; ",
+            beat ? FormatMsk(t["last_heartbeat_ms"].get<int64_t>()) : std::string("не было"), "; ",
             ProbeText(probe, true)));
   }
   if (more > 0) {
@@ -208,10 +206,10 @@ void Halted(const json& payload, json& ev, std::vector<std::string>& en,
           Text(p, "import_type").empty() ? "" : Cat(" (тип импорта ", Text(p, "import_type"), ")");
       const size_t n = payload["stuck_packages"].size();
       en.push_back(Cat("Stuck package: ", Text(p, "ti"), type_en, ", \"in process\" since ",
-                       MoscowTime(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), false),
+                       FormatMsk(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), false),
                        ")", n > 1 ? Cat("; ", n, " stuck in all") : ""));
       ru.push_back(Cat("Зависший пакет: ", Text(p, "ti"), type_ru, ", «в обработке» с ",
-                       MoscowTime(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), true),
+                       FormatMsk(Int(p, "since_ms")), " (", Duration(Int(p, "stuck_for_s"), true),
                        ")", n > 1 ? Cat("; всего зависших: ", n) : ""));
     }
   }
@@ -223,10 +221,10 @@ void Halted(const json& payload, json& ev, std::vector<std::string>& en,
                                  {"age_s", Int(f, "age_s")},
                                  {"files", Int(f, "files")}};
     en.push_back(Cat("Oldest waiting file: ", Text(f, "name"), " in ", Text(f, "path"), " since ",
-                     MoscowTime(Int(f, "mtime_ms")), " (", Duration(Int(f, "age_s"), false), "; ",
+                     FormatMsk(Int(f, "mtime_ms")), " (", Duration(Int(f, "age_s"), false), "; ",
                      Int(f, "files"), " file(s) waiting)"));
     ru.push_back(Cat("Самый старый ожидающий файл: ", Text(f, "name"), " в ", Text(f, "path"),
-                     " с ", MoscowTime(Int(f, "mtime_ms")), " (", Duration(Int(f, "age_s"), true),
+                     " с ", FormatMsk(Int(f, "mtime_ms")), " (", Duration(Int(f, "age_s"), true),
                      "; файлов в очереди: ", Int(f, "files"), ")"));
   }
   if (payload.contains("import_service") && payload["import_service"].is_object()) {
@@ -263,11 +261,11 @@ void Transport(const json& payload, size_t listed, json& ev, std::vector<std::st
   ru.push_back(Cat("Кассы, не получившие товары", of_ru, ":"));
   for (const auto& t : head) {
     en.push_back(Cat("- till ", Text(t, "till"), ": ", Int(t, "not_loaded"),
-                     " item(s) not loaded, waiting since ", MoscowTime(Int(t, "waiting_since_ms")),
-                     ", last load ", MoscowTime(Int(t, "last_load_ms"))));
+                     " item(s) not loaded, waiting since ", FormatMsk(Int(t, "waiting_since_ms")),
+                     ", last load ", FormatMsk(Int(t, "last_load_ms"))));
     ru.push_back(Cat("- касса ", Text(t, "till"), ": не загружено позиций: ", Int(t, "not_loaded"),
-                     ", ждёт с ", MoscowTime(Int(t, "waiting_since_ms")), ", последняя загрузка ",
-                     MoscowTime(Int(t, "last_load_ms"))));
+                     ", ждёт с ", FormatMsk(Int(t, "waiting_since_ms")), ", последняя загрузка ",
+                     FormatMsk(Int(t, "last_load_ms"))));
   }
   if (more > 0) {
     en.push_back(More(more, false));
@@ -281,9 +279,9 @@ void ErpSilent(const json& payload, json& ev, std::vector<std::string>& en,
   ev["silent_since_ms"] = Int(payload, "silent_since_ms");
   if (Has(payload, "expected_every_s")) ev["expected_every_s"] = Int(payload, "expected_every_s");
   const int64_t every = Int(payload, "expected_every_s");
-  en.push_back(Cat("No package from the ERP since ", MoscowTime(Int(payload, "silent_since_ms")),
+  en.push_back(Cat("No package from the ERP since ", FormatMsk(Int(payload, "silent_since_ms")),
                    every > 0 ? Cat(" (expected every ", Duration(every, false), ")") : ""));
-  ru.push_back(Cat("Нет пакетов от учётной системы с ", MoscowTime(Int(payload, "silent_since_ms")),
+  ru.push_back(Cat("Нет пакетов от учётной системы с ", FormatMsk(Int(payload, "silent_since_ms")),
                    every > 0 ? Cat(" (ожидаются каждые ", Duration(every, true), ")") : ""));
   if (payload.contains("last_package")) {
     const json& p = payload["last_package"];
@@ -291,8 +289,8 @@ void ErpSilent(const json& payload, json& ev, std::vector<std::string>& en,
         p.is_object() ? json{{"ti", p.value("ti", json())}, {"arrived_ms", Int(p, "arrived_ms")}}
                       : json(nullptr);
     if (p.is_object()) {
-      en.push_back(Cat("Last package: ", Text(p, "ti"), " at ", MoscowTime(Int(p, "arrived_ms"))));
-      ru.push_back(Cat("Последний пакет: ", Text(p, "ti"), ", ", MoscowTime(Int(p, "arrived_ms"))));
+      en.push_back(Cat("Last package: ", Text(p, "ti"), " at ", FormatMsk(Int(p, "arrived_ms"))));
+      ru.push_back(Cat("Последний пакет: ", Text(p, "ti"), ", ", FormatMsk(Int(p, "arrived_ms"))));
     }
   }
 }
@@ -308,10 +306,10 @@ void ImportErrors(const json& payload, size_t listed, json& ev, std::vector<std:
                 {"status_name", Text(p, "status_name")},
                 {"import_type", Text(p, "import_type")},
                 {"message", Text(p, "message")}};
-    en.push_back(Cat("- package ", Text(p, "ti"), " (", MoscowTime(Int(p, "arrived_ms")),
+    en.push_back(Cat("- package ", Text(p, "ti"), " (", FormatMsk(Int(p, "arrived_ms")),
                      "): ", Text(p, "status_name"),
                      Text(p, "message").empty() ? "" : Cat(": ", Text(p, "message"))));
-    ru.push_back(Cat("- пакет ", Text(p, "ti"), " (", MoscowTime(Int(p, "arrived_ms")),
+    ru.push_back(Cat("- пакет ", Text(p, "ti"), " (", FormatMsk(Int(p, "arrived_ms")),
                      "): ", Text(p, "status_name"),
                      Text(p, "message").empty() ? "" : Cat(": ", Text(p, "message"))));
     head.push_back(std::move(pkg));
@@ -345,16 +343,6 @@ void Disks(const json& payload, json& ev, std::vector<std::string>& en,
 }
 
 }  // namespace
-
-std::string MoscowTime(int64_t ms) {
-  if (ms <= 0) return "-";
-  static const absl::TimeZone kMsk = [] {
-    absl::TimeZone tz;
-    if (!absl::LoadTimeZone("Europe/Moscow", &tz)) tz = absl::FixedTimeZone(3 * 3600);
-    return tz;
-  }();
-  return absl::FormatTime("%Y-%m-%d %H:%M MSK", absl::FromUnixMillis(ms), kMsk);
-}
 
 json EvidenceOf(const std::string& kind, const json& payload, size_t listed) {
   if (!payload.is_object()) return nullptr;

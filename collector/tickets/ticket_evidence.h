@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "common/time_format.h"
+
 namespace setdiag::collector {
 
 // At most this many tills (or packages) are listed one by one; the rest are
@@ -40,9 +42,5 @@ nlohmann::json EvidenceOf(const std::string& kind, const nlohmann::json& payload
 // The human lines of an evidence object in one language, one per line
 // (empty for null evidence).
 std::string EvidenceText(const nlohmann::json& evidence, bool ru);
-
-// "2026-12-02 10:57 MSK" ("-" for 0): how tickets, their evidence and their
-// notifications show instants to people.
-std::string MoscowTime(int64_t ms);
 
 }  // namespace setdiag::collector

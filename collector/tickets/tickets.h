@@ -146,6 +146,14 @@ absl::Status SetPartnerTariff(sql::Db& db, const std::string& partner, const std
 // one given a tariff (partner set).
 absl::StatusOr<bool> PartnerIsKnown(sql::Db& db, const std::string& partner);
 
+// Every partner (of a store or with a tariff of its own), its tariff ("" for
+// the default) and how many stores it has, by name.
+struct PartnerRow {
+  std::string partner, tariff;
+  int64_t stores = 0;
+};
+absl::StatusOr<std::vector<PartnerRow>> ListPartners(sql::Db& db);
+
 // What people do to a ticket. Each returns NotFound if the user may not see
 // the ticket, FailedPrecondition if the state does not allow it.
 enum class TicketAction { kAcknowledge, kNote, kRegisterError, kWorkaround, kResolve };

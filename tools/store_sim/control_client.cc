@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
+#include "common/url.h"
 #include "tools/store_sim/http_client.h"
 #include "tools/store_sim/till_set.h"
 #include "tools/store_sim/tills.h"
@@ -12,22 +13,6 @@
 namespace setdiag::store_sim {
 
 namespace {
-
-std::string UrlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ',') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 int BadCtl(const std::string& message) {
   std::cerr << "setdiag-store-sim ctl: " << message << "\n";

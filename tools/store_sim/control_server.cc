@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/url.h"
 
 namespace setdiag::store_sim {
 
@@ -18,27 +19,6 @@ using tcp = asio::ip::tcp;
 
 ControlResponse JsonError(int status, const std::string& message) {
   return {status, nlohmann::json{{"error", message}}.dump()};
-}
-
-std::string UrlDecode(std::string_view s) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 class ControlServer::Connection : public std::enable_shared_from_this<Connection> {
@@ -123,16 +103,9 @@ ControlResponse ControlServer::Dispatch(const std::string& method, const std::st
   ControlRequest req;
   req.method = method;
   req.body = std::move(body);
-  std::string_view t = target;
-  auto q = t.find('?');
-  req.path = std::string(t.substr(0, q));
-  if (q != std::string_view::npos) {
-    for (std::string_view kv : Split(t.substr(q + 1), '&')) {
-      auto eq = kv.find('=');
-      std::string key = UrlDecode(kv.substr(0, eq));
-      req.query[key] = eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1));
-    }
-  }
+  RequestTarget parsed = ParseRequestTarget(target);
+  req.path = std::move(parsed.path);
+  req.query = std::move(parsed.query);
   auto it = routes_.find({req.method, req.path});
   if (it != routes_.end()) return it->second(req);
   if (fallback_) return fallback_(req);

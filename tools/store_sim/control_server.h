@@ -70,7 +70,4 @@ class ControlServer {
   uint16_t port_ = 0;
 };
 
-// "a%2Cb+c" -> "a,b c".
-std::string UrlDecode(std::string_view s);
-
 }  // namespace setdiag::store_sim

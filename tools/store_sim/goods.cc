@@ -6,6 +6,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "tools/store_sim/till_set.h"
 
@@ -40,10 +41,10 @@ GoodsSim::~GoodsSim() {
 
 absl::Status GoodsSim::Start() {
   if (inbox_.enabled()) {
-    if (absl::Status st = inbox_.Prepare(); !st.ok()) return st;
+    RETURN_IF_ERROR(inbox_.Prepare());
   }
   if (opt_.soap) {
-    if (absl::Status st = soap_.Open(*opt_.soap); !st.ok()) return st;
+    RETURN_IF_ERROR(soap_.Open(*opt_.soap));
   }
   ErpState erp = board_.erp();
   log::Info("goods", Cat("ERP ", erp.type, " packages ",

@@ -1,18 +1,18 @@
 #include "tools/store_sim/schema.h"
 
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::store_sim {
 
 absl::Status EnsureDatabases(const std::string& conninfo) {
-  auto admin = PgConn::Connect(conninfo, "postgres");
-  if (!admin.ok()) return admin.status();
+  ASSIGN_OR_RETURN(auto admin, PgConn::Connect(conninfo, "postgres"));
   for (const char* db : {kSetDb, kOperdayDb}) {
-    auto r = admin->Query("SELECT 1 FROM pg_database WHERE datname = $1", {std::string(db)});
-    if (!r.ok()) return r.status();
-    if (PQntuples(r->get()) > 0) continue;
+    ASSIGN_OR_RETURN(
+        auto r, admin.Query("SELECT 1 FROM pg_database WHERE datname = $1", {std::string(db)}));
+    if (PQntuples(r.get()) > 0) continue;
     // Identifiers cannot be parameters; these two are constants.
-    absl::Status st = admin->Exec(Cat("CREATE DATABASE ", db));
+    absl::Status st = admin.Exec(Cat("CREATE DATABASE ", db));
     // Created meanwhile (the goods loop's connection, another simulator):
     // 42P04 if it was committed first, 23505 if both ran at once.
     if (!st.ok() && SqlState(st) != "42P04" && SqlState(st) != "23505") return st;

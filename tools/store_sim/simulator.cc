@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "tools/store_sim/till_set.h"
 
@@ -37,11 +38,11 @@ Simulator::~Simulator() { Shutdown(); }
 absl::Status Simulator::Start() {
   for (const Till& t : board_.Snapshot()) {
     if (!t.plugged) continue;
-    if (absl::Status st = probes_.Open(t.number, t.cash_ip); !st.ok()) return st;
+    RETURN_IF_ERROR(probes_.Open(t.number, t.cash_ip));
   }
   RegisterRoutes();
-  if (absl::Status st = control_.Listen(opt_.control); !st.ok()) return st;
-  if (absl::Status st = goods_.Start(); !st.ok()) return st;
+  RETURN_IF_ERROR(control_.Listen(opt_.control));
+  RETURN_IF_ERROR(goods_.Start());
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {

@@ -1,5 +1,6 @@
 #include "tools/store_sim/soap_stub.h"
 
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::store_sim {
@@ -69,7 +70,7 @@ SoapStub::SoapStub(boost::asio::io_context& io) : server_(io) {
 }
 
 absl::Status SoapStub::Open(const HostPort& at) {
-  if (absl::Status st = server_.Listen(at); !st.ok()) return st;
+  RETURN_IF_ERROR(server_.Listen(at));
   address_ = at;
   address_.port = server_.port();
   return absl::OkStatus();

@@ -47,7 +47,7 @@ std::string MskText(int64_t ms) {
 // The files that ship with the collector, found from this source file (the
 // build compiles sources by absolute path).
 std::string ShippedDir() {
-  return (std::filesystem::path(__FILE__).parent_path() / "../../../collector/calendars")
+  return (std::filesystem::path(__FILE__).parent_path() / "../../../../collector/calendars")
       .lexically_normal()
       .string();
 }

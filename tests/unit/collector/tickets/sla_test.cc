@@ -43,9 +43,10 @@ BusinessHours MoscowHours() {
 
 // The calendars that ship with the collector, found from this source file.
 BusinessClock ShippedClock() {
-  std::string dir = (std::filesystem::path(__FILE__).parent_path() / "../../../collector/calendars")
-                        .lexically_normal()
-                        .string();
+  std::string dir =
+      (std::filesystem::path(__FILE__).parent_path() / "../../../../collector/calendars")
+          .lexically_normal()
+          .string();
   auto cal = ProductionCalendar::LoadDirectory(dir);
   EXPECT_TRUE(cal.ok()) << cal.status().ToString();
   return BusinessClock(cal.ok() ? *cal : ProductionCalendar(), MoscowHours());
