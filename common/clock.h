@@ -4,7 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
+
+#include "common/mutex.h"
 
 namespace setdiag {
 
@@ -36,22 +37,22 @@ class FakeClock final : public Clock {
  public:
   explicit FakeClock(int64_t now_ms = 1'700'000'000'000) : now_ms_(now_ms) {}
   int64_t NowMs() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return now_ms_;
   }
   int64_t MonotonicMs() override { return NowMs(); }
   void Advance(std::chrono::milliseconds d) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     now_ms_ += d.count();
   }
   void Set(int64_t now_ms) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     now_ms_ = now_ms;
   }
 
  private:
-  std::mutex mu_;
-  int64_t now_ms_;
+  Mutex mu_;
+  int64_t now_ms_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace setdiag

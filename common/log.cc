@@ -4,15 +4,15 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "common/time_format.h"
 
 namespace setdiag::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
-std::mutex g_mu;
+Mutex g_mu;  // one line at a time on stderr
 
 const char* Name(Level level) {
   switch (level) {
@@ -50,7 +50,7 @@ void Write(Level level, std::string_view component, std::string_view message) {
   auto now = std::chrono::system_clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   const std::string stamp = FormatUnixMs(ms, "%Y-%m-%dT%H:%M:%S");
-  std::lock_guard lock(g_mu);
+  MutexLock lock(&g_mu);
   std::fprintf(stderr, "%s.%03dZ %-5s %.*s: %.*s\n", stamp.c_str(), static_cast<int>(ms % 1000),
                Name(level), static_cast<int>(component.size()), component.data(),
                static_cast<int>(message.size()), message.data());

@@ -6,8 +6,9 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
+
+#include "common/mutex.h"
 
 namespace setdiag {
 
@@ -19,7 +20,7 @@ class LogThrottle {
   // True when the line of `key` should be written at `now_ms`; then
   // `*suppressed` says how many identical lines were skipped before it.
   bool Allow(const std::string& key, int64_t now_ms, uint64_t* suppressed) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     *suppressed = 0;
     auto it = entries_.find(key);
     if (it == entries_.end()) {
@@ -41,10 +42,10 @@ class LogThrottle {
     int64_t written_ms = 0;
     uint64_t skipped = 0;
   };
-  std::mutex mu_;
+  Mutex mu_;
   const int64_t window_ms_;
   const size_t max_keys_;
-  std::map<std::string, Entry> entries_;
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace setdiag

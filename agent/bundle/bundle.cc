@@ -81,12 +81,12 @@ void Launch(StepRun* run, const std::string& scratch, int index, int64_t now_ms,
         st = absl::InternalError("step failed with an unknown exception");
       }
       {
-        std::lock_guard lock(shared->mu);
+        MutexLock lock(&shared->mu);
         shared->done = true;
         shared->status = st;
         shared->finished = SteadyClock::now();
       }
-      shared->cv.notify_all();
+      shared->cv.SignalAll();
     }).detach();
   } catch (const std::system_error& e) {
     run->status = "failed";
@@ -97,9 +97,12 @@ void Launch(StepRun* run, const std::string& scratch, int index, int64_t now_ms,
 void Wait(StepRun* run) {
   if (!run->status.empty()) return;  // never started
   auto& sh = *run->shared;
-  std::unique_lock lock(sh.mu);
-  bool done = sh.cv.wait_until(lock, run->started + std::chrono::milliseconds(run->timeout_ms),
-                               [&] { return sh.done; });
+  MutexLock lock(&sh.mu);
+  const auto deadline = run->started + std::chrono::milliseconds(run->timeout_ms);
+  while (!sh.done) {
+    if (!sh.cv.WaitUntil(&sh.mu, deadline)) break;
+  }
+  const bool done = sh.done;
   if (!done) {
     sh.abandoned = true;
     sh.cancelled.store(true);

@@ -229,11 +229,11 @@ std::string BundleChild::Unavailable() const {
 
 void BundleChild::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
     ReapLeftovers();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void BundleChild::ReapLeftovers() {
@@ -247,7 +247,7 @@ void BundleChild::ReapLeftovers() {
 absl::StatusOr<BuiltBundle> BundleChild::Build(const BundleBuildRequest& r, bool* not_started) {
   *not_started = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     ReapLeftovers();
     if (stopping_) return absl::CancelledError("the agent is stopping");
   }
@@ -301,7 +301,7 @@ BundleChild::ChildExit BundleChild::WaitForChild(pid_t pid, const std::string& r
   const auto deadline = started + std::chrono::milliseconds(options_.deadline_ms);
   std::optional<Steady::time_point> stop_seen_at, term_at, kill_at;
   ChildExit ended;
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
     pid_t w = ::waitpid(pid, &ended.status, WNOHANG);
     if (w == pid || (w < 0 && errno == ECHILD)) {
@@ -338,7 +338,7 @@ BundleChild::ChildExit BundleChild::WaitForChild(pid_t pid, const std::string& r
       unreaped_.push_back(pid);
       break;
     }
-    cv_.wait_for(lock, std::chrono::milliseconds(20));
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(20));
   }
   return ended;
 }

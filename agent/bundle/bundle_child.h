@@ -21,14 +21,13 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/link/uplink.h"
+#include "common/mutex.h"
 
 namespace setdiag::agent {
 
@@ -69,7 +68,7 @@ class BundleChild {
     bool deadline_hit = false;  // the deadline ended it (SIGKILL)
   };
 
-  void ReapLeftovers();  // mu_ held
+  void ReapLeftovers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for child `pid`, started at `started`, until it ends; sends
   // SIGTERM/SIGKILL on Stop() or the deadline, and leaves a child that
   // SIGKILL does not end in unreaped_.
@@ -85,10 +84,10 @@ class BundleChild {
   int exe_fd_ = -1;
   std::string exe_error_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::vector<pid_t> unreaped_;  // SIGKILLed children not yet gone
+  Mutex mu_;
+  CondVar cv_;  // stopping_ changed
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<pid_t> unreaped_ ABSL_GUARDED_BY(mu_);  // SIGKILLed children not yet gone
 };
 
 }  // namespace setdiag::agent

@@ -18,7 +18,7 @@ bool StepContext::AddFile(CollectedFile file) {
         std::chrono::duration_cast<std::chrono::milliseconds>(now - last_add_).count();
   }
   last_add_ = now;
-  std::lock_guard lock(shared_->mu);
+  MutexLock lock(&shared_->mu);
   if (shared_->abandoned) return false;
   shared_->files.push_back(std::move(file));
   return true;
@@ -48,13 +48,13 @@ bool StepContext::AddJson(std::string path, const nlohmann::json& value, std::st
 }
 
 void StepContext::Skip(std::string source, std::string_view reason) {
-  std::lock_guard lock(shared_->mu);
+  MutexLock lock(&shared_->mu);
   if (shared_->abandoned) return;
   shared_->skipped.push_back({std::move(source), RedactText(reason, nullptr)});
 }
 
 void StepContext::Note(std::string_view text) {
-  std::lock_guard lock(shared_->mu);
+  MutexLock lock(&shared_->mu);
   if (shared_->abandoned) return;
   shared_->notes.push_back(RedactText(text, nullptr));
 }

@@ -16,11 +16,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -28,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "agent/core/redact.h"
+#include "common/mutex.h"
 
 namespace setdiag::agent::bundle {
 
@@ -54,15 +53,15 @@ struct SkippedItem {
 namespace internal {
 // Shared between the step's thread and the builder; guarded by `mu`.
 struct StepShared {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  bool abandoned = false;  // the builder stopped waiting
-  absl::Status status;
-  std::vector<CollectedFile> files;
-  std::vector<SkippedItem> skipped;
-  std::vector<std::string> notes;
-  std::chrono::steady_clock::time_point finished;  // set with done
+  Mutex mu;
+  CondVar cv;  // done
+  bool done ABSL_GUARDED_BY(mu) = false;
+  bool abandoned ABSL_GUARDED_BY(mu) = false;  // the builder stopped waiting
+  absl::Status status ABSL_GUARDED_BY(mu);
+  std::vector<CollectedFile> files ABSL_GUARDED_BY(mu);
+  std::vector<SkippedItem> skipped ABSL_GUARDED_BY(mu);
+  std::vector<std::string> notes ABSL_GUARDED_BY(mu);
+  std::chrono::steady_clock::time_point finished ABSL_GUARDED_BY(mu);  // set with done
   std::atomic<bool> cancelled{false};
 };
 }  // namespace internal

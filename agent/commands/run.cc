@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -63,17 +64,6 @@ ExpectationFn MakeExpectation(const AgentConfig& cfg, MaintenanceStore* maintena
     auto e = calendar->ExpectedAt(now_ms, windows);
     return std::make_pair(e.expected, e.reason);
   };
-}
-
-// SIGINT and SIGTERM, blocked before any thread starts; the main thread
-// waits for them.
-sigset_t BlockStopSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
 }
 
 // The outbox; one that had to be replaced (damaged, unreadable) is reported

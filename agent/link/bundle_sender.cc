@@ -51,14 +51,14 @@ void BundleSender::Start() {
 
 void BundleSender::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (builder_.joinable()) {
     bool building = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       for (const auto& [id, b] : bundles_) building |= b->state == OutBundle::State::kBuilding;
     }
     // A build in progress ends within its steps' timeouts.
@@ -95,6 +95,7 @@ bool FileExists(const std::string& path) {
 }  // namespace
 
 void BundleSender::LoadBuiltBundles() {
+  MutexLock lock(&mu_);  // before the builder starts; the lock states what guards bundles_
   const std::string& dir = options_.dir;
   if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
     log::Error("bundles", ErrnoStatus(errno, "cannot create", dir).ToString());
@@ -165,7 +166,7 @@ void BundleSender::Forget(const std::string& id, bool done_marker) {
 }
 
 void BundleSender::Expire() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const int64_t now = clock_.NowMs();
   std::vector<std::string> old;
   for (const auto& [id, b] : bundles_) {
@@ -182,7 +183,7 @@ void BundleSender::CaptureFlightRecorder(const std::string& episode, const std::
   if (!enabled() || !options_.flight_recorder) return;
   std::string id = FlightRecorderId(episode, state);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (bundles_.contains(id) || FileExists(DoneMarkerPath(options_.dir, id))) return;
     if (build_queue_.size() >= options_.max_queued) {
       log::Warn("bundles", Cat("flight recorder: too many bundles waiting; ", id, " not captured"));
@@ -200,14 +201,14 @@ void BundleSender::CaptureFlightRecorder(const std::string& episode, const std::
     build_queue_.push_back(id);
   }
   log::Info("bundles", Cat("flight recorder: capturing ", id));
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void BundleSender::OnRequest(const std::string& id, uint64_t resume_offset,
                              const std::string& sha256, int64_t window_ms, bool exclude_logs,
                              const std::string& reason) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = bundles_.find(id);
     if (it == bundles_.end()) {
       if (!enabled() || !IsValidIdentifier(id, 128)) {
@@ -223,7 +224,7 @@ void BundleSender::OnRequest(const std::string& id, uint64_t resume_offset,
         bundles_[id] = std::move(b);
         build_queue_.push_back(id);
         log::Info("bundles", Cat("bundle ", id, " requested (", reason, "); building"));
-        cv_.notify_all();
+        cv_.SignalAll();
       }
     } else {
       OutBundle& b = *it->second;
@@ -248,7 +249,7 @@ void BundleSender::OnRequest(const std::string& id, uint64_t resume_offset,
 
 void BundleSender::OnAck(const std::string& id, bool complete, bool cancelled) {
   if (!complete && !cancelled) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = bundles_.find(id);
   if (it == bundles_.end()) return;
   if (it->second->state == OutBundle::State::kQueued ||
@@ -262,7 +263,7 @@ void BundleSender::OnAck(const std::string& id, bool complete, bool cancelled) {
 }
 
 void BundleSender::OnSessionStart() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (auto& [id, b] : bundles_) {
     using S = OutBundle::State;
     if (b->state == S::kReady || b->state == S::kSending || b->state == S::kSent) {
@@ -274,21 +275,21 @@ void BundleSender::OnSessionStart() {
 }
 
 void BundleSender::BuilderLoop() {
-  std::unique_lock lock(mu_);
+  mu_.Lock();
   while (true) {
-    cv_.wait(lock, [this] { return stopping_ || !build_queue_.empty(); });
-    if (stopping_) return;
+    while (!stopping_ && build_queue_.empty()) cv_.Wait(&mu_);
+    if (stopping_) break;
     std::string id = build_queue_.front();
     build_queue_.pop_front();
     auto it = bundles_.find(id);
     if (it == bundles_.end()) continue;
     it->second->state = OutBundle::State::kBuilding;
     BundleBuildRequest params = it->second->params;
-    lock.unlock();
+    mu_.Unlock();
     const int64_t started = clock_.MonotonicMs();
     absl::StatusOr<BuiltBundle> built = options_.builder(params);
     const int64_t took = clock_.MonotonicMs() - started;
-    lock.lock();
+    mu_.Lock();
     it = bundles_.find(id);
     if (it == bundles_.end()) {
       if (built.ok()) ::unlink(built->path.c_str());
@@ -300,9 +301,9 @@ void BundleSender::BuilderLoop() {
       log::Error("bundles", Cat("bundle ", id, " could not be built: ", error));
       if (b.trigger == "request") failures_.emplace_back(id, error);
       bundles_.erase(it);
-      lock.unlock();
+      mu_.Unlock();
       wake_loop_();
-      lock.lock();
+      mu_.Lock();
       continue;
     }
     b.path = built->path;
@@ -329,16 +330,17 @@ void BundleSender::BuilderLoop() {
     b.offer_pending = true;
     log::Info("bundles",
               Cat("bundle ", id, " built in ", took, " ms: ", b.size, " bytes, sha256 ", b.sha256));
-    lock.unlock();
+    mu_.Unlock();
     wake_loop_();
-    lock.lock();
+    mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 bool BundleSender::Pump(const WriteFn& write, bool* write_failed) {
   std::vector<v1::AgentMessage> control;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& [id, error] : failures_) {
       v1::AgentMessage m;
       m.mutable_bundle_failed()->set_request_id(id);
@@ -373,7 +375,7 @@ bool BundleSender::Pump(const WriteFn& write, bool* write_failed) {
     std::string id, path, sha, manifest;
     uint64_t cursor = 0, size = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       OutBundle* next = nullptr;
       for (auto& [bid, b] : bundles_) {
         if (b->state == OutBundle::State::kSending) {
@@ -413,7 +415,7 @@ bool BundleSender::Pump(const WriteFn& write, bool* write_failed) {
       read_ok = got == n;
     }
     if (!read_ok) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       log::Error("bundles", Cat("bundle ", id, ": cannot read ", path, "; dropping it"));
       failures_.emplace_back(id, Cat("the agent lost the built file ", path));
       Forget(id, false);
@@ -427,7 +429,7 @@ bool BundleSender::Pump(const WriteFn& write, bool* write_failed) {
       return wrote;
     }
     wrote = true;
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = bundles_.find(id);
     if (it != bundles_.end() && it->second->state == OutBundle::State::kSending &&
         it->second->cursor == cursor) {

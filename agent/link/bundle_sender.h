@@ -14,19 +14,18 @@
 // itself runs without it. `wake_loop` is called when there is something to
 // send (a build finished, a request to answer).
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 
 namespace setdiag::v1 {
 class AgentMessage;
@@ -101,18 +100,19 @@ class BundleSender {
   struct OutBundle;
   void LoadBuiltBundles();
   void BuilderLoop();
-  void Forget(const std::string& id, bool done_marker);  // mu_ held
+  void Forget(const std::string& id, bool done_marker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BundleSenderOptions options_;
   Clock& clock_;
   const std::function<void()> wake_loop_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;                                 // the builder waits on it
-  std::map<std::string, std::unique_ptr<OutBundle>> bundles_;  // by request id
-  std::deque<std::string> build_queue_;
-  std::deque<std::pair<std::string, std::string>> failures_;  // (id, error) to report
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar cv_;  // the builder waits on it: build_queue_ or stopping_ changed
+  std::map<std::string, std::unique_ptr<OutBundle>> bundles_ ABSL_GUARDED_BY(mu_);  // by request id
+  std::deque<std::string> build_queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::string, std::string>> failures_
+      ABSL_GUARDED_BY(mu_);  // (id, error) to report
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread builder_;
 };
 

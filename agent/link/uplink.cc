@@ -176,37 +176,37 @@ void Uplink::Start() {
 
 void Uplink::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
     if (active_ctx_) active_ctx_->TryCancel();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
   bundles_.Stop();
 }
 
 void Uplink::Wake() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     woken_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void Uplink::Run() {
   while (true) {
     {
-      std::unique_lock lock(mu_);
-      // Real waiting happens here; Backoff itself is pure and clock-driven.
-      cv_.wait_for(lock, std::chrono::milliseconds(backoff_.MsUntilReady()),
-                   [&] { return stopping_; });
+      MutexLock lock(&mu_);
+      // Real waiting happens here; Backoff itself is pure and clock-driven
+      // (a wake-up before it is ready waits again, below).
+      if (!stopping_) cv_.WaitFor(&mu_, std::chrono::milliseconds(backoff_.MsUntilReady()));
       if (stopping_) return;
     }
     if (!backoff_.ReadyNow()) continue;
     SessionResult r = RunSession();
     connected_ = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
     }
     if (r.handshake_done) {
@@ -345,14 +345,14 @@ void Uplink::ReadLoop(Session& session) {
       if (absl::Status st = outbox_.AckUpTo(up_to); !st.ok()) {
         log::Error("uplink", Cat("cannot delete acknowledged events: ", st.ToString()));
       }
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       session.acked = std::max(session.acked, up_to);
       session.result->acknowledged = true;
     } else if (msg.has_ping()) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       session.pongs.push_back(msg.ping().nonce());
     } else if (msg.has_overloaded()) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       session.result->overloaded_retry_after_ms = msg.overloaded().retry_after_ms();
       session.result->overloaded_retry_spread_ms = msg.overloaded().retry_spread_ms();
     } else if (msg.has_bundle_request() && session.bundles_v2) {
@@ -363,11 +363,11 @@ void Uplink::ReadLoop(Session& session) {
       const auto& k = msg.bundle_ack();
       bundles_.OnAck(k.request_id(), k.complete(), k.cancelled());
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   session.reader_done = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool Uplink::SendBatch(Session& session, uint64_t acked_now, uint64_t* last_sent,
@@ -415,7 +415,7 @@ Uplink::SessionResult Uplink::RunSession() {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", Cat("Bearer ", options_.token));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return result;
     active_ctx_ = &ctx;
   }
@@ -423,7 +423,7 @@ Uplink::SessionResult Uplink::RunSession() {
   std::unique_ptr<LinkStream> stream = stub->Connect(&ctx);
   auto finish = [&](SessionResult r) {
     r.status = stream->Finish();
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     active_ctx_ = nullptr;
     return r;
   };
@@ -470,7 +470,7 @@ Uplink::SessionResult Uplink::RunSession() {
     uint64_t acked_now;
     std::deque<uint64_t> pongs_now;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (stopping_ || session.reader_done) break;
       acked_now = session.acked;
       pongs_now.swap(session.pongs);
@@ -496,11 +496,13 @@ Uplink::SessionResult Uplink::RunSession() {
       }
     }
     if (sent_any) continue;
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(options_.idle_poll_ms), [&] {
-      return stopping_ || session.reader_done || woken_ || !session.pongs.empty() ||
-             session.acked != acked_now;
-    });
+    MutexLock lock(&mu_);
+    const auto idle_until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.idle_poll_ms);
+    while (!stopping_ && !session.reader_done && !woken_ && session.pongs.empty() &&
+           session.acked == acked_now) {
+      if (!cv_.WaitUntil(&mu_, idle_until)) break;
+    }
     woken_ = false;
   }
   // When the collector ended the stream (or a write failed because it did),
@@ -509,9 +511,10 @@ Uplink::SessionResult Uplink::RunSession() {
   // or when the reader does not see the end within a moment (a dead link).
   bool cancel;
   {
-    std::unique_lock lock(mu_);
-    if (!stopping_ && !session.reader_done) {
-      cv_.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_ || session.reader_done; });
+    MutexLock lock(&mu_);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!stopping_ && !session.reader_done) {
+      if (!cv_.WaitUntil(&mu_, give_up)) break;
     }
     cancel = stopping_ || !session.reader_done;
   }

@@ -16,13 +16,11 @@
 // "raised" or "escalated".
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -35,6 +33,7 @@
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/log_throttle.h"
+#include "common/mutex.h"
 
 namespace grpc {
 class ClientContext;
@@ -146,11 +145,13 @@ class Uplink {
   std::shared_ptr<grpc::Channel> channel_;
   int64_t started_ms_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  bool woken_ = false;
-  grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_
+  // Also guards a session's Session fields (acked, pongs, reader_done and
+  // the result), which the analysis cannot name from inside Session.
+  Mutex mu_;
+  CondVar cv_;  // something for the loop: woken_, an ack, a pong, the reader's end
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* active_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::atomic<bool> connected_{false};
   std::thread thread_;
 

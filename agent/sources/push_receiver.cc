@@ -17,12 +17,12 @@ namespace setdiag::agent {
 
 void HeartbeatBoard::Record(int till, int64_t at_ms) {
   // The newest arrival wins, even if the clock stepped back meanwhile.
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   last_[till] = at_ms;
 }
 
 std::map<int, int64_t> HeartbeatBoard::Snapshot() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return last_;
 }
 

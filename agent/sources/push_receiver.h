@@ -14,13 +14,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/http_server.h"
+#include "common/mutex.h"
 
 namespace setdiag::agent {
 
@@ -31,8 +31,8 @@ class HeartbeatBoard {
   std::map<int, int64_t> Snapshot() const;
 
  private:
-  mutable std::mutex mu_;
-  std::map<int, int64_t> last_;
+  mutable Mutex mu_;
+  std::map<int, int64_t> last_ ABSL_GUARDED_BY(mu_);
 };
 
 struct PushCounters {

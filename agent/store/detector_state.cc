@@ -41,7 +41,7 @@ absl::StatusOr<std::shared_ptr<DetectorStateStore>> DetectorStateStore::Open(
 }
 
 absl::StatusOr<std::optional<nlohmann::json>> DetectorStateStore::Load(std::string_view detector) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto stmt, db_.Prepare("SELECT state FROM detector_state WHERE detector = ?1"));
   stmt.Bind(1, detector);
   ASSIGN_OR_RETURN(auto row, stmt.Step());
@@ -54,7 +54,7 @@ absl::Status DetectorStateStore::Save(std::string_view detector, const nlohmann:
                                       int64_t now_ms) {
   if (!state.is_object()) return absl::InvalidArgumentError("detector state must be a JSON object");
   std::string text = state.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto stmt = db_.Prepare(
       "INSERT INTO detector_state(detector, state, saved_ms) VALUES (?1, ?2, ?3) "
       "ON CONFLICT(detector) DO UPDATE SET state = excluded.state, saved_ms = excluded.saved_ms");
@@ -70,7 +70,7 @@ absl::Status DetectorStateStore::Save(std::string_view detector, const nlohmann:
 }
 
 absl::Status DetectorStateStore::Forget(std::string_view detector) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto stmt, db_.Prepare("DELETE FROM detector_state WHERE detector = ?1"));
   stmt.Bind(1, detector);
   absl::Status st = stmt.Run();
@@ -81,7 +81,7 @@ absl::Status DetectorStateStore::Forget(std::string_view detector) {
 }
 
 absl::StatusOr<std::vector<HeldEpisode>> DetectorStateStore::HeldEpisodes() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!stale_.empty()) {
     return absl::FailedPreconditionError(Cat("the raised conditions of '", *stale_.begin(),
                                              "' could not be saved; the stored ones are stale"));

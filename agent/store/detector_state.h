@@ -19,7 +19,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -29,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "common/sqlite.h"
 
 namespace setdiag::agent {
@@ -70,9 +70,10 @@ class DetectorStateStore {
  private:
   explicit DetectorStateStore(sql::Db db) : db_(std::move(db)) {}
 
-  std::mutex mu_;
-  sql::Db db_;
-  std::set<std::string, std::less<>> stale_;  // detectors whose last Save failed
+  Mutex mu_;
+  sql::Db db_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string, std::less<>> stale_
+      ABSL_GUARDED_BY(mu_);  // detectors whose last Save failed
 };
 
 // One watch's side of the store: loads the previous process's state once,

@@ -44,10 +44,13 @@ absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::Open(const std::stri
   }
   ASSIGN_OR_RETURN(auto db, sql::Db::Open(path, kBusyTimeoutMs));
   std::unique_ptr<HistoryStore> store(new HistoryStore(std::move(db)));
-  if (read_only) {
-    RETURN_IF_ERROR(store->db_.Exec("PRAGMA query_only=ON"));
-  } else {
-    RETURN_IF_ERROR(store->InitSchema(path));
+  {
+    MutexLock lock(&store->mu_);  // not shared yet; the lock states what guards db_
+    if (read_only) {
+      RETURN_IF_ERROR(store->db_.Exec("PRAGMA query_only=ON"));
+    } else {
+      RETURN_IF_ERROR(store->InitSchema(path));
+    }
   }
   return store;
 }
@@ -59,7 +62,7 @@ absl::Status HistoryStore::InitSchema(const std::string& path) {
 }
 
 absl::Status HistoryStore::Append(const HistoryRecord& r, int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto stmt = db_.Prepare(
       "INSERT INTO findings(seq, kind, severity, detected_at_ms, recorded_at_ms, component, "
       "payload) "
@@ -83,7 +86,7 @@ absl::Status HistoryStore::Append(const HistoryRecord& r, int64_t now_ms) {
 
 void HistoryStore::AppendOrLog(const HistoryRecord& record, int64_t now_ms) {
   absl::Status st = Append(record, now_ms);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!st.ok() && !failing_) {
     log::Warn("history", Cat("cannot record ", record.kind,
                              " in the local history (bundles will miss it): ", st.ToString()));
@@ -95,7 +98,7 @@ void HistoryStore::AppendOrLog(const HistoryRecord& record, int64_t now_ms) {
 
 absl::StatusOr<int64_t> HistoryStore::Scan(int64_t from_ms, int64_t to_ms, int64_t limit,
                                            const std::function<bool(const HistoryRecord&)>& visit) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto stmt = db_.Prepare(
       "SELECT id, seq, kind, severity, detected_at_ms, recorded_at_ms, component, payload FROM "
       "findings "
@@ -122,7 +125,7 @@ absl::StatusOr<int64_t> HistoryStore::Scan(int64_t from_ms, int64_t to_ms, int64
 }
 
 absl::StatusOr<int64_t> HistoryStore::Prune(int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM findings WHERE recorded_at_ms < ?"));
   RETURN_IF_ERROR(del.Bind(1, now_ms - kKeepMs).Run());
   last_prune_ms_ = now_ms;

@@ -17,12 +17,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "agent/core/event.h"
+#include "common/mutex.h"
 #include "common/sqlite.h"
 
 namespace setdiag::agent {
@@ -66,12 +66,13 @@ class HistoryStore {
 
  private:
   explicit HistoryStore(sql::Db db) : db_(std::move(db)) {}
-  absl::Status InitSchema(const std::string& path);
+  absl::Status InitSchema(const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::mutex mu_;
-  sql::Db db_;
-  int64_t last_prune_ms_ = 0;
-  bool failing_ = false;  // a write failed and was logged; cleared by a success
+  Mutex mu_;
+  sql::Db db_ ABSL_GUARDED_BY(mu_);
+  int64_t last_prune_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  bool failing_ ABSL_GUARDED_BY(mu_) =
+      false;  // a write failed and was logged; cleared by a success
 };
 
 }  // namespace setdiag::agent

@@ -181,7 +181,10 @@ absl::StatusOr<std::unique_ptr<Outbox>> Outbox::OpenWithoutRepair(const std::str
   ASSIGN_OR_RETURN(auto check, db.QueryText("PRAGMA quick_check"));
   if (check != "ok") return absl::DataLossError(Cat("integrity check failed: ", check));
   std::unique_ptr<Outbox> box(new Outbox(std::move(db), limits, clock, path == ":memory:"));
-  RETURN_IF_ERROR(box->InitSchema(path));
+  {
+    MutexLock lock(&box->mu_);  // not shared yet; the lock states what guards db_
+    RETURN_IF_ERROR(box->InitSchema(path));
+  }
   return box;
 }
 
@@ -437,7 +440,8 @@ absl::StatusOr<uint64_t> Outbox::AppendLocked(const NewEvent& event, bool* by_di
     }
   }
   bool deliberate = false;
-  absl::StatusOr<uint64_t> result = [&]() -> absl::StatusOr<uint64_t> {
+  absl::StatusOr<uint64_t> result =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<uint64_t> {
     ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
     ASSIGN_OR_RETURN(auto fits, MakeRoom(size, event.severity));
     if (!fits) {
@@ -460,7 +464,7 @@ absl::StatusOr<uint64_t> Outbox::Append(const NewEvent& event) {
   // The collector enforces the same rules; an event it would reject must not
   // enter the outbox, or it would block the stream until it expires.
   RETURN_IF_ERROR(ValidateNewEvent(event, limits_.max_event_bytes));
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!held_.empty()) {
     // Order is kept: nothing newer is committed before what is held.
     absl::Status st = CommitHeldLocked(nullptr);
@@ -641,19 +645,19 @@ absl::Status Outbox::CommitHeldLocked(size_t* committed) {
 }
 
 absl::Status Outbox::CommitHeld(size_t* committed) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (committed) *committed = 0;
   if (held_.empty() && lost_count_ == 0 && disk_episode_.empty()) return absl::OkStatus();
   return CommitHeldLocked(committed);
 }
 
 size_t Outbox::held() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return held_.size();
 }
 
 absl::Status Outbox::LimitPagesForTesting(int64_t pages) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto v = db_.QueryInt(Cat("PRAGMA max_page_count=", pages));
   return v.ok() ? absl::OkStatus() : v.status();
 }
@@ -699,7 +703,7 @@ void Outbox::LoadHeldSidecar() {
     log::Error("outbox", Cat(sidecar, " is unreadable; the events it held are lost"));
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (j["lost"].is_string() && j.value("lost_count", uint64_t{0}) > 0) {
     lost_json_ = j["lost"].get<std::string>();
     lost_count_ = j.value("lost_count", uint64_t{0});
@@ -723,7 +727,7 @@ void Outbox::LoadHeldSidecar() {
 }
 
 Outbox::~Outbox() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   // A raised agent.disk_full whose `cleared` could not be stored yet is kept
   // too, so the next process clears it.
   if (path_.empty() || (held_.empty() && lost_count_ == 0 && disk_episode_.empty())) return;
@@ -740,7 +744,7 @@ void Outbox::RecoverFrom(const Salvage& salvage, const std::string& moved_to) {
   std::map<std::string, int64_t> by_kind, by_severity;
   std::vector<uint64_t> seqs;
   int64_t reappended = 0, not_reappended = 0;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& e : salvage.events) {
     by_kind[e.kind]++;
     by_severity[SeverityName(e.severity)]++;
@@ -790,7 +794,7 @@ void Outbox::RecoverFrom(const Salvage& salvage, const std::string& moved_to) {
 
 absl::StatusOr<std::vector<StoredEvent>> Outbox::ReadAfter(uint64_t after, size_t max_events,
                                                            size_t max_bytes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto stmt = db_.Prepare(
       "SELECT seq, kind, severity, detected_at_ms, payload FROM outbox WHERE seq > ? "
       "ORDER BY seq LIMIT ?");
@@ -815,7 +819,7 @@ absl::StatusOr<std::vector<StoredEvent>> Outbox::ReadAfter(uint64_t after, size_
 }
 
 absl::Status Outbox::AckUpTo(uint64_t sequence) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
   ASSIGN_OR_RETURN(auto sum,
                    db_.Prepare("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq <= ?"));
@@ -832,7 +836,7 @@ absl::Status Outbox::AckUpTo(uint64_t sequence) {
 }
 
 absl::Status Outbox::ExpireOld() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
   ASSIGN_OR_RETURN(auto stmt,
                    db_.Prepare("SELECT seq FROM outbox WHERE enqueued_at_ms < ? ORDER BY seq"));
@@ -852,7 +856,7 @@ absl::Status Outbox::ExpireOld() {
 }
 
 absl::Status Outbox::Renumber(uint64_t from) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
   ASSIGN_OR_RETURN(auto first, db_.QueryInt("SELECT COALESCE(MIN(seq), 0) FROM outbox"));
   ASSIGN_OR_RETURN(auto next, Meta(db_, "next_seq"));
@@ -888,24 +892,24 @@ absl::Status Outbox::Renumber(uint64_t from) {
 }
 
 bool Outbox::fresh() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto v = Meta(db_, "fresh");
   return v.ok() && *v != 0;
 }
 
 absl::Status Outbox::MarkSynced() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return SetMeta("fresh", 0);
 }
 
 uint64_t Outbox::FirstUnacked() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto v = db_.QueryInt("SELECT COALESCE(MIN(seq), 0) FROM outbox");
   return v.ok() ? static_cast<uint64_t>(*v) : 0;
 }
 
 OutboxStats Outbox::Stats() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   OutboxStats s;
   if (auto v = db_.QueryInt("SELECT COUNT(*) FROM outbox"); v.ok())
     s.depth = static_cast<uint64_t>(*v);

@@ -30,7 +30,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "agent/core/event.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/sqlite.h"
 
 namespace setdiag::agent {
@@ -126,25 +126,30 @@ class Outbox {
 
  private:
   Outbox(sql::Db db, OutboxLimits limits, Clock& clock, bool in_memory);
-  absl::Status InitSchema(const std::string& path);
+  absl::Status InitSchema(const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int64_t> Meta(sql::Db& db, const char* key);
-  absl::Status SetMeta(const char* key, int64_t value);
+  absl::Status SetMeta(const char* key, int64_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Inside a transaction: evicts events no more important than the newcomer
   // until `incoming` bytes fit, and appends the gap record. False when even
   // that would not make room (the newcomer must be dropped).
-  absl::StatusOr<bool> MakeRoom(int64_t incoming, Severity severity);
-  absl::Status RecordDroppedArrival(const NewEvent& event);
-  absl::Status FlushDroppedLocked();
-  absl::StatusOr<uint64_t> InsertLocked(const NewEvent& event, int64_t now_ms);
-  absl::Status EvictAndRecord(const std::vector<uint64_t>& sequences, const char* reason);
-  // mu_ held. `*by_disk` tells a refusal of the disk from a deliberate drop.
-  absl::StatusOr<uint64_t> AppendLocked(const NewEvent& event, bool* by_disk);
-  absl::Status RecordLostLocked();
-  // mu_ held. The disk refused `event` with `error`: keep it in memory.
-  void HoldLocked(const NewEvent& event, const absl::Status& error);
-  absl::Status CommitHeldLocked(size_t* committed);
-  void LoseLocked(const NewEvent& event);
-  void WriteHeldSidecar();
+  absl::StatusOr<bool> MakeRoom(int64_t incoming, Severity severity)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RecordDroppedArrival(const NewEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status FlushDroppedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<uint64_t> InsertLocked(const NewEvent& event, int64_t now_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EvictAndRecord(const std::vector<uint64_t>& sequences, const char* reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `*by_disk` tells a refusal of the disk from a deliberate drop.
+  absl::StatusOr<uint64_t> AppendLocked(const NewEvent& event, bool* by_disk)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RecordLostLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The disk refused `event` with `error`: keep it in memory.
+  void HoldLocked(const NewEvent& event, const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitHeldLocked(size_t* committed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LoseLocked(const NewEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteHeldSidecar() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoadHeldSidecar();
   std::string DirectoryOfFile() const;
 
@@ -158,22 +163,27 @@ class Outbox {
   // fills reset_details_.
   void RecoverFrom(const Salvage& salvage, const std::string& moved_to);
 
-  std::mutex mu_;
-  sql::Db db_;
+  // Guards the database connection and what is held in memory; set once
+  // before the outbox is shared: limits_, in_memory_, outbox_id_, the reset
+  // fields, path_.
+  Mutex mu_;
+  sql::Db db_ ABSL_GUARDED_BY(mu_);
   OutboxLimits limits_;
   Clock& clock_;
   bool in_memory_;
   std::string outbox_id_;
   std::string reset_reason_;
   std::string reset_details_ = "{}";
-  std::string path_;        // the file; empty for tools (no holding)
-  std::vector<Held> held_;  // in arrival order, guarded by mu_
-  int64_t held_bytes_ = 0;
-  std::string lost_json_;  // summary of events given up from memory, not yet recorded
-  uint64_t lost_count_ = 0;
-  std::string disk_episode_;  // the raised agent.disk_full episode, empty when none
-  std::string disk_kind_;
-  int64_t disk_since_ms_ = 0;
+  std::string path_;                             // the file; empty for tools (no holding)
+  std::vector<Held> held_ ABSL_GUARDED_BY(mu_);  // in arrival order
+  int64_t held_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Summary of events given up from memory, not yet recorded.
+  std::string lost_json_ ABSL_GUARDED_BY(mu_);
+  uint64_t lost_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // The raised agent.disk_full episode, empty when none.
+  std::string disk_episode_ ABSL_GUARDED_BY(mu_);
+  std::string disk_kind_ ABSL_GUARDED_BY(mu_);
+  int64_t disk_since_ms_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace setdiag::agent

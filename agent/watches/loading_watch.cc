@@ -249,10 +249,10 @@ void LoadingWatch::Start() {
 
 void LoadingWatch::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -409,8 +409,10 @@ void LoadingWatch::Loop() {
       state_->Update(detector_.ExportState(), now, clock_.MonotonicMs());
     int64_t wait_ms = WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now),
                                                options_.poll_interval_ms);
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
+    MutexLock lock(&mu_);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (!stopping_ && cv_.WaitUntil(&mu_, until)) {
+    }
     if (stopping_) return;
   }
 }

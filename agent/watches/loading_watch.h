@@ -7,10 +7,8 @@
 // package that finishes just before its threshold never raises an alarm.
 // One loop thread; Start/Stop from the owner.
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -25,6 +23,7 @@
 #include "agent/store/detector_state.h"
 #include "agent/store/outbox.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 
 namespace setdiag::agent {
 
@@ -119,9 +118,9 @@ class LoadingWatch {
   int64_t next_service_check_ms_ = 0;
   std::string last_db_error_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar cv_;  // stopping_ changed
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -57,21 +57,21 @@ void TillWatch::Start() {
 
 void TillWatch::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (loop_thread_.joinable()) loop_thread_.join();
   if (probe_thread_.joinable()) probe_thread_.join();
 }
 
 TillWatchStats TillWatch::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 
 std::vector<TillView> TillWatch::tills() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return views_;
 }
 
@@ -174,7 +174,7 @@ TillSnapshot TillWatch::Gather(int64_t now_ms, bool poll_source) {
       it->second.heartbeat_source = "push";
     }
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (auto& [number, t] : tills) {
     if (auto p = probes_.find(t.address); p != probes_.end()) t.probe = p->second;
     s.tills.push_back(t);
@@ -213,7 +213,7 @@ void TillWatch::Loop() {
     }
     int64_t wait_ms = WaitBeforeNextEvaluation(clock_, next_poll_mono, detector_.NextDeadline(now),
                                                options_.poll_interval_ms);
-    std::unique_lock lock(mu_);
+    MutexLock lock(&mu_);
     stats_.evaluations++;
     stats_.findings += findings.size();
     stats_.last_source_error = source_error_;
@@ -223,10 +223,19 @@ void TillWatch::Loop() {
       if (!probes_.contains(a)) new_stopped = true;
     }
     to_probe_ = std::move(stopped_addresses);
-    if (new_stopped) cv_.notify_all();  // the prober looks at new ones at once
-    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
+    if (new_stopped) cv_.SignalAll();  // the prober looks at new ones at once
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (!stopping_ && cv_.WaitUntil(&mu_, until)) {
+    }
     if (stopping_) return;
   }
+}
+
+bool TillWatch::NewTillToProbe() const {
+  for (const auto& a : to_probe_) {
+    if (!probes_.contains(a)) return true;
+  }
+  return false;
 }
 
 void TillWatch::ProbeLoop() {
@@ -234,14 +243,14 @@ void TillWatch::ProbeLoop() {
   while (true) {
     std::vector<std::string> addresses;
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
       addresses = to_probe_;
     }
     bool full = clock_.MonotonicMs() >= next_full;
     std::vector<std::string> targets;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       for (const auto& a : addresses) {
         if (full || !probes_.contains(a)) targets.push_back(a);
       }
@@ -250,7 +259,7 @@ void TillWatch::ProbeLoop() {
     ServerState server =
         full ? CheckServer(options_.server, options_.probe_timeout_ms) : ServerState{};
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(&mu_);
       for (size_t i = 0; i < targets.size(); ++i) probes_[targets[i]] = results[i];
       // Forget tills that are no longer stopped: a later stop probes afresh.
       for (auto it = probes_.begin(); it != probes_.end();) {
@@ -263,13 +272,10 @@ void TillWatch::ProbeLoop() {
         server_ = server;
         next_full = clock_.MonotonicMs() + options_.probe_every_ms;
       }
-      cv_.wait_for(lock, std::chrono::milliseconds(500), [&] {
-        if (stopping_) return true;
-        for (const auto& a : to_probe_) {
-          if (!probes_.contains(a)) return true;
-        }
-        return false;
-      });
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+      while (!stopping_ && !NewTillToProbe()) {
+        if (!cv_.WaitUntil(&mu_, until)) break;
+      }
       if (stopping_) return;
     }
   }

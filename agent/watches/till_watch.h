@@ -11,11 +11,9 @@
 // server state fresh without ever delaying an evaluation.
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -29,6 +27,7 @@
 #include "agent/store/detector_state.h"
 #include "agent/store/outbox.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 
 namespace setdiag::agent {
 
@@ -109,14 +108,17 @@ class TillWatch {
   std::vector<RosterRow> roster_;
   std::map<int, int64_t> db_activity_;
 
-  mutable std::mutex mu_;  // guards the fields below
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::map<std::string, ProbeResult> probes_;  // by address
-  std::vector<std::string> to_probe_;
-  ServerState server_;
-  TillWatchStats stats_;
-  std::vector<TillView> views_;
+  // A stopped till not probed yet (the prober wakes for it at once).
+  bool NewTillToProbe() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable Mutex mu_;
+  CondVar cv_;  // stopping_, or new tills to probe
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, ProbeResult> probes_ ABSL_GUARDED_BY(mu_);  // by address
+  std::vector<std::string> to_probe_ ABSL_GUARDED_BY(mu_);
+  ServerState server_ ABSL_GUARDED_BY(mu_);
+  TillWatchStats stats_ ABSL_GUARDED_BY(mu_);
+  std::vector<TillView> views_ ABSL_GUARDED_BY(mu_);
 
   std::thread loop_thread_;
   std::thread probe_thread_;

@@ -58,39 +58,42 @@ AdminApi::AdminApi(sql::Db read_db, Clock& clock, ActFn act) {
 }
 
 void AdminApi::set_reader_pool(OpenReader open, size_t max_readers) {
-  std::lock_guard lock(readers_mu_);
+  MutexLock lock(&readers_mu_);
   open_reader_ = std::move(open);
   max_readers_ = std::max<size_t>(1, max_readers);
 }
 
 absl::StatusOr<AdminApi::Reader> AdminApi::Acquire() {
-  std::unique_lock lock(readers_mu_);
-  for (;;) {
-    if (!idle_.empty()) {
-      sql::Db* db = idle_.back().release();
-      idle_.pop_back();
-      return Reader(db, ReturnReader{this});
+  OpenReader open;
+  {
+    MutexLock lock(&readers_mu_);
+    for (;;) {
+      if (!idle_.empty()) {
+        sql::Db* db = idle_.back().release();
+        idle_.pop_back();
+        return Reader(db, ReturnReader{this});
+      }
+      if (open_reader_ && readers_open_ < max_readers_) break;
+      readers_free_.Wait(&readers_mu_);
     }
-    if (open_reader_ && readers_open_ < max_readers_) break;
-    readers_free_.wait(lock);
+    ++readers_open_;
+    open = open_reader_;
   }
-  ++readers_open_;
-  OpenReader open = open_reader_;
-  lock.unlock();
+  // Opened without the lock: other requests take and return readers meanwhile.
   auto db = open();
   if (!db.ok()) {
-    lock.lock();
+    MutexLock lock(&readers_mu_);
     --readers_open_;
-    readers_free_.notify_one();
+    readers_free_.Signal();
     return db.status();
   }
   return Reader(new sql::Db(std::move(*db)), ReturnReader{this});
 }
 
 void AdminApi::Release(sql::Db* db) {
-  std::lock_guard lock(readers_mu_);
+  MutexLock lock(&readers_mu_);
   idle_.emplace_back(db);
-  readers_free_.notify_one();
+  readers_free_.Signal();
 }
 
 std::optional<HttpResponse> AdminApi::HandleInline(const HttpRequest& request) {

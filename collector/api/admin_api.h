@@ -15,10 +15,8 @@
 // pool (set_reader_pool), so a slow list or a wait for the writer does not
 // hold up the other requests. /healthz (HandleInline) needs no database.
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +25,7 @@
 #include "collector/api/handlers.h"
 #include "common/clock.h"
 #include "common/http_server.h"
+#include "common/mutex.h"
 #include "common/sqlite.h"
 
 namespace setdiag::collector {
@@ -68,12 +67,12 @@ class AdminApi {
   absl::StatusOr<Reader> Acquire();
   void Release(sql::Db* db);
 
-  std::mutex readers_mu_;
-  std::condition_variable readers_free_;
-  std::vector<std::unique_ptr<sql::Db>> idle_;  // guarded by readers_mu_
-  size_t readers_open_ = 1;                     // guarded by readers_mu_
-  size_t max_readers_ = 1;                      // guarded by readers_mu_
-  OpenReader open_reader_;                      // guarded by readers_mu_
+  Mutex readers_mu_;
+  CondVar readers_free_;  // a reader went back to idle_, or one may be opened
+  std::vector<std::unique_ptr<sql::Db>> idle_ ABSL_GUARDED_BY(readers_mu_);
+  size_t readers_open_ ABSL_GUARDED_BY(readers_mu_) = 1;
+  size_t max_readers_ ABSL_GUARDED_BY(readers_mu_) = 1;
+  OpenReader open_reader_ ABSL_GUARDED_BY(readers_mu_);
   api::Hooks hooks_;
 };
 

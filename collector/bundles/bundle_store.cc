@@ -454,44 +454,45 @@ absl::Status BundleFiles::Start() {
 
 void BundleFiles::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
   parts_.clear();
 }
 
 void BundleFiles::Post(std::function<void()> task) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     tasks_.push_back(std::move(task));
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void BundleFiles::Loop() {
-  std::unique_lock lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-    if (tasks_.empty()) return;  // stopping and drained
-    auto task = std::move(tasks_.front());
-    tasks_.pop_front();
-    lock.unlock();
+    std::function<void()> task;
+    {
+      MutexLock lock(&mu_);
+      while (!stopping_ && tasks_.empty()) cv_.Wait(&mu_);
+      if (tasks_.empty()) return;  // stopping and drained
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
     task();
-    lock.lock();
   }
 }
 
 std::optional<uint64_t> BundleFiles::LiveBytes(const std::string& id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = live_.find(id);
   if (it == live_.end()) return std::nullopt;
   return it->second;
 }
 
 uint64_t BundleFiles::bytes_written() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return bytes_written_;
 }
 
@@ -577,13 +578,13 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
       left -= static_cast<size_t>(n);
       at += static_cast<uint64_t>(n);
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     bytes_written_ += at - p.size;
     p.size = at;
   }
   r.held = p.size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     live_[id] = p.size;
   }
   if (p.size < total) return r;
@@ -599,7 +600,7 @@ BundleFiles::AppendResult BundleFiles::DoAppend(const std::string& id, uint64_t 
     if (::ftruncate(p.fd, 0) != 0) log::Warn("bundles", Cat("cannot truncate ", PartPath(id)));
     ClosePart(id);
     r.held = 0;
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     live_[id] = 0;
     return r;
   }
@@ -642,7 +643,7 @@ void BundleFiles::Held(std::string id, std::function<void(uint64_t)> done) {
       held = static_cast<uint64_t>(st.st_size);
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       live_[id] = held;
     }
     done(held);
@@ -657,7 +658,7 @@ void BundleFiles::Reset(std::string id, std::function<void()> done) {
     // came before its row was committed complete) is not this transfer's.
     ::unlink(FinalPath(id).c_str());
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       live_[id] = 0;
     }
     if (done) done();
@@ -677,7 +678,7 @@ void BundleFiles::Sweep(std::vector<std::string> remove, std::optional<std::set<
       ClosePart(id);
       drop(FinalPath(id));
       drop(PartPath(id));
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       live_.erase(id);
     }
     if (keep) {

@@ -12,13 +12,11 @@
 //    the whole matches. gRPC reactors only post work to it; its callbacks run
 //    on its thread.
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -29,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "collector/store/storage.h"
+#include "common/mutex.h"
 #include "common/sqlite.h"
 
 namespace setdiag::collector {
@@ -208,13 +207,13 @@ class BundleFiles {
                         uint64_t total, const std::string& sha256);
 
   const std::string dir_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;  // tasks_ or stopping_ changed
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
-  std::map<std::string, uint64_t> live_;  // guarded by mu_
-  uint64_t bytes_written_ = 0;            // guarded by mu_
+  std::map<std::string, uint64_t> live_ ABSL_GUARDED_BY(mu_);
+  uint64_t bytes_written_ ABSL_GUARDED_BY(mu_) = 0;
   // Only on the files thread.
   std::map<std::string, std::unique_ptr<Part>> parts_;
   std::deque<std::string> open_order_;

@@ -84,15 +84,6 @@ int CheckUserUsage(const AdminCommands& c, const AdminArgs& a) {
   return 0;
 }
 
-absl::StatusOr<sql::Db> OpenAdminDatabase(const CollectorConfig& cfg) {
-  if (::mkdir(cfg.data_dir.c_str(), 0750) != 0 && errno != EEXIST)
-    return ErrnoStatus(errno, "cannot create", cfg.data_dir);
-  ASSIGN_OR_RETURN(auto db, sql::Db::Open(cfg.DatabasePath()));
-  RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL"));
-  RETURN_IF_ERROR(MigrateCollectorDb(db, cfg.DatabasePath()));
-  return db;
-}
-
 int TokenCreate(sql::Db& db, const AdminArgs& a, Clock& clock) {
   if (!IsValidIdentifier(a.store) || !IsValidIdentifier(a.partner)) {
     return Usage("token create",
@@ -260,7 +251,7 @@ AdminCommands AddAdminCommands(CLI::App& app, AdminArgs& a) {
 
 int RunAdminCommand(const AdminCommands& c, const AdminArgs& a, const CollectorConfig& cfg) {
   if (int rc = CheckUserUsage(c, a); rc != 0) return rc;
-  auto db = OpenAdminDatabase(cfg);
+  auto db = OpenCollectorDb(cfg);
   if (!db.ok()) return Failed(db.status());
   SystemClock clock;
   if (c.token_create->parsed()) return TokenCreate(*db, a, clock);

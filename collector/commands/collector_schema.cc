@@ -1,6 +1,9 @@
 #include "collector/commands/collector_schema.h"
 
+#include <sys/stat.h>
+
 #include <array>
+#include <cerrno>
 
 #include "collector/bundles/bundle_store.h"
 #include "collector/notify/notifications.h"
@@ -41,6 +44,16 @@ int CollectorSchemaVersion() { return kSteps.back().to_version; }
 absl::Status MigrateCollectorDb(sql::Db& db, const std::string& path) {
   auto r = sql::Migrate(db, "collector database", path, kSteps);
   return r.ok() ? absl::OkStatus() : r.status();
+}
+
+absl::StatusOr<sql::Db> OpenCollectorDb(const CollectorConfig& cfg) {
+  if (::mkdir(cfg.data_dir.c_str(), 0750) != 0 && errno != EEXIST)
+    return ErrnoStatus(errno, "cannot create", cfg.data_dir);
+  ASSIGN_OR_RETURN(auto db, sql::Db::Open(cfg.DatabasePath()));
+  // Acknowledged means on disk: FULL fsyncs each (group) commit.
+  RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(MigrateCollectorDb(db, cfg.DatabasePath()));
+  return db;
 }
 
 }  // namespace setdiag::collector

@@ -5,11 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -24,22 +22,14 @@
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/mutex.h"
+#include "common/signals.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/version.h"
 
 namespace setdiag::collector {
 namespace {
-
-absl::StatusOr<sql::Db> OpenDatabase(const CollectorConfig& cfg) {
-  if (::mkdir(cfg.data_dir.c_str(), 0750) != 0 && errno != EEXIST)
-    return ErrnoStatus(errno, "cannot create", cfg.data_dir);
-  ASSIGN_OR_RETURN(auto db, sql::Db::Open(cfg.DatabasePath()));
-  // Acknowledged means on disk: FULL fsyncs each (group) commit.
-  RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL"));
-  RETURN_IF_ERROR(MigrateCollectorDb(db, cfg.DatabasePath()));
-  return db;
-}
 
 // Calls `fn` every `interval_ms` on its own thread until stopped or destroyed.
 class Ticker {
@@ -49,29 +39,33 @@ class Ticker {
   ~Ticker() { Stop(); }
   void Stop() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
   void Loop() {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_),
-                         [this] { return stopping_; })) {
-      lock.unlock();
+    const auto interval = std::chrono::milliseconds(interval_ms_);
+    while (true) {
+      {
+        MutexLock lock(&mu_);
+        const auto next = std::chrono::steady_clock::now() + interval;
+        while (!stopping_ && cv_.WaitUntil(&mu_, next)) {
+        }
+        if (stopping_) return;
+      }
       fn_();
-      lock.lock();
     }
   }
   const int64_t interval_ms_;
   std::function<void()> fn_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::thread thread_;
+  Mutex mu_;
+  CondVar cv_;  // stopping_ changed
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: started once the rest is built
 };
 
 // The production calendar: sla.calendar_dir; when that is the default and
@@ -153,17 +147,6 @@ absl::Status ReconcileTickets(TicketEngine& engine, sql::Db& db, const std::stri
     (void)db.Exec("ROLLBACK TO reconcile");
   }
   return db.Exec("RELEASE reconcile");
-}
-
-// SIGINT and SIGTERM are taken with sigwait by the thread that serves;
-// blocked before any other thread starts, so none of them gets them.
-sigset_t BlockStopSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
 }
 
 absl::StatusOr<sql::Db> OpenReadOnly(const std::string& path) {
@@ -312,7 +295,7 @@ int Serve(const CollectorConfig& cfg) {
   sigset_t signals = BlockStopSignals();
 
   SystemClock clock;
-  auto writer_db = OpenDatabase(cfg);
+  auto writer_db = OpenCollectorDb(cfg);
   if (!writer_db.ok()) {
     log::Error("collector", writer_db.status().ToString());
     return 1;

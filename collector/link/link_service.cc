@@ -190,7 +190,7 @@ void LinkSession::OnDone() {
   std::string agent_id;
   bool registered;
   {
-    std::lock_guard lock(shared_->mu);
+    MutexLock lock(&shared_->mu);
     shared_->session = nullptr;
     agent_id = agent_id_;
     registered = registered_;
@@ -368,22 +368,22 @@ LinkService::LinkService(CommitQueue& queue, Clock& clock, IngestLimits limits, 
 
 LinkService::~LinkService() {
   {
-    std::lock_guard lock(sweep_mu_);
+    MutexLock lock(&sweep_mu_);
     stopping_ = true;
   }
-  sweep_cv_.notify_all();
+  sweep_cv_.SignalAll();
   if (sweeper_.joinable()) sweeper_.join();
 }
 
 void LinkService::SweepLoop() {
-  std::unique_lock lock(sweep_mu_);
-  while (!stopping_) {
-    sweep_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
+  while (true) {
+    {
+      MutexLock lock(&sweep_mu_);
+      if (!stopping_) sweep_cv_.WaitFor(&sweep_mu_, std::chrono::seconds(1));
+      if (stopping_) return;
+    }
     const int64_t now = clock_.MonotonicMs();
     for (const auto& shared : registry_->AllOpen()) LinkSession::CheckTimeouts(shared, now);
-    lock.lock();
   }
 }
 

@@ -13,10 +13,8 @@
 // flight recorder id one store sends can never be another store's.
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,6 +25,7 @@
 #include "collector/store/commit_queue.h"
 #include "collector/store/storage.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "setdiag/v1/link.grpc.pb.h"
 
 namespace setdiag::collector {
@@ -143,9 +142,9 @@ class LinkService final : public setdiag::v1::AgentLink::WithRawCallbackMethod_C
   RetrySchedule retry_schedule_;
   // Closes streams that sent no Hello, or nothing for too long (Sweep).
   void SweepLoop();
-  std::mutex sweep_mu_;
-  std::condition_variable sweep_cv_;
-  bool stopping_ = false;
+  Mutex sweep_mu_;
+  CondVar sweep_cv_;  // stopping_ changed
+  bool stopping_ ABSL_GUARDED_BY(sweep_mu_) = false;
   std::thread sweeper_;
 };
 

@@ -14,7 +14,7 @@ RetrySchedule::Hint RetrySchedule::Next(int64_t now_ms, uint64_t queued, uint64_
         std::min(std::ceil(static_cast<double>(weight) / per_ms), 86'400'000.0));
   };
   const int64_t slot = std::clamp(ms_for(std::max<uint64_t>(backlog, 1)), kMinSlotMs, kMaxSlotMs);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   // Not before there is room for what the agent brings, nor before the
   // slots already handed out have passed.
   int64_t start = std::max(horizon_ms_, now_ms + ms_for(std::min<uint64_t>(queued, backlog)));

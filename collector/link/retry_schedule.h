@@ -14,7 +14,8 @@
 // little. Thread-safe; times in ms on the caller's monotonic clock.
 
 #include <cstdint>
-#include <mutex>
+
+#include "common/mutex.h"
 
 namespace setdiag::collector {
 
@@ -38,8 +39,8 @@ class RetrySchedule {
   Hint Next(int64_t now_ms, uint64_t queued, uint64_t backlog, double rate);
 
  private:
-  std::mutex mu_;
-  int64_t horizon_ms_ = 0;  // the end of the last slot handed out; guarded by mu_
+  Mutex mu_;
+  int64_t horizon_ms_ ABSL_GUARDED_BY(mu_) = 0;  // the end of the last slot handed out
 };
 
 }  // namespace setdiag::collector

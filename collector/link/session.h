@@ -27,6 +27,7 @@
 #include "collector/store/storage.h"
 #include "common/clock.h"
 #include "common/log_throttle.h"
+#include "common/mutex.h"
 #include "common/strings.h"
 #include "setdiag/v1/link.grpc.pb.h"
 
@@ -38,8 +39,8 @@ namespace link_internal {
 
 class LinkSession;
 struct SessionShared {
-  std::mutex mu;
-  LinkSession* session = nullptr;  // null once OnDone ran
+  Mutex mu;  // also guards every field of the session (LinkSession::WithSession)
+  LinkSession* session ABSL_GUARDED_BY(mu) = nullptr;  // null once OnDone ran
 };
 
 }  // namespace link_internal
@@ -48,22 +49,23 @@ struct LinkService::Registry {
   // Repeated identical errors (every agent failing on the same broken
   // database) are logged once per 10 s with a count.
   LogThrottle errors{10'000};
-  std::mutex mu;
+  Mutex mu;
   // store -> connection -> the stream; only streams that speak version 2.
-  std::map<std::string, std::map<int64_t, std::shared_ptr<link_internal::SessionShared>>> by_store;
+  std::map<std::string, std::map<int64_t, std::shared_ptr<link_internal::SessionShared>>> by_store
+      ABSL_GUARDED_BY(mu);
   // Every open stream, for the timeouts.
-  std::map<int64_t, std::weak_ptr<link_internal::SessionShared>> open;
+  std::map<int64_t, std::weak_ptr<link_internal::SessionShared>> open ABSL_GUARDED_BY(mu);
 
   void Opened(int64_t connection, const std::shared_ptr<link_internal::SessionShared>& shared) {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     open[connection] = shared;
   }
   void Closed(int64_t connection) {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     open.erase(connection);
   }
   std::vector<std::shared_ptr<link_internal::SessionShared>> AllOpen() {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     std::vector<std::shared_ptr<link_internal::SessionShared>> out;
     for (const auto& [c, weak] : open) {
       if (auto s = weak.lock()) out.push_back(std::move(s));
@@ -73,18 +75,18 @@ struct LinkService::Registry {
 
   void Add(const std::string& store, int64_t connection,
            std::shared_ptr<link_internal::SessionShared> shared) {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     by_store[store][connection] = std::move(shared);
   }
   void Remove(const std::string& store, int64_t connection) {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     auto it = by_store.find(store);
     if (it == by_store.end()) return;
     it->second.erase(connection);
     if (it->second.empty()) by_store.erase(it);
   }
   std::shared_ptr<link_internal::SessionShared> Newest(const std::string& store) {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     auto it = by_store.find(store);
     if (it == by_store.end() || it->second.empty()) return nullptr;
     return it->second.rbegin()->second;
@@ -137,7 +139,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     Actions a;
     LinkSession* s;
     {
-      std::lock_guard lock(shared->mu);
+      MutexLock lock(&shared->mu);
       s = shared->session;
       if (s == nullptr || s->finished_) return;
       fn(*s, a);
@@ -158,7 +160,7 @@ class LinkSession final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (a.cancel) s->ctx_->TryCancel();
     Actions after;
     {
-      std::lock_guard lock(shared->mu);
+      MutexLock lock(&shared->mu);
       s->api_calls_--;
       if (s->finish_requested_ && !s->finished_ && !s->writing_ && s->api_calls_ == 0) {
         s->finished_ = true;

@@ -16,6 +16,7 @@
 
 #include "common/digest.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/utf8.h"
@@ -281,11 +282,11 @@ struct Shared {
   }
 
   CURLM* const multi;
-  std::mutex mu;
-  std::set<int64_t> in_flight;  // outcome submitted, not yet committed
+  Mutex mu;
+  std::set<int64_t> in_flight ABSL_GUARDED_BY(mu);  // outcome submitted, not yet committed
   // Rows whose outcome could not be committed (e.g. a full disk) rest until
   // then instead of being delivered again at once, over and over.
-  std::map<int64_t, std::chrono::steady_clock::time_point> resting;
+  std::map<int64_t, std::chrono::steady_clock::time_point> resting ABSL_GUARDED_BY(mu);
 };
 
 // The options every target's handle has, whatever the kind.
@@ -542,7 +543,7 @@ absl::Status Notifier::Impl::GiveUpOrphans(int64_t now_ms) {
     given_up += static_cast<uint64_t>(count);
     std::string error = Cat("target '", target, "' is no longer in [notify.targets]");
     queue.Submit(
-        [target, now_ms, error](sql::Db& w) -> absl::Status {
+        [target = target, now_ms, error](sql::Db& w) -> absl::Status {
           auto u = w.Prepare(
               "UPDATE notifications SET gave_up_at_ms = ?2, last_error = ?3 "
               "WHERE target = ?1 AND delivered_at_ms IS NULL AND gave_up_at_ms IS NULL");
@@ -612,7 +613,7 @@ void Notifier::Impl::OpenChannels() {
 // Rows not to start now: those whose outcome is being committed, and those
 // resting after a failed commit (a rest that is over ends here).
 std::set<int64_t> Notifier::Impl::RowsToSkip() {
-  std::lock_guard lock(shared->mu);
+  MutexLock lock(&shared->mu);
   std::set<int64_t> skip = shared->in_flight;
   const auto steady_now = std::chrono::steady_clock::now();
   for (auto it = shared->resting.begin(); it != shared->resting.end();) {
@@ -699,7 +700,7 @@ int64_t Notifier::Impl::BackoffMs(int64_t attempts) {
 
 void Notifier::Impl::Record(int64_t id, CommitQueue::Work work) {
   {
-    std::lock_guard lock(shared->mu);
+    MutexLock lock(&shared->mu);
     shared->in_flight.insert(id);
   }
   std::shared_ptr<Shared> s = shared;
@@ -711,14 +712,14 @@ void Notifier::Impl::Record(int64_t id, CommitQueue::Work work) {
                     st.ToString()));
     }
     {
-      std::lock_guard lock(s->mu);
+      MutexLock lock(&s->mu);
       s->in_flight.erase(id);
       if (!st.ok()) s->resting[id] = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     }
     s->Wake();
   });
   if (!queued) {
-    std::lock_guard lock(shared->mu);
+    MutexLock lock(&shared->mu);
     shared->in_flight.erase(id);
     log::Warn(kLog, Cat("the writer is stopping; notification ", id,
                         " will be attempted again after a restart"));

@@ -18,33 +18,33 @@ void CommitQueue::Start() {
 
 void CommitQueue::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
 bool CommitQueue::Submit(Work work, Done done, size_t weight, Kind kind) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return false;
     const size_t bound = kind == Kind::kHandshake ? max_pending_ + max_pending_ / 8 : max_pending_;
     if (weight > 0 && weight_ + weight > bound) return false;
     weight_ += weight;
     jobs_.push_back({std::move(work), std::move(done), weight});
   }
-  cv_.notify_one();
+  cv_.Signal();
   return true;
 }
 
 size_t CommitQueue::pending_weight() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return weight_;
 }
 
 double CommitQueue::drain_rate() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return rate_;
 }
 
@@ -52,8 +52,8 @@ void CommitQueue::Loop() {
   while (true) {
     std::deque<Job> group;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && jobs_.empty()) cv_.Wait(&mu_);
       if (jobs_.empty() && stopping_) return;
       while (!jobs_.empty() && group.size() < max_jobs_) {
         group.push_back(std::move(jobs_.front()));
@@ -110,7 +110,7 @@ void CommitQueue::RunGroup(std::deque<Job>& group) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     weight_ -= done_weight;
     // Only busy groups say what the writer can do; a lone event's fsync
     // would make it look slow.

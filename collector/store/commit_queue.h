@@ -7,14 +7,14 @@
 // Each job runs inside a SAVEPOINT, so a failing job rolls back alone; if the
 // COMMIT itself fails every job of the group is told so and nothing is acked.
 
-#include <condition_variable>
+#include <atomic>
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/mutex.h"
 #include "common/sqlite.h"
 
 namespace setdiag::collector {
@@ -48,7 +48,7 @@ class CommitQueue {
   double drain_rate();
   static constexpr double kInitialRate = 50'000;
   static constexpr size_t kRateMinWeight = 500;
-  uint64_t commits() const { return commits_; }
+  uint64_t commits() const { return commits_.load(); }
   // Called on the writer thread after every successful COMMIT, before the
   // jobs' Done callbacks (e.g. to wake the notifier). Set before Start().
   void SetAfterCommit(std::function<void()> after_commit) {
@@ -67,13 +67,13 @@ class CommitQueue {
   sql::Db db_;
   size_t max_pending_;
   size_t max_jobs_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  size_t weight_ = 0;
-  double rate_ = kInitialRate;  // guarded by mu_
-  bool stopping_ = false;
-  uint64_t commits_ = 0;
+  Mutex mu_;
+  CondVar cv_;  // jobs_ or stopping_ changed
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
+  size_t weight_ ABSL_GUARDED_BY(mu_) = 0;
+  double rate_ ABSL_GUARDED_BY(mu_) = kInitialRate;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> commits_{0};  // written by the writer thread, read by anyone
   std::function<void()> after_commit_;
   std::thread thread_;
 };

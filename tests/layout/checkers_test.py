@@ -84,6 +84,33 @@ with tempfile.TemporaryDirectory() as d:
     expect("unit-sizes refuses a class body of 301 lines",
            rc == 1 and "class Big is 301 lines, over 300" in out, out)
 
+# The thread safety analysis as scripts/thread-safety runs it: a member
+# ABSL_GUARDED_BY a common/mutex.h Mutex, written without the lock, fails;
+# with a MutexLock it passes.
+clang = None
+for c in ("clang++", "clang++-14"):
+    if subprocess.run(["which", c], capture_output=True).returncode == 0:
+        clang = c
+        break
+if clang is None:
+    expect("clang++ for the thread safety analysis", False, "clang++ is not installed")
+else:
+    with tempfile.TemporaryDirectory() as d:
+        def unit(locked):
+            write(d, "unit.cc", '#include "common/mutex.h"\n'
+                  "class Counter {\n public:\n  void Add() {\n"
+                  + ("    setdiag::MutexLock lock(&mu_);\n" if locked else "")
+                  + "    ++n_;\n  }\n private:\n  setdiag::Mutex mu_;\n"
+                  "  int n_ ABSL_GUARDED_BY(mu_) = 0;\n};\n"
+                  "void Use() { Counter c; c.Add(); }\n")
+            return run([clang, "-std=c++20", "-fsyntax-only", "-Wthread-safety",
+                        "-Werror=thread-safety", "-I", ROOT, os.path.join(d, "unit.cc")])
+        rc, out = unit(locked=True)
+        expect("the analysis passes a guarded member written under its lock", rc == 0, out)
+        rc, out = unit(locked=False)
+        expect("the analysis refuses a guarded member written without its lock",
+               rc != 0 and "requires holding mutex 'mu_'" in out, out)
+
 if failures:
     print("\n".join(failures), file=sys.stderr)
     sys.exit(1)

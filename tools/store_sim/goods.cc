@@ -61,9 +61,9 @@ absl::Status GoodsSim::Start() {
 }
 
 void GoodsSim::RequestStop() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   stop_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void GoodsSim::Join() {
@@ -71,16 +71,17 @@ void GoodsSim::Join() {
 }
 
 void GoodsSim::Wake() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   wake_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void GoodsSim::Loop() {
   while (true) {
     Steady::time_point next = Step();
-    std::unique_lock lock(mu_);
-    cv_.wait_until(lock, next, [&] { return stop_ || wake_; });
+    MutexLock lock(&mu_);
+    while (!stop_ && !wake_ && cv_.WaitUntil(&mu_, next)) {
+    }
     if (stop_) break;
     wake_ = false;
   }

@@ -20,17 +20,16 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/mutex.h"
 #include "tools/store_sim/control_server.h"
 #include "tools/store_sim/goods_board.h"
 #include "tools/store_sim/goods_db.h"
@@ -87,10 +86,10 @@ class GoodsSim {
   std::thread thread_;
   std::atomic<bool> db_connected_{false};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool wake_ = false;
+  Mutex mu_;
+  CondVar cv_;  // stop_ or wake_ changed
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
 
   // Goods loop thread only.
   int64_t seq_ = 0;  // last package number used

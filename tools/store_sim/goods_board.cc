@@ -55,27 +55,27 @@ GoodsBoard::GoodsBoard(int tills, int64_t erp_every_ms, std::string erp_type) {
 }
 
 ErpState GoodsBoard::erp() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return erp_;
 }
 
 ServerState GoodsBoard::server() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return server_;
 }
 
 std::vector<TillLoad> GoodsBoard::tills() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return tills_;
 }
 
 uint64_t GoodsBoard::erp_generation() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return erp_generation_;
 }
 
 std::string GoodsBoard::StartErp(std::optional<int64_t> every_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   bool was_sending = erp_.sending;
   int64_t was_every = erp_.every_ms;
   if (every_ms) erp_.every_ms = *every_ms;
@@ -88,14 +88,14 @@ std::string GoodsBoard::StartErp(std::optional<int64_t> every_ms) {
 }
 
 std::string GoodsBoard::StopErp() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!erp_.sending) return "";
   erp_.sending = false;
   return Cat("-> stopped (was sending every ", Every(erp_.every_ms), ")");
 }
 
 std::string GoodsBoard::Stall() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (server_.mode == ServerMode::kStalled) return "";
   std::string was = Describe(server_);
   server_.mode = ServerMode::kStalled;
@@ -104,7 +104,7 @@ std::string GoodsBoard::Stall() {
 }
 
 std::string GoodsBoard::Resume() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (server_.mode == ServerMode::kProcessing) return "";
   std::string was = Describe(server_);
   server_.mode = ServerMode::kProcessing;
@@ -112,7 +112,7 @@ std::string GoodsBoard::Resume() {
 }
 
 std::string GoodsBoard::Fail(int status, const std::string& message) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ServerState next = server_;
   next.mode = ServerMode::kFailing;
   next.fail_status = status;
@@ -127,7 +127,7 @@ std::string GoodsBoard::Fail(int status, const std::string& message) {
 }
 
 std::vector<int> GoodsBoard::SetTransportStalled(const std::vector<int>& numbers, bool stalled) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<int> changed;
   for (int n : numbers) {
     TillLoad& t = tills_.at(static_cast<size_t>(n - 1));
@@ -139,28 +139,28 @@ std::vector<int> GoodsBoard::SetTransportStalled(const std::vector<int>& numbers
 }
 
 void GoodsBoard::NoteSent(const std::string& ti) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   erp_.last_ti = ti;
   ++erp_.sent;
 }
 
 void GoodsBoard::SetInProcess(int64_t n) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   server_.in_process = n;
 }
 
 void GoodsBoard::NoteProcessed() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ++server_.processed;
 }
 
 void GoodsBoard::SetNotLoaded(int number, int64_t count) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   tills_.at(static_cast<size_t>(number - 1)).notloaded = count;
 }
 
 void GoodsBoard::NoteLoaded(const std::vector<int>& numbers, int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (int n : numbers) {
     TillLoad& t = tills_.at(static_cast<size_t>(n - 1));
     t.notloaded = 0;
@@ -169,7 +169,7 @@ void GoodsBoard::NoteLoaded(const std::vector<int>& numbers, int64_t now_ms) {
 }
 
 void GoodsBoard::SetLastLoad(int number, std::optional<int64_t> ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   tills_.at(static_cast<size_t>(number - 1)).last_load_ms = ms;
 }
 

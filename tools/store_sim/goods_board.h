@@ -9,11 +9,12 @@
 // loop last wrote to set.cash_activity.
 
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace setdiag::store_sim {
 
@@ -84,11 +85,11 @@ class GoodsBoard {
   void SetLastLoad(int number, std::optional<int64_t> ms);
 
  private:
-  mutable std::mutex mu_;
-  ErpState erp_;
-  ServerState server_;
-  std::vector<TillLoad> tills_;
-  uint64_t erp_generation_ = 0;
+  mutable Mutex mu_;
+  ErpState erp_ ABSL_GUARDED_BY(mu_);
+  ServerState server_ ABSL_GUARDED_BY(mu_);
+  std::vector<TillLoad> tills_ ABSL_GUARDED_BY(mu_);
+  uint64_t erp_generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace setdiag::store_sim

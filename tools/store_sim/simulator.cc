@@ -150,16 +150,16 @@ json Simulator::StatusJson() {
 }
 
 void Simulator::Wake() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   wake_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void Simulator::RequestStop() {
   goods_.RequestStop();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   stop_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void Simulator::Run() {
@@ -168,8 +168,9 @@ void Simulator::Run() {
   auto next = Steady::now();
   while (true) {
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next, [&] { return stop_ || wake_; });
+      MutexLock lock(&mu_);
+      while (!stop_ && !wake_ && cv_.WaitUntil(&mu_, next)) {
+      }
       if (stop_) break;
       wake_ = false;
     }

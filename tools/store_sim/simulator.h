@@ -12,13 +12,12 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/mutex.h"
 #include "tools/store_sim/control_server.h"
 #include "tools/store_sim/db_player.h"
 #include "tools/store_sim/goods.h"
@@ -60,10 +59,10 @@ class Simulator {
   GoodsSim goods_;
   std::atomic<bool> db_connected_{false};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool wake_ = false;
+  Mutex mu_;
+  CondVar cv_;  // stop_ or wake_ changed
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace setdiag::store_sim

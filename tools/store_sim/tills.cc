@@ -82,7 +82,7 @@ TillBoard::TillBoard(int count, const std::vector<int>& mothballed,
 }
 
 ApplyResult TillBoard::Apply(TillAction action, const std::vector<int>& numbers) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ApplyResult result;
   bool roster_changed = false;
   for (int n : numbers) {
@@ -116,17 +116,17 @@ ApplyResult TillBoard::Apply(TillAction action, const std::vector<int>& numbers)
 }
 
 std::vector<Till> TillBoard::Snapshot() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return tills_;
 }
 
 uint64_t TillBoard::roster_version() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return roster_version_;
 }
 
 void TillBoard::MarkActivity(const std::vector<int>& numbers, int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (int n : numbers) tills_.at(static_cast<size_t>(n - 1)).last_activity_ms = now_ms;
 }
 

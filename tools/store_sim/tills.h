@@ -12,13 +12,13 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 
 namespace setdiag::store_sim {
 
@@ -70,9 +70,9 @@ class TillBoard {
 
  private:
   const int count_;
-  mutable std::mutex mu_;
-  std::vector<Till> tills_;  // index n-1
-  uint64_t roster_version_ = 1;
+  mutable Mutex mu_;
+  std::vector<Till> tills_ ABSL_GUARDED_BY(mu_);  // index n-1
+  uint64_t roster_version_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace setdiag::store_sim
