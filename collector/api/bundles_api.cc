@@ -59,17 +59,19 @@ bool ParseBundleBody(const std::string& body, NewBundleRequest* req, std::string
   return true;
 }
 
-// The bundle {id} of the path if the person may see it; else the answer.
-absl::StatusOr<std::optional<BundleRow>> VisibleBundle(const Request& r, const std::string& id) {
+// The bundle {id} of the path into `*out` when it is valid and the person
+// may see it; otherwise the answer (400, 404 as for one that does not
+// exist, 503).
+std::optional<HttpResponse> LoadVisibleBundle(const Request& r, BundleRow* out) {
+  const std::string id = r.Param(1);
+  std::string err;
+  if (!CheckIdentifier("bundle id", id, &err)) return Error(400, err);
   auto row = GetBundle(r.db, id);
-  if (!row.ok()) return row.status();
+  if (!row.ok()) return StorageError(row.status());
   if (!*row || (r.who.role != Role::kSupport && (*row)->partner != r.who.partner))
-    return std::optional<BundleRow>();
-  return row;
-}
-
-HttpResponse NoBundle(std::string_view id) {
-  return Error(404, Cat("no bundle ", id, " visible to you"));
+    return Error(404, Cat("no bundle ", id, " visible to you"));
+  *out = std::move(**row);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -129,24 +131,15 @@ HttpResponse ListBundlesHandler(const Request& r) {
 }
 
 HttpResponse GetBundleHandler(const Request& r) {
-  const std::string id = r.Param(1);
-  std::string err;
-  if (!CheckIdentifier("bundle id", id, &err)) return Error(400, err);
-  auto row = VisibleBundle(r, id);
-  if (!row.ok()) return StorageError(row.status());
-  if (!*row) return NoBundle(id);
-  const BundleRow& b = **row;
+  BundleRow b;
+  if (auto answer = LoadVisibleBundle(r, &b)) return *answer;
   return Answer(200, json{{"bundle", BundleJson(b, r.LiveBytes(b), /*with_manifest=*/true)}});
 }
 
 HttpResponse BundleContentHandler(const Request& r) {
-  const std::string id = r.Param(1);
-  std::string err;
-  if (!CheckIdentifier("bundle id", id, &err)) return Error(400, err);
-  auto row = VisibleBundle(r, id);
-  if (!row.ok()) return StorageError(row.status());
-  if (!*row) return NoBundle(id);
-  const BundleRow& b = **row;
+  BundleRow b;
+  if (auto answer = LoadVisibleBundle(r, &b)) return *answer;
+  const std::string& id = b.id;
   if (b.state != "complete" || !r.hooks.bundles.file_path) {
     return Error(409, Cat("bundle ", id, " is ", b.state,
                           b.state == "expired" ? " (deleted by retention)" : ", not complete"));

@@ -16,10 +16,8 @@
 // cannot be committed after a delivery; it must deduplicate by the key.
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>

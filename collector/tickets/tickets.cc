@@ -289,63 +289,51 @@ absl::Status TicketEngine::Impl::Raise(const std::string& actor, const std::stri
 // A condition with no ticket yet (or only one resolved longer ago than the
 // reopen window): a new ticket, paged unless the event arrived late.
 absl::Status TicketEngine::Impl::Open(const Raising& x) {
-  const std::string& actor = x.actor;
-  const std::string& store = x.store;
-  const std::string& condition = x.condition;
-  const std::string& part = x.part;
-  const std::string& episode = x.episode;
-  const std::string& summary_en = x.summary_en;
-  const std::string& summary_ru = x.summary_ru;
-  const json& evidence = x.evidence;
-  const PartSource& source = x.source;
-  const Priority priority = x.priority;
-  const int64_t detected_ms = x.detected_ms;
-  const int64_t event_id = x.event_id;
-  const bool late = x.late;
-  auto partner = PartnerOf(db, store);
+  auto partner = PartnerOf(db, x.store);
   if (!partner.ok()) return partner.status();
   auto tariff = TariffOf(*partner);
   if (!tariff.ok()) return tariff.status();
   Row r;
   Ticket& t = r.t;
-  t.store_id = store;
+  t.store_id = x.store;
   t.partner = *partner;
   t.tariff = *tariff;
-  t.condition = condition;
-  t.priority = priority;
+  t.condition = x.condition;
+  t.priority = x.priority;
   t.state = TicketState::kOpen;
   t.condition_active = true;
-  t.paged = !late;
-  r.late = late;
-  Titles titles = TitleFor(condition, priority, store);
+  t.paged = !x.late;
+  r.late = x.late;
+  Titles titles = TitleFor(x.condition, x.priority, x.store);
   t.title_en = titles.en;
   t.title_ru = titles.ru;
-  t.summary_en = summary_en;
-  t.summary_ru = summary_ru;
-  t.detected_at_ms = detected_ms;
+  t.summary_en = x.summary_en;
+  t.summary_ru = x.summary_ru;
+  t.detected_at_ms = x.detected_ms;
   t.registered_at_ms = now;
   t.updated_at_ms = now;
-  t.last_episode = episode;
+  t.last_episode = x.episode;
   const SlaPolicy& policy = PolicyFor(t.tariff);
-  SlaTarget reg = RegistrationTarget(policy, e.business_, detected_ms);
+  SlaTarget reg = RegistrationTarget(policy, e.business_, x.detected_ms);
   t.registration = {reg.due_ms, reg.warn_ms, now, now >= reg.warn_ms, now > reg.due_ms};
-  TargetFirstResponse(t, detected_ms);
+  TargetFirstResponse(t, x.detected_ms);
   r.next_due_ms = NextDue(r);
   auto id = InsertRow(db, r);
   if (!id.ok()) return id.status();
   t.id = *id;
-  RETURN_IF_ERROR(MapEpisode(db, store, episode, t.id));
-  RETURN_IF_ERROR(SetPart(db, t.id, part, true, detected_ms));
-  RETURN_IF_ERROR(SetSource(db, t.id, part, source));
-  if (!evidence.is_null()) {
-    RETURN_IF_ERROR(SaveEvidence(db, t.id, evidence, now));
+  RETURN_IF_ERROR(MapEpisode(db, x.store, x.episode, t.id));
+  RETURN_IF_ERROR(SetPart(db, t.id, x.part, true, x.detected_ms));
+  RETURN_IF_ERROR(SetSource(db, t.id, x.part, x.source));
+  if (!x.evidence.is_null()) {
+    RETURN_IF_ERROR(SaveEvidence(db, t.id, x.evidence, now));
   }
-  if (auto st = AddTimeline(db, t.id, now, actor, late ? "recorded_late" : "opened",
-                            late ? Cat("detected ", (now - detected_ms) / 1000,
-                                       " s before it arrived; paged only if it still holds after ",
-                                       e.policy_.late_settle_ms / 1000, " s")
-                                 : Cat(PriorityName(priority), " ticket opened: ", t.title_en),
-                            event_id);
+  if (auto st =
+          AddTimeline(db, t.id, now, x.actor, x.late ? "recorded_late" : "opened",
+                      x.late ? Cat("detected ", (now - x.detected_ms) / 1000,
+                                   " s before it arrived; paged only if it still holds after ",
+                                   e.policy_.late_settle_ms / 1000, " s")
+                             : Cat(PriorityName(x.priority), " ticket opened: ", t.title_en),
+                      x.event_id);
       !st.ok()) {
     return st;
   }
@@ -354,64 +342,50 @@ absl::Status TicketEngine::Impl::Open(const Raising& x) {
         db, t.id, now, "collector", "sla_breached",
         Cat("registration: due ", FormatMsk(reg.due_ms), ", registered ", FormatMsk(now))));
   }
-  log::Info("tickets", Cat("#", t.id, " opened for store ", store, ": ", condition, " (",
-                           PriorityName(priority), late ? ", late: not paged yet" : "", ")"));
+  log::Info("tickets", Cat("#", t.id, " opened for store ", x.store, ": ", x.condition, " (",
+                           PriorityName(x.priority), x.late ? ", late: not paged yet" : "", ")"));
   return Notify(t, "opened", "", "Opened", "Открыта");
 }
 
 // A condition whose ticket exists: a replay, a part raised again, a
 // reopening, a recurrence or an escalation.
 absl::Status TicketEngine::Impl::RaiseAgain(Row r, const Raising& x) {
-  const std::string& actor = x.actor;
-  const std::string& store = x.store;
-  const std::string& kind = x.kind;
-  const std::string& condition = x.condition;
-  const std::string& part = x.part;
-  const std::string& episode = x.episode;
-  const std::string& summary_en = x.summary_en;
-  const std::string& summary_ru = x.summary_ru;
-  const json& payload = x.payload;
-  const json& evidence = x.evidence;
-  const PartSource& source = x.source;
-  const Priority priority = x.priority;
-  const int64_t detected_ms = x.detected_ms;
-  const int64_t event_id = x.event_id;
-  const bool late = x.late;
   Ticket& t = r.t;
-  ASSIGN_OR_RETURN(auto overtaken, ReconciledAfter(db, t.id, episode, detected_ms));
+  ASSIGN_OR_RETURN(auto overtaken, ReconciledAfter(db, t.id, x.episode, x.detected_ms));
   if (overtaken) {
     // Detected before its agent's Hello said it no longer held the
     // episode: from the old process's outbox, and no longer true.
     return AddTimeline(
-        db, t.id, now, actor, "event",
-        Cat(kind, ": already over (the agent no longer held ", episode, " when it restarted)"),
-        event_id);
+        db, t.id, now, x.actor, "event",
+        Cat(x.kind, ": already over (the agent no longer held ", x.episode, " when it restarted)"),
+        x.event_id);
   }
-  ASSIGN_OR_RETURN(auto known, Part(db, t.id, part));
-  if (Stale(known, true, detected_ms)) {
+  ASSIGN_OR_RETURN(auto known, Part(db, t.id, x.part));
+  if (Stale(known, true, x.detected_ms)) {
     // A part the collector cleared because its agent no longer held it is
     // not overtaken for another episode: that one began before the Hello
     // and arrives from the agent's outbox after it.
-    ASSIGN_OR_RETURN(auto src, SourceOf(db, t.id, part));
+    ASSIGN_OR_RETURN(auto src, SourceOf(db, t.id, x.part));
     const bool other_episode = src && (src)->reconciled_at_ms != 0 &&
                                (src)->reconciled_at_ms == known->second &&
-                               (src)->episode != episode;
+                               (src)->episode != x.episode;
     if (!other_episode) {
       // A replay (or an older event overtaken by a newer one): on record only.
-      return AddTimeline(db, t.id, now, actor, "event", Cat(kind, ": already applied"), event_id);
+      return AddTimeline(db, t.id, now, x.actor, "event", Cat(x.kind, ": already applied"),
+                         x.event_id);
     }
   }
-  RETURN_IF_ERROR(MapEpisode(db, store, episode, t.id));
-  RETURN_IF_ERROR(SetPart(db, t.id, part, true, detected_ms));
-  RETURN_IF_ERROR(SetSource(db, t.id, part, source));
-  if (!evidence.is_null() && priority >= t.priority) {
+  RETURN_IF_ERROR(MapEpisode(db, x.store, x.episode, t.id));
+  RETURN_IF_ERROR(SetPart(db, t.id, x.part, true, x.detected_ms));
+  RETURN_IF_ERROR(SetSource(db, t.id, x.part, x.source));
+  if (!x.evidence.is_null() && x.priority >= t.priority) {
     // A single till's evidence does not replace the majority's.
-    RETURN_IF_ERROR(SaveEvidence(db, t.id, evidence, now));
+    RETURN_IF_ERROR(SaveEvidence(db, t.id, x.evidence, now));
   }
   t.updated_at_ms = now;
-  t.last_episode = episode;
-  if (!summary_en.empty()) t.summary_en = summary_en;
-  if (!summary_ru.empty()) t.summary_ru = summary_ru;
+  t.last_episode = x.episode;
+  if (!x.summary_en.empty()) t.summary_en = x.summary_en;
+  if (!x.summary_ru.empty()) t.summary_ru = x.summary_ru;
 
   std::vector<std::tuple<std::string, std::string, std::string, std::string>> notices;
   if (t.state == TicketState::kResolved) {
@@ -420,53 +394,53 @@ absl::Status TicketEngine::Impl::RaiseAgain(Row r, const Raising& x) {
     t.resolved_by.clear();
     t.resolution.clear();
     ++t.reopen_count;
-    if (!late && !t.paged) {
+    if (!x.late && !t.paged) {
       t.paged = true;
       r.late = false;
     }
-    RETURN_IF_ERROR(AddTimeline(db, t.id, now, actor, "reopened",
-                                Cat(kind, " came back within ",
+    RETURN_IF_ERROR(AddTimeline(db, t.id, now, x.actor, "reopened",
+                                Cat(x.kind, " came back within ",
                                     HumanDuration(e.policy_.reopen_within_ms), " of resolution"),
-                                event_id));
+                                x.event_id));
     notices.emplace_back("reopened", Cat(t.reopen_count), "Reopened", "Открыта повторно");
   } else if (!t.condition_active) {
     // Back before the ticket resolved: the same ticket, and the helpdesk
     // hears of it (its last word was "cleared").
-    RETURN_IF_ERROR(AddTimeline(db, t.id, now, actor, "raised",
-                                Cat(kind, ": the condition holds again"), event_id));
+    RETURN_IF_ERROR(AddTimeline(db, t.id, now, x.actor, "raised",
+                                Cat(x.kind, ": the condition holds again"), x.event_id));
     ASSIGN_OR_RETURN(auto n, Recurrences(db, t.id));
-    log::Info("tickets", Cat("#", t.id, " (store ", store, "): ", kind,
+    log::Info("tickets", Cat("#", t.id, " (store ", x.store, "): ", x.kind,
                              " came back before the ticket resolved (", n, ")"));
     notices.emplace_back("recurred", Cat(n), "Condition came back", "Условие возникло снова");
   } else {
-    RETURN_IF_ERROR(AddTimeline(db, t.id, now, actor, "event",
-                                Cat(kind, " ", Str(payload, "state")), event_id));
+    RETURN_IF_ERROR(AddTimeline(db, t.id, now, x.actor, "event",
+                                Cat(x.kind, " ", Str(x.payload, "state")), x.event_id));
   }
   t.condition_active = true;
   t.cleared_at_ms = 0;
-  if (!late && !t.paged && r.late) {
+  if (!x.late && !t.paged && r.late) {
     // A late ticket whose condition is confirmed by a live event: page now.
     t.paged = true;
     r.late = false;
     notices.emplace_back("opened", "", "Opened", "Открыта");
   }
-  if (priority > t.priority) {
+  if (x.priority > t.priority) {
     Priority old = t.priority;
-    t.priority = priority;
-    Titles titles = TitleFor(condition, priority, store);
+    t.priority = x.priority;
+    Titles titles = TitleFor(x.condition, x.priority, x.store);
     t.title_en = titles.en;
     t.title_ru = titles.ru;
-    TargetFirstResponse(t, detected_ms);
-    if (auto st = AddTimeline(db, t.id, now, actor, "escalated",
-                              Cat(PriorityName(old), " -> ", PriorityName(priority),
+    TargetFirstResponse(t, x.detected_ms);
+    if (auto st = AddTimeline(db, t.id, now, x.actor, "escalated",
+                              Cat(PriorityName(old), " -> ", PriorityName(x.priority),
                                   "; first response due ", FormatMsk(t.first_response.due_ms)),
-                              event_id);
+                              x.event_id);
         !st.ok()) {
       return st;
     }
     log::Info("tickets",
-              Cat("#", t.id, " escalated to ", PriorityName(priority), " (store ", store, ")"));
-    notices.emplace_back("escalated", PriorityName(priority), "Escalated", "Повышен приоритет");
+              Cat("#", t.id, " escalated to ", PriorityName(x.priority), " (store ", x.store, ")"));
+    notices.emplace_back("escalated", PriorityName(x.priority), "Escalated", "Повышен приоритет");
   }
   RETURN_IF_ERROR(Save(r));
   for (const auto& [type, suffix, en, ru] : notices) {
