@@ -29,6 +29,7 @@ CLI::App* AddEmitCommand(CLI::App& app, EmitArgs& a) {
 struct CheckArgs {
   bool json = false;
   std::string lang;
+  double timeout_s = 5;
 };
 
 CLI::App* AddCheckCommand(CLI::App& app, CheckArgs& a) {
@@ -39,6 +40,12 @@ CLI::App* AddCheckCommand(CLI::App& app, CheckArgs& a) {
   check->add_flag("--json", a.json, "JSON output for scripts");
   check->add_option("--lang", a.lang, "ru or en (default from $LANG)")
       ->check(CLI::IsMember({"ru", "en"}));
+  check
+      ->add_option("--timeout", a.timeout_s,
+                   "Seconds to wait for the collector's handshake and answer (raise it on a slow "
+                   "link)")
+      ->check(CLI::Range(0.1, 600.0))
+      ->capture_default_str();
   return check;
 }
 
@@ -142,7 +149,9 @@ int main(int argc, char** argv) {
   if (check->parsed()) {
     if (check_args.lang.empty()) check_args.lang = setdiag::LanguageFromEnvironment();
     setdiag::SystemClock clock;
-    return PrintChecks(RunChecks(*cfg, clock), check_args.lang == "ru", check_args.json);
+    setdiag::agent::CheckOptions options;
+    options.collector_timeout_ms = static_cast<int64_t>(check_args.timeout_s * 1000);
+    return PrintChecks(RunChecks(*cfg, clock, options), check_args.lang == "ru", check_args.json);
   }
   if (maintenance.maintenance->parsed()) return RunMaintenance(*cfg, maintenance, maintenance_args);
   return RunAgent(*cfg);

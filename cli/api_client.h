@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/http_client.h"
 #include "common/url.h"
 
 namespace setdiag::cli {
@@ -31,9 +32,13 @@ class ApiClient {
                                        uint64_t* bytes);
 
  private:
-  absl::StatusOr<ApiResponse> Send(bool post, const std::string& target, const std::string& body);
+  absl::StatusOr<ApiResponse> Send(const std::string& method, const std::string& target,
+                                   const std::string& body);
+  HttpClient Connection() const;
+  absl::Status Unreachable(const absl::Status& st) const;
 
-  std::string host_, port_, token_;
+  std::string host_, token_;
+  uint16_t port_ = 80;
   absl::Status config_error_;
 };
 

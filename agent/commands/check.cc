@@ -24,6 +24,7 @@
 #include "agent/sources/set_checks.h"
 #include "agent/sources/set_db.h"
 #include "common/files.h"
+#include "common/host_port.h"
 #include "common/strings.h"
 #include "common/version.h"
 
@@ -291,13 +292,12 @@ void CheckCalendar(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>*
 
 // Whether host:port could be bound now (UDP or TCP). "" when it could.
 std::string TryBind(const std::string& host_port, bool udp) {
-  std::string host;
-  uint16_t port = 0;
-  if (!SplitHostPort(host_port, &host, &port)) return "not host:port";
+  auto listen = ParseHostPort(host_port, {.host = HostForm::kIpv4, .allow_port_zero = true});
+  if (!listen.ok()) return std::string(listen.status().message());
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  if (inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1) return Cat("not an IPv4 address: ", host);
+  a.sin_port = htons(listen->port);
+  inet_pton(AF_INET, listen->host.c_str(), &a.sin_addr);
   int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::strerror(errno);
   int one = 1;
@@ -395,7 +395,33 @@ void CheckSetServer(const ServerCheckConfig& server, std::vector<CheckLine>* out
   }
 }
 
-void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>* out) {
+// A collector that could not be reached: no answer within the timeout (a
+// port that takes connections and never answers), or not reachable at all.
+CheckLine Unreachable(const std::string& where, const std::string& where_ru,
+                      const CollectorProbe& p, int64_t timeout_ms) {
+  const std::string& msg = p.message;
+  if (p.code == 4) {  // DEADLINE_EXCEEDED: a port that takes connections but never answers
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%g", static_cast<double>(timeout_ms) / 1000.0);
+    return Fail(
+        "collector", Cat(where, ": no answer within ", secs, " s (", msg, ")"),
+        Cat(where_ru, ": нет ответа за ", secs, " с (", msg, ")"),
+        "check collector.address and that the collector runs there; on a slow link, run the check "
+        "again with a longer --timeout",
+        "проверьте collector.address и что коллектор запущен по этому адресу; на медленном канале "
+        "повторите проверку с большим --timeout");
+  }
+  return Fail(
+      "collector", Cat(where, ": not reachable (", msg, ")"),
+      Cat(where_ru, ": недоступен (", msg, ")"),
+      "check collector.address, that the collector runs, and that the firewall lets this server "
+      "out to that host and TCP port",
+      "проверьте collector.address, что коллектор запущен и что межсетевой экран выпускает этот "
+      "сервер на этот хост и TCP-порт");
+}
+
+void CheckCollector(const AgentConfig& cfg, int64_t timeout_ms, Clock& clock,
+                    std::vector<CheckLine>* out) {
   UplinkOptions o;
   o.target = cfg.collector_address;
   o.store_id = cfg.store_id;
@@ -413,7 +439,7 @@ void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>
   o.ca_pem = cfg.ca_pem;
   const std::string where = Cat("collector ", cfg.collector_address);
   const std::string where_ru = Cat("коллектор ", cfg.collector_address);
-  CollectorProbe p = ProbeCollector(o, 5000, clock);
+  CollectorProbe p = ProbeCollector(o, timeout_ms, clock);
   const std::string msg = p.message;
   switch (p.code) {
     case 0: {  // grpc::StatusCode::OK
@@ -498,20 +524,15 @@ void CheckCollector(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>
     case LinkTlsProblem::kNone:
       break;
   }
-  out->push_back(Fail(
-      "collector", Cat(where, ": not reachable (", msg, ")"),
-      Cat(where_ru, ": недоступен (", msg, ")"),
-      "check collector.address, that the collector runs, and that the firewall lets this server "
-      "out to that host and TCP port",
-      "проверьте collector.address, что коллектор запущен и что межсетевой экран выпускает этот "
-      "сервер на этот хост и TCP-порт"));
+  out->push_back(Unreachable(where, where_ru, p, timeout_ms));
 }
 
 }  // namespace
 
 static void CheckSetDbPart(const AgentConfig& cfg, Clock& clock, std::vector<CheckLine>* out_lines);
 
-std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock) {
+std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock,
+                                 const CheckOptions& options) {
   std::vector<CheckLine> out;
   out.push_back(Ok("config", Cat("config ", cfg.config_path, ": valid, store ", cfg.store_id),
                    Cat("конфигурация ", cfg.config_path, ": без ошибок, магазин ", cfg.store_id)));
@@ -522,7 +543,7 @@ std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock) {
   CheckInboxes(cfg, &out);
   CheckSetServer(cfg.loading_enabled ? cfg.loading.server : cfg.tills.server, &out);
   CheckSetDbPart(cfg, clock, &out);
-  CheckCollector(cfg, clock, &out);
+  CheckCollector(cfg, options.collector_timeout_ms, clock, &out);
   return out;
 }
 

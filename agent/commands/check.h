@@ -34,7 +34,14 @@ using setdiag::CheckLine;
 using setdiag::CheckVerdict;
 using setdiag::PrintChecks;
 
+struct CheckOptions {
+  // How long the collector probe waits for the handshake and the answer
+  // (`check --timeout`): 5 s by default, more on a slow or lossy link.
+  int64_t collector_timeout_ms = 5000;
+};
+
 // Runs every check against the configured sources, in order.
-std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock);
+std::vector<CheckLine> RunChecks(const AgentConfig& cfg, Clock& clock,
+                                 const CheckOptions& options = {});
 
 }  // namespace setdiag::agent

@@ -24,6 +24,7 @@
 #include "agent/watches/till_watch.h"
 #include "common/clock.h"
 #include "common/files.h"
+#include "common/host_port.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "common/status.h"
@@ -152,19 +153,19 @@ UplinkOptions MakeUplinkOptions(const AgentConfig& cfg, const std::string& agent
 }
 
 void StartPushReceivers(const AgentConfig& cfg, PushReceiver& push) {
-  std::string host;
-  uint16_t port = 0;
-  if (SplitHostPort(cfg.push_udp_listen, &host, &port)) {
-    if (absl::Status st = push.StartUdp(host, port); !st.ok())
+  // Both were checked with the config (IPv4 and a port); empty is off.
+  const HostPortRules ipv4{.host = HostForm::kIpv4};
+  if (auto udp = ParseHostPort(cfg.push_udp_listen, ipv4); udp.ok()) {
+    if (absl::Status st = push.StartUdp(udp->host, udp->port); !st.ok())
       log::Error("push", st.ToString());
     else
-      log::Info("push", Cat("heartbeats accepted on udp ", host, ":", push.udp_port()));
+      log::Info("push", Cat("heartbeats accepted on udp ", udp->host, ":", push.udp_port()));
   }
-  if (SplitHostPort(cfg.push_http_listen, &host, &port)) {
-    if (absl::Status st = push.StartHttp(host, port); !st.ok())
+  if (auto http = ParseHostPort(cfg.push_http_listen, ipv4); http.ok()) {
+    if (absl::Status st = push.StartHttp(http->host, http->port); !st.ok())
       log::Error("push", st.ToString());
     else
-      log::Info("push", Cat("heartbeats accepted on http://", host, ":", push.http_port(),
+      log::Info("push", Cat("heartbeats accepted on http://", http->host, ":", push.http_port(),
                             "/v1/heartbeat"));
   }
 }

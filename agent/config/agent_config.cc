@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/files.h"
+#include "common/host_port.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -23,27 +24,7 @@ bool IsLoopbackTarget(const std::string& host_port) {
   std::string_view host = host_port;
   if (auto colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
   if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
-  if (host == "localhost" || host == "::1") return true;
-  // Only a literal address in 127.0.0.0/8; a name such as 127.example.com is
-  // resolved elsewhere and is not loopback.
-  in_addr addr{};
-  std::string h(host);
-  return inet_pton(AF_INET, h.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
-}
-
-bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* port) {
-  auto colon = host_port.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = host_port.substr(0, colon);
-  int p = 0;
-  auto [ptr, ec] =
-      std::from_chars(host_port.data() + colon + 1, host_port.data() + host_port.size(), p);
-  if (ec != std::errc() || ptr != host_port.data() + host_port.size() || p < 0 || p > 65535)
-    return false;
-  in_addr addr{};
-  if (inet_pton(AF_INET, host->c_str(), &addr) != 1) return false;
-  *port = static_cast<uint16_t>(p);
-  return true;
+  return IsLoopbackHost(host);
 }
 
 absl::Status CheckCaPem(const std::string& pem) {
@@ -79,12 +60,6 @@ absl::Status CheckCaPem(const std::string& pem) {
 
 namespace {
 
-// A dotted-quad IPv4 address, each part 0..255 ("999.1.1.1" is not one).
-bool IsIpv4Literal(const std::string& text) {
-  in_addr addr{};
-  return inet_pton(AF_INET, text.c_str(), &addr) == 1;
-}
-
 // Empty when group and others have no access to `file` (or it cannot be
 // looked at: reading it then says why); otherwise why it is refused. A
 // secret that others may read or write is refused, as ssh does with a
@@ -103,15 +78,14 @@ std::string OpenToOthers(const std::string& file, const char* secret) {
 void CheckListenAddress(ConfigReader& r, const char* key, const std::string& value,
                         const char* example) {
   if (value.empty()) return;
-  std::string host;
-  uint16_t port = 0;
+  auto listen = ParseHostPort(value, {.host = HostForm::kIpv4, .allow_port_zero = true});
   std::string what;
-  if (!SplitHostPort(value, &host, &port)) {
+  if (!listen.ok()) {
     auto colon = value.rfind(':');
     what = colon != std::string::npos && !IsIpv4Literal(value.substr(0, colon))
                ? Cat("'", value.substr(0, colon), "' is not an IPv4 address (four numbers 0..255)")
                : std::string("not an IPv4 address and port");
-  } else if (port == 0) {
+  } else if (listen->port == 0) {
     what = "port 0 is not a port to listen on";
   } else {
     return;

@@ -58,8 +58,6 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
 // otherwise says what is wrong ("holds no PEM certificate ...; it holds a
 // private key ..."), to follow the file's name.
 absl::Status CheckCaPem(const std::string& pem);
-// Splits "host:port" (IPv4 literal host); false if it is not one.
-bool SplitHostPort(const std::string& host_port, std::string* host, uint16_t* port);
 // True when host:port names this machine (plaintext is allowed there).
 bool IsLoopbackTarget(const std::string& host_port);
 

@@ -75,7 +75,14 @@ std::shared_ptr<grpc::Channel> MakeLinkChannel(const UplinkOptions& options) {
   // We do our own backoff; keep gRPC's reconnect quick underneath it.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  // Despite its name, gRPC's C core reads its minimum *connect timeout* from
+  // this argument (doc/connection-backoff.md's MIN_CONNECT_TIMEOUT): an
+  // attempt gets max(this, the current backoff) to finish TCP, TLS and the
+  // HTTP/2 SETTINGS exchange. It is not the delay between attempts (those
+  // follow the backoff above). A store on EDGE or a congested 3G cell needs
+  // several seconds for that handshake, so keep gRPC's default of 20 s; it
+  // was 200 ms, and such a store never connected (Link.AnAgentOnALinkWith...).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20'000);
   args.SetMaxSendMessageSize(4 * 1024 * 1024);
   args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, Cat("setdiag-agent/", kVersion));
   // A private subchannel per channel: a fresh channel after a failed attempt

@@ -120,8 +120,8 @@ class PgConnection {
   // ParameterStatus values reported by the server (server_version, TimeZone...).
   const std::map<std::string, std::string>& server_parameters() const { return parameters_; }
   int backend_pid() const { return backend_pid_; }
-  // The input buffer's capacity (for tests of its shrinking).
-  size_t input_buffer_capacity() const { return in_.capacity(); }
+  // The input buffer's capacity (tests of its shrinking).
+  size_t InputBufferCapacityForTest() const { return in_.capacity(); }
 
  private:
   // body points into in_: valid until the next ReadMessage.

@@ -656,7 +656,7 @@ size_t Outbox::held() {
   return held_.size();
 }
 
-absl::Status Outbox::LimitPagesForTesting(int64_t pages) {
+absl::Status Outbox::LimitPagesForTest(int64_t pages) {
   MutexLock lock(&mu_);
   auto v = db_.QueryInt(Cat("PRAGMA max_page_count=", pages));
   return v.ok() ? absl::OkStatus() : v.status();

@@ -105,7 +105,7 @@ class Outbox {
   size_t held();
   // Tests: makes the database refuse to grow beyond `pages` pages (SQLite's
   // max_page_count), as a full disk would; a large value lifts it.
-  absl::Status LimitPagesForTesting(int64_t pages);
+  absl::Status LimitPagesForTest(int64_t pages);
   // Events with sequence > after, ascending, at most max_events / ~max_bytes.
   absl::StatusOr<std::vector<StoredEvent>> ReadAfter(uint64_t after, size_t max_events,
                                                      size_t max_bytes);

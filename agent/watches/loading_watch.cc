@@ -4,18 +4,17 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
 
-#include "absl/strings/numbers.h"
 #include "absl/time/time.h"
 #include "agent/sources/resolve.h"
 #include "agent/watches/findings.h"
+#include "common/host_port.h"
+#include "common/http_client.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::agent {
@@ -29,15 +28,16 @@ namespace {
 std::vector<PackageObservation> PackagesOf(const std::vector<std::vector<std::string>>& rows) {
   std::vector<PackageObservation> packages;
   for (const auto& r : rows) {
-    PackageObservation p;
-    p.ti = r[0];
-    if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), p.arrived_ms).ec != std::errc())
+    int64_t arrived_ms = 0;
+    if (std::from_chars(r[1].data(), r[1].data() + r[1].size(), arrived_ms).ec != std::errc())
       continue;
+    PackageObservation& p = packages.emplace_back();
+    p.ti = r[0];
+    p.arrived_ms = arrived_ms;
     std::from_chars(r[2].data(), r[2].data() + r[2].size(), p.status);
     p.status_name = r[3];
     p.import_type = r[4];
     p.message = r[5];
-    packages.push_back(std::move(p));
   }
   return packages;
 }
@@ -95,9 +95,6 @@ bool ParseDailyWindow(std::string_view text, int* start_min, int* end_min) {
 }
 
 absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
-  namespace asio = boost::asio;
-  namespace beast = boost::beast;
-  namespace http = beast::http;
   std::string_view u = url;
   if (!u.starts_with("http://"))
     return absl::InvalidArgumentError(Cat(url, ": only http:// is supported"));
@@ -109,52 +106,35 @@ absl::Status CheckWsdl(const std::string& url, int timeout_ms) {
   std::string host(hostport.substr(0, colon));
   std::string port =
       colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
-  // Asynchronous operations on a tcp_stream honour its expiry; a server that
-  // accepts and never answers is cut at the timeout.
-  asio::io_context io;
-  beast::error_code ec;
-  // c-ares, not asio's resolver (getaddrinfo, which loads NSS modules in the
-  // static agent): agent/sources/resolve.h.
-  int port_number = 0;
-  if (!absl::SimpleAtoi(port, &port_number) || port_number < 1 || port_number > 65535)
+  uint16_t port_number = 0;
+  if (!ParsePort(port, /*allow_zero=*/false, &port_number))
     return absl::InvalidArgumentError(Cat(url, ": bad port '", port, "'"));
-  auto resolved = ResolveTcp(host, port_number, std::chrono::milliseconds(timeout_ms));
-  if (!resolved.ok()) return absl::UnavailableError(Cat(url, ": ", resolved.status().message()));
-  std::vector<asio::ip::tcp::endpoint> endpoints;
-  for (const ResolvedAddress& a : *resolved) {
-    asio::ip::tcp::endpoint e;
-    std::memcpy(e.data(), &a.addr, a.len);
-    endpoints.push_back(e);
+  // c-ares, not getaddrinfo (which loads NSS modules in the static agent):
+  // agent/sources/resolve.h.
+  HttpClientOptions options{
+      .timeout = std::chrono::milliseconds(timeout_ms),
+      .user_agent = "setdiag-agent",
+      .body_limit = 4 * 1024 * 1024,
+      .resolve = [port_number](const std::string& name, std::chrono::milliseconds timeout)
+          -> absl::StatusOr<std::vector<std::string>> {
+        ASSIGN_OR_RETURN(auto resolved, ResolveTcp(name, port_number, timeout));
+        std::vector<std::string> out;
+        for (const ResolvedAddress& a : resolved) out.push_back(a.text);
+        return out;
+      }};
+  HttpClient http(host, port_number, std::move(options));
+  auto reply = http.Request("GET", target);
+  if (!reply.ok()) {
+    // "cannot reach http://host:port/path: why" -> "url: why"
+    const std::string message(reply.status().message());
+    std::string_view why = message;
+    if (auto sep = why.find(": "); why.starts_with("cannot reach ") && sep != why.npos)
+      why.remove_prefix(sep + 2);
+    return absl::UnavailableError(Cat(url, ": ", why));
   }
-  beast::tcp_stream stream(io);
-  http::request<http::empty_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, host);
-  req.set(http::field::user_agent, "setdiag-agent");
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(4 * 1024 * 1024);
-  beast::error_code result = asio::error::timed_out;
-  stream.expires_after(std::chrono::milliseconds(timeout_ms));
-  stream.async_connect(endpoints, [&](beast::error_code e, const asio::ip::tcp::endpoint&) {
-    if (e) {
-      result = e;
-      return;
-    }
-    http::async_write(stream, req, [&](beast::error_code e2, size_t) {
-      if (e2) {
-        result = e2;
-        return;
-      }
-      http::async_read(stream, buffer, parser, [&](beast::error_code e3, size_t) { result = e3; });
-    });
-  });
-  io.run();
-  if (result)
-    return absl::UnavailableError(
-        Cat(url, ": ", result == beast::error::timeout ? "timed out" : result.message()));
-  int code = static_cast<int>(parser.get().result_int());
-  if (code != 200) return absl::UnavailableError(Cat(url, " answered HTTP ", code));
-  if (parser.get().body().find("definitions") == std::string::npos) {
+  if (reply->status != 200)
+    return absl::UnavailableError(Cat(url, " answered HTTP ", reply->status));
+  if (reply->body.find("definitions") == std::string::npos) {
     return absl::UnavailableError(Cat(url, " answered 200 but not with a WSDL"));
   }
   return absl::OkStatus();

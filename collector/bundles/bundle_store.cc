@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "collector/store/storage.h"
 #include "common/digest.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -104,15 +105,6 @@ std::string Megabytes(uint64_t bytes) {
   return Cat(tenths / 10, ".", tenths % 10, unit == kKiB ? " KiB" : " MiB");
 }
 
-absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, const std::string& actor,
-                         const std::string& text) {
-  auto s = db.Prepare(
-      "INSERT INTO ticket_timeline(ticket_id, at_ms, actor, type, text, event_id) VALUES "
-      "(?,?,?,'bundle',?,0)");
-  if (!s.ok()) return s.status();
-  return s->Bind(1, ticket_id).Bind(2, at_ms).Bind(3, actor).Bind(4, text).Run();
-}
-
 absl::StatusOr<int64_t> TicketOfEpisode(sql::Db& db, const std::string& store_id,
                                         const std::string& episode) {
   if (episode.empty()) return 0;
@@ -152,7 +144,7 @@ absl::StatusOr<BundleRow> CreateBundleRequest(sql::Db& db, const NewBundleReques
       .Bind(9, now_ms);
   RETURN_IF_ERROR(s->Run());
   if (req.ticket_id > 0) {
-    RETURN_IF_ERROR(AddTimeline(db, req.ticket_id, now_ms, Cat("user ", requested_by),
+    RETURN_IF_ERROR(AddTimeline(db, req.ticket_id, now_ms, Cat("user ", requested_by), "bundle",
                                 Cat("diagnostic bundle ", id, " requested from the store")));
   }
   ASSIGN_OR_RETURN(auto row, GetBundle(db, id));
@@ -218,7 +210,7 @@ absl::Status MarkBundleFailed(sql::Db& db, const std::string& id, const std::str
   if (db.Changes() == 0) return absl::OkStatus();
   ASSIGN_OR_RETURN(auto row, GetBundle(db, id));
   if (row && (row)->ticket_id > 0) {
-    return AddTimeline(db, (row)->ticket_id, now_ms, "collector",
+    return AddTimeline(db, (row)->ticket_id, now_ms, "collector", "bundle",
                        Cat("diagnostic bundle ", id, " failed: ", error));
   }
   return absl::OkStatus();
@@ -253,7 +245,7 @@ absl::Status MarkBundleComplete(sql::Db& db, const std::string& id, uint64_t siz
                            ? Cat("flight recorder bundle ", id, " (", b.event_kind, ") attached, ",
                                  Megabytes(size))
                            : Cat("diagnostic bundle ", id, " attached, ", Megabytes(size));
-    return AddTimeline(db, ticket, now_ms, actor, what);
+    return AddTimeline(db, ticket, now_ms, actor, "bundle", what);
   }
   return absl::OkStatus();
 }

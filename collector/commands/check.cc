@@ -42,6 +42,7 @@
 #include "collector/tickets/production_calendar.h"
 #include "common/digest.h"
 #include "common/files.h"
+#include "common/host_port.h"
 #include "common/strings.h"
 #include "common/time_format.h"
 #include "common/version.h"
@@ -1315,12 +1316,9 @@ absl::StatusOr<Endpoint> ParseTargetUrl(std::string_view url) {
   }
   if (ep.host.empty()) return absl::InvalidArgumentError("no host in the URL");
   if (!port_text.empty()) {
-    int port = 0;
-    auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc() || p != port_text.data() + port_text.size() || port < 1 || port > 65535) {
+    if (!ParsePort(port_text, /*allow_zero=*/false, &ep.port)) {
       return absl::InvalidArgumentError(Cat("bad port '", port_text, "'"));
     }
-    ep.port = static_cast<uint16_t>(port);
   }
   return ep;
 }

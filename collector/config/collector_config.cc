@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/files.h"
+#include "common/host_port.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -24,31 +25,12 @@ bool IsLoopbackListen(const std::string& listen) {
 }  // namespace
 
 absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon + 1 == listen.size()) {
-    return absl::InvalidArgumentError(Cat("'", listen, "' must be host:port"));
-  }
+  ASSIGN_OR_RETURN(HostPort hp,
+                   ParseHostPort(listen, {.host = HostForm::kIpLiteral, .allow_port_zero = true}));
   ListenAddress out;
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  if (host == "localhost") host = "127.0.0.1";
-  unsigned char buf[sizeof(in6_addr)];
-  if (inet_pton(AF_INET, host.c_str(), buf) == 1) {
-    out.loopback = buf[0] == 127;
-  } else if (inet_pton(AF_INET6, host.c_str(), buf) == 1) {
-    out.loopback = host == "::1";
-  } else {
-    return absl::InvalidArgumentError(
-        Cat("'", listen, "': the host must be an IP address or localhost"));
-  }
-  int port = 0;
-  auto [p, ec] = std::from_chars(listen.data() + colon + 1, listen.data() + listen.size(), port);
-  if (ec != std::errc() || p != listen.data() + listen.size() || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(Cat("'", listen, "': bad port"));
-  }
-  out.host = host;
-  out.port = static_cast<uint16_t>(port);
+  out.host = hp.host == "localhost" ? "127.0.0.1" : hp.host;
+  out.port = hp.port;
+  out.loopback = IsLoopbackHost(out.host);
   return out;
 }
 

@@ -138,4 +138,11 @@ absl::StatusOr<std::vector<AgentRow>> ListAgents(sql::Db& db, const User& user,
 
 const char* SeverityText(int severity);
 
+// One line of a ticket's timeline (table ticket_timeline, created with the
+// ticket schema): the ticket engine writes state changes and notes, the
+// bundle store the pulls of diagnostic bundles. `type` is the line's kind
+// ("opened", "note", "bundle", ...); event_id links the event behind it.
+absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, std::string_view actor,
+                         std::string_view type, std::string_view text, int64_t event_id = 0);
+
 }  // namespace setdiag::collector

@@ -197,16 +197,6 @@ absl::StatusOr<std::optional<Row>> LoadWhere(sql::Db& db, const std::string& whe
   return std::optional<Row>(ReadRow(s));
 }
 
-absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, std::string_view actor,
-                         std::string_view type, std::string_view text, int64_t event_id) {
-  auto s = db.Prepare(
-      "INSERT INTO ticket_timeline(ticket_id, at_ms, actor, type, text, event_id) VALUES "
-      "(?,?,?,?,?,?)");
-  if (!s.ok()) return s.status();
-  s->Bind(1, ticket_id).Bind(2, at_ms).Bind(3, actor).Bind(4, type).Bind(5, text).Bind(6, event_id);
-  return s->Run();
-}
-
 absl::StatusOr<json> LoadEvidence(sql::Db& db, int64_t ticket_id) {
   ASSIGN_OR_RETURN(auto s, db.Prepare("SELECT evidence FROM ticket_evidence WHERE ticket_id=?"));
   s.Bind(1, ticket_id);

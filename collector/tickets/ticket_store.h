@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "collector/store/storage.h"
 #include "collector/tickets/tickets.h"
 #include "common/sqlite.h"
 
@@ -46,8 +47,7 @@ absl::Status UpdateRow(sql::Db& db, const Row& r);
 absl::StatusOr<std::optional<Row>> LoadWhere(sql::Db& db, const std::string& where,
                                              const std::vector<std::string>& args,
                                              int64_t int_arg = 0);
-absl::Status AddTimeline(sql::Db& db, int64_t ticket_id, int64_t at_ms, std::string_view actor,
-                         std::string_view type, std::string_view text, int64_t event_id = 0);
+using collector::AddTimeline;  // collector/store/storage.h
 absl::StatusOr<json> LoadEvidence(sql::Db& db, int64_t ticket_id);
 absl::Status SaveEvidence(sql::Db& db, int64_t ticket_id, const json& evidence, int64_t now_ms);
 bool VisibleTo(const User& user, const std::string& partner);

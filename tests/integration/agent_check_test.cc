@@ -3,9 +3,15 @@
 // engineer on site could get wrong and expects that line to fail with its
 // hint, and the exit code to say so.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 
@@ -66,12 +72,12 @@ class AgentCheck : public ::testing::Test {
   }
 
   CommandResult Check(const std::string& lang = "en") {
-    return RunCommand(
-        {SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--lang", lang});
+    return RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--timeout",
+                       AgentCheckTimeout(), "--lang", lang});
   }
   json CheckJson() {
-    CommandResult r =
-        RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check", "--json"});
+    CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check",
+                                  "--timeout", AgentCheckTimeout(), "--json"});
     return json::parse(r.out);
   }
   static const json* Line(const json& report, const std::string& id) {
@@ -162,6 +168,35 @@ TEST_F(AgentCheck, ACollectorDownFailsTheCollectorLineWithTheFirewallHint) {
   EXPECT_NE(r.out.find("firewall"), std::string::npos) << r.out;
   // SET's side is unaffected.
   EXPECT_NE(r.out.find("✓ SET's till registry"), std::string::npos) << r.out;
+}
+
+// A port that takes connections and never answers (a collector hung, or a
+// proxy holding them) waits `--timeout` seconds and says so, with the hint
+// to wait longer on a slow link.
+TEST_F(AgentCheck, ACollectorThatNeverAnswersTimesOutAfterTheGivenTimeout) {
+  d_->StopCollector();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(d_->grpc_port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
+  ASSERT_EQ(listen(fd, 16), 0);  // the kernel completes the handshakes; nobody reads
+  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check",
+                                "--timeout", "1.5", "--lang", "en"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("✗ collector 127.0.0.1:" + std::to_string(d_->grpc_port()) +
+                       ": no answer within 1.5 s"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("longer --timeout"), std::string::npos) << r.out;
+  CommandResult ru = RunCommand({SETDIAG_AGENT_BIN, "--config", agent_->config_path, "check",
+                                 "--timeout", "0.5", "--lang", "ru"});
+  close(fd);
+  EXPECT_NE(ru.out.find("нет ответа за 0.5 с"), std::string::npos) << ru.out;
 }
 
 TEST_F(AgentCheck, AWrongTokenFailsTheTokenLineWithWhereToGetOne) {

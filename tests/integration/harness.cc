@@ -187,9 +187,19 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+int SlowBuildFactor() {
+#ifdef SETDIAG_SANITIZED
+  return 4;
+#else
+  return 1;
+#endif
+}
+
+std::string AgentCheckTimeout() { return std::to_string(5 * SlowBuildFactor()); }
+
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
              std::chrono::milliseconds every) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto deadline = std::chrono::steady_clock::now() + timeout * SlowBuildFactor();
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
     std::this_thread::sleep_for(every);

@@ -73,8 +73,17 @@ struct ProcSample {
 ProcSample SampleProcess(pid_t pid);
 void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);
+// How much slower processes run in this build: 1, or 4 in a sanitizer build
+// (scripts/test --sanitize=...), where TSan's and ASan's instrumentation make
+// the collector and the agent several times slower. Deadlines for failure
+// (WaitFor's timeout, `check --timeout`) are multiplied by it; nothing that
+// must happen promptly is.
+int SlowBuildFactor();
+// Polls `pred` until it holds or `timeout` (times SlowBuildFactor()) passes.
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
              std::chrono::milliseconds every = std::chrono::milliseconds(50));
+// `setdiag-agent check --timeout` for tests: 5 s, scaled by SlowBuildFactor().
+std::string AgentCheckTimeout();
 
 struct AgentSetup {
   std::string store_id;

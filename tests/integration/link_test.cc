@@ -22,6 +22,7 @@
 #include "common/sqlite.h"
 #include "setdiag/v1/link.grpc.pb.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/latency_proxy.h"
 #include "tests/integration/raw_link.h"
 
 namespace setdiag::testing {
@@ -75,6 +76,29 @@ TEST(Link, CollectorDownWhileAgentRecordsTenThousandEvents) {
   ExpectExactlyOnceInOrder(d.Events("1001"), "test.offline", 10'000);
   // Acknowledged events leave the outbox.
   EXPECT_TRUE(WaitFor([&] { return d.AgentStatus(agent)["depth"] == 0; }, 20s));
+}
+
+// A store on a slow link: 1.5 s each way (3 s round trip, a congested EDGE
+// or 3G modem), so the HTTP/2 handshake alone takes several seconds. The
+// agent used to give gRPC at most 2 s per connection attempt (gRPC reads its
+// minimum connect timeout from GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, which was
+// 200 ms) and such a store never connected; it gets 20 s now.
+TEST(Link, AnAgentOnALinkWithAThreeSecondRoundTripConnectsAndDelivers) {
+  Deployment d("slowlink");
+  d.StartCollector();
+  LatencyProxy proxy(d.grpc_port(), 1500ms);
+  auto& agent = d.AddAgent("1003", d.CreateStoreToken("1003", "acme"));
+  std::string cfg = ReadFile(agent.config_path);
+  const std::string direct = "127.0.0.1:" + std::to_string(d.grpc_port()) + "\"";
+  ASSERT_NE(cfg.find(direct), std::string::npos) << cfg;
+  cfg.replace(cfg.find(direct), direct.size(), "127.0.0.1:" + std::to_string(proxy.port()) + "\"");
+  WriteFile(agent.config_path, cfg);
+  d.StartAgent(agent);
+  d.Emit(agent, "test.slow_link", "normal", 3, R"({"note":"over a slow link"})");
+  ASSERT_TRUE(WaitFor([&] { return Committed(d, "1003") >= 3; }, 60s))
+      << "connections through the proxy: " << proxy.connections() << "\n"
+      << agent.process->Log();
+  ExpectExactlyOnceInOrder(d.Events("1003"), "test.slow_link", 3);
 }
 
 TEST(Link, AgentKilledDuringSendingLosesNothingAndSendsNothingTwice) {
@@ -403,8 +427,8 @@ TEST(Link, PlaintextAgentAgainstATlsCollectorSaysItProbablyExpectsTlsAsAnError) 
   EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << "a TLS mismatch is no warning:\n"
                                                               << log;
 
-  CommandResult r =
-      RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
+  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check",
+                                "--timeout", AgentCheckTimeout(), "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   json report = json::parse(r.out);
   const json* tls = CheckLine(report, "collector.tls");
@@ -443,8 +467,8 @@ TEST(Link, TlsAgentAgainstAPlaintextCollectorSaysItDoesNotSpeakTls) {
   EXPECT_GE(CountLines(log, {"DEBUG uplink:", "the same TLS failure"}), 2u) << log;
   EXPECT_EQ(CountLines(log, {"WARN", "uplink: link to"}), 0u) << log;
 
-  CommandResult r =
-      RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check", "--json"});
+  CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check",
+                                "--timeout", AgentCheckTimeout(), "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   json report = json::parse(r.out);
   const json* tls = CheckLine(report, "collector.tls");
@@ -479,7 +503,8 @@ TEST(Link, ACaFileWithoutACertificateExitsTwoNamingKeyFileAndWhatIsWrong) {
     EXPECT_NE(log.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"),
               std::string::npos)
         << log;
-    CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check"});
+    CommandResult r = RunCommand({SETDIAG_AGENT_BIN, "--config", agent.config_path, "check",
+                                  "--timeout", AgentCheckTimeout()});
     EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
     EXPECT_NE(r.err.find("key 'collector.ca_file': " + ca + " holds no PEM certificate"),
               std::string::npos)

@@ -412,9 +412,9 @@ TEST(PgWire, ResultAndMessageSizeLimits) {
   auto r = c->SimpleQuery("SELECT repeat('x', 4000000)", In(30s));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->rows[0][0]->size(), 4000000u);
-  EXPECT_LE(c->input_buffer_capacity(), size_t{256} << 10);
+  EXPECT_LE(c->InputBufferCapacityForTest(), size_t{256} << 10);
   EXPECT_EQ(One(*c, "SELECT 1"), "1");
-  EXPECT_LE(c->input_buffer_capacity(), size_t{256} << 10);
+  EXPECT_LE(c->InputBufferCapacityForTest(), size_t{256} << 10);
 
   r = c->SimpleQuery("SELECT repeat('x', 1000) FROM generate_series(1, 40000)", In(30s));
   ASSERT_FALSE(r.ok());

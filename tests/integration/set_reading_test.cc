@@ -30,8 +30,8 @@ std::string SetDb(int port, const std::string& more = "") {
 
 // `setdiag-agent check --json` with the agent's config.
 CommandResult Check(const AgentSetup& a) {
-  return RunCommand(
-      {SETDIAG_AGENT_BIN, "--config", a.config_path, "check", "--json", "--lang", "en"});
+  return RunCommand({SETDIAG_AGENT_BIN, "--config", a.config_path, "check", "--timeout",
+                     AgentCheckTimeout(), "--json", "--lang", "en"});
 }
 
 // The line `id` of a check's JSON output (null if absent or not JSON).

@@ -4,9 +4,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "common/http_client.h"
 #include "common/strings.h"
 #include "common/url.h"
-#include "tools/store_sim/http_client.h"
 #include "tools/store_sim/till_set.h"
 #include "tools/store_sim/tills.h"
 
@@ -73,7 +73,10 @@ int RunCtl(const HostPort& control, const std::vector<std::string>& words) {
     for (const auto& w : words) Append(&all, all.empty() ? "" : " ", w);
     return BadCtl(Cat("unknown command '", all, "' (", kUsage, ")"));
   }
-  HttpClient client(control.host, control.port, std::chrono::seconds(10));
+  HttpClient client(control.host, control.port,
+                    {.timeout = std::chrono::seconds(10),
+                     .user_agent = "setdiag-store-sim",
+                     .resolve = SystemResolver()});
   auto reply = client.Request(method, target);
   if (!reply.ok()) {
     std::cerr << "setdiag-store-sim ctl: the simulator is unreachable: " << reply.status().message()

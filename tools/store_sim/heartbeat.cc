@@ -2,9 +2,9 @@
 
 #include <boost/asio.hpp>
 
+#include "common/http_client.h"
 #include "common/log.h"
 #include "common/strings.h"
-#include "tools/store_sim/http_client.h"
 
 namespace setdiag::store_sim {
 
@@ -74,8 +74,11 @@ HeartbeatPusher::HeartbeatPusher(std::string store, std::optional<HostPort> udp_
   impl_->udp_addr = std::move(udp_addr);
   impl_->http_url = std::move(http);
   if (impl_->http_url) {
-    impl_->http = std::make_unique<HttpClient>(impl_->http_url->host, impl_->http_url->port,
-                                               std::chrono::milliseconds(1000));
+    impl_->http =
+        std::make_unique<HttpClient>(impl_->http_url->host, impl_->http_url->port,
+                                     HttpClientOptions{.timeout = std::chrono::milliseconds(1000),
+                                                       .user_agent = "setdiag-store-sim",
+                                                       .resolve = SystemResolver()});
   }
 }
 

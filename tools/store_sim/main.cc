@@ -80,7 +80,7 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
         Cat("--interval '", a.interval, "': expected a duration of at least 50ms, e.g. 1s"));
   }
   o.interval_ms = *interval;
-  auto control = ParseHostPort(a.control, /*allow_port_zero=*/true);
+  auto control = ParseHostPort(a.control, {.allow_port_zero = true});
   if (!control.ok())
     return absl::InvalidArgumentError(Cat("--control: ", control.status().message()));
   o.control = *control;
@@ -128,7 +128,7 @@ absl::StatusOr<SimOptions> Validate(const RunArgs& a) {
   }
   o.inbox = a.inbox;
   if (!a.soap.empty()) {
-    auto soap = ParseHostPort(a.soap, /*allow_port_zero=*/true);
+    auto soap = ParseHostPort(a.soap, {.allow_port_zero = true});
     if (!soap.ok()) return absl::InvalidArgumentError(Cat("--soap: ", soap.status().message()));
     o.soap = *soap;
   }

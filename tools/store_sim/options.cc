@@ -3,41 +3,12 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <charconv>
 
 #include "common/strings.h"
 
 namespace setdiag::store_sim {
 
-std::string HostPort::ToString() const { return Cat(host, ":", port); }
-
 std::string HttpUrl::ToString() const { return Cat("http://", host, ":", port, target); }
-
-namespace {
-
-bool ParsePort(std::string_view s, bool allow_zero, uint16_t* out) {
-  unsigned v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || v > 65535 || (v == 0 && !allow_zero))
-    return false;
-  *out = static_cast<uint16_t>(v);
-  return true;
-}
-
-}  // namespace
-
-absl::StatusOr<HostPort> ParseHostPort(const std::string& text, bool allow_port_zero) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(Cat("'", text, "' is not HOST:PORT (e.g. 127.0.0.1:18090)"));
-  }
-  HostPort hp;
-  hp.host = text.substr(0, colon);
-  if (!ParsePort(std::string_view(text).substr(colon + 1), allow_port_zero, &hp.port)) {
-    return absl::InvalidArgumentError(Cat("'", text, "' has no valid port (1-65535)"));
-  }
-  return hp;
-}
 
 absl::StatusOr<HttpUrl> ParseHttpUrl(const std::string& text) {
   std::string_view u = text;

@@ -7,14 +7,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/host_port.h"
 
 namespace setdiag::store_sim {
 
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-  std::string ToString() const;
-};
+using setdiag::HostPort;
 
 struct HttpUrl {
   std::string host;
@@ -50,8 +47,6 @@ struct SimOptions {
   std::string TillIp(int number) const { return till_ip_base + std::to_string(10 + number); }
 };
 
-// "127.0.0.1:8090" (an IPv4 literal or a host name, then a port 1..65535).
-absl::StatusOr<HostPort> ParseHostPort(const std::string& text, bool allow_port_zero = false);
 // "http://host[:port]/path". Only plain http: the simulator talks to loopback.
 absl::StatusOr<HttpUrl> ParseHttpUrl(const std::string& text);
 // Largest till count an IP base allows: the last octet is 10 + n <= 254.

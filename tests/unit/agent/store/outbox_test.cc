@@ -658,7 +658,7 @@ int FillTheDisk(const std::string& path, Outbox& box, Clock& clock) {
   auto filler = Outbox::OpenWithoutRepair(path, {}, clock);
   EXPECT_TRUE(filler.ok()) << filler.status();
   if (!filler.ok()) return -1;
-  EXPECT_TRUE((*filler)->LimitPagesForTesting(1).ok());
+  EXPECT_TRUE((*filler)->LimitPagesForTest(1).ok());
   int n = 0;
   for (size_t size :
        {size_t{3000}, size_t{1000}, size_t{300}, size_t{100}, size_t{30}, size_t{10}}) {
@@ -671,7 +671,7 @@ int FillTheDisk(const std::string& path, Outbox& box, Clock& clock) {
       ++n;
     }
   }
-  EXPECT_TRUE(box.LimitPagesForTesting(1).ok());
+  EXPECT_TRUE(box.LimitPagesForTest(1).ok());
   return n;
 }
 
@@ -698,7 +698,7 @@ TEST_F(OutboxTest, FindingsTheDiskRefusesAreHeldAndCommittedInOrderWhenSpaceRetu
   EXPECT_EQ(box->Stats().held, 3u);
   EXPECT_EQ(box->Stats().gaps_total, 0u) << "nothing is lost yet";
 
-  ASSERT_TRUE(box->LimitPagesForTesting(1'000'000).ok());  // space returns
+  ASSERT_TRUE(box->LimitPagesForTest(1'000'000).ok());  // space returns
   size_t committed = 0;
   ASSERT_TRUE(box->CommitHeld(&committed).ok());
   EXPECT_EQ(committed, 3u);
@@ -739,7 +739,7 @@ TEST_F(OutboxTest, HeldEventsAreBoundedCriticalFirstAndWhatIsLostBecomesAGap) {
   EXPECT_EQ(box->held(), 4u);
   EXPECT_EQ(box->Stats().gaps_total, 5u) << "lost events count at once";
 
-  ASSERT_TRUE(box->LimitPagesForTesting(1'000'000).ok());
+  ASSERT_TRUE(box->LimitPagesForTest(1'000'000).ok());
   ASSERT_TRUE(box->CommitHeld().ok());
   auto events = ReadAll(*box);
   std::vector<StoredEvent> tail(events.end() - 6, events.end());
@@ -777,7 +777,7 @@ TEST_F(OutboxTest, ToolsWithoutRepairDoNotHoldButFail) {
   made.reset();
   auto tool = Outbox::OpenWithoutRepair(path_, {}, clock_);
   ASSERT_TRUE(tool.ok());
-  ASSERT_TRUE((*tool)->LimitPagesForTesting(1).ok());
+  ASSERT_TRUE((*tool)->LimitPagesForTest(1).ok());
   absl::Status last;
   for (int i = 0; i < 500 && last.ok(); ++i)
     last = (*tool)->Append(Ev("emit", Severity::kNormal, 3000)).status();
