@@ -1,10 +1,17 @@
 #include "common/http_server.h"
 
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
+#include <mutex>
 #include <optional>
 #include <string_view>
 
@@ -44,11 +51,120 @@ bool TargetOverLimit(std::string_view head) {
   return rest.size() > kMaxRequestTargetBytes;
 }
 
+// The Server-Sent Events streams: a thread each, writing with blocking
+// sends (a 30 s send timeout cuts a client that stopped reading).
+class EventStreams {
+ public:
+  explicit EventStreams(size_t max) : max_(max) {}
+  ~EventStreams() { StopAll(); }
+
+  // Takes the socket (its head not sent yet); false when `max_` streams
+  // run already (the caller answers 503 and keeps the socket).
+  bool Start(tcp::socket& socket, const HttpResponse& out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Reap();
+    if (stopping_ || streams_.size() >= max_) return false;
+    beast::error_code ec;
+    socket.non_blocking(false, ec);
+    const int fd = socket.release(ec);
+    if (ec) return false;
+    timeval tv{30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    auto s = std::make_shared<Stream>();
+    s->fd = fd;
+    s->thread = std::thread([this, s, out] { Run(*s, out); });
+    streams_.push_back(std::move(s));
+    return true;
+  }
+
+  void StopAll() {
+    std::vector<std::shared_ptr<Stream>> all;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      all.swap(streams_);
+      for (const auto& s : all) shutdown(s->fd, SHUT_RDWR);  // a blocked send returns
+    }
+    for (const auto& s : all) s->thread.join();
+  }
+
+ private:
+  struct Stream {
+    int fd = -1;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  // Joins the streams that ended (under mu_).
+  void Reap() {
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      if ((*it)->done) {
+        (*it)->thread.join();
+        it = streams_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  static bool SendAll(int fd, std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  }
+
+  void Run(Stream& s, const HttpResponse& out) {
+    std::string head =
+        "HTTP/1.1 200 OK\r\nServer: setdiag-collector\r\nContent-Type: text/event-stream; "
+        "charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n";
+    for (const auto& [name, value] : out.headers) Append(&head, name, ": ", value, "\r\n");
+    Append(&head, "\r\nretry: 3000\n\n");
+    using SteadyClock = std::chrono::steady_clock;
+    auto last_sent = SteadyClock::now();
+    bool ok = SendAll(s.fd, head);
+    while (ok && !Stopping()) {
+      std::optional<std::string> chunk;
+      try {
+        chunk = out.events(std::chrono::seconds(1));
+      } catch (const std::exception& e) {
+        log::Error("http", Cat("event stream: ", e.what()));
+        break;
+      }
+      if (!chunk) break;
+      if (chunk->empty()) {
+        if (SteadyClock::now() - last_sent < std::chrono::seconds(15)) continue;
+        *chunk = ": still here\n\n";
+      }
+      ok = SendAll(s.fd, *chunk);
+      last_sent = SteadyClock::now();
+    }
+    close(s.fd);
+    s.done = true;
+  }
+
+  const size_t max_;
+  std::mutex mu_;
+  bool stopping_ = false;
+  std::vector<std::shared_ptr<Stream>> streams_;
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, const HttpServer::Handler& handler,
-             const HttpServer::Options& options, asio::thread_pool* workers)
-      : stream_(std::move(socket)), handler_(handler), options_(options), workers_(workers) {}
+             const HttpServer::Options& options, asio::thread_pool* workers, EventStreams* streams)
+      : stream_(std::move(socket)),
+        handler_(handler),
+        options_(options),
+        workers_(workers),
+        streams_(streams) {}
 
   void Start() { Read(); }
 
@@ -96,6 +212,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     in.method = std::string(req.method_string());
     in.target = std::string(req.target());
     in.authorization = std::string(req[http::field::authorization]);
+    for (const auto& f : req) {
+      std::string name(f.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      in.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
     in.body = std::move(req.body());
     const bool keep_alive = req.keep_alive();
     if (options_.inline_handler) {
@@ -127,8 +248,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // The read's deadline may have passed while a worker ran the handler:
     // the answer gets its own.
     stream_.expires_after(std::chrono::seconds(30));
+    if (out.events) {
+      stream_.expires_never();
+      if (streams_->Start(stream_.socket(), out)) return;  // the stream's thread has it now
+      return Reply(503, R"({"error":"too many live streams; try again later"})", false);
+    }
     if (!out.file_path.empty()) return ReplyFile(out, keep_alive);
-    Reply(out.status, std::move(out.body), keep_alive);
+    Reply(out.status, std::move(out.body), keep_alive, out.body_type, out.headers);
   }
 
   // Streams a file: Beast's file_body reads it piece by piece as the socket
@@ -162,13 +288,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       });
   }
 
-  void Reply(int status, std::string body, bool keep_alive) {
+  void Reply(int status, std::string body, bool keep_alive,
+             std::string_view type = "application/json; charset=utf-8",
+             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(11);
     res->result(static_cast<http::status>(status));
     res->set(http::field::server, "setdiag-collector");
-    res->set(http::field::content_type, "application/json; charset=utf-8");
+    res->set(http::field::content_type, std::string(type));
     res->set(http::field::cache_control, "no-store");
+    for (const auto& [name, value] : headers) {
+      // Set-Cookie may come more than once; the others replace a default.
+      if (beast::iequals(name, "set-cookie"))
+        res->insert(name, value);
+      else
+        res->set(name, value);
+    }
     res->keep_alive(keep_alive);
     res->body() = std::move(body);
     res->prepare_payload();
@@ -206,6 +341,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const HttpServer::Handler& handler_;
   const HttpServer::Options& options_;
   asio::thread_pool* workers_;  // null: handlers run on the I/O thread
+  EventStreams* streams_;
 };
 
 }  // namespace
@@ -216,13 +352,16 @@ struct HttpServer::Impl {
   Handler handler;
   Options options;
   std::unique_ptr<asio::thread_pool> workers;
+  std::unique_ptr<EventStreams> streams;
   std::thread thread;
 
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
       if (!ec)
-        std::make_shared<Connection>(std::move(socket), handler, options, workers.get())->Start();
+        std::make_shared<Connection>(std::move(socket), handler, options, workers.get(),
+                                     streams.get())
+            ->Start();
       Accept();
     });
   }
@@ -244,6 +383,7 @@ HttpServer::HttpServer(Handler handler, Options options) : impl_(std::make_uniqu
   impl_->options = std::move(options);
   if (impl_->options.workers > 0)
     impl_->workers = std::make_unique<asio::thread_pool>(impl_->options.workers);
+  impl_->streams = std::make_unique<EventStreams>(impl_->options.max_event_streams);
 }
 
 HttpServer::~HttpServer() { Stop(); }
@@ -276,6 +416,13 @@ void HttpServer::Stop() {
   // Requests still running finish before the handler's owner may go away;
   // their answers are dropped with the stopped I/O context.
   if (impl_->workers) impl_->workers->join();
+  impl_->streams->StopAll();
+}
+
+std::string HttpRequest::Header(std::string_view lowercase_name) const {
+  for (const auto& [name, value] : headers)
+    if (name == lowercase_name) return value;
+  return "";
 }
 
 }  // namespace setdiag

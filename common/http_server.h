@@ -5,15 +5,20 @@
 // admin API, whose reads and writes may wait). Requests are capped before any handler
 // sees them: the request target (URL) at kMaxRequestTargetBytes (414), the
 // header fields at kMaxHeaderFieldsBytes (431), the body at max_body_bytes
-// (413). Responses are JSON, or a file streamed from disk in pieces (never
-// loaded whole), e.g. a diagnostic bundle.
+// (413). Responses are JSON (or another type: the console's pages), a file
+// streamed from disk in pieces (never loaded whole), e.g. a diagnostic
+// bundle, or a stream of Server-Sent Events on a thread of its own.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -30,7 +35,20 @@ struct HttpRequest {
   std::string target;         // path and query
   std::string authorization;  // the Authorization header, if any
   std::string body;
+  // Every header field as sent, the names in lower case ("cookie",
+  // "content-type", "origin", "x-csrf-token", ...).
+  std::vector<std::pair<std::string, std::string>> headers = {};
+  bool tls = false;  // it came over TLS (http.tls_cert_file)
+
+  // The first field named `lowercase_name`, "" when there is none.
+  std::string Header(std::string_view lowercase_name) const;
 };
+
+// A live answer (Server-Sent Events): called again and again on a thread of
+// the stream's own, it waits up to `wait` for something to send and returns
+// it (whole "event: ...\ndata: ...\n\n" blocks), "" when there is nothing
+// yet, or nullopt to end the stream. It must be thread-safe.
+using EventSource = std::function<std::optional<std::string>(std::chrono::milliseconds wait)>;
 
 struct HttpResponse {
   int status = 200;
@@ -40,6 +58,17 @@ struct HttpResponse {
   std::string file_path = {};
   std::string content_type = "application/octet-stream";
   std::string download_name = {};
+  // The type of `body` (HTML pages, scripts, styles: the console).
+  std::string body_type = "application/json; charset=utf-8";
+  // More header fields (Set-Cookie, Content-Security-Policy, ...); one
+  // named like a default (Cache-Control: no-store) replaces it.
+  std::vector<std::pair<std::string, std::string>> headers = {};
+  // When set, the answer is 200 text/event-stream and the connection is
+  // handed to a thread of its own that sends what `events` returns, and a
+  // comment every 15 s of silence (so a closed client is noticed), until it
+  // returns nullopt, the client goes away or the server stops. At most
+  // Options::max_event_streams at once; beyond, 503.
+  EventSource events = nullptr;
 };
 
 class HttpServer {
@@ -57,6 +86,7 @@ class HttpServer {
     // handler must then be thread-safe.
     size_t workers = 0;
     InlineHandler inline_handler = nullptr;
+    size_t max_event_streams = 64;
   };
   HttpServer(Handler handler, size_t max_body_bytes = 1024 * 1024);
   HttpServer(Handler handler, Options options);

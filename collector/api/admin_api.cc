@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "collector/api/handlers.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace setdiag::collector {
@@ -120,8 +121,30 @@ HttpResponse AdminApi::Handle(const HttpRequest& request) {
   auto user = LookupUser(db, std::string_view(request.authorization).substr(kBearer.size()));
   if (!user.ok()) return api::StorageError(user.status());
   if (!*user) return Error(401, "unknown or revoked token");
-  const User who = **user;
+  return Dispatch(db, **user, request, target);
+}
 
+HttpResponse AdminApi::HandleAs(const User& who, const HttpRequest& request) {
+  RequestTarget target = ParseRequestTarget(request.target);
+  if (!target.path.starts_with("/api/v1/")) return Error(404, "no such endpoint");
+  auto reader = Acquire();
+  if (!reader.ok()) return api::StorageError(reader.status());
+  return Dispatch(**reader, who, request, target);
+}
+
+absl::StatusOr<std::optional<User>> AdminApi::Authenticate(std::string_view token) {
+  ASSIGN_OR_RETURN(Reader reader, Acquire());
+  return LookupUser(*reader, token);
+}
+
+absl::StatusOr<std::optional<User>> AdminApi::UserById(const std::string& user_id) {
+  ASSIGN_OR_RETURN(Reader reader, Acquire());
+  return LookupUserById(*reader, user_id);
+}
+
+HttpResponse AdminApi::Dispatch(sql::Db& db, const User& who, const HttpRequest& request,
+                                const RequestTarget& target) {
+  constexpr std::string_view kPrefix = "/api/v1/";
   const std::string& method = request.method;
   const std::string& path = target.path;
   // The segments point into `path`: it is not moved from below.

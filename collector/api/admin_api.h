@@ -49,6 +49,14 @@ class AdminApi {
   void set_reader_pool(OpenReader open, size_t max_readers);
 
   HttpResponse Handle(const HttpRequest& request);
+  // The same routes for a person already authenticated another way (the
+  // console's session): `request.authorization` is not looked at. Every
+  // check of what `who` may see is the same as for Handle().
+  HttpResponse HandleAs(const User& who, const HttpRequest& request);
+  // The active user with this API token; nullopt if unknown or revoked.
+  absl::StatusOr<std::optional<User>> Authenticate(std::string_view token);
+  // The active user with this id (revoked: nullopt), for a session.
+  absl::StatusOr<std::optional<User>> UserById(const std::string& user_id);
   // What can be answered without the database, at once (/healthz); nullopt
   // otherwise. For HttpServer::Options::inline_handler.
   static std::optional<HttpResponse> HandleInline(const HttpRequest& request);
@@ -62,10 +70,17 @@ class AdminApi {
     AdminApi* api;
     void operator()(sql::Db* db) const { api->Release(db); }
   };
+
+ public:
   using Reader = std::unique_ptr<sql::Db, ReturnReader>;
-  // A read connection for one request; waits while all are in use.
+  // A read connection of the pool, back to it when the Reader goes; waits
+  // while all are in use.
   absl::StatusOr<Reader> Acquire();
+
+ private:
   void Release(sql::Db* db);
+  HttpResponse Dispatch(sql::Db& db, const User& who, const HttpRequest& request,
+                        const RequestTarget& target);
 
   Mutex readers_mu_;
   CondVar readers_free_;  // a reader went back to idle_, or one may be opened

@@ -14,6 +14,7 @@
 #include "collector/api/admin_api.h"
 #include "collector/bundles/bundle_store.h"
 #include "collector/commands/collector_schema.h"
+#include "collector/console/console.h"
 #include "collector/link/link_service.h"
 #include "collector/notify/notifications.h"
 #include "collector/store/commit_queue.h"
@@ -354,7 +355,14 @@ int Serve(const CollectorConfig& cfg) {
   HttpServer::Options http_options;
   http_options.workers = http_workers;
   http_options.inline_handler = &AdminApi::HandleInline;
-  HttpServer http([&api](const HttpRequest& r) { return api.Handle(r); }, http_options);
+  // The console shares the listener and the workers: its pages are the API's
+  // answers as the signed-in person (collector/console/console.h).
+  console::Console console(api, cfg.tickets, *business, clock, console::Console::Options{});
+  HttpServer http(
+      [&api, &console](const HttpRequest& r) {
+        return console::Console::Owns(r) ? console.Handle(r) : api.Handle(r);
+      },
+      http_options);
   auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
   if (!http_addr->loopback) {
     log::Warn("collector", Cat("the admin API listens on ", cfg.http_listen,
@@ -367,7 +375,8 @@ int Serve(const CollectorConfig& cfg) {
   }
   log::Info("collector", Cat("setdiag-collector ", kVersion, ": agents on ", cfg.grpc_listen,
                              cfg.tls() ? " (TLS)" : " (plaintext)", ", admin API on http://",
-                             cfg.http_listen, ", database ", cfg.DatabasePath()));
+                             cfg.http_listen, ", console on http://", cfg.http_listen,
+                             "/console/, database ", cfg.DatabasePath()));
   int sig = 0;
   sigwait(&signals, &sig);
   log::Info("collector", "stopping");

@@ -234,6 +234,16 @@ absl::StatusOr<std::optional<User>> LookupUser(sql::Db& db, std::string_view sec
   return std::optional<User>(UserFrom(*stmt));
 }
 
+absl::StatusOr<std::optional<User>> LookupUserById(sql::Db& db, std::string_view user_id) {
+  ASSIGN_OR_RETURN(auto stmt,
+                   db.Prepare("SELECT user_id, name, role, COALESCE(partner, '') FROM users "
+                              "WHERE user_id=? AND revoked_at_ms IS NULL"));
+  stmt.Bind(1, user_id);
+  ASSIGN_OR_RETURN(auto row, stmt.Step());
+  if (!row) return std::optional<User>();
+  return std::optional<User>(UserFrom(stmt));
+}
+
 absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::string& store_id) {
   if (user.role == Role::kSupport) return true;
   ASSIGN_OR_RETURN(auto stmt, db.Prepare("SELECT 1 FROM stores WHERE store_id=? AND partner=?"));

@@ -75,6 +75,8 @@ absl::StatusOr<int64_t> RevokeUser(sql::Db& db, const std::string& user_id, cons
 absl::StatusOr<int64_t> DeleteUser(sql::Db& db, const std::string& user_id,
                                    const std::string& name);
 absl::StatusOr<std::optional<User>> LookupUser(sql::Db& db, std::string_view secret);
+// The active (not revoked) user with this id.
+absl::StatusOr<std::optional<User>> LookupUserById(sql::Db& db, std::string_view user_id);
 // Whether `user` may see `store_id` (support sees all; a partner its own).
 absl::StatusOr<bool> UserMaySeeStore(sql::Db& db, const User& user, const std::string& store_id);
 
