@@ -8,12 +8,15 @@
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cctype>
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 
 #include "common/log.h"
 #include "common/strings.h"
@@ -51,30 +54,35 @@ bool TargetOverLimit(std::string_view head) {
   return rest.size() > kMaxRequestTargetBytes;
 }
 
+// Where a live stream's bytes go once the connection left the I/O thread:
+// the raw socket (plain HTTP) or the TLS stream, written with blocking calls.
+struct EventSink {
+  int fd = -1;                                  // shut down to stop the stream
+  std::function<bool(std::string_view)> write;  // false when the client is gone
+  std::function<void()> close;
+};
+
 // The Server-Sent Events streams: a thread each, writing with blocking
-// sends (a 30 s send timeout cuts a client that stopped reading).
+// sends (a 30 s send timeout on plain sockets cuts a client that stopped
+// reading; on TLS the kernel's retransmission timeout does).
 class EventStreams {
  public:
   explicit EventStreams(size_t max) : max_(max) {}
   ~EventStreams() { StopAll(); }
 
-  // Takes the socket (its head not sent yet); false when `max_` streams
-  // run already (the caller answers 503 and keeps the socket).
-  bool Start(tcp::socket& socket, const HttpResponse& out) {
+  bool Full() {
     std::lock_guard<std::mutex> lock(mu_);
     Reap();
-    if (stopping_ || streams_.size() >= max_) return false;
-    beast::error_code ec;
-    socket.non_blocking(false, ec);
-    const int fd = socket.release(ec);
-    if (ec) return false;
-    timeval tv{30, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return stopping_ || streams_.size() >= max_;
+  }
+
+  // Runs the stream (its head not sent yet) on a thread of its own.
+  void Start(EventSink sink, const HttpResponse& out) {
+    std::lock_guard<std::mutex> lock(mu_);
     auto s = std::make_shared<Stream>();
-    s->fd = fd;
+    s->sink = std::move(sink);
     s->thread = std::thread([this, s, out] { Run(*s, out); });
     streams_.push_back(std::move(s));
-    return true;
   }
 
   void StopAll() {
@@ -83,14 +91,14 @@ class EventStreams {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
       all.swap(streams_);
-      for (const auto& s : all) shutdown(s->fd, SHUT_RDWR);  // a blocked send returns
+      for (const auto& s : all) shutdown(s->sink.fd, SHUT_RDWR);  // a blocked send returns
     }
     for (const auto& s : all) s->thread.join();
   }
 
  private:
   struct Stream {
-    int fd = -1;
+    EventSink sink;
     std::thread thread;
     std::atomic<bool> done{false};
   };
@@ -107,15 +115,6 @@ class EventStreams {
     }
   }
 
-  static bool SendAll(int fd, std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
   bool Stopping() {
     std::lock_guard<std::mutex> lock(mu_);
     return stopping_;
@@ -129,7 +128,7 @@ class EventStreams {
     Append(&head, "\r\nretry: 3000\n\n");
     using SteadyClock = std::chrono::steady_clock;
     auto last_sent = SteadyClock::now();
-    bool ok = SendAll(s.fd, head);
+    bool ok = s.sink.write(head);
     while (ok && !Stopping()) {
       std::optional<std::string> chunk;
       try {
@@ -143,10 +142,10 @@ class EventStreams {
         if (SteadyClock::now() - last_sent < std::chrono::seconds(15)) continue;
         *chunk = ": still here\n\n";
       }
-      ok = SendAll(s.fd, *chunk);
+      ok = s.sink.write(*chunk);
       last_sent = SteadyClock::now();
     }
-    close(s.fd);
+    s.sink.close();
     s.done = true;
   }
 
@@ -156,33 +155,87 @@ class EventStreams {
   std::vector<std::shared_ptr<Stream>> streams_;
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// The raw socket leaves asio: blocking sends with a timeout.
+EventSink SinkOf(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  stream.socket().non_blocking(false, ec);
+  const int fd = stream.socket().release(ec);
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  EventSink sink;
+  sink.fd = fd;
+  sink.write = [fd](std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  };
+  sink.close = [fd] { ::close(fd); };
+  return sink;
+}
+
+// The TLS stream moves to the sink; asio's blocking writes go through it.
+EventSink SinkOf(TlsStream& stream) {
+  auto tls = std::make_shared<TlsStream>(std::move(stream));
+  beast::error_code ec;
+  beast::get_lowest_layer(*tls).socket().non_blocking(false, ec);
+  EventSink sink;
+  sink.fd = beast::get_lowest_layer(*tls).socket().native_handle();
+  sink.write = [tls](std::string_view data) {
+    beast::error_code wec;
+    asio::write(*tls, asio::buffer(data.data(), data.size()), wec);
+    return !wec;
+  };
+  sink.close = [tls] {
+    beast::error_code ignored;
+    beast::get_lowest_layer(*tls).socket().close(ignored);
+  };
+  return sink;
+}
+
+// One client connection, plain (beast::tcp_stream) or TLS (TlsStream).
+template <class Stream>
+class Connection : public std::enable_shared_from_this<Connection<Stream>> {
  public:
-  Connection(tcp::socket socket, const HttpServer::Handler& handler,
-             const HttpServer::Options& options, asio::thread_pool* workers, EventStreams* streams)
-      : stream_(std::move(socket)),
+  Connection(Stream stream, const HttpServer::Handler& handler, const HttpServer::Options& options,
+             asio::thread_pool* workers, EventStreams* streams)
+      : stream_(std::move(stream)),
         handler_(handler),
         options_(options),
         workers_(workers),
         streams_(streams) {}
 
-  void Start() { Read(); }
+  void Start() {
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      Lowest().expires_after(std::chrono::seconds(30));
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (!ec) self->Read();  // a failed handshake just closes
+                              });
+    } else {
+      Read();
+    }
+  }
 
  private:
   void Read() {
     parser_.emplace();
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(kHeadLimit));
-    stream_.expires_after(std::chrono::seconds(30));
+    Lowest().expires_after(std::chrono::seconds(30));
     http::async_read(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
     if (ec == http::error::end_of_stream) {
       beast::error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
       return;
     }
     if (ec) {
@@ -218,6 +271,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       in.headers.emplace_back(std::move(name), std::string(f.value()));
     }
     in.body = std::move(req.body());
+    in.tls = std::is_same_v<Stream, TlsStream>;
     const bool keep_alive = req.keep_alive();
     if (options_.inline_handler) {
       if (auto out = Run(options_.inline_handler, in)) return Respond(std::move(*out), keep_alive);
@@ -225,7 +279,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (workers_ == nullptr) return Respond(*Run(handler_, in), keep_alive);
     // On a worker; the answer is written from the I/O thread again. Nothing
     // else is read from this connection meanwhile (HTTP/1.1 answers in order).
-    asio::post(*workers_, [self = shared_from_this(), in = std::move(in), keep_alive] {
+    asio::post(*workers_, [self = this->shared_from_this(), in = std::move(in), keep_alive] {
       std::optional<HttpResponse> out = Run(self->handler_, in);
       asio::post(self->stream_.get_executor(), [self, out = std::move(out), keep_alive]() mutable {
         self->Respond(std::move(*out), keep_alive);
@@ -247,11 +301,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Respond(HttpResponse out, bool keep_alive) {
     // The read's deadline may have passed while a worker ran the handler:
     // the answer gets its own.
-    stream_.expires_after(std::chrono::seconds(30));
+    Lowest().expires_after(std::chrono::seconds(30));
     if (out.events) {
-      stream_.expires_never();
-      if (streams_->Start(stream_.socket(), out)) return;  // the stream's thread has it now
-      return Reply(503, R"({"error":"too many live streams; try again later"})", false);
+      if (streams_->Full())
+        return Reply(503, R"({"error":"too many live streams; try again later"})", false);
+      Lowest().expires_never();
+      streams_->Start(SinkOf(stream_), out);  // the stream's thread has the connection now
+      return;
     }
     if (!out.file_path.empty()) return ReplyFile(out, keep_alive);
     Reply(out.status, std::move(out.body), keep_alive, out.body_type, out.headers);
@@ -281,11 +337,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res->body() = std::move(body);
     res->prepare_payload();
     // A large body goes out at the client's pace; only a stalled one is cut.
-    stream_.expires_after(std::chrono::hours(1));
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
-                        if (!wec && keep_alive) self->Read();
-                      });
+    Lowest().expires_after(std::chrono::hours(1));
+    http::async_write(
+        stream_, *res,
+        [self = this->shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
+          if (!wec && keep_alive) self->Read();
+        });
   }
 
   void Reply(int status, std::string body, bool keep_alive,
@@ -307,13 +364,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res->keep_alive(keep_alive);
     res->body() = std::move(body);
     res->prepare_payload();
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
-                        if (!ec && keep_alive)
-                          self->Read();
-                        else if (!ec)
-                          self->Linger();
-                      });
+    http::async_write(
+        stream_, *res,
+        [self = this->shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+          if (!ec && keep_alive)
+            self->Read();
+          else if (!ec)
+            self->Linger();
+        });
   }
 
   // Closing a socket with unread bytes (the rest of a refused request)
@@ -321,20 +379,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // and drop what still comes, for a moment, before closing.
   void Linger() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);  // no TLS close_notify dance
+      return;
+    }
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Lowest().expires_after(std::chrono::seconds(2));
     Drain(0);
   }
   void Drain(size_t dropped) {
     if (dropped > kLingerBytes) return;
-    stream_.async_read_some(asio::buffer(drain_),
-                            [self = shared_from_this(), dropped](beast::error_code ec, size_t n) {
-                              if (!ec) self->Drain(dropped + n);
-                            });
+    stream_.async_read_some(asio::buffer(drain_), [self = this->shared_from_this(), dropped](
+                                                      beast::error_code ec, size_t n) {
+      if (!ec) self->Drain(dropped + n);
+    });
   }
   static constexpr size_t kLingerBytes = 1024 * 1024;
 
-  beast::tcp_stream stream_;
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  Stream stream_;
   std::array<char, 4096> drain_{};
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -353,15 +417,21 @@ struct HttpServer::Impl {
   Options options;
   std::unique_ptr<asio::thread_pool> workers;
   std::unique_ptr<EventStreams> streams;
+  std::unique_ptr<asio::ssl::context> tls;  // set when serving HTTPS
   std::thread thread;
 
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec)
-        std::make_shared<Connection>(std::move(socket), handler, options, workers.get(),
-                                     streams.get())
+      if (!ec && tls) {
+        std::make_shared<Connection<TlsStream>>(TlsStream(std::move(socket), *tls), handler,
+                                                options, workers.get(), streams.get())
             ->Start();
+      } else if (!ec) {
+        std::make_shared<Connection<beast::tcp_stream>>(
+            beast::tcp_stream(std::move(socket)), handler, options, workers.get(), streams.get())
+            ->Start();
+      }
       Accept();
     });
   }
@@ -390,6 +460,17 @@ HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::Start(const std::string& host, uint16_t port) {
   beast::error_code ec;
+  if (!impl_->options.tls_cert_pem.empty()) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain(asio::buffer(impl_->options.tls_cert_pem), ec);
+    if (!ec)
+      ctx->use_private_key(asio::buffer(impl_->options.tls_key_pem), asio::ssl::context::pem, ec);
+    if (ec) return absl::InvalidArgumentError(Cat("TLS certificate or key: ", ec.message()));
+    impl_->tls = std::move(ctx);
+  }
   auto addr = asio::ip::make_address(host, ec);
   if (ec) return absl::InvalidArgumentError(Cat("listen address '", host, "': ", ec.message()));
   tcp::endpoint ep(addr, port);

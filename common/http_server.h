@@ -87,6 +87,10 @@ class HttpServer {
     size_t workers = 0;
     InlineHandler inline_handler = nullptr;
     size_t max_event_streams = 64;
+    // HTTPS with this certificate chain and key (PEM) when set; HTTP/1.1
+    // over TLS 1.2 or later.
+    std::string tls_cert_pem = {};
+    std::string tls_key_pem = {};
   };
   HttpServer(Handler handler, size_t max_body_bytes = 1024 * 1024);
   HttpServer(Handler handler, Options options);

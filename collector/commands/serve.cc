@@ -289,6 +289,23 @@ std::unique_ptr<LinkService> MakeLink(const CollectorConfig& cfg, CommitQueue& q
 
 }  // namespace
 
+// console.listen: the same pages and API for browsers on the network,
+// HTTPS with the collector's certificate. nullptr when it is not set.
+absl::StatusOr<std::unique_ptr<HttpServer>> StartConsoleListener(const CollectorConfig& cfg,
+                                                                 HttpServer::Handler handler,
+                                                                 HttpServer::Options options) {
+  if (cfg.console_listen.empty()) return std::unique_ptr<HttpServer>();
+  options.tls_cert_pem = cfg.tls_cert_pem;
+  options.tls_key_pem = cfg.tls_key_pem;
+  auto server = std::make_unique<HttpServer>(std::move(handler), std::move(options));
+  auto addr = ParseListen(cfg.console_listen);  // validated with the config
+  if (absl::Status st = server->Start(addr->host, addr->port); !st.ok())
+    return absl::UnavailableError(Cat("console.listen: ", st.message()));
+  log::Info("collector", Cat("console on ", cfg.tls() ? "https://" : "http://", cfg.console_listen,
+                             "/console/"));
+  return server;
+}
+
 int Serve(const CollectorConfig& cfg) {
   log::Level level;
   log::ParseLevel(cfg.log_level, &level);
@@ -358,11 +375,10 @@ int Serve(const CollectorConfig& cfg) {
   // The console shares the listener and the workers: its pages are the API's
   // answers as the signed-in person (collector/console/console.h).
   console::Console console(api, cfg.tickets, *business, clock, console::Console::Options{});
-  HttpServer http(
-      [&api, &console](const HttpRequest& r) {
-        return console::Console::Owns(r) ? console.Handle(r) : api.Handle(r);
-      },
-      http_options);
+  HttpServer::Handler http_handler = [&api, &console](const HttpRequest& r) {
+    return console::Console::Owns(r) ? console.Handle(r) : api.Handle(r);
+  };
+  HttpServer http(http_handler, http_options);
   auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
   if (!http_addr->loopback) {
     log::Warn("collector", Cat("the admin API listens on ", cfg.http_listen,
@@ -373,6 +389,13 @@ int Serve(const CollectorConfig& cfg) {
     server->Shutdown();
     return 1;
   }
+  auto console_http = StartConsoleListener(cfg, http_handler, http_options);
+  if (!console_http.ok()) {
+    log::Error("collector", console_http.status().ToString());
+    http.Stop();
+    server->Shutdown();
+    return 1;
+  }
   log::Info("collector", Cat("setdiag-collector ", kVersion, ": agents on ", cfg.grpc_listen,
                              cfg.tls() ? " (TLS)" : " (plaintext)", ", admin API on http://",
                              cfg.http_listen, ", console on http://", cfg.http_listen,
@@ -380,6 +403,7 @@ int Serve(const CollectorConfig& cfg) {
   int sig = 0;
   sigwait(&signals, &sig);
   log::Info("collector", "stopping");
+  if (*console_http) (*console_http)->Stop();
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   ticker.Stop();

@@ -253,6 +253,7 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, boo
   c.max_message_bytes = r->Bytes("grpc.max_message_bytes", c.max_message_bytes, 64 * 1024);
   c.http_listen = r->String("http.listen", c.http_listen);
   c.http_workers = r->Int("http.workers", c.http_workers, 1, 64);
+  c.console_listen = r->String("console.listen", "");
   c.max_pending_events = static_cast<size_t>(r->Int(
       "ingest.max_pending_events", static_cast<int64_t>(c.max_pending_events), 1000, 100'000'000));
   c.limits.max_events_per_batch =
@@ -303,6 +304,21 @@ absl::StatusOr<CollectorConfig> LoadCollectorConfig(const std::string& path, boo
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         Cat(path, ": keys 'grpc.tls_cert_file' and 'grpc.tls_key_file' go together"));
+  }
+  if (!c.console_listen.empty()) {
+    auto listen = ParseListen(c.console_listen);
+    if (!listen.ok())
+      return absl::InvalidArgumentError(
+          Cat(path, ": key 'console.listen': ", listen.status().message()));
+    if (!c.tls() && !listen->loopback) {
+      return absl::InvalidArgumentError(
+          Cat(path, ": key 'console.listen' = '", c.console_listen,
+              "' is not loopback: the console serves HTTPS with the collector's certificate; set "
+              "'grpc.tls_cert_file' and 'grpc.tls_key_file'"));
+    }
+    if (c.console_listen == c.http_listen)
+      return absl::InvalidArgumentError(
+          Cat(path, ": key 'console.listen': the same address as http.listen"));
   }
   if (!c.tls() && !c.allow_insecure && !IsLoopbackListen(c.grpc_listen)) {
     return absl::InvalidArgumentError(

@@ -24,6 +24,11 @@ struct CollectorConfig {
   // Threads that answer admin API requests (each with its own read
   // connection): one slow request leaves the others these to run on.
   int64_t http_workers = 4;
+  // A second listener for the support console (and the API), for people's
+  // browsers on the network: HTTPS with the collector's certificate
+  // (grpc.tls_cert_file / grpc.tls_key_file); plain HTTP only on loopback.
+  // Empty: the console is served on http.listen only.
+  std::string console_listen;
   size_t max_pending_events = 200'000;
   IngestLimits limits;
   TicketPolicy tickets;

@@ -49,10 +49,12 @@ struct Console::Impl {
   Sessions sessions;
   Backend backend;
 
-  std::string Cookie(const std::string& name, const std::string& value, int64_t max_age_s,
-                     bool http_only) const {
-    return Cat(name, "=", value, "; Path=/; Max-Age=", max_age_s, "; SameSite=Strict",
-               http_only ? "; HttpOnly" : "", options.tls ? "; Secure" : "");
+  // Secure when the request came over TLS (console.listen with the
+  // collector's certificate) or the console is told it is behind TLS.
+  std::string Cookie(const HttpRequest& r, const std::string& name, const std::string& value,
+                     int64_t max_age_s) const {
+    return Cat(name, "=", value, "; Path=/; Max-Age=", max_age_s, "; SameSite=Strict; HttpOnly",
+               r.tls || options.tls ? "; Secure" : "");
   }
 
   HttpResponse SignInPage(const HttpRequest& r, const std::string& error, int status) const {
@@ -81,8 +83,8 @@ struct Console::Impl {
     log::Info("console", Cat("user ", (*user)->name, " signed in"));
     const int64_t age_s = sessions.lifetime_ms() / 1000;
     return Redirect("/console/queue",
-                    {{"Set-Cookie", Cookie(kSessionCookie, opened.id, age_s, true)},
-                     {"Set-Cookie", Cookie(kLangCookie, lang, 365LL * 86400, true)}});
+                    {{"Set-Cookie", Cookie(r, kSessionCookie, opened.id, age_s)},
+                     {"Set-Cookie", Cookie(r, kLangCookie, lang, 365LL * 86400)}});
   }
 
   // The signed-in person, or nullopt (no, expired or revoked session).
@@ -122,13 +124,13 @@ struct Console::Impl {
     if (seg.size() == 1 && seg[0] == "signout") {
       sessions.Close(ctx.session_id);
       log::Info("console", Cat("user ", ctx.who.name, " signed out"));
-      return Redirect("/console/signin", {{"Set-Cookie", Cookie(kSessionCookie, "", 0, true)}});
+      return Redirect("/console/signin", {{"Set-Cookie", Cookie(ctx.http, kSessionCookie, "", 0)}});
     }
     if (seg.size() == 1 && seg[0] == "lang") {
       std::string lang = FormValue(form, "lang") == "en" ? "en" : "ru";
       sessions.SetLang(ctx.session_id, lang);
       return Redirect(SafeBack(FormValue(form, "back")),
-                      {{"Set-Cookie", Cookie(kLangCookie, lang, 365LL * 86400, true)}});
+                      {{"Set-Cookie", Cookie(ctx.http, kLangCookie, lang, 365LL * 86400)}});
     }
     if (seg.size() == 2 && seg[0] == "tickets" && seg[1] == "bulk")
       return BulkAction(backend, ctx, form);

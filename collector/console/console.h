@@ -33,7 +33,8 @@ namespace setdiag::collector::console {
 class Console {
  public:
   struct Options {
-    // Cookies get Secure, and the pages say so, when the listener is TLS.
+    // Cookies always get Secure (behind a TLS proxy); they do anyway for a
+    // request that came over TLS.
     bool tls = false;
     int64_t session_lifetime_ms = Sessions::kDefaultLifetimeMs;
     // How long the live stream waits between looks at the database.

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 #include "common/http_client.h"
@@ -146,6 +147,9 @@ TEST_F(ConsoleTest, SupportWorksATicketLiveAndAPartnerSeesNothingOfIt) {
       << wd.Text(wd.Find("#ticket-state")) << " / "
       << wd.Script("return document.documentElement.lang;");
   Shot(wd, "ticket-ru-light");
+  wd.ColorScheme("dark");
+  Shot(wd, "ticket-ru-dark");
+  wd.ColorScheme("light");
 
   // A bundle: requested from the page, followed live, downloaded by the
   // browser with the checksum the collector verified.
@@ -177,9 +181,13 @@ TEST_F(ConsoleTest, SupportWorksATicketLiveAndAPartnerSeesNothingOfIt) {
       << wd.Url() << "\n"
       << wd.Script("return document.body.innerText;");
 
-  // The stores page, in English, dark.
+  // The stores page, in Russian, then English; light and dark.
   wd.Go(base_ + "/console/stores");
   EXPECT_NE(wd.Text(wd.Find("#stores")).find("1042"), std::string::npos);
+  Shot(wd, "stores-ru-light");
+  wd.ColorScheme("dark");
+  Shot(wd, "stores-ru-dark");
+  wd.ColorScheme("light");
   wd.Click(wd.Find("#lang-switch"));
   ASSERT_TRUE(
       WaitFor([&] { return wd.Script("return document.documentElement.lang;") == "en"; }, 5s));
@@ -189,6 +197,9 @@ TEST_F(ConsoleTest, SupportWorksATicketLiveAndAPartnerSeesNothingOfIt) {
   wd.Go(base_ + "/console/tickets/" + id);
   EXPECT_NE(wd.Text(wd.Find("#ticket-state")).find("acknowledged"), std::string::npos);
   Shot(wd, "ticket-en-dark");
+  wd.ColorScheme("light");
+  Shot(wd, "ticket-en-light");
+  wd.ColorScheme("dark");
   wd.Go(base_ + "/console/queue");
   Shot(wd, "queue-en-dark");
   wd.ColorScheme("light");
@@ -289,6 +300,79 @@ TEST_F(ConsoleTest, SupportWorksATicketLiveAndAPartnerSeesNothingOfIt) {
   auto r = http.Request("GET", "/console/queue/rows");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 401) << "the old cookie is worth nothing";
+}
+
+}  // namespace
+}  // namespace setdiag::testing
+
+namespace setdiag::testing {
+namespace {
+
+// console.listen: the console for browsers on the network, HTTPS with the
+// collector's own certificate; the session cookie is Secure there, the live
+// stream works over TLS, and plain HTTP on that port gets no page. curl
+// plays the browser here (the same TLS the console's users get).
+TEST(ConsoleTls, TheConsoleListenerServesHttpsWithTheCollectorsCertificate) {
+  const std::string pki = MakeTempDir("console-pki");
+  MakeTestPki(pki, "collector.test");
+  const int port = FreePort();
+  Deployment d("console-tls", "tls_cert_file = \"" + pki + "/server.pem\"\ntls_key_file = \"" +
+                                  pki + "/server.key\"\n[console]\nlisten = \"127.0.0.1:" +
+                                  std::to_string(port) + "\"\n");
+  d.StartCollector();
+  const std::string host = "collector.test:" + std::to_string(port);
+  const std::string resolve = host + ":127.0.0.1";
+  auto curl = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{"/usr/bin/curl", "-sS",           "--max-time", "10",
+                                  "--cacert",      pki + "/ca.pem", "--resolve",  resolve};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv);
+  };
+  CommandResult page = curl({"https://" + host + "/console/signin"});
+  ASSERT_EQ(page.exit_code, 0) << page.err;
+  EXPECT_NE(page.out.find("id=\"token\""), std::string::npos) << page.out;
+
+  CommandResult signin =
+      curl({"-D", "-", "-o", "/dev/null", "-H", "Origin: https://" + host, "--data-urlencode",
+            "token=" + d.support_token(), "-d", "lang=en", "https://" + host + "/console/signin"});
+  ASSERT_EQ(signin.exit_code, 0) << signin.err;
+  EXPECT_NE(signin.out.find("303"), std::string::npos) << signin.out;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(signin.out, m, std::regex("setdiag_session=([0-9a-f]{64});[^\r\n]*")))
+      << signin.out;
+  const std::string cookie_line = m[0];
+  EXPECT_NE(cookie_line.find("; Secure"), std::string::npos) << cookie_line;
+  EXPECT_NE(cookie_line.find("; HttpOnly"), std::string::npos) << cookie_line;
+  EXPECT_NE(cookie_line.find("SameSite=Strict"), std::string::npos) << cookie_line;
+  const std::string session = m[1];
+
+  CommandResult queue =
+      curl({"-H", "Cookie: setdiag_session=" + session, "https://" + host + "/console/queue"});
+  EXPECT_NE(queue.out.find("Open tickets"), std::string::npos) << queue.out;
+  // The live stream over TLS: its head and first block arrive.
+  CommandResult events = curl({"-N", "--max-time", "3", "-H", "Cookie: setdiag_session=" + session,
+                               "https://" + host + "/console/events"});
+  EXPECT_NE(events.out.find("retry: 3000"), std::string::npos) << events.out << events.err;
+  // Plain HTTP on the TLS port: no page.
+  CommandResult plain =
+      RunCommand({"/usr/bin/curl", "-sS", "--max-time", "5",
+                  "http://127.0.0.1:" + std::to_string(port) + "/console/signin"});
+  EXPECT_EQ(plain.out.find("id=\"token\""), std::string::npos) << plain.out;
+  // The loopback listener stays plain HTTP, for the CLI.
+  EXPECT_EQ(d.Cli({"stores", "list"}).exit_code, 0);
+  std::filesystem::remove_all(pki);
+}
+
+TEST(ConsoleTls, AConsoleListenerOnTheNetworkWithoutTlsIsAConfigError) {
+  Deployment d("console-notls");
+  WriteFile(d.collector_config(),
+            ReadFile(d.collector_config()) +
+                "[console]\nlisten = \"0.0.0.0:" + std::to_string(FreePort()) + "\"\n");
+  CommandResult r = RunCommand({SETDIAG_COLLECTOR_BIN, "--config", d.collector_config(), "check"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("key 'console.listen'"), std::string::npos) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("grpc.tls_cert_file"), std::string::npos) << r.out << r.err;
 }
 
 }  // namespace
