@@ -1,14 +1,15 @@
 #pragma once
-// The simulator's control API over HTTP/1.1 (Boost.Beast), on the shared I/O
-// thread: a table of routes, each answering JSON. Handlers run on the I/O
-// thread and must be quick. See docs/simulator.md for the routes.
+// The simulator's control API over HTTP/1.1: a table of routes, each
+// answering JSON, served by common/http_server.h (setdiag's one HTTP
+// server); the routes run on the simulator's shared I/O thread and must be
+// quick. See docs/simulator.md for the routes.
 // The same small server also plays the store server's SOAP port
 // (soap_stub.cc): routes may answer another content type, a fallback handler
 // may replace the JSON 404/405, and Close() drops open connections too, so
 // a closed port stops answering at once.
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/http_server.h"
 #include "tools/store_sim/options.h"
 
 namespace setdiag::store_sim {
@@ -51,7 +53,7 @@ class ControlServer {
   absl::Status Listen(const HostPort& at);
   // Stops listening and closes the open connections. Listen() may follow.
   void Close();
-  bool listening() const { return acceptor_ && acceptor_->is_open(); }
+  bool listening() const { return server_ != nullptr; }
   uint16_t port() const { return port_; }
 
   // Exposed for the connection code: dispatches one request.
@@ -59,14 +61,11 @@ class ControlServer {
                            std::string body) const;
 
  private:
-  class Connection;
-  void Accept();
-
   boost::asio::io_context& io_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<HttpServer> server_;
+  std::atomic<bool> closing_{false};
   std::map<std::pair<std::string, std::string>, Handler> routes_;
   Handler fallback_;
-  std::vector<std::weak_ptr<Connection>> connections_;
   uint16_t port_ = 0;
 };
 
