@@ -61,7 +61,7 @@ std::string Describe(const json& b, std::optional<bool> store_online = std::null
   }
   if (state == "building") return "the store is building it";
   if (state == "transferring" && size > 0) {
-    return Cat("transferring ", HumanSize(got), " of ", HumanSize(size), " (", got * 100 / size,
+    return Cat("transferring ", HumanBytes(got), " of ", HumanBytes(size), " (", got * 100 / size,
                "%)");
   }
   if (state == "failed") return Cat("failed: ", Str(b, "error"));
@@ -98,7 +98,7 @@ int Download(ApiClient& client, const json& b, std::string output, bool json_out
         << "\n";
   } else {
     std::cout << output << "\n";
-    std::cerr << "bundle " << id << " saved to " << output << " (" << HumanSize(bytes)
+    std::cerr << "bundle " << id << " saved to " << output << " (" << HumanBytes(bytes)
               << ", sha256 " << *sha << " verified)\n";
   }
   return kExitOk;
@@ -216,7 +216,7 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
     if (state == "requested") online = StoreOnline(client, b);
     std::string line = Cat("bundle ", id, ": ", Describe(b, online));
     if (state == "transferring" && rate > 0)
-      Append(&line, ", ", HumanSize(static_cast<uint64_t>(rate)), "/s");
+      Append(&line, ", ", HumanBytes(static_cast<uint64_t>(rate)), "/s");
     if (tty) {
       std::cerr << "\r" << line << "\033[K" << std::flush;
     } else if (line.substr(0, line.find('(')) != last_line.substr(0, last_line.find('('))) {
@@ -227,9 +227,9 @@ int BundlePull(ApiClient& client, const PullArgs& args, bool json_out) {
       if (tty) std::cerr << "\n";
       if (transfer_started > 0 && now > transfer_started) {
         double secs = static_cast<double>(now - transfer_started) / 1000.0;
-        std::cerr << "received " << HumanSize(static_cast<uint64_t>(Int(b, "size"))) << " in "
+        std::cerr << "received " << HumanBytes(static_cast<uint64_t>(Int(b, "size"))) << " in "
                   << secs << " s ("
-                  << HumanSize(static_cast<uint64_t>(
+                  << HumanBytes(static_cast<uint64_t>(
                          static_cast<double>(Int(b, "size") - static_cast<int64_t>(first_bytes)) /
                          secs))
                   << "/s)\n";
@@ -275,12 +275,13 @@ int BundleList(ApiClient& client, const std::string& store, int64_t ticket_id, b
     if (state == "transferring" && Int(b, "size") > 0) {
       state = Cat(state, " ", Int(b, "bytes_received") * 100 / Int(b, "size"), "%");
     }
-    std::printf("%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", Str(b, "id").c_str(),
-                Str(b, "store_id").c_str(),
-                b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-",
-                Str(b, "origin").c_str(), state.c_str(),
-                Int(b, "size") > 0 ? HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str() : "-",
-                FormatUtc(Int(b, "created_at_ms")).c_str(), Str(b, "requested_by").c_str());
+    std::printf(
+        "%-26s %-8s %-7s %-16s %-13s %-10s %-21s %s\n", Str(b, "id").c_str(),
+        Str(b, "store_id").c_str(),
+        b["ticket_id"].is_number() ? Cat(Int(b, "ticket_id")).c_str() : "-",
+        Str(b, "origin").c_str(), state.c_str(),
+        Int(b, "size") > 0 ? HumanBytes(static_cast<uint64_t>(Int(b, "size"))).c_str() : "-",
+        FormatUtc(Int(b, "created_at_ms")).c_str(), Str(b, "requested_by").c_str());
   }
   std::fprintf(stderr, "%zu bundle(s)\n", n);
   return kExitOk;
@@ -307,7 +308,7 @@ int BundleShow(ApiClient& client, const std::string& id, bool json_out) {
   if (Int(b, "completed_at_ms") > 0)
     std::printf("  completed   %s\n", FormatUtc(Int(b, "completed_at_ms")).c_str());
   if (Int(b, "size") > 0)
-    std::printf("  size        %s\n", HumanSize(static_cast<uint64_t>(Int(b, "size"))).c_str());
+    std::printf("  size        %s\n", HumanBytes(static_cast<uint64_t>(Int(b, "size"))).c_str());
   if (!Str(b, "sha256").empty()) std::printf("  sha256      %s\n", Str(b, "sha256").c_str());
   return kExitOk;
 }
@@ -378,7 +379,8 @@ int BundleManifest(ApiClient& client, const std::string& what, bool json_out) {
     std::printf("\nFILE                                                          SIZE  STEP\n");
     for (const auto& f : manifest["files"]) {
       std::printf("%-58s %10s  %s\n", Str(f, "path").c_str(),
-                  HumanSize(static_cast<uint64_t>(Int(f, "size"))).c_str(), Str(f, "step").c_str());
+                  HumanBytes(static_cast<uint64_t>(Int(f, "size"))).c_str(),
+                  Str(f, "step").c_str());
     }
   }
   if (manifest.contains("not_collected") && manifest["not_collected"].is_array() &&

@@ -68,18 +68,6 @@ std::optional<json> Parse(const absl::StatusOr<ApiResponse>& res, int* exit_code
   return body;
 }
 
-std::string HumanSize(uint64_t bytes) {
-  char buf[32];
-  if (bytes >= 1024 * 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  } else if (bytes >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-  }
-  return buf;
-}
-
 std::string FormatDuration(int64_t ms) {
   int64_t minutes = (ms < 0 ? -ms : ms) / 60'000;
   if (minutes < 1) return "<1 min";

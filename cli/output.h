@@ -35,9 +35,6 @@ bool Bool(const nlohmann::json& j, const char* key);
 // sets `exit_code` and returns nullopt.
 std::optional<nlohmann::json> Parse(const absl::StatusOr<ApiResponse>& res, int* exit_code);
 
-// "8.3 KiB", "101.3 MiB".
-std::string HumanSize(uint64_t bytes);
-
 // A time for people, in Moscow time: FormatMsk (common/time_format.h).
 
 // "2 d 3 h", "1 h 20 min", "12 min", "<1 min" (the sign is ignored).

@@ -166,7 +166,7 @@ void PrintTicketDetails(const json& t, const json& timeline, const json& bundles
     for (const auto& b : bundles) {
       int64_t size = Int(b, "size");
       table.Add({Str(b, "id"), Str(b, "origin"), Str(b, "state"),
-                 size > 0 ? HumanSize(static_cast<uint64_t>(size)) : "-",
+                 size > 0 ? HumanBytes(static_cast<uint64_t>(size)) : "-",
                  FormatMsk(Int(b, "created_at_ms"), false), Str(b, "requested_by")});
     }
     table.Print();

@@ -1,5 +1,7 @@
 #include "common/http_server.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 
 #include "common/log.h"
@@ -63,8 +66,7 @@ struct EventSink {
 };
 
 // The Server-Sent Events streams: a thread each, writing with blocking
-// sends (a 30 s send timeout on plain sockets cuts a client that stopped
-// reading; on TLS the kernel's retransmission timeout does).
+// sends; a client that stops reading is cut after 30 s (CutStalledClients).
 class EventStreams {
  public:
   explicit EventStreams(size_t max) : max_(max) {}
@@ -77,12 +79,21 @@ class EventStreams {
   }
 
   // Runs the stream (its head not sent yet) on a thread of its own.
-  void Start(EventSink sink, const HttpResponse& out) {
+  // False when no thread could be made (the sink is closed then).
+  bool Start(EventSink sink, const HttpResponse& out) {
     std::lock_guard<std::mutex> lock(mu_);
+    Reap();
     auto s = std::make_shared<Stream>();
     s->sink = std::move(sink);
-    s->thread = std::thread([this, s, out] { Run(*s, out); });
+    try {
+      s->thread = std::thread([this, s, out] { Run(*s, out); });
+    } catch (const std::system_error& e) {
+      log::Error("http", Cat("cannot start a live stream: ", e.what()));
+      s->sink.close();
+      return false;
+    }
     streams_.push_back(std::move(s));
+    return true;
   }
 
   void StopAll() {
@@ -91,7 +102,10 @@ class EventStreams {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
       all.swap(streams_);
-      for (const auto& s : all) shutdown(s->sink.fd, SHUT_RDWR);  // a blocked send returns
+      // A blocked send returns. A stream that ended closed its fd (the
+      // number may belong to another socket now): skipped.
+      for (const auto& s : all)
+        if (!s->done && s->sink.fd >= 0) shutdown(s->sink.fd, SHUT_RDWR);
     }
     for (const auto& s : all) s->thread.join();
   }
@@ -145,8 +159,12 @@ class EventStreams {
       ok = s.sink.write(*chunk);
       last_sent = SteadyClock::now();
     }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s.sink.fd = -1;  // StopAll must not shut down a number closed below
+      s.done = true;
+    }
     s.sink.close();
-    s.done = true;
   }
 
   const size_t max_;
@@ -157,6 +175,14 @@ class EventStreams {
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+// Data unacknowledged for 30 s ends the connection (a client that vanished,
+// or one that keeps its receive window shut): the blocking writes of a live
+// stream return then, on plain sockets and on TLS alike.
+void CutStalledClients(int fd) {
+  unsigned timeout_ms = 30'000;
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
+}
+
 // The raw socket leaves asio: blocking sends with a timeout.
 EventSink SinkOf(beast::tcp_stream& stream) {
   beast::error_code ec;
@@ -164,6 +190,7 @@ EventSink SinkOf(beast::tcp_stream& stream) {
   const int fd = stream.socket().release(ec);
   timeval tv{30, 0};
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  CutStalledClients(fd);
   EventSink sink;
   sink.fd = fd;
   sink.write = [fd](std::string_view data) {
@@ -185,6 +212,7 @@ EventSink SinkOf(TlsStream& stream) {
   beast::get_lowest_layer(*tls).socket().non_blocking(false, ec);
   EventSink sink;
   sink.fd = beast::get_lowest_layer(*tls).socket().native_handle();
+  CutStalledClients(sink.fd);
   sink.write = [tls](std::string_view data) {
     beast::error_code wec;
     asio::write(*tls, asio::buffer(data.data(), data.size()), wec);
@@ -307,7 +335,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
         return Reply(503, R"({"error":"too many live streams; try again later"})", false);
       Lowest().expires_never();
       streams_->Start(SinkOf(stream_), out);  // the stream's thread has the connection now
-      return;
+      return;  // (or it could not be made, and the connection is closed)
     }
     if (!out.file_path.empty()) return ReplyFile(out, keep_alive);
     Reply(out.status, std::move(out.body), keep_alive, out.body_type, out.headers);

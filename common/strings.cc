@@ -1,5 +1,6 @@
 #include "common/strings.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 
@@ -46,6 +47,17 @@ std::string LanguageFromEnvironment() {
     if (v != nullptr && *v != '\0') return std::string_view(v).starts_with("ru") ? "ru" : "en";
   }
   return "en";
+}
+
+std::string HumanBytes(uint64_t bytes) {
+  char buf[32];
+  if (bytes >= 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  else if (bytes >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  return buf;
 }
 
 }  // namespace setdiag

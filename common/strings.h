@@ -53,6 +53,8 @@ void Append(std::string* out, const Args&... args) {
 bool IsValidIdentifier(std::string_view id, size_t max_bytes = 128);
 
 std::vector<std::string_view> Split(std::string_view s, char sep, bool skip_empty = true);
+// A size for people: "512 B", "3.4 KiB", "12.0 MiB".
+std::string HumanBytes(uint64_t bytes);
 std::string_view Trim(std::string_view s);
 
 // "ru" or "en" for texts people read, from $LC_ALL, $LC_MESSAGES or $LANG

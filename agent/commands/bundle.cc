@@ -20,20 +20,7 @@
 #include "common/strings.h"
 
 namespace setdiag::agent {
-namespace {
-
-std::string HumanBytes(uint64_t n) {
-  char buf[32];
-  if (n >= 1024 * 1024)
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1024.0 * 1024.0));
-  else if (n >= 1024)
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024.0);
-  else
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
-  return buf;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int BundleCommand(const std::string& config_path, const BundleArgs& args) {
   log::SetLevel(log::Level::kWarn);

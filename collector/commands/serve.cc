@@ -375,11 +375,21 @@ int Serve(const CollectorConfig& cfg) {
   // The console shares the listener and the workers: its pages are the API's
   // answers as the signed-in person (collector/console/console.h).
   console::Console console(api, cfg.tickets, *business, clock, console::Console::Options{});
-  HttpServer::Handler http_handler = [&api, &console](const HttpRequest& r) {
+  auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
+  // Sign-in tokens and session cookies never cross a network in plaintext:
+  // on a non-loopback http.listen the console is not served (console.listen
+  // is, with TLS).
+  HttpServer::Handler console_and_api = [&api, &console](const HttpRequest& r) {
     return console::Console::Owns(r) ? console.Handle(r) : api.Handle(r);
   };
-  HttpServer http(http_handler, http_options);
-  auto http_addr = ParseListen(cfg.http_listen);  // validated with the config
+  HttpServer::Handler api_only = [&api](const HttpRequest& r) {
+    if (console::Console::Owns(r))
+      return HttpResponse{
+          404,
+          R"x({"error":"the console is not served on a non-loopback http.listen: use console.listen (HTTPS)"})x"};
+    return api.Handle(r);
+  };
+  HttpServer http(http_addr->loopback ? console_and_api : api_only, http_options);
   if (!http_addr->loopback) {
     log::Warn("collector", Cat("the admin API listens on ", cfg.http_listen,
                                " without TLS; keep it on loopback or behind a TLS proxy"));
@@ -389,7 +399,7 @@ int Serve(const CollectorConfig& cfg) {
     server->Shutdown();
     return 1;
   }
-  auto console_http = StartConsoleListener(cfg, http_handler, http_options);
+  auto console_http = StartConsoleListener(cfg, console_and_api, http_options);
   if (!console_http.ok()) {
     log::Error("collector", console_http.status().ToString());
     http.Stop();

@@ -29,6 +29,15 @@ bool SameOrigin(const HttpRequest& r) {
   return origin == Cat("http://", host) || origin == Cat("https://", host);
 }
 
+size_t CountCookies(std::string_view header, std::string_view name) {
+  size_t n = 0;
+  for (std::string_view part : Split(header, ';', false)) {
+    std::string_view p = Trim(part);
+    if (p.size() > name.size() && p.substr(0, name.size()) == name && p[name.size()] == '=') ++n;
+  }
+  return n;
+}
+
 std::string LangOf(const HttpRequest& r) {
   std::string lang = CookieValue(r.Header("cookie"), kLangCookie);
   if (lang == "ru" || lang == "en") return lang;
@@ -42,7 +51,7 @@ struct Console::Impl {
       : policy(std::move(p)),
         options(o),
         sessions(clock, o.session_lifetime_ms),
-        backend{api, policy, business, clock, o.tls, o.live_poll_ms} {}
+        backend{api, policy, business, clock, o.tls, o.live_poll_ms, &sessions} {}
 
   TicketPolicy policy;
   Options options;
@@ -89,7 +98,11 @@ struct Console::Impl {
 
   // The signed-in person, or nullopt (no, expired or revoked session).
   std::optional<Ctx> Context(const HttpRequest& r) {
-    const std::string id = CookieValue(r.Header("cookie"), kSessionCookie);
+    const std::string cookies = r.Header("cookie");
+    // Two session cookies: one was planted (cookies are per host, not per
+    // port, so another service on this host could set one): neither counts.
+    if (CountCookies(cookies, kSessionCookie) > 1) return std::nullopt;
+    const std::string id = CookieValue(cookies, kSessionCookie);
     auto session = sessions.Find(id);
     if (!session) return std::nullopt;
     auto user = backend.api.UserById(session->user_id);

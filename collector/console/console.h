@@ -33,8 +33,9 @@ namespace setdiag::collector::console {
 class Console {
  public:
   struct Options {
-    // Cookies always get Secure (behind a TLS proxy); they do anyway for a
-    // request that came over TLS.
+    // Secure on every cookie, also for requests that came in plain HTTP
+    // (the collector sets none: it marks the cookies of requests that came
+    // over TLS, on console.listen).
     bool tls = false;
     int64_t session_lifetime_ms = Sessions::kDefaultLifetimeMs;
     // How long the live stream waits between looks at the database.

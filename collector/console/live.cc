@@ -21,6 +21,7 @@ namespace {
 struct LiveState {
   const Backend* backend;
   User who;
+  std::string session_id;
   Mutex mu;
   int64_t cursor ABSL_GUARDED_BY(mu) = -1;  // -1: not read yet
 };
@@ -56,11 +57,14 @@ HttpResponse LiveEvents(const Backend& b, const Ctx& ctx) {
   auto state = std::make_shared<LiveState>();
   state->backend = &b;
   state->who = ctx.who;
+  state->session_id = ctx.session_id;
   HttpResponse res{200, ""};
   res.headers = {{"X-Content-Type-Options", "nosniff"}};
   res.events = [state](std::chrono::milliseconds wait) -> std::optional<std::string> {
     const Backend& backend = *state->backend;
-    // A revoked user's stream ends at the next look.
+    // Signed out, expired or revoked: the stream ends at the next look.
+    if (backend.sessions != nullptr && !backend.sessions->Find(state->session_id))
+      return std::nullopt;
     auto user = backend.api.UserById(state->who.id);
     if (user.ok() && !*user) return std::nullopt;
     std::set<int64_t> changed;

@@ -63,17 +63,7 @@ std::string BundleStateLabel(bool ru, const std::string& state) {
   return Text(ru, Cat("b_", state));
 }
 
-std::string Bytes(int64_t n) {
-  if (n <= 0) return "—";
-  char buf[32];
-  if (n >= 1024 * 1024)
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1024.0 * 1024.0));
-  else if (n >= 1024)
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024.0);
-  else
-    std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(n));
-  return buf;
-}
+std::string Bytes(int64_t n) { return n <= 0 ? "—" : HumanBytes(static_cast<uint64_t>(n)); }
 
 std::string SafeBack(const std::string& back) {
   // Only our own pages: "/console/..." and never "//host" or a scheme.

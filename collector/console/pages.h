@@ -9,6 +9,7 @@
 
 #include "collector/api/admin_api.h"
 #include "collector/console/render.h"
+#include "collector/console/sessions.h"
 #include "collector/tickets/production_calendar.h"
 #include "collector/tickets/tickets.h"
 #include "common/clock.h"
@@ -29,6 +30,7 @@ struct Backend {
   Clock& clock;
   bool tls = false;
   int64_t live_poll_ms = 1000;
+  Sessions* sessions = nullptr;  // the live stream ends with its session
 
   ApiResult Get(const Ctx& ctx, const std::string& target) const;
   ApiResult Post(const Ctx& ctx, const std::string& target, const nlohmann::json& body) const;

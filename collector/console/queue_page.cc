@@ -90,7 +90,9 @@ Row MakeRow(const Backend& b, const Ctx& ctx, const json& t, int64_t now,
   r.partner = t.value("partner", "");
   const std::string prio = t.value("priority", "normal");
   r.priority = prio == "critical" ? 3 : prio == "important" ? 2 : 1;
-  r.next = NextDeadlineRemaining(clocks);
+  // The order is by the wall-clock deadline (what breaches first), not by
+  // the time left, which is business time for a business-hours clock.
+  r.next = NextDueMs(clocks);
   bool breached = false, warning = false;
   for (const ClockView& c : clocks) {
     if (c.met_at_ms != 0) continue;

@@ -106,7 +106,8 @@ HttpResponse Page(const Ctx& ctx, const std::string& title, const std::string& n
             {"js", StaticUrl("console.js")},
             {"nav_queue", nav == "queue"},
             {"nav_stores", nav == "stores"},
-            {"back", ctx.http.target},
+            // After a POST the page is that POST's answer: back to the queue.
+            {"back", ctx.http.method == "GET" ? ctx.http.target : std::string("/console/queue")},
             {"content", content}};
   return Html(status, RenderTemplate("layout", d));
 }

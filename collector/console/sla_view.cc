@@ -58,10 +58,10 @@ std::vector<ClockView> ClockViews(const nlohmann::json& ticket, const TicketPoli
   return out;
 }
 
-int64_t NextDeadlineRemaining(const std::vector<ClockView>& clocks) {
+int64_t NextDueMs(const std::vector<ClockView>& clocks) {
   int64_t best = std::numeric_limits<int64_t>::max();
   for (const ClockView& c : clocks)
-    if (c.met_at_ms == 0) best = std::min(best, c.remaining_ms);
+    if (c.met_at_ms == 0) best = std::min(best, c.due_ms);
   return best;
 }
 

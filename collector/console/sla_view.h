@@ -34,9 +34,9 @@ struct ClockView {
 std::vector<ClockView> ClockViews(const nlohmann::json& ticket, const TicketPolicy& policy,
                                   const BusinessClock& business, int64_t now_ms);
 
-// Of the running clocks, the smallest remaining_ms (what the queue sorts
-// by); INT64_MAX when none runs.
-int64_t NextDeadlineRemaining(const std::vector<ClockView>& clocks);
+// Of the running clocks, the earliest due instant (what the queue sorts by:
+// what breaches first, whichever clock it is); INT64_MAX when none runs.
+int64_t NextDueMs(const std::vector<ClockView>& clocks);
 
 // "1 h 05 min", "12 min", "45 s"; a negative span the same, without sign.
 std::string FormatSpan(int64_t ms, bool ru);

@@ -8,8 +8,14 @@
 // the live stream; a POST without the CSRF token is refused; sign out ends
 // the session. Screenshots (ru/en, light/dark) go to the build tree.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -290,8 +296,39 @@ TEST_F(ConsoleTest, SupportWorksATicketLiveAndAPartnerSeesNothingOfIt) {
     EXPECT_TRUE(beta_events.empty()) << beta_events.dump();
   }
 
-  // Sign out: the session is gone.
+  // Sign out: the session is gone, and so is its live stream. A stream
+  // opened with the cookie (a raw socket, read until the server ends it).
+  wd.Go(base_ + "/console/queue");
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(d_->http_port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string get =
+      "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: setdiag_session=" + cookie +
+      "\r\n\r\n";
+  ASSERT_EQ(send(fd, get.data(), get.size(), 0), static_cast<ssize_t>(get.size()));
+  timeval tv{15, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string head;
+  char buf[4096];
+  while (head.find("retry: 3000") == std::string::npos) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0) << head;
+    head.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_NE(head.find("text/event-stream"), std::string::npos) << head;
   wd.Click(wd.Find("#signout"));
+  // The stream looks at its session once a second; a comment comes every
+  // 15 s while it runs, so a stream still open after 10 s did not end.
+  timeval tv5{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv5, sizeof tv5);
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  ssize_t last = 1;
+  while (last > 0 && std::chrono::steady_clock::now() < until) last = recv(fd, buf, sizeof buf, 0);
+  EXPECT_EQ(last, 0) << "the stream did not end with its session (" << strerror(errno) << ")";
+  close(fd);
   ASSERT_TRUE(WaitFor([&] { return wd.Url().find("/console/signin") != std::string::npos; }, 5s));
   wd.Go(base_ + "/console/queue");
   EXPECT_NE(wd.Url().find("/console/signin"), std::string::npos);

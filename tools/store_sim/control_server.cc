@@ -49,6 +49,7 @@ absl::Status ControlServer::Listen(const HostPort& at) {
     return absl::InvalidArgumentError(Cat(
         "control address ", at.ToString(), ": ",
         addresses.ok() ? std::string("no address") : std::string(addresses.status().message())));
+  Close();  // a server listening already goes first
   closing_ = false;
   HttpServer::Options options;
   options.max_body_bytes = 64 * 1024;
@@ -59,7 +60,11 @@ absl::Status ControlServer::Listen(const HostPort& at) {
         // wait for us in turn, hence the closing_ check.
         auto done = std::make_shared<std::promise<ControlResponse>>();
         auto answer = done->get_future();
-        asio::post(io_, [this, done, r] {
+        const uint64_t generation = generation_;
+        asio::post(io_, [this, done, r, generation] {
+          // Closed (and maybe listening again) since: the client was
+          // answered 503 and this request must not take effect.
+          if (generation != generation_) return done->set_value(JsonError(503, "closed"));
           try {
             done->set_value(Dispatch(r.method, r.target, r.body));
           } catch (const std::exception& e) {
@@ -85,6 +90,7 @@ absl::Status ControlServer::Listen(const HostPort& at) {
 
 void ControlServer::Close() {
   closing_ = true;
+  ++generation_;
   server_.reset();  // stops listening and drops the open connections
 }
 

@@ -64,6 +64,8 @@ class ControlServer {
   boost::asio::io_context& io_;
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> closing_{false};
+  // Counts Close() calls: a request queued before one does not run after it.
+  std::atomic<uint64_t> generation_{0};
   std::map<std::pair<std::string, std::string>, Handler> routes_;
   Handler fallback_;
   uint16_t port_ = 0;

@@ -21,14 +21,19 @@
     return sec + words.s;
   }
 
-  // Countdowns: only running clocks that are not paused move.
+  // Countdowns: only running clocks that are not paused move, by the time
+  // that really passed since the server said how much was left (a tab in
+  // the background gets few timer ticks). Whether a business-hours clock is
+  // paused changes at 10:00 and 19:00: the rows are fetched again every
+  // minute, the ticket page every five, and they say it anew.
   function tick() {
+    var now = Date.now();
     var clocks = document.querySelectorAll('.clock[data-running="true"]');
     for (var i = 0; i < clocks.length; i++) {
       var c = clocks[i];
       if (c.getAttribute('data-paused') === 'true') continue;
-      var left = parseInt(c.getAttribute('data-remaining-ms'), 10) - 1000;
-      c.setAttribute('data-remaining-ms', String(left));
+      if (c.__base === undefined) { c.__base = parseInt(c.getAttribute('data-remaining-ms'), 10); c.__t0 = now; }
+      var left = c.__base - (now - c.__t0);
       c.textContent = left < 0 ? words.overdue + span(left) : span(left);
       if (left < 0 && !c.classList.contains('clock-breached')) {
         c.classList.remove('clock-ok', 'clock-warning');
@@ -73,12 +78,13 @@
         if (!seen[id]) rows[k].classList.add('new');
         if (checked[id]) rows[k].querySelector('input[type=checkbox]').checked = true;
       }
-      announce(words.changed);
     }).catch(function () {}).then(function () {
       refreshing = false;
       if (again) { again = false; refreshRows(); }
     });
   }
+
+  if (table) setInterval(refreshRows, 60000);
 
   var ticketTitle = document.getElementById('ticket-title');
   function typing() {
@@ -92,12 +98,14 @@
     es.addEventListener('ticket', function (e) {
       var id;
       try { id = String(JSON.parse(e.data).id); } catch (err) { return; }
-      if (table) refreshRows();
+      if (table) { refreshRows(); announce(words.changed); }
       if (ticketTitle && ticketTitle.getAttribute('data-ticket') === id) {
         if (typing()) announce(words.changed); else location.reload();
       }
     });
   }
+
+  if (ticketTitle) setInterval(function () { if (!typing()) location.reload(); }, 300000);
 
   // Bundles in progress on a ticket page: their progress, until complete.
   var pending = document.querySelectorAll('tr.bundle[data-state="requested"], tr.bundle[data-state="building"], tr.bundle[data-state="transferring"]');

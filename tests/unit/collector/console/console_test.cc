@@ -90,13 +90,27 @@ TEST(SlaViewTest, ACriticalClockRunsAroundTheClockAndGoesNegativeWhenBreached) {
   EXPECT_FALSE(clocks[1].business);
   EXPECT_FALSE(clocks[1].paused);
   EXPECT_EQ(clocks[1].remaining_ms, 90 * kMinute);
-  EXPECT_EQ(NextDeadlineRemaining(clocks), 90 * kMinute) << "the met registration is not counted";
+  EXPECT_EQ(NextDueMs(clocks), now + 90 * kMinute) << "the met registration is not counted";
   auto late = ClockViews(t, Policy(), Business(), now + 100 * kMinute);
   EXPECT_EQ(late[1].state, "breached");
   EXPECT_EQ(late[1].remaining_ms, -10 * kMinute);
   json met = Ticket("critical", now, now + 90 * kMinute, now + kMinute);
-  EXPECT_EQ(NextDeadlineRemaining(ClockViews(met, Policy(), Business(), now)),
+  EXPECT_EQ(NextDueMs(ClockViews(met, Policy(), Business(), now)),
             std::numeric_limits<int64_t>::max());
+}
+
+// Friday 18:30: a normal Expert ticket with 40 business minutes left is due
+// Monday 10:10; a critical one with an hour left (due 19:30) breaches first
+// and comes first, though its time left is longer.
+TEST(SlaViewTest, TheQueueOrderIsWhatBreachesFirstNotTheTimeLeft) {
+  const int64_t now = Msk(2026, 11, 20, 18, 30);
+  json normal = Ticket("normal", now - kHour, Msk(2026, 11, 23, 10, 10));
+  json critical = Ticket("critical", now - kHour, now + kHour);
+  auto a = ClockViews(normal, Policy(), Business(), now);
+  auto b = ClockViews(critical, Policy(), Business(), now);
+  EXPECT_EQ(a[1].remaining_ms, 40 * kMinute) << "18:30-19:00 and 10:00-10:10";
+  EXPECT_EQ(b[1].remaining_ms, 60 * kMinute);
+  EXPECT_LT(NextDueMs(b), NextDueMs(a));
 }
 
 TEST(SlaViewTest, SpansReadInBothLanguages) {
