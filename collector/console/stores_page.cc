@@ -100,9 +100,18 @@ HttpResponse StorePage(const Backend& b, const Ctx& ctx, const std::string& id) 
   }
   d["agents"] = agents;
   json tickets = json::array();
-  if (ApiResult tk = b.Get(ctx, Cat("/api/v1/tickets?state=all&limit=1000&store=", UrlEncode(id)));
-      tk.ok()) {
-    const json& list = tk.body["tickets"];
+  // The API pages oldest first: read to the end, show the newest 200.
+  json list = json::array();
+  int64_t after = 0;
+  for (int page = 0; page < 100; ++page) {
+    ApiResult tk = b.Get(ctx, Cat("/api/v1/tickets?state=all&limit=1000&store=", UrlEncode(id),
+                                  "&after=", after));
+    if (!tk.ok() || tk.body["tickets"].empty()) break;
+    for (const auto& t : tk.body["tickets"]) list.push_back(t);
+    if (list.size() > 200) list.erase(list.begin(), list.end() - 200);
+    after = tk.body.value("next_after", after);
+  }
+  {
     for (auto it = list.rbegin(); it != list.rend(); ++it) {  // newest first
       const json& t = *it;
       tickets.push_back({{"id", t.value("id", int64_t{0})},
