@@ -64,4 +64,14 @@ int PrintChecks(const std::vector<CheckLine>& lines, bool ru, bool as_json) {
   return failed ? 1 : 0;
 }
 
+CheckLine CheckOk(std::string id, std::string en, std::string ru) {
+  return {std::move(id), CheckVerdict::kOk, std::move(en), std::move(ru), "", ""};
+}
+
+CheckLine CheckFail(std::string id, std::string en, std::string ru, std::string fix_en,
+                    std::string fix_ru, CheckVerdict verdict) {
+  return {std::move(id), verdict,           std::move(en),
+          std::move(ru), std::move(fix_en), std::move(fix_ru)};
+}
+
 }  // namespace setdiag

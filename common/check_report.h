@@ -17,6 +17,11 @@ struct CheckLine {
   std::string fix_en, fix_ru;    // what to do (✗ and !)
 };
 
+// A line that passed, and one that failed (or only warns) with what to do.
+CheckLine CheckOk(std::string id, std::string en, std::string ru);
+CheckLine CheckFail(std::string id, std::string en, std::string ru, std::string fix_en,
+                    std::string fix_ru, CheckVerdict verdict = CheckVerdict::kFail);
+
 // Prints the lines (ru or en, or with `json`
 // {"ok", "checks": [{"id", "verdict": "ok|warn|fail", "text_en", "text_ru",
 // "fix_en", "fix_ru"}]}); returns 0 when nothing failed, 1 otherwise.

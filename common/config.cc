@@ -92,14 +92,20 @@ absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::str
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
            ch == '_' || ch == '-' || ch == '+' || ch == ':';
   };
+  // So is a quote right after such a quote ("0000\"\"b..."): the second one
+  // is no string's start either.
+  bool bare_quote = false;
   while (i < n) {
     char c = text[i];
+    const bool after_bare_quote = bare_quote;
+    bare_quote = false;
     if (c == '\n') {
       ++line;
       out.push_back(text[i++]);
     } else if (c == '#') {
       while (i < n && text[i] != '\n') out.push_back(text[i++]);
-    } else if ((c == '"' || c == '\'') && (out.empty() || !bare(out.back()))) {
+    } else if ((c == '"' || c == '\'') &&
+               (out.empty() || !(bare(out.back()) || after_bare_quote))) {
       const bool multi = text.substr(i, 3) == std::string(3, c);
       const bool basic = c == '"';
       const size_t open = multi ? 3 : 1;
@@ -158,6 +164,7 @@ absl::StatusOr<std::string> PrepareForToml(std::string_view text, const std::str
     } else if (non_ascii(i)) {
       return refuse(i, "outside a string or comment");
     } else {
+      bare_quote = c == '"' || c == '\'';  // here only as part of a bare value
       out.push_back(text[i++]);
     }
   }

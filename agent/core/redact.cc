@@ -156,8 +156,18 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 }
 
 bool IsAlreadyRedacted(std::string_view v) {
-  if (v == kRedacted) return true;
-  return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c == '*'; });
+  if (v.empty()) return false;
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c == '*'; })) return true;
+  // One marker, or several side by side: two rules that met on one value
+  // (PASSWORD '...' whose quote a one-line private key swallowed) leave
+  // "[REDACTED][REDACTED]", and a second pass must leave that alone.
+  // Around them, only quotes, blanks and separators the first pass left
+  // ("[REDACTED]'" at the end of a line whose key took the rest).
+  auto punct = [](char c) { return std::strchr(" \t'\";,)", c) != nullptr; };
+  while (!v.empty() && punct(v.front())) v.remove_prefix(1);
+  if (!v.starts_with(kRedacted)) return false;
+  while (v.starts_with(kRedacted)) v.remove_prefix(kRedacted.size());
+  return std::all_of(v.begin(), v.end(), punct);
 }
 
 // ---- tokens recognisable by their shape --------------------------------------
@@ -401,19 +411,21 @@ class KeyValueScanner {
   }
 
   // Element form: <password>value</password>, <password value="x"/>.
+  // Scanning resumes right after the tag's name: the start tag's other
+  // attributes are text like any other (<pass password=x> has a key too).
   size_t Element(size_t e, KeyKind kind) {
     size_t gt = line_.find('>', e);
     if (gt == std::string_view::npos) return e;
     size_t b = 0, v = 0;
     if (FindAttribute(line_, lower_, e, gt, "value", &b, &v)) {
       Take(b, v, kind);
-      return gt + 1;
+      return e;
     }
-    if (line_[gt - 1] == '/') return gt + 1;
+    if (line_[gt - 1] == '/') return e;
     ElementText(line_, gt, &b, &v);
     if (b == v && v == line_.size() && kind == KeyKind::kSecret) *pending_ = true;
     Take(b, v, kind);
-    return v;
+    return e;
   }
 
   // name="password" value="x", or <property name="password">x</property>.

@@ -57,20 +57,10 @@ constexpr int64_t kDayMs = 86'400'000;
 constexpr int64_t kProbeTimeoutMs = 5'000;
 constexpr size_t kMaxShown = 160;
 
-CheckLine Ok(std::string id, std::string en, std::string ru) {
-  return {std::move(id), CheckVerdict::kOk, std::move(en), std::move(ru), "", ""};
-}
-
-CheckLine Fail(std::string id, std::string en, std::string ru, std::string fix_en,
-               std::string fix_ru, CheckVerdict verdict = CheckVerdict::kFail) {
-  return {std::move(id), verdict,           std::move(en),
-          std::move(ru), std::move(fix_en), std::move(fix_ru)};
-}
-
 CheckLine Warn(std::string id, std::string en, std::string ru, std::string fix_en,
                std::string fix_ru) {
-  return Fail(std::move(id), std::move(en), std::move(ru), std::move(fix_en), std::move(fix_ru),
-              CheckVerdict::kWarn);
+  return CheckFail(std::move(id), std::move(en), std::move(ru), std::move(fix_en),
+                   std::move(fix_ru), CheckVerdict::kWarn);
 }
 
 std::string EnDays(int64_t n) { return Cat(n, n == 1 ? " day" : " days"); }
@@ -441,15 +431,15 @@ CheckLine SendTestWebhook(const NotificationTarget& t, const std::string& table,
   const std::string who_en = Cat("webhook ", table), who_ru = Cat("вебхук ", table);
   if (code != CURLE_OK) {
     std::string err = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(code));
-    return Fail(id_key, Cat(who_en, ": test notification not delivered: ", err),
-                Cat(who_ru, ": тестовое уведомление не доставлено: ", err),
-                Cat("check notify.webhook.", table, ".url and that the receiver runs"),
-                Cat("проверьте notify.webhook.", table, ".url и что приёмник запущен"));
+    return CheckFail(id_key, Cat(who_en, ": test notification not delivered: ", err),
+                     Cat(who_ru, ": тестовое уведомление не доставлено: ", err),
+                     Cat("check notify.webhook.", table, ".url and that the receiver runs"),
+                     Cat("проверьте notify.webhook.", table, ".url и что приёмник запущен"));
   }
   if (status < 200 || status > 299) {
     std::string said = Shown(answer);
     std::string what = Cat("HTTP ", status, said.empty() ? "" : ": ", said);
-    return Fail(
+    return CheckFail(
         id_key, Cat(who_en, ": test notification refused: ", what),
         Cat(who_ru, ": тестовое уведомление отклонено: ", what),
         Cat("the receiver answered but refused it: it must accept the type setdiag.test and verify "
@@ -459,7 +449,7 @@ CheckLine SendTestWebhook(const NotificationTarget& t, const std::string& table,
             "X-Setdiag-Signature секретом из notify.webhook.",
             table, ".secret_file (docs/notifications.md); посмотрите журнал приёмника"));
   }
-  return Ok(
+  return CheckOk(
       id_key,
       Cat(who_en, ": test notification delivered (HTTP ", status, ", Idempotency-Key ", id, ")"),
       Cat(who_ru, ": тестовое уведомление доставлено (HTTP ", status, ", Idempotency-Key ", id,
@@ -513,17 +503,18 @@ CheckLine SendTestMail(const NotificationTarget& t, const std::string& table, in
   if (code != CURLE_OK) {
     std::string err = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(code));
     if (status != 0) Append(&err, " (SMTP ", status, ")");
-    return Fail(id_key, Cat(who_en, ": test message not sent: ", err),
-                Cat(who_ru, ": тестовое письмо не отправлено: ", err),
-                Cat("check notify.email.", table,
-                    ".from, .to, .user and .password_file, and the mail server's log: "
-                    "it must accept mail from this sender to these recipients"),
-                Cat("проверьте notify.email.", table,
-                    ".from, .to, .user и .password_file и журнал почтового "
-                    "сервера: он должен принимать письма от этого отправителя этим получателям"));
+    return CheckFail(
+        id_key, Cat(who_en, ": test message not sent: ", err),
+        Cat(who_ru, ": тестовое письмо не отправлено: ", err),
+        Cat("check notify.email.", table,
+            ".from, .to, .user and .password_file, and the mail server's log: "
+            "it must accept mail from this sender to these recipients"),
+        Cat("проверьте notify.email.", table,
+            ".from, .to, .user и .password_file и журнал почтового "
+            "сервера: он должен принимать письма от этого отправителя этим получателям"));
   }
-  return Ok(id_key, Cat(who_en, ": test message accepted by the SMTP server for ", to_list),
-            Cat(who_ru, ": тестовое письмо принято SMTP-сервером для ", to_list));
+  return CheckOk(id_key, Cat(who_en, ": test message accepted by the SMTP server for ", to_list),
+                 Cat(who_ru, ": тестовое письмо принято SMTP-сервером для ", to_list));
 }
 
 // Connects to a target (and does the TLS handshake for https/smtps); for
@@ -539,8 +530,8 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   auto ep = ParseTargetUrl(webhook ? t.url : t.smtp_url);
   if (!ep.ok()) {
     std::string msg(ep.status().message());
-    return Fail(id, Cat(who_en, ": ", msg), Cat(who_ru, ": ", msg), Cat("fix ", url_key),
-                Cat("исправьте ", url_key));
+    return CheckFail(id, Cat(who_en, ": ", msg), Cat(who_ru, ": ", msg), Cat("fix ", url_key),
+                     Cat("исправьте ", url_key));
   }
   const std::string where = ep->Display();
   const std::string name_en = Cat(who_en, " (", where, ")"),
@@ -559,13 +550,13 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   std::string err;
   Fd s = ConnectHost(ep->host, ep->port, timeout_ms, &err);
   if (!s.ok()) {
-    return Fail(id, Cat(name_en, ": not reachable: ", err),
-                Cat(name_ru, webhook ? ": недоступен: " : ": недоступна: ", err),
-                unreachable_fix_en, unreachable_fix_ru);
+    return CheckFail(id, Cat(name_en, ": not reachable: ", err),
+                     Cat(name_ru, webhook ? ": недоступен: " : ": недоступна: ", err),
+                     unreachable_fix_en, unreachable_fix_ru);
   }
   Tls tls;
   if (ep->tls && !TlsHandshake(s.fd, ep->host, &tls, &err)) {
-    return Fail(
+    return CheckFail(
         id, Cat(name_en, ": ", err), Cat(name_ru, ": ", err),
         Cat("this server must trust the ", webhook ? "receiver's" : "mail server's",
             " certificate (its CA in /etc/ssl/certs, update-ca-certificates) and the certificate "
@@ -579,11 +570,12 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   const int64_t connect_ms = SteadyMs() - started;
   if (webhook) {
     *reachable = true;
-    return Ok(id,
-              Cat(name_en, ": reachable (", ep->tls ? "TLS certificate verified" : "TCP connect",
-                  ", ", connect_ms, " ms)"),
-              Cat(name_ru, ": доступен (", ep->tls ? "сертификат TLS проверен" : "TCP-соединение",
-                  ", ", connect_ms, " мс)"));
+    return CheckOk(
+        id,
+        Cat(name_en, ": reachable (", ep->tls ? "TLS certificate verified" : "TCP connect", ", ",
+            connect_ms, " ms)"),
+        Cat(name_ru, ": доступен (", ep->tls ? "сертификат TLS проверен" : "TCP-соединение", ", ",
+            connect_ms, " мс)"));
   }
   // SMTP: the server speaks first.
   auto read_some = [&](char* buf, size_t n) -> ssize_t {
@@ -613,7 +605,7 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   if (!reply.complete || reply.code < 0) {
     std::string what = got.empty() ? std::string("nothing") : Cat("'", Shown(got), "'");
     std::string what_ru = got.empty() ? std::string("ничего") : Cat("«", Shown(got), "»");
-    return Fail(
+    return CheckFail(
         id, Cat(name_en, ": no SMTP greeting within ", timeout_ms, " ms (got ", what, ")"),
         Cat(name_ru, ": нет приветствия SMTP за ", timeout_ms, " мс (получено: ", what_ru, ")"),
         Cat("is ", ep->host, ":", ep->port,
@@ -628,20 +620,21 @@ CheckLine ProbeTarget(const NotificationTarget& t, int64_t timeout_ms, bool* rea
   write_all("QUIT\r\n");
   const std::string greeting = Shown(Cat(reply.code, " ", reply.text));
   if (reply.code != 220) {
-    return Fail(id, Cat(name_en, ": the SMTP server refuses: ", greeting),
-                Cat(name_ru, ": SMTP-сервер отказывает: ", greeting),
-                Cat("ask the mail server's administrator to accept connections from this server, "
-                    "or name another "
-                    "relay in ",
-                    url_key),
-                Cat("попросите администратора почтового сервера принимать соединения с этого "
-                    "сервера или укажите "
-                    "другой сервер в ",
-                    url_key));
+    return CheckFail(
+        id, Cat(name_en, ": the SMTP server refuses: ", greeting),
+        Cat(name_ru, ": SMTP-сервер отказывает: ", greeting),
+        Cat("ask the mail server's administrator to accept connections from this server, "
+            "or name another "
+            "relay in ",
+            url_key),
+        Cat("попросите администратора почтового сервера принимать соединения с этого "
+            "сервера или укажите "
+            "другой сервер в ",
+            url_key));
   }
   *reachable = true;
-  return Ok(id, Cat(name_en, ": the SMTP server answers: ", greeting),
-            Cat(name_ru, ": SMTP-сервер отвечает: ", greeting));
+  return CheckOk(id, Cat(name_en, ": the SMTP server answers: ", greeting),
+                 Cat(name_ru, ": SMTP-сервер отвечает: ", greeting));
 }
 
 // ---- the config's parts ----
@@ -657,11 +650,11 @@ void CheckTls(const CollectorConfig& cfg, int64_t now_ms, std::vector<CheckLine>
   if (!cfg.tls()) {
     auto listen = ParseListen(cfg.grpc_listen);
     if (listen.ok() && listen->loopback) {
-      out->push_back(
-          Ok("grpc.tls",
-             Cat("gRPC ", cfg.grpc_listen, ": plaintext, loopback only (no grpc.tls_cert_file)"),
-             Cat("gRPC ", cfg.grpc_listen,
-                 ": без шифрования, только loopback (grpc.tls_cert_file не задан)")));
+      out->push_back(CheckOk(
+          "grpc.tls",
+          Cat("gRPC ", cfg.grpc_listen, ": plaintext, loopback only (no grpc.tls_cert_file)"),
+          Cat("gRPC ", cfg.grpc_listen,
+              ": без шифрования, только loopback (grpc.tls_cert_file не задан)")));
     } else {
       out->push_back(Warn(
           "grpc.tls",
@@ -684,10 +677,10 @@ void CheckTls(const CollectorConfig& cfg, int64_t now_ms, std::vector<CheckLine>
     if (read->ok()) continue;
     std::string msg(read->status().message());
     out->push_back(
-        Fail("grpc.tls", Cat("TLS file ", path, ": cannot read: ", msg),
-             Cat("файл TLS ", path, ": не читается: ", msg),
-             Cat("check ", key_name, " and that the collector's user may read the file"),
-             Cat("проверьте ", key_name, " и что пользователь коллектора может читать файл")));
+        CheckFail("grpc.tls", Cat("TLS file ", path, ": cannot read: ", msg),
+                  Cat("файл TLS ", path, ": не читается: ", msg),
+                  Cat("check ", key_name, " and that the collector's user may read the file"),
+                  Cat("проверьте ", key_name, " и что пользователь коллектора может читать файл")));
     return;
   }
   for (auto& line : TlsLines(cfg.tls_cert_file, *cert, cfg.tls_key_file, *key, now_ms))
@@ -698,11 +691,11 @@ void CheckCalendar(const CollectorConfig& cfg, const CheckOptions& options, int6
                    std::vector<CheckLine>* out) {
   absl::TimeZone zone;
   if (!absl::LoadTimeZone(cfg.business_zone, &zone)) {
-    out->push_back(Fail("sla.calendar",
-                        Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"),
-                        Cat("sla.time_zone: неизвестный часовой пояс «", cfg.business_zone, "»"),
-                        "name a zone such as Europe/Moscow, and install tzdata",
-                        "укажите пояс вида Europe/Moscow и установите пакет tzdata"));
+    out->push_back(
+        CheckFail("sla.calendar", Cat("sla.time_zone: unknown time zone '", cfg.business_zone, "'"),
+                  Cat("sla.time_zone: неизвестный часовой пояс «", cfg.business_zone, "»"),
+                  "name a zone such as Europe/Moscow, and install tzdata",
+                  "укажите пояс вида Europe/Moscow и установите пакет tzdata"));
     return;
   }
   const std::string dir = ResolveCalendarDir(cfg.calendar_dir, options.source_calendar_dir);
@@ -710,7 +703,7 @@ void CheckCalendar(const CollectorConfig& cfg, const CheckOptions& options, int6
   if (!calendar.ok()) {
     std::string msg(calendar.status().message());
     if (absl::IsNotFound(calendar.status())) {
-      out->push_back(Fail(
+      out->push_back(CheckFail(
           "sla.calendar", Cat("production calendar: ", msg),
           Cat("производственный календарь: ", msg),
           "set sla.calendar_dir to the directory with the ru-YYYY.txt files (the package installs "
@@ -718,7 +711,7 @@ void CheckCalendar(const CollectorConfig& cfg, const CheckOptions& options, int6
           "укажите в sla.calendar_dir каталог с файлами ru-YYYY.txt (пакет ставит их в "
           "share/setdiag/calendars)"));
     } else {
-      out->push_back(Fail(
+      out->push_back(CheckFail(
           "sla.calendar", Cat("production calendar: ", msg),
           Cat("производственный календарь: ", msg),
           "fix that line (the format is in docs/sla.md): the collector does not start with a bad "
@@ -752,13 +745,13 @@ void CheckTargets(const CollectorConfig& cfg, const CheckOptions& options, Clock
     const std::string table = TargetTable(t);
     if (!reachable) {
       const std::string id = Cat(webhook ? "notify.webhook." : "notify.email.", table, ".test");
-      out->push_back(Fail(id,
-                          Cat(webhook ? "webhook " : "e-mail ", table,
-                              ": test notification not sent (not reachable)"),
-                          Cat(webhook ? "вебхук " : "почта ", table,
-                              ": тестовое уведомление не отправлено (цель недоступна)"),
-                          "make the target reachable first (the line above)",
-                          "сначала сделайте цель доступной (строка выше)"));
+      out->push_back(CheckFail(id,
+                               Cat(webhook ? "webhook " : "e-mail ", table,
+                                   ": test notification not sent (not reachable)"),
+                               Cat(webhook ? "вебхук " : "почта ", table,
+                                   ": тестовое уведомление не отправлено (цель недоступна)"),
+                               "make the target reachable first (the line above)",
+                               "сначала сделайте цель доступной (строка выше)"));
       continue;
     }
     out->push_back(webhook ? SendTestWebhook(t, table, cfg.notify.timeout_ms, clock)
@@ -820,7 +813,7 @@ struct CloseDir {
 CheckLine ConfigFailedLine(const std::string& config_path, const absl::Status& status) {
   std::string msg(status.message());
   if (!msg.starts_with(config_path)) msg = Cat(config_path, ": ", msg);
-  return Fail(
+  return CheckFail(
       "config", Cat("config ", msg), Cat("конфигурация ", msg),
       "fix that key (docs/config.md lists every key) and run the check again; nothing else was "
       "checked",
@@ -841,21 +834,22 @@ CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, in
       "grpc.tls_key_file) и "
       "перезапустите коллектор";
   if (now_ms >= not_after_ms) {
-    return Fail(id, Cat("TLS certificate ", cert_path, ": expired on ", until),
-                Cat("сертификат TLS ", cert_path, ": истёк ", until),
-                Cat(renew_en, ": until then every agent refuses the TLS handshake"),
-                Cat(renew_ru, ": до тех пор ни один агент не пройдёт TLS-рукопожатие"));
+    return CheckFail(id, Cat("TLS certificate ", cert_path, ": expired on ", until),
+                     Cat("сертификат TLS ", cert_path, ": истёк ", until),
+                     Cat(renew_en, ": until then every agent refuses the TLS handshake"),
+                     Cat(renew_ru, ": до тех пор ни один агент не пройдёт TLS-рукопожатие"));
   }
   if (now_ms < not_before_ms) {
     const std::string from = UtcText(not_before_ms);
-    return Fail(id, Cat("TLS certificate ", cert_path, ": not valid before ", from),
-                Cat("сертификат TLS ", cert_path, ": действует только с ", from),
-                "check this server's clock (NTP); if it is right, the certificate was issued with "
-                "a future start: "
-                "issue it again",
-                "проверьте часы этого сервера (NTP); если они верны, сертификат выпущен с будущей "
-                "датой начала: "
-                "выпустите его заново");
+    return CheckFail(
+        id, Cat("TLS certificate ", cert_path, ": not valid before ", from),
+        Cat("сертификат TLS ", cert_path, ": действует только с ", from),
+        "check this server's clock (NTP); if it is right, the certificate was issued with "
+        "a future start: "
+        "issue it again",
+        "проверьте часы этого сервера (NTP); если они верны, сертификат выпущен с будущей "
+        "датой начала: "
+        "выпустите его заново");
   }
   const int64_t left = not_after_ms - now_ms;
   const int64_t days = left / kDayMs;
@@ -869,7 +863,7 @@ CheckLine CertExpiryLine(const std::string& cert_path, int64_t not_before_ms, in
                 Cat("renew it before then: ", renew_en),
                 Cat("обновите его до этого срока: ", renew_ru));
   }
-  return Ok(
+  return CheckOk(
       id, Cat("TLS certificate ", cert_path, ": valid until ", until, " (", EnDays(days), " left)"),
       Cat("сертификат TLS ", cert_path, ": действует до ", until, " (осталось ", RuDays(days),
           ")"));
@@ -889,14 +883,15 @@ std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string&
     ERR_clear_error();  // the end of the file reads as an error
   }
   if (chain.empty()) {
-    out.push_back(Fail("grpc.tls", Cat("TLS certificate ", cert_path, ": no PEM certificate in it"),
-                       Cat("сертификат TLS ", cert_path, ": в файле нет сертификата PEM"),
-                       "grpc.tls_cert_file must hold the collector's certificate in PEM "
-                       "(-----BEGIN CERTIFICATE-----), "
-                       "then any intermediate certificates",
-                       "grpc.tls_cert_file должен содержать сертификат коллектора в PEM "
-                       "(-----BEGIN CERTIFICATE-----), "
-                       "за ним промежуточные сертификаты"));
+    out.push_back(CheckFail("grpc.tls",
+                            Cat("TLS certificate ", cert_path, ": no PEM certificate in it"),
+                            Cat("сертификат TLS ", cert_path, ": в файле нет сертификата PEM"),
+                            "grpc.tls_cert_file must hold the collector's certificate in PEM "
+                            "(-----BEGIN CERTIFICATE-----), "
+                            "then any intermediate certificates",
+                            "grpc.tls_cert_file должен содержать сертификат коллектора в PEM "
+                            "(-----BEGIN CERTIFICATE-----), "
+                            "за ним промежуточные сертификаты"));
     return out;
   }
   X509* leaf = chain.front().get();
@@ -909,7 +904,7 @@ std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string&
   }
   const std::string names = CertNames(leaf);
   if (!key) {
-    out.push_back(Fail(
+    out.push_back(CheckFail(
         "grpc.tls",
         Cat("TLS key ", key_path, ": not a PEM private key, or protected by a passphrase"),
         Cat("ключ TLS ", key_path, ": не закрытый ключ PEM или защищён паролем"),
@@ -919,7 +914,7 @@ std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string&
         "(openssl pkey -in KEY -out KEY.plain)"));
   } else if (X509_check_private_key(leaf, key.get()) != 1) {
     ERR_clear_error();
-    out.push_back(Fail(
+    out.push_back(CheckFail(
         "grpc.tls",
         Cat("TLS key ", key_path, " does not belong to certificate ", cert_path, " (", names, ")"),
         Cat("ключ TLS ", key_path, " не подходит к сертификату ", cert_path, " (", names, ")"),
@@ -937,11 +932,11 @@ std::vector<CheckLine> TlsLines(const std::string& cert_path, const std::string&
         chain.size() > 1 ? Cat(", ", chain.size(), " certificates in the chain") : "";
     const std::string more_ru =
         chain.size() > 1 ? Cat(", сертификатов в цепочке: ", chain.size()) : "";
-    out.push_back(Ok("grpc.tls",
-                     Cat("TLS certificate ", cert_path, " (", names, ") and key ", key_path,
-                         ": load and match", more_en),
-                     Cat("сертификат TLS ", cert_path, " (", names, ") и ключ ", key_path,
-                         ": читаются и подходят друг к другу", more_ru)));
+    out.push_back(CheckOk("grpc.tls",
+                          Cat("TLS certificate ", cert_path, " (", names, ") and key ", key_path,
+                              ": load and match", more_en),
+                          Cat("сертификат TLS ", cert_path, " (", names, ") и ключ ", key_path,
+                              ": читаются и подходят друг к другу", more_ru)));
   }
   out.push_back(CertExpiryLine(cert_path, AsnTimeMs(X509_get0_notBefore(leaf)),
                                AsnTimeMs(X509_get0_notAfter(leaf)), now_ms));
@@ -960,7 +955,7 @@ CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years
   if (!has_this) {
     const std::string missing = has_next ? Cat(this_year) : Cat(this_year, " and ", next_year);
     const std::string missing_ru = has_next ? Cat(this_year) : Cat(this_year, " и ", next_year);
-    return Fail(
+    return CheckFail(
         "sla.calendar",
         Cat("production calendar ", dir, ": no file for ", missing, " (", has_en, ")"),
         Cat("производственный календарь ", dir, ": нет файла на ", missing_ru, " (", has_ru, ")"),
@@ -986,11 +981,11 @@ CheckLine CalendarLine(const std::string& dir, const std::vector<int64_t>& years
                     " года (docs/sla.md, раздел «Adding next "
                     "year's calendar»)"));
   }
-  return Ok("sla.calendar",
-            Cat("production calendar ", dir, ": ", this_year, " and ", next_year, " covered (",
-                has_en, ")"),
-            Cat("производственный календарь ", dir, ": ", this_year, " и ", next_year, " есть (",
-                has_ru, ")"));
+  return CheckOk("sla.calendar",
+                 Cat("production calendar ", dir, ": ", this_year, " and ", next_year, " covered (",
+                     has_en, ")"),
+                 Cat("производственный календарь ", dir, ": ", this_year, " и ", next_year,
+                     " есть (", has_ru, ")"));
 }
 
 std::string ResolveCalendarDir(const std::string& configured, const std::string& source_dir) {
@@ -1013,12 +1008,13 @@ CheckLine ListenLine(const std::string& key, const std::string& listen, const Li
                      bool collector_elsewhere) {
   const std::string what_en = Cat(key, " ", listen), what_ru = Cat(key, " ", listen);
   if (!p.error.empty()) {
-    return Fail(key, Cat(what_en, ": ", p.error), Cat(what_ru, ": ", p.error),
-                Cat("set ", key, " to host:port with an address of this server (or 0.0.0.0)"),
-                Cat("укажите в ", key, " host:port с адресом этого сервера (или 0.0.0.0)"));
+    return CheckFail(key, Cat(what_en, ": ", p.error), Cat(what_ru, ": ", p.error),
+                     Cat("set ", key, " to host:port with an address of this server (or 0.0.0.0)"),
+                     Cat("укажите в ", key, " host:port с адресом этого сервера (или 0.0.0.0)"));
   }
   if (p.bind_errno == 0) {
-    return Ok(key, Cat(what_en, ": free, can be bound"), Cat(what_ru, ": свободен, можно занять"));
+    return CheckOk(key, Cat(what_en, ": free, can be bound"),
+                   Cat(what_ru, ": свободен, можно занять"));
   }
   const bool collector =
       p.collector || (p.answered && collector_elsewhere &&
@@ -1046,12 +1042,12 @@ CheckLine ListenLine(const std::string& key, const std::string& listen, const Li
     const std::string by_ru =
         p.owner.empty() ? (p.answered ? std::string("другой программой") : Cat("? (", err, ")"))
                         : p.owner;
-    return Fail(key, Cat(what_en, ": in use by ", by_en), Cat(what_ru, ": занят: ", by_ru),
-                Cat("stop that program, or give ", key, " another port"),
-                Cat("остановите эту программу или укажите в ", key, " другой порт"));
+    return CheckFail(key, Cat(what_en, ": in use by ", by_en), Cat(what_ru, ": занят: ", by_ru),
+                     Cat("stop that program, or give ", key, " another port"),
+                     Cat("остановите эту программу или укажите в ", key, " другой порт"));
   }
   if (p.bind_errno == EACCES) {
-    return Fail(
+    return CheckFail(
         key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
         "ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities="
         "CAP_NET_BIND_SERVICE); or use a port from 1024 up",
@@ -1059,15 +1055,15 @@ CheckLine ListenLine(const std::string& key, const std::string& listen, const Li
         "CAP_NET_BIND_SERVICE); или возьмите порт от 1024");
   }
   if (p.bind_errno == EADDRNOTAVAIL) {
-    return Fail(
+    return CheckFail(
         key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
         Cat("the address is not one of this server's: put one of them (ip -br addr) or 0.0.0.0 in ",
             key),
         Cat("это не адрес этого сервера: укажите в ", key,
             " один из его адресов (ip -br addr) или 0.0.0.0"));
   }
-  return Fail(key, Cat(what_en, ": cannot be bound: ", err), Cat(what_ru, ": не занять: ", err),
-              Cat("check ", key), Cat("проверьте ", key));
+  return CheckFail(key, Cat(what_en, ": cannot be bound: ", err),
+                   Cat(what_ru, ": не занять: ", err), Cat("check ", key), Cat("проверьте ", key));
 }
 
 ListenProbe ProbeListen(const std::string& listen, bool http, int64_t timeout_ms) {
@@ -1173,7 +1169,7 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path) 
     struct stat pst {};
     if (err == ENOENT && ::stat(parent.c_str(), &pst) == 0 && S_ISDIR(pst.st_mode) &&
         ::access(parent.c_str(), W_OK | X_OK) == 0) {
-      return Ok(
+      return CheckOk(
           id,
           Cat("database: collector.data_dir ", data_dir,
               " does not exist yet; the collector creates it at start (", parent, " is writable)"),
@@ -1185,7 +1181,7 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path) 
         err == ENOENT ? Cat(parent, " is missing or not writable") : ErrnoText(err);
     const std::string why_ru =
         err == ENOENT ? Cat(parent, " нет или он не доступен для записи") : ErrnoText(err);
-    return Fail(
+    return CheckFail(
         id, Cat("database: collector.data_dir ", data_dir, " cannot be created: ", why),
         Cat("база данных: collector.data_dir ", data_dir, " не создать: ", why_ru),
         Cat("create it for the collector's user: install -d -m 0750 -o <user> -g <group> ",
@@ -1200,22 +1196,23 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path) 
       Cat("отдайте каталог пользователю коллектора: chown -R <user>:<group> ", data_dir,
           " && chmod 0750 ", data_dir);
   if (!S_ISDIR(st.st_mode)) {
-    return Fail(id, Cat("database: collector.data_dir ", data_dir, " is not a directory"),
-                Cat("база данных: collector.data_dir ", data_dir, " — не каталог"),
-                "point collector.data_dir at a directory", "укажите в collector.data_dir каталог");
+    return CheckFail(id, Cat("database: collector.data_dir ", data_dir, " is not a directory"),
+                     Cat("база данных: collector.data_dir ", data_dir, " — не каталог"),
+                     "point collector.data_dir at a directory",
+                     "укажите в collector.data_dir каталог");
   }
   if (::access(data_dir.c_str(), W_OK | X_OK) != 0) {
     const std::string err = ErrnoText(errno);
-    return Fail(id,
-                Cat("database: collector.data_dir ", data_dir,
-                    " is not writable for this user (uid ", geteuid(), "): ", err),
-                Cat("база данных: collector.data_dir ", data_dir,
-                    " недоступен для записи этому пользователю (uid ", geteuid(), "): ", err),
-                owner_fix_en, owner_fix_ru);
+    return CheckFail(id,
+                     Cat("database: collector.data_dir ", data_dir,
+                         " is not writable for this user (uid ", geteuid(), "): ", err),
+                     Cat("база данных: collector.data_dir ", data_dir,
+                         " недоступен для записи этому пользователю (uid ", geteuid(), "): ", err),
+                     owner_fix_en, owner_fix_ru);
   }
   struct stat dst {};
   if (::stat(db_path.c_str(), &dst) != 0) {
-    return Ok(
+    return CheckOk(
         id,
         Cat("database ", db_path, ": not created yet; the collector creates it at first start (",
             data_dir, " is writable)"),
@@ -1252,22 +1249,23 @@ CheckLine DatabaseLine(const std::string& data_dir, const std::string& db_path) 
           "возможно, работающий коллектор занят; повторите проверку");
     }
     if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
-      return Fail(id, Cat("database ", db_path, ": damaged: ", failed),
-                  Cat("база данных ", db_path, ": повреждена: ", failed),
-                  "stop the collector, move the file (and its -wal, -shm) aside and restore the "
-                  "last backup",
-                  "остановите коллектор, отложите файл (и его -wal, -shm) и восстановите последнюю "
-                  "резервную копию");
+      return CheckFail(
+          id, Cat("database ", db_path, ": damaged: ", failed),
+          Cat("база данных ", db_path, ": повреждена: ", failed),
+          "stop the collector, move the file (and its -wal, -shm) aside and restore the "
+          "last backup",
+          "остановите коллектор, отложите файл (и его -wal, -shm) и восстановите последнюю "
+          "резервную копию");
     }
-    return Fail(id, Cat("database ", db_path, ": cannot be opened for writing: ", failed),
-                Cat("база данных ", db_path, ": не открывается на запись: ", failed), owner_fix_en,
-                owner_fix_ru);
+    return CheckFail(id, Cat("database ", db_path, ": cannot be opened for writing: ", failed),
+                     Cat("база данных ", db_path, ": не открывается на запись: ", failed),
+                     owner_fix_en, owner_fix_ru);
   }
   const double mib = static_cast<double>(dst.st_size) / (1024.0 * 1024.0);
   char size[32];
   std::snprintf(size, sizeof size, "%.1f", mib);
-  return Ok(id, Cat("database ", db_path, ": opens read-write (", size, " MiB)"),
-            Cat("база данных ", db_path, ": открывается на чтение и запись (", size, " МиБ)"));
+  return CheckOk(id, Cat("database ", db_path, ": opens read-write (", size, " MiB)"),
+                 Cat("база данных ", db_path, ": открывается на чтение и запись (", size, " МиБ)"));
 }
 
 std::string Endpoint::Display() const {
@@ -1426,11 +1424,11 @@ std::vector<CheckLine> RunChecks(const CollectorConfig& cfg, const std::string& 
   size_t webhooks = 0, mails = 0;
   for (const auto& t : cfg.notify.targets)
     ++(t.kind == NotificationTarget::Kind::kWebhook ? webhooks : mails);
-  out.push_back(Ok("config",
-                   Cat("config ", config_path, ": every key valid (", webhooks, " webhook(s), ",
-                       mails, " e-mail target(s))"),
-                   Cat("конфигурация ", config_path, ": все ключи в порядке (вебхуков: ", webhooks,
-                       ", почтовых целей: ", mails, ")")));
+  out.push_back(CheckOk("config",
+                        Cat("config ", config_path, ": every key valid (", webhooks,
+                            " webhook(s), ", mails, " e-mail target(s))"),
+                        Cat("конфигурация ", config_path, ": все ключи в порядке (вебхуков: ",
+                            webhooks, ", почтовых целей: ", mails, ")")));
   const int64_t now = clock.NowMs();
   CheckListen(cfg, &out);
   CheckTls(cfg, now, &out);

@@ -104,8 +104,8 @@ HttpResponse StorePage(const Backend& b, const Ctx& ctx, const std::string& id) 
   json list = json::array();
   int64_t after = 0;
   for (int page = 0; page < 100; ++page) {
-    ApiResult tk = b.Get(ctx, Cat("/api/v1/tickets?state=all&limit=1000&store=", UrlEncode(id),
-                                  "&after=", after));
+    ApiResult tk = b.Get(
+        ctx, Cat("/api/v1/tickets?state=all&limit=1000&store=", UrlEncode(id), "&after=", after));
     if (!tk.ok() || tk.body["tickets"].empty()) break;
     for (const auto& t : tk.body["tickets"]) list.push_back(t);
     if (list.size() > 200) list.erase(list.begin(), list.end() - 200);

@@ -305,6 +305,9 @@ TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedWithItsLine) {
            {"s = \"\"\"x\\ \xD0\xB1\"\"\"\n", "x.toml:1", "U+0431"},
            // Quotes inside a bare value start no string: toml++ reads on.
            {"n = 0000\"\"\"00\xD0\x8C\"\"\"\n", "x.toml:1", "U+040C"},
+           // Nor does a quote right after such a quote (tests/fuzz, corpus
+           // agent_config/bare_quote_after_bare_quote).
+           {"n = 0000\"\"b00\xD0\x8Cpp\"\n", "x.toml:1", "U+040C"},
        }) {
     std::unique_ptr<ConfigReader> r;
     absl::Status st = ConfigReader::Parse(c.text, "x.toml", &r);

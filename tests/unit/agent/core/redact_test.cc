@@ -475,6 +475,35 @@ TEST(RedactTest, EveryPemKeyOnALineAndTextAfterAnEndMarker) {
 // "-----END" but no end marker, followed on the line by a new BEGIN, used to
 // end the first key at the second key's "PRIVATE KEY-----" and leave the
 // second key's body in the text.
+// The start tag of a secret element holds more than the element's value:
+// <pass password=x> was taken as the element "pass" whose text follows the
+// tag, and the key in the tag itself was never looked at (tests/fuzz,
+// corpus redact/attribute_key_inside_secret_tag).
+TEST(RedactTest, AKeyInsideASecretElementsStartTagIsRedacted) {
+  for (const char* text :
+       {"<pass password=Kassa2024secret word>", "<password token=Kassa2024secret/>",
+        "<token value=\"x\" password=Kassa2024secret>y</token>"}) {
+    const std::string out = RedactText(text, nullptr);
+    EXPECT_THAT(out, Not(HasSubstr("Kassa2024secret"))) << text << " -> " << out;
+  }
+  EXPECT_THAT(RedactText("<password>s3cr3t-Value</password>", nullptr),
+              Not(HasSubstr("s3cr3t-Value")));
+}
+
+// A quoted PASSWORD value holding a one-line private key's BEGIN marker:
+// both rules redact, and a second pass changes nothing (tests/fuzz, corpus
+// redact/password_quote_around_pem_begin).
+TEST(RedactTest, TwoMarkersSideBySideAreAlreadyRedacted) {
+  const std::string once = RedactText("-----BEGIN P-PASSWORD 'D PRIVATE KEY-----'l\n", nullptr);
+  EXPECT_THAT(once, Not(HasSubstr("'l"))) << once;
+  EXPECT_EQ(RedactText(once, nullptr), once);
+  // A one-line key whose body is a quoted PASSWORD holding an END marker
+  // (corpus redact/pem_begin_password_end_in_quotes).
+  const std::string key =
+      RedactText("-----BEGINPRIVATE KEY-----PASSWORD '-----ENDPRIVATE KEY-----'\n", nullptr);
+  EXPECT_EQ(RedactText(key, nullptr), key) << key;
+}
+
 TEST(RedactTest, OnlyARealEndMarkerEndsAKey) {
   const std::string out = RedactText(
       "-----BEGIN PRIVATE KEY-----\n"
