@@ -13,14 +13,6 @@ using json = nlohmann::json;
 namespace {
 
 // A manifest is the agent's: any field may be absent or of another type.
-std::string S(const json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key)) return "";
-  const json& v = j[key];
-  return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
-}
-int64_t N(const json& j, const char* key) {
-  return j.is_object() && j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : 0;
-}
 json A(const json& j, const char* key) {
   return j.is_object() && j.contains(key) && j[key].is_array() ? j[key] : json::array();
 }
@@ -35,21 +27,21 @@ json ManifestData(const json& m) {
     json notes = json::array();
     for (const auto& n : A(s, "notes"))
       if (n.is_string()) notes.push_back(n);
-    steps.push_back({{"name", S(s, "name")},
-                     {"status", S(s, "status")},
-                     {"duration_ms", std::to_string(N(s, "duration_ms"))},
-                     {"files", std::to_string(N(s, "files"))},
-                     {"error", S(s, "error")},
+    steps.push_back({{"name", Str(s, "name")},
+                     {"status", Str(s, "status")},
+                     {"duration_ms", std::to_string(Int(s, "duration_ms"))},
+                     {"files", std::to_string(Int(s, "files"))},
+                     {"error", Str(s, "error")},
                      {"notes", notes}});
   }
   json files = json::array();
   for (const auto& f : A(m, "files"))
     files.push_back(
-        {{"path", S(f, "path")}, {"size", Bytes(N(f, "size"))}, {"method", S(f, "method")}});
+        {{"path", Str(f, "path")}, {"size", Bytes(Int(f, "size"))}, {"method", Str(f, "method")}});
   json missing = json::array();
   for (const auto& n : A(m, "not_collected"))
     missing.push_back(
-        {{"source", S(n, "source")}, {"step", S(n, "step")}, {"reason", S(n, "reason")}});
+        {{"source", Str(n, "source")}, {"step", Str(n, "step")}, {"reason", Str(n, "reason")}});
   json rules = json::array();
   const json red = O(m, "redactions");
   const json by_rule = O(red, "by_rule");
@@ -58,7 +50,7 @@ json ManifestData(const json& m) {
   d["steps"] = steps;
   d["files"] = files;
   d["not_collected"] = missing;
-  d["redactions_total"] = std::to_string(N(red, "total"));
+  d["redactions_total"] = std::to_string(Int(red, "total"));
   d["redaction_rules"] = rules;
   return d;
 }
@@ -70,7 +62,7 @@ HttpResponse BundlePage(const Backend& b, const Ctx& ctx, const std::string& id)
   if (!r.ok()) return ApiErrorPage(ctx, r);
   const json& bundle = r.body["bundle"];
   json d = BundleRowData(ctx, bundle);
-  const std::string store = S(bundle, "store_id");
+  const std::string store = Str(bundle, "store_id");
   d["t"] = Texts(ctx.ru);
   d["store_id"] = store;
   d["store_url"] = Cat("/console/stores/", UrlEncode(store));

@@ -51,7 +51,7 @@ struct Console::Impl {
       : policy(std::move(p)),
         options(o),
         sessions(clock, o.session_lifetime_ms),
-        backend{api, policy, business, clock, o.tls, o.live_poll_ms, &sessions} {}
+        backend{api, policy, business, clock, o.live_poll_ms, &sessions} {}
 
   TicketPolicy policy;
   Options options;

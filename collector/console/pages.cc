@@ -24,6 +24,16 @@ ApiResult FromResponse(const HttpResponse& res) {
 
 }  // namespace
 
+std::string Str(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key)) return "";
+  const json& v = j[key];
+  return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+}
+
+int64_t Int(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<int64_t>() : 0;
+}
+
 HttpResponse Backend::Raw(const Ctx& ctx, const std::string& method,
                           const std::string& target) const {
   HttpRequest req;

@@ -28,7 +28,6 @@ struct Backend {
   const TicketPolicy& policy;
   const BusinessClock& business;
   Clock& clock;
-  bool tls = false;
   int64_t live_poll_ms = 1000;
   Sessions* sessions = nullptr;  // the live stream ends with its session
 
@@ -39,6 +38,12 @@ struct Backend {
 };
 
 using Form = std::vector<std::pair<std::string, std::string>>;
+
+// A field of the API's JSON (or of an agent's manifest): a string as it is,
+// another scalar as JSON text, "" when absent or null.
+std::string Str(const nlohmann::json& j, const char* key);
+// A number field, 0 when absent or not a number.
+int64_t Int(const nlohmann::json& j, const char* key);
 
 // An API error as a page: 404 and 503 get the console's words, others the
 // API's message.

@@ -82,8 +82,7 @@ struct Row {
   std::string store, partner;
 };
 
-Row MakeRow(const Backend& b, const Ctx& ctx, const json& t, int64_t now,
-            const std::vector<ClockView>& clocks) {
+Row MakeRow(const Ctx& ctx, const json& t, const std::vector<ClockView>& clocks) {
   Row r;
   r.id = t.value("id", int64_t{0});
   r.store = t.value("store_id", "");
@@ -106,8 +105,6 @@ Row MakeRow(const Backend& b, const Ctx& ctx, const json& t, int64_t now,
       if (c.name == name) found = &c;
     cells.push_back(ClockCell(ctx.ru, found));
   }
-  (void)b;
-  (void)now;
   r.data = {{"id", r.id},
             {"url", Cat("/console/tickets/", r.id)},
             {"store_id", r.store},
@@ -167,7 +164,7 @@ HttpResponse QueuePage(const Backend& b, const Ctx& ctx, bool rows_only, const s
     partners.insert(t.value("partner", ""));
     conditions.insert(t.value("condition", ""));
     if (!f.partner.empty() && t.value("partner", "") != f.partner) continue;
-    Row r = MakeRow(b, ctx, t, now, ClockViews(t, b.policy, b.business, now));
+    Row r = MakeRow(ctx, t, ClockViews(t, b.policy, b.business, now));
     if (f.risk == "breached" && !r.data["breached"].get<bool>()) continue;
     if (f.risk == "at_risk" && !r.data["at_risk"].get<bool>()) continue;
     rows.push_back(std::move(r));
@@ -203,7 +200,6 @@ HttpResponse QueuePage(const Backend& b, const Ctx& ctx, bool rows_only, const s
     res.headers.emplace_back("X-Ticket-Count", std::to_string(rows.size()));
     return res;
   }
-  std::vector<std::pair<std::string, std::string>> partner_opts = {{"", "any"}};
   if (!f.partner.empty()) partners.insert(f.partner);
   json partner_list = Options(ctx.ru, {{"", "any"}}, f.partner);
   for (const std::string& p : partners)

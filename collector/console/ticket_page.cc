@@ -13,14 +13,6 @@ using json = nlohmann::json;
 
 namespace {
 
-int64_t Ms(const json& j, const char* key) {
-  return j.contains(key) && j[key].is_number() ? j[key].get<int64_t>() : 0;
-}
-
-std::string Str(const json& j, const char* key) {
-  return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-}
-
 json ClockRows(const Backend& b, const Ctx& ctx, const json& t) {
   json out = json::array();
   for (const ClockView& c : ClockViews(t, b.policy, b.business, b.clock.NowMs())) {
@@ -52,38 +44,38 @@ json EvidenceData(const Ctx& ctx, const json& ev) {
   if (ev.contains("tills") && ev["tills"].is_array()) {
     json tills = json::array();
     for (const auto& t : ev["tills"]) {
-      const int64_t hb = Ms(t, "last_heartbeat_ms");
+      const int64_t hb = Int(t, "last_heartbeat_ms");
       tills.push_back({{"number", t.contains("number") ? t["number"].dump() : ""},
                        {"last_heartbeat", hb ? When(hb) : Text(ctx.ru, "never")},
                        {"probe", Text(ctx.ru, Cat("probe_", Str(t, "probe")))},
-                       {"stopped_since", When(Ms(t, "stopped_since_ms"))},
+                       {"stopped_since", When(Int(t, "stopped_since_ms"))},
                        {"address", Str(t, "address")}});
     }
     d["has_tills"] = !tills.empty();
     d["tills"] = tills;
     d["stopped"] = ev.contains("stopped") ? ev["stopped"].dump() : "";
     d["expected"] = ev.contains("expected") ? ev["expected"].dump() : "";
-    d["tills_more"] = Ms(ev, "tills_more") ? std::to_string(Ms(ev, "tills_more")) : "";
+    d["tills_more"] = Int(ev, "tills_more") ? std::to_string(Int(ev, "tills_more")) : "";
   }
   if (ev.contains("stuck_package") && ev["stuck_package"].is_object()) {
     const auto& p = ev["stuck_package"];
     d["stuck_package"] = {{"ti", Str(p, "ti")},
                           {"import_type", Str(p, "import_type")},
-                          {"since", When(Ms(p, "since_ms"))}};
+                          {"since", When(Int(p, "since_ms"))}};
   }
   if (ev.contains("oldest_waiting_file") && ev["oldest_waiting_file"].is_object()) {
     const auto& w = ev["oldest_waiting_file"];
     d["oldest_waiting_file"] = {{"path", Str(w, "path")},
                                 {"files", w.contains("files") ? w["files"].dump() : ""},
-                                {"mtime", When(Ms(w, "mtime_ms"))}};
+                                {"mtime", When(Int(w, "mtime_ms"))}};
   }
   if (ev.contains("lagging_tills") && ev["lagging_tills"].is_array()) {
     json lag = json::array();
     for (const auto& l : ev["lagging_tills"])
       lag.push_back({{"till", l.contains("till") ? l["till"].dump() : ""},
                      {"not_loaded", l.contains("not_loaded") ? l["not_loaded"].dump() : ""},
-                     {"waiting_since", When(Ms(l, "waiting_since_ms"))},
-                     {"last_load", When(Ms(l, "last_load_ms"))}});
+                     {"waiting_since", When(Int(l, "waiting_since_ms"))},
+                     {"last_load", When(Int(l, "last_load_ms"))}});
     d["has_lagging"] = !lag.empty();
     d["lagging"] = lag;
   }
@@ -91,7 +83,7 @@ json EvidenceData(const Ctx& ctx, const json& ev) {
     json failed = json::array();
     for (const auto& p : ev["failed_packages"])
       failed.push_back({{"ti", Str(p, "ti")},
-                        {"arrived", When(Ms(p, "arrived_ms"))},
+                        {"arrived", When(Int(p, "arrived_ms"))},
                         {"status_name", Str(p, "status_name")},
                         {"message", Str(p, "message")}});
     d["has_failed"] = !failed.empty();
@@ -110,13 +102,13 @@ json EvidenceData(const Ctx& ctx, const json& ev) {
 json Actions(const Ctx& ctx, const json& t) {
   const std::string state = Str(t, "state");
   const bool resolved = state == "resolved";
-  const bool error = Ms(t, "error_registered_at_ms") != 0;
+  const bool error = Int(t, "error_registered_at_ms") != 0;
   const json& wa = t["sla"]["workaround"];
-  const bool workaround_met = wa.is_object() && Ms(wa, "met_at_ms") != 0;
+  const bool workaround_met = wa.is_object() && Int(wa, "met_at_ms") != 0;
   json out = json::array();
   auto add = [&](const char* action, bool required) {
     out.push_back({{"action", action},
-                   {"id", Ms(t, "id")},
+                   {"id", Int(t, "id")},
                    {"csrf", ctx.session.csrf},
                    {"required", required},
                    {"label", Text(ctx.ru, Cat("act_", action))}});
@@ -143,9 +135,9 @@ json BundleRowData(const Ctx& ctx, const json& bundle) {
           {"origin", Str(bundle, "origin")},
           {"requested_by", Str(bundle, "requested_by")},
           {"reason", Str(bundle, "reason")},
-          {"created", When(Ms(bundle, "created_at_ms"))},
+          {"created", When(Int(bundle, "created_at_ms"))},
           {"percent", std::to_string(state == "complete" ? 100 : static_cast<int>(progress * 100))},
-          {"size", Bytes(Ms(bundle, "size"))},
+          {"size", Bytes(Int(bundle, "size"))},
           {"sha256", Str(bundle, "sha256")},
           {"complete", state == "complete"}};
 }
@@ -170,11 +162,11 @@ HttpResponse TicketPage(const Backend& b, const Ctx& ctx, int64_t id, const std:
             {"condition", Str(t, "condition")},
             {"partner", Str(t, "partner")},
             {"tariff", Str(t, "tariff")},
-            {"detected", When(Ms(t, "detected_at_ms"))},
-            {"registered", When(Ms(t, "registered_at_ms"))},
-            {"acknowledged", When(Ms(t, "acknowledged_at_ms"))},
+            {"detected", When(Int(t, "detected_at_ms"))},
+            {"registered", When(Int(t, "registered_at_ms"))},
+            {"acknowledged", When(Int(t, "acknowledged_at_ms"))},
             {"acknowledged_by", Str(t, "acknowledged_by")},
-            {"resolved", When(Ms(t, "resolved_at_ms"))},
+            {"resolved", When(Int(t, "resolved_at_ms"))},
             {"resolved_by", Str(t, "resolved_by")},
             {"resolution", Str(t, "resolution")},
             {"csrf", ctx.session.csrf},
@@ -188,7 +180,7 @@ HttpResponse TicketPage(const Backend& b, const Ctx& ctx, int64_t id, const std:
   d["bundles"] = bundles;
   json timeline = json::array();
   for (const auto& e : r.body["timeline"])
-    timeline.push_back({{"at", When(Ms(e, "at_ms"))},
+    timeline.push_back({{"at", When(Int(e, "at_ms"))},
                         {"actor", Str(e, "actor")},
                         {"type", Str(e, "type")},
                         {"type_label", Str(e, "type")},
