@@ -387,6 +387,14 @@ TEST(ConsoleTls, TheConsoleListenerServesHttpsWithTheCollectorsCertificate) {
   CommandResult queue =
       curl({"-H", "Cookie: setdiag_session=" + session, "https://" + host + "/console/queue"});
   EXPECT_NE(queue.out.find("Open tickets"), std::string::npos) << queue.out;
+  // A second session cookie (planted by another service on this host: cookies
+  // are per host, not per port) makes neither count.
+  CommandResult planted =
+      curl({"-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H",
+            "Cookie: setdiag_session=" + session + "; setdiag_session=" + std::string(64, 'a'),
+            "https://" + host + "/console/queue"});
+  EXPECT_NE(planted.out.find("303"), std::string::npos) << planted.out;
+  EXPECT_NE(planted.out.find("/console/signin"), std::string::npos) << planted.out;
   // The live stream over TLS: its head and first block arrive.
   CommandResult events = curl({"-N", "--max-time", "3", "-H", "Cookie: setdiag_session=" + session,
                                "https://" + host + "/console/events"});
@@ -399,6 +407,25 @@ TEST(ConsoleTls, TheConsoleListenerServesHttpsWithTheCollectorsCertificate) {
   // The loopback listener stays plain HTTP, for the CLI.
   EXPECT_EQ(d.Cli({"stores", "list"}).exit_code, 0);
   std::filesystem::remove_all(pki);
+}
+
+// A sign-in token never crosses a network in plaintext: on a non-loopback
+// http.listen the API answers, the console does not.
+TEST(ConsoleTls, ANonLoopbackPlainHttpListenerServesNoConsole) {
+  Deployment d("console-plain-net");
+  const std::string loopback = "listen = \"127.0.0.1:" + std::to_string(d.http_port()) + "\"";
+  std::string cfg = ReadFile(d.collector_config());
+  ASSERT_NE(cfg.find(loopback), std::string::npos) << cfg;
+  cfg.replace(cfg.find(loopback), loopback.size(),
+              "listen = \"0.0.0.0:" + std::to_string(d.http_port()) + "\"");
+  WriteFile(d.collector_config(), cfg);
+  d.StartCollector();
+  const std::string base = "http://127.0.0.1:" + std::to_string(d.http_port());
+  CommandResult page =
+      RunCommand({"/usr/bin/curl", "-sS", "-w", " %{http_code}", base + "/console/signin"});
+  EXPECT_NE(page.out.find("use console.listen (HTTPS)"), std::string::npos) << page.out;
+  EXPECT_NE(page.out.find(" 404"), std::string::npos) << page.out;
+  EXPECT_EQ(d.Cli({"stores", "list"}).exit_code, 0) << "the API still answers";
 }
 
 TEST(ConsoleTls, AConsoleListenerOnTheNetworkWithoutTlsIsAConfigError) {
