@@ -53,13 +53,17 @@
   // The queue's rows, fetched again when the live stream says so.
   var table = document.getElementById('queue');
   var refreshing = false, again = false;
+  // Rows that appeared while the page was open stay marked new for a minute,
+  // through the refreshes that follow (a new ticket brings several events).
+  var firstSeen = {};
+  if (table) {
+    var atLoad = table.querySelectorAll('tr.ticket');
+    for (var l = 0; l < atLoad.length; l++) firstSeen[atLoad[l].getAttribute('data-id')] = 0;
+  }
   function refreshRows() {
     if (!table) return;
     if (refreshing) { again = true; return; }
     refreshing = true;
-    var seen = {};
-    var old = table.querySelectorAll('tr.ticket');
-    for (var i = 0; i < old.length; i++) seen[old[i].getAttribute('data-id')] = true;
     var checked = {};
     var boxes = table.querySelectorAll('tr.ticket input[type=checkbox]:checked');
     for (var j = 0; j < boxes.length; j++) checked[boxes[j].value] = true;
@@ -75,7 +79,8 @@
       var rows = table.querySelectorAll('tr.ticket');
       for (var k = 0; k < rows.length; k++) {
         var id = rows[k].getAttribute('data-id');
-        if (!seen[id]) rows[k].classList.add('new');
+        if (firstSeen[id] === undefined) firstSeen[id] = Date.now();
+        if (firstSeen[id] && Date.now() - firstSeen[id] < 60000) rows[k].classList.add('new');
         if (checked[id]) rows[k].querySelector('input[type=checkbox]').checked = true;
       }
     }).catch(function () {}).then(function () {
